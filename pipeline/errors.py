@@ -1,0 +1,87 @@
+"""User-facing failures: one class per kind, message built in the constructor.
+
+The CLI catches `PipelineError` once, prints `str(exc)` on one line and exits
+with `exc.exit_code`. Anything else escaping the engine is a bug and keeps its
+traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3
+EXIT_UNAVAILABLE = 4
+EXIT_INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    """Base class of every error the CLI reports as one line."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(PipelineError):
+    exit_code = EXIT_USAGE
+
+
+class RecipeError(PipelineError):
+    """A recipe that cannot be loaded: names the file, the line and the field."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, msg: str):
+        self.path, self.line, self.field, self.msg = str(path), line, field, msg
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {field}: {msg}" if field else f"{where}: {msg}")
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class StageFailed(PipelineError):
+    """A stage's run() raised: one line naming the stage, the error and its log."""
+
+    def __init__(self, stage: str, error: str, log: Path | str | None = None):
+        self.stage, self.error, self.log = stage, error, log
+        suffix = f" (log: {log})" if log else ""
+        super().__init__(f"stage {stage} failed: {error}{suffix}")
+
+
+class GateFailed(PipelineError):
+    """Raised by a stage (validate) when measured figures miss their thresholds."""
+
+    exit_code = EXIT_GATE
+
+    def __init__(self, failures: list[str]):
+        self.failures = list(failures)
+        super().__init__("gate failed: " + "; ".join(self.failures))
+
+
+class RequirementUnmet(PipelineError):
+    """A stage could not start on this machine (no GPU, missing extra)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, stage: str, reason: str):
+        self.stage, self.reason = stage, reason
+        super().__init__(f"stage {stage} unavailable: {reason}")
+
+
+class RunFailed(PipelineError):
+    """A run finished with failures; the reporter has already printed them."""
+
+    def __init__(self, message: str, exit_code: int):
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+class Interrupted(PipelineError):
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")

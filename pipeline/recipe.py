@@ -1,0 +1,191 @@
+"""Recipe loading: YAML -> validated specs -> stages with resolved references.
+
+Every failure is a `RecipeError` naming the file, the line and the field.
+Nothing here runs a stage or touches the cache.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipeline.errors import PipelineError, RecipeError, did_you_mean
+from pipeline.registry import Registry
+from pipeline.schema import DataSpec, ModelSpec, RecipeSpec
+from pipeline.stage import Stage, default_output
+from pipeline.yamlio import LineMap, line_for, load_yaml
+
+_PATHISH = re.compile(r"[/\\]|\.[A-Za-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved input reference: another stage's output, a dataset, or a file/directory."""
+
+    kind: str  # "stage" | "data" | "path"
+    target: str  # stage name, data name, or absolute path
+    output: str | None = None  # for stage refs
+
+    def __str__(self) -> str:
+        if self.kind == "stage":
+            return f"{self.target}.{self.output}"
+        return f"data.{self.target}" if self.kind == "data" else self.target
+
+
+@dataclass(frozen=True)
+class StageNode:
+    name: str
+    kind: type[Stage]
+    params: BaseModel
+    inputs: dict[str, Ref]
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    name: str
+    spec: RecipeSpec
+    stages: dict[str, StageNode]
+    lines: LineMap
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def model(self) -> ModelSpec | None:
+        return self.spec.model
+
+    @property
+    def data(self) -> dict[str, DataSpec]:
+        return self.spec.data
+
+    def line(self, *loc: Any) -> int | None:
+        return line_for(self.lines, tuple(loc))
+
+
+def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry | None = None) -> Recipe:
+    """Load, validate and resolve a recipe; raise RecipeError on the first problem."""
+    path = Path(path)
+    raw, lines = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise RecipeError(path, 1, None, "expected a mapping with a `stages:` key")
+    for item in overrides:
+        _apply_override(raw, item, path)
+    try:
+        spec = RecipeSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _recipe_error(path, lines, (), exc) from None
+    registry = registry or Registry()
+    if spec.plugins:
+        registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
+    stages = {name: _stage_node(path, lines, spec, name, registry) for name in spec.stages}
+    return Recipe(path=path, name=spec.name or path.stem, spec=spec, stages=stages, lines=lines)
+
+
+def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry) -> StageNode:
+    stage = spec.stages[name]
+    at = ("stages", name)
+    try:
+        kind = registry.get(stage.uses)
+    except PipelineError as exc:
+        raise RecipeError(path, line_for(lines, at + ("uses",)), f"stages.{name}.uses", str(exc)) from None
+    try:
+        params = kind.Params.model_validate(stage.with_)
+    except ValidationError as exc:
+        raise _recipe_error(path, lines, at + ("with",), exc) from None
+    if kind.uses_model and spec.model is None:
+        raise RecipeError(path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section")
+    refs = stage.references()
+    for input_name in refs:
+        if input_name not in kind.inputs:
+            loc = at + (("from",) if stage.from_ is not None and input_name == "model" else ("inputs", input_name))
+            known = ", ".join(kind.inputs) or "none"
+            raise RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)),
+                              f"kind {kind.kind} has no input {input_name!r} (inputs: {known})")
+    for input_name, declared in kind.inputs.items():
+        if input_name not in refs and not declared.optional:
+            raise RecipeError(path, line_for(lines, at), f"stages.{name}.inputs",
+                              f"kind {kind.kind} needs input {input_name!r}")
+    inputs = {}
+    for input_name, ref in refs.items():
+        loc = at + (("from",) if stage.from_ is not None and input_name == "model" else ("inputs", input_name))
+        inputs[input_name] = _resolve(path, lines, spec, registry, loc, ref, kind.inputs[input_name].kind)
+    return StageNode(name=name, kind=kind, params=params, inputs=inputs, line=line_for(lines, at))
+
+
+def _resolve(path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry,
+             loc: tuple[Any, ...], ref: str, expected: str) -> Ref:
+    field, line = ".".join(map(str, loc)), line_for(lines, loc)
+    if ref.startswith("data."):
+        data_name = ref[len("data."):]
+        if data_name not in spec.data:
+            raise RecipeError(path, line, field, f"no dataset {data_name!r}{did_you_mean(data_name, list(spec.data))}")
+        resolved = Ref("data", data_name)
+    else:
+        head, _, output = ref.partition(".")
+        if head in spec.stages and not _PATHISH.search(ref[len(head):] or ""):
+            kind = registry.get(spec.stages[head].uses)
+            output = output or default_output(kind)
+            if output not in kind.outputs:
+                raise RecipeError(path, line, field, f"stage {head!r} ({kind.kind}) has no output {output!r} (outputs: {', '.join(kind.outputs)})")
+            resolved = Ref("stage", head, output)
+        elif _PATHISH.search(ref) or (path.parent / ref).exists():
+            target = (path.parent / ref).resolve()
+            if not target.exists():
+                raise RecipeError(path, line, field, f"missing file {ref!r} (looked for {target})")
+            resolved = Ref("path", str(target))
+        else:
+            raise RecipeError(path, line, field, f"unknown stage {ref!r}{did_you_mean(ref, list(spec.stages))}")
+    if (resolved.kind == "data") != (expected == "data"):
+        want = "a dataset (data.NAME)" if expected == "data" else "an artifact (a stage or a path)"
+        raise RecipeError(path, line, field, f"expected {want}, got {ref!r}")
+    return resolved
+
+
+def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
+    """Apply one `--set a.b.c=VALUE` (VALUE parsed as YAML) to the raw recipe."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise RecipeError(path, None, "--set", f"expected KEY=VALUE, got {item!r}")
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict):
+            raise RecipeError(path, None, "--set", f"{'.'.join(parts[:i])} is not a mapping")
+        if part not in node:
+            if i == 0 or parts[0] == "stages" and i == 1:
+                raise RecipeError(path, None, "--set", f"{key}: no {'.'.join(parts[:i + 1])} in the recipe")
+            node[part] = {}
+        node = node[part]
+    if not isinstance(node, dict):
+        raise RecipeError(path, None, "--set", f"{'.'.join(parts[:-1])} is not a mapping")
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(path, None, "--set", f"{key}: bad value {value!r}: {exc}") from None
+
+
+def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError) -> RecipeError:
+    err = exc.errors()[0]
+    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+    loc = tuple("with" if p == "with_" else "from" if p == "from_" else p for p in loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key missing"
+    value = err.get("input")
+    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, (dict, list)):
+        msg = f"{msg} (got {value!r})"
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (+{more} more error{'s' if more > 1 else ''})"
+    field = ".".join(str(p) for p in loc) or None
+    return RecipeError(path, line_for(lines, loc), field, msg)

@@ -1,0 +1,127 @@
+"""The recipe's shape as pydantic models: the engine's half of the schema.
+
+Stage params are validated later against each kind's own `Params` model;
+here `with:` is only required to be a mapping. Every model forbids unknown
+keys so a typo is an error, not a silently ignored setting.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DimRange(Strict):
+    """A named dynamic dimension: the range an engine must accept and the size it tunes for."""
+
+    min: int = Field(ge=1)
+    opt: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DimRange":
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"expected min <= opt <= max, got {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+class TensorSpec(Strict):
+    """One model input: its shape (ints, or names declared under `dims`) and dtype."""
+
+    shape: list[int | str]
+    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+
+
+class ModelSpec(Strict):
+    """The recipe's `model:` section: where the network comes from and what it takes."""
+
+    factory: str | None = Field(None, description="`module:function` or `path/to/file.py:function` returning a torch.nn.Module")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+    seed: int = Field(0, description="torch seed set before the factory runs (random init is reproducible)")
+    checkpoint: str | None = Field(None, description="state_dict file loaded with weights_only=True")
+    source: str | None = Field(None, description="directory whose .py files are the model's code (default: the factory's top-level package)")
+    tensors: dict[str, TensorSpec] = Field(default_factory=dict, description="input name -> shape and dtype")
+    outputs: list[str] | None = Field(None, description="output names (default: output, output_1, ...)")
+    dims: dict[str, DimRange] = Field(default_factory=dict, description="dynamic dimension name -> min/opt/max")
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, v: str | None) -> str | None:
+        if v is not None and v.count(":") != 1:
+            raise ValueError("expected 'module:function' or 'path/to/file.py:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _dims_declared(self) -> "ModelSpec":
+        for name, spec in self.tensors.items():
+            for d in spec.shape:
+                if isinstance(d, str) and d not in self.dims:
+                    raise ValueError(f"tensor {name!r} uses dim {d!r}, which is not declared under dims")
+                if isinstance(d, int) and d < 1:
+                    raise ValueError(f"tensor {name!r} has dimension {d}; expected a positive int or a dim name")
+        return self
+
+    def shape(self, tensor: str, point: Literal["min", "opt", "max"] = "opt") -> tuple[int, ...]:
+        """The concrete shape of `tensor` with each named dim at its min, opt or max."""
+        return tuple(d if isinstance(d, int) else getattr(self.dims[d], point) for d in self.tensors[tensor].shape)
+
+
+class StageSpec(Strict):
+    uses: str = Field(description="stage kind")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="parameters")
+    inputs: dict[str, str] = Field(default_factory=dict, description="input name -> stage[.output], data.NAME or a path")
+    from_: str | None = Field(None, alias="from", description="shorthand for inputs: {model: X}")
+    description: str = ""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _from_or_model(self) -> "StageSpec":
+        if self.from_ is not None and "model" in self.inputs:
+            raise ValueError("give either from: or inputs.model, not both")
+        return self
+
+    def references(self) -> dict[str, str]:
+        refs = dict(self.inputs)
+        if self.from_ is not None:
+            refs["model"] = self.from_
+        return refs
+
+
+class DataSpec(BaseModel):
+    """A dataset entry. Its kinds (synthetic, npz, images, python) are validated by the stages that read it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+
+class RecipeSpec(Strict):
+    name: str | None = None
+    description: str = ""
+    plugins: list[str] = Field(default_factory=list, description="modules next to the recipe that add stage kinds")
+    model: ModelSpec | None = None
+    data: dict[str, DataSpec] = Field(default_factory=dict)
+    stages: dict[str, StageSpec]
+
+    @field_validator("stages", "data")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _recipe_name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError(f"recipe name {v!r} must match [A-Za-z0-9_-]+ (it becomes a path)")
+        return v

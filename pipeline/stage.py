@@ -1,0 +1,155 @@
+"""The stage contract: what the engine knows about a stage kind, and nothing more.
+
+A stage kind is a pure function of (params, input artifacts, toolchain). The
+engine hashes exactly those into the stage's key, runs `run(ctx)` in a worker
+process inside a fresh directory, and publishes what it wrote. Stage modules
+must stay cheap to import: heavy libraries are imported inside `run()`.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.schema import ModelSpec
+
+
+class Params(BaseModel):
+    """Base for a kind's params: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An input a kind reads: an artifact (file or directory) or a dataset."""
+
+    kind: Literal["artifact", "data"] = "artifact"
+    optional: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """An output a kind writes at `path` inside its output directory."""
+
+    path: str
+    is_dir: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A `data.NAME` input as the stage sees it: the validated spec and where relative paths start."""
+
+    name: str
+    spec: dict[str, Any]
+    base_dir: Path
+
+
+class KeyContext(Protocol):
+    """What `Stage.fingerprint` may use to add digests to the key (memoised by the engine)."""
+
+    recipe_dir: Path
+
+    def file_digest(self, path: Path) -> str: ...
+
+    def code_digest(self, ref: str, source: str | None = None) -> dict[str, Any]: ...
+
+
+ProgressFn = Callable[[float, "float | None", str], None]
+
+
+def _no_progress(done: float, total: float | None = None, desc: str = "") -> None:
+    return None
+
+
+@dataclass
+class StageContext:
+    """Everything `run()` may read, and the one directory it may write."""
+
+    stage: str
+    params: Any
+    inputs: dict[str, Any]  # artifact inputs: Path; data inputs: DatasetInput
+    outdir: Path
+    recipe_dir: Path
+    model: ModelSpec | None = None
+    progress: ProgressFn = field(default=_no_progress, repr=False)
+
+    def output(self, name: str, kind: type["Stage"]) -> Path:
+        return self.outdir / kind.outputs[name].path
+
+
+class Stage:
+    """Base class of every stage kind. Subclasses set the class attributes and `run`."""
+
+    kind: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = Params
+    inputs: ClassVar[dict[str, InputSpec]] = {}
+    outputs: ClassVar[dict[str, OutputSpec]] = {}
+    # Distributions the kind imports: their versions enter the key, and their
+    # absence makes the kind unavailable with a hint to install `extra`.
+    packages: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+    # Reads the recipe's `model:` section (its validated form enters the key).
+    uses_model: ClassVar[bool] = False
+    # Holds the machine alone while it runs (stages that time things).
+    exclusive: ClassVar[bool] = False
+    # Modules whose source, besides the kind's own module, enters the key.
+    helpers: ClassVar[tuple[str, ...]] = ()
+
+    def unmet(self) -> str | None:
+        """Why this kind cannot run here, or None. Must not import heavy libraries."""
+        missing = [p for p in self.packages if not _installed(p)]
+        if not missing:
+            return None
+        hint = f": pip install '.[{self.extra}]'" if self.extra else ""
+        return f"needs {', '.join(missing)}{hint}"
+
+    def toolchain(self) -> dict[str, str]:
+        """Versions (and hardware identity) the outputs depend on; enters the key."""
+        return {p: _version(p) for p in self.packages}
+
+    def fingerprint(self, params: Any, model: ModelSpec | None, keys: KeyContext) -> dict[str, Any]:
+        """Extra key material a kind derives from its params (code it loads, files it reads)."""
+        return {}
+
+    def run(self, ctx: StageContext) -> dict[str, Any] | None:
+        """Read `ctx.inputs`, write every declared output under `ctx.outdir`; return summary figures."""
+        raise NotImplementedError
+
+
+def default_output(kind: type[Stage]) -> str:
+    """The output a bare `stage` reference means: `model` if declared, else the first."""
+    if "model" in kind.outputs:
+        return "model"
+    return next(iter(kind.outputs))
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def module_available(name: str) -> bool:
+    """True when `name` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
