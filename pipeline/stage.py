@@ -97,8 +97,10 @@ class Stage:
     # absence makes the kind unavailable with a hint to install `extra`.
     packages: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
-    # Reads the recipe's `model:` section (its validated form enters the key).
+    # Reads the recipe's `model:` section; its validated form enters the key,
+    # limited to `model_fields` when a kind needs only some (e.g. shapes).
     uses_model: ClassVar[bool] = False
+    model_fields: ClassVar[tuple[str, ...] | None] = None
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
     # Modules whose source, besides the kind's own module, enters the key.

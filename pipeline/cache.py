@@ -1,0 +1,35 @@
+"""The cache root and its parts: digest memo, object store, records, locks, runs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.hashing import DigestMemo
+from pipeline.records import RecordStore
+from pipeline.store import ObjectStore
+
+DEFAULT_ROOT = "artifacts"
+RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks"}
+
+
+def cache_root(explicit: str | None = None) -> Path:
+    """--cache-dir, else $PIPELINE_CACHE, else ./artifacts."""
+    return Path(explicit or os.environ.get("PIPELINE_CACHE") or DEFAULT_ROOT).resolve()
+
+
+class Cache:
+    def __init__(self, root: Path):
+        self.root = root
+        self.memo = DigestMemo(root / "state.db")
+        self.objects = ObjectStore(root, self.memo)
+        self.records = RecordStore(root)
+        self.locks = root / "locks"
+        self.tmp = root / "tmp"
+        self.runs = root / "runs"
+
+    def view_dir(self, recipe: str, stage: str) -> Path:
+        return self.root / recipe / stage
+
+    def lockfiles_index(self) -> Path:
+        """Lock files written against this cache: roots for gc."""
+        return self.root / "lockfiles.txt"

@@ -1,0 +1,88 @@
+"""`pipeline`: the command line. Parses arguments, wires recipe -> graph -> plan -> executor -> reporters.
+
+Exit codes: 0 ok, 1 a stage failed (or `status`: stale), 2 recipe or usage
+error, 3 a gate failed, 4 a requirement unmet, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PipelineError, UsageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pipeline", description="Build inference engines from YAML recipes, cached by content hash.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def recipe_cmd(name: str, help: str, targets: bool = True) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("recipe", type=Path, help="recipe YAML file")
+        if targets:
+            c.add_argument("stages", nargs="*", help="build only these stages and their ancestors")
+        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe value, e.g. stages.quant.with.subset_size=10 (VALUE is YAML)")
+        c.add_argument("--cache-dir", help="cache root (default: $PIPELINE_CACHE or ./artifacts)")
+        return c
+
+    run = recipe_cmd("run", "build the recipe's stages, reusing cached results")
+    run.add_argument("--force", action="append", nargs="?", const="*", default=[], metavar="STAGE",
+                     help="rebuild STAGE even if cached (no STAGE: every selected stage)")
+    run.add_argument("--keep-going", "-k", action="store_true", help="after a failure, finish independent branches")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="stages run in parallel (worker processes)")
+    run.add_argument("--in-process", action="store_true", help="run stages in this process (debugging; no isolation)")
+    run.add_argument("--skip-unavailable", action="store_true",
+                     help="exit 0 when stages that cannot run here (no GPU, missing extra) are skipped")
+    run.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
+    run.add_argument("--quiet", "-q", action="store_true", help="no live progress, only the summary")
+
+    plan = recipe_cmd("plan", "show what would run and why, running nothing")
+    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--skip-unavailable", action="store_true", help="leave out stages that cannot run here")
+
+    status = recipe_cmd("status", "exit 0 if every stage is built and matches the lock file, else 1")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--skip-unavailable", action="store_true", help="ignore stages that cannot run here")
+
+    graph = recipe_cmd("graph", "print the stage graph", targets=False)
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+
+    show = recipe_cmd("show", "print a stage's output paths", targets=False)
+    show.add_argument("stage")
+
+    gc = sub.add_parser("gc", help="remove objects no lock file or latest record references")
+    gc.add_argument("--dry-run", "-n", action="store_true")
+    gc.add_argument("--cache-dir")
+
+    verify = sub.add_parser("verify", help="rehash every object in the cache")
+    verify.add_argument("--remove", action="store_true", help="delete corrupted objects (they rebuild on the next run)")
+    verify.add_argument("--cache-dir")
+
+    stages = sub.add_parser("stages", help="list stage kinds, or describe one")
+    stages.add_argument("kind", nargs="?")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from pipeline import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""One function per CLI command. Each loads what it needs and returns an exit code."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import RESERVED, Cache, cache_root
+from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, UsageError
+from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
+from pipeline.recipe import Recipe, load_recipe
+
+
+def _load(args: argparse.Namespace) -> tuple[Recipe, Any, Cache]:
+    from pipeline.graph import build_graph, select
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.name in RESERVED:
+        raise UsageError(f"recipe name {recipe.name!r} is reserved for the cache's own folders")
+    graph = select(build_graph(recipe), getattr(args, "stages", []) or [])
+    return recipe, graph, Cache(cache_root(args.cache_dir))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.events import Fanout
+    from pipeline.executor import Executor, RunOptions
+    from pipeline.report import ConsoleReporter, RunRecordReporter, dump_json
+
+    recipe, graph, cache = _load(args)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    forced = [s for s in args.force if s != "*"]
+    for s in forced:
+        if s not in recipe.stages:
+            raise UsageError(f"--force {s}: no such stage")
+    options = RunOptions(targets=tuple(args.stages), force=tuple(forced), force_all="*" in args.force,
+                         keep_going=args.keep_going, jobs=args.jobs, in_process=args.in_process,
+                         skip_unavailable=args.skip_unavailable)
+    record = RunRecordReporter(cache.runs, recipe.path)
+    console = ConsoleReporter()
+    result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
+    if args.json:
+        dump_json(record.to_json())
+    return result.exit_code
+
+
+def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
+    from pipeline.graph import order
+
+    recipe, graph, cache = _load(args)
+    decisions = Planner(recipe, cache).plan(order(graph))
+    if args.skip_unavailable:
+        decisions = [d for d in decisions if d.status != UNAVAILABLE]
+    return recipe, cache, decisions
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    recipe, _, decisions = _plan(args)
+    if args.json:
+        print(json.dumps([{"stage": d.stage, "status": d.status, "reasons": list(d.reasons), "key": d.key}
+                          for d in decisions], indent=1))
+        return EXIT_OK
+    _print_decisions(recipe, decisions, f"plan for {recipe.path}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.lockfile import lock_path, read_lock
+
+    recipe, _, decisions = _plan(args)
+    lock = read_lock(lock_path(recipe.path))
+    rows = []
+    stale = False
+    for d in decisions:
+        locked = lock.get(d.stage, {}).get("key")
+        if d.status == CACHED and locked == d.key:
+            rows.append((d.stage, "up to date", ""))
+            continue
+        stale = True
+        if d.status == CACHED:
+            why = "not in the lock file" if locked is None else "lock file holds another key (run `pipeline run` and commit the lock)"
+        else:
+            why = "; ".join(d.reasons)
+        rows.append((d.stage, "stale" if d.status != UNAVAILABLE else "unavailable", why))
+    if args.json:
+        print(json.dumps({"up_to_date": not stale, "stages": [{"stage": s, "status": st, "why": w} for s, st, w in rows]},
+                         indent=1))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"status of {recipe.path}: {'stale' if stale else 'up to date'}", title_justify="left")
+        for col in ("stage", "status", "why"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    return EXIT_FAILED if stale else EXIT_OK
+
+
+def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    style = {CACHED: "green", RUN: "cyan", WAITS: "blue", UNAVAILABLE: "yellow"}
+    word = {CACHED: "cached", RUN: "will run", WAITS: "waits", UNAVAILABLE: "unavailable"}
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "kind", "decision", "why"):
+        table.add_column(col, overflow="fold")
+    for d in decisions:
+        table.add_row(d.stage, recipe.stages[d.stage].kind.kind, f"[{style[d.status]}]{word[d.status]}[/]",
+                      "\n".join(d.reasons))
+    Console(highlight=False).print(table)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pipeline.graph import to_dot, to_mermaid
+
+    recipe, graph, _ = _load(args)
+    print(to_dot(graph, recipe) if args.format == "dot" else to_mermaid(graph, recipe))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    recipe, _, cache = _load(args)
+    if args.stage not in recipe.stages:
+        raise UsageError(f"no stage {args.stage!r} in {recipe.path}")
+    record = cache.records.latest(recipe.name, args.stage)
+    if record is None:
+        raise PipelineError(f"stage {args.stage} has not been built in {cache.root}")
+    for name, out in record.outputs.items():
+        view = cache.view_dir(recipe.name, args.stage) / out.path
+        print(f"{name}\t{view}")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from pipeline.gc import collect
+
+    cache = Cache(cache_root(args.cache_dir))
+    result = collect(cache, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records; "
+          f"kept {result.kept} objects referenced by {result.roots} keys")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cache = Cache(cache_root(args.cache_dir))
+    bad = []
+    objects = cache.objects.all_objects()
+    for digest in objects:
+        if not cache.objects.verify_file(digest, rehash=True):
+            bad.append(digest)
+            print(f"corrupted: {cache.objects.path(digest)}")
+            if args.remove:
+                cache.objects.path(digest).unlink()
+                cache.memo.forget(cache.objects.path(digest))
+    print(f"verified {len(objects)} objects: {len(bad)} corrupted" + (" (removed)" if bad and args.remove else ""))
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    if args.kind is None:
+        for name in registry.names():
+            kind = registry.get(name)
+            unmet = kind().unmet()
+            note = f"  [unavailable: {unmet}]" if unmet else ""
+            print(f"{name:16} {kind.summary or (kind.__doc__ or '').strip().splitlines()[0]}{note}")
+        return EXIT_OK
+    print(describe_kind(registry.get(args.kind)))
+    return EXIT_OK
+
+
+def describe_kind(kind: Any) -> str:
+    """A Markdown description of a kind: inputs, outputs and params (feeds the README's stage reference)."""
+    lines = [f"### `{kind.kind}`", "", (kind.__doc__ or "").strip(), ""]
+    if kind.inputs:
+        lines.append("Inputs: " + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})"
+                                            for n, s in kind.inputs.items()))
+    lines.append("Outputs: " + ", ".join(f"`{n}` (`{s.path}`)" for n, s in kind.outputs.items()))
+    if kind.extra:
+        lines.append(f"Needs: `pip install '.[{kind.extra}]'`")
+    lines += ["", "| param | type | default | description |", "|---|---|---|---|"]
+    for name, f in kind.Params.model_fields.items():
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        typ = getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", "")
+        lines.append(f"| `{name}` | `{typ}` | `{default}` | {f.description or ''} |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""What the executor tells reporters. The executor holds no terminal code."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    recipe: str
+    run_id: str
+    stages: list[str]
+
+
+@dataclass(frozen=True)
+class StageCached:
+    stage: str
+    kind: str
+    outputs: dict[str, str]  # output name -> view path
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    stage: str
+    kind: str
+    reasons: tuple[str, ...]
+    log: str
+
+
+@dataclass(frozen=True)
+class StageWaiting:
+    stage: str
+    holder: str  # pid holding the key's lock
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    stage: str
+    done: float
+    total: float | None
+    desc: str = ""
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    stage: str
+    kind: str
+    reasons: tuple[str, ...]
+    seconds: float
+    outputs: dict[str, str]
+    summary: dict[str, Any]
+    same_as_before: bool
+    built_elsewhere: bool = False
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    stage: str
+    kind: str
+    error: str
+    log: str
+    seconds: float
+    gate: bool = False
+
+
+@dataclass(frozen=True)
+class StageUnavailable:
+    stage: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageSkipped:
+    stage: str
+    kind: str
+    because: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    seconds: float
+    exit_code: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+Event = (RunStarted | StageCached | StageStarted | StageWaiting | StageProgress | StageFinished
+         | StageFailed | StageUnavailable | StageSkipped | RunFinished)
+
+
+class Reporter(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+
+class Fanout:
+    """Sends each event to several reporters (console + run record)."""
+
+    def __init__(self, *reporters: Reporter):
+        self.reporters = reporters
+
+    def handle(self, event: Event) -> None:
+        for r in self.reporters:
+            r.handle(event)

@@ -1,0 +1,368 @@
+"""Executes a plan: topological order, persistent workers, atomic publish, events out.
+
+The loop is graphlib's prepare / get_ready / done. For each ready stage the
+key is computed just before it would run (its parents' output digests are
+known by then: early cutoff). A miss takes the key's OS lock, runs the stage
+in a worker inside a fresh directory, and only on success moves its outputs
+into the object store and writes the record. A failure keeps its work
+directory and log under runs/<run id>/ and publishes nothing.
+"""
+from __future__ import annotations
+
+import datetime
+import graphlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from pipeline import lockfile
+from pipeline.cache import Cache
+from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
+from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageFailed, StageFinished,
+                             StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+from pipeline.faults import fault
+from pipeline.graph import order as topo_order
+from pipeline.locks import KeyLock
+from pipeline.plan import CACHED, UNAVAILABLE, Decision, Planner
+from pipeline.recipe import Recipe
+from pipeline.records import OutputRecord, StageRecord
+from pipeline.stage import DatasetInput
+from pipeline.views import update_view
+from pipeline.worker import Outcome, Task, execute, worker_main
+from pipeline.workspace import clean_stale, new_workspace
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    targets: tuple[str, ...] = ()
+    force: tuple[str, ...] = ()
+    force_all: bool = False
+    keep_going: bool = False
+    jobs: int = 1
+    in_process: bool = False
+    skip_unavailable: bool = False
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    exit_code: int
+    status: dict[str, str] = field(default_factory=dict)  # stage -> cached|ran|failed|gate|unavailable|skipped|not run
+
+
+class _Worker:
+    def __init__(self, mp: Any):
+        self.conn, child = mp.Pipe()
+        self.proc = mp.Process(target=worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(timeout=5)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+@dataclass
+class _Running:
+    stage: str
+    decision: Decision
+    workspace: Path
+    lock: KeyLock
+    log: Path
+    started: float
+    worker: _Worker | None = None
+
+
+class Executor:
+    def __init__(self, recipe: Recipe, graph: nx.DiGraph, cache: Cache, options: RunOptions, reporter: Reporter):
+        self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
+        self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all)
+        self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
+        self.run_dir = cache.runs / self.run_id
+        self._mp = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._running: dict[str, _Running] = {}
+        self.known: dict[str, StageRecord] = {}
+        self.status: dict[str, str] = {}
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> RunResult:
+        start = time.perf_counter()
+        clean_stale(self.cache.tmp)
+        order = topo_order(self.graph)
+        position = {n: i for i, n in enumerate(order)}
+        self.reporter.handle(RunStarted(self.recipe.name, self.run_id, order))
+        sorter = graphlib.TopologicalSorter({n: set(self.graph.predecessors(n)) for n in self.graph})
+        sorter.prepare()
+        pending: deque[str] = deque()
+        stopping = False
+        try:
+            while sorter.is_active():
+                pending.extend(sorted(sorter.get_ready(), key=position.__getitem__))
+                while pending and self._can_start(pending[0]):
+                    name = pending.popleft()
+                    if stopping:
+                        self.status[name] = "not run"
+                        sorter.done(name)
+                    elif self._start_or_settle(name):
+                        sorter.done(name)
+                if not self._running:
+                    continue
+                for name in self._wait():
+                    sorter.done(name)
+                    if self.status[name] in ("failed", "gate") and not self.options.keep_going:
+                        stopping = True
+        except KeyboardInterrupt:
+            self._abort()
+            raise Interrupted() from None
+        finally:
+            self._shutdown()
+        self._write_lock(order)
+        code = self._exit_code()
+        counts: dict[str, int] = {}
+        for s in self.status.values():
+            counts[s] = counts.get(s, 0) + 1
+        self.reporter.handle(RunFinished(self.run_id, time.perf_counter() - start, code, counts))
+        return RunResult(self.run_id, code, dict(self.status))
+
+    def _can_start(self, name: str) -> bool:
+        if any(self.recipe.stages[n].kind.exclusive for n in self._running):
+            return False
+        kind = self.recipe.stages[name].kind
+        if kind.exclusive and self._running:
+            return False
+        return len(self._running) < max(1, self.options.jobs)
+
+    def _start_or_settle(self, name: str) -> bool:
+        """Settle a stage that needs no worker (cached, skipped, unavailable); else start it. True if settled."""
+        node = self.recipe.stages[name]
+        kind = node.kind.kind
+        bad = [p for p in self.graph.predecessors(name) if self.status.get(p) not in ("cached", "ran")]
+        if bad:
+            why = ", ".join(f"{p} {self.status.get(p, 'not run')}" for p in bad)
+            self.status[name] = "skipped"
+            self.reporter.handle(StageSkipped(name, kind, why))
+            return True
+        decision = self.planner.decide(name, self.known)
+        if decision.status == UNAVAILABLE:
+            self.status[name] = "unavailable"
+            self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
+            return True
+        if decision.status == CACHED:
+            self._settle_cached(name, decision.record)
+            return True
+        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
+        if not lock.acquire(blocking=False):
+            self.reporter.handle(StageWaiting(name, lock.holder()))
+            lock.acquire(blocking=True)
+            again = self.planner.decide(name, self.known)  # the holder may have built it for us
+            if again.status == CACHED and again.record is not None:
+                lock.release()
+                self._settle_cached(name, again.record, built_elsewhere=True)
+                return True
+        fault("locked", name)
+        self._launch(name, decision, lock)
+        return False
+
+    def _settle_cached(self, name: str, record: StageRecord, built_elsewhere: bool = False) -> None:
+        self.known[name] = record
+        self.cache.records.set_latest(self.recipe.name, name, record.key)
+        views = update_view(self.cache, self.recipe.name, record)
+        self.status[name] = "cached"
+        kind = self.recipe.stages[name].kind.kind
+        if built_elsewhere:
+            self.reporter.handle(StageFinished(name, kind, ("built by another run",), 0.0, views, record.summary,
+                                               False, built_elsewhere=True))
+        else:
+            self.reporter.handle(StageCached(name, kind, views))
+
+    # -- running ----------------------------------------------------------------
+    def _launch(self, name: str, decision: Decision, lock: KeyLock) -> None:
+        node = self.recipe.stages[name]
+        ws = new_workspace(self.cache.tmp, name)
+        log = self.run_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        inputs: dict[str, Any] = {}
+        for input_name, ref in node.inputs.items():
+            if ref.kind == "stage":
+                out = self.known[ref.target].outputs[ref.output]
+                dest = ws / "in" / input_name / out.path
+                self.cache.objects.materialize(out.digest, out.is_dir, dest, link=True)
+                inputs[input_name] = str(dest)
+            elif ref.kind == "data":
+                inputs[input_name] = DatasetInput(ref.target, self.recipe.data[ref.target].model_dump(mode="json"),
+                                                  self.recipe.dir)
+            else:
+                inputs[input_name] = ref.target
+        task = Task(stage=name, kind_module=node.kind.__module__, kind_class=node.kind.__qualname__,
+                    params=node.params.model_dump(mode="python"), inputs=inputs, outdir=str(ws / "out"),
+                    recipe_dir=str(self.recipe.dir.resolve()),
+                    model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None, log=str(log))
+        running = _Running(name, decision, ws, lock, log, time.perf_counter())
+        self._running[name] = running
+        self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
+        if self.options.in_process:
+            outcome = execute(task, lambda d, t=None, s="": self.reporter.handle(StageProgress(name, d, t, s)),
+                              capture=False)
+            self._complete(name, outcome)
+            return
+        worker = self._idle.pop() if self._idle else _Worker(self._mp)
+        running.worker = worker
+        worker.conn.send(task)
+
+    def _wait(self) -> list[str]:
+        """Block until some running stage reports; return the stages that finished."""
+        if self.options.in_process:
+            done = [n for n in list(self._running) if n in self.status]
+            for n in done:
+                del self._running[n]
+            return done
+        by_conn = {r.worker.conn: r for r in self._running.values()}
+        by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values()}
+        finished = []
+        for ready in multiprocessing.connection.wait(list(by_conn) + list(by_sentinel)):
+            r = by_conn.get(ready) or by_sentinel.get(ready)
+            if r.stage not in self._running:
+                continue
+            outcome = self._drain(r)
+            if outcome is None:
+                continue
+            self._complete(r.stage, outcome)
+            finished.append(r.stage)
+        return finished
+
+    def _drain(self, r: _Running) -> Outcome | None:
+        worker = r.worker
+        try:
+            while worker.conn.poll():
+                msg = worker.conn.recv()
+                if msg[0] == "progress":
+                    self.reporter.handle(StageProgress(r.stage, *msg[1:]))
+                else:
+                    self._idle.append(worker)
+                    return msg[1]
+        except (EOFError, OSError):
+            pass
+        if worker.proc.is_alive():
+            return None
+        worker.stop(kill=True)  # died: a crash or OOM in native code fails the stage, not the run
+        code = worker.proc.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return Outcome("failed", {}, f"worker process died ({how})", time.perf_counter() - r.started)
+
+    def _complete(self, name: str, outcome: Outcome) -> None:
+        r = self._running[name]
+        kind = self.recipe.stages[name].kind
+        try:
+            if outcome.status == "ok":
+                try:
+                    record = self._publish(name, r, outcome)
+                except _PublishError as exc:
+                    outcome = Outcome("failed", {}, str(exc), outcome.seconds)
+                else:
+                    self.known[name] = record
+                    self.status[name] = "ran"
+                    views = update_view(self.cache, self.recipe.name, record)
+                    prev = r.decision.previous
+                    same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
+                        k: o.digest for k, o in record.outputs.items()}
+                    self.reporter.handle(StageFinished(name, kind.kind, r.decision.reasons, outcome.seconds, views,
+                                                       outcome.summary, same))
+            if outcome.status != "ok":
+                self.status[name] = "gate" if outcome.status == "gate" else "failed"
+                kept = self.run_dir / f"{name}.workdir"
+                shutil.move(str(r.workspace), kept)
+                self.reporter.handle(StageFailed(name, kind.kind, outcome.error, str(r.log), outcome.seconds,
+                                                 gate=outcome.status == "gate"))
+        finally:
+            r.lock.release()
+            shutil.rmtree(r.workspace, ignore_errors=True)
+            if not self.options.in_process:
+                del self._running[name]
+
+    def _publish(self, name: str, r: _Running, outcome: Outcome) -> StageRecord:
+        kind = self.recipe.stages[name].kind
+        outdir = r.workspace / "out"
+        for out_name, spec in kind.outputs.items():
+            p = outdir / spec.path
+            if not (p.is_dir() if spec.is_dir else p.is_file()):
+                raise _PublishError(f"stage {name} did not write its output {out_name!r} ({spec.path})")
+        outputs = {}
+        for out_name, spec in kind.outputs.items():
+            p = outdir / spec.path
+            digest = self.cache.objects.put_dir(p) if spec.is_dir else self.cache.objects.put_file(p)
+            outputs[out_name] = OutputRecord(digest, spec.is_dir, self.cache.objects.size(digest, spec.is_dir), spec.path)
+        fault("publish", name)
+        record = StageRecord(key=r.decision.key, stage=name, kind=kind.kind, components=r.decision.components,
+                             outputs=outputs, summary=outcome.summary, seconds=round(outcome.seconds, 3),
+                             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        self.cache.records.put(record)
+        self.cache.records.set_latest(self.recipe.name, name, record.key)
+        return record
+
+    # -- endings ----------------------------------------------------------------
+    def _abort(self) -> None:
+        for r in list(self._running.values()):
+            if r.worker is not None:
+                r.worker.stop(kill=True)
+            r.lock.release()
+            shutil.rmtree(r.workspace, ignore_errors=True)
+            self.status[r.stage] = "interrupted"
+        self._running.clear()
+
+    def _shutdown(self) -> None:
+        for w in self._idle:
+            w.stop()
+        self._idle.clear()
+
+    def _write_lock(self, order: list[str]) -> None:
+        path = lockfile.lock_path(self.recipe.path)
+        stages = lockfile.read_lock(path)
+        for name, record in self.known.items():
+            stages[name] = lockfile.entry(record)
+        for name in list(stages):
+            if name not in self.recipe.stages:
+                del stages[name]
+        lockfile.write_lock(path, stages, list(self.recipe.stages))
+        index = self.cache.lockfiles_index()
+        line = str(path.resolve())
+        try:
+            known = index.read_text().splitlines()
+        except OSError:
+            known = []
+        if line not in known:
+            index.parent.mkdir(parents=True, exist_ok=True)
+            with open(index, "a") as f:
+                f.write(line + "\n")
+
+    def _exit_code(self) -> int:
+        statuses = set(self.status.values())
+        if "failed" in statuses:
+            return EXIT_FAILED
+        if "gate" in statuses:
+            return EXIT_GATE
+        if "unavailable" in statuses and not self.options.skip_unavailable:
+            return EXIT_UNAVAILABLE
+        return EXIT_OK
+
+
+class _PublishError(Exception):
+    pass

@@ -1,0 +1,57 @@
+"""Garbage collection: remove objects that no lock file and no latest record reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cache import Cache
+from pipeline.lockfile import read_lock
+
+
+@dataclass(frozen=True)
+class GcResult:
+    objects: int
+    bytes: int
+    records: int
+    kept: int
+    roots: int
+
+
+def root_keys(cache: Cache) -> set[str]:
+    keys = cache.records.all_latest_keys()
+    try:
+        lockfiles = cache.lockfiles_index().read_text().splitlines()
+    except OSError:
+        lockfiles = []
+    for line in lockfiles:
+        for entry in read_lock(Path(line)).values():
+            if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                keys.add(entry["key"])
+    return keys
+
+
+def collect(cache: Cache, dry_run: bool = False) -> GcResult:
+    roots = root_keys(cache)
+    live: set[str] = set()
+    dead_records = []
+    for record in cache.records.all():
+        if record.key not in roots:
+            dead_records.append(record)
+            continue
+        for out in record.outputs.values():
+            live.add(out.digest)
+            if out.is_dir:
+                try:
+                    live.update(e["digest"] for e in cache.objects.manifest(out.digest))
+                except (OSError, ValueError):
+                    pass
+    removed = size = 0
+    for digest in cache.objects.all_objects():
+        if digest in live:
+            continue
+        removed += 1
+        size += cache.objects.path(digest).stat().st_size if dry_run else cache.objects.remove(digest)
+    if not dry_run:
+        for record in dead_records:
+            (cache.records.records / record.key[:2] / f"{record.key[2:]}.json").unlink(missing_ok=True)
+    return GcResult(removed, size, len(dead_records), len(live), len(roots))

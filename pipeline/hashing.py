@@ -1,0 +1,175 @@
+"""Content digests of files, directories and Python code, memoised by (inode, mtime, size).
+
+The memo lives in a small SQLite file in the cache so a cached rerun stats a
+100 MB ONNX file instead of rehashing it (dvc-data's state.py does the same).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace: equal values always give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class DigestMemo:
+    """File digests keyed by path and validated by (inode, mtime_ns, size)."""
+
+    def __init__(self, db_path: Path | None):
+        self._db: sqlite3.Connection | None = None
+        self._mem: dict[str, tuple[int, int, int, str]] = {}
+        if db_path is not None:
+            try:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+                self._db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, ino INTEGER, "
+                                 "mtime INTEGER, size INTEGER, digest TEXT)")
+            except sqlite3.Error:
+                self._db = None  # a broken memo only costs speed
+
+    def file_digest(self, path: Path) -> str:
+        path = Path(os.path.abspath(path))
+        st = path.stat()
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = str(path)
+        hit = self._mem.get(key)
+        if hit is None and self._db is not None:
+            try:
+                row = self._db.execute("SELECT ino, mtime, size, digest FROM digests WHERE path=?", (key,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            hit = tuple(row) if row else None
+        if hit is not None and tuple(hit[:3]) == stamp:
+            return hit[3]
+        digest = sha256_file(path)
+        self.remember(path, digest, stamp)
+        return digest
+
+    def remember(self, path: Path, digest: str, stamp: tuple[int, int, int] | None = None) -> None:
+        key = str(Path(os.path.abspath(path)))
+        if stamp is None:
+            st = os.stat(key)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._mem[key] = (*stamp, digest)
+        if self._db is not None:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (key, *stamp, digest))
+            except sqlite3.Error:
+                pass
+
+    def forget(self, path: Path) -> None:
+        key = str(Path(os.path.abspath(path)))
+        self._mem.pop(key, None)
+        if self._db is not None:
+            try:
+                self._db.execute("DELETE FROM digests WHERE path=?", (key,))
+            except sqlite3.Error:
+                pass
+
+    def dir_manifest(self, root: Path) -> list[dict[str, str]]:
+        """Sorted (relative path, digest) of every file below `root`."""
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in filenames:
+                p = Path(dirpath) / name
+                entries.append({"path": p.relative_to(root).as_posix(), "digest": self.file_digest(p)})
+        return sorted(entries, key=lambda e: e["path"])
+
+    def path_digest(self, path: Path) -> str:
+        """A file's content digest, or a directory's manifest digest."""
+        if path.is_dir():
+            return sha256_bytes(canonical_json(self.dir_manifest(path)).encode())
+        return self.file_digest(path)
+
+    def code_digest(self, ref: str, base_dir: Path, source: str | None = None) -> dict[str, Any]:
+        """Identify the code behind `module:function` or `file.py:function` without importing it.
+
+        Installed distributions are named by version; the user's own code by a
+        digest of every .py file under its source root (relative paths, so two
+        checkouts of the same code agree).
+        """
+        module, _, _ = ref.partition(":")
+        if source is not None:
+            root = (base_dir / source).resolve()
+            return {"source": self._source_digest(root)}
+        if module.endswith(".py") or "/" in module:
+            file = (base_dir / module).resolve()
+            if not file.is_file():
+                raise FileNotFoundError(f"no such file {module!r} (looked for {file})")
+            return {"source": self._source_digest(_package_root(file))}
+        top = module.split(".")[0]
+        location = _find_top_level(top, [str(base_dir.resolve())] + sys.path)
+        if location is None:
+            raise ModuleNotFoundError(f"no module named {top!r}")
+        dist = _distribution_of(top, location)
+        if dist is not None:
+            return {"distribution": dist[0], "version": dist[1]}
+        return {"source": self._source_digest(location)}
+
+    def _source_digest(self, root: Path) -> str:
+        if root.is_file():
+            return self.file_digest(root)
+        files = [e for e in self.dir_manifest(root) if e["path"].endswith(".py")]
+        return sha256_bytes(canonical_json(files).encode())
+
+
+def _package_root(file: Path) -> Path:
+    """The top-level package directory holding `file`, or the file itself outside a package."""
+    root = file
+    parent = file.parent
+    while (parent / "__init__.py").is_file():
+        root, parent = parent, parent.parent
+    return root
+
+
+def _find_top_level(top: str, search_path: list[str]) -> Path | None:
+    for entry in search_path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        base = Path(entry)
+        if (base / top).is_dir():
+            return base / top
+        if (base / f"{top}.py").is_file():
+            return base / f"{top}.py"
+        for ext in (".so", ".pyd"):
+            matches = sorted(base.glob(f"{top}.*{ext}")) or sorted(base.glob(f"{top}{ext}"))
+            if matches:
+                return matches[0]
+    return None
+
+
+_DISTS: dict[str, list[str]] | None = None
+
+
+def _distribution_of(top: str, location: Path) -> tuple[str, str] | None:
+    """(name, version) of the installed distribution providing `top`, if it lives in site-packages."""
+    global _DISTS
+    if not any(p.name.endswith((".dist-info", ".egg-info")) for p in location.parent.iterdir()):
+        return None
+    if _DISTS is None:
+        _DISTS = importlib.metadata.packages_distributions()
+    names = _DISTS.get(top)
+    if not names:
+        return None
+    name = sorted(names)[0]
+    return name, importlib.metadata.version(name)

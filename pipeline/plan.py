@@ -1,0 +1,97 @@
+"""Planning: for each stage, cached or not, and why. Pure: runs nothing, writes nothing.
+
+Below a stage that must run, keys are not known until it has run (early
+cutoff), so such stages `wait`; the executor asks `decide` again once their
+parents have published.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from pipeline.cache import Cache
+from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, explain
+from pipeline.recipe import Recipe
+from pipeline.records import StageRecord
+
+CACHED, RUN, WAITS, UNAVAILABLE = "cached", "run", "waits", "unavailable"
+
+
+@dataclass(frozen=True)
+class Decision:
+    stage: str
+    status: str
+    reasons: tuple[str, ...] = ()
+    key: str | None = None
+    components: dict[str, Any] | None = field(default=None, repr=False)
+    record: StageRecord | None = field(default=None, repr=False)
+    previous: StageRecord | None = field(default=None, repr=False)
+
+
+class Planner:
+    def __init__(self, recipe: Recipe, cache: Cache, force: Iterable[str] = (), force_all: bool = False):
+        self.recipe, self.cache = recipe, cache
+        self.force, self.force_all = set(force), force_all
+        self.keys = KeyContextImpl(cache.memo, recipe.dir)
+        self._stages = {name: node.kind() for name, node in recipe.stages.items()}
+
+    def unmet(self, name: str) -> str | None:
+        return self._stages[name].unmet()
+
+    def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
+        """Decide one stage, given the records of its already-built parents."""
+        node = self.recipe.stages[name]
+        reason = self.unmet(name)
+        if reason:
+            return Decision(name, UNAVAILABLE, (reason,))
+        inputs: dict[str, str] = {}
+        waiting = []
+        for input_name, ref in node.inputs.items():
+            if ref.kind == "stage":
+                parent = known.get(ref.target)
+                if parent is None:
+                    waiting.append(ref.target)
+                else:
+                    inputs[input_name] = parent.outputs[ref.output].digest
+            elif ref.kind == "data":
+                inputs[input_name] = dataset_digest(self.recipe.data[ref.target], self.keys)
+            else:
+                inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
+        if waiting:
+            return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
+        result = compute_key(node, self.recipe, inputs, self.keys, self._stages[name])
+        previous = self.cache.records.latest(self.recipe.name, name)
+        record = self.cache.records.get(result.key)
+        if name in self.force or self.force_all:
+            return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
+        if record is not None:
+            bad = [f"output {out.path} {'missing' if not self.cache.objects.path(out.digest).exists() else 'corrupted'} in cache"
+                   for out in record.outputs.values()
+                   if not self.cache.objects.verify(out.digest, out.is_dir)]
+            if not bad:
+                return Decision(name, CACHED, (), result.key, result.components, record, previous)
+            return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)
+        if previous is None:
+            reasons: tuple[str, ...] = ("never built",)
+        else:
+            labels = {k: str(v) for k, v in node.inputs.items()}
+            reasons = tuple(explain(previous.components, result.components, labels))
+        return Decision(name, RUN, reasons, result.key, result.components, None, previous)
+
+    def plan(self, order: list[str]) -> list[Decision]:
+        """Decide every stage in `order` without running anything."""
+        known: dict[str, StageRecord] = {}
+        blocked: set[str] = set()
+        out = []
+        for name in order:
+            parents = {r.target for r in self.recipe.stages[name].inputs.values() if r.kind == "stage"}
+            if parents & blocked:
+                d = Decision(name, UNAVAILABLE, (f"needs {', '.join(sorted(parents & blocked))}, which cannot run here",))
+            else:
+                d = self.decide(name, known)
+            if d.status == CACHED and d.record is not None:
+                known[name] = d.record
+            if d.status == UNAVAILABLE:
+                blocked.add(name)
+            out.append(d)
+        return out

@@ -1,0 +1,128 @@
+"""Run records (one JSON per stage key) and refs (the latest key per recipe stage).
+
+Written atomically (temp file + os.replace). A record that fails to parse is a
+warning and a miss, never a crash and never a hit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    digest: str
+    is_dir: bool
+    size: int
+    path: str  # file or directory name inside the stage's output directory
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "is_dir": self.is_dir, "size": self.size, "path": self.path}
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    key: str
+    stage: str
+    kind: str
+    components: dict[str, Any]
+    outputs: dict[str, OutputRecord]
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    created: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "stage": self.stage, "kind": self.kind, "components": self.components,
+                "outputs": {k: v.to_json() for k, v in self.outputs.items()},
+                "summary": self.summary, "seconds": self.seconds, "created": self.created}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StageRecord":
+        return cls(key=data["key"], stage=data["stage"], kind=data["kind"], components=data["components"],
+                   outputs={k: OutputRecord(**v) for k, v in data["outputs"].items()},
+                   summary=data.get("summary", {}), seconds=data.get("seconds", 0.0), created=data.get("created", ""))
+
+
+def write_json_atomic(path: Path, data: Any, indent: int | None = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=indent, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RecordStore:
+    def __init__(self, root: Path):
+        self.root = root
+        self.records = root / "records"
+        self.refs = root / "refs"
+
+    def _path(self, key: str) -> Path:
+        return self.records / key[:2] / f"{key[2:]}.json"
+
+    def get(self, key: str) -> StageRecord | None:
+        p = self._path(key)
+        try:
+            record = StageRecord.from_json(json.loads(p.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"ignoring unreadable record {p}: {exc}", stacklevel=2)
+            return None
+        if record.key != key:
+            warnings.warn(f"ignoring record {p}: it holds key {record.key[:12]}", stacklevel=2)
+            return None
+        return record
+
+    def put(self, record: StageRecord) -> None:
+        write_json_atomic(self._path(record.key), record.to_json())
+
+    def all(self) -> list[StageRecord]:
+        out = []
+        for p in sorted(self.records.glob("??/*.json")):
+            key = p.parent.name + p.stem
+            rec = self.get(key)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    # -- refs: the latest key built for each (recipe, stage) ----------------
+    def _ref_path(self, recipe: str, stage: str) -> Path:
+        return self.refs / recipe / f"{stage}.json"
+
+    def latest(self, recipe: str, stage: str) -> StageRecord | None:
+        try:
+            key = json.loads(self._ref_path(recipe, stage).read_text())["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return self.get(key)
+
+    def set_latest(self, recipe: str, stage: str, key: str) -> None:
+        p = self._ref_path(recipe, stage)
+        try:
+            if json.loads(p.read_text())["key"] == key:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        write_json_atomic(p, {"key": key})
+
+    def all_latest_keys(self) -> set[str]:
+        keys = set()
+        for p in self.refs.glob("*/*.json"):
+            try:
+                keys.add(json.loads(p.read_text())["key"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return keys

@@ -1,0 +1,150 @@
+"""Reporters: the live console view (rich) and the JSON run record. Both only listen to events."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.events import (Event, RunFinished, RunStarted, StageCached, StageFailed, StageFinished, StageProgress,
+                             StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+from pipeline.records import write_json_atomic
+
+
+class RunRecordReporter:
+    """Collects one row per stage; writes runs/<run id>/run.json and serves --json."""
+
+    def __init__(self, runs_dir: Path, recipe_path: Path):
+        self.runs_dir, self.recipe_path = runs_dir, recipe_path
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.run: dict[str, Any] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run = {"run_id": event.run_id, "recipe": event.recipe, "recipe_path": str(self.recipe_path),
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            self.rows = {s: {"stage": s, "status": "pending"} for s in event.stages}
+        elif isinstance(event, StageCached):
+            self.rows[event.stage].update(status="cached", kind=event.kind, outputs=event.outputs, seconds=0.0)
+        elif isinstance(event, StageStarted):
+            self.rows[event.stage].update(status="running", kind=event.kind, reasons=list(event.reasons), log=event.log)
+        elif isinstance(event, StageFinished):
+            self.rows[event.stage].update(status="cached" if event.built_elsewhere else "ran", kind=event.kind,
+                                          reasons=list(event.reasons), seconds=round(event.seconds, 3),
+                                          outputs=event.outputs, summary=event.summary,
+                                          same_output_as_before=event.same_as_before)
+        elif isinstance(event, StageFailed):
+            self.rows[event.stage].update(status="gate failed" if event.gate else "failed", kind=event.kind,
+                                          error=event.error, log=event.log, seconds=round(event.seconds, 3))
+        elif isinstance(event, StageUnavailable):
+            self.rows[event.stage].update(status="unavailable", kind=event.kind, reason=event.reason)
+        elif isinstance(event, StageSkipped):
+            self.rows[event.stage].update(status="skipped", kind=event.kind, reason=f"upstream: {event.because}")
+        elif isinstance(event, RunFinished):
+            self.run.update(seconds=round(event.seconds, 3), exit_code=event.exit_code)
+            write_json_atomic(self.runs_dir / event.run_id / "run.json", self.to_json())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.run, "stages": list(self.rows.values())}
+
+
+class ConsoleReporter:
+    """A live line per running stage (spinner or bar, elapsed time), then a summary table."""
+
+    def __init__(self, stream: Any = None, verbose: bool = False):
+        from rich.console import Console
+
+        self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.verbose = verbose
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._rows: list[tuple[str, ...]] = []
+        self._order: list[str] = []
+
+    def _bar(self) -> Any:
+        if self._progress is None:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[stage]}[/] {task.description}"),
+                                      BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                                      console=self.console, transient=True)
+            self._progress.start()
+        return self._progress
+
+    def handle(self, event: Event) -> None:
+        c = self.console
+        if isinstance(event, RunStarted):
+            self._order = list(event.stages)
+            self._rows = []
+        elif isinstance(event, StageCached):
+            c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
+            self._rows.append((event.stage, "cached", "", "-", _outputs(event.outputs)))
+        elif isinstance(event, StageStarted):
+            c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {'; '.join(event.reasons)}")
+            self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
+        elif isinstance(event, StageWaiting):
+            c.print(f"[yellow]waiting[/] {event.stage}: another run (pid {event.holder}) is building it")
+        elif isinstance(event, StageProgress):
+            task = self._tasks.get(event.stage)
+            if task is not None:
+                self._bar().update(task, completed=event.done, total=event.total,
+                                   description=event.desc or self._bar().tasks[task].description)
+        elif isinstance(event, StageFinished):
+            self._end_task(event.stage)
+            if event.built_elsewhere:
+                c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
+                self._rows.append((event.stage, "cached", "built by another run", "-", _outputs(event.outputs)))
+                return
+            note = "; same output as before" if event.same_as_before else ""
+            c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
+            why = "; ".join(event.reasons) + note
+            self._rows.append((event.stage, "ran", why, f"{event.seconds:.1f}",
+                               _outputs(event.outputs) + _figures(event.summary)))
+        elif isinstance(event, StageFailed):
+            self._end_task(event.stage)
+            word = "GATE FAILED" if event.gate else "FAILED"
+            c.print(f"[red]{word}[/]  stage {event.stage} failed: {event.error} (log: {event.log})")
+            self._rows.append((event.stage, "[red]gate failed[/]" if event.gate else "[red]failed[/]", event.error,
+                               f"{event.seconds:.1f}", f"log: {event.log}"))
+        elif isinstance(event, StageUnavailable):
+            c.print(f"[yellow]skipped[/] {event.stage}: {event.reason}")
+            self._rows.append((event.stage, "[yellow]unavailable[/]", event.reason, "-", ""))
+        elif isinstance(event, StageSkipped):
+            self._rows.append((event.stage, "[yellow]skipped[/]", f"upstream: {event.because}", "-", ""))
+        elif isinstance(event, RunFinished):
+            if self._progress is not None:
+                self._progress.stop()
+            self._summary(event)
+
+    def _end_task(self, stage: str) -> None:
+        task = self._tasks.pop(stage, None)
+        if task is not None and self._progress is not None:
+            self._progress.remove_task(task)
+
+    def _summary(self, event: RunFinished) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"run {event.run_id}: {event.seconds:.1f}s, exit {event.exit_code}", title_justify="left")
+        for col in ("stage", "status", "why", "s", "outputs / figures"):
+            table.add_column(col, overflow="fold")
+        for row in self._rows:
+            table.add_row(*row)
+        self.console.print(table)
+
+
+def _outputs(outputs: dict[str, str]) -> str:
+    return "\n".join(outputs.values())
+
+
+def _figures(summary: dict[str, Any]) -> str:
+    parts = [f"{k}={_fmt(v)}" for k, v in summary.items() if isinstance(v, (int, float, str, bool))]
+    return ("\n" + ", ".join(parts)) if parts else ""
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def dump_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")

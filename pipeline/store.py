@@ -1,0 +1,138 @@
+"""The content-addressed object store: write once by rename, verify before use.
+
+A file output is one object named by its sha256. A directory output is its
+files' objects plus a manifest object (sorted relative path -> digest), named
+by the manifest's own digest, as DVC's `.dir` entries are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes, sha256_file
+
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+class ObjectStore:
+    def __init__(self, root: Path, memo: DigestMemo):
+        self.root = root
+        self.objects = root / "objects"
+        self.memo = memo
+
+    def path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    # -- writing ---------------------------------------------------------
+    def put_file(self, src: Path) -> str:
+        """Move `src` into the store (it is consumed); return its digest."""
+        digest = sha256_file(src)
+        dest = self.path(digest)
+        if dest.exists() and self.verify_file(digest):
+            src.unlink()
+            return digest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(src, READ_ONLY)
+        os.replace(src, dest)
+        self.memo.remember(dest, digest)
+        return digest
+
+    def put_bytes(self, data: bytes) -> str:
+        tmp = self._tmpfile()
+        tmp.write_bytes(data)
+        return self.put_file(tmp)
+
+    def put_dir(self, src: Path) -> str:
+        """Store every file below `src` and a manifest; return the manifest's digest."""
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                entries.append({"path": p.relative_to(src).as_posix(), "digest": self.put_file(p)})
+        entries.sort(key=lambda e: e["path"])
+        return self.put_bytes(canonical_json(entries).encode())
+
+    def _tmpfile(self) -> Path:
+        tmpdir = self.root / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmpdir, prefix=f"{os.getpid()}-obj-")
+        os.close(fd)
+        return Path(name)
+
+    # -- reading ---------------------------------------------------------
+    def manifest(self, digest: str) -> list[dict[str, str]]:
+        return json.loads(self.path(digest).read_bytes())
+
+    def verify_file(self, digest: str, rehash: bool = False) -> bool:
+        p = self.path(digest)
+        try:
+            if rehash:
+                self.memo.forget(p)
+            return self.memo.file_digest(p) == digest
+        except OSError:
+            return False
+
+    def verify(self, digest: str, is_dir: bool, rehash: bool = False) -> bool:
+        """True when the object (and, for a directory, every file it lists) is present and intact."""
+        if not self.verify_file(digest, rehash):
+            return False
+        if not is_dir:
+            return True
+        try:
+            entries = self.manifest(digest)
+        except (OSError, ValueError):
+            return False
+        return all(self.verify_file(e["digest"], rehash) for e in entries)
+
+    def size(self, digest: str, is_dir: bool) -> int:
+        if not is_dir:
+            return self.path(digest).stat().st_size
+        return sum(self.path(e["digest"]).stat().st_size for e in self.manifest(digest))
+
+    def materialize(self, digest: str, is_dir: bool, dest: Path, link: bool = True) -> None:
+        """Make the object appear at `dest`: hard links (cheap) for stage inputs, copies for views."""
+        if not is_dir:
+            _place(self.path(digest), dest, link)
+            return
+        dest.mkdir(parents=True, exist_ok=True)
+        for e in self.manifest(digest):
+            target = dest / e["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(self.path(e["digest"]), target, link)
+
+    def all_objects(self) -> list[str]:
+        if not self.objects.is_dir():
+            return []
+        return sorted(p.parent.name + p.name for p in self.objects.glob("??/*"))
+
+    def remove(self, digest: str) -> int:
+        p = self.path(digest)
+        size = p.stat().st_size
+        p.unlink()
+        self.memo.forget(p)
+        return size
+
+
+def _place(src: Path, dest: Path, link: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, READ_ONLY)
+    os.replace(tmp, dest)
+
+
+def digest_of_bytes(data: bytes) -> str:
+    return sha256_bytes(data)

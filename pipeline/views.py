@@ -1,0 +1,57 @@
+"""Stable, read-only views of the latest outputs: artifacts/<recipe>/<stage>/<file>.
+
+Views are copies, not links: a user editing a view can never corrupt an object.
+A view already holding the right bytes (checked through the stat memo) is left alone.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pipeline.cache import Cache
+from pipeline.records import StageRecord
+
+
+def update_view(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str]:
+    """Make the view match `record`; return output name -> view path."""
+    view = cache.view_dir(recipe, record.stage)
+    paths = {}
+    wanted = {out.path for out in record.outputs.values()}
+    if view.is_dir():
+        for entry in view.iterdir():
+            if entry.name not in wanted:
+                _remove(entry)
+    for name, out in record.outputs.items():
+        dest = view / out.path
+        paths[name] = str(dest)
+        if _matches(cache, dest, out.digest, out.is_dir):
+            continue
+        _remove(dest)
+        tmp = view / f".{out.path}.tmp{os.getpid()}"
+        _remove(tmp)
+        cache.objects.materialize(out.digest, out.is_dir, tmp, link=False)
+        os.replace(tmp, dest)
+    return paths
+
+
+def _matches(cache: Cache, dest: Path, digest: str, is_dir: bool) -> bool:
+    try:
+        if not is_dir:
+            return dest.is_file() and not dest.is_symlink() and cache.memo.file_digest(dest) == digest
+        entries = cache.objects.manifest(digest)
+        files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+        return files == [e["path"] for e in entries] and all(
+            cache.memo.file_digest(dest / e["path"]) == e["digest"] for e in entries)
+    except OSError:
+        return False
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        for sub in p.rglob("*"):
+            if sub.is_dir():
+                os.chmod(sub, 0o755)
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()

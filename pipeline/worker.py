@@ -1,0 +1,138 @@
+"""Runs stages: in a persistent worker process (default) or in the caller (debugging).
+
+A worker imports a kind's libraries once and keeps them for the rest of the
+run (like Bazel's persistent workers). Each task's stdout, stderr (including
+native libraries' output) and warnings go to the stage's log file.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pipeline.errors import GateFailed
+from pipeline.faults import fault
+
+
+@dataclass(frozen=True)
+class Task:
+    """A stage run as plain, picklable data."""
+
+    stage: str
+    kind_module: str
+    kind_class: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    outdir: str
+    recipe_dir: str
+    model: dict[str, Any] | None
+    log: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "ok" | "failed" | "gate"
+    summary: dict[str, Any]
+    error: str = ""
+    seconds: float = 0.0
+
+
+def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
+    """Import the kind, build its context and call run(); never raises for a stage's own error."""
+    from pipeline.schema import ModelSpec
+    from pipeline.stage import StageContext
+
+    start = time.perf_counter()
+    cwd = os.getcwd()
+    with _captured(Path(task.log), capture):
+        try:
+            if task.recipe_dir not in sys.path:
+                sys.path.insert(0, task.recipe_dir)
+            kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
+            ctx = StageContext(stage=task.stage, params=kind.Params.model_validate(task.params),
+                               inputs={k: Path(v) if isinstance(v, str) else v for k, v in task.inputs.items()},
+                               outdir=Path(task.outdir), recipe_dir=Path(task.recipe_dir),
+                               model=ModelSpec.model_validate(task.model) if task.model is not None else None,
+                               progress=progress)
+            os.chdir(task.outdir)
+            print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
+            summary = kind().run(ctx) or {}
+            fault("run", task.stage)
+            return Outcome("ok", _jsonable(summary), seconds=time.perf_counter() - start)
+        except GateFailed as exc:
+            traceback.print_exc()
+            return Outcome("gate", {}, str(exc), time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
+            traceback.print_exc()
+            return Outcome("failed", {}, f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - start)
+        finally:
+            os.chdir(cwd)
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _captured(log: Path, capture: bool) -> Iterator[None]:
+    """Point fds 1 and 2 (so native code too), Python warnings and logging at the log file."""
+    if not capture:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab", buffering=0) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        handler = logging.StreamHandler(sys.stderr)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.getLogger().removeHandler(handler)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def worker_main(conn: Any) -> None:
+    """Entry point of a worker process: run tasks from `conn` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine handles Ctrl-C and stops us
+
+    last = [0.0]
+
+    def progress(done: float, total: float | None = None, desc: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1 or (total is not None and done >= total):  # at most ~10 updates a second
+            last[0] = now
+            conn.send(("progress", done, total, desc))
+
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(("done", execute(task, progress)))

@@ -1,0 +1,115 @@
+"""Tiny stage kinds for engine tests: no heavy libraries, instant to run, easy to count.
+
+Every run appends a line to $TOY_RUNLOG so a test can prove run() was (not) called.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from pipeline.errors import GateFailed
+from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+
+
+def _log_run(ctx: StageContext) -> None:
+    path = os.environ.get("TOY_RUNLOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(ctx.stage + "\n")
+
+
+class WriteParams(Params):
+    text: str = Field("hello", description="text to write")
+    repeat: int = Field(1, ge=1, description="how many times")
+    sleep: float = Field(0.0, description="seconds to sleep before writing (concurrency tests)")
+
+
+class Write(Stage):
+    """Writes params.text repeated into out.txt."""
+
+    kind = "toy.write"
+    Params = WriteParams
+    outputs = {"model": OutputSpec("out.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        for i in range(10):
+            ctx.progress(i + 1, 10, "writing")
+            time.sleep(ctx.params.sleep / 10)
+        (ctx.outdir / "out.txt").write_text(ctx.params.text * ctx.params.repeat)
+        return {"chars": len(ctx.params.text) * ctx.params.repeat}
+
+
+class UpperParams(Params):
+    strip_comments: bool = Field(True, description="drop lines starting with #")
+
+
+class Upper(Stage):
+    """Upper-cases its input (dropping # comments: so a comment edit upstream is cut off here)."""
+
+    kind = "toy.upper"
+    Params = UpperParams
+    inputs = {"model": InputSpec()}
+    outputs = {"model": OutputSpec("upper.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        text = Path(ctx.inputs["model"]).read_text()
+        if ctx.params.strip_comments:
+            text = "\n".join(l for l in text.splitlines() if not l.startswith("#"))
+        (ctx.outdir / "upper.txt").write_text(text.upper())
+        print("upper done")
+        return {}
+
+
+class Join(Stage):
+    """Concatenates two inputs into a directory output (exercises directory artifacts)."""
+
+    kind = "toy.join"
+    inputs = {"a": InputSpec(), "b": InputSpec()}
+    outputs = {"model": OutputSpec("joined", is_dir=True)}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        d = ctx.outdir / "joined"
+        (d / "sub").mkdir(parents=True)
+        (d / "a.txt").write_text(Path(ctx.inputs["a"]).read_text())
+        (d / "sub" / "b.txt").write_text(Path(ctx.inputs["b"]).read_text())
+        return {}
+
+
+class FailParams(Params):
+    gate: bool = Field(False, description="fail as a gate instead of an error")
+
+
+class Fail(Stage):
+    """Always fails after writing a partial output."""
+
+    kind = "toy.fail"
+    Params = FailParams
+    inputs = {"model": InputSpec(optional=True)}
+    outputs = {"model": OutputSpec("never.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        (ctx.outdir / "never.txt").write_text("partial")
+        if ctx.params.gate:
+            raise GateFailed(["logits: cosine 0.5 < 0.99"])
+        raise ValueError("boom on purpose")
+
+
+class NeedsGpu(Stage):
+    """Declares a requirement no test machine meets."""
+
+    kind = "toy.gpu"
+    inputs = {"model": InputSpec(optional=True)}
+    outputs = {"model": OutputSpec("engine.bin")}
+
+    def unmet(self) -> str | None:
+        return "needs an NVIDIA GPU (probed: no /dev/nvidia0)"
+
+    def run(self, ctx: StageContext) -> dict:
+        raise AssertionError("must never run")
