@@ -50,6 +50,7 @@ def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
 
     recipe, graph, cache = _load(args)
     decisions = Planner(recipe, cache).plan(order(graph))
+    cache.memo.flush()
     if args.skip_unavailable:
         decisions = [d for d in decisions if d.status != UNAVAILABLE]
     return recipe, cache, decisions
@@ -140,6 +141,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     cache = Cache(cache_root(args.cache_dir))
     result = collect(cache, dry_run=args.dry_run)
+    cache.memo.flush()
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records; "
           f"kept {result.kept} objects referenced by {result.roots} keys")
@@ -157,6 +159,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if args.remove:
                 cache.objects.path(digest).unlink()
                 cache.memo.forget(cache.objects.path(digest))
+    cache.memo.flush()
     print(f"verified {len(objects)} objects: {len(bad)} corrupted" + (" (removed)" if bad and args.remove else ""))
     return EXIT_FAILED if bad else EXIT_OK
 

@@ -106,8 +106,9 @@ class Executor:
     # -- the loop -------------------------------------------------------------
     def run(self) -> RunResult:
         start = time.perf_counter()
-        clean_stale(self.cache.tmp)
         order = topo_order(self.graph)
+        self.planner.prepare(order)  # recipe errors surface before anything runs
+        clean_stale(self.cache.tmp)
         position = {n: i for i, n in enumerate(order)}
         self.reporter.handle(RunStarted(self.recipe.name, self.run_id, order))
         sorter = graphlib.TopologicalSorter({n: set(self.graph.predecessors(n)) for n in self.graph})
@@ -135,6 +136,7 @@ class Executor:
             raise Interrupted() from None
         finally:
             self._shutdown()
+            self.cache.memo.flush()
         self._write_lock(order)
         code = self._exit_code()
         counts: dict[str, int] = {}
@@ -315,6 +317,7 @@ class Executor:
                              outputs=outputs, summary=outcome.summary, seconds=round(outcome.seconds, 3),
                              created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         self.cache.records.put(record)
+        self.cache.memo.flush()
         self.cache.records.set_latest(self.recipe.name, name, record.key)
         return record
 

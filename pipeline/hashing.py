@@ -35,16 +35,41 @@ class DigestMemo:
     """File digests keyed by path and validated by (inode, mtime_ns, size)."""
 
     def __init__(self, db_path: Path | None):
+        self._db_path = db_path
         self._db: sqlite3.Connection | None = None
+        self._opened = False
         self._mem: dict[str, tuple[int, int, int, str]] = {}
-        if db_path is not None:
+        self._dirty: dict[str, tuple[int, int, int, str] | None] = {}
+
+    def _conn(self, create: bool) -> sqlite3.Connection | None:
+        """Open the memo lazily: reading never creates the cache directory, only flushing does."""
+        if self._db is None and self._db_path is not None and (create or self._db_path.exists()):
             try:
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+                self._db_path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None)
                 self._db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, ino INTEGER, "
                                  "mtime INTEGER, size INTEGER, digest TEXT)")
             except sqlite3.Error:
-                self._db = None  # a broken memo only costs speed
+                self._db, self._db_path = None, None  # a broken memo only costs speed
+        return self._db
+
+    def flush(self) -> None:
+        """Write remembered digests in one transaction."""
+        if not self._dirty:
+            return
+        db = self._conn(create=True)
+        if db is not None:
+            try:
+                with db:
+                    db.execute("BEGIN")
+                    for key, value in self._dirty.items():
+                        if value is None:
+                            db.execute("DELETE FROM digests WHERE path=?", (key,))
+                        else:
+                            db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (key, *value))
+            except sqlite3.Error:
+                pass
+        self._dirty.clear()
 
     def file_digest(self, path: Path) -> str:
         path = Path(os.path.abspath(path))
@@ -52,7 +77,7 @@ class DigestMemo:
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         key = str(path)
         hit = self._mem.get(key)
-        if hit is None and self._db is not None:
+        if hit is None and key not in self._dirty and self._conn(create=False) is not None:
             try:
                 row = self._db.execute("SELECT ino, mtime, size, digest FROM digests WHERE path=?", (key,)).fetchone()
             except sqlite3.Error:
@@ -70,20 +95,12 @@ class DigestMemo:
             st = os.stat(key)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         self._mem[key] = (*stamp, digest)
-        if self._db is not None:
-            try:
-                self._db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (key, *stamp, digest))
-            except sqlite3.Error:
-                pass
+        self._dirty[key] = (*stamp, digest)
 
     def forget(self, path: Path) -> None:
         key = str(Path(os.path.abspath(path)))
         self._mem.pop(key, None)
-        if self._db is not None:
-            try:
-                self._db.execute("DELETE FROM digests WHERE path=?", (key,))
-            except sqlite3.Error:
-                pass
+        self._dirty[key] = None
 
     def dir_manifest(self, root: Path) -> list[dict[str, str]]:
         """Sorted (relative path, digest) of every file below `root`."""

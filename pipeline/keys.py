@@ -71,8 +71,8 @@ class KeyResult:
     components: dict[str, Any]
 
 
-def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], keys: KeyContextImpl,
-                stage: Stage) -> KeyResult:
+def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], fingerprint: dict[str, Any],
+                stage: Stage, keys: KeyContextImpl) -> KeyResult:
     """Build the components from already-known input digests and hash them."""
     kind = node.kind
     comp: dict[str, Any] = {
@@ -88,9 +88,8 @@ def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], keys: K
         if kind.model_fields is not None:
             model = {k: model[k] for k in kind.model_fields}
         comp["model"] = model
-    extra = stage.fingerprint(node.params, recipe.model, keys)
-    if extra:
-        comp["fingerprint"] = extra
+    if fingerprint:
+        comp["fingerprint"] = fingerprint
     return KeyResult(sha256_bytes(canonical_json(comp).encode()), comp)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from pipeline.cache import Cache
 from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, explain
+from pipeline.errors import RecipeError
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
 
@@ -34,6 +35,22 @@ class Planner:
         self.force, self.force_all = set(force), force_all
         self.keys = KeyContextImpl(cache.memo, recipe.dir)
         self._stages = {name: node.kind() for name, node in recipe.stages.items()}
+        self._fingerprints: dict[str, dict[str, Any]] = {}
+
+    def prepare(self, order: Iterable[str]) -> None:
+        """Compute what each stage derives from its params (code digests, files) before anything runs.
+
+        A factory that cannot be found or a file that does not exist is a recipe
+        error, reported with the stage's line, not a failure halfway through a run.
+        """
+        for name in order:
+            node = self.recipe.stages[name]
+            try:
+                self._fingerprints[name] = self._stages[name].fingerprint(node.params, self.recipe.model, self.keys)
+            except (OSError, ImportError, ValueError) as exc:
+                field = f"stages.{name}.with" if node.kind.Params.model_fields else f"stages.{name}"
+                raise RecipeError(self.recipe.path, self.recipe.line("stages", name, "with") or node.line, field,
+                                  f"{type(exc).__name__}: {exc}") from None
 
     def unmet(self, name: str) -> str | None:
         return self._stages[name].unmet()
@@ -59,7 +76,9 @@ class Planner:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
         if waiting:
             return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
-        result = compute_key(node, self.recipe, inputs, self.keys, self._stages[name])
+        if name not in self._fingerprints:
+            self.prepare([name])
+        result = compute_key(node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys)
         previous = self.cache.records.latest(self.recipe.name, name)
         record = self.cache.records.get(result.key)
         if name in self.force or self.force_all:
@@ -80,6 +99,7 @@ class Planner:
 
     def plan(self, order: list[str]) -> list[Decision]:
         """Decide every stage in `order` without running anything."""
+        self.prepare(order)
         known: dict[str, StageRecord] = {}
         blocked: set[str] = set()
         out = []

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import PipelineError, RecipeError, did_you_mean
 from pipeline.registry import Registry
-from pipeline.schema import DataSpec, ModelSpec, RecipeSpec
+from pipeline.schema import NAME_RE, DataSpec, ModelSpec, RecipeSpec
 from pipeline.stage import Stage, default_output
 from pipeline.yamlio import LineMap, line_for, load_yaml
 
@@ -76,6 +76,11 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
         raise RecipeError(path, 1, None, "expected a mapping with a `stages:` key")
     for item in overrides:
         _apply_override(raw, item, path)
+    for section in ("stages", "data"):
+        for name in raw.get(section) or {} if isinstance(raw.get(section), dict) else {}:
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise RecipeError(path, line_for(lines, (section, name)), f"{section}.{name}",
+                                  "names must match [A-Za-z0-9_-]+ (they become paths)")
     try:
         spec = RecipeSpec.model_validate(raw)
     except ValidationError as exc:
@@ -176,7 +181,7 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
     err = exc.errors()[0]
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
     loc = tuple("with" if p == "with_" else "from" if p == "from_" else p for p in loc)
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":

@@ -113,3 +113,27 @@ class NeedsGpu(Stage):
 
     def run(self, ctx: StageContext) -> dict:
         raise AssertionError("must never run")
+
+
+class CallParams(Params):
+    fn: str = Field(description="module:function returning the text to write")
+
+
+class Call(Stage):
+    """Writes what a user function returns; the function's source enters the key (like a model factory)."""
+
+    kind = "toy.call"
+    Params = CallParams
+    outputs = {"model": OutputSpec("called.txt")}
+
+    def fingerprint(self, params, model, keys) -> dict:
+        return {"code": keys.code_digest(params.fn)}
+
+    def run(self, ctx: StageContext) -> dict:
+        import importlib
+
+        _log_run(ctx)
+        module, _, fn = ctx.params.fn.partition(":")
+        text = getattr(importlib.import_module(module), fn)()
+        (ctx.outdir / "called.txt").write_text(text)
+        return {}

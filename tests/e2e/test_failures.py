@@ -1,0 +1,142 @@
+"""Failures: bad recipes, failing stages, gates, unmet requirements, kills and concurrent runs."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+
+HEAD = "name: toy\nplugins: [toystages]\n"
+
+BAD_RECIPES = {
+    "malformed": ("stages:\n  a: {uses: toy.write\n", 3, "malformed YAML"),
+    "duplicate": ("stages:\n  a: {uses: toy.write}\n  a: {uses: toy.write}\n", 3, "stages.a: duplicate key (first defined on line 2)"),
+    "unknown_kind": (HEAD + "stages:\n  a: {uses: toy.writ}\n", 4, "unknown stage kind 'toy.writ' (did you mean 'toy.write'?)"),
+    "unknown_key": (HEAD + "stages:\n  a: {uses: toy.write, wiht: {}}\n", 4, "stages.a.wiht: unknown key"),
+    "unknown_param": (HEAD + "stages:\n  a:\n    uses: toy.write\n    with:\n      txet: hi\n", 7, "stages.a.with.txet: unknown key"),
+    "wrong_type": (HEAD + "stages:\n  a:\n    uses: toy.write\n    with: {repeat: many}\n", 6, "stages.a.with.repeat: Input should be a valid integer"),
+    "bad_name": (HEAD + "stages:\n  a/b: {uses: toy.write}\n", 4, "stages.a/b: names must match [A-Za-z0-9_-]+"),
+    "cycle": (HEAD + "stages:\n  a: {uses: toy.upper, from: b}\n  b: {uses: toy.upper, from: a}\n", 4, "cycle: a -> b -> a"),
+    "dangling": (HEAD + "stages:\n  a: {uses: toy.upper, from: wirte}\n", 4, "stages.a.from: unknown stage 'wirte'"),
+    "missing_file": (HEAD + "stages:\n  a: {uses: toy.upper, from: inputs/model.onnx}\n", 4, "stages.a.from: missing file 'inputs/model.onnx'"),
+    "missing_input": (HEAD + "stages:\n  a: {uses: toy.upper}\n", 4, "stages.a.inputs: kind toy.upper needs input 'model'"),
+    "bad_plugin": ("plugins: [no_such_module]\nstages:\n  a: {uses: toy.write}\n", 1, "plugins: cannot import 'no_such_module'"),
+    "factory_import": (HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'nopkg.mod:make'}}\n", None, "no module named 'nopkg'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECIPES))
+def test_recipe_errors_are_one_line_with_file_and_line_and_write_nothing(project: Project, case: str) -> None:
+    text, line, message = BAD_RECIPES[case]
+    project.write_recipe(text, "bad.yaml")
+    proc = project.cli("run", "bad.yaml")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert message in err, err
+    if line is not None:
+        assert f"bad.yaml:{line}:" in err
+    assert not project.cache.exists()
+    assert not (project.root / "bad.lock").exists()
+
+
+def test_stage_exception_is_one_line_with_log_and_publishes_nothing(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  bad: {uses: toy.fail, from: ok}\n")
+    proc = project.cli("run", "toy.yaml")
+    assert proc.returncode == 1
+    line = next(l for l in proc.stderr.splitlines() if "stage bad failed" in l)
+    assert "stage bad failed: ValueError: boom on purpose (log: " in line
+    log = Path(line.split("(log: ")[1].rstrip(")"))
+    assert "Traceback" in log.read_text() and "boom on purpose" in log.read_text()
+    assert (log.parent.parent / "bad.workdir" / "out" / "never.txt").exists()  # kept for inspection
+    assert not any(project.cache.glob("objects/*/*") if False else [])
+    refs = {p.stem for p in (project.cache / "refs" / "toy").glob("*.json")}
+    assert refs == {"ok"}  # nothing recorded for the failed stage
+    assert "bad" not in (project.root / "toy.lock").read_text()
+    assert not (project.cache / "toy" / "bad").exists()
+
+
+def test_keep_going_finishes_independent_branches(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  bad: {uses: toy.fail}\n  after: {uses: toy.upper, from: bad}\n"
+                         "  ok: {uses: toy.write}\n")
+    proc = project.cli("run", "toy.yaml", "--json")
+    assert proc.returncode == 1
+    rows = {s["stage"]: s["status"] for s in json.loads(proc.stdout)["stages"]}
+    assert rows["bad"] == "failed" and rows["ok"] == "pending" and rows["after"] == "pending"
+    proc = project.cli("run", "toy.yaml", "--keep-going", "--json")
+    rows = {s["stage"]: s["status"] for s in json.loads(proc.stdout)["stages"]}
+    assert proc.returncode == 1 and rows == {"bad": "failed", "after": "skipped", "ok": "ran"}
+
+
+def test_failed_gate_exits_3(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  check: {uses: toy.fail, with: {gate: true}}\n")
+    proc = project.cli("run", "toy.yaml")
+    assert proc.returncode == 3
+    assert "GATE FAILED" in proc.stderr and "logits: cosine 0.5 < 0.99" in proc.stderr
+
+
+def test_unavailable_stage_exits_4_unless_skipping_is_asked_for(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
+                         "  after: {uses: toy.upper, from: engine}\n")
+    proc = project.cli("run", "toy.yaml")
+    assert proc.returncode == 4
+    assert "needs an NVIDIA GPU (probed: no /dev/nvidia0)" in proc.stderr
+    plan = project.cli("plan", "toy.yaml")
+    assert "unavailable" in plan.stdout and "needs engine" in plan.stdout
+    proc = project.cli("run", "toy.yaml", "--skip-unavailable", "--json")
+    rows = {s["stage"]: s["status"] for s in json.loads(proc.stdout)["stages"]}
+    assert proc.returncode == 0 and rows == {"ok": "cached", "engine": "unavailable", "after": "skipped"}
+    assert project.cli("status", "toy.yaml").returncode == 1
+    assert project.cli("status", "toy.yaml", "--skip-unavailable").returncode == 0
+
+
+@pytest.mark.parametrize("point", ["run:upper", "publish:upper", "locked:upper"])
+def test_kill_at_fault_point_leaves_no_record_and_next_run_completes(project: Project, point: str) -> None:
+    proc = project.cli("run", "toy.yaml", env={"PIPELINE_FAULT": point})
+    assert proc.returncode != 0
+    if point.startswith("run"):
+        assert "worker process died (killed by signal 9)" in proc.stderr  # the worker died, the engine reported it
+    else:
+        assert proc.returncode == -signal.SIGKILL  # the engine itself was killed
+    assert not (project.cache / "refs" / "toy" / "upper.json").exists()
+    records = [json.loads(p.read_text())["stage"] for p in project.cache.glob("records/*/*.json")]
+    assert "upper" not in records
+    # The next run is not blocked by the dead holder's lock and cleans its work directory.
+    done = project.cli("run", "toy.yaml", "--json")
+    assert done.returncode == 0, done.stderr
+    assert {s["stage"]: s["status"] for s in json.loads(done.stdout)["stages"]}["upper"] == "ran"
+    assert not list((project.cache / "tmp").iterdir())
+    assert project.cli("verify").returncode == 0
+
+
+def test_two_concurrent_runs_both_succeed_and_build_each_stage_once(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  slow: {uses: toy.write, with: {sleep: 1.5}}\n"
+                         "  up: {uses: toy.upper, from: slow}\n")
+    first = project.popen("run", "toy.yaml")
+    time.sleep(0.7)
+    second = project.popen("run", "toy.yaml")
+    out1, err1 = first.communicate(timeout=60)
+    out2, err2 = second.communicate(timeout=60)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert sorted(project.runs()) == ["slow", "up"]
+    assert "built by another run" in err1 + err2
+
+
+def test_interrupt_exits_130_and_leaves_nothing_half_written(project: Project) -> None:
+    project.write_recipe(HEAD + "stages:\n  slow: {uses: toy.write, with: {sleep: 20}}\n")
+    proc = project.popen("run", "toy.yaml")
+    deadline = time.time() + 20
+    while not list(project.cache.glob("tmp/*-slow-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not list(project.cache.glob("records/*/*.json"))
+    assert not list(project.cache.glob("tmp/*"))
