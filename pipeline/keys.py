@@ -111,7 +111,7 @@ def explain(old: dict[str, Any], new: dict[str, Any], input_labels: dict[str, st
             what = "added" if name not in old_in else "removed" if name not in new_in else "changed"
             reasons.append(f"input {label} {what}")
     for name, (a, b) in _diff(old.get("toolchain", {}), new.get("toolchain", {})):
-        reasons.append(f"{name} {_short(a)} -> {_short(b)}")
+        reasons.append(f"{name} {'(none)' if a is _MISSING else a} -> {'(none)' if b is _MISSING else b}")
     for name, (a, b) in _diff(old.get("model", {}), new.get("model", {})):
         reasons.append(f"model.{name}: {_short(a)} -> {_short(b)}")
     for name, (a, b) in _diff(old.get("fingerprint", {}), new.get("fingerprint", {})):

@@ -133,7 +133,7 @@ def _resolve(path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry,
         resolved = Ref("data", data_name)
     else:
         head, _, output = ref.partition(".")
-        if head in spec.stages and not _PATHISH.search(ref[len(head):] or ""):
+        if head in spec.stages and not (path.parent / ref).exists():
             kind = registry.get(spec.stages[head].uses)
             output = output or default_output(kind)
             if output not in kind.outputs:

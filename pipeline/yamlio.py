@@ -17,6 +17,7 @@ from pipeline.errors import RecipeError
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LineMap = dict[tuple[Any, ...], int]
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
@@ -46,6 +47,8 @@ def parse_yaml(text: str, path: Path | str) -> tuple[Any, LineMap]:
 
     def walk(n: Any, at: tuple[Any, ...]) -> Any:
         lines[at] = n.start_mark.line + 1
+        if isinstance(n, (MappingNode, SequenceNode)) and n.tag not in _PLAIN_TAGS:
+            raise RecipeError(path, n.start_mark.line + 1, _dotted(at), f"unsupported YAML tag {n.tag}")
         if isinstance(n, MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:

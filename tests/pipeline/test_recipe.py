@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import RecipeError
+from pipeline.recipe import load_recipe
+
+TOY = Path(__file__).parents[1] / "e2e" / "toy"
+
+
+def _recipe(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text("plugins: [toystages]\n" + text)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def toy_on_path(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(TOY))
+
+
+def test_from_is_shorthand_for_model_input_and_refs_resolve(tmp_path: Path) -> None:
+    (tmp_path / "given.txt").write_text("x")
+    r = load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n  b: {uses: toy.upper, from: a}\n"
+                                      "  c: {uses: toy.join, inputs: {a: b.model, b: given.txt}}\n"))
+    assert r.name == "r"
+    assert str(r.stages["b"].inputs["model"]) == "a.model"
+    assert r.stages["c"].inputs["b"].kind == "path" and r.stages["c"].inputs["b"].target == str(tmp_path / "given.txt")
+
+
+def test_set_overrides_params_and_is_validated(tmp_path: Path) -> None:
+    p = _recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n")
+    assert load_recipe(p, ["stages.a.with.repeat=3"]).stages["a"].params.repeat == 3
+    with pytest.raises(RecipeError, match="stages.a.with.repeat: Input should be a valid integer"):
+        load_recipe(p, ["stages.a.with.repeat=lots"])
+    with pytest.raises(RecipeError, match="no stages.zz in the recipe"):
+        load_recipe(p, ["stages.zz.with.repeat=3"])
+
+
+def test_unknown_output_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"r.yaml:4: stages.b.from: stage 'a' \(toy.write\) has no output 'weights'"):
+        load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n  b: {uses: toy.upper, from: a.weights}\n"))
+
+
+def test_data_refs_must_name_a_dataset(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="stages.b.from: expected an artifact"):
+        load_recipe(_recipe(tmp_path, "data:\n  calib: {kind: synthetic}\nstages:\n  b: {uses: toy.upper, from: data.calib}\n"))

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import RecipeError
+from pipeline.yamlio import line_for, parse_yaml
+
+
+def test_lines_are_recorded_for_every_path() -> None:
+    data, lines = parse_yaml("a:\n  b: 1\n  c:\n    - x\n    - y\n", "f.yaml")
+    assert data == {"a": {"b": 1, "c": ["x", "y"]}}
+    assert lines[("a", "b")] == 2 and lines[("a", "c", 1)] == 5
+    assert line_for(lines, ("a", "c", 1, "deeper")) == 5
+    assert line_for(lines, ("zzz",)) == 1
+
+
+def test_duplicate_keys_are_errors_naming_both_lines() -> None:
+    with pytest.raises(RecipeError) as exc:
+        parse_yaml("a: 1\nb: 2\na: 3\n", "f.yaml")
+    assert str(exc.value) == "f.yaml:3: a: duplicate key (first defined on line 1)"
+
+
+def test_unsafe_tags_are_rejected() -> None:
+    with pytest.raises(RecipeError, match="f.yaml:1"):
+        parse_yaml("a: !!python/object/apply:os.system ['true']\n", "f.yaml")
+
+
+def test_malformed_yaml_names_the_line() -> None:
+    with pytest.raises(RecipeError, match=r"f.yaml:3: malformed YAML"):
+        parse_yaml("a: 1\nb: [1, 2\nc: 3\n", "f.yaml")
