@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make engines` (build the main recipe) and `make test`.
+# Each target reuses .venv and creates it first when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are pinned to the builds this project is tested with (they install from local files here).
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install engines test bench clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[all]'
+	# PYTHONDONTWRITEBYTECODE may be set: compile once so every start reads .pyc.
+	$(PY) -m compileall -q pipeline stages
+	touch $(STAMP)
+
+engines: $(STAMP)
+	$(VENV)/bin/pipeline run recipes/resnet50_int8.yaml --skip-unavailable
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/cached_rerun.py
+
+clean-cache:
+	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/state.db
