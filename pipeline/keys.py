@@ -56,10 +56,11 @@ def dataset_digest(spec: DataSpec, keys: KeyContextImpl) -> str:
     """A dataset's identity: its validated spec plus the files or code it names."""
     data = spec.model_dump(mode="json")
     parts: dict[str, Any] = {"spec": data}
-    for field in ("path", "labels"):
-        value = data.get(field)
-        if isinstance(value, str):
-            parts[field] = keys.file_digest(Path(value))
+    if isinstance(data.get("path"), str):
+        parts["path"] = keys.file_digest(Path(data["path"]))
+    labels = data.get("labels")
+    if isinstance(labels, str) and (data.get("kind") == "images" or labels.endswith(".npy")):
+        parts["labels"] = keys.file_digest(Path(labels))
     if isinstance(data.get("python"), str):
         parts["python"] = keys.code_digest(data["python"])
     return sha256_bytes(canonical_json(parts).encode())

@@ -84,7 +84,7 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     try:
         spec = RecipeSpec.model_validate(raw)
     except ValidationError as exc:
-        raise _recipe_error(path, lines, (), exc) from None
+        raise _recipe_error(path, lines, (), exc, raw) from None
     registry = registry or Registry()
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
@@ -177,10 +177,13 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
         raise RecipeError(path, None, "--set", f"{key}: bad value {value!r}: {exc}") from None
 
 
-def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError) -> RecipeError:
+def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError,
+                  raw: Any = None) -> RecipeError:
     err = exc.errors()[0]
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
     loc = tuple("with" if p == "with_" else "from" if p == "from_" else p for p in loc)
+    if raw is not None:
+        loc = _file_loc(raw, loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -194,3 +197,14 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
         msg += f" (+{more} more error{'s' if more > 1 else ''})"
     field = ".".join(str(p) for p in loc) or None
     return RecipeError(path, line_for(lines, loc), field, msg)
+
+
+def _file_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union tags from `loc` so it names keys as written in the file."""
+    out, node = [], raw
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part not in node and i < len(loc) - 1:
+            continue  # a discriminator tag such as `synthetic`, not a key
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+    return tuple(out)

@@ -7,7 +7,7 @@ keys so a typo is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -96,11 +96,63 @@ class StageSpec(Strict):
         return refs
 
 
-class DataSpec(BaseModel):
-    """A dataset entry. Its kinds (synthetic, npz, images, python) are validated by the stages that read it."""
+class SyntheticData(Strict):
+    """Seeded random inputs shaped by the recipe's tensors. Fine for plumbing, useless for INT8 scales."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: str
+    kind: Literal["synthetic"]
+    count: int = Field(64, ge=1, description="number of samples")
+    seed: int = Field(0, description="random seed")
+    distribution: Literal["normal", "uniform"] = Field("normal", description="normal(0, 1) or uniform[low, high)")
+    low: float = 0.0
+    high: float = 1.0
+    classes: int | None = Field(None, ge=2, description="also draw random labels in [0, classes)")
+    shape_point: Literal["min", "opt", "max"] = Field("opt", description="where named dims are taken (sample dims only)")
+
+
+class ArrayData(Strict):
+    """Inputs (and optional labels) from a .npz file (one array per input name) or a single .npy."""
+
+    kind: Literal["npz", "npy"]
+    path: str = Field(description="file relative to the recipe")
+    inputs: dict[str, str] | None = Field(None, description="model input -> array name in the .npz (default: same names)")
+    labels: str | None = Field(None, description="array name holding integer labels (npz), or a .npy file")
+    count: int | None = Field(None, ge=1, description="use only the first N samples")
+
+
+class Preprocess(Strict):
+    """Declared image preprocessing; part of the dataset's digest."""
+
+    resize: int | None = Field(256, description="shorter side resized to this many pixels (None: no resize)")
+    crop: int | None = Field(224, description="center crop size (None: no crop)")
+    mean: list[float] = Field([0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
+    std: list[float] = Field([0.229, 0.224, 0.225], description="per-channel std")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "float16", "uint8"] = "float32"
+    grayscale: bool = False
+
+
+class ImageFolderData(Strict):
+    """Images in ImageNet layout (one subfolder per class) or a flat folder plus a labels file."""
+
+    kind: Literal["images"]
+    path: str = Field(description="folder relative to the recipe")
+    labels: str | None = Field(None, description="flat folder: a text file of `filename label` lines")
+    classes: list[str] | None = Field(None, description="class folder names in label order (default: sorted)")
+    input: str | None = Field(None, description="model input the images feed (default: the only one)")
+    count: int | None = Field(None, ge=1, description="use only the first N images (sorted order)")
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+
+
+class PythonData(Strict):
+    """`module:function` returning an iterable of (inputs dict, labels or None) batches; its code enters the key."""
+
+    kind: Literal["python"]
+    python: str = Field(description="module:function or file.py:function, resolved from the recipe's folder")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    count: int | None = Field(None, ge=1, description="stop after N samples")
+
+
+DataSpec = Annotated[Union[SyntheticData, ArrayData, ImageFolderData, PythonData], Field(discriminator="kind")]
 
 
 class RecipeSpec(Strict):
