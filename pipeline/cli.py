@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     stages = sub.add_parser("stages", help="list stage kinds, or describe one")
     stages.add_argument("kind", nargs="?")
+    stages.add_argument("--markdown", action="store_true", help="print every kind's reference as Markdown (the README's stage reference)")
     return p
 
 

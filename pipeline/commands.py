@@ -10,6 +10,7 @@ from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, UsageError
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
+from pipeline.stage import Stage
 
 
 def _load(args: argparse.Namespace) -> tuple[Recipe, Any, Cache]:
@@ -168,20 +169,41 @@ def cmd_stages(args: argparse.Namespace) -> int:
     from pipeline.registry import Registry
 
     registry = Registry()
+    if args.markdown:
+        print(stage_reference(registry))
+        return EXIT_OK
     if args.kind is None:
         for name in registry.names():
-            kind = registry.get(name)
+            try:
+                kind = registry.get(name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+                print(f"{name:16} [cannot load: {type(exc).__name__}: {exc}]")
+                continue
             unmet = kind().unmet()
             note = f"  [unavailable: {unmet}]" if unmet else ""
-            print(f"{name:16} {kind.summary or (kind.__doc__ or '').strip().splitlines()[0]}{note}")
+            print(f"{name:16} {_summary(kind)}{note}")
         return EXIT_OK
     print(describe_kind(registry.get(args.kind)))
     return EXIT_OK
 
 
+def _summary(kind: Any) -> str:
+    import sys
+
+    if kind.summary:
+        return kind.summary
+    doc = kind.__doc__ if kind.__doc__ and kind.__doc__ is not Stage.__doc__ else sys.modules[kind.__module__].__doc__
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+def stage_reference(registry: Any) -> str:
+    """Every registered kind's description, in name order (the README embeds this verbatim)."""
+    return "\n\n".join(describe_kind(registry.get(name)) for name in registry.names())
+
+
 def describe_kind(kind: Any) -> str:
     """A Markdown description of a kind: inputs, outputs and params (feeds the README's stage reference)."""
-    lines = [f"### `{kind.kind}`", "", (kind.__doc__ or "").strip(), ""]
+    lines = [f"### `{kind.kind}`", "", _summary(kind), ""]
     if kind.inputs:
         lines.append("Inputs: " + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})"
                                             for n, s in kind.inputs.items()))
@@ -191,6 +213,8 @@ def describe_kind(kind: Any) -> str:
     lines += ["", "| param | type | default | description |", "|---|---|---|---|"]
     for name, f in kind.Params.model_fields.items():
         default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
-        typ = getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", "")
-        lines.append(f"| `{name}` | `{typ}` | `{default}` | {f.description or ''} |")
+        typ = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        typ = typ.replace("|", "\\|")
+        desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{name}` | `{typ}` | `{default}` | {desc} |")
     return "\n".join(lines)
