@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install engines test bench clean-cache
+.PHONY: install engines test bench clean-cache readme
 
 install: $(STAMP)
 
@@ -32,3 +32,6 @@ bench: $(STAMP)
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/state.db
+
+readme: $(STAMP)
+	$(PY) -c "import pathlib, tests.test_readme as t; p = pathlib.Path('README.md'); p.write_text(t.readme_with_reference(p.read_text()))"

@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          keep_going=args.keep_going, jobs=args.jobs, in_process=args.in_process,
                          skip_unavailable=args.skip_unavailable)
     record = RunRecordReporter(cache.runs, recipe.path)
-    console = ConsoleReporter()
+    console = ConsoleReporter(quiet=args.quiet)
     result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
     if args.json:
         dump_json(record.to_json())

@@ -52,11 +52,11 @@ class RunRecordReporter:
 class ConsoleReporter:
     """A live line per running stage (spinner or bar, elapsed time), then a summary table."""
 
-    def __init__(self, stream: Any = None, verbose: bool = False):
+    def __init__(self, stream: Any = None, quiet: bool = False):
         from rich.console import Console
 
-        self.console = Console(file=stream or sys.stderr, highlight=False)
-        self.verbose = verbose
+        self.console = Console(file=stream or sys.stderr, highlight=False, quiet=False)
+        self.quiet = quiet
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self._rows: list[tuple[str, ...]] = []
@@ -73,6 +73,21 @@ class ConsoleReporter:
         return self._progress
 
     def handle(self, event: Event) -> None:
+        if self.quiet and not isinstance(event, (RunStarted, RunFinished, StageFailed)):
+            self._remember_row(event)
+            return
+        self._show(event)
+
+    def _remember_row(self, event: Event) -> None:
+        """In quiet mode: no live lines, but the summary table still gets every row."""
+        live = self.console.quiet
+        self.console.quiet = True
+        try:
+            self._show(event)
+        finally:
+            self.console.quiet = live
+
+    def _show(self, event: Event) -> None:
         c = self.console
         if isinstance(event, RunStarted):
             self._order = list(event.stages)
@@ -82,7 +97,8 @@ class ConsoleReporter:
             self._rows.append((event.stage, "cached", "", "-", _outputs(event.outputs)))
         elif isinstance(event, StageStarted):
             c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {'; '.join(event.reasons)}")
-            self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
+            if not self.quiet:
+                self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
         elif isinstance(event, StageWaiting):
             c.print(f"[yellow]waiting[/] {event.stage}: another run (pid {event.holder}) is building it")
         elif isinstance(event, StageProgress):
@@ -134,7 +150,15 @@ class ConsoleReporter:
 
 
 def _outputs(outputs: dict[str, str]) -> str:
-    return "\n".join(outputs.values())
+    return "\n".join(_relative(p) for p in outputs.values())
+
+
+def _relative(path: str) -> str:
+    """Paths under the working directory are shown relative to it: shorter, still clickable."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _figures(summary: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Project
+from toyproject import Project, project  # noqa: F401 (the fixture)
 
 
 def test_second_run_is_all_cached_and_runs_nothing(project: Project) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from toyproject import Project, project  # noqa: F401 (the fixture)
 
 HEAD = "name: toy\nplugins: [toystages]\n"
 

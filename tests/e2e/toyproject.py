@@ -1,4 +1,4 @@
-"""End-to-end helpers: copy the toy project to a temp dir and run the real CLI in a subprocess."""
+"""The toy project for end-to-end tests: copied to a temp dir, driven through the real CLI in a subprocess."""
 from __future__ import annotations
 
 import json
