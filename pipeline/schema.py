@@ -49,7 +49,7 @@ class ModelSpec(Strict):
     checkpoint: str | None = Field(None, description="state_dict file loaded with weights_only=True")
     source: str | None = Field(None, description="directory whose .py files are the model's code (default: the factory's top-level package)")
     tensors: dict[str, TensorSpec] = Field(default_factory=dict, description="input name -> shape and dtype")
-    outputs: list[str] | None = Field(None, description="output names (default: output, output_1, ...)")
+    outputs: list[str] | None = Field(None, description="output names (default: the exporter's own names)")
     dims: dict[str, DimRange] = Field(default_factory=dict, description="dynamic dimension name -> min/opt/max")
 
     @field_validator("factory")

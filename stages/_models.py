@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from pipeline.schema import ModelSpec
 
 
-def module_from_spec(model: "ModelSpec", recipe_dir: Path) -> "torch.nn.Module":
-    """Call the factory under the recipe's seed, load the checkpoint if any, switch to eval."""
+def module_from_spec(model: "ModelSpec", recipe_dir: Path, checkpoint: Path | None = None) -> "torch.nn.Module":
+    """Call the factory under the recipe's seed, load the checkpoint if any, switch to eval.
+
+    `checkpoint` (another stage's output, e.g. a training stage) wins over `model.checkpoint`.
+    """
     import torch
 
     if model.factory is None:
@@ -31,13 +34,14 @@ def module_from_spec(model: "ModelSpec", recipe_dir: Path) -> "torch.nn.Module":
     module = factory(**model.kwargs)
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"factory {model.factory} returned {type(module).__name__}, not a torch.nn.Module")
-    if model.checkpoint:
-        path = Path(recipe_dir) / model.checkpoint
+    if checkpoint is not None or model.checkpoint:
+        path = Path(checkpoint) if checkpoint is not None else Path(recipe_dir) / model.checkpoint
+        label = path.name if checkpoint is not None else model.checkpoint
         if not path.is_file():
-            raise ValueError(f"checkpoint {model.checkpoint!r} not found (looked for {path.resolve()})")
+            raise ValueError(f"checkpoint {label!r} not found (looked for {path.resolve()})")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
-            raise ValueError(f"checkpoint {model.checkpoint!r} holds a {type(state).__name__}, not a state_dict")
+            raise ValueError(f"checkpoint {label!r} holds a {type(state).__name__}, not a state_dict")
         module.load_state_dict(state)
     return module.eval()
 

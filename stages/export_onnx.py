@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from pipeline.stage import KeyContext, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
     import onnx
@@ -44,10 +44,11 @@ class ExportOnnx(Stage):
     version = "1"
     summary = "Export the recipe's torch model to ONNX with named dynamic dims, deterministically"
     Params = ExportOnnxParams
-    inputs = {}
+    inputs = {"checkpoint": InputSpec(optional=True, description="a state_dict from another stage "
+                                                                  "(e.g. training); overrides model.checkpoint")}
     outputs = {"model": OutputSpec("model.onnx", description="the exported model, weights inline")}
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
-    extra = "torch"
+    extra = "torch,onnx"
     uses_model = True
     helpers = ("stages._onnxio", "stages._models", "stages._refs")
 
@@ -65,7 +66,7 @@ class ExportOnnx(Stage):
         model = ctx.model
         if model is None or not model.tensors:
             raise ValueError("export.onnx needs model.tensors (the inputs' shapes) in the recipe")
-        module = _models.module_from_spec(model, ctx.recipe_dir)
+        module = _models.module_from_spec(model, ctx.recipe_dir, ctx.inputs.get("checkpoint"))
         out = ctx.output("model", type(self))
         started = time.perf_counter()
         proto = (_export_dynamo if p.dynamo else _export_torchscript)(module, model, p.opset, ctx.outdir)

@@ -38,6 +38,7 @@ class OnnxSimplify(Stage):
     packages = ("onnx", "onnxsim", "onnxruntime")
     extra = "onnx"
     uses_model = True
+    model_fields = ("tensors", "dims")
     helpers = ("stages._onnxio",)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:

@@ -226,6 +226,7 @@ class OnnxSurgery(Stage):
     packages = ("onnx", "onnx-graphsurgeon", "onnxruntime")
     extra = "onnx"
     uses_model = True
+    model_fields = ("tensors", "dims")
     helpers = ("stages._onnxio", "stages._refs")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:

@@ -109,6 +109,10 @@ def test_checkpoint_is_loaded(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
     other = run_onnx(session_from_onnx(tmp_path / "without" / "model.onnx"), {"input": x})["logits"]
     assert not np.allclose(other, expected, atol=1e-3)
+    # The same checkpoint as another stage's output (the `checkpoint` input) wins over model.checkpoint.
+    run_stage(ExportOnnx, tmp_path / "input", {"dynamo": False}, inputs={"checkpoint": tmp_path / "ckpt.pt"},
+              model={**TINY, "checkpoint": "nope.pt"}, recipe_dir=tmp_path)
+    assert (tmp_path / "input" / "model.onnx").read_bytes() == (tmp_path / "with" / "model.onnx").read_bytes()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
