@@ -1,0 +1,109 @@
+"""OpenVINO model helpers shared by quantize.nncf and build.openvino: read, name, count, save.
+
+`save_ir` is the one way these kinds write an IR, so the bytes are reproducible:
+OpenVINO names nodes that were created without a name `<Type>_<instance id>`,
+where the id is a process-wide counter. Two identical builds in one worker (or
+after different warm-up work) would then write different XML. Those names are
+renumbered in topological order before saving; the weights file is unaffected.
+openvino is imported inside the functions (kind modules stay cheap to import).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+IR_XML, IR_BIN = "model.xml", "model.bin"
+# Node types that carry low-precision quantization in an IR.
+QUANT_OPS = ("FakeQuantize", "FakeConvert")
+_GENERATED = re.compile(r"([A-Z][A-Za-z0-9]*)_(\d+)")
+
+
+def ir_path(path: Path | str) -> Path:
+    """The file OpenVINO should read for an artifact: a .onnx or .xml file, or an IR directory's model.xml."""
+    path = Path(path)
+    if path.is_dir():
+        xml = path / IR_XML
+        if not xml.is_file():
+            found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+            raise ValueError(f"{path.name}/ is not an OpenVINO IR directory: no {IR_XML} (has: {found})")
+        return xml
+    if not path.is_file():
+        raise ValueError(f"no such model file {path}")
+    if path.suffix.lower() not in (".onnx", ".xml"):
+        raise ValueError(f"{path.name}: expected an .onnx file or an OpenVINO IR "
+                         f"(.xml, or a directory holding {IR_XML})")
+    return path
+
+
+def model_from_artifact(core: "ov.Core", path: Path | str) -> "ov.Model":
+    """Read an ONNX file or an IR with OpenVINO's frontends (core.read_model: no conversion telemetry)."""
+    return core.read_model(str(ir_path(path)))
+
+
+def canonical_names(model: "ov.Model") -> int:
+    """Renumber auto-generated `<Type>_<n>` node names in topological order; returns how many changed.
+
+    A name counts as generated when it is a CamelCase word, an underscore and a
+    number (`Constant_5924`, or `ShapeOf_61167` on the Const that folding left
+    of a ShapeOf). The word is kept, the number becomes a per-model counter.
+    """
+    def generated(op: "ov.Node") -> "re.Match[str] | None":
+        return _GENERATED.fullmatch(op.get_friendly_name())
+
+    taken = {op.get_friendly_name() for op in model.get_ops() if not generated(op)}
+    counter = changed = 0
+    for op in model.get_ordered_ops():
+        match = generated(op)
+        if match is None:
+            continue
+        while True:
+            counter += 1
+            name = f"{match.group(1)}_{counter}"
+            if name not in taken:
+                break
+        taken.add(name)
+        if op.get_friendly_name() != name:
+            op.set_friendly_name(name)
+            changed += 1
+    return changed
+
+
+def save_ir(model: "ov.Model", directory: Path, compress_to_fp16: bool) -> Path:
+    """Write `model` as directory/model.xml + model.bin, names canonical; returns the .xml path."""
+    import openvino as ov
+
+    directory.mkdir(parents=True, exist_ok=True)
+    canonical_names(model)
+    xml = directory / IR_XML
+    ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
+    return xml
+
+
+def count_ops(model: "ov.Model", types: Iterable[str] = QUANT_OPS) -> int:
+    """How many nodes of the given types the model holds (default: FakeQuantize/FakeConvert)."""
+    wanted = set(types)
+    return sum(op.get_type_name() in wanted for op in model.get_ops())
+
+
+def int8_constants(model: "ov.Model") -> int:
+    """Weight constants stored in 8 bits or fewer (NNCF keeps quantized weights as i8/u8 + a scale)."""
+    import openvino as ov
+
+    low = {ov.Type.i8, ov.Type.u8, ov.Type.i4, ov.Type.u4}
+    return sum(1 for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_element_type() in low)
+
+
+def compressed_fp16_constants(model: "ov.Model") -> int:
+    """f16 weight constants decompressed at run time (what save_model(compress_to_fp16=True) leaves)."""
+    import openvino as ov
+
+    return sum(1 for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.f16)
+
+
+def io_names(model: "ov.Model") -> tuple[list[str], list[str]]:
+    """The model's input and output tensor names (one name each, as runners address them)."""
+    return [i.get_any_name() for i in model.inputs], [o.get_any_name() for o in model.outputs]

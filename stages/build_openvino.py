@@ -1,0 +1,193 @@
+"""build.openvino: an ONNX file or IR -> a deployable OpenVINO IR directory, checked on the device.
+
+The output directory holds `model.xml`, `model.bin` and `engine.json` (what a
+runner needs besides the IR: device, inference precision, performance hint,
+the input/output names and shapes). Inputs are reshaped to the recipe's
+`dims`: as ranges (`Dimension(min, max)`) for `shapes: dynamic`, or to the
+opt shape for `shapes: static`.
+
+`inference_precision` has no default on purpose: OpenVINO's CPU plugin runs
+bf16 by default on CPUs with AVX-512 BF16 or AMX, which moves outputs by 0.1
+and more against FP32, so the recipe must say which numbers it wants. The
+stage compiles the written IR with that precision and runs it at the opt shape
+(and at min and max when dynamic), so an engine that cannot load fails here.
+If the device silently substitutes another precision (this CPU runs an f16
+request as bf16), the build fails rather than ship numbers nobody asked for.
+
+Weights: `as_is` (default) writes float weights in the precision they arrive in
+(FP32 from an FP32 ONNX, INT8 + FP32 from quantize.nncf); `fp16` compresses
+float weights with `ov.save_model(compress_to_fp16=True)` (half the file, the
+same inference precision); `fp32` is `as_is` that refuses FP16-compressed input.
+The key holds the openvino version through `packages`, and the device and
+precision through params; the CPU model is recorded in engine.json for people,
+not in the key: the IR bytes do not depend on it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+    from pipeline.schema import ModelSpec
+
+ENGINE_JSON = "engine.json"
+
+
+class BuildOpenvinoParams(Params):
+    inference_precision: Literal["f32", "bf16", "f16"] = Field(
+        description="INFERENCE_PRECISION_HINT the engine runs with; required: OpenVINO's CPU default is bf16 "
+                    "where the CPU supports it, f32 elsewhere")
+    weights: Literal["as_is", "fp32", "fp16"] = Field(
+        "as_is", description="as_is: keep the input's weight precision; fp16: compress float weights to FP16; "
+                             "fp32: like as_is, but fail if the input already has FP16-compressed weights")
+    shapes: Literal["dynamic", "static"] = Field(
+        "dynamic", description="dynamic: named dims become ranges [min..max]; static: every dim fixed at opt")
+    device: str = Field("CPU", description="OpenVINO device the engine is checked on and meant for")
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        "LATENCY", description="PERFORMANCE_HINT recorded in engine.json for runners (and used by the check)")
+    check: bool = Field(True, description="compile the IR on the device and run it at min, opt and max shapes")
+    check_seed: int = Field(0, description="seed of the check's random inputs")
+
+
+class BuildOpenvino(Stage):
+    kind = "build.openvino"
+    version = "1"
+    summary = "Build a deployable OpenVINO IR (model.xml/.bin + engine.json) and check it compiles and runs"
+    Params = BuildOpenvinoParams
+    inputs = {"model": InputSpec(description="an .onnx file or an OpenVINO IR directory (model.xml + model.bin)")}
+    outputs = {"model": OutputSpec("model", is_dir=True, description="model.xml, model.bin and engine.json")}
+    packages = ("openvino",)
+    extra = "openvino"
+    uses_model = True
+    model_fields = ("tensors", "dims")
+    helpers = ("stages._ovio", "stages._onnxio")
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        import openvino as ov
+
+        from stages import _ovio
+
+        p: BuildOpenvinoParams = ctx.params
+        core = ov.Core()
+        if not any(d == p.device or d.startswith(p.device + ".") for d in core.available_devices):
+            raise ValueError(f"device {p.device!r} is not available here (has: {', '.join(core.available_devices)})")
+        model = _ovio.model_from_artifact(core, ctx.inputs["model"])
+        fp16_in = _ovio.compressed_fp16_constants(model)
+        if p.weights == "fp32" and fp16_in:
+            raise ValueError(f"weights: fp32, but the input holds {fp16_in} FP16-compressed weight constants; "
+                             "FP32 cannot be restored (use weights: as_is, or build from the FP32 ONNX)")
+        _reshape(model, ctx.model, p.shapes)
+        outdir = ctx.output("model", type(self))
+        xml = _ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
+        saved = core.read_model(str(xml))  # everything below looks at the bytes that ship
+        inputs, outputs = _ovio.io_names(saved)
+        fp16_out = _ovio.compressed_fp16_constants(saved)
+        if p.weights == "fp16" and not fp16_out:
+            print("note: weights: fp16 compressed nothing (an INT8 IR's weights are already 8-bit and OpenVINO keeps "
+                  "their scales in FP32)", flush=True)
+        summary: dict[str, Any] = {"weights": p.weights, "inference_precision": p.inference_precision,
+                                   "size_mb": round((outdir / _ovio.IR_BIN).stat().st_size / 1e6, 3),
+                                   "int8_ops": _ovio.count_ops(saved), "fp16_weight_constants": fp16_out}
+        check: dict[str, Any] = {}
+        if p.check:
+            started = time.perf_counter()
+            compiled = core.compile_model(saved, p.device, {"INFERENCE_PRECISION_HINT": p.inference_precision,
+                                                            "PERFORMANCE_HINT": p.performance_hint})
+            effective = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            if effective != p.inference_precision:
+                raise ValueError(f"{p.device} compiled the engine with inference precision {effective}, not the "
+                                 f"requested {p.inference_precision} (this device lacks it); choose f32 or {effective}")
+            summary["compile_s"] = round(time.perf_counter() - started, 3)
+            check = _run_points(compiled, saved, ctx.model, p.shapes, p.check_seed)
+            summary["checked"] = {point: shapes for point, shapes in check.items()}
+        engine = {
+            "format": "openvino-ir", "openvino": ov.get_version(), "device": p.device,
+            "inference_precision": p.inference_precision, "performance_hint": p.performance_hint,
+            "weights": p.weights, "shapes": p.shapes,
+            "inputs": _ports(saved.inputs), "outputs": _ports(saved.outputs),
+            "input_names": inputs, "output_names": outputs,
+            "int8_ops": summary["int8_ops"], "fp16_weight_constants": fp16_out,
+            "built_on": {"device_name": core.get_property(p.device, "FULL_DEVICE_NAME"),
+                         "note": "informational; not part of the stage key"},
+        }
+        (outdir / ENGINE_JSON).write_text(json.dumps(engine, indent=1, sort_keys=True) + "\n")
+        return summary
+
+
+def _ports(ports: Any) -> dict[str, dict[str, str]]:
+    """name -> partial shape ("[1..32,3,224,224]") and element type ("f32") of each input or output."""
+    return {port.get_any_name(): {"shape": str(port.get_partial_shape()),
+                                  "dtype": port.get_element_type().get_type_name()} for port in ports}
+
+
+def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
+    """Set every input to the recipe's dims: ranges (dynamic) or the opt point (static)."""
+    import openvino as ov
+
+    names = [i.get_any_name() for i in model.inputs]
+    if spec is None or not spec.tensors:
+        if mode == "static" and any(i.get_partial_shape().is_dynamic for i in model.inputs):
+            raise ValueError("shapes: static needs model.tensors and dims in the recipe (the opt shapes)")
+        return
+    missing, extra = sorted(set(spec.tensors) - set(names)), sorted(set(names) - set(spec.tensors))
+    if missing or extra:
+        raise ValueError(f"the model's inputs {names} do not match model.tensors {list(spec.tensors)}"
+                         + (f" (not in the model: {missing})" if missing else "")
+                         + (f" (not in the recipe: {extra})" if extra else ""))
+    shapes = {}
+    for name, tensor in spec.tensors.items():
+        dims = []
+        for d in tensor.shape:
+            if isinstance(d, int):
+                dims.append(ov.Dimension(d))
+            elif mode == "static" or spec.dims[d].min == spec.dims[d].max:
+                dims.append(ov.Dimension(spec.dims[d].opt if mode == "static" else spec.dims[d].min))
+            else:
+                dims.append(ov.Dimension(spec.dims[d].min, spec.dims[d].max))
+        shapes[name] = ov.PartialShape(dims)
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        wanted = ", ".join(f"{n} {s}" for n, s in shapes.items())
+        raise ValueError(f"cannot reshape the model to {wanted}: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def _run_points(compiled: "ov.CompiledModel", model: "ov.Model", spec: "ModelSpec | None", mode: str,
+                seed: int) -> dict[str, dict[str, list[int]]]:
+    """Run one inference at each shape point the engine must accept; returns {point: {output: shape}}."""
+    from stages._onnxio import random_array
+
+    points = ("opt",) if mode == "static" else ("min", "opt", "max")
+    if spec is None or not spec.tensors:
+        if any(i.get_partial_shape().is_dynamic for i in model.inputs):
+            raise ValueError("the model has dynamic inputs and the recipe declares no model.tensors to check them at")
+        feeds_at = {"opt": {i.get_any_name(): tuple(i.get_shape()) for i in model.inputs}}
+    else:
+        feeds_at = {pt: {n: spec.shape(n, pt) for n in spec.tensors} for pt in points}  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    dtypes = {i.get_any_name(): i.get_element_type().to_dtype() for i in model.inputs}
+    request = compiled.create_infer_request()
+    results: dict[str, dict[str, list[int]]] = {}
+    seen: set[tuple] = set()
+    for point, shapes in feeds_at.items():
+        key = tuple(sorted(shapes.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        feeds = {n: random_array(rng, s, dtypes[n]) for n, s in shapes.items()}
+        try:
+            out = request.infer(feeds)
+        except RuntimeError as exc:
+            raise ValueError(f"the engine failed to run at the {point} shape "
+                             f"{', '.join(f'{n} {list(s)}' for n, s in shapes.items())}: "
+                             f"{str(exc).strip().splitlines()[-1]}") from None
+        results[point] = {o.get_any_name(): list(v.shape) for o, v in zip(compiled.outputs, out.values())}
+    return results

@@ -1,0 +1,184 @@
+"""quantize.nncf called directly: FakeQuantize in the IR, runs in OpenVINO, synthetic flag, determinism,
+accuracy control on a small trained classifier (sklearn digits), and the errors."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_stage
+from onnx import TensorProto, helper, numpy_helper
+from onnxgraphs import CONV_SPEC, conv_bn, save
+
+from pipeline.stage import DatasetInput
+from stages._data import SYNTHETIC_WARNING
+from stages._onnxio import run_onnx, session_from_onnx
+from stages.quantize_nncf import QuantizeNncf
+
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+DIGITS_SPEC = {"tensors": {"x": {"shape": ["batch", 64]}}, "dims": {"batch": {"min": 1, "opt": 8, "max": 64}}}
+
+
+@pytest.fixture(scope="module")
+def conv_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save(conv_bn(), tmp_path_factory.mktemp("conv") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64-32-10 MLP trained on sklearn's bundled digits, as ONNX, plus calib.npz and val.npz (with labels)."""
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    root = tmp_path_factory.mktemp("digits")
+    data = load_digits()
+    x, y = (data.data / 16).astype(np.float32), data.target.astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: 100 iterations are plenty here
+        mlp = MLPClassifier((32,), random_state=0, max_iter=100).fit(x[:1200], y[:1200])
+    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Add", ["h", "b1"], ["hb"], name="bias1"),
+             helper.make_node("Relu", ["hb"], ["a"], name="relu"),
+             helper.make_node("MatMul", ["a", "w2"], ["o"], name="fc2"),
+             helper.make_node("Add", ["o", "b2"], ["logits"], name="bias2")]
+    graph = helper.make_graph(nodes, "digits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+                              initializer=inits)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), root / "model.onnx")
+    np.savez(root / "calib.npz", x=x[:1200])
+    np.savez(root / "val.npz", x=x[1200:1500], labels=y[1200:1500])
+    return root
+
+
+def data(name: str, spec: dict, base: Path = Path(".")) -> DatasetInput:
+    return DatasetInput(name, spec, base)
+
+
+def quantize(outdir: Path, model: Path, calib: DatasetInput, spec: dict, val: DatasetInput | None = None,
+             **params) -> dict:
+    inputs = {"model": str(model), "data": calib}
+    if val is not None:
+        inputs["val"] = val
+    return run_stage(QuantizeNncf, outdir, params, inputs=inputs, model=spec)
+
+
+def test_synthetic_calibration_gives_fake_quantize_and_a_warning(tmp_path: Path, conv_onnx: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    summary = quantize(tmp_path / "q", conv_onnx, data("calib", {"kind": "synthetic", "count": 20, "seed": 1}), CONV_SPEC)
+    assert "WARNING" in capsys.readouterr().out
+    assert summary["synthetic"] is True and summary["warning"] == SYNTHETIC_WARNING and summary["samples"] == 20
+    assert summary["int8_ops"] >= 2 and summary["seconds"] > 0
+    xml = (tmp_path / "q" / "model" / "model.xml").read_text()
+    assert xml.count('type="FakeQuantize"') == summary["int8_ops"]
+    report = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert report["synthetic"] is True and report["warning"] == SYNTHETIC_WARNING
+    assert report["calibration"] == {"name": "calib", "kind": "synthetic", "count": 20, "labels": False,
+                                     "synthetic": True, "samples": 20}
+    assert report["settings"]["preset"] == "performance" and report["settings"]["subset_size"] == 300
+
+    compiled = ov.Core().compile_model(str(tmp_path / "q" / "model" / "model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    x = np.random.default_rng(5).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    got, ref = compiled({"input": x})["out"].ravel(), run_onnx(session_from_onnx(conv_onnx), {"input": x})["out"].ravel()
+    assert np.dot(got, ref) / (np.linalg.norm(got) * np.linalg.norm(ref)) > 0.99
+
+
+def test_npz_calibration_batches_subset_and_deterministic_bytes(tmp_path: Path, digits: Path) -> None:
+    calib = data("calib", {"kind": "npz", "path": "calib.npz"}, digits)
+    summaries = [quantize(tmp_path / name, digits / "model.onnx", calib, DIGITS_SPEC, subset_size=50, batch_size=8)
+                 for name in ("a", "b")]
+    assert summaries[0]["samples"] == 50 and summaries[0]["synthetic"] is False and "warning" not in summaries[0]
+    for name in ("model/model.xml", "model/model.bin", "quantize.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    report = json.loads((tmp_path / "a" / "quantize.json").read_text())
+    assert report["synthetic"] is False and report["warning"] is None and report["calibration"]["samples"] == 50
+
+
+def test_labelled_val_reports_accuracy(tmp_path: Path, digits: Path) -> None:
+    summary = quantize(tmp_path / "q", digits / "model.onnx", data("calib", {"kind": "npz", "path": "calib.npz"}, digits),
+                       DIGITS_SPEC, val=data("val", {"kind": "npz", "path": "val.npz", "labels": "labels"}, digits),
+                       subset_size=100)
+    assert summary["accuracy_float"] > 0.85 and abs(summary["drop"]) < 0.05
+
+
+def test_accuracy_control_reverts_layers_to_keep_the_drop(tmp_path: Path, digits: Path) -> None:
+    """Calibrating on uniform [0, 0.5) while the pixels span [0, 1] clips activations: accuracy drops;
+    accuracy control puts the worst layer back in float until the drop fits max_drop."""
+    val = data("val", {"kind": "npz", "path": "val.npz", "labels": "labels"}, digits)
+    poor = data("calib", {"kind": "synthetic", "count": 50, "distribution": "uniform", "low": 0, "high": 0.5})
+    plain = quantize(tmp_path / "plain", digits / "model.onnx", poor, DIGITS_SPEC, val=val, preset="mixed")
+    controlled = quantize(tmp_path / "ac", digits / "model.onnx", poor, DIGITS_SPEC, val=val, preset="mixed",
+                          max_drop=0.01)
+    assert plain["drop"] > 0.01 and plain["int8_weights"] == 2
+    assert controlled["drop"] <= 0.01 and 1 <= controlled["int8_ops"] < plain["int8_ops"]
+    assert controlled["int8_weights"] < plain["int8_weights"]
+    report = json.loads((tmp_path / "ac" / "quantize.json").read_text())
+    assert report["accuracy"]["max_drop"] == 0.01 and report["accuracy"]["samples"] == 300
+
+    hopeless = data("calib", {"kind": "synthetic", "count": 50, "distribution": "uniform", "low": 0, "high": 0.1})
+    with pytest.raises(ValueError, match=r"accuracy control reverted every quantized layer to float"):
+        quantize(tmp_path / "none", digits / "model.onnx", hopeless, DIGITS_SPEC, val=val, preset="mixed",
+                 max_drop=0.01)
+
+
+def test_ir_input_and_ignored_scope(tmp_path: Path, digits: Path) -> None:
+    core = ov.Core()
+    ir = tmp_path / "ir"
+    ir.mkdir()
+    ov.save_model(core.read_model(str(digits / "model.onnx")), str(ir / "model.xml"), compress_to_fp16=False)
+    calib = data("calib", {"kind": "npz", "path": "calib.npz", "count": 30}, digits)
+    full = quantize(tmp_path / "full", ir, calib, DIGITS_SPEC)
+    partial = quantize(tmp_path / "partial", ir, calib, DIGITS_SPEC, ignored_scope={"names": ["fc2"]})
+    assert full["samples"] == 30 and 0 < partial["int8_ops"] < full["int8_ops"]
+    with pytest.raises(ValueError, match="NNCF inserted no FakeQuantize nodes"):
+        quantize(tmp_path / "none", ir, calib, DIGITS_SPEC, ignored_scope={"types": ["MatMul"]})
+    with pytest.raises(Exception, match="nope"):
+        quantize(tmp_path / "bad", ir, calib, DIGITS_SPEC, ignored_scope={"names": ["nope"]})
+
+
+def test_a_relative_data_dir_means_the_recipe_dir(tmp_path: Path, digits: Path) -> None:
+    """The engine's worker runs in the output directory: relative data paths must not be read from there."""
+    calib = data("calib", {"kind": "npz", "path": "calib.npz", "count": 8}, Path("."))
+    summary = run_stage(QuantizeNncf, tmp_path / "q", {}, inputs={"model": str(digits / "model.onnx"), "data": calib},
+                        model=DIGITS_SPEC, recipe_dir=digits)
+    assert summary["samples"] == 8
+
+
+def test_a_static_batch_is_fed_whole_batches(tmp_path: Path, conv_onnx: Path) -> None:
+    core = ov.Core()
+    model = core.read_model(str(conv_onnx))
+    model.reshape({"input": [2, 3, 8, 8]})
+    ov.save_model(model, str(tmp_path / "static.xml"), compress_to_fp16=False)
+    calib = data("calib", {"kind": "synthetic", "count": 5})
+    assert quantize(tmp_path / "q", tmp_path / "static.xml", calib, CONV_SPEC, batch_size=2)["samples"] == 4
+    with pytest.raises(ValueError, match=r"the model's batch dim is fixed at 2; set batch_size to match"):
+        quantize(tmp_path / "q1", tmp_path / "static.xml", calib, CONV_SPEC)
+
+
+def test_max_drop_needs_labelled_val(tmp_path: Path, conv_onnx: Path) -> None:
+    calib = data("calib", {"kind": "synthetic", "count": 4})
+    with pytest.raises(ValueError, match=r"max_drop is set but no `val` input"):
+        quantize(tmp_path / "a", conv_onnx, calib, CONV_SPEC, max_drop=0.01)
+    with pytest.raises(ValueError, match=r"max_drop is set but data.val has no labels"):
+        quantize(tmp_path / "b", conv_onnx, calib, CONV_SPEC, val=data("val", {"kind": "synthetic", "count": 4}),
+                 max_drop=0.01)
+
+
+def test_dataset_and_model_input_names_must_match(tmp_path: Path, conv_onnx: Path) -> None:
+    spec = {"tensors": {"image": {"shape": ["batch", 3, 8, 8]}}, "dims": CONV_SPEC["dims"]}
+    with pytest.raises(ValueError, match=r"data.calib: gives inputs \['image'\], the model takes \['input'\]"):
+        quantize(tmp_path / "q", conv_onnx, data("calib", {"kind": "synthetic", "count": 4}), spec)
+
+
+def test_params_have_defaults_and_descriptions() -> None:
+    p = QuantizeNncf.Params()
+    assert (p.preset, p.subset_size, p.fast_bias_correction, p.target_device, p.batch_size, p.max_drop) == \
+        ("performance", 300, True, "CPU", 1, None)
+    assert all(f.description for f in QuantizeNncf.Params.model_fields.values())
+    assert QuantizeNncf.outputs["model"].is_dir and QuantizeNncf.inputs["val"].optional
