@@ -36,6 +36,7 @@ class Planner:
         self.keys = KeyContextImpl(cache.memo, recipe.dir)
         self._stages = {name: node.kind() for name, node in recipe.stages.items()}
         self._fingerprints: dict[str, dict[str, Any]] = {}
+        self._data: dict[str, str] = {}
 
     def prepare(self, order: Iterable[str]) -> None:
         """Compute what each stage derives from its params (code digests, files) before anything runs.
@@ -51,6 +52,19 @@ class Planner:
                 field = f"stages.{name}.with" if node.kind.Params.model_fields else f"stages.{name}"
                 raise RecipeError(self.recipe.path, self.recipe.line("stages", name, "with") or node.line, field,
                                   f"{type(exc).__name__}: {exc}") from None
+            for ref in node.inputs.values():
+                if ref.kind == "data":
+                    self.data_digest(ref.target)
+
+    def data_digest(self, name: str) -> str:
+        """A dataset's digest (memoised); a missing file or module is a recipe error naming the dataset."""
+        if name not in self._data:
+            try:
+                self._data[name] = dataset_digest(self.recipe.data[name], self.keys)
+            except (OSError, ImportError, ValueError) as exc:
+                raise RecipeError(self.recipe.path, self.recipe.line("data", name), f"data.{name}",
+                                  f"{type(exc).__name__}: {exc}") from None
+        return self._data[name]
 
     def unmet(self, name: str) -> str | None:
         return self._stages[name].unmet()
@@ -71,7 +85,7 @@ class Planner:
                 else:
                     inputs[input_name] = parent.outputs[ref.output].digest
             elif ref.kind == "data":
-                inputs[input_name] = dataset_digest(self.recipe.data[ref.target], self.keys)
+                inputs[input_name] = self.data_digest(ref.target)
             else:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
         if waiting:

@@ -54,7 +54,8 @@ class Recipe:
 
     @property
     def dir(self) -> Path:
-        return self.path.parent
+        """Absolute: stages run in other working directories."""
+        return self.path.parent.resolve()
 
     @property
     def model(self) -> ModelSpec | None:

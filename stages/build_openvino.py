@@ -19,8 +19,8 @@ Weights: `as_is` (default) writes float weights in the precision they arrive in
 float weights with `ov.save_model(compress_to_fp16=True)` (half the file, the
 same inference precision); `fp32` is `as_is` that refuses FP16-compressed input.
 The key holds the openvino version through `packages`, and the device and
-precision through params; the CPU model is recorded in engine.json for people,
-not in the key: the IR bytes do not depend on it.
+precision through params; the CPU model is recorded in the run's summary for
+people, neither in the key nor in engine.json: the IR bytes do not depend on it.
 """
 from __future__ import annotations
 
@@ -115,9 +115,10 @@ class BuildOpenvino(Stage):
             "inputs": _ports(saved.inputs), "outputs": _ports(saved.outputs),
             "input_names": inputs, "output_names": outputs,
             "int8_ops": summary["int8_ops"], "fp16_weight_constants": fp16_out,
-            "built_on": {"device_name": core.get_property(p.device, "FULL_DEVICE_NAME"),
-                         "note": "informational; not part of the stage key"},
         }
+        # Where it was built goes in the run record, not the artifact: the IR bytes (and so early
+        # cutoff on a shared cache) must not depend on the machine.
+        summary["built_on"] = core.get_property(p.device, "FULL_DEVICE_NAME")
         (outdir / ENGINE_JSON).write_text(json.dumps(engine, indent=1, sort_keys=True) + "\n")
         return summary
 

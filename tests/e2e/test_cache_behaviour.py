@@ -164,3 +164,18 @@ def test_parallel_jobs_and_in_process_give_the_same_outputs(project: Project, tm
     other = Project(project.root, tmp_path / "cache2", tmp_path / "runlog2")
     assert other.cli("run", "toy.yaml", "--in-process").returncode == 0
     assert other.lock() == lock
+
+
+def test_dataset_file_edit_reruns_its_readers_only(project: Project) -> None:
+    import numpy as np
+
+    np.savez(project.root / "d.npz", input=np.zeros((4, 3), np.float32))
+    project.write_recipe("name: toy\nplugins: [toystages]\ndata:\n  d: {kind: npz, path: d.npz}\nstages:\n"
+                         "  read: {uses: toy.data, inputs: {data: data.d}}\n  other: {uses: toy.write}\n")
+    assert project.cli("run", "toy.yaml").returncode == 0
+    assert (project.cache / "toy" / "read" / "data.txt").read_text() == "d npz True"
+    np.savez(project.root / "d.npz", input=np.ones((4, 3), np.float32))
+    proc, record = project.run_json("toy.yaml")
+    rows = {s["stage"]: s for s in record["stages"]}
+    assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["input data.d changed"]
+    assert rows["other"]["status"] == "cached"

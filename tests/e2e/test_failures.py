@@ -25,6 +25,8 @@ BAD_RECIPES = {
     "missing_file": (HEAD + "stages:\n  a: {uses: toy.upper, from: inputs/model.onnx}\n", 4, "stages.a.from: missing file 'inputs/model.onnx'"),
     "missing_input": (HEAD + "stages:\n  a: {uses: toy.upper}\n", 4, "stages.a.inputs: kind toy.upper needs input 'model'"),
     "bad_plugin": ("plugins: [no_such_module]\nstages:\n  a: {uses: toy.write}\n", 1, "plugins: cannot import 'no_such_module'"),
+    "missing_data": (HEAD + "data:\n  d: {kind: npz, path: nope.npz}\nstages:\n  a: {uses: toy.data, inputs: {data: data.d}}\n",
+                     4, "data.d: FileNotFoundError"),
     "factory_import": (HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'nopkg.mod:make'}}\n", None, "no module named 'nopkg'"),
 }
 

@@ -137,3 +137,17 @@ class Call(Stage):
         text = getattr(importlib.import_module(module), fn)()
         (ctx.outdir / "called.txt").write_text(text)
         return {}
+
+
+class DataSummary(Stage):
+    """Writes its dataset's name and kind (exercises data inputs and their digests)."""
+
+    kind = "toy.data"
+    inputs = {"data": InputSpec(kind="data")}
+    outputs = {"model": OutputSpec("data.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        data = ctx.inputs["data"]
+        (ctx.outdir / "data.txt").write_text(f"{data.name} {data.spec['kind']} {data.base_dir.is_absolute()}")
+        return {}
