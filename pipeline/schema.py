@@ -139,7 +139,8 @@ class ImageFolderData(Strict):
     labels: str | None = Field(None, description="flat folder: a text file of `filename label` lines")
     classes: list[str] | None = Field(None, description="class folder names in label order (default: sorted)")
     input: str | None = Field(None, description="model input the images feed (default: the only one)")
-    count: int | None = Field(None, ge=1, description="use only the first N images (sorted order)")
+    count: int | None = Field(None, ge=1, description="use only N images, taken round-robin over classes "
+                                                      "(a subset stays class-balanced)")
     preprocess: Preprocess = Field(default_factory=Preprocess)
 
 

@@ -339,7 +339,7 @@ class ImageDataset(_Indexed):
         if not self.items:
             raise ValueError(f"{self.label}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {spec.path!r}")
         if spec.count:
-            self.items = self.items[:spec.count]
+            self.items = _class_balanced(self.items)[:spec.count]
         self.count = len(self.items)
         self.has_labels = self.items[0][1] is not None
         pp = spec.preprocess
@@ -352,7 +352,7 @@ class ImageDataset(_Indexed):
         if pp.dtype != "uint8" and any(s == 0 for s in pp.std):
             raise ValueError(f"{self.label}: preprocess.std must not contain 0")
 
-    def _by_folder(self) -> list[tuple[Path, int | None]]:
+    def _by_folder(self) -> list[tuple[Path, int | None]]:  # noqa: D401 - sorted by relative path
         folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         classes = self.spec.classes
         if classes is not None:
@@ -557,3 +557,16 @@ def _rebatch(chunks: Iterable[Batch], size: int, label: str) -> Iterator[Batch]:
 
 def _sample_shape(shape: list[int | str]) -> str:
     return "(" + ", ".join(str(d) for d in shape[1:]) + ("," if len(shape) == 2 else "") + ")"
+
+
+def _class_balanced(items: list[tuple[Path, int | None]]) -> list[tuple[Path, int | None]]:
+    """Reorder round-robin over labels (each class in its sorted order), so the first N images of a
+    class-per-folder dataset span every class instead of the first few: a calibration subset of an
+    ImageNet folder must not be all tench. Unlabelled items keep their order."""
+    if not items or items[0][1] is None:
+        return items
+    by_label: dict[int | None, list[tuple[Path, int | None]]] = {}
+    for item in items:
+        by_label.setdefault(item[1], []).append(item)
+    rank = {id(item): i for group in by_label.values() for i, item in enumerate(group)}
+    return sorted(items, key=lambda item: (rank[id(item)], item[1]))

@@ -176,7 +176,9 @@ def test_imagenet_layout_labels_remainder_and_count(tmp_path: Path, imagenet: Pa
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
     swapped = ds({"kind": "images", "path": "imgs", "classes": ["dog", "cat"], "preprocess": SMALL}, base=tmp_path)
     assert collect(swapped, 6)[1].tolist() == [1, 1, 1, 0, 0, 0]
-    assert ds({"kind": "images", "path": "imgs", "count": 2, "preprocess": SMALL}, base=tmp_path).count == 2
+    subset = ds({"kind": "images", "path": "imgs", "count": 3, "preprocess": SMALL}, base=tmp_path)
+    assert subset.count == 3
+    assert collect(subset, 4)[1].tolist() == [0, 1, 0]  # round-robin over classes: a subset spans them all
 
 
 def test_flat_folder_with_labels_file(tmp_path: Path) -> None:
