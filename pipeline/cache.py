@@ -9,7 +9,7 @@ from pipeline.records import RecordStore
 from pipeline.store import ObjectStore
 
 DEFAULT_ROOT = "artifacts"
-RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks"}
+RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side"}
 
 
 def cache_root(explicit: str | None = None) -> Path:
@@ -26,6 +26,7 @@ class Cache:
         self.locks = root / "locks"
         self.tmp = root / "tmp"
         self.runs = root / "runs"
+        self.side = root / "side"
 
     def view_dir(self, recipe: str, stage: str) -> Path:
         return self.root / recipe / stage

@@ -98,6 +98,9 @@ class Executor:
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
         self._mp = multiprocessing.get_context("spawn")
+        # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
+        # every key; stages find them here instead of reaching into the cache.
+        os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
         self._idle: list[_Worker] = []
         self._running: dict[str, _Running] = {}
         self.known: dict[str, StageRecord] = {}
