@@ -30,7 +30,7 @@ class StageStarted:
 @dataclass(frozen=True)
 class StageWaiting:
     stage: str
-    holder: str  # pid holding the key's lock
+    why: str  # e.g. "another run (pid 123) is building it"
 
 
 @dataclass(frozen=True)

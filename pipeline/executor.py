@@ -16,7 +16,6 @@ import multiprocessing.connection
 import os
 import shutil
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +85,7 @@ class _Running:
     decision: Decision
     workspace: Path
     lock: KeyLock
+    cpu: KeyLock  # shared; exclusive for stages that time things (across runs on this cache)
     log: Path
     started: float
     worker: _Worker | None = None
@@ -103,6 +103,7 @@ class Executor:
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
         self._idle: list[_Worker] = []
         self._running: dict[str, _Running] = {}
+        self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
         self.status: dict[str, str] = {}
 
@@ -116,21 +117,29 @@ class Executor:
         self.reporter.handle(RunStarted(self.recipe.name, self.run_id, order))
         sorter = graphlib.TopologicalSorter({n: set(self.graph.predecessors(n)) for n in self.graph})
         sorter.prepare()
-        pending: deque[str] = deque()
+        pending: list[str] = []
         stopping = False
         try:
             while sorter.is_active():
                 pending.extend(sorted(sorter.get_ready(), key=position.__getitem__))
-                while pending and self._can_start(pending[0]):
-                    name = pending.popleft()
+                for name in list(pending):
+                    if not stopping and not self._can_start(name):
+                        continue
                     if stopping:
                         self.status[name] = "not run"
-                        sorter.done(name)
-                    elif self._start_or_settle(name):
+                        outcome = "settled"
+                    else:
+                        outcome = self._start_or_settle(name)
+                    if outcome != "blocked":
+                        pending.remove(name)
+                        self._waiting.discard(name)
+                    if outcome == "settled":
                         sorter.done(name)
                 if not self._running:
+                    if pending:  # everything left waits on another process's lock
+                        time.sleep(0.2)
                     continue
-                for name in self._wait():
+                for name in self._wait(timeout=0.2 if self._waiting else None):
                     sorter.done(name)
                     if self.status[name] in ("failed", "gate") and not self.options.keep_going:
                         stopping = True
@@ -156,8 +165,12 @@ class Executor:
             return False
         return len(self._running) < max(1, self.options.jobs)
 
-    def _start_or_settle(self, name: str) -> bool:
-        """Settle a stage that needs no worker (cached, skipped, unavailable); else start it. True if settled."""
+    def _start_or_settle(self, name: str) -> str:
+        """Settle a stage that needs no worker (cached, skipped, unavailable), else start it.
+
+        Returns "settled", "started", or "blocked" (another process holds its key or the CPU;
+        retried on the next turn of the loop, after which a result built meanwhile is a hit).
+        """
         node = self.recipe.stages[name]
         kind = node.kind.kind
         bad = [p for p in self.graph.predecessors(name) if self.status.get(p) not in ("cached", "ran")]
@@ -165,27 +178,33 @@ class Executor:
             why = ", ".join(f"{p} {self.status.get(p, 'not run')}" for p in bad)
             self.status[name] = "skipped"
             self.reporter.handle(StageSkipped(name, kind, why))
-            return True
+            return "settled"
         decision = self.planner.decide(name, self.known)
         if decision.status == UNAVAILABLE:
             self.status[name] = "unavailable"
             self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
-            return True
+            return "settled"
         if decision.status == CACHED:
-            self._settle_cached(name, decision.record)
-            return True
+            self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
+            return "settled"
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
         if not lock.acquire(blocking=False):
-            self.reporter.handle(StageWaiting(name, lock.holder()))
-            lock.acquire(blocking=True)
-            again = self.planner.decide(name, self.known)  # the holder may have built it for us
-            if again.status == CACHED and again.record is not None:
-                lock.release()
-                self._settle_cached(name, again.record, built_elsewhere=True)
-                return True
+            self._wait_for(name, f"another run (pid {lock.holder()}) is building it")
+            return "blocked"
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not node.kind.exclusive)
+        if not cpu.acquire(blocking=False):
+            lock.release()
+            self._wait_for(name, "another run holds the CPU" + (" (timing)" if not node.kind.exclusive else ""))
+            return "blocked"
         fault("locked", name)
-        self._launch(name, decision, lock)
-        return False
+        self._launch(name, decision, lock, cpu)
+        return "started"
+
+    def _wait_for(self, name: str, why: str) -> None:
+        """Report a stage blocked by another process, once; the loop retries it without stalling others."""
+        if name not in self._waiting:
+            self._waiting.add(name)
+            self.reporter.handle(StageWaiting(name, why))
 
     def _settle_cached(self, name: str, record: StageRecord, built_elsewhere: bool = False) -> None:
         self.known[name] = record
@@ -200,7 +219,7 @@ class Executor:
             self.reporter.handle(StageCached(name, kind, views))
 
     # -- running ----------------------------------------------------------------
-    def _launch(self, name: str, decision: Decision, lock: KeyLock) -> None:
+    def _launch(self, name: str, decision: Decision, lock: KeyLock, cpu: KeyLock) -> None:
         node = self.recipe.stages[name]
         ws = new_workspace(self.cache.tmp, name)
         log = self.run_dir / "logs" / f"{name}.log"
@@ -221,7 +240,7 @@ class Executor:
                     params=node.params.model_dump(mode="python"), inputs=inputs, outdir=str(ws / "out"),
                     recipe_dir=str(self.recipe.dir.resolve()),
                     model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None, log=str(log))
-        running = _Running(name, decision, ws, lock, log, time.perf_counter())
+        running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
         if self.options.in_process:
@@ -233,8 +252,8 @@ class Executor:
         running.worker = worker
         worker.conn.send(task)
 
-    def _wait(self) -> list[str]:
-        """Block until some running stage reports; return the stages that finished."""
+    def _wait(self, timeout: float | None = None) -> list[str]:
+        """Block (up to `timeout`) until some running stage reports; return the stages that finished."""
         if self.options.in_process:
             done = [n for n in list(self._running) if n in self.status]
             for n in done:
@@ -243,7 +262,7 @@ class Executor:
         by_conn = {r.worker.conn: r for r in self._running.values()}
         by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values()}
         finished = []
-        for ready in multiprocessing.connection.wait(list(by_conn) + list(by_sentinel)):
+        for ready in multiprocessing.connection.wait(list(by_conn) + list(by_sentinel), timeout):
             r = by_conn.get(ready) or by_sentinel.get(ready)
             if r.stage not in self._running:
                 continue
@@ -299,6 +318,7 @@ class Executor:
                                                  gate=outcome.status == "gate"))
         finally:
             r.lock.release()
+            r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
             if not self.options.in_process:
                 del self._running[name]
@@ -330,6 +350,7 @@ class Executor:
             if r.worker is not None:
                 r.worker.stop(kill=True)
             r.lock.release()
+            r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
             self.status[r.stage] = "interrupted"
         self._running.clear()

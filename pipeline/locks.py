@@ -7,20 +7,23 @@ from pathlib import Path
 
 
 class KeyLock:
-    def __init__(self, path: Path):
-        self.path = path
+    """An exclusive (or, with shared=True, shared) flock on `path`."""
+
+    def __init__(self, path: Path, shared: bool = False):
+        self.path, self.shared = path, shared
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
         self._fd = fd
         return True
 

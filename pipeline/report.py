@@ -100,7 +100,7 @@ class ConsoleReporter:
             if not self.quiet:
                 self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
         elif isinstance(event, StageWaiting):
-            c.print(f"[yellow]waiting[/] {event.stage}: another run (pid {event.holder}) is building it")
+            c.print(f"[yellow]waiting[/] {event.stage}: {event.why}")
         elif isinstance(event, StageProgress):
             task = self._tasks.get(event.stage)
             if task is not None:

@@ -142,3 +142,21 @@ def test_interrupt_exits_130_and_leaves_nothing_half_written(project: Project) -
     assert "interrupted" in err
     assert not list(project.cache.glob("records/*/*.json"))
     assert not list(project.cache.glob("tmp/*"))
+
+
+def test_a_timing_stage_holds_the_cpu_against_other_runs(project: Project, tmp_path: Path) -> None:
+    """An exclusive stage in one run keeps another run's stages (same cache) from starting meanwhile."""
+    timelog = tmp_path / "times"
+    project.write_recipe(HEAD + "stages:\n  bench: {uses: toy.timed, with: {seconds: 2.0}}\n", "timed.yaml")
+    project.write_recipe(HEAD + "stages:\n  quick: {uses: toy.write, with: {text: other}}\n", "quick.yaml")
+    first = project.popen("run", "timed.yaml", env={"TOY_TIMELOG": str(timelog)})
+    deadline = time.time() + 30
+    while not (timelog.exists() and "bench" in timelog.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    second = project.cli("run", "quick.yaml", env={"TOY_TIMELOG": str(timelog)})
+    first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "waiting quick: another run holds the CPU" in second.stderr
+    started = dict(line.split() for line in timelog.read_text().splitlines())
+    bench_end = float((project.cache / "toy" / "bench" / "timing.txt").read_text())
+    assert float(started["quick"]) >= bench_end - 0.05

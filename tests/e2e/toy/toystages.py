@@ -19,6 +19,10 @@ def _log_run(ctx: StageContext) -> None:
     if path:
         with open(path, "a") as f:
             f.write(ctx.stage + "\n")
+    times = os.environ.get("TOY_TIMELOG")
+    if times:
+        with open(times, "a") as f:
+            f.write(f"{ctx.stage} {time.time():.3f}\n")
 
 
 class WriteParams(Params):
@@ -150,4 +154,23 @@ class DataSummary(Stage):
         _log_run(ctx)
         data = ctx.inputs["data"]
         (ctx.outdir / "data.txt").write_text(f"{data.name} {data.spec['kind']} {data.base_dir.is_absolute()}")
+        return {}
+
+
+class TimedParams(Params):
+    seconds: float = Field(1.0, description="how long to 'measure'")
+
+
+class Timed(Stage):
+    """Stands in for a benchmark: holds the CPU alone (exclusive) for `seconds`."""
+
+    kind = "toy.timed"
+    exclusive = True
+    Params = TimedParams
+    outputs = {"model": OutputSpec("timing.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        time.sleep(ctx.params.seconds)
+        (ctx.outdir / "timing.txt").write_text(f"{time.time():.3f}")
         return {}
