@@ -1,0 +1,186 @@
+"""_runners: ONNX Runtime and OpenVINO on a tiny classifier; runner choice; timing and its noise meter.
+
+Never asserts on speed: only that timings are well-formed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from stages import _runners as R
+
+
+def classifier(seed: int = 0, classes: int = 10, bias: np.ndarray | None = None, weight_scale: float = 1.0,
+               ) -> onnx.ModelProto:
+    """input[batch,3,8,8] -Conv(4)-> Relu -> Flatten -> Gemm -> logits[batch, classes]: every pixel counts,
+    so on random inputs the top-1 class varies from sample to sample."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(f32), "cw"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(f32) * 0.1, "cb"),
+             numpy_helper.from_array((rng.standard_normal((classes, 256)) * weight_scale / 16).astype(f32), "gw"),
+             numpy_helper.from_array((bias if bias is not None else rng.standard_normal(classes) * 0.1).astype(f32),
+                                     "gb")]
+    nodes = [helper.make_node("Conv", ["input", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["act"]),
+             helper.make_node("Flatten", ["act"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "gw", "gb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def ir_from_onnx(onnx_path: Path, outdir: Path, precision: str | None = "f32",
+                 static_shape: list[int] | None = None) -> Path:
+    """An OpenVINO IR directory as build.openvino lays it out (weights kept FP32), engine.json if `precision`."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    if static_shape is not None:
+        model.reshape(static_shape)
+    outdir.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(outdir / "model.xml"), compress_to_fp16=False)
+    if precision is not None:
+        (outdir / "engine.json").write_text(json.dumps(
+            {"inference_precision": precision, "device": "CPU", "inputs": ["input"], "outputs": ["logits"]}))
+    return outdir
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    onnx_path = save_onnx(classifier(), tmp_path / "ref" / "model.onnx")
+    return onnx_path, ir_from_onnx(onnx_path, tmp_path / "ir")
+
+
+def feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    return {"input": np.random.default_rng(seed).standard_normal((batch, 3, 8, 8)).astype(np.float32)}
+
+
+def test_openvino_f32_agrees_with_onnxruntime(tiny: tuple[Path, Path]) -> None:
+    onnx_path, ir = tiny
+    ort_runner, ov_runner = R.runner_for(onnx_path), R.runner_for(ir)
+    assert isinstance(ort_runner, R.OrtRunner) and isinstance(ov_runner, R.OpenVinoRunner)
+    assert ort_runner.precision == "fp32 (onnxruntime)" and ov_runner.precision == "f32"
+    assert ort_runner.input_names == ov_runner.input_names == ["input"]
+    assert ov_runner.output_names == ["logits"]
+    for batch in (1, 5):  # the IR keeps the batch dynamic
+        x = feeds(batch, batch)
+        a, b = ort_runner.infer(x)["logits"], ov_runner.infer(x)["logits"]
+        assert a.shape == b.shape == (batch, 10)
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=1e-5)
+
+
+def test_openvino_precision_comes_from_engine_json_unless_overridden(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    onnx_path, _ = tiny
+    bf16 = R.OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bf16", "bf16"))
+    assert bf16.requested_precision == "bf16"
+    # the execution precision is what the device chose: bf16 where the CPU has it, else f32
+    cpu_bf16 = "avx512_bf16" in R.cpu_identity()["cpu_flags"] or "amx_bf16" in R.cpu_identity()["cpu_flags"]
+    assert bf16.precision == ("bf16" if cpu_bf16 else "f32")
+    assert R.OpenVinoRunner(tmp_path / "bf16", precision="f32").precision == "f32"
+    bare = R.OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bare", None))  # no engine.json: f32, explicitly
+    assert bare.requested_precision == "f32" and bare.describe()["latency"]["INFERENCE_PRECISION_HINT"]
+    with pytest.raises(ValueError, match="expected one of f32, bf16, f16"):
+        R.OpenVinoRunner(tmp_path / "bare", precision="int8")
+
+
+def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
+    (tmp_path / "trt").mkdir()
+    plan = tmp_path / "trt" / "model.engine"
+    plan.write_bytes(b"\0")
+    for artifact in (plan, plan.parent):  # the plan file, or a build directory holding one
+        with pytest.raises(R.RunnerUnavailable, match="TensorRT runner: not available on this machine"):
+            R.runner_for(artifact)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no runner"):
+        R.runner_for(tmp_path / "empty")
+
+
+def test_onnx_precision_labels(tmp_path: Path) -> None:
+    scale = numpy_helper.from_array(np.array(0.05, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    qdq = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], initializer=[scale, zero])
+    path = save_onnx(helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                     tmp_path / "qdq.onnx")
+    runner = R.runner_for(path)
+    assert runner.precision == "int8 (onnxruntime)"
+    x = np.array([[0.0, 0.1, -0.52, 3.0]], np.float32)
+    np.testing.assert_allclose(runner.infer({"x": x})["y"], np.round(x / 0.05) * 0.05, atol=1e-6)
+    half = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "half",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 4])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])])
+    path = save_onnx(helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                     tmp_path / "half.onnx")
+    runner = R.runner_for(path)
+    assert runner.precision == "fp16 (onnxruntime)"
+    assert runner.infer({"x": -x})["y"].dtype == np.float16  # float32 feeds are cast to the model's dtype
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("mode", ["latency", "throughput"])
+def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, mode: str) -> None:
+    runner = R.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
+    t = runner.benchmark(feeds(4), mode, min_seconds=0.2, warmup=2)
+    assert t.mode == mode and t.batch == 4 and t.iterations >= 1 and t.seconds >= 0.2
+    assert 0 < t.p50_ms <= t.p90_ms <= t.p99_ms
+    assert t.throughput == pytest.approx(4 * t.iterations / t.seconds)
+    assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= R.MAX_ATTEMPTS
+    if engine == "openvino" and mode == "throughput":
+        optimal = int(runner._compile("THROUGHPUT").get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        assert t.requests == optimal and t.iterations % optimal == 0  # whole rounds, as benchmark_app
+        assert runner.describe()["throughput"]["OPTIMAL_NUMBER_OF_INFER_REQUESTS"] == str(optimal)
+    else:
+        assert t.requests == 1
+    assert set(t.as_dict()) >= {"batch", "requests", "iterations", "seconds", "p50_ms", "p90_ms", "p99_ms",
+                                "throughput", "cpu_other_fraction"}
+
+
+def test_measure_repeats_while_other_processes_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = lambda s: ([1.0, 2.0, 3.0], 3, 0.01)  # noqa: E731
+    noise = iter([(0.5, 0.0), (0.3, 0.0), (0.02, 0.0)])
+    monkeypatch.setattr(R.CpuMeter, "stop", lambda self: next(noise))
+    t = R.measure(loop, mode="latency", batch=2, requests=1, min_seconds=0.0)
+    assert t.attempts == 3 and t.cpu_other_fraction == 0.02 and t.p50_ms == 2.0 and t.throughput == 600
+    noise = iter([(0.9, 0.0), (0.5, 0.0), (0.7, 0.0)])  # never quiet: the least noisy attempt is kept
+    assert R.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).cpu_other_fraction == 0.5
+    noise = iter([(0.0, 0.0)])
+    assert R.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).attempts == 1
+
+
+def test_cpu_meter_sees_another_process() -> None:
+    meter = R.CpuMeter()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(0.2)
+        meter.start()
+        time.sleep(0.8)  # we sleep: whatever CPU was busy was someone else's
+        other, resolution = meter.stop()
+    finally:
+        busy.wait()
+    assert other > 0.5 and resolution < 0.1  # the spinning child took most of a core
+
+
+def test_cpu_identity_reads_proc_cpuinfo() -> None:
+    ident = R.cpu_identity()
+    assert ident["cpu"] and ident["cpus"] == str(R.available_cpus())
+    assert set(ident["cpu_flags"].split()) <= set(R.ISA_FLAGS) | {"none"}
