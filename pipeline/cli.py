@@ -13,12 +13,13 @@ from typing import Any
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PipelineError, UsageError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     p = argparse.ArgumentParser(prog="pipeline", description="Build inference engines from YAML recipes, cached by content hash.")
     sub = p.add_subparsers(dest="command", required=True)
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def recipe_cmd(name: str, help: str, targets: bool = True) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help, description=help)
+        c = commands[name] = sub.add_parser(name, help=help, description=help)
         c.add_argument("recipe", type=Path, help="recipe YAML file")
         if targets:
             c.add_argument("stages", nargs="*", help="build only these stages and their ancestors")
@@ -52,22 +53,29 @@ def _parser() -> argparse.ArgumentParser:
     show = recipe_cmd("show", "print a stage's output paths", targets=False)
     show.add_argument("stage")
 
-    gc = sub.add_parser("gc", help="remove objects no lock file or latest record references")
+    gc = commands["gc"] = sub.add_parser("gc", help="remove objects no lock file or latest record references")
     gc.add_argument("--dry-run", "-n", action="store_true")
     gc.add_argument("--cache-dir")
 
-    verify = sub.add_parser("verify", help="rehash every object in the cache")
+    verify = commands["verify"] = sub.add_parser("verify", help="rehash every object in the cache")
     verify.add_argument("--remove", action="store_true", help="delete corrupted objects (they rebuild on the next run)")
     verify.add_argument("--cache-dir")
 
-    stages = sub.add_parser("stages", help="list stage kinds, or describe one")
+    stages = commands["stages"] = sub.add_parser("stages", help="list stage kinds, or describe one")
     stages.add_argument("kind", nargs="?")
     stages.add_argument("--markdown", action="store_true", help="print every kind's reference as Markdown (the README's stage reference)")
-    return p
+    return p, commands
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    top, commands = _parser()
+    if argv and argv[0] in commands:
+        # Intermixed: `run recipe.yaml --set a=1 stage_b` keeps stage_b as a target.
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = top.parse_args(argv)
     try:
         return _dispatch(args)
     except PipelineError as exc:
