@@ -1,0 +1,86 @@
+"""The digits recipe end to end: real data, real accuracy gates, a broken calibration that must fail,
+and a calibration-image edit that re-quantizes without re-exporting."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = ["--set", "stages.check_fp32.with.min_seconds=0.2", "--set", "stages.check_int8.with.min_seconds=0.2",
+         "--set", "stages.check_fp32.with.throughput_batches=[1]",
+         "--set", "stages.check_int8.with.throughput_batches=[1]"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    for name in ("digits_int8.yaml", "digits_plugin.py"):
+        shutil.copy(REPO / "recipes" / name, root / name)
+    return root
+
+
+def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "digits_int8.yaml", *QUICK, *args, "--json"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
+
+
+def rows(record: dict) -> dict[str, dict]:
+    return {s["stage"]: s for s in record["stages"]}
+
+
+def test_fp32_and_int8_pass_their_accuracy_gates(digits: Path) -> None:
+    proc, record = run(digits)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = rows(record)
+    fp32, int8 = r["check_fp32"]["summary"], r["check_int8"]["summary"]
+    assert fp32["accuracy"] >= 0.9
+    assert int8["accuracy"] >= fp32["accuracy"] - 0.01
+    report = json.loads(Path(r["check_int8"]["outputs"]["report"]).read_text())
+    assert report  # the report is an output with the figures behind the summary
+
+
+def test_calibrating_on_one_zero_image_fails_the_accuracy_gate(digits: Path) -> None:
+    proc, record = run(digits, "--set", "data.calib.python=digits_plugin:zeros", "--set", "data.calib.kwargs={count: 1}")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "accuracy" in rows(record)["check_int8"]["error"]
+    assert rows(record)["check_fp32"]["status"] == "cached"
+
+
+def test_changing_one_calibration_image_requantizes_without_reexporting(digits: Path) -> None:
+    from PIL import Image
+
+    folder = digits / "calib_images"
+    _write_images(folder, 40)
+    calib = ("data.calib={kind: images, path: calib_images, "
+             "preprocess: {resize: null, crop: null, mean: [0.0], std: [0.941], grayscale: true}}")
+    proc, record = run(digits, "--set", calib)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert rows(record)["quantize"]["status"] == "ran"
+    one = folder / "3" / "003.png"
+    Image.fromarray(np.full((8, 8), 120, np.uint8), mode="L").save(one)
+    proc, record = run(digits, "--set", calib)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = rows(record)
+    assert r["quantize"]["status"] == "ran" and r["quantize"]["reasons"] == ["input data.calib changed"]
+    assert r["export"]["status"] == "cached" and r["train"]["status"] == "cached"
+
+
+def _write_images(folder: Path, count: int) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:count]
+    for i, img in enumerate(images):
+        (folder / str(i % 10)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 15).astype(np.uint8), mode="L").save(folder / str(i % 10) / f"{i:03d}.png")
