@@ -1,0 +1,238 @@
+"""A TensorRT engine as a `_runners.Runner`: deserialize, one execution context, one CUDA stream.
+
+Device memory, copies, the stream and timing events come from cuda-python's
+runtime bindings (`cuda.bindings.runtime`, as NVIDIA's own TensorRT samples
+use), not torch: the tensorrt extra stays small, the bindings are thin wrappers
+over the driver, and no second CUDA runtime competes with TensorRT's. Per
+call, `infer` sets each input's shape on the context (`set_input_shape`, so
+any batch inside the engine's profile works), grows device buffers when a
+shape needs more, binds addresses (`set_tensor_address`), enqueues
+`execute_async_v3` and copies outputs back. `benchmark` uploads inputs once
+and times only the engine on the GPU with CUDA events: latency is one
+synchronised inference at a time; throughput enqueues inferences back to back
+and divides by wall time.
+
+Engines are executable artifacts: this runner only loads engines from the
+pipeline's own, digest-verified store, which is why it allows the host code a
+version-compatible engine embeds (`Runtime.engine_host_code_allowed`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from stages._runners import Mode, RunnerUnavailable, Timing, batch_of, measure
+
+THROUGHPUT_GROUP = 16  # inferences enqueued between synchronisations in throughput mode
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart  # older cuda-python
+    return cudart
+
+
+def _ok(result: Any) -> Any:
+    """Unpack a cuda-python `(error, value...)` result, raising on any error."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA error: {getattr(err, 'name', err)}")
+    return rest[0] if len(rest) == 1 else (tuple(rest) or None)
+
+
+def _handle(obj: Any) -> int:
+    """The raw handle of a cuda-python object (int(); `getPtr()` is the address of the handle's storage)."""
+    return int(obj)
+
+
+def _np_dtype(trt: Any, dtype: Any, name: str) -> np.dtype:
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except TypeError:  # BF16, FP8, INT4: no numpy type
+        raise ValueError(f"I/O tensor {name!r} is {getattr(dtype, 'name', dtype)}, which numpy cannot hold; keep the "
+                         "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)") from None
+
+
+def engine_file(path: Path | str) -> Path:
+    """The engine file itself, or the one `.engine`/`.plan` file inside a directory."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted([*path.glob("*.engine"), *path.glob("*.plan")])
+        if len(found) != 1:
+            raise ValueError(f"{path}: expected one .engine or .plan file, found {len(found)}")
+        return found[0]
+    return path
+
+
+class TensorRTRunner:
+    """A serialized TensorRT engine on the current CUDA device (optimization profile 0)."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path | str, precision: str | None = None, threads: int | None = None,
+                 device: str | int | None = None) -> None:
+        from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
+
+        probe = probe_gpu()
+        reason = unmet_reason(probe, cuda_python_available())
+        if reason:
+            raise RunnerUnavailable(f"TensorRT runner: {reason}")
+        import tensorrt as trt
+
+        from stages._trt_build import precision_from_layers
+
+        self._trt, self._cudart = trt, _cudart()
+        if device is not None and str(device).removeprefix("cuda:").isdigit():
+            _ok(self._cudart.cudaSetDevice(int(str(device).removeprefix("cuda:"))))
+        self.path = engine_file(path)
+        self.probe = probe
+        self._buffers: dict[str, tuple[int, int]] = {}  # tensor -> (device pointer, bytes)
+        self._stream: Any = None
+        self._pending: dict[str, np.ndarray] = {}  # host inputs of the last upload, alive until the stream syncs
+        self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+        self.runtime = trt.Runtime(self._logger)
+        self.runtime.engine_host_code_allowed = True
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine (built with "
+                             f"another TensorRT version, or for another GPU than {probe.gpu}?)")
+        self.context = self.engine.create_execution_context()
+        self._stream = _ok(self._cudart.cudaStreamCreate())
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        self._dtypes = {n: _np_dtype(trt, self.engine.get_tensor_dtype(n), n) for n in names}
+        try:
+            import json
+
+            layers = json.loads(self.engine.create_engine_inspector().get_engine_information(
+                trt.LayerInformationFormat.JSON))
+            computed = precision_from_layers(layers)
+        except Exception:  # noqa: BLE001 - an engine built without detailed verbosity says less; fall back
+            computed = "fp32"
+        self.precision = precision or f"{computed} (tensorrt)"
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self._cudart
+        outputs = self._bind(feeds)
+        if not self.context.execute_async_v3(_handle(self._stream)):
+            raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
+        for name, host in outputs.items():
+            if host.nbytes:
+                _ok(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name][0], host.nbytes,
+                                           cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        return outputs
+
+    def benchmark(self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0,
+                  warmup: int = 5) -> Timing:
+        cudart = self._cudart
+        self._bind(feeds)
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        stream, run = _handle(self._stream), self.context.execute_async_v3
+        for _ in range(max(1, warmup)):
+            run(stream)
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        events = [_ok(cudart.cudaEventCreate()) for _ in range(THROUGHPUT_GROUP + 1)]
+
+        def loop(seconds: float) -> tuple[list[float], int, float]:
+            times: list[float] = []
+            start = time.perf_counter()
+            group = 1 if mode == "latency" else THROUGHPUT_GROUP
+            while True:
+                _ok(cudart.cudaEventRecord(events[0], self._stream))
+                for i in range(group):
+                    run(stream)
+                    _ok(cudart.cudaEventRecord(events[i + 1], self._stream))
+                _ok(cudart.cudaEventSynchronize(events[group]))
+                times += [_ok(cudart.cudaEventElapsedTime(events[i], events[i + 1])) for i in range(group)]
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return times, len(times), elapsed
+
+        try:
+            return measure(loop, mode=mode, batch=batch_of(feeds), requests=1, min_seconds=min_seconds)
+        finally:
+            for e in events:
+                cudart.cudaEventDestroy(e)
+
+    def describe(self) -> dict[str, Any]:
+        profile = {}
+        for n in self.input_names:
+            if any(d < 0 for d in self.engine.get_tensor_shape(n)):
+                profile[n] = [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)]
+        return {"runner": self.name, "precision": self.precision, "tensorrt": self._trt.__version__,
+                "gpu": self.probe.gpu, "compute_capability": self.probe.compute_capability,
+                "driver": self.probe.driver, "engine": self.path.name, "profile": profile}
+
+    def close(self) -> None:
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for ptr, _ in self._buffers.values():
+            cudart.cudaFree(ptr)
+        self._buffers.clear()
+        if self._stream is not None:
+            cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- buffers ---------------------------------------------------------------------------------
+
+    def _bind(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Set input shapes, upload inputs and bind every address; returns empty host arrays for the outputs."""
+        cudart = self._cudart
+        missing = set(self.input_names) - set(feeds)
+        if missing:
+            raise ValueError(f"{self.path.name}: missing inputs {sorted(missing)} (given: {sorted(feeds)})")
+        uploads = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
+        for name, arr in uploads.items():
+            if not self.context.set_input_shape(name, arr.shape):
+                rng = [list(s) for s in self.engine.get_tensor_profile_shape(name, 0)]
+                raise ValueError(f"{self.path.name}: input {name!r} shape {list(arr.shape)} is outside the engine's "
+                                 f"profile (min, opt, max) {rng}")
+            ptr = self._buffer(name, arr.nbytes)
+            if arr.nbytes:
+                _ok(cudart.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes,
+                                           cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+            self.context.set_tensor_address(name, ptr)
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ValueError(f"{self.path.name}: output {name!r} has a data-dependent shape {list(shape)}, "
+                                 "which this runner does not support")
+            outputs[name] = np.empty(shape, dtype=self._dtypes[name])
+            self.context.set_tensor_address(name, self._buffer(name, outputs[name].nbytes))
+        self._pending = uploads
+        return outputs
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer of at least `nbytes` for `name`, reallocated only when it must grow."""
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < max(nbytes, 1):
+            if ptr:
+                _ok(self._cudart.cudaFree(ptr))
+            size = max(nbytes, 256)
+            ptr = int(_ok(self._cudart.cudaMalloc(size)))
+            self._buffers[name] = (ptr, size)
+        return ptr
+
+
+def runner_from_engine(path: Path | str, precision: str | None = None, threads: int | None = None,
+                       device: str | None = None) -> TensorRTRunner:
+    """`_runners.runner_for`'s TensorRT branch: RunnerUnavailable (naming what was probed) where it cannot run."""
+    return TensorRTRunner(path, precision=precision, threads=threads, device=device)

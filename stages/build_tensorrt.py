@@ -1,0 +1,184 @@
+"""build.tensorrt: an ONNX file -> a TensorRT engine for this GPU, plus an engine.json sidecar.
+
+Precision comes from the ONNX, never from builder flags: TensorRT 11 removed
+them (FP16/INT8/BF16/FP8 flags, the INT8 calibrator) and builds every network
+strongly typed, so INT8 means Q/DQ nodes (quantize.qdq) and FP16 means an ONNX
+already in mixed precision (onnx.fp16). TensorRT 10 gets the STRONGLY_TYPED
+network flag so the same recipe gives the same kind of engine on both.
+
+An engine is compiled for one GPU model by one TensorRT version, so the key
+holds both (toolchain: TensorRT version, GPU name, compute capability, CUDA
+version): an engine built on an A100 is never served to an L4. The stage holds
+the machine alone while it builds (`exclusive`), since TensorRT times kernels
+to choose them. Its timing cache is a side cache outside every key
+(`$PIPELINE_SIDE_CACHE/tensorrt-timing/<trt>-<gpu>-sm<cc>-cuda<v>.cache`),
+shared across builds under a file lock: it makes rebuilds fast, not different.
+
+Decisions live in `_trt_plan` (pure data, testable without a GPU); `_trt_build`
+applies them to the API; the sidecar records the plan, the engine's I/O and
+profiles, the inspector's layer information and the equivalent `trtexec` line.
+With `check` on, the engine is run at each profile point and compared with ONNX
+Runtime on the input ONNX (figures reported; `check_max_abs` gates).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+
+
+class ProfileOverride(BaseModel):
+    """One input's optimization-profile shapes, replacing the ones derived from the recipe's dims."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: list[int]
+    opt: list[int]
+    max: list[int]
+
+
+class BuildTensorrtParams(Params):
+    memory_pool_mb: int | None = Field(None, ge=1, description="workspace memory pool limit in MiB "
+                                       "(MemoryPoolType.WORKSPACE; None: TensorRT's default, the device's memory)")
+    builder_optimization_level: int = Field(3, ge=0, le=5, description="0-5: higher searches longer for faster "
+                                            "kernels (TensorRT's default 3)")
+    shapes: Literal["dynamic", "static"] = Field(
+        "dynamic", description="dynamic: one profile spanning each named dim's min..max (tuned at opt); "
+                               "static: every named dim fixed at opt")
+    profile: dict[str, ProfileOverride] = Field(
+        default_factory=dict, description="input -> {min, opt, max} shapes overriding those derived from dims")
+    version_compatible: bool = Field(False, description="runs on later TensorRT versions (BuilderFlag."
+                                     "VERSION_COMPATIBLE; embeds a lean runtime, can be slower)")
+    exclude_lean_runtime: bool = Field(False, description="with version_compatible: do not embed the lean runtime")
+    hardware_compatibility: Literal["none", "ampere+"] = Field(
+        "none", description="ampere+: the engine runs on any Ampere-or-newer GPU (HardwareCompatibilityLevel."
+                            "AMPERE_PLUS), at some speed cost; the key still names the build GPU")
+    timing_cache: bool = Field(True, description="load and update the shared timing cache (a side cache outside "
+                                                 "the key: it speeds up rebuilds)")
+    max_aux_streams: int | None = Field(None, ge=0, description="auxiliary streams per inference (0: least memory; "
+                                                                "None: TensorRT's heuristic)")
+    tiling_optimization_level: Literal["none", "fast", "moderate", "full"] = Field(
+        "none", description="cross-kernel tiling search effort (TensorRT >= 10.8)")
+    l2_limit_for_tiling_mb: int | None = Field(None, ge=0, description="L2 cache the engine may assume it owns, "
+                                                                       "for tiling (MiB)")
+    avg_timing_iterations: int | None = Field(None, ge=1, description="timing runs averaged per tactic")
+    sparse_weights: bool = Field(False, description="allow 2:4 structured-sparsity kernels (BuilderFlag."
+                                                    "SPARSE_WEIGHTS)")
+    tf32: bool = Field(True, description="allow TF32 math for FP32 layers (TensorRT's default; false for "
+                                         "bit-closer FP32)")
+    profiling_verbosity: Literal["detailed", "layer_names_only", "none"] = Field(
+        "detailed", description="layer detail kept in the engine; detailed lets engine.json and runners see "
+                                "each layer's precision")
+    strongly_typed: Literal[True] = Field(
+        True, description="fixed: TensorRT 11 builds only strongly typed networks (precision from the ONNX)")
+    check: bool = Field(True, description="run the engine at each profile point and compare with ONNX Runtime")
+    check_seed: int = Field(0, description="seed of the check's random inputs")
+    check_max_abs: float | None = Field(None, gt=0, description="fail when the engine's max abs difference from "
+                                                                "ONNX Runtime exceeds this (None: report only)")
+
+    @model_validator(mode="after")
+    def _lean_needs_vc(self) -> "BuildTensorrtParams":
+        if self.exclude_lean_runtime and not self.version_compatible:
+            raise ValueError("exclude_lean_runtime needs version_compatible: true")
+        return self
+
+
+class BuildTensorrt(Stage):
+    kind = "build.tensorrt"
+    version = "1"
+    summary = "Build a TensorRT engine (strongly typed) for this GPU from an ONNX file, with an engine.json sidecar"
+    Params = BuildTensorrtParams
+    inputs = {"model": InputSpec(description="the .onnx file (FP32, FP16 mixed precision, or Q/DQ INT8)")}
+    outputs = {
+        "model": OutputSpec("model.engine", description="the serialized engine (only for this GPU model and TensorRT)"),
+        "info": OutputSpec("engine.json", description="TensorRT and GPU identity, profiles, I/O, layer information, "
+                                                      "the equivalent trtexec line"),
+    }
+    packages = ("tensorrt",)
+    extra = "tensorrt"
+    uses_model = True
+    model_fields = ("tensors", "dims")
+    exclusive = True
+    helpers = ("stages._gpu_probe", "stages._trt_plan", "stages._trt_build", "stages._trt_runner",
+               "stages._onnx_check", "stages._onnxio")
+
+    def unmet(self) -> str | None:
+        from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
+
+        return unmet_reason(probe_gpu(), cuda_python_available())
+
+    def toolchain(self) -> dict[str, str]:
+        from stages._gpu_probe import probe_gpu
+
+        return probe_gpu().identity()
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        from stages import _trt_build, _trt_plan
+        from stages._gpu_probe import probe_gpu
+
+        p: BuildTensorrtParams = ctx.params
+        probe = probe_gpu()
+        source = Path(ctx.inputs["model"])
+        plan = _trt_plan.build_plan(p, ctx.model, probe, source, _trt_plan.side_cache_root())
+        print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
+        result = _trt_build.engine_from_plan(plan)
+        engine_path = ctx.output("model", type(self))
+        engine_path.write_bytes(result.engine)
+        precision = _trt_build.precision_from_layers(result.layers)
+        trtexec = plan.trtexec_args(onnx=source.name, layer_info="layers.json")
+        info = {
+            "format": "tensorrt-engine", "tensorrt": probe.tensorrt, "tensorrt_cuda": probe.tensorrt_cuda,
+            "gpu": probe.gpu, "compute_capability": probe.compute_capability, "cuda": probe.cuda,
+            "driver": probe.driver, "strongly_typed": True, "precision": precision,
+            "settings": {k: v for k, v in plan.as_dict().items() if k not in ("onnx_path", "timing_cache", "profiles")},
+            "profiles": plan.as_dict()["profiles"], "io": result.io, "layers": result.layers,
+            "trtexec": trtexec, "trtexec_line": shlex.join(trtexec),
+        }
+        summary: dict[str, Any] = {"precision": precision, "gpu": probe.gpu, "tensorrt": probe.tensorrt,
+                                   "build_s": round(result.seconds, 2), "size_mb": round(len(result.engine) / 1e6, 3),
+                                   "timing_cache": result.timing_cache, "trtexec": plan.trtexec_line}
+        if result.warnings:
+            summary["tensorrt_warnings"] = len(result.warnings)
+        if p.check:
+            check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs)
+            info["check"] = summary["check"] = check
+        ctx.output("info", type(self)).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        return summary
+
+
+def _check(engine: Path, onnx_path: Path, plan: Any, seed: int, max_abs: float | None) -> dict[str, Any]:
+    """Run the engine and ONNX Runtime at each distinct profile point; figures per point and output."""
+    from stages import _onnx_check, _onnxio
+    from stages._trt_runner import TensorRTRunner
+
+    runner = TensorRTRunner(engine)
+    session = _onnxio.session_from_onnx(onnx_path)
+    ranges = plan.profile()
+    static = {i.name: tuple(i.shape) for i in session.get_inputs() if i.name not in ranges}
+    if any(not all(isinstance(d, int) for d in s) for s in static.values()):
+        raise ValueError(f"cannot check: inputs {sorted(static)} have dynamic dims and no profile")
+    results: dict[str, Any] = {}
+    seen: set[tuple] = set()
+    try:
+        for point in ("min", "opt", "max"):
+            shapes = {**static, **{n: getattr(r, point) for n, r in ranges.items()}}
+            key = tuple(sorted(shapes.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            feeds = _onnxio.random_inputs(session, shapes, seed)
+            reference = _onnxio.run_onnx(session, feeds)
+            try:
+                per_output = _onnx_check.compare_outputs(reference, runner.infer(feeds), max_abs)
+            except ValueError as exc:
+                raise ValueError(f"engine check at the {point} shape {dict(shapes)}: {exc}") from None
+            results[point] = {"shapes": {n: list(s) for n, s in shapes.items()}, "outputs": per_output,
+                              **_onnx_check.worst(per_output)}
+    finally:
+        runner.close()
+    return results
