@@ -259,10 +259,18 @@ class Validate(Stage):
             (log.info if g.passed else log.error)("%s", g)
 
         summary = VR.summary_row(candidate.precision, outputs, labels_output, timing, passed, results)
+        summary["size_mb"] = round(_artifact_bytes(Path(ctx.inputs["candidate"])) / 1e6, 2)
         failed = [g.failure() for g in results if not g.passed]
         if failed:
             raise GateFailed(failed)
         return summary
+
+
+def _artifact_bytes(path: Path) -> int:
+    """On-disk size of the candidate (an IR directory counts model.xml + model.bin + sidecars)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 # -- samples and batches -----------------------------------------------------------------------------
