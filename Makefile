@@ -29,6 +29,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/cached_rerun.py
+	$(PY) benchmarks/cold_overhead.py
+	$(PY) benchmarks/int8_build.py
+	$(PY) benchmarks/openvino_int8.py
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/state.db
