@@ -90,19 +90,21 @@ def cmd_status(args: argparse.Namespace) -> int:
                          indent=1))
     else:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"status of {recipe.path}: {'stale' if stale else 'up to date'}", title_justify="left")
         for col in ("stage", "status", "why"):
             table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
+        for stage, state, why in rows:
+            table.add_row(stage, state, escape(why))
         Console(highlight=False).print(table)
     return EXIT_FAILED if stale else EXIT_OK
 
 
 def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     style = {CACHED: "green", RUN: "cyan", WAITS: "blue", UNAVAILABLE: "yellow"}
@@ -112,7 +114,7 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
         table.add_column(col, overflow="fold")
     for d in decisions:
         table.add_row(d.stage, recipe.stages[d.stage].kind.kind, f"[{style[d.status]}]{word[d.status]}[/]",
-                      "\n".join(d.reasons))
+                      escape("\n".join(d.reasons)))
     Console(highlight=False).print(table)
 
 

@@ -88,19 +88,21 @@ class ConsoleReporter:
             self.console.quiet = live
 
     def _show(self, event: Event) -> None:
+        from rich.markup import escape as esc  # reasons and errors are data: `.[tensorrt]` is not markup
+
         c = self.console
         if isinstance(event, RunStarted):
             self._order = list(event.stages)
             self._rows = []
         elif isinstance(event, StageCached):
             c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
-            self._rows.append((event.stage, "cached", "", "-", _outputs(event.outputs)))
+            self._rows.append((event.stage, "cached", "", "-", esc(_outputs(event.outputs))))
         elif isinstance(event, StageStarted):
-            c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {'; '.join(event.reasons)}")
+            c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {esc('; '.join(event.reasons))}")
             if not self.quiet:
                 self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
         elif isinstance(event, StageWaiting):
-            c.print(f"[yellow]waiting[/] {event.stage}: {event.why}")
+            c.print(f"[yellow]waiting[/] {event.stage}: {esc(event.why)}")
         elif isinstance(event, StageProgress):
             task = self._tasks.get(event.stage)
             if task is not None:
@@ -110,24 +112,24 @@ class ConsoleReporter:
             self._end_task(event.stage)
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
-                self._rows.append((event.stage, "cached", "built by another run", "-", _outputs(event.outputs)))
+                self._rows.append((event.stage, "cached", "built by another run", "-", esc(_outputs(event.outputs))))
                 return
             note = "; same output as before" if event.same_as_before else ""
             c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
-            why = "; ".join(event.reasons) + note
+            why = esc("; ".join(event.reasons) + note)
             self._rows.append((event.stage, "ran", why, f"{event.seconds:.1f}",
-                               _outputs(event.outputs) + _figures(event.summary)))
+                               esc(_outputs(event.outputs) + _figures(event.summary))))
         elif isinstance(event, StageFailed):
             self._end_task(event.stage)
             word = "GATE FAILED" if event.gate else "FAILED"
-            c.print(f"[red]{word}[/]  stage {event.stage} failed: {event.error} (log: {event.log})")
-            self._rows.append((event.stage, "[red]gate failed[/]" if event.gate else "[red]failed[/]", event.error,
-                               f"{event.seconds:.1f}", f"log: {event.log}"))
+            c.print(f"[red]{word}[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
+            self._rows.append((event.stage, "[red]gate failed[/]" if event.gate else "[red]failed[/]", esc(event.error),
+                               f"{event.seconds:.1f}", esc(f"log: {event.log}")))
         elif isinstance(event, StageUnavailable):
-            c.print(f"[yellow]skipped[/] {event.stage}: {event.reason}")
-            self._rows.append((event.stage, "[yellow]unavailable[/]", event.reason, "-", ""))
+            c.print(f"[yellow]skipped[/] {event.stage}: {esc(event.reason)}")
+            self._rows.append((event.stage, "[yellow]unavailable[/]", esc(event.reason), "-", ""))
         elif isinstance(event, StageSkipped):
-            self._rows.append((event.stage, "[yellow]skipped[/]", f"upstream: {event.because}", "-", ""))
+            self._rows.append((event.stage, "[yellow]skipped[/]", esc(f"upstream: {event.because}"), "-", ""))
         elif isinstance(event, RunFinished):
             if self._progress is not None:
                 self._progress.stop()

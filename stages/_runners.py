@@ -102,8 +102,9 @@ def runner_for(path: Path | str, precision: str | None = None, threads: int | No
     """The runner for an artifact: `.onnx` -> ONNX Runtime, a dir with model.xml -> OpenVINO."""
     path = Path(path)
     if path.suffix in (".engine", ".plan") or (path.is_dir() and any(path.glob("*.engine")) and not _xml_of(path)):
-        raise RunnerUnavailable(f"TensorRT runner: not available on this machine ({path.name}); "
-                                "TensorRT engines are validated on the machine that built them")
+        from stages._trt_runner import TensorRTRunner  # raises RunnerUnavailable naming what was probed
+
+        return TensorRTRunner(path, precision=precision, threads=threads, device=device)
     if path.is_file() and path.suffix == ".onnx":
         return OrtRunner(path, threads=threads, precision=precision)
     if (path.is_dir() and _xml_of(path)) or (path.is_file() and path.suffix == ".xml"):

@@ -160,3 +160,12 @@ def test_a_timing_stage_holds_the_cpu_against_other_runs(project: Project, tmp_p
     started = dict(line.split() for line in timelog.read_text().splitlines())
     bench_end = float((project.cache / "toy" / "bench" / "timing.txt").read_text())
     assert float(started["quick"]) >= bench_end - 0.05
+
+
+def test_install_hints_survive_the_terminal(project: Project) -> None:
+    """`pip install '.[tensorrt]'` must print with its brackets (rich would read them as markup)."""
+    project.write_recipe(HEAD + "stages:\n  engine: {uses: toy.gpu}\n")
+    proc = project.cli("run", "toy.yaml")
+    assert proc.returncode == 4
+    assert "pip install '.[tensorrt]'" in proc.stderr
+    assert "pip install '.[tensorrt]'" in project.cli("plan", "toy.yaml").stdout

@@ -113,7 +113,7 @@ class NeedsGpu(Stage):
     outputs = {"model": OutputSpec("engine.bin")}
 
     def unmet(self) -> str | None:
-        return "needs an NVIDIA GPU (probed: no /dev/nvidia0)"
+        return "needs an NVIDIA GPU (probed: no /dev/nvidia0): pip install '.[tensorrt]'"
 
     def run(self, ctx: StageContext) -> dict:
         raise AssertionError("must never run")
