@@ -28,12 +28,12 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
+    import numpy as np
     import openvino as ov
 
     from pipeline.schema import ModelSpec
@@ -164,6 +164,7 @@ def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
 def _run_points(compiled: "ov.CompiledModel", model: "ov.Model", spec: "ModelSpec | None", mode: str,
                 seed: int) -> dict[str, dict[str, list[int]]]:
     """Run one inference at each shape point the engine must accept; returns {point: {output: shape}}."""
+    import numpy as np
     from stages._onnxio import random_array
 
     points = ("opt",) if mode == "static" else ("min", "opt", "max")

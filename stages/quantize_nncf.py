@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.stage import DatasetInput, InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
+    import numpy as np
     import openvino as ov
 
     from stages._data import Batch, Dataset
@@ -245,6 +245,7 @@ def _count(ds: "Dataset") -> int:
 
 def _top1(compiled: Any, items: Any) -> float:
     """Top-1 accuracy of the model's first output against the labels (nncf's validation_fn)."""
+    import numpy as np
     correct = total = 0
     for inputs, labels in items:
         logits = np.asarray(compiled(inputs)[0])

@@ -27,13 +27,13 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from pipeline.errors import GateFailed, did_you_mean
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
+    import numpy as np
     from pipeline.schema import ModelSpec
     from stages._metrics import GateResult
 
@@ -126,11 +126,11 @@ class Validate(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
     exclusive = True
-    helpers = ("stages._runners", "stages._metrics", "stages._validation_report", "stages._data", "stages._onnxio")
+    helpers = ("stages._gpu_probe", "stages._trt_runner", "stages._refs", "stages._runners", "stages._metrics", "stages._validation_report", "stages._data", "stages._onnxio")
 
     def toolchain(self) -> dict[str, str]:
-        """Library versions plus the CPU model, its kernel-selecting ISA flags and core count: they change
-        both numerics (bf16/VNNI paths) and timings."""
+        """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
+        if any: they change both numerics (bf16/VNNI paths) and timings."""
         from stages._runners import cpu_identity
 
         tc = {}
@@ -140,9 +140,15 @@ class Validate(Stage):
             except importlib.metadata.PackageNotFoundError:
                 tc[dist] = "missing"
         tc.update(cpu_identity())
+        # A TensorRT candidate runs on the GPU: its timings (and kernels) depend on which one.
+        from stages._gpu_probe import probe_gpu
+
+        gpu = probe_gpu()
+        tc["gpu"] = f"{gpu.gpu} ({gpu.sm})" if gpu.has_gpu else "none"
         return tc
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        import numpy as np
         from stages import _metrics as M
         from stages import _runners as R
         from stages import _validation_report as VR
@@ -277,6 +283,7 @@ def _artifact_bytes(path: Path) -> int:
 
 
 def _load_samples(ds: Any, max_samples: int | None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    import numpy as np
     chunks: list[dict[str, np.ndarray]] = []
     labels: list[np.ndarray] = []
     have = 0
@@ -343,15 +350,18 @@ def _schedule(n: int, sizes: list[int], batch_dim: str | int | None, model: "Mod
 
 def _take(array: np.ndarray, start: int, count: int, size: int) -> np.ndarray:
     """Samples [start, start+count), padded to `size` by repeating them (padded outputs are dropped)."""
+    import numpy as np
     part = array[start:start + count]
     return part if count == size else np.resize(part, (size, *part.shape[1:])).astype(part.dtype)
 
 
 def _tile(inputs: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    import numpy as np
     return {k: np.resize(v, (size, *v.shape[1:])).astype(v.dtype) for k, v in inputs.items()}
 
 
 def _stack(parts: list[np.ndarray], per_sample: bool) -> np.ndarray | None:
+    import numpy as np
     if not parts:
         return None
     if per_sample:
@@ -389,6 +399,7 @@ def _check_points(points: list[str], plan: list[tuple[int, int, int]], inputs: d
                   model: "ModelSpec", batch_dim: str | int | None, reference: Any, candidate: Any,
                   names: dict[str, str]) -> dict[str, Any]:
     """Run every declared point; those the numerics pass already ran on real samples are only recorded."""
+    import numpy as np
     from stages import _metrics as M
     from stages._onnxio import random_array
 
