@@ -242,10 +242,11 @@ class Validate(Stage):
 
         env = _environment(p, candidate, reference)
         passed = [g for g in results if g.passed]
+        size_mb = round(_artifact_bytes(Path(ctx.inputs["candidate"])) / 1e6, 2)
         report = {
             "stage": ctx.stage, "passed": len(passed) == len(results), "gates_passed": len(passed),
             "gates_total": len(results),
-            "candidate": {"artifact": Path(ctx.inputs["candidate"]).name, **candidate.describe()},
+            "candidate": {"artifact": Path(ctx.inputs["candidate"]).name, "size_mb": size_mb, **candidate.describe()},
             "reference": {"artifact": Path(ctx.inputs["reference"]).name, **reference.describe()},
             "data": {**ds.info(), "samples_used": n, "labels_output": labels_output},
             "warnings": warnings,
@@ -265,7 +266,7 @@ class Validate(Stage):
             (log.info if g.passed else log.error)("%s", g)
 
         summary = VR.summary_row(candidate.precision, outputs, labels_output, timing, passed, results)
-        summary["size_mb"] = round(_artifact_bytes(Path(ctx.inputs["candidate"])) / 1e6, 2)
+        summary["size_mb"] = size_mb
         failed = [g.failure() for g in results if not g.passed]
         if failed:
             raise GateFailed(failed)
