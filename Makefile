@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[all]'
+	# compat: a plain path entry instead of setuptools' import finder (16 ms off every start).
+	$(PY) -m pip install --quiet -e '.[all]' --config-settings editable_mode=compat
 	# PYTHONDONTWRITEBYTECODE may be set: compile once so every start reads .pyc.
 	$(PY) -m compileall -q pipeline stages
 	touch $(STAMP)

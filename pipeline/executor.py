@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime
 import graphlib
-import multiprocessing
-import multiprocessing.connection
 import os
 import shutil
 import time
@@ -35,7 +33,7 @@ from pipeline.recipe import Recipe
 from pipeline.records import OutputRecord, StageRecord
 from pipeline.stage import DatasetInput
 from pipeline.views import update_view
-from pipeline.worker import Outcome, Task, execute, worker_main
+from pipeline.worker import Outcome, Task
 from pipeline.workspace import clean_stale, new_workspace
 
 
@@ -59,6 +57,8 @@ class RunResult:
 
 class _Worker:
     def __init__(self, mp: Any):
+        from pipeline.worker import worker_main
+
         self.conn, child = mp.Pipe()
         self.proc = mp.Process(target=worker_main, args=(child,), daemon=True)
         self.proc.start()
@@ -97,7 +97,7 @@ class Executor:
         self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all)
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
-        self._mp = multiprocessing.get_context("spawn")
+        self._mp: Any = None  # multiprocessing's spawn context, made when a first stage must run
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
         # every key; stages find them here instead of reaching into the cache.
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
@@ -244,10 +244,16 @@ class Executor:
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
         if self.options.in_process:
+            from pipeline.worker import execute
+
             outcome = execute(task, lambda d, t=None, s="": self.reporter.handle(StageProgress(name, d, t, s)),
                               capture=False)
             self._complete(name, outcome)
             return
+        if self._mp is None:
+            import multiprocessing
+
+            self._mp = multiprocessing.get_context("spawn")
         worker = self._idle.pop() if self._idle else _Worker(self._mp)
         running.worker = worker
         worker.conn.send(task)
@@ -259,6 +265,8 @@ class Executor:
             for n in done:
                 del self._running[n]
             return done
+        import multiprocessing.connection
+
         by_conn = {r.worker.conn: r for r in self._running.values()}
         by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values()}
         finished = []

@@ -7,6 +7,7 @@ must stay cheap to import: heavy libraries are imported inside `run()`.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
@@ -135,14 +136,12 @@ def default_output(kind: type[Stage]) -> str:
 
 
 def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.version(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
+    return _version(dist) != "missing"
 
 
+@functools.lru_cache(maxsize=None)
 def _version(dist: str) -> str:
+    """A distribution's version (memoised: each lookup scans site-packages, and every stage asks)."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -7,14 +7,9 @@ native libraries' output) and warnings go to the stage's log file.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import logging
 import os
-import signal
 import sys
 import time
-import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -48,6 +43,9 @@ class Outcome:
 
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
     """Import the kind, build its context and call run(); never raises for a stage's own error."""
+    import importlib
+    import traceback
+
     from pipeline.schema import ModelSpec
     from pipeline.stage import StageContext
 
@@ -83,6 +81,9 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
 @contextlib.contextmanager
 def _captured(log: Path, capture: bool) -> Iterator[None]:
     """Point fds 1 and 2 (so native code too), Python warnings and logging at the log file."""
+    import logging
+    import warnings
+
     if not capture:
         yield
         return
@@ -118,6 +119,8 @@ def _jsonable(value: Any) -> Any:
 
 def worker_main(conn: Any) -> None:
     """Entry point of a worker process: run tasks from `conn` until it closes."""
+    import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine handles Ctrl-C and stops us
 
     last = [0.0]
