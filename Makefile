@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	# compat: a plain path entry instead of setuptools' import finder (16 ms off every start).
 	$(PY) -m pip install --quiet -e '.[all]' --config-settings editable_mode=compat
+	# The build leaves pipeline.egg-info here, on sys.path beside the real metadata: a stale copy
+	# would shadow newer entry points, so only site-packages keeps the metadata.
+	rm -rf pipeline.egg-info
 	# PYTHONDONTWRITEBYTECODE may be set: compile once so every start reads .pyc.
 	$(PY) -m compileall -q pipeline stages
 	touch $(STAMP)
