@@ -23,7 +23,7 @@ def lock_path(recipe_path: Path) -> Path:
 
 def read_lock(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except (OSError, yaml.YAMLError):
         return {}
     stages = data.get("stages") if isinstance(data, dict) else None
@@ -43,7 +43,9 @@ def entry(record: StageRecord) -> dict[str, Any]:
 def write_lock(path: Path, stages: dict[str, dict[str, Any]], order: list[str]) -> bool:
     """Write the lock (stages in recipe order); return whether the file changed."""
     ordered = {name: stages[name] for name in order if name in stages}
-    text = HEADER + yaml.safe_dump({"schema": 1, "stages": ordered}, sort_keys=False, default_flow_style=False, width=120)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the C emitter: 10x faster on a big lock
+    text = HEADER + yaml.dump({"schema": 1, "stages": ordered}, Dumper=dumper, sort_keys=False,
+                              default_flow_style=False, width=120)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False

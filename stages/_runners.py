@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 
+from stages._cpu import ISA_FLAGS, available_cpus, cpu_identity  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
     import openvino
 
@@ -38,9 +40,6 @@ OTHER_CPU_LIMIT = 0.08
 MAX_ATTEMPTS = 3
 OV_PRECISIONS = ("f32", "bf16", "f16")
 # CPU flags that change which kernels run and OpenVINO's default precision.
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
-             "amx_fp16")
-
 
 class RunnerUnavailable(RuntimeError):
     """The artifact's engine cannot run on this machine."""
@@ -87,14 +86,6 @@ class Runner(Protocol):
     def describe(self) -> dict[str, Any]:
         """Versions and the settings the engine actually runs with (for the report's environment)."""
         ...
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def runner_for(path: Path | str, precision: str | None = None, threads: int | None = None,
@@ -481,19 +472,3 @@ def _type_name(value: Any) -> str:
 # -- hardware identity -------------------------------------------------------------------------------
 
 
-def cpu_identity() -> dict[str, str]:
-    """CPU model name and the ISA flags that change kernels and default precision, from /proc/cpuinfo."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"cpu": model, "cpu_flags": " ".join(f for f in ISA_FLAGS if f in flags) or "none",
-            "cpus": str(available_cpus())}

@@ -126,12 +126,12 @@ class Validate(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
     exclusive = True
-    helpers = ("stages._gpu_probe", "stages._trt_runner", "stages._refs", "stages._runners", "stages._metrics", "stages._validation_report", "stages._data", "stages._onnxio")
+    helpers = ("stages._cpu", "stages._gpu_probe", "stages._trt_runner", "stages._refs", "stages._runners", "stages._metrics", "stages._validation_report", "stages._data", "stages._onnxio")
 
     def toolchain(self) -> dict[str, str]:
         """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
         if any: they change both numerics (bf16/VNNI paths) and timings."""
-        from stages._runners import cpu_identity
+        from stages._cpu import cpu_identity
 
         tc = {}
         for dist in ("onnx", "onnxruntime", "openvino", "numpy"):
