@@ -570,3 +570,16 @@ def _class_balanced(items: list[tuple[Path, int | None]]) -> list[tuple[Path, in
         by_label.setdefault(item[1], []).append(item)
     rank = {id(item): i for group in by_label.values() for i, item in enumerate(group)}
     return sorted(items, key=lambda item: (rank[id(item)], item[1]))
+
+
+def whole_batches(fixed: set[int], batch_size: int, samples: int, remedy: str) -> int:
+    """Samples usable when a model's batch dim is fixed (`fixed`: the sizes its inputs declare; empty when
+    dynamic): all of them if dynamic, else whole batches of exactly that size."""
+    if not fixed:
+        return samples
+    if fixed != {batch_size}:
+        raise ValueError(f"the model's batch dim is fixed at {'/'.join(map(str, sorted(fixed)))}; set batch_size "
+                         f"to match (or {remedy})")
+    if samples < batch_size:
+        raise ValueError(f"the model's batch dim is fixed at {batch_size} but only {samples} samples exist")
+    return samples - samples % batch_size  # a short last batch would not fit

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
+from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
     import onnx
@@ -27,16 +28,13 @@ if TYPE_CHECKING:
     from pipeline.schema import ModelSpec
 
 
-class ExportOnnxParams(Params):
+class ExportOnnxParams(SelfCheckParams):
     opset: int = Field(20, ge=7, description="ONNX opset of the default domain")
     dynamo: bool = Field(True, description="use torch.onnx.export(dynamo=True) (torch.export + onnxscript); "
                                            "false = the deprecated TorchScript exporter")
     keep_debug_metadata: bool = Field(False, description="keep the exporter's doc strings and node metadata "
                                                          "(source paths, line numbers); makes the bytes checkout-dependent")
     check: bool = Field(True, description="compare ONNX Runtime against torch on a random input at the opt shape")
-    check_atol: float = Field(1e-4, ge=0, description="absolute tolerance of the self-check")
-    check_rtol: float = Field(1e-3, ge=0, description="relative tolerance of the self-check (times |torch output|)")
-    check_seed: int = Field(0, description="seed of the self-check's random input")
 
 
 class ExportOnnx(Stage):
@@ -50,7 +48,7 @@ class ExportOnnx(Stage):
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
     extra = "torch,onnx"
     uses_model = True
-    helpers = ("stages._onnxio", "stages._models", "stages._refs")
+    helpers = ("stages._params", "stages._onnxio", "stages._models", "stages._refs")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The factory's code and the checkpoint's bytes: what the export reads besides params."""

@@ -14,18 +14,16 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages._params import SelfCheckParams
 
 
-class OnnxSimplifyParams(Params):
+class OnnxSimplifyParams(SelfCheckParams):
     perform_optimization: bool = Field(True, description="run onnx-optimizer's fusion and elimination passes")
     skip_fuse_bn: bool = Field(False, description="keep BatchNormalization separate from the Conv before it")
     skip_constant_folding: bool = Field(False, description="do not fold constant subgraphs")
     skipped_optimizers: list[str] = Field(default_factory=list,
                                           description="onnx-optimizer passes to skip, e.g. [fuse_consecutive_transposes]")
     check: bool = Field(True, description="compare the simplified model with the input model at the opt shape")
-    check_atol: float = Field(1e-4, ge=0, description="absolute tolerance of the self-check")
-    check_rtol: float = Field(1e-3, ge=0, description="relative tolerance of the self-check (times |reference|)")
-    check_seed: int = Field(0, description="seed of the self-check's random input")
 
 
 class OnnxSimplify(Stage):
@@ -39,7 +37,7 @@ class OnnxSimplify(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._onnxio",)
+    helpers = ("stages._params", "stages._onnxio",)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import onnx

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from pipeline.errors import did_you_mean
 from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
+from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
     import onnx_graphsurgeon as gs
@@ -182,15 +183,12 @@ class _Python(_Op):
 SurgeryOp = Annotated[Union[_NoArg, _Rename, _SetDims, _RemoveNode, _Python], Field(discriminator="op")]
 
 
-class OnnxSurgeryParams(Params):
+class OnnxSurgeryParams(SelfCheckParams):
     ops: list[SurgeryOp] = Field(default_factory=list, description=(
         "edits applied in order: cleanup | toposort | fold_constants | {rename_inputs: {old: new}} | "
         "{rename_outputs: {old: new}} | {set_dims: {tensor: [1, 3, 224, 224]}} | {remove_node: NAME} | "
         "{python: 'module:function'} (gs.Graph -> gs.Graph)"))
     check: bool = Field(True, description="compare with the input model (renames followed; set_dims shapes used)")
-    check_atol: float = Field(1e-4, ge=0, description="absolute tolerance of the self-check")
-    check_rtol: float = Field(1e-3, ge=0, description="relative tolerance of the self-check (times |reference|)")
-    check_seed: int = Field(0, description="seed of the self-check's random input")
 
     @field_validator("ops", mode="before")
     @classmethod
@@ -227,7 +225,7 @@ class OnnxSurgery(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._onnxio", "stages._refs")
+    helpers = ("stages._params", "stages._onnxio", "stages._refs")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The code of every python op: editing it must rerun the surgery."""

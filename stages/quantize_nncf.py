@@ -177,16 +177,11 @@ def _anchored(data: DatasetInput, ctx: StageContext) -> DatasetInput:
 
 def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:
     """Samples to use so every batch fits the model: all of them unless its batch dim is static."""
+    from stages._data import whole_batches
+
     shapes = [i.get_partial_shape() for i in model.inputs]
     fixed = {s[0].get_length() for s in shapes if s.rank.is_static and s.rank.get_length() > 0 and s[0].is_static}
-    if not fixed:
-        return samples
-    if fixed != {batch_size}:
-        raise ValueError(f"the model's batch dim is fixed at {'/'.join(map(str, sorted(fixed)))}; set batch_size "
-                         "to match (or quantize the model with a dynamic batch)")
-    if samples < batch_size:
-        raise ValueError(f"the model's batch dim is fixed at {batch_size} but only {samples} samples exist")
-    return samples - samples % batch_size  # a short last batch would not fit
+    return whole_batches(fixed, batch_size, samples, "quantize the model with a dynamic batch")
 
 
 def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:

@@ -220,17 +220,12 @@ def _stride(batches: int, chunk: int) -> int:
 
 def _fit_static_batch(model: Any, batch_size: int, samples: int) -> int:
     """Samples to use so every batch fits: all unless the batch dim is static, then whole batches of it."""
+    from stages._data import whole_batches
+
     weights = {t.name for t in model.graph.initializer}
     fixed = {i.type.tensor_type.shape.dim[0].dim_value for i in model.graph.input if i.name not in weights
              and i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].HasField("dim_value")}
-    if not fixed:
-        return samples
-    if fixed != {batch_size}:
-        raise ValueError(f"the model's batch dim is fixed at {'/'.join(map(str, sorted(fixed)))}; set batch_size to "
-                         "match (or export the model with a dynamic batch)")
-    if samples < batch_size:
-        raise ValueError(f"the model's batch dim is fixed at {batch_size} but only {samples} samples exist")
-    return samples - samples % batch_size
+    return whole_batches(fixed, batch_size, samples, "export the model with a dynamic batch")
 
 
 def _anchored(data: DatasetInput, ctx: StageContext) -> DatasetInput:
