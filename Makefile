@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 
 engines: $(STAMP)
 	$(VENV)/bin/pipeline run recipes/resnet50_int8.yaml --skip-unavailable
+	$(VENV)/bin/pipeline run recipes/digits_int8.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
