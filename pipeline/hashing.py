@@ -187,14 +187,13 @@ def _distribution_of(top: str, location: Path) -> tuple[str, str] | None:
         return None
     norm = _normalise(top)
     by_name = [p for p in infos if _normalise(p.name.split("-")[0]) == norm]
-    for info in by_name + [p for p in infos if p not in by_name]:
-        if _provides(info, top, thorough=info in by_name):
-            dist = importlib.metadata.Distribution.at(info)
-            return dist.metadata["Name"], dist.version
-    for info in infos:  # last resort: every RECORD
-        if _provides(info, top, thorough=True):
-            dist = importlib.metadata.Distribution.at(info)
-            return dist.metadata["Name"], dist.version
+    others = [p for p in infos if p not in by_name]
+    # The dist named like the package, then others' top_level.txt, then (last resort) their RECORDs.
+    for group, thorough in ((by_name, True), (others, False), (others, True)):
+        for info in group:
+            if _provides(info, top, thorough):
+                dist = importlib.metadata.Distribution.at(info)
+                return dist.metadata["Name"], dist.version
     return None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Protocol
@@ -147,10 +146,3 @@ def _version(dist: str) -> str:
     except importlib.metadata.PackageNotFoundError:
         return "missing"
 
-
-def module_available(name: str) -> bool:
-    """True when `name` can be imported, found without importing it."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False

@@ -13,7 +13,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes, sha256_file
+from pipeline.hashing import DigestMemo, canonical_json, sha256_file
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -132,7 +132,3 @@ def _place(src: Path, dest: Path, link: bool) -> None:
     shutil.copyfile(src, tmp)
     os.chmod(tmp, READ_ONLY)
     os.replace(tmp, dest)
-
-
-def digest_of_bytes(data: bytes) -> str:
-    return sha256_bytes(data)
