@@ -1,4 +1,4 @@
-"""The cache root and its parts: digest memo, object store, records, locks, runs."""
+"""The cache root and its parts: digest memo, object store, records, locks, runs, graph memos."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from pipeline.records import RecordStore
 from pipeline.store import ObjectStore
 
 DEFAULT_ROOT = "artifacts"
-RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side"}
+RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs"}
 
 
 def cache_root(explicit: str | None = None) -> Path:
@@ -27,6 +27,7 @@ class Cache:
         self.tmp = root / "tmp"
         self.runs = root / "runs"
         self.side = root / "side"
+        self.graphs = root / "graphs"  # remembered stage orders (pipeline.graph), keyed by recipe structure
 
     def view_dir(self, recipe: str, stage: str) -> Path:
         return self.root / recipe / stage

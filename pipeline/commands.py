@@ -8,19 +8,18 @@ from typing import Any
 
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, UsageError
+from pipeline.graph import StageGraph, stage_graph
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.stage import Stage
 
 
-def _load(args: argparse.Namespace) -> tuple[Recipe, Any, Cache]:
-    from pipeline.graph import build_graph, select
-
+def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
     recipe = load_recipe(args.recipe, args.overrides)
     if recipe.name in RESERVED:
         raise UsageError(f"recipe name {recipe.name!r} is reserved for the cache's own folders")
-    graph = select(build_graph(recipe), getattr(args, "stages", []) or [])
-    return recipe, graph, Cache(cache_root(args.cache_dir))
+    cache = Cache(cache_root(args.cache_dir))
+    return recipe, stage_graph(recipe, getattr(args, "stages", []) or [], cache.graphs), cache
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -47,10 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
-    from pipeline.graph import order
-
     recipe, graph, cache = _load(args)
-    decisions = Planner(recipe, cache).plan(order(graph))
+    decisions = Planner(recipe, cache).plan(list(graph.order))
+    graph.remember()
     cache.memo.flush()
     if args.skip_unavailable:
         decisions = [d for d in decisions if d.status != UNAVAILABLE]
@@ -119,9 +117,10 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from pipeline.graph import to_dot, to_mermaid
+    from pipeline.graph import build_graph, to_dot, to_mermaid
 
-    recipe, graph, _ = _load(args)
+    recipe = load_recipe(args.recipe, args.overrides)
+    graph = build_graph(recipe)
     print(to_dot(graph, recipe) if args.format == "dot" else to_mermaid(graph, recipe))
     return EXIT_OK
 

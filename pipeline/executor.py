@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 
 from pipeline import lockfile
 from pipeline.cache import Cache
@@ -26,7 +25,7 @@ from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, I
 from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageFailed, StageFinished,
                              StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
 from pipeline.faults import fault
-from pipeline.graph import order as topo_order
+from pipeline.graph import StageGraph
 from pipeline.locks import KeyLock
 from pipeline.plan import CACHED, UNAVAILABLE, Decision, Planner
 from pipeline.recipe import Recipe
@@ -92,7 +91,7 @@ class _Running:
 
 
 class Executor:
-    def __init__(self, recipe: Recipe, graph: nx.DiGraph, cache: Cache, options: RunOptions, reporter: Reporter):
+    def __init__(self, recipe: Recipe, graph: StageGraph, cache: Cache, options: RunOptions, reporter: Reporter):
         self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
         self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all)
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
@@ -110,12 +109,13 @@ class Executor:
     # -- the loop -------------------------------------------------------------
     def run(self) -> RunResult:
         start = time.perf_counter()
-        order = topo_order(self.graph)
+        order = list(self.graph.order)
         self.planner.prepare(order)  # recipe errors surface before anything runs
+        self.graph.remember()
         clean_stale(self.cache.tmp)
         position = {n: i for i, n in enumerate(order)}
         self.reporter.handle(RunStarted(self.recipe.name, self.run_id, order))
-        sorter = graphlib.TopologicalSorter({n: set(self.graph.predecessors(n)) for n in self.graph})
+        sorter = graphlib.TopologicalSorter(self.graph.parents)
         sorter.prepare()
         pending: list[str] = []
         stopping = False
@@ -173,7 +173,7 @@ class Executor:
         """
         node = self.recipe.stages[name]
         kind = node.kind.kind
-        bad = [p for p in self.graph.predecessors(name) if self.status.get(p) not in ("cached", "ran")]
+        bad = [p for p in self.graph.parents[name] if self.status.get(p) not in ("cached", "ran")]
         if bad:
             why = ", ".join(f"{p} {self.status.get(p, 'not run')}" for p in bad)
             self.status[name] = "skipped"
