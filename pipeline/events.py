@@ -17,6 +17,8 @@ class StageCached:
     stage: str
     kind: str
     outputs: dict[str, str]  # output name -> view path
+    summary: dict[str, Any] = field(default_factory=dict)  # the figures recorded when it was built
+    built: str = ""  # when it was built (ISO 8601, UTC)
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ class Executor:
             self.reporter.handle(StageFinished(name, kind, ("built by another run",), 0.0, views, record.summary,
                                                False, built_elsewhere=True))
         else:
-            self.reporter.handle(StageCached(name, kind, views))
+            self.reporter.handle(StageCached(name, kind, views, record.summary, record.created))
 
     # -- running ----------------------------------------------------------------
     def _launch(self, name: str, decision: Decision, lock: KeyLock, cpu: KeyLock) -> None:

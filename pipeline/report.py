@@ -26,7 +26,8 @@ class RunRecordReporter:
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             self.rows = {s: {"stage": s, "status": "pending"} for s in event.stages}
         elif isinstance(event, StageCached):
-            self.rows[event.stage].update(status="cached", kind=event.kind, outputs=event.outputs, seconds=0.0)
+            self.rows[event.stage].update(status="cached", kind=event.kind, outputs=event.outputs, seconds=0.0,
+                                          summary=event.summary, built=event.built)
         elif isinstance(event, StageStarted):
             self.rows[event.stage].update(status="running", kind=event.kind, reasons=list(event.reasons), log=event.log)
         elif isinstance(event, StageFinished):
@@ -96,7 +97,8 @@ class ConsoleReporter:
             self._rows = []
         elif isinstance(event, StageCached):
             c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
-            self._rows.append((event.stage, "cached", "", "-", esc(_outputs(event.outputs))))
+            why = f"unchanged, built {event.built.replace('T', ' ')[:16]} UTC" if event.built else "unchanged"
+            self._rows.append((event.stage, "cached", why, "-", esc(_outputs(event.outputs) + _figures(event.summary))))
         elif isinstance(event, StageStarted):
             c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {esc('; '.join(event.reasons))}")
             if not self.quiet:

@@ -15,6 +15,12 @@ def test_second_run_is_all_cached_and_runs_nothing(project: Project) -> None:
     assert second.returncode == 0, second.stderr
     assert sorted(project.runs()) == ["join", "other", "upper", "write"]  # run() not called again
     assert {s["stage"]: s["status"] for s in record["stages"]} == dict.fromkeys(["write", "other", "upper", "join"], "cached")
+    rows = {s["stage"]: s for s in record["stages"]}
+    assert rows["write"]["summary"] == {"chars": 4} and rows["write"]["built"].endswith("+00:00")
+    # the summary table shows why a cached stage did not run and the figures it was built with
+    lines = second.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("│ write"))
+    assert "unchanged, built" in lines[at] and "chars=4" in lines[at + 1], second.stderr
 
 
 def test_param_change_reruns_only_that_stage_and_dependents(project: Project) -> None:
