@@ -16,10 +16,14 @@ APIs used: `trt.Builder(logger)`, `Builder.create_network(flags)`,
 `.max_aux_streams`, `.tiling_optimization_level`, `.l2_limit_for_tiling`,
 `.avg_timing_iterations`, `.profiling_verbosity`, `Builder.create_optimization_profile()` +
 `IOptimizationProfile.set_shape(name, min, opt, max)` + `add_optimization_profile`,
-`create_timing_cache(blob)` / `set_timing_cache(cache, ignore_mismatch=False)` /
-`ITimingCache.combine/serialize/queryKeys`, `Builder.build_serialized_network`,
+`create_timing_cache(blob)` / `set_timing_cache(cache, ignore_mismatch) -> bool` /
+`get_timing_cache()`, `ITimingCache.combine/serialize/queryKeys`, `Builder.build_serialized_network`,
 `trt.Runtime.deserialize_cuda_engine`, `ICudaEngine.create_engine_inspector().get_engine_information(
 LayerInformationFormat.JSON)`.
+
+Timing-cache entries are counted with `ITimingCache.queryKeys()` where the bindings have it (the
+TensorRT 10.10 Python API reference documents it, the 11.4 C++ reference still lists it; bindings that
+predate it lack it); elsewhere the count is None and only the serialized sizes are reported.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -85,10 +90,14 @@ def engine_from_plan(plan: BuildPlan, log: Callable[[str], None] = print) -> Bui
         with locked(plan.timing_cache):
             blob = _read(plan.timing_cache)
         cache = config.create_timing_cache(blob)
-        if cache is None:  # unreadable (a corrupt file): start empty, the merge below rewrites it
-            log(f"warning: TensorRT could not read the timing cache {plan.timing_cache}; starting an empty one")
+        # set_timing_cache returns False when the cache's verification header does not match this
+        # TensorRT/device (ignore_mismatch=False); a None cache is an unreadable (corrupt) file.
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            log(f"warning: TensorRT could not use the timing cache {plan.timing_cache}; starting an empty one")
             blob, cache = b"", config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+            if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+                raise RuntimeError("TensorRT could not attach an empty timing cache: "
+                                   + ("; ".join(logger.errors[-5:]) or "no error logged"))
     entries_before = _entries(cache)
 
     started = time.perf_counter()
@@ -98,6 +107,7 @@ def engine_from_plan(plan: BuildPlan, log: Callable[[str], None] = print) -> Bui
         raise RuntimeError("TensorRT failed to build the engine: " + ("; ".join(logger.errors[-5:]) or "no error logged"))
     timing = {}
     if plan.timing_cache and cache is not None:
+        cache = config.get_timing_cache() or cache  # the cache the builder updated (the attached one)
         timing = {"path": plan.timing_cache, "entries_before": entries_before, "entries_after": _entries(cache),
                   "bytes_before": len(blob or b""), **save_timing_cache(config, cache, plan.timing_cache)}
 
@@ -135,7 +145,11 @@ def _add_profile(builder: Any, network: Any, config: Any, plan: BuildPlan) -> No
                              f"opt shape {list(rng.opt)}")
         if all(d >= 0 for d in shape):
             continue  # static input: nothing to set
-        profile.set_shape(tensor.name, rng.min, rng.opt, rng.max)
+        try:  # the binding raises RuntimeError when min/opt/max are inconsistent
+            profile.set_shape(tensor.name, rng.min, rng.opt, rng.max)
+        except RuntimeError as exc:
+            raise ValueError(f"TensorRT rejected the profile of input {tensor.name!r} (min {list(rng.min)}, "
+                             f"opt {list(rng.opt)}, max {list(rng.max)}): {exc}") from None
         used = True
     if used and config.add_optimization_profile(profile) < 0:
         raise ValueError(f"TensorRT rejected the optimization profile {plan.as_dict()['profiles']}")
@@ -167,11 +181,22 @@ def parser_errors(errors: list[Any]) -> str:
     return "\n".join(lines) or "ONNX parser failed without reporting an error"
 
 
-def precision_from_layers(layers: Any) -> str:
-    """'int8', 'fp16', 'bf16' or 'fp32': the lowest precision any layer computes in, from the inspector's JSON.
+_PRECISION_WORDS = (  # (pattern over the lower-cased type strings, label), lowest precision first
+    (r"\bint8\b", "int8"),  # not "uint8" (a plain I/O type, not quantized compute)
+    (r"\bfp8\b|\be4m3\b", "fp8"),
+    (r"\bhalf\b|\bfp16\b", "fp16"),
+    (r"\bbf16\b|\bbfloat16\b", "bf16"),
+)
 
-    TensorRT 10 writes "Format/Datatype" per tensor, TensorRT 11 splits it into
-    "Format" and "DataType"; both are read. Needs a DETAILED-verbosity build.
+
+def precision_from_layers(layers: Any) -> str:
+    """'int8', 'fp8', 'fp16', 'bf16' or 'fp32': the lowest precision any layer computes in (inspector JSON).
+
+    Only the "Layers" list is read (TensorRT 11 adds an "I/O Tensors" list whose
+    "DataType" is the engine's I/O, not its compute). TensorRT 10 writes
+    "Format/Datatype" per layer tensor, TensorRT 11 splits it into "Format" and
+    "DataType"; every string under a key naming a type is read. Needs a
+    DETAILED-verbosity build (LAYER_NAMES_ONLY gives names only, read as fp32).
     """
     found: set[str] = set()
 
@@ -187,8 +212,8 @@ def precision_from_layers(layers: Any) -> str:
 
     walk(layers.get("Layers", layers) if isinstance(layers, dict) else layers)
     text = " ".join(found)
-    for word, label in (("int8", "int8"), ("fp8", "fp8"), ("half", "fp16"), ("fp16", "fp16"), ("bf16", "bf16")):
-        if word in text:
+    for pattern, label in _PRECISION_WORDS:
+        if re.search(pattern, text):
             return label
     return "fp32"
 
@@ -229,7 +254,8 @@ def _read(path: str | Path) -> bytes:
 
 
 def _entries(cache: Any) -> int | None:
-    """Entries in a timing cache (ITimingCache.queryKeys, TensorRT 10.5+); None where unavailable."""
+    """Entries in a timing cache: len(ITimingCache.queryKeys()), which the binding documents as raising
+    RuntimeError on error; None where the binding lacks it (older TensorRT) or it fails."""
     try:
         return len(cache.queryKeys()) if cache is not None else None
     except (AttributeError, RuntimeError, TypeError):

@@ -141,6 +141,9 @@ def build_plan(params: Any, model: "ModelSpec | None", probe: "GpuProbe", onnx_p
     if probe.tensorrt is None:
         raise ValueError("no TensorRT installed: cannot plan a build")
     version = parse_version(probe.tensorrt)
+    if version == (0, 0):
+        raise ValueError(f"cannot tell the installed TensorRT version ({probe.tensorrt!r}: no tensorrt distribution "
+                         "metadata); the plan depends on it (STRONGLY_TYPED flag for 10.x, tiling since 10.8)")
     if version < MIN_TENSORRT:
         raise ValueError(f"TensorRT {probe.tensorrt} is too old: strongly typed builds need TensorRT >= 10.0")
     flags = []

@@ -1,9 +1,12 @@
 """A TensorRT engine as a `_runners.Runner`: deserialize, one execution context, one CUDA stream.
 
 Device memory, copies, the stream and timing events come from cuda-python's
-runtime bindings (`cuda.bindings.runtime`, as NVIDIA's own TensorRT samples
-use), not torch: the tensorrt extra stays small, the bindings are thin wrappers
-over the driver, and no second CUDA runtime competes with TensorRT's. Per
+runtime bindings (`cuda.bindings.runtime`; NVIDIA's TensorRT samples,
+samples/python/common_runtime.py, use the same calls through the older
+`cuda.cudart` path), not torch: the tensorrt extra stays small and the
+bindings are thin wrappers over the CUDA runtime API (statically linked into
+`cuda.bindings.runtime`; it uses the device's primary context, as TensorRT
+does). Per
 call, `infer` sets each input's shape on the context (`set_input_shape`, so
 any batch inside the engine's profile works), grows device buffers when a
 shape needs more, binds addresses (`set_tensor_address`), enqueues
@@ -31,23 +34,35 @@ THROUGHPUT_GROUP = 16  # inferences enqueued between synchronisations in through
 
 def _cudart() -> Any:
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1 (the only layout in 13.x)
     except ImportError:
-        from cuda import cudart  # older cuda-python
+        from cuda import cudart  # cuda-python < 12.6.1 (deprecated in 12.6.1, removed in 13.0)
     return cudart
 
 
 def _ok(result: Any) -> Any:
-    """Unpack a cuda-python `(error, value...)` result, raising on any error."""
+    """Unpack a cuda-python `(error, value...)` result, raising on any error (cudaSuccess is 0)."""
     err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
+    if int(getattr(err, "value", err)) != 0:
         raise RuntimeError(f"CUDA error: {getattr(err, 'name', err)}")
     return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
 
 def _handle(obj: Any) -> int:
-    """The raw handle of a cuda-python object (int(); `getPtr()` is the address of the handle's storage)."""
-    return int(obj)
+    """The raw handle of a cuda-python object, e.g. the cudaStream_t that `execute_async_v3` takes as an int.
+
+    cuda-bindings 13.0 added `cuda.bindings.utils.get_cuda_native_handle` and deprecated `int(obj)`
+    (its release notes); bindings without the helper only have `int(obj)`. (`getPtr()` is the
+    address of the handle's storage, not the handle.)
+    """
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    try:
+        return int(get_cuda_native_handle(obj))
+    except TypeError:  # a type the helper does not know
+        return int(obj)
 
 
 def _np_dtype(trt: Any, dtype: Any, name: str) -> np.dtype:
@@ -137,7 +152,12 @@ class TensorRTRunner:
         cudart = self._cudart
         self._bind(feeds)
         _ok(cudart.cudaStreamSynchronize(self._stream))
-        stream, run = _handle(self._stream), self.context.execute_async_v3
+        stream, enqueue = _handle(self._stream), self.context.execute_async_v3
+
+        def run(handle: int) -> None:  # execute_async_v3 reports failure by returning False
+            if not enqueue(handle):
+                raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
+
         for _ in range(max(1, warmup)):
             run(stream)
         _ok(cudart.cudaStreamSynchronize(self._stream))

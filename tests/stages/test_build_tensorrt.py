@@ -132,6 +132,8 @@ def test_plan_rejects_what_the_installed_tensorrt_lacks(tmp_path: Path) -> None:
                    dataclasses.replace(A100, gpu="Tesla T4", compute_capability="7.5"), "m.onnx", tmp_path)
     with pytest.raises(ValueError, match="no TensorRT"):
         build_plan(params(), SPEC, NO_GPU, "m.onnx", tmp_path)
+    with pytest.raises(ValueError, match="cannot tell the installed TensorRT version"):
+        build_plan(params(), SPEC, dataclasses.replace(A100, tensorrt="unknown"), "m.onnx", tmp_path)
     with pytest.raises(ValueError, match="version_compatible"):
         params(exclude_lean_runtime=True)
     with pytest.raises(ValueError):
@@ -254,6 +256,39 @@ def test_precision_from_inspector_json_of_tensorrt_10_and_11() -> None:
     assert _trt_build.precision_from_layers(trt10) == "int8"
     assert _trt_build.precision_from_layers(trt11) == "fp16"
     assert _trt_build.precision_from_layers(fp32) == "fp32"
+    # UINT8 I/O is not INT8 compute; TensorRT 11's "I/O Tensors" list is not read; BF16 either spelling.
+    uint8 = {"Layers": [{"Name": "cast", "Inputs": [{"Format/Datatype": "Row major linear UInt8 format"}],
+                         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+    io_only = {"I/O Tensors": [{"Name": "x", "DataType": "Half"}], "Layers": [{"Name": "fc", "Outputs": [
+        {"Format": "Row major linear", "DataType": "Float"}]}]}
+    bf16 = {"Layers": [{"Name": "mm", "Outputs": [{"Format": "Row major linear", "DataType": "BFloat16"}]}]}
+    assert _trt_build.precision_from_layers(uint8) == "fp32"
+    assert _trt_build.precision_from_layers(io_only) == "fp32"
+    assert _trt_build.precision_from_layers(bf16) == "bf16"
+    assert _trt_build.precision_from_layers({"Layers": ["conv1", "fc"]}) == "fp32"  # LAYER_NAMES_ONLY
+
+
+def test_cuda_python_result_unpacking() -> None:
+    """cuda-python calls return `(cudaError_t, values...)`; cudaSuccess is 0."""
+    import enum
+
+    from stages._trt_runner import _handle, _ok
+
+    class Err(enum.IntEnum):
+        cudaSuccess = 0
+        cudaErrorMemoryAllocation = 2
+
+    assert _ok((Err.cudaSuccess,)) is None
+    assert _ok((Err.cudaSuccess, 1234)) == 1234
+    assert _ok((Err.cudaSuccess, 1, 2)) == (1, 2)
+    with pytest.raises(RuntimeError, match="cudaErrorMemoryAllocation"):
+        _ok((Err.cudaErrorMemoryAllocation, 0))
+
+    class Handle:  # a handle type cuda.bindings.utils does not know (or no cuda-python): int() is used
+        def __int__(self) -> int:
+            return 0xBEEF
+
+    assert _handle(Handle()) == 0xBEEF
 
 
 class FakeCache:
@@ -354,7 +389,7 @@ def test_second_build_adds_no_timing_cache_entries(tmp_path: Path, side_cache: P
     a, b = first["timing_cache"], second["timing_cache"]
     assert a["path"] == b["path"] and a["bytes_after"] > 0 and b["bytes_before"] == a["bytes_after"]
     assert b["bytes_after"] == b["bytes_before"]  # nothing new was timed
-    if b["entries_before"] is not None:  # ITimingCache.queryKeys (TensorRT 10.5+)
+    if b["entries_before"] is not None:  # ITimingCache.queryKeys, where the bindings have it
         assert b["entries_after"] == b["entries_before"] == a["entries_after"] > 0
 
 
