@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, UsageError
 from pipeline.graph import StageGraph, stage_graph
+from pipeline.lockfile import lock_path
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.stage import Stage
@@ -34,12 +36,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     for s in forced:
         if s not in recipe.stages:
             raise UsageError(f"--force {s}: no such stage")
+        if s not in graph.parents:
+            raise UsageError(f"--force {s}: not among the stages this run builds ({', '.join(graph.order)}); "
+                             "`--force STAGE` takes one stage: write targets before it or use --force=STAGE")
     options = RunOptions(targets=tuple(args.stages), force=tuple(forced), force_all="*" in args.force,
                          keep_going=args.keep_going, jobs=args.jobs, in_process=args.in_process,
                          skip_unavailable=args.skip_unavailable)
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
     result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
+    if recipe.overrides and not args.quiet:
+        print(f"note: run with --set overrides: {lock_path(recipe.path)} left as it was", file=sys.stderr)
     if args.json:
         dump_json(record.to_json())
     return result.exit_code
@@ -66,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.lockfile import lock_path, read_lock
+    from pipeline.lockfile import read_lock
 
     recipe, _, decisions = _plan(args)
     lock = read_lock(lock_path(recipe.path))

@@ -80,6 +80,14 @@ class StageSkipped:
 
 
 @dataclass(frozen=True)
+class StageNotRun:
+    """The run stopped (a stage failed, no --keep-going) before this stage's turn."""
+
+    stage: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: str
     seconds: float
@@ -88,7 +96,7 @@ class RunFinished:
 
 
 Event = (RunStarted | StageCached | StageStarted | StageWaiting | StageProgress | StageFinished
-         | StageFailed | StageUnavailable | StageSkipped | RunFinished)
+         | StageFailed | StageUnavailable | StageSkipped | StageNotRun | RunFinished)
 
 
 class Reporter(Protocol):

@@ -23,9 +23,10 @@ from pipeline import lockfile
 from pipeline.cache import Cache
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
 from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageFailed, StageFinished,
-                             StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+                             StageNotRun, StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
 from pipeline.faults import fault
 from pipeline.graph import StageGraph
+from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import CACHED, UNAVAILABLE, Decision, Planner
 from pipeline.recipe import Recipe
@@ -127,6 +128,7 @@ class Executor:
                         continue
                     if stopping:
                         self.status[name] = "not run"
+                        self.reporter.handle(StageNotRun(name, self.recipe.stages[name].kind.kind))
                         outcome = "settled"
                     else:
                         outcome = self._start_or_settle(name)
@@ -149,7 +151,7 @@ class Executor:
         finally:
             self._shutdown()
             self.cache.memo.flush()
-        self._write_lock(order)
+        self._write_lock()
         code = self._exit_code()
         counts: dict[str, int] = {}
         for s in self.status.values():
@@ -368,15 +370,21 @@ class Executor:
             w.stop()
         self._idle.clear()
 
-    def _write_lock(self, order: list[str]) -> None:
+    def _write_lock(self) -> None:
+        """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one
+        recipe each add their stages). A run with --set overrides built something other than the
+        recipe as written, so it leaves the lock file alone; so does a run that settled nothing."""
+        if self.recipe.overrides or not self.known:
+            return
         path = lockfile.lock_path(self.recipe.path)
-        stages = lockfile.read_lock(path)
-        for name, record in self.known.items():
-            stages[name] = lockfile.entry(record)
-        for name in list(stages):
-            if name not in self.recipe.stages:
-                del stages[name]
-        lockfile.write_lock(path, stages, list(self.recipe.stages))
+        with KeyLock(self.cache.locks / "lockfiles" / f"{sha256_bytes(str(path.resolve()).encode())[:32]}.lock"):
+            stages = lockfile.read_lock(path)
+            for name, record in self.known.items():
+                stages[name] = lockfile.entry(record)
+            for name in list(stages):
+                if name not in self.recipe.stages:
+                    del stages[name]
+            lockfile.write_lock(path, stages, list(self.recipe.stages))
         index = self.cache.lockfiles_index()
         line = str(path.resolve())
         try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from pipeline.errors import PipelineError, RecipeError, did_you_mean
+from pipeline.errors import PipelineError, RecipeError, UsageError, did_you_mean
 from pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def stage_graph(recipe: Recipe, targets: Iterable[str] = (), memo_dir: Path | No
     targets = sorted(set(targets))
     for t in targets:
         if t not in recipe.stages:
-            raise PipelineError(f"no stage {t!r} in the recipe{did_you_mean(t, list(recipe.stages))}")
+            raise UsageError(f"no stage {t!r} in the recipe{did_you_mean(t, list(recipe.stages))}")
     memo = memo_dir / f"graph-{_structure_digest(recipe, targets)}.json" if memo_dir else None
     remembered = _read_order(memo)
     if remembered is not None and _is_valid_order(recipe, remembered, targets):

@@ -12,7 +12,9 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from pipeline.pyrefs import check_name, defined_names, find_module
 
 CHUNK = 1 << 20
 
@@ -72,10 +74,15 @@ class DigestMemo:
         self._dirty.clear()
 
     def file_digest(self, path: Path) -> str:
+        return self.derived(path, "", sha256_file)
+
+    def derived(self, path: Path, what: str, compute: Callable[[Path], str]) -> str:
+        """A value computed from a file's bytes (its digest; the names a module defines), memoised by
+        (inode, mtime, size): recomputed only when the file changed."""
         path = Path(os.path.abspath(path))
         st = path.stat()
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        key = str(path)
+        key = f"{what}:{path}" if what else str(path)
         hit = self._mem.get(key)
         if hit is None and key not in self._dirty and self._conn(create=False) is not None:
             try:
@@ -85,9 +92,9 @@ class DigestMemo:
             hit = tuple(row) if row else None
         if hit is not None and tuple(hit[:3]) == stamp:
             return hit[3]
-        digest = sha256_file(path)
-        self.remember(path, digest, stamp)
-        return digest
+        value = compute(path)
+        self._mem[key] = self._dirty[key] = (*stamp, value)
+        return value
 
     def remember(self, path: Path, digest: str, stamp: tuple[int, int, int] | None = None) -> None:
         key = str(Path(os.path.abspath(path)))
@@ -123,25 +130,27 @@ class DigestMemo:
 
         Installed distributions are named by version; the user's own code by a
         digest of every .py file under its source root (relative paths, so two
-        checkouts of the same code agree).
+        checkouts of the same code agree). A module or function that does not
+        exist raises (ModuleNotFoundError, FileNotFoundError, AttributeError).
         """
-        module, _, _ = ref.partition(":")
-        if source is not None:
-            root = (base_dir / source).resolve()
-            return {"source": self._source_digest(root)}
+        module, _, attr = ref.partition(":")
         if module.endswith(".py") or "/" in module:
             file = (base_dir / module).resolve()
             if not file.is_file():
                 raise FileNotFoundError(f"no such file {module!r} (looked for {file})")
-            return {"source": self._source_digest(_package_root(file))}
-        top = module.split(".")[0]
-        location = _find_top_level(top, [str(base_dir.resolve())] + sys.path)
-        if location is None:
-            raise ModuleNotFoundError(f"no module named {top!r}")
-        dist = _distribution_of(top, location)
+            root, python_source = _package_root(file), file
+        else:
+            root, python_source = find_module(module, [str(base_dir.resolve())] + sys.path)
+        if attr:
+            check_name(python_source, attr, module, lambda p: self.derived(p, "names", defined_names))
+        if source is not None:
+            return {"source": self._source_digest((base_dir / source).resolve())}
+        if module.endswith(".py") or "/" in module:
+            return {"source": self._source_digest(root)}
+        dist = _distribution_of(module.split(".")[0], root)
         if dist is not None:
             return {"distribution": dist[0], "version": dist[1]}
-        return {"source": self._source_digest(location)}
+        return {"source": self._source_digest(root)}
 
     def _source_digest(self, root: Path) -> str:
         if root.is_file():
@@ -157,22 +166,6 @@ def _package_root(file: Path) -> Path:
     while (parent / "__init__.py").is_file():
         root, parent = parent, parent.parent
     return root
-
-
-def _find_top_level(top: str, search_path: list[str]) -> Path | None:
-    for entry in search_path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        base = Path(entry)
-        if (base / top).is_dir():
-            return base / top
-        if (base / f"{top}.py").is_file():
-            return base / f"{top}.py"
-        for ext in (".so", ".pyd"):
-            matches = sorted(base.glob(f"{top}.*{ext}")) or sorted(base.glob(f"{top}{ext}"))
-            if matches:
-                return matches[0]
-    return None
 
 
 def _distribution_of(top: str, location: Path) -> tuple[str, str] | None:

@@ -33,6 +33,13 @@ class KeyLock:
         except OSError:
             return "?"
 
+    def __enter__(self) -> "KeyLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -14,6 +14,7 @@ from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, explain
 from pipeline.errors import RecipeError
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
+from pipeline.stage import RecipeValueError
 
 CACHED, RUN, WAITS, UNAVAILABLE = "cached", "run", "waits", "unavailable"
 
@@ -48,7 +49,10 @@ class Planner:
             node = self.recipe.stages[name]
             try:
                 self._fingerprints[name] = self._stages[name].fingerprint(node.params, self.recipe.model, self.keys)
-            except (OSError, ImportError, ValueError) as exc:
+            except RecipeValueError as exc:
+                raise RecipeError(self.recipe.path, self.recipe.line(*exc.field) or node.line, ".".join(exc.field),
+                                  str(exc)) from None
+            except (OSError, ImportError, ValueError, AttributeError) as exc:
                 field = f"stages.{name}.with" if node.kind.Params.model_fields else f"stages.{name}"
                 raise RecipeError(self.recipe.path, self.recipe.line("stages", name, "with") or node.line, field,
                                   f"{type(exc).__name__}: {exc}") from None

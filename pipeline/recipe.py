@@ -51,6 +51,7 @@ class Recipe:
     spec: RecipeSpec
     stages: dict[str, StageNode]
     lines: LineMap
+    overrides: tuple[str, ...] = ()  # --set items applied on top of the file
 
     @property
     def dir(self) -> Path:
@@ -90,7 +91,8 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
     stages = {name: _stage_node(path, lines, spec, name, registry) for name in spec.stages}
-    return Recipe(path=path, name=spec.name or path.stem, spec=spec, stages=stages, lines=lines)
+    return Recipe(path=path, name=spec.name or path.stem, spec=spec, stages=stages, lines=lines,
+                  overrides=tuple(overrides))
 
 
 def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry) -> StageNode:
@@ -134,13 +136,17 @@ def _resolve(path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry,
         resolved = Ref("data", data_name)
     else:
         head, _, output = ref.partition(".")
-        if head in spec.stages and not (path.parent / ref).exists():
-            kind = registry.get(spec.stages[head].uses)
-            output = output or default_output(kind)
-            if output not in kind.outputs:
-                raise RecipeError(path, line, field, f"stage {head!r} ({kind.kind}) has no output {output!r} (outputs: {', '.join(kind.outputs)})")
+        kind = registry.get(spec.stages[head].uses) if head in spec.stages else None
+        output = output or (default_output(kind) if kind else "")
+        is_file = (path.parent / ref).exists()
+        if kind is not None and output in kind.outputs:
+            if is_file:  # never guess: a folder someone made must not silently rewire the graph
+                raise RecipeError(path, line, field, f"{ref!r} names both stage {head!r} and a path next to the recipe; "
+                                                     f"write './{ref}' for the path (or rename one)")
             resolved = Ref("stage", head, output)
-        elif _PATHISH.search(ref) or (path.parent / ref).exists():
+        elif kind is not None and not is_file:
+            raise RecipeError(path, line, field, f"stage {head!r} ({kind.kind}) has no output {output!r} (outputs: {', '.join(kind.outputs)})")
+        elif _PATHISH.search(ref) or is_file:
             target = (path.parent / ref).resolve()
             if not target.exists():
                 raise RecipeError(path, line, field, f"missing file {ref!r} (looked for {target})")

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.events import (Event, RunFinished, RunStarted, StageCached, StageFailed, StageFinished, StageProgress,
-                             StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+                             StageNotRun, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
 from pipeline.records import write_json_atomic
+
+NOT_RUN = "the run stopped after a failure (--keep-going runs independent stages)"
 
 
 class RunRecordReporter:
@@ -42,6 +44,8 @@ class RunRecordReporter:
             self.rows[event.stage].update(status="unavailable", kind=event.kind, reason=event.reason)
         elif isinstance(event, StageSkipped):
             self.rows[event.stage].update(status="skipped", kind=event.kind, reason=f"upstream: {event.because}")
+        elif isinstance(event, StageNotRun):
+            self.rows[event.stage].update(status="not run", kind=event.kind, reason=NOT_RUN)
         elif isinstance(event, RunFinished):
             self.run.update(seconds=round(event.seconds, 3), exit_code=event.exit_code)
             write_json_atomic(self.runs_dir / event.run_id / "run.json", self.to_json())
@@ -56,7 +60,7 @@ class ConsoleReporter:
     def __init__(self, stream: Any = None, quiet: bool = False):
         from rich.console import Console
 
-        self.console = Console(file=stream or sys.stderr, highlight=False, quiet=False)
+        self.console = Console(file=stream or sys.stderr, highlight=False, quiet=False, soft_wrap=True)  # a line per event, never wrapped (CI logs are 80 columns)
         self.quiet = quiet
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
@@ -132,6 +136,8 @@ class ConsoleReporter:
             self._rows.append((event.stage, "[yellow]unavailable[/]", esc(event.reason), "-", ""))
         elif isinstance(event, StageSkipped):
             self._rows.append((event.stage, "[yellow]skipped[/]", esc(f"upstream: {event.because}"), "-", ""))
+        elif isinstance(event, StageNotRun):
+            self._rows.append((event.stage, "[yellow]not run[/]", esc(NOT_RUN), "-", ""))
         elif isinstance(event, RunFinished):
             if self._progress is not None:
                 self._progress.stop()

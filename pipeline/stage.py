@@ -51,6 +51,15 @@ class DatasetInput:
     base_dir: Path
 
 
+class RecipeValueError(ValueError):
+    """Raised by `Stage.fingerprint` when a recipe value names something that does not exist; `field`
+    is where it is in the recipe (e.g. ("model", "factory")), so the error points at that line."""
+
+    def __init__(self, field: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class KeyContext(Protocol):
     """What `Stage.fingerprint` may use to add digests to the key (memoised by the engine)."""
 

@@ -2,6 +2,8 @@
 
 Views are copies, not links: a user editing a view can never corrupt an object.
 A view already holding the right bytes (checked through the stat memo) is left alone.
+One process at a time updates a view (a file lock per view), so concurrent runs on
+one cache never trip over each other's half-made copies.
 """
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ import shutil
 from pathlib import Path
 
 from pipeline.cache import Cache
+from pipeline.locks import KeyLock
 from pipeline.records import StageRecord
 
 
 def update_view(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str]:
     """Make the view match `record`; return output name -> view path."""
-    view = cache.view_dir(recipe, record.stage)
+    with KeyLock(cache.locks / "views" / recipe / f"{record.stage}.lock"):
+        return _update(cache, cache.view_dir(recipe, record.stage), record)
+
+
+def _update(cache: Cache, view: Path, record: StageRecord) -> dict[str, str]:
     paths = {}
     wanted = {out.path for out in record.outputs.values()}
     if view.is_dir():

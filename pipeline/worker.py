@@ -44,7 +44,6 @@ class Outcome:
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
     """Import the kind, build its context and call run(); never raises for a stage's own error."""
     import importlib
-    import traceback
 
     from pipeline.schema import ModelSpec
     from pipeline.stage import StageContext
@@ -67,15 +66,28 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             fault("run", task.stage)
             return Outcome("ok", _jsonable(summary), seconds=time.perf_counter() - start)
         except GateFailed as exc:
-            traceback.print_exc()
+            _print_traceback(Path(task.log), capture)
             return Outcome("gate", {}, str(exc), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
-            traceback.print_exc()
+            _print_traceback(Path(task.log), capture)
             return Outcome("failed", {}, f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - start)
         finally:
             os.chdir(cwd)
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def _print_traceback(log: Path, captured: bool) -> None:
+    """To stderr, which is the log when captured; in-process (debugging) also into the log, so the
+    path the failure line names always holds the traceback."""
+    import traceback
+
+    text = traceback.format_exc()
+    sys.stderr.write(text)
+    if not captured:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, RecipeValueError, Stage, StageContext
 from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
@@ -54,8 +54,17 @@ class ExportOnnx(Stage):
         """The factory's code and the checkpoint's bytes: what the export reads besides params."""
         if model is None or model.factory is None:
             return {}
-        checkpoint = keys.file_digest(keys.recipe_dir / model.checkpoint) if model.checkpoint else None
-        return {"factory_code": keys.code_digest(model.factory, model.source), "checkpoint": checkpoint}
+        try:
+            code = keys.code_digest(model.factory, model.source)
+        except (OSError, ImportError, AttributeError) as exc:
+            field = "source" if model.source and not (keys.recipe_dir / model.source).is_dir() else "factory"
+            raise RecipeValueError(("model", field), f"{type(exc).__name__}: {exc}") from None
+        try:
+            checkpoint = keys.file_digest(keys.recipe_dir / model.checkpoint) if model.checkpoint else None
+        except OSError as exc:
+            raise RecipeValueError(("model", "checkpoint"), f"cannot read checkpoint {model.checkpoint!r}: "
+                                                            f"{exc.strerror or exc}") from None
+        return {"factory_code": code, "checkpoint": checkpoint}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from stages import _models, _onnxio

@@ -47,3 +47,17 @@ def test_unknown_output_is_named(tmp_path: Path) -> None:
 def test_data_refs_must_name_a_dataset(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="stages.b.from: expected an artifact"):
         load_recipe(_recipe(tmp_path, "data:\n  calib: {kind: synthetic}\nstages:\n  b: {uses: toy.upper, from: data.calib}\n"))
+
+
+def test_a_path_named_like_a_stage_is_an_error_not_a_silent_rewire(tmp_path: Path) -> None:
+    text = "stages:\n  a: {uses: toy.write}\n  b: {uses: toy.upper, from: a}\n"
+    assert load_recipe(_recipe(tmp_path, text)).stages["b"].inputs["model"].kind == "stage"
+    (tmp_path / "a").mkdir()
+    with pytest.raises(RecipeError, match=r"r.yaml:4: stages.b.from: 'a' names both stage 'a' and a path.*'./a'"):
+        load_recipe(_recipe(tmp_path, text))
+    explicit = load_recipe(_recipe(tmp_path, text.replace("from: a}", "from: ./a}")))
+    assert explicit.stages["b"].inputs["model"].target == str(tmp_path / "a")
+    # A file whose name only looks like stage.output (no such output) is the file.
+    (tmp_path / "a.onnx").write_text("x")
+    as_file = load_recipe(_recipe(tmp_path, text.replace("from: a}", "from: a.onnx}")))
+    assert as_file.stages["b"].inputs["model"].kind == "path"
