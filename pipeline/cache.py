@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.errors import UsageError
 from pipeline.hashing import DigestMemo
 from pipeline.records import RecordStore
 from pipeline.store import ObjectStore
@@ -14,7 +15,10 @@ RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graph
 
 def cache_root(explicit: str | None = None) -> Path:
     """--cache-dir, else $PIPELINE_CACHE, else ./artifacts."""
-    return Path(explicit or os.environ.get("PIPELINE_CACHE") or DEFAULT_ROOT).resolve()
+    root = Path(explicit or os.environ.get("PIPELINE_CACHE") or DEFAULT_ROOT).resolve()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"cache directory {root} is not a directory")
+    return root
 
 
 class Cache:

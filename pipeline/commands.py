@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import RESERVED, Cache, cache_root
-from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, UsageError
+from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError
 from pipeline.graph import StageGraph, stage_graph
 from pipeline.lockfile import lock_path
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
@@ -19,7 +19,10 @@ from pipeline.stage import Stage
 def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
     recipe = load_recipe(args.recipe, args.overrides)
     if recipe.name in RESERVED:
-        raise UsageError(f"recipe name {recipe.name!r} is reserved for the cache's own folders")
+        where = ("name",) if recipe.spec.name else ()
+        raise RecipeError(recipe.path, recipe.line(*where) if where else None, "name" if where else None,
+                          f"recipe name {recipe.name!r} is reserved for the cache's own folders"
+                          + ("" if where else " (set `name:` in the recipe)"))
     cache = Cache(cache_root(args.cache_dir))
     return recipe, stage_graph(recipe, getattr(args, "stages", []) or [], cache.graphs), cache
 

@@ -78,6 +78,7 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
         raise RecipeError(path, 1, None, "expected a mapping with a `stages:` key")
     for item in overrides:
         _apply_override(raw, item, path)
+    overridden = [tuple(item.partition("=")[0].split(".")) for item in overrides]
     for section in ("stages", "data"):
         for name in raw.get(section) or {} if isinstance(raw.get(section), dict) else {}:
             if not isinstance(name, str) or not NAME_RE.match(name):
@@ -86,16 +87,17 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     try:
         spec = RecipeSpec.model_validate(raw)
     except ValidationError as exc:
-        raise _recipe_error(path, lines, (), exc, raw) from None
+        raise _recipe_error(path, lines, (), exc, raw, overridden) from None
     registry = registry or Registry()
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
-    stages = {name: _stage_node(path, lines, spec, name, registry) for name in spec.stages}
+    stages = {name: _stage_node(path, lines, spec, name, registry, overridden) for name in spec.stages}
     return Recipe(path=path, name=spec.name or path.stem, spec=spec, stages=stages, lines=lines,
                   overrides=tuple(overrides))
 
 
-def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry) -> StageNode:
+def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
+                overridden: list[tuple[str, ...]]) -> StageNode:
     stage = spec.stages[name]
     at = ("stages", name)
     try:
@@ -105,7 +107,7 @@ def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registr
     try:
         params = kind.Params.model_validate(stage.with_)
     except ValidationError as exc:
-        raise _recipe_error(path, lines, at + ("with",), exc) from None
+        raise _recipe_error(path, lines, at + ("with",), exc, None, overridden) from None
     if kind.uses_model and spec.model is None:
         raise RecipeError(path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section")
     refs = stage.references()
@@ -181,11 +183,13 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
     try:
         node[parts[-1]] = yaml.safe_load(value) if value else ""
     except yaml.YAMLError as exc:
-        raise RecipeError(path, None, "--set", f"{key}: bad value {value!r}: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(path, None, f"--set {key}", f"bad YAML value {value!r}: {problem}") from None
 
 
 def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError,
-                  raw: Any = None) -> RecipeError:
+                  raw: Any = None, overridden: list[tuple[str, ...]] = ()) -> RecipeError:
+    """One line naming the file, line and field; a value that came from `--set` is blamed on it."""
     err = exc.errors()[0]
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
     loc = tuple("with" if p == "with_" else "from" if p == "from_" else p for p in loc)
@@ -203,6 +207,9 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
     if more:
         msg += f" (+{more} more error{'s' if more > 1 else ''})"
     field = ".".join(str(p) for p in loc) or None
+    for key in overridden:
+        if tuple(map(str, loc[:len(key)])) == key:
+            return RecipeError(path, None, f"--set {'.'.join(key)}", f"{field}: {msg}" if len(loc) > len(key) else msg)
     return RecipeError(path, line_for(lines, loc), field, msg)
 
 

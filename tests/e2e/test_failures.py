@@ -173,6 +173,15 @@ def test_target_and_force_mistakes_are_usage_errors(project: Project) -> None:
     assert not project.cache.exists()
 
 
+def test_cache_dir_and_recipe_name_mistakes_are_one_line_usage_errors(project: Project, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    proc = project.cli("run", "toy.yaml", "--cache-dir", str(tmp_path / "afile"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: cache directory {tmp_path / 'afile'} is not a directory"
+    project.write_recipe("name: objects\n" + HEAD.replace("name: toy\n", "") + "stages:\n  a: {uses: toy.write}\n", "bad.yaml")
+    proc = project.cli("run", "bad.yaml")
+    assert proc.returncode == 2 and "bad.yaml:1: name: recipe name 'objects' is reserved" in proc.stderr
+
+
 def test_in_process_failures_leave_the_traceback_in_the_named_log(project: Project) -> None:
     project.write_recipe(HEAD + "stages:\n  bad: {uses: toy.fail}\n")
     proc = project.cli("run", "toy.yaml", "--in-process")

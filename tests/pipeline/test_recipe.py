@@ -61,3 +61,16 @@ def test_a_path_named_like_a_stage_is_an_error_not_a_silent_rewire(tmp_path: Pat
     (tmp_path / "a.onnx").write_text("x")
     as_file = load_recipe(_recipe(tmp_path, text.replace("from: a}", "from: a.onnx}")))
     assert as_file.stages["b"].inputs["model"].kind == "path"
+
+
+def test_a_bad_set_value_is_blamed_on_the_command_line(tmp_path: Path) -> None:
+    p = _recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n")
+    with pytest.raises(RecipeError) as bad_type:
+        load_recipe(p, ["stages.a.with.repeat=abc"])
+    assert str(bad_type.value) == (f"{p}: --set stages.a.with.repeat: Input should be a valid integer, "
+                                   "unable to parse string as an integer (got 'abc')")
+    with pytest.raises(RecipeError) as bad_yaml:
+        load_recipe(p, ["stages.a.with.text=[1"])
+    assert "\n" not in str(bad_yaml.value) and "--set stages.a.with.text: bad YAML value '[1'" in str(bad_yaml.value)
+    with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with.repeat"):  # the file's own mistake: its line
+        load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write, with: {repeat: x}}\n"), ["stages.a.with.text=hi"])
