@@ -7,16 +7,40 @@ keys so a typo is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 
 
 class Strict(BaseModel):
+    """Unknown keys are errors, and so is a boolean where a number is expected (pydantic's lax mode
+    would take `repeat: true` as 1)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None and _numbers_only(field.annotation):
+                    error = PydanticCustomError("bool_for_number", "expected a number, not a boolean")
+                    raise ValidationError.from_exception_data(cls.__name__, [
+                        InitErrorDetails(type=error, loc=(key,), input=value)])
+        return data
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """int, float, or an optional/union of them (not bool)."""
+    union = get_origin(annotation) in (Union, UnionType)
+    args = [a for a in get_args(annotation) if a is not type(None)] if union else [annotation]
+    return bool(args) and all(a in (int, float) for a in args)
 
 
 class DimRange(Strict):

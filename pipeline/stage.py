@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from pipeline.schema import ModelSpec
+from pipeline.schema import ModelSpec, Strict
 
 
-class Params(BaseModel):
-    """Base for a kind's params: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Params(Strict):
+    """Base for a kind's params: unknown keys are errors, values are validated (no bool for a number)."""
 
 
 @dataclass(frozen=True)

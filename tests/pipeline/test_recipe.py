@@ -74,3 +74,13 @@ def test_a_bad_set_value_is_blamed_on_the_command_line(tmp_path: Path) -> None:
     assert "\n" not in str(bad_yaml.value) and "--set stages.a.with.text: bad YAML value '[1'" in str(bad_yaml.value)
     with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with.repeat"):  # the file's own mistake: its line
         load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write, with: {repeat: x}}\n"), ["stages.a.with.text=hi"])
+
+
+@pytest.mark.parametrize("where", ["with: {repeat: true}", "with: {repeat: false}"])
+def test_a_boolean_is_not_a_number(tmp_path: Path, where: str) -> None:
+    with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with.repeat: expected a number, not a boolean \(got (True|False)\)"):
+        load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write, " + where + "}\n"))
+    with pytest.raises(RecipeError, match=r"--set stages.a.with.repeat: expected a number, not a boolean \(got True\)"):
+        load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n"), ["stages.a.with.repeat=true"])
+    with pytest.raises(RecipeError, match=r"model.seed: expected a number, not a boolean \(got True\)"):
+        load_recipe(_recipe(tmp_path, "model: {seed: yes}\nstages:\n  a: {uses: toy.write}\n"))
