@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = ConsoleReporter(quiet=args.quiet)
     result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
     if recipe.overrides and not args.quiet:
-        print(f"note: run with --set overrides: {lock_path(recipe.path)} left as it was", file=sys.stderr)
+        print(f"note: a run with --set builds a variant: views under {cache.view_dir(recipe.name, '')}, "
+              f"{lock_path(recipe.path)} left as it was", file=sys.stderr)
     if args.json:
         dump_json(record.to_json())
     return result.exit_code

@@ -63,6 +63,7 @@ class StageFailed:
     log: str
     seconds: float
     gate: bool = False
+    kept: str = ""  # the stage's outputs as far as it got (a failed gate's reports), kept for inspection
 
 
 @dataclass(frozen=True)

@@ -325,7 +325,7 @@ class Executor:
                 kept = self.run_dir / f"{name}.workdir"
                 shutil.move(str(r.workspace), kept)
                 self.reporter.handle(StageFailed(name, kind.kind, outcome.error, str(r.log), outcome.seconds,
-                                                 gate=outcome.status == "gate"))
+                                                 gate=outcome.status == "gate", kept=str(kept / "out")))
         finally:
             r.lock.release()
             r.cpu.release()

@@ -97,7 +97,9 @@ class Planner:
         if name not in self._fingerprints:
             self.prepare([name])
         result = compute_key(node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys)
-        previous = self.cache.records.latest(self.recipe.name, name)
+        # A variant (--set) not built before is explained against the recipe's own last build.
+        previous = (self.cache.records.latest(self.recipe.name, name)
+                    or self.cache.records.latest(self.recipe.base_name, name))
         record = self.cache.records.get(result.key)
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import PipelineError, RecipeError, did_you_mean
+from pipeline.hashing import canonical_json, sha256_bytes
 from pipeline.registry import Registry
 from pipeline.schema import NAME_RE, DataSpec, ModelSpec, RecipeSpec
 from pipeline.stage import Stage, default_output
@@ -54,6 +55,11 @@ class Recipe:
     overrides: tuple[str, ...] = ()  # --set items applied on top of the file
 
     @property
+    def base_name(self) -> str:
+        """The recipe's own name: `name` without a --set variant's `@digest`."""
+        return self.name.partition("@")[0]
+
+    @property
     def dir(self) -> Path:
         """Absolute: stages run in other working directories."""
         return self.path.parent.resolve()
@@ -92,8 +98,17 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
     stages = {name: _stage_node(path, lines, spec, name, registry, overridden) for name in spec.stages}
-    return Recipe(path=path, name=spec.name or path.stem, spec=spec, stages=stages, lines=lines,
-                  overrides=tuple(overrides))
+    return Recipe(path=path, name=_variant_name(spec.name or path.stem, overrides), spec=spec, stages=stages,
+                  lines=lines, overrides=tuple(overrides))
+
+
+def _variant_name(name: str, overrides: list[str]) -> str:
+    """A run with --set builds a variant of the recipe: its views and latest refs live under
+    `<name>@<digest of the overrides>`, so a smoke build never replaces the recipe's own outputs."""
+    if not overrides:
+        return name
+    final = dict(item.partition("=")[::2] for item in overrides)  # a later --set of the same key wins
+    return f"{name}@{sha256_bytes(canonical_json(sorted(final.items())).encode())[:8]}"
 
 
 def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
@@ -196,6 +211,11 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
     if raw is not None:
         loc = _file_loc(raw, loc)
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "union_tag_invalid":  # a dataset's `kind:` that names no dataset kind
+        tag, tags = str(err["ctx"]["tag"]), [t.strip(" '") for t in str(err["ctx"]["expected_tags"]).split(",")]
+        loc += (err["ctx"].get("discriminator", "kind").strip("'"),)
+        msg = f"unknown kind {tag!r}{did_you_mean(tag, tags)} (kinds: {', '.join(tags)})"
+        return RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)), msg)
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":

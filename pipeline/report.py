@@ -39,7 +39,8 @@ class RunRecordReporter:
                                           same_output_as_before=event.same_as_before)
         elif isinstance(event, StageFailed):
             self.rows[event.stage].update(status="gate failed" if event.gate else "failed", kind=event.kind,
-                                          error=event.error, log=event.log, seconds=round(event.seconds, 3))
+                                          error=event.error, log=event.log, kept=event.kept,
+                                          seconds=round(event.seconds, 3))
         elif isinstance(event, StageUnavailable):
             self.rows[event.stage].update(status="unavailable", kind=event.kind, reason=event.reason)
         elif isinstance(event, StageSkipped):
@@ -127,8 +128,11 @@ class ConsoleReporter:
                                esc(_outputs(event.outputs) + _figures(event.summary))))
         elif isinstance(event, StageFailed):
             self._end_task(event.stage)
-            word = "GATE FAILED" if event.gate else "FAILED"
-            c.print(f"[red]{word}[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
+            if event.gate:  # the reports that say why are what the user wants next
+                c.print(f"[red]GATE FAILED[/]  stage {event.stage}: {esc(event.error.removeprefix('gate failed: '))} "
+                        f"(reports: {esc(_relative(event.kept))}) (log: {esc(event.log)})")
+            else:
+                c.print(f"[red]FAILED[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
             self._rows.append((event.stage, "[red]gate failed[/]" if event.gate else "[red]failed[/]", esc(event.error),
                                f"{event.seconds:.1f}", esc(f"log: {event.log}")))
         elif isinstance(event, StageUnavailable):

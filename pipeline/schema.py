@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pipeline.errors import did_you_mean
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 
@@ -30,10 +32,15 @@ class Strict(BaseModel):
             for key, value in data.items():
                 field = cls.model_fields.get(key) if isinstance(key, str) else None
                 if isinstance(value, bool) and field is not None and _numbers_only(field.annotation):
-                    error = PydanticCustomError("bool_for_number", "expected a number, not a boolean")
-                    raise ValidationError.from_exception_data(cls.__name__, [
-                        InitErrorDetails(type=error, loc=(key,), input=value)])
+                    raise field_error(cls, (key,), value, "expected a number, not a boolean")
         return data
+
+
+def field_error(model: type, loc: tuple[Any, ...], value: Any, message: str) -> ValidationError:
+    """A validation error located at `loc` inside `model` (a plain ValueError from a model validator
+    would point at the whole section, not the offending key's line)."""
+    error = PydanticCustomError("recipe_value", message)
+    return ValidationError.from_exception_data(model.__name__, [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 def _numbers_only(annotation: Any) -> bool:
@@ -86,11 +93,13 @@ class ModelSpec(Strict):
     @model_validator(mode="after")
     def _dims_declared(self) -> "ModelSpec":
         for name, spec in self.tensors.items():
-            for d in spec.shape:
+            for i, d in enumerate(spec.shape):
                 if isinstance(d, str) and d not in self.dims:
-                    raise ValueError(f"tensor {name!r} uses dim {d!r}, which is not declared under dims")
+                    raise field_error(type(self), ("tensors", name, "shape", i), d,
+                                      f"dim {d!r} is not declared under model.dims{did_you_mean(d, list(self.dims))}")
                 if isinstance(d, int) and d < 1:
-                    raise ValueError(f"tensor {name!r} has dimension {d}; expected a positive int or a dim name")
+                    raise field_error(type(self), ("tensors", name, "shape", i), d,
+                                      "expected a positive int or a dim name")
         return self
 
     def shape(self, tensor: str, point: Literal["min", "opt", "max"] = "opt") -> tuple[int, ...]:

@@ -67,14 +67,21 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             return Outcome("ok", _jsonable(summary), seconds=time.perf_counter() - start)
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
-            return Outcome("gate", {}, str(exc), time.perf_counter() - start)
+            return Outcome("gate", {}, one_line(str(exc)), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
             _print_traceback(Path(task.log), capture)
-            return Outcome("failed", {}, f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - start)
+            return Outcome("failed", {}, one_line(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
         finally:
             os.chdir(cwd)
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A multi-line message as one line: its lines joined (the detail is often past the first: torch's
+    `Error(s) in loading state_dict ...:`), cut at `limit` characters; the log holds all of it."""
+    joined = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return joined if len(joined) <= limit else joined[:limit - 3].rstrip() + "..."
 
 
 def _print_traceback(log: Path, captured: bool) -> None:

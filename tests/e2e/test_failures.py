@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,10 @@ BAD_RECIPES = {
                      "userpkg.textgen has no attribute 'mkae' (did you mean 'make'?)"),
     "model_factory": (HEAD + "model:\n  factory: userpkg.textgen:mkae\n  tensors: {x: {shape: [1, 3]}}\n"
                       "stages:\n  export: {uses: export.onnx}\n", 4, "model.factory: AttributeError: userpkg.textgen has no attribute 'mkae'"),
+    "dim_typo": (HEAD + "model:\n  tensors:\n    x:\n      shape: [btch, 3]\n  dims:\n    batch: {min: 1, opt: 1, max: 4}\n"
+                 "stages:\n  a: {uses: toy.write}\n", 6, "model.tensors.x.shape.0: dim 'btch' is not declared under model.dims (did you mean 'batch'?)"),
+    "data_kind": (HEAD + "data:\n  calib:\n    kind: synthetc\nstages:\n  a: {uses: toy.write}\n", 5,
+                  "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) (kinds: synthetic, npz"),
     "model_checkpoint": (HEAD + "model:\n  factory: userpkg.textgen:make\n  checkpoint: gone.pt\n  tensors: {x: {shape: [1, 3]}}\n"
                          "stages:\n  export: {uses: export.onnx}\n", 5, "model.checkpoint: cannot read checkpoint 'gone.pt'"),
 }
@@ -87,7 +93,10 @@ def test_failed_gate_exits_3(project: Project) -> None:
     project.write_recipe(HEAD + "stages:\n  check: {uses: toy.fail, with: {gate: true}}\n")
     proc = project.cli("run", "toy.yaml")
     assert proc.returncode == 3
-    assert "GATE FAILED" in proc.stderr and "logits: cosine 0.5 < 0.99" in proc.stderr
+    line = next(l for l in proc.stderr.splitlines() if "GATE FAILED" in l)
+    assert "GATE FAILED  stage check: logits: cosine 0.5 < 0.99 (reports: " in line, line
+    kept = project.root / line.split("(reports: ")[1].split(")")[0]
+    assert (kept / "never.txt").read_text() == "partial"  # what the stage wrote before its gate failed
 
 
 def test_unavailable_stage_exits_4_unless_skipping_is_asked_for(project: Project) -> None:
@@ -153,12 +162,17 @@ def test_many_concurrent_runs_share_views_and_the_lock_file(project: Project) ->
     assert sorted(p.name for p in (project.cache / "toy" / "join").iterdir()) == ["joined"]  # no stray copies
 
 
-def test_a_run_with_overrides_leaves_the_lock_file_alone(project: Project) -> None:
+def test_a_run_with_overrides_is_a_variant_beside_the_recipe(project: Project) -> None:
     assert project.cli("run", "toy.yaml").returncode == 0
     before = (project.root / "toy.lock").read_text()
     proc = project.cli("run", "toy.yaml", "--set", "stages.write.with.repeat=2")
     assert proc.returncode == 0 and "toy.lock left as it was" in proc.stderr
     assert (project.root / "toy.lock").read_text() == before
+    assert (project.cache / "toy" / "write" / "out.txt").read_text() == "abc\n"  # the recipe's own view stands
+    (variant,) = project.cache.glob("toy@*")
+    assert (variant / "write" / "out.txt").read_text() == "abc\nabc\n"
+    show = project.cli("show", "toy.yaml", "write", "--set", "stages.write.with.repeat=2")
+    assert show.stdout.split("\t")[1].strip() == str(variant / "write" / "out.txt")
     assert project.cli("status", "toy.yaml").returncode == 0
     project.cli("gc")
     assert project.cli("plan", "toy.yaml", "--json").stdout.count('"cached"') == 4  # gc kept the real build
@@ -230,3 +244,12 @@ def test_install_hints_survive_the_terminal(project: Project) -> None:
     assert proc.returncode == 4
     assert "pip install '.[tensorrt]'" in proc.stderr
     assert "pip install '.[tensorrt]'" in project.cli("plan", "toy.yaml").stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(project: Project) -> None:
+    """`pipeline stages --markdown | head -1`."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "stages", "--markdown"], cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
