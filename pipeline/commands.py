@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError
@@ -222,11 +222,39 @@ def describe_kind(kind: Any) -> str:
     lines.append("Outputs: " + ", ".join(f"`{n}` (`{s.path}`)" for n, s in kind.outputs.items()))
     if kind.extra:
         lines.append(f"Needs: `pip install '.[{kind.extra}]'`")
-    lines += ["", "| param | type | default | description |", "|---|---|---|---|"]
-    for name, f in kind.Params.model_fields.items():
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
-        typ = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        typ = typ.replace("|", "\\|")
+    return "\n".join(lines + ["", fields_table(kind.Params, "param")])
+
+
+def fields_table(model: Any, what: str = "key") -> str:
+    """A pydantic model's fields as a Markdown table: name, type, default, description."""
+    from pydantic import BaseModel
+
+    lines = [f"| {what} | type | default | description |", "|---|---|---|---|"]
+    for name, f in model.model_fields.items():
+        if name == "kind" and "Literal" in str(f.annotation):
+            continue  # a dataset's tag: its heading says it
+        value = None if f.is_required() else f.get_default(call_default_factory=True)
+        default = "required" if f.is_required() else "see below" if isinstance(value, BaseModel) else repr(value)
+        if get_origin(f.annotation) is Literal:
+            typ = " | ".join(repr(v) for v in get_args(f.annotation))
+        else:
+            typ = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        typ = typ.replace("pipeline.schema.", "").replace("|", "\\|")
         desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{name}` | `{typ}` | `{default}` | {desc} |")
+        lines.append(f"| `{f.alias or name}` | `{typ}` | `{default}` | {desc} |")
     return "\n".join(lines)
+
+
+def sections_reference() -> str:
+    """The recipe's `model:` and `data:` sections, from their schema (the README embeds this verbatim)."""
+    from pipeline.schema import DataSpec, DimRange, ModelSpec, Preprocess, TensorSpec
+
+    parts = ["### `model:`", "", ModelSpec.__doc__.strip(), "", fields_table(ModelSpec),
+             "", "Each `tensors.NAME`:", "", fields_table(TensorSpec),
+             "", "Each `dims.NAME`:", "", fields_table(DimRange)]
+    for spec in get_args(get_args(DataSpec)[0]):
+        kinds = " / ".join(f"`{k}`" for k in get_args(spec.model_fields["kind"].annotation))
+        parts += ["", f"### `data.NAME` with `kind:` {kinds}", "", spec.__doc__.strip(), "", fields_table(spec)]
+        if "preprocess" in spec.model_fields:
+            parts += ["", "`preprocess:`", "", fields_table(Preprocess)]
+    return "\n".join(parts)

@@ -53,9 +53,9 @@ def _numbers_only(annotation: Any) -> bool:
 class DimRange(Strict):
     """A named dynamic dimension: the range an engine must accept and the size it tunes for."""
 
-    min: int = Field(ge=1)
-    opt: int = Field(ge=1)
-    max: int = Field(ge=1)
+    min: int = Field(ge=1, description="smallest size an engine accepts")
+    opt: int = Field(ge=1, description="the size engines are tuned for (and synthetic data uses)")
+    max: int = Field(ge=1, description="largest size an engine accepts")
 
     @model_validator(mode="after")
     def _ordered(self) -> "DimRange":
@@ -67,8 +67,8 @@ class DimRange(Strict):
 class TensorSpec(Strict):
     """One model input: its shape (ints, or names declared under `dims`) and dtype."""
 
-    shape: list[int | str]
-    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
+    shape: list[int | str] = Field(description="ints, or names declared under `dims`")
+    dtype: Literal[DTYPES] = Field("float32", description="element type")  # type: ignore[valid-type]
 
 
 class ModelSpec(Strict):
@@ -136,8 +136,8 @@ class SyntheticData(Strict):
     count: int = Field(64, ge=1, description="number of samples")
     seed: int = Field(0, description="random seed")
     distribution: Literal["normal", "uniform"] = Field("normal", description="normal(0, 1) or uniform[low, high)")
-    low: float = 0.0
-    high: float = 1.0
+    low: float = Field(0.0, description="uniform: lower bound")
+    high: float = Field(1.0, description="uniform: upper bound (exclusive)")
     classes: int | None = Field(None, ge=2, description="also draw random labels in [0, classes)")
     shape_point: Literal["min", "opt", "max"] = Field("opt", description="where named dims are taken (sample dims only)")
 
@@ -159,9 +159,9 @@ class Preprocess(Strict):
     crop: int | None = Field(224, description="center crop size (None: no crop)")
     mean: list[float] = Field([0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
     std: list[float] = Field([0.229, 0.224, 0.225], description="per-channel std")
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    dtype: Literal["float32", "float16", "uint8"] = "float32"
-    grayscale: bool = False
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="channel order of the model input")
+    dtype: Literal["float32", "float16", "uint8"] = Field("float32", description="input dtype (uint8: raw pixels, no mean/std)")
+    grayscale: bool = Field(False, description="one channel instead of RGB")
 
 
 class ImageFolderData(Strict):
@@ -174,7 +174,7 @@ class ImageFolderData(Strict):
     input: str | None = Field(None, description="model input the images feed (default: the only one)")
     count: int | None = Field(None, ge=1, description="use only N images, taken round-robin over classes "
                                                       "(a subset stays class-balanced)")
-    preprocess: Preprocess = Field(default_factory=Preprocess)
+    preprocess: Preprocess = Field(default_factory=Preprocess, description="resize, crop, normalisation (below)")
 
 
 class PythonData(Strict):
@@ -182,7 +182,7 @@ class PythonData(Strict):
 
     kind: Literal["python"]
     python: str = Field(description="module:function or file.py:function, resolved from the recipe's folder")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the function")
     count: int | None = Field(None, ge=1, description="stop after N samples")
 
 

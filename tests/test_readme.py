@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import stage_reference
+from pipeline.commands import sections_reference, stage_reference
 from pipeline.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- stages:begin -->", "<!-- stages:end -->"
-
-
 def readme_with_reference(text: str) -> str:
-    block = f"{BEGIN}\n{stage_reference(Registry())}\n{END}"
-    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    """The README with its generated blocks (recipe sections, stage kinds) made anew from the code."""
+    for name, block in (("sections", sections_reference()), ("stages", stage_reference(Registry()))):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        assert begin in text and end in text, f"README lacks {begin}"
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}\n{end}", text, flags=re.S)
+    return text
 
 
-def test_stage_reference_is_current() -> None:
+def test_references_are_current() -> None:
     text = (REPO / "README.md").read_text()
-    assert text == readme_with_reference(text), "README stage reference is stale: run `make readme`"
+    assert text == readme_with_reference(text), "README reference is stale: run `make readme`"
 
 
 def test_readme_opens_with_the_two_commands() -> None:
@@ -45,5 +46,6 @@ def test_quickstart_recipe_runs_then_is_cached(tmp_path: Path) -> None:
     assert [s["status"] for s in json.loads(first.stdout)["stages"]] == ["ran", "ran", "ran"]
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert [s["status"] for s in json.loads(second.stdout)["stages"]] == ["cached", "cached", "cached"]
-    view = tmp_path / "cache" / "resnet50_fp32" / "surgery" / "model.onnx"
+    (variant,) = (tmp_path / "cache").glob("resnet50_fp32@*")  # --set builds a variant beside the recipe's views
+    view = variant / "surgery" / "model.onnx"
     assert view.is_file() and view.stat().st_size > 40e6
