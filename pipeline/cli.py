@@ -64,6 +64,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     stages = commands["stages"] = sub.add_parser("stages", help="list stage kinds, or describe one")
     stages.add_argument("kind", nargs="?")
+    stages.add_argument("--recipe", type=Path, help="also the kinds this recipe's `plugins:` define")
     stages.add_argument("--markdown", action="store_true", help="print every kind's reference as Markdown (the README's stage reference)")
     return p, commands
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pipeline.cache import RESERVED, Cache, cache_root
-from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError
+from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError, did_you_mean
 from pipeline.graph import StageGraph, stage_graph
 from pipeline.lockfile import lock_path
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
@@ -86,16 +86,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     for d in decisions:
         locked = lock.get(d.stage, {}).get("key")
         if d.status == CACHED and locked == d.key:
-            rows.append((d.stage, "up to date", ""))
+            rows.append((d.stage, "up to date", []))
             continue
         stale = True
         if d.status == CACHED:
-            why = "not in the lock file" if locked is None else "lock file holds another key (run `pipeline run` and commit the lock)"
+            why = ["not in the lock file" if locked is None else "lock file holds another key (run `pipeline run` and commit the lock)"]
         else:
-            why = "; ".join(d.reasons)
+            why = list(d.reasons)
         rows.append((d.stage, "stale" if d.status != UNAVAILABLE else "unavailable", why))
-    if args.json:
-        print(json.dumps({"up_to_date": not stale, "stages": [{"stage": s, "status": st, "why": w} for s, st, w in rows]},
+    if args.json:  # the same shape as `plan --json`'s rows
+        print(json.dumps({"up_to_date": not stale, "stages": [{"stage": s, "status": st, "reasons": w} for s, st, w in rows]},
                          indent=1))
     else:
         from rich.console import Console
@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for col in ("stage", "status", "why"):
             table.add_column(col, overflow="fold")
         for stage, state, why in rows:
-            table.add_row(stage, state, escape(why))
+            table.add_row(stage, state, escape("; ".join(why)))
         Console(highlight=False).print(table)
     return EXIT_FAILED if stale else EXIT_OK
 
@@ -181,6 +181,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
     from pipeline.registry import Registry
 
     registry = Registry()
+    if args.recipe is not None:  # plugin kinds live beside a recipe: load it to see them
+        load_recipe(args.recipe, [], registry)
     if args.markdown:
         print(stage_reference(registry))
         return EXIT_OK
@@ -195,6 +197,9 @@ def cmd_stages(args: argparse.Namespace) -> int:
             note = f"  [unavailable: {unmet}]" if unmet else ""
             print(f"{name:16} {_summary(kind)}{note}")
         return EXIT_OK
+    if args.kind not in registry.names():
+        hint = "" if args.recipe else "; a kind a recipe's plugins define needs --recipe RECIPE"
+        raise UsageError(f"unknown stage kind {args.kind!r}{did_you_mean(args.kind, registry.names())}{hint}")
     print(describe_kind(registry.get(args.kind)))
     return EXIT_OK
 

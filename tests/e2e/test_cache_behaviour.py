@@ -1,6 +1,7 @@
 """Hits, misses, early cutoff, key stability, corruption and views, through the real CLI."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -137,6 +138,10 @@ def test_lock_file_is_deterministic_and_status_tracks_it(project: Project) -> No
     assert (project.root / "toy.lock").read_text() == lock
     stale = project.cli("status", "toy.yaml", "--set", "stages.other.with.text=new")
     assert stale.returncode == 1 and "param text: 'xyz' -> 'new'" in stale.stdout
+    as_json = json.loads(project.cli("status", "toy.yaml", "--set", "stages.other.with.text=new", "--json").stdout)
+    rows = {r["stage"]: r for r in as_json["stages"]}
+    assert as_json["up_to_date"] is False and rows["other"]["reasons"] == ["param text: 'xyz' -> 'new'"]
+    assert rows["write"] == {"stage": "write", "status": "up to date", "reasons": []}
     (project.root / "toy.lock").unlink()
     assert project.cli("status", "toy.yaml").returncode == 1  # built, but not recorded in a lock file
 

@@ -253,3 +253,11 @@ def test_a_reader_that_leaves_early_gets_no_traceback(project: Project) -> None:
     proc.stdout.close()  # before it writes: its first write meets a closed pipe
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
+
+
+def test_plugin_kinds_are_described_with_their_recipe(project: Project) -> None:
+    described = project.cli("stages", "toy.write", "--recipe", "toy.yaml")
+    assert described.returncode == 0 and described.stdout.startswith("### `toy.write`")
+    assert "| `repeat` | `int` | `1` | how many times |" in described.stdout
+    unknown = project.cli("stages", "toy.write")
+    assert unknown.returncode == 2 and "needs --recipe RECIPE" in unknown.stderr
