@@ -97,7 +97,7 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     registry = registry or Registry()
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
-    stages = {name: _stage_node(path, lines, spec, name, registry, overridden) for name in spec.stages}
+    stages = {name: _stage_node(path, lines, spec, name, registry, overridden, raw) for name in spec.stages}
     return Recipe(path=path, name=_variant_name(spec.name or path.stem, overrides), spec=spec, stages=stages,
                   lines=lines, overrides=tuple(overrides))
 
@@ -112,7 +112,7 @@ def _variant_name(name: str, overrides: list[str]) -> str:
 
 
 def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
-                overridden: list[tuple[str, ...]]) -> StageNode:
+                overridden: list[tuple[str, ...]], raw: dict[str, Any]) -> StageNode:
     stage = spec.stages[name]
     at = ("stages", name)
     try:
@@ -122,7 +122,7 @@ def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registr
     try:
         params = kind.Params.model_validate(stage.with_)
     except ValidationError as exc:
-        raise _recipe_error(path, lines, at + ("with",), exc, None, overridden) from None
+        raise _recipe_error(path, lines, at + ("with",), exc, raw, overridden) from None
     if kind.uses_model and spec.model is None:
         raise RecipeError(path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section")
     refs = stage.references()
@@ -239,6 +239,8 @@ def _file_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     for i, part in enumerate(loc):
         if isinstance(node, dict) and part not in node and i < len(loc) - 1:
             continue  # a discriminator tag such as `synthetic`, not a key
+        if i and not isinstance(node, (dict, list)):
+            break  # below a scalar as written (a model's internal field, such as a surgery op's `arg`)
         out.append(part)
         node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
     return tuple(out)

@@ -40,6 +40,9 @@ BAD_RECIPES = {
                  "stages:\n  a: {uses: toy.write}\n", 6, "model.tensors.x.shape.0: dim 'btch' is not declared under model.dims (did you mean 'batch'?)"),
     "data_kind": (HEAD + "data:\n  calib:\n    kind: synthetc\nstages:\n  a: {uses: toy.write}\n", 5,
                   "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) (kinds: synthetic, npz"),
+    "surgery_op": (HEAD + "stages:\n  w: {uses: toy.write}\n  a:\n    uses: onnx.surgery\n    from: w\n    with:\n"
+                   "      ops:\n        - cleanup\n        - remove_node: ''\n", 11,
+                   "stages.a.with.ops.1.remove_node: String should have at least 1 character"),
     "model_checkpoint": (HEAD + "model:\n  factory: userpkg.textgen:make\n  checkpoint: gone.pt\n  tensors: {x: {shape: [1, 3]}}\n"
                          "stages:\n  export: {uses: export.onnx}\n", 5, "model.checkpoint: cannot read checkpoint 'gone.pt'"),
 }
