@@ -56,6 +56,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     gc = commands["gc"] = sub.add_parser("gc", help="remove objects no lock file or latest record references")
     gc.add_argument("--dry-run", "-n", action="store_true")
+    gc.add_argument("--keep-variants", action="store_true", help="keep what --set runs built (dropped by default)")
     gc.add_argument("--cache-dir")
 
     verify = commands["verify"] = sub.add_parser("verify", help="rehash every object in the cache")

@@ -153,10 +153,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from pipeline.gc import collect
 
     cache = Cache(cache_root(args.cache_dir))
-    result = collect(cache, dry_run=args.dry_run)
+    result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants)
     cache.memo.flush()
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records; "
+    variants = f", {result.variants} --set variant(s) with their views" if result.variants else ""
+    print(f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records{variants}; "
           f"kept {result.kept} objects referenced by {result.roots} keys")
     return EXIT_OK
 

@@ -1,11 +1,17 @@
-"""Garbage collection: remove objects that no lock file and no latest record reference."""
+"""Garbage collection: remove objects that no lock file and no latest record reference.
+
+A --set variant's latest records are not roots unless asked for (`keep_variants`): a
+smoke build is not something to keep, and its views and refs go with it.
+"""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cache import Cache
 from pipeline.lockfile import read_lock
+from pipeline.views import remove_view_tree
 
 
 @dataclass(frozen=True)
@@ -15,10 +21,11 @@ class GcResult:
     records: int
     kept: int
     roots: int
+    variants: int = 0
 
 
-def root_keys(cache: Cache) -> set[str]:
-    keys = cache.records.all_latest_keys()
+def root_keys(cache: Cache, keep_variants: bool = False) -> set[str]:
+    keys = cache.records.all_latest_keys(variants=keep_variants)
     try:
         lockfiles = cache.lockfiles_index().read_text().splitlines()
     except OSError:
@@ -30,8 +37,13 @@ def root_keys(cache: Cache) -> set[str]:
     return keys
 
 
-def collect(cache: Cache, dry_run: bool = False) -> GcResult:
-    roots = root_keys(cache)
+def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) -> GcResult:
+    roots = root_keys(cache, keep_variants)
+    variants = [] if keep_variants else cache.records.variants()
+    if not dry_run:
+        for name in variants:
+            shutil.rmtree(cache.records.refs / name, ignore_errors=True)
+            remove_view_tree(cache.root / name)
     live: set[str] = set()
     dead_records = []
     for record in cache.records.all():
@@ -54,4 +66,4 @@ def collect(cache: Cache, dry_run: bool = False) -> GcResult:
     if not dry_run:
         for record in dead_records:
             (cache.records.records / record.key[:2] / f"{record.key[2:]}.json").unlink(missing_ok=True)
-    return GcResult(removed, size, len(dead_records), len(live), len(roots))
+    return GcResult(removed, size, len(dead_records), len(live), len(roots), len(variants))

@@ -118,9 +118,15 @@ class RecordStore:
             pass
         write_json_atomic(p, {"key": key})
 
-    def all_latest_keys(self) -> set[str]:
+    def variants(self) -> list[str]:
+        """Recipe names with refs that are --set variants (`name@digest`)."""
+        return sorted(p.name for p in self.refs.glob("*@*") if p.is_dir())
+
+    def all_latest_keys(self, variants: bool = True) -> set[str]:
         keys = set()
         for p in self.refs.glob("*/*.json"):
+            if not variants and "@" in p.parent.name:
+                continue
             try:
                 keys.add(json.loads(p.read_text())["key"])
             except (OSError, ValueError, KeyError, TypeError):

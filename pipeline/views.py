@@ -54,6 +54,12 @@ def _matches(cache: Cache, dest: Path, digest: str, is_dir: bool) -> bool:
         return False
 
 
+def remove_view_tree(p: Path) -> None:
+    """Delete a recipe's views (read-only copies) entirely."""
+    if p.is_dir():
+        _remove(p)
+
+
 def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         for sub in p.rglob("*"):

@@ -177,8 +177,14 @@ def test_a_run_with_overrides_is_a_variant_beside_the_recipe(project: Project) -
     show = project.cli("show", "toy.yaml", "write", "--set", "stages.write.with.repeat=2")
     assert show.stdout.split("\t")[1].strip() == str(variant / "write" / "out.txt")
     assert project.cli("status", "toy.yaml").returncode == 0
-    project.cli("gc")
+    kept = project.cli("gc", "--keep-variants")
+    assert "variant" not in kept.stdout and variant.exists()
+    dropped = project.cli("gc")
+    assert "1 --set variant(s)" in dropped.stdout, dropped.stdout
+    assert not variant.exists() and not (project.cache / "refs" / variant.name).exists()
     assert project.cli("plan", "toy.yaml", "--json").stdout.count('"cached"') == 4  # gc kept the real build
+    again = project.run_json("toy.yaml", "--set", "stages.write.with.repeat=2")[1]
+    assert {s["stage"]: s["status"] for s in again["stages"]}["write"] == "ran"  # its objects were collected
 
 
 def test_target_and_force_mistakes_are_usage_errors(project: Project) -> None:
