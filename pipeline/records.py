@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = 1) -> None:
         raise
 
 
+_KEY = re.compile(r"[0-9a-f]{16,128}")
+
+
 class RecordStore:
     def __init__(self, root: Path):
         self.root = root
@@ -73,6 +77,8 @@ class RecordStore:
         return self.records / key[:2] / f"{key[2:]}.json"
 
     def get(self, key: str) -> StageRecord | None:
+        if not isinstance(key, str) or not _KEY.fullmatch(key):  # a damaged ref: no record, not a crash
+            return None
         p = self._path(key)
         try:
             record = StageRecord.from_json(json.loads(p.read_text(encoding="utf-8")))
@@ -128,7 +134,9 @@ class RecordStore:
             if not variants and "@" in p.parent.name:
                 continue
             try:
-                keys.add(json.loads(p.read_text())["key"])
+                key = json.loads(p.read_text())["key"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+            if isinstance(key, str):
+                keys.add(key)
         return keys

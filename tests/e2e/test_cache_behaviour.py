@@ -191,3 +191,17 @@ def test_dataset_file_edit_reruns_its_readers_only(project: Project) -> None:
     rows = {s["stage"]: s for s in record["stages"]}
     assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["input data.d changed"]
     assert rows["other"]["status"] == "cached"
+
+
+def test_damaged_refs_records_and_state_cost_a_rebuild_not_a_crash(project: Project) -> None:
+    assert project.cli("run", "toy.yaml").returncode == 0
+    ref = project.cache / "refs" / "toy" / "write.json"
+    ref.write_text('{"key": 5}')
+    key = project.lock()["upper"]["key"]
+    (project.cache / "records" / key[:2] / f"{key[2:]}.json").write_text("{not json")
+    (project.cache / "state.db").write_bytes(b"not a database")
+    assert project.cli("plan", "toy.yaml").returncode == 0
+    proc, record = project.run_json("toy.yaml")
+    assert proc.returncode == 0, proc.stderr
+    status = {s["stage"]: s["status"] for s in record["stages"]}
+    assert status == {"write": "cached", "upper": "ran", "other": "cached", "join": "cached"}  # upper: same bytes
