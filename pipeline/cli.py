@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         args.command = argv[0]
     else:
         args = top.parse_args(argv)
+    # The engine's warnings (an unreadable record it ignores) as one line each.
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"
     try:
         return _dispatch(args)
     except PipelineError as exc:

@@ -72,6 +72,7 @@ class RecordStore:
         self.root = root
         self.records = root / "records"
         self.refs = root / "refs"
+        self._warned: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.records / key[:2] / f"{key[2:]}.json"
@@ -85,12 +86,17 @@ class RecordStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(f"ignoring unreadable record {p}: {exc}", stacklevel=2)
+            self._warn(p, f"ignoring unreadable record {p} (it will be rebuilt): {exc}")
             return None
         if record.key != key:
-            warnings.warn(f"ignoring record {p}: it holds key {record.key[:12]}", stacklevel=2)
+            self._warn(p, f"ignoring record {p} (it will be rebuilt): it holds key {record.key[:12]}")
             return None
         return record
+
+    def _warn(self, path: Path, message: str) -> None:
+        if path not in self._warned:  # once per record, however often it is looked up
+            self._warned.add(path)
+            warnings.warn(message, stacklevel=3)
 
     def put(self, record: StageRecord) -> None:
         write_json_atomic(self._path(record.key), record.to_json())

@@ -200,7 +200,9 @@ def test_damaged_refs_records_and_state_cost_a_rebuild_not_a_crash(project: Proj
     key = project.lock()["upper"]["key"]
     (project.cache / "records" / key[:2] / f"{key[2:]}.json").write_text("{not json")
     (project.cache / "state.db").write_bytes(b"not a database")
-    assert project.cli("plan", "toy.yaml").returncode == 0
+    plan = project.cli("plan", "toy.yaml")
+    assert plan.returncode == 0 and plan.stderr.count("warning: ignoring unreadable record") == 1, plan.stderr
+    assert "Traceback" not in plan.stderr and "UserWarning" not in plan.stderr
     proc, record = project.run_json("toy.yaml")
     assert proc.returncode == 0, proc.stderr
     status = {s["stage"]: s["status"] for s in record["stages"]}
