@@ -221,7 +221,7 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
     elif err["type"] == "missing":
         msg = "required key missing"
     value = err.get("input")
-    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, (dict, list)):
+    if err["type"] not in ("missing", "extra_forbidden", "recipe_value") and not isinstance(value, (dict, list)):
         msg = f"{msg} (got {value!r})"
     more = len(exc.errors()) - 1
     if more:

@@ -32,13 +32,13 @@ class Strict(BaseModel):
             for key, value in data.items():
                 field = cls.model_fields.get(key) if isinstance(key, str) else None
                 if isinstance(value, bool) and field is not None and _numbers_only(field.annotation):
-                    raise field_error(cls, (key,), value, "expected a number, not a boolean")
+                    raise field_error(cls, (key,), value, f"expected a number, not a boolean (got {value})")
         return data
 
 
 def field_error(model: type, loc: tuple[Any, ...], value: Any, message: str) -> ValidationError:
     """A validation error located at `loc` inside `model` (a plain ValueError from a model validator
-    would point at the whole section, not the offending key's line)."""
+    would point at the whole section, not the offending key's line). `message` is all the user sees."""
     error = PydanticCustomError("recipe_value", message)
     return ValidationError.from_exception_data(model.__name__, [InitErrorDetails(type=error, loc=loc, input=value)])
 

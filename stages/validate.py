@@ -27,9 +27,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import GateFailed, did_you_mean
+from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
@@ -45,21 +46,29 @@ _GATE_NAMES = ("cosine_min", "centered_cosine_min", "max_abs", "max_abs_rel", "m
 _BOOL_GATES = ("finite", "shape")
 
 
-def _check_gates(gates: dict[str, Any], where: str, allow_none: bool) -> dict[str, Any]:
+class _GateError(ValueError):
+    def __init__(self, gate: str, value: Any, message: str):
+        super().__init__(message)
+        self.gate, self.value = gate, value
+
+
+def _check_gates(gates: Any, allow_none: bool) -> dict[str, Any]:
+    if not isinstance(gates, dict):
+        return gates  # not a mapping: the field's own type check says so
     out = {}
     for name, value in gates.items():
         if name not in _GATE_NAMES:
-            raise ValueError(f"{where}: unknown gate {name!r}{did_you_mean(name, list(_GATE_NAMES))} "
-                             f"(known: {', '.join(_GATE_NAMES)})")
+            raise _GateError(name, value, f"unknown gate{did_you_mean(str(name), list(_GATE_NAMES))} "
+                                          f"(gates: {', '.join(_GATE_NAMES)})")
         if value is None and allow_none:
             out[name] = None
         elif name in _BOOL_GATES:
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: gate {name!r} is true or false, got {value!r}")
+                raise _GateError(name, value, f"expected true or false (got {value!r})")
             out[name] = value
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{where}: gate {name!r} needs a number, got {value!r}")
+                raise _GateError(name, value, f"expected a finite number (got {value!r})")
             out[name] = float(value)
     return out
 
@@ -93,15 +102,27 @@ class ValidateParams(Params):
     min_centered_spread: float = Field(1e-3, ge=0, description="below this centered/raw output spread, the "
                                                                "reference is called insensitive to its input")
 
-    @field_validator("gates")
+    @model_validator(mode="before")
     @classmethod
-    def _gates(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if v is None else _check_gates(v, "gates", allow_none=False)
-
-    @field_validator("per_output")
-    @classmethod
-    def _per_output(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: _check_gates(g, f"per_output.{name}", allow_none=True) for name, g in v.items()}
+    def _gates(cls, data: Any) -> Any:
+        """Gate names and thresholds checked where they are written (`gates.cosine_mn`, its own line)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        where: tuple[Any, ...] = ("gates",)
+        try:
+            if data.get("gates") is not None:
+                data["gates"] = _check_gates(data["gates"], allow_none=False)
+            per_output = data.get("per_output")
+            if isinstance(per_output, dict):
+                checked = {}
+                for name, gates in per_output.items():
+                    where = ("per_output", name)
+                    checked[name] = _check_gates(gates, allow_none=True)
+                data["per_output"] = checked
+        except _GateError as exc:
+            raise field_error(cls, (*where, exc.gate), exc.value, str(exc)) from None
+        return data
 
     @field_validator("throughput_batches")
     @classmethod
