@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args, get_origin
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError, did_you_mean
 from pipeline.graph import StageGraph, stage_graph
-from pipeline.lockfile import lock_path
+from pipeline.lockfile import lock_path, read_lock
 from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.stage import Stage
@@ -77,8 +77,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.lockfile import read_lock
-
     recipe, _, decisions = _plan(args)
     lock = read_lock(lock_path(recipe.path))
     rows = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.cache import Cache
 from pipeline.lockfile import read_lock
-from pipeline.views import remove_view_tree
+from pipeline.views import remove_view
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) ->
     if not dry_run:
         for name in variants:
             shutil.rmtree(cache.records.refs / name, ignore_errors=True)
-            remove_view_tree(cache.root / name)
+            remove_view(cache.root / name)
     live: set[str] = set()
     dead_records = []
     for record in cache.records.all():

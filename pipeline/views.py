@@ -28,15 +28,15 @@ def _update(cache: Cache, view: Path, record: StageRecord) -> dict[str, str]:
     if view.is_dir():
         for entry in view.iterdir():
             if entry.name not in wanted:
-                _remove(entry)
+                remove_view(entry)
     for name, out in record.outputs.items():
         dest = view / out.path
         paths[name] = str(dest)
         if _matches(cache, dest, out.digest, out.is_dir):
             continue
-        _remove(dest)
+        remove_view(dest)
         tmp = view / f".{out.path}.tmp{os.getpid()}"
-        _remove(tmp)
+        remove_view(tmp)
         cache.objects.materialize(out.digest, out.is_dir, tmp, link=False)
         os.replace(tmp, dest)
     return paths
@@ -54,13 +54,8 @@ def _matches(cache: Cache, dest: Path, digest: str, is_dir: bool) -> bool:
         return False
 
 
-def remove_view_tree(p: Path) -> None:
-    """Delete a recipe's views (read-only copies) entirely."""
-    if p.is_dir():
-        _remove(p)
-
-
-def _remove(p: Path) -> None:
+def remove_view(p: Path) -> None:
+    """Delete a view file or folder (read-only copies: write permission restored first)."""
     if p.is_dir() and not p.is_symlink():
         for sub in p.rglob("*"):
             if sub.is_dir():
