@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from pipeline.errors import PipelineError, RecipeError, UsageError, did_you_mean
+from pipeline.errors import RecipeError, UsageError, did_you_mean
 from pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ def build_graph(recipe: Recipe) -> "nx.DiGraph":
 
 
 def select(g: "nx.DiGraph", targets: Iterable[str]) -> "nx.DiGraph":
-    """The subgraph that builds `targets`: them and their ancestors (all stages if none named)."""
+    """The subgraph that builds `targets` (stages of `g`, checked by `stage_graph`): them and their
+    ancestors (all stages if none named)."""
     import networkx as nx
 
     targets = list(targets)
@@ -98,8 +99,6 @@ def select(g: "nx.DiGraph", targets: Iterable[str]) -> "nx.DiGraph":
         return g
     keep: set[str] = set()
     for t in targets:
-        if t not in g:
-            raise PipelineError(f"no stage {t!r} in the recipe{did_you_mean(t, list(g))}")
         keep |= nx.ancestors(g, t) | {t}
     return g.subgraph([n for n in g if n in keep]).copy()
 
