@@ -1,10 +1,13 @@
 """Cold build of recipes/resnet50_int8.yaml, stage by stage, then the fully cached rerun.
 
-    .venv/bin/python benchmarks/int8_build.py [--repeat 5]
+    .venv/bin/python benchmarks/int8_build.py [--repeat 5] [--base REV]
 
 The cold build uses a fresh cache directory (TensorRT stages are skipped on a machine without a
 GPU); the cached rerun is the whole `pipeline run` process, median of `--repeat`, beside
-`python -c pass`.
+`python -c pass`. With `--base REV`, the same recipe is also built and rerun by the code at git
+revision REV (checked out in a temporary worktree, byte-compiled like `make install` does), and
+both cached reruns are measured interleaved in one run: the ratio says what this checkout's
+changes cost a cached run.
 """
 from __future__ import annotations
 
@@ -20,30 +23,57 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import Variant, measure, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE = str(ROOT / ".venv" / "bin" / "pipeline")
-RECIPE = str(ROOT / "recipes" / "resnet50_int8.yaml")
+
+
+def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str) -> None:
+    proc = subprocess.run([*cmd, "run", recipe, "--skip-unavailable", "--json", "-q"], env={**os.environ, **env},
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"cold build ({label}) failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    record = json.loads(proc.stdout)
+    print(f"cold build of {Path(recipe).name} ({label}): {record['seconds']:.1f} s in all")
+    for row in record["stages"]:
+        secs = row.get("seconds")
+        print(f"  {row['stage']:16} {row['status']:12} {secs if secs is not None else '-':>8}")
+
+
+def base_checkout(rev: str) -> Path:
+    """REV in a temporary git worktree, byte-compiled (as `make install` compiles this checkout)."""
+    where = Path(tempfile.mkdtemp(prefix="int8-bench-base-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(where / "pipeline"), str(where / "stages")],
+                   check=True)
+    return where
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--base", help="also measure the code at this git revision, side by side")
     args = ap.parse_args()
-    cache = tempfile.mkdtemp(prefix="int8-bench-")
-    env = {**os.environ, "PIPELINE_CACHE": cache}
-    proc = subprocess.run([PIPELINE, "run", RECIPE, "--skip-unavailable", "--json", "-q"], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"cold build failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    record = json.loads(proc.stdout)
-    print(f"cold build of {Path(RECIPE).name}: {record['seconds']:.1f} s in all")
-    for row in record["stages"]:
-        secs = row.get("seconds")
-        print(f"  {row['stage']:16} {row['status']:12} {secs if secs is not None else '-':>8}")
-    base = Variant("python -c pass", [str(ROOT / ".venv" / "bin" / "python"), "-c", "pass"])
-    cached = Variant("pipeline run (fully cached)", [PIPELINE, "run", RECIPE, "--skip-unavailable"], {"PIPELINE_CACHE": cache})
-    measure([base, cached], repeat=args.repeat)
-    print(table([base, cached], baseline=base))
-    print(f"\nfully cached rerun: {cached.median:.3f} s (target <= 0.5 s)")
+    python = str(ROOT / ".venv" / "bin" / "python")
+    # `python -m pipeline.cli` with the checkout first on PYTHONPATH runs that checkout's code (kinds
+    # are found by module name), so both trees start the same way.
+    trees = [("this checkout", ROOT)] + ([(f"base {args.base}", base_checkout(args.base))] if args.base else [])
+    variants = [Variant("python -c pass", [python, "-c", "pass"])]
+    try:
+        for label, tree in trees:
+            env = {"PIPELINE_CACHE": tempfile.mkdtemp(prefix="int8-bench-"), "PYTHONPATH": str(tree)}
+            recipe = str(tree / "recipes" / "resnet50_int8.yaml")
+            cold_build([python, "-m", "pipeline.cli"], recipe, env, label)
+            variants.append(Variant(f"cached run ({label})", [python, "-m", "pipeline.cli", "run", recipe,
+                                                              "--skip-unavailable"], env))
+        measure(variants, repeat=args.repeat)
+        print(table(variants, baseline=variants[0]))
+        print(f"\nfully cached rerun: {variants[1].median:.3f} s (target <= 0.5 s)")
+        if args.base:
+            print(f"this checkout / base {args.base}: {variants[1].median / variants[2].median:.3f} "
+                  "(target <= 1.10)")
+    finally:
+        if args.base:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[1][1])],
+                           capture_output=True)
 
 
 if __name__ == "__main__":

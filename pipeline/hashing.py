@@ -6,15 +6,12 @@ The memo lives in a small SQLite file in the cache so a cached rerun stats a
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.pyrefs import check_name, defined_names, find_module
 
 CHUNK = 1 << 20
 
@@ -124,86 +121,3 @@ class DigestMemo:
         if path.is_dir():
             return sha256_bytes(canonical_json(self.dir_manifest(path)).encode())
         return self.file_digest(path)
-
-    def code_digest(self, ref: str, base_dir: Path, source: str | None = None) -> dict[str, Any]:
-        """Identify the code behind `module:function` or `file.py:function` without importing it.
-
-        Installed distributions are named by version; the user's own code by a
-        digest of every .py file under its source root (relative paths, so two
-        checkouts of the same code agree). A module or function that does not
-        exist raises (ModuleNotFoundError, FileNotFoundError, AttributeError).
-        """
-        module, _, attr = ref.partition(":")
-        if module.endswith(".py") or "/" in module:
-            file = (base_dir / module).resolve()
-            if not file.is_file():
-                raise FileNotFoundError(f"no such file {module!r} (looked for {file})")
-            root, python_source = _package_root(file), file
-        else:
-            root, python_source = find_module(module, [str(base_dir.resolve())] + sys.path)
-        if attr:
-            check_name(python_source, attr, module, lambda p: self.derived(p, "names", defined_names))
-        if source is not None:
-            return {"source": self._source_digest((base_dir / source).resolve())}
-        if module.endswith(".py") or "/" in module:
-            return {"source": self._source_digest(root)}
-        dist = _distribution_of(module.split(".")[0], root)
-        if dist is not None:
-            return {"distribution": dist[0], "version": dist[1]}
-        return {"source": self._source_digest(root)}
-
-    def _source_digest(self, root: Path) -> str:
-        if root.is_file():
-            return self.file_digest(root)
-        files = [e for e in self.dir_manifest(root) if e["path"].endswith(".py")]
-        return sha256_bytes(canonical_json(files).encode())
-
-
-def _package_root(file: Path) -> Path:
-    """The top-level package directory holding `file`, or the file itself outside a package."""
-    root = file
-    parent = file.parent
-    while (parent / "__init__.py").is_file():
-        root, parent = parent, parent.parent
-    return root
-
-
-def _distribution_of(top: str, location: Path) -> tuple[str, str] | None:
-    """(name, version) of the installed distribution providing `top`, if it lives in site-packages.
-
-    importlib.metadata.packages_distributions() reads every RECORD (0.3 s
-    here); this looks at the likely dist-info first and reads one or two files.
-    """
-    site = location.parent
-    infos = sorted(p for p in site.iterdir() if p.name.endswith(".dist-info"))
-    if not infos:
-        return None
-    norm = _normalise(top)
-    by_name = [p for p in infos if _normalise(p.name.split("-")[0]) == norm]
-    others = [p for p in infos if p not in by_name]
-    # The dist named like the package, then others' top_level.txt, then (last resort) their RECORDs.
-    for group, thorough in ((by_name, True), (others, False), (others, True)):
-        for info in group:
-            if _provides(info, top, thorough):
-                dist = importlib.metadata.Distribution.at(info)
-                return dist.metadata["Name"], dist.version
-    return None
-
-
-def _normalise(name: str) -> str:
-    return name.lower().replace("-", "_").replace(".", "_")
-
-
-def _provides(info: Path, top: str, thorough: bool) -> bool:
-    try:
-        tops = (info / "top_level.txt").read_text().split()
-        return top in tops
-    except OSError:
-        pass
-    if not thorough:
-        return False
-    try:
-        record = (info / "RECORD").read_text()
-    except OSError:
-        return False
-    return record.startswith((f"{top}/", f"{top}.py")) or f"\n{top}/" in record or f"\n{top}.py," in record

@@ -8,11 +8,11 @@ field by field (`param opset: 17 -> 20`, `onnxsim 0.8.0 -> 0.8.1`).
 from __future__ import annotations
 
 import inspect
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.closure import code_closure, kind_closure
 from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes
 from pipeline.recipe import Recipe, StageNode
 from pipeline.schema import DataSpec
@@ -30,30 +30,32 @@ class KeyContextImpl:
         return self.memo.path_digest(Path(self.recipe_dir, path))
 
     def code_digest(self, ref: str, source: str | None = None) -> dict[str, Any]:
+        """The import closure of the code `ref` names (see pipeline/closure.py), plus `source`'s files."""
         k = (ref, source)
         if k not in self._code:
-            self._code[k] = self.memo.code_digest(ref, self.recipe_dir, source)
+            self._code[k] = code_closure(ref, self.recipe_dir, self.memo, source)
         return self._code[k]
 
 
-_CODE_CACHE: dict[type, str] = {}
+_KIND_CODE: dict[type, dict[str, Any]] = {}
 
 
-def kind_code_digest(kind: type[Stage], memo: DigestMemo) -> str:
-    """Digest of the kind's module source and its declared helper modules."""
-    if kind not in _CODE_CACHE:
-        files = [Path(inspect.getsourcefile(kind) or "")]
-        for helper in kind.helpers:
-            spec = importlib.util.find_spec(helper)
-            if spec is None or spec.origin is None:
-                raise ModuleNotFoundError(f"{kind.kind}: helper module {helper!r} not found")
-            files.append(Path(spec.origin))
-        _CODE_CACHE[kind] = sha256_bytes(",".join(memo.file_digest(f) for f in files).encode())
-    return _CODE_CACHE[kind]
+def kind_code(kind: type[Stage], memo: DigestMemo) -> dict[str, Any]:
+    """The kind's code: its module and every local module and distribution it imports, derived by
+    reading imports (never a hand-kept list). Remembered per process: kinds' files do not change mid-run."""
+    if kind not in _KIND_CODE:
+        _KIND_CODE[kind] = kind_closure(kind.__module__, Path(inspect.getsourcefile(kind) or ""), memo)
+    return _KIND_CODE[kind]
 
 
-def dataset_digest(spec: DataSpec, keys: KeyContextImpl) -> str:
-    """A dataset's identity: its validated spec plus the files or code it names."""
+def dataset_digest(parts: dict[str, Any]) -> str:
+    """A dataset's digest, the input digest of every stage that reads it."""
+    return sha256_bytes(canonical_json(parts).encode())
+
+
+def dataset_parts(spec: DataSpec, keys: KeyContextImpl) -> dict[str, Any]:
+    """A dataset's identity: its validated spec plus the files or code it names (kept in the key's
+    components so a miss can say which module or file of the dataset changed)."""
     data = spec.model_dump(mode="json")
     parts: dict[str, Any] = {"spec": data}
     if isinstance(data.get("path"), str):
@@ -63,7 +65,7 @@ def dataset_digest(spec: DataSpec, keys: KeyContextImpl) -> str:
         parts["labels"] = keys.file_digest(Path(labels))
     if isinstance(data.get("python"), str):
         parts["python"] = keys.code_digest(data["python"])
-    return sha256_bytes(canonical_json(parts).encode())
+    return parts
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,14 @@ class KeyResult:
 
 
 def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], fingerprint: dict[str, Any],
-                stage: Stage, keys: KeyContextImpl) -> KeyResult:
-    """Build the components from already-known input digests and hash them."""
+                stage: Stage, keys: KeyContextImpl, datasets: dict[str, dict[str, Any]] | None = None) -> KeyResult:
+    """Build the components from already-known input digests (and the parts of the datasets among
+    them, so a miss can be explained) and hash them."""
     kind = node.kind
     comp: dict[str, Any] = {
         "kind": kind.kind,
         "version": kind.version,
-        "code": kind_code_digest(kind, keys.memo),
+        "code": kind_code(kind, keys.memo),
         "params": node.params.model_dump(mode="json"),
         "inputs": dict(sorted(inputs.items())),
         "toolchain": stage.toolchain(),
@@ -91,33 +94,93 @@ def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], fingerp
         comp["model"] = model
     if fingerprint:
         comp["fingerprint"] = fingerprint
+    if datasets:
+        comp["datasets"] = dict(sorted(datasets.items()))
     return KeyResult(sha256_bytes(canonical_json(comp).encode()), comp)
 
 
 def explain(old: dict[str, Any], new: dict[str, Any], input_labels: dict[str, str] | None = None) -> list[str]:
-    """Why `new` differs from `old`, one line per changed field."""
+    """Why `new` differs from `old`, one line per changed field (a module or distribution by name)."""
     reasons: list[str] = []
     if old.get("kind") != new.get("kind"):
         return [f"kind {old.get('kind')} -> {new.get('kind')}"]
     if old.get("version") != new.get("version"):
         reasons.append(f"{new['kind']} version {old.get('version')} -> {new.get('version')}")
-    if old.get("code") != new.get("code"):
-        reasons.append(f"code of {new['kind']} changed")
+    reasons += _code_reasons(f"code of {new['kind']}", old.get("code"), new.get("code"))
     for name, (a, b) in _diff(old.get("params", {}), new.get("params", {})):
         reasons.append(f"param {name}: {_short(a)} -> {_short(b)}")
     old_in, new_in = old.get("inputs", {}), new.get("inputs", {})
+    old_data, new_data = old.get("datasets", {}), new.get("datasets", {})
     for name in sorted(set(old_in) | set(new_in)):
         if old_in.get(name) != new_in.get(name):
             label = (input_labels or {}).get(name, name)
+            why = _dataset_reasons(label, old_data.get(name), new_data.get(name))
             what = "added" if name not in old_in else "removed" if name not in new_in else "changed"
-            reasons.append(f"input {label} {what}")
+            reasons += why or [f"input {label} {what}"]
     for name, (a, b) in _diff(old.get("toolchain", {}), new.get("toolchain", {})):
         reasons.append(f"{name} {'(none)' if a is _MISSING else a} -> {'(none)' if b is _MISSING else b}")
     for name, (a, b) in _diff(old.get("model", {}), new.get("model", {})):
         reasons.append(f"model.{name}: {_short(a)} -> {_short(b)}")
-    for name, (a, b) in _diff(old.get("fingerprint", {}), new.get("fingerprint", {})):
-        reasons.append(f"{name} changed" if _digestish(a) or _digestish(b) else f"{name}: {_short(a)} -> {_short(b)}")
+    old_fp, new_fp = old.get("fingerprint", {}), new.get("fingerprint", {})
+    for name in sorted(set(old_fp) | set(new_fp)):
+        reasons += _value_reasons(name, old_fp.get(name, _MISSING), new_fp.get(name, _MISSING))
     return reasons or ["key changed"]
+
+
+def _is_closure(v: Any) -> bool:
+    return isinstance(v, dict) and "modules" in v and "distributions" in v
+
+
+def _code_reasons(what: str, old: Any, new: Any) -> list[str]:
+    """`code of X: module stages._data changed`, `code of X: numpy 1.26.4 -> 2.1.0`."""
+    if old == new:
+        return []
+    if not (_is_closure(old) and _is_closure(new)):
+        return [f"{what} changed"]
+    reasons = []
+    for mod in sorted(set(old["modules"]) | set(new["modules"])):
+        a, b = old["modules"].get(mod), new["modules"].get(mod)
+        if a != b:
+            change = "added" if a is None else "removed" if b is None else "changed"
+            reasons.append(f"{what}: module {mod} {change}")
+    for dist in sorted(set(old["distributions"]) | set(new["distributions"])):
+        a, b = old["distributions"].get(dist), new["distributions"].get(dist)
+        if a != b:
+            reasons.append(f"{what}: {dist} {a or '(not imported)'} -> {b or '(not imported)'}")
+    extra = {k for k in set(old) | set(new) if k not in ("modules", "distributions") and old.get(k) != new.get(k)}
+    reasons += [f"{what}: {k} changed" for k in sorted(extra)]
+    return reasons or [f"{what} changed"]
+
+
+def _value_reasons(name: str, a: Any, b: Any) -> list[str]:
+    """Reasons for one fingerprint entry: code closures by module, lists item by item, digests as `changed`."""
+    if a == b:
+        return []
+    if _is_closure(a) or _is_closure(b):
+        return _code_reasons(name, a, b)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [r for i, (x, y) in enumerate(zip(a, b)) for r in _value_reasons(f"{name}[{i}]", x, y)]
+    reasons = []
+    for key, (x, y) in _diff(a, b, f"{name}."):
+        reasons.append(f"{key} changed" if _digestish(x) or _digestish(y) else f"{key}: {_short(x)} -> {_short(y)}")
+    return reasons
+
+
+def _dataset_reasons(label: str, old: Any, new: Any) -> list[str]:
+    """`data.calib: code: module digits_plugin changed`, `data.calib: spec.count: 300 -> 200`."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    reasons = []
+    for part in sorted(set(old) | set(new)):
+        a, b = old.get(part, _MISSING), new.get(part, _MISSING)
+        if part == "python":
+            reasons += _code_reasons(f"{label} code", a, b)
+        elif part in ("path", "labels") and a != b:
+            file = new.get("spec", {}).get(part)
+            reasons.append(f"{label}: {'labels ' if part == 'labels' else ''}file {file} changed")
+        else:
+            reasons += [f"{label}: {k}: {_short(x)} -> {_short(y)}" for k, (x, y) in _diff(a, b, f"{part}.")]
+    return reasons
 
 
 _MISSING = object()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from pipeline.cache import Cache
-from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, explain
+from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.errors import RecipeError
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
@@ -37,7 +37,7 @@ class Planner:
         self.keys = KeyContextImpl(cache.memo, recipe.dir)
         self._stages = {name: node.kind() for name, node in recipe.stages.items()}
         self._fingerprints: dict[str, dict[str, Any]] = {}
-        self._data: dict[str, str] = {}
+        self._data: dict[str, dict[str, Any]] = {}
 
     def prepare(self, order: Iterable[str]) -> None:
         """Compute what each stage derives from its params (code digests, files) before anything runs.
@@ -58,16 +58,21 @@ class Planner:
                                   f"{type(exc).__name__}: {exc}") from None
             for ref in node.inputs.values():
                 if ref.kind == "data":
-                    self.data_digest(ref.target)
+                    self.data_parts(ref.target)
 
     def data_digest(self, name: str) -> str:
-        """A dataset's digest (memoised); a missing file or module is a recipe error naming the dataset."""
+        """A dataset's digest; a missing file or module is a recipe error naming the dataset."""
+        return dataset_digest(self.data_parts(name))
+
+    def data_parts(self, name: str) -> dict[str, Any]:
+        """What a dataset's digest is made of (memoised): its spec and the digests of its files or code."""
         if name not in self._data:
             try:
-                self._data[name] = dataset_digest(self.recipe.data[name], self.keys)
-            except (OSError, ImportError, ValueError) as exc:
-                raise RecipeError(self.recipe.path, self.recipe.line("data", name), f"data.{name}",
-                                  f"{type(exc).__name__}: {exc}") from None
+                self._data[name] = dataset_parts(self.recipe.data[name], self.keys)
+            except (OSError, ImportError, ValueError, AttributeError) as exc:
+                field = ("data", name, "python") if self.recipe.data[name].kind == "python" else ("data", name)
+                raise RecipeError(self.recipe.path, self.recipe.line(*field) or self.recipe.line("data", name),
+                                  ".".join(field), f"{type(exc).__name__}: {exc}") from None
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:
@@ -80,6 +85,7 @@ class Planner:
         if reason:
             return Decision(name, UNAVAILABLE, (reason,))
         inputs: dict[str, str] = {}
+        datasets: dict[str, dict[str, Any]] = {}
         waiting = []
         for input_name, ref in node.inputs.items():
             if ref.kind == "stage":
@@ -89,14 +95,16 @@ class Planner:
                 else:
                     inputs[input_name] = parent.outputs[ref.output].digest
             elif ref.kind == "data":
-                inputs[input_name] = self.data_digest(ref.target)
+                datasets[input_name] = self.data_parts(ref.target)
+                inputs[input_name] = dataset_digest(datasets[input_name])
             else:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
         if waiting:
             return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
         if name not in self._fingerprints:
             self.prepare([name])
-        result = compute_key(node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys)
+        result = compute_key(node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys,
+                             datasets)
         # A variant (--set) not built before is explained against the recipe's own last build.
         previous = (self.cache.records.latest(self.recipe.name, name)
                     or self.cache.records.latest(self.recipe.base_name, name))

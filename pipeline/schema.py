@@ -17,6 +17,8 @@ from pipeline.errors import did_you_mean
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+# What an output means, which decides the figures and default gates validation applies to it.
+ROLES = ("classification", "regression", "embedding", "dense")
 
 
 class Strict(BaseModel):
@@ -78,10 +80,14 @@ class ModelSpec(Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
     seed: int = Field(0, description="torch seed set before the factory runs (random init is reproducible)")
     checkpoint: str | None = Field(None, description="state_dict file loaded with weights_only=True")
-    source: str | None = Field(None, description="directory whose .py files are the model's code (default: the factory's top-level package)")
+    source: str | None = Field(None, description="file or folder whose every file enters the export's key, besides the "
+                                                 "factory's import closure (code `ast` cannot see, data files)")
     tensors: dict[str, TensorSpec] = Field(default_factory=dict, description="input name -> shape and dtype")
     outputs: list[str] | None = Field(None, description="output names (default: the exporter's own names)")
     dims: dict[str, DimRange] = Field(default_factory=dict, description="dynamic dimension name -> min/opt/max")
+    roles: dict[str, Literal[ROLES]] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="output name -> classification, regression, embedding or dense "
+                                          "(default: inferred, see Validation)")
 
     @field_validator("factory")
     @classmethod
@@ -178,12 +184,14 @@ class ImageFolderData(Strict):
 
 
 class PythonData(Strict):
-    """`module:function` returning an iterable of (inputs dict, labels or None) batches; its code enters the key."""
+    """`module:function` yielding (inputs dict, labels or None) batches, or dicts of arrays; its code enters the key."""
 
     kind: Literal["python"]
     python: str = Field(description="module:function or file.py:function, resolved from the recipe's folder")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the function")
     count: int | None = Field(None, ge=1, description="stop after N samples")
+    labels: str | None = Field(None, description="when the function yields dicts: the key holding integer labels "
+                                                 "(every other key is a model input)")
 
 
 DataSpec = Annotated[Union[SyntheticData, ArrayData, ImageFolderData, PythonData], Field(discriminator="kind")]

@@ -65,7 +65,9 @@ class KeyContext(Protocol):
 
     def file_digest(self, path: Path) -> str: ...
 
-    def code_digest(self, ref: str, source: str | None = None) -> dict[str, Any]: ...
+    def code_digest(self, ref: str, source: str | None = None) -> dict[str, Any]:
+        """The import closure of `module:function` (local modules by digest, distributions by version)."""
+        ...
 
 
 ProgressFn = Callable[[float, "float | None", str], None]
@@ -110,8 +112,8 @@ class Stage:
     model_fields: ClassVar[tuple[str, ...] | None] = None
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
-    # Modules whose source, besides the kind's own module, enters the key.
-    helpers: ClassVar[tuple[str, ...]] = ()
+    # The code that enters the key is derived: the kind's module and its import closure
+    # (pipeline/closure.py). Bump `version` when a change outside that closure alters results.
 
     def unmet(self) -> str | None:
         """Why this kind cannot run here, or None. Must not import heavy libraries."""

@@ -68,7 +68,6 @@ class BuildOpenvino(Stage):
     extra = "openvino"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._ovio", "stages._onnxio")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import openvino as ov

@@ -104,8 +104,6 @@ class BuildTensorrt(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
     exclusive = True
-    helpers = ("stages._gpu_probe", "stages._trt_plan", "stages._trt_build", "stages._trt_runner",
-               "stages._onnx_check", "stages._onnxio")
 
     def unmet(self) -> str | None:
         from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason

@@ -48,7 +48,6 @@ class ExportOnnx(Stage):
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
     extra = "torch,onnx"
     uses_model = True
-    helpers = ("stages._params", "stages._onnxio", "stages._models", "stages._refs")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The factory's code and the checkpoint's bytes: what the export reads besides params."""

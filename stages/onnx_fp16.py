@@ -63,7 +63,6 @@ class OnnxFp16(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._onnxio", "stages._onnx_check")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import onnx

@@ -37,7 +37,6 @@ class OnnxSimplify(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._params", "stages._onnxio",)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import onnx

@@ -225,7 +225,6 @@ class OnnxSurgery(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._params", "stages._onnxio", "stages._refs")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The code of every python op: editing it must rerun the surgery."""

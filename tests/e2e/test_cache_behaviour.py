@@ -76,7 +76,7 @@ def test_user_code_edit_reruns_the_stage_that_calls_it(project: Project) -> None
     proc, record = project.run_json("toy.yaml")
     assert proc.returncode == 0, proc.stderr
     rows = {s["stage"]: s for s in record["stages"]}
-    assert rows["gen"]["reasons"] == ["code.source changed"]
+    assert rows["gen"]["reasons"] == ["code: module userpkg.textgen changed"]
     assert rows["up"]["same_output_as_before"]  # upper-casing hides the edit: cut off below
     assert project.runs() == ["gen", "up", "gen", "up"]
 
@@ -189,7 +189,7 @@ def test_dataset_file_edit_reruns_its_readers_only(project: Project) -> None:
     np.savez(project.root / "d.npz", input=np.ones((4, 3), np.float32))
     proc, record = project.run_json("toy.yaml")
     rows = {s["stage"]: s for s in record["stages"]}
-    assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["input data.d changed"]
+    assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["data.d: file d.npz changed"]
     assert rows["other"]["status"] == "cached"
 
 

@@ -11,6 +11,25 @@ def test_canonical_json_is_order_independent() -> None:
 
 
 def test_explain_names_each_changed_field() -> None:
+    closure = {"modules": {"stages.k": "a" * 64, "stages._io": "b" * 64}, "distributions": {"numpy": "1.26.4"}}
+    changed = {"modules": {"stages.k": "a" * 64, "stages._io": "c" * 64, "stages._new": "d" * 64},
+               "distributions": {"numpy": "2.1.0"}}
+    old = {"kind": "k", "version": "1", "code": closure, "params": {},
+           "inputs": {"calib": "1" * 64}, "datasets": {"calib": {"spec": {"count": 3}, "python": closure}},
+           "fingerprint": {"factory_code": closure, "python_ops": [closure]}}
+    new = {"kind": "k", "version": "1", "code": changed, "params": {},
+           "inputs": {"calib": "2" * 64}, "datasets": {"calib": {"spec": {"count": 4}, "python": changed}},
+           "fingerprint": {"factory_code": changed, "python_ops": [closure]}}
+    assert explain(old, new, {"calib": "data.calib"}) == [
+        "code of k: module stages._io changed", "code of k: module stages._new added",
+        "code of k: numpy 1.26.4 -> 2.1.0",
+        "data.calib code: module stages._io changed", "data.calib code: module stages._new added",
+        "data.calib code: numpy 1.26.4 -> 2.1.0", "data.calib: spec.count: 3 -> 4",
+        "factory_code: module stages._io changed", "factory_code: module stages._new added",
+        "factory_code: numpy 1.26.4 -> 2.1.0"]
+
+
+def test_explain_old_records_with_a_plain_code_digest() -> None:
     old = {"kind": "k", "version": "1", "code": "a", "params": {"opset": 17, "ops": ["cleanup"]},
            "inputs": {"model": "1" * 64}, "toolchain": {"onnxsim": "0.8.0"}, "fingerprint": {"factory_code": {"source": "a" * 64}}}
     new = {"kind": "k", "version": "1", "code": "b", "params": {"opset": 20, "ops": ["cleanup"]},
@@ -35,26 +54,3 @@ def test_digest_memo_skips_rehash_until_the_file_changes(tmp_path: Path, monkeyp
     assert fresh.file_digest(f) == first and calls == []
     f.write_bytes(b"y" * 1000)
     assert fresh.file_digest(f) != first and calls == [f]
-
-
-def test_code_digest_ignores_checkout_path_and_sees_edits(tmp_path: Path) -> None:
-    for where in ("one", "two"):
-        pkg = tmp_path / where / "mymodel"
-        pkg.mkdir(parents=True)
-        (pkg / "__init__.py").write_text("")
-        (pkg / "net.py").write_text("def build():\n    return 1\n")
-    memo = DigestMemo(None)
-    a = memo.code_digest("mymodel.net:build", tmp_path / "one")
-    b = memo.code_digest("mymodel.net:build", tmp_path / "two")
-    assert a == b and "source" in a
-    (tmp_path / "two" / "mymodel" / "net.py").write_text("def build():\n    return 2\n")
-    assert DigestMemo(None).code_digest("mymodel.net:build", tmp_path / "two") != a
-    file_ref = memo.code_digest("mymodel/net.py:build", tmp_path / "one")
-    assert file_ref == a  # a file inside a package digests its whole package
-
-
-def test_code_digest_names_installed_distributions_by_version(tmp_path: Path) -> None:
-    import importlib.metadata
-
-    found = DigestMemo(None).code_digest("yaml:safe_load", tmp_path)
-    assert found == {"distribution": "PyYAML", "version": importlib.metadata.version("PyYAML")}

@@ -1,0 +1,339 @@
+"""The code a stage runs: a module's import closure, found with `ast` without importing anything.
+
+A key must change when any code a stage ran could have changed, so the code
+part of a key is not one file but everything that file imports, transitively,
+the way Bazel derives an action's inputs instead of trusting a hand-kept list:
+
+- local modules (the recipe's folder, the project's `stages/`, a source tree
+  on `sys.path`, an editable install) enter by the digest of their whole file,
+  named by module name so two checkouts of the same code agree;
+- modules of an installed distribution enter by the distribution's name and
+  version (its files are not read); a distribution installed from a local
+  path (`direct_url.json` with `dir_info`) has no meaningful version, so its
+  modules are followed and hashed like local ones;
+- the standard library and the engine itself (`pipeline`, whose changes that
+  alter results bump the kinds' `version`) stay out; an import that resolves
+  nowhere enters as `missing`, so installing it later changes the key.
+
+Imports inside functions count (heavy libraries are imported there); imports
+under `if TYPE_CHECKING:` do not (they never run). What `ast` cannot see
+(`importlib.import_module(name)`, data files) is what a recipe's `source:`
+is for. Each file's import list is memoised by its (inode, mtime, size), and
+each folder's distribution map by the folder's own stamp (installing or
+removing a distribution changes it), so a cached run stats files and reads
+memo rows: it parses nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ast
+
+    from pipeline.hashing import DigestMemo
+
+MISSING = "missing"
+_ENGINE = Path(__file__).resolve().parent  # the `pipeline` package: never part of a closure
+
+
+@dataclass
+class Closure:
+    """What a piece of code runs: local modules by digest, distributions by version (or `missing`)."""
+
+    modules: dict[str, str] = field(default_factory=dict)
+    distributions: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"modules": dict(sorted(self.modules.items())),
+                "distributions": dict(sorted(self.distributions.items()))}
+
+
+class ClosureFinder:
+    """Finds import closures for one search path, memoising lookups for the life of one plan."""
+
+    def __init__(self, memo: "DigestMemo", search_path: list[str]):
+        self.memo = memo
+        self.search = [p for p in dict.fromkeys(os.path.abspath(p) for p in search_path if p) if os.path.isdir(p)]
+        self._tops: dict[str, Path | None] = {}
+        self._listings: dict[str, set[str]] = {}
+        self._dists: dict[str, dict[str, list[str]]] = {}
+
+    def of_file(self, file: Path, name: str) -> Closure:
+        """The closure of the module `name` whose source is `file`."""
+        closure = Closure()
+        seen: set[str] = set()
+        stack = [(name, Path(file))]
+        while stack:
+            mod, path = stack.pop()
+            if mod in seen:
+                continue
+            seen.add(mod)
+            closure.modules[mod] = self.memo.file_digest(path)
+            package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+            for target, names in _imports(self.memo, path):
+                absolute = _absolute(target, package)
+                if absolute is None:
+                    continue
+                self._add(absolute, closure, stack, required=True)
+                for sub in names:
+                    self._add(f"{absolute}.{sub}" if absolute else sub, closure, stack, required=False)
+        return closure
+
+    def top_level(self, top: str) -> Path | None:
+        """Where the top-level module `top` lives: a package directory or a module file (as import would
+        find it: the first search-path entry that has it, else an import hook's, such as an editable install)."""
+        if top not in self._tops:
+            found = next((c for c in (self._child(Path(e), top) for e in self.search) if c is not None), None)
+            self._tops[top] = found if found is not None else _hooked(top)
+        return self._tops[top]
+
+    def _child(self, directory: Path, part: str) -> Path | None:
+        """`part` as a package dir, a .py file or an extension module in `directory` (listed once per plan)."""
+        key = str(directory)
+        if key not in self._listings:
+            try:
+                self._listings[key] = set(os.listdir(directory))
+            except OSError:
+                self._listings[key] = set()
+        names = self._listings[key]
+        if part in names and (directory / part).is_dir():
+            return directory / part
+        if f"{part}.py" in names:
+            return directory / f"{part}.py"
+        ext = sorted(n for n in names if n.startswith(f"{part}.") and n.endswith((".so", ".pyd")))
+        return directory / ext[0] if ext else None
+
+    def _add(self, dotted: str, closure: Closure, stack: list[tuple[str, Path]], required: bool) -> None:
+        """Follow `dotted` (a module, or for `from x import y` maybe a name inside x: `required=False`)."""
+        parts = dotted.split(".")
+        top = parts[0]
+        if not top or top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__future__":
+            return
+        location = self.top_level(top)
+        if location is None:
+            if required:
+                closure.distributions[top] = MISSING
+            return
+        if location.resolve() == _ENGINE:
+            return
+        dist = self._distribution(top, location)
+        if dist is not None and dist[2] != "local":
+            closure.distributions[dist[0]] = dist[1]
+            return
+        current: Path | None = location
+        for i in range(len(parts)):
+            if current is None:
+                return
+            if i:
+                current = self._child(current, parts[i]) if current.is_dir() else None
+                if current is None:
+                    return  # a name defined inside the module, not a submodule
+            source = current / "__init__.py" if current.is_dir() else current
+            if source.suffix == ".py" and source.is_file():
+                stack.append((".".join(parts[:i + 1]), source))
+
+    def _distribution(self, top: str, location: Path) -> list[str] | None:
+        """[name, version, "local" | "index"] of the distribution in `location`'s folder that provides `top`."""
+        folder = str(location.parent)
+        if folder not in self._dists:
+            self._dists[folder] = json.loads(self.memo.derived(Path(folder), "distributions", _distribution_map))
+        return self._dists[folder].get(top)
+
+
+def closure_of_module(finder: ClosureFinder, module: str) -> tuple[Closure, Path | None]:
+    """The closure of an importable module name, and its source file (None: not Python source here).
+
+    A module of an installed distribution is that distribution; a local one is followed.
+    """
+    closure = Closure()
+    stack: list[tuple[str, Path]] = []
+    finder._add(module, closure, stack, required=True)
+    if not stack:
+        return closure, None
+    source = stack[-1][1]
+    for name, path in stack:
+        found = finder.of_file(path, name)
+        closure.modules.update(found.modules)
+        closure.distributions.update(found.distributions)
+    return closure, source
+
+
+def _imports(memo: "DigestMemo", path: Path) -> list[tuple[str, list[str]]]:
+    return [tuple(x) for x in json.loads(memo.derived(path, "imports", imports_json))]  # type: ignore[misc]
+
+
+def imports_json(path: Path) -> str:
+    """Every import a module can execute, as JSON [[module, [names]]]; relative modules keep their dots."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return "[]"
+    found: list[tuple[str, list[str]]] = []
+    for node in _executable_nodes(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            found.append((module, sorted(a.name for a in node.names if a.name != "*")))
+    return json.dumps(sorted(set((m, tuple(n)) for m, n in found)))
+
+
+def _executable_nodes(tree: "ast.AST") -> list["ast.AST"]:
+    """Every node except those under `if TYPE_CHECKING:` (imports only type checkers run)."""
+    import ast
+
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test):
+                todo += child.orelse
+            else:
+                todo.append(child)
+    return out
+
+
+def _is_type_checking(test: "ast.expr") -> bool:
+    import ast
+
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _absolute(target: str, package: str) -> str | None:
+    """`..x` inside `package` -> its absolute name ("" for `from . import y` at a top-level package)."""
+    level = len(target) - len(target.lstrip("."))
+    if not level:
+        return target
+    base = package.split(".") if package else []
+    if level - 1 > len(base) or (not base and level):
+        return None  # a relative import outside any package: it cannot run
+    base = base[:len(base) - (level - 1)]
+    rest = target[level:]
+    return ".".join(base + ([rest] if rest else []))
+
+
+def _hooked(top: str) -> Path | None:
+    """A top-level module only an import hook knows (find_spec imports nothing for a top-level name)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(spec.origin) if spec.origin and os.path.exists(spec.origin) else None
+
+
+def _distribution_map(folder: Path) -> str:
+    """JSON {top-level module: [distribution, version, "local" | "index"]} for the dist-infos in `folder`.
+
+    "local": installed from a local path (its version says nothing about its
+    content), so the closure follows its modules as it does local code.
+    """
+    out: dict[str, list[str]] = {}
+    try:
+        infos = sorted(p for p in folder.iterdir() if p.name.endswith(".dist-info") and p.is_dir())
+    except OSError:
+        return "{}"
+    for info in infos:
+        name, _, version = info.name[:-len(".dist-info")].partition("-")
+        name = name.lower().replace("-", "_").replace(".", "_")  # installers spell names differently
+        origin = "index"
+        try:
+            direct = json.loads((info / "direct_url.json").read_text())
+            if "dir_info" in direct:
+                origin = "local"
+        except (OSError, ValueError):
+            pass
+        for top in _tops_of(info):
+            out.setdefault(top, [name, version, origin])
+    return json.dumps(out, sort_keys=True)
+
+
+def _tops_of(info: Path) -> list[str]:
+    """Top-level modules a dist-info provides: top_level.txt, else the first parts of RECORD's paths."""
+    try:
+        return (info / "top_level.txt").read_text().split()
+    except OSError:
+        pass
+    try:
+        lines = (info / "RECORD").read_text().splitlines()
+    except OSError:
+        return []
+    tops = set()
+    for line in lines:
+        path = line.split(",", 1)[0]
+        first = path.split("/", 1)[0]
+        if first.endswith((".dist-info", ".data")) or first.startswith("..") or first == "__pycache__":
+            continue
+        if "/" in path:
+            tops.add(first)
+        elif first.endswith(".py"):
+            tops.add(first[:-3])
+        elif first.endswith((".so", ".pyd")):
+            tops.add(first.split(".", 1)[0])
+    return sorted(tops)
+
+
+def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None) -> dict[str, Any]:
+    """What a recipe's `module:function` or `path/to/file.py:function` runs, without importing it.
+
+    The module is found as the stage will import it (the recipe's folder first,
+    then `sys.path`) and must define the function (checked with `ast`); a
+    missing module, file or function raises (ModuleNotFoundError,
+    FileNotFoundError, AttributeError). A file reference is named by its path
+    relative to the recipe. `source` (a folder or file relative to the recipe)
+    adds the digest of every file in it, for code and data `ast` cannot see.
+    """
+    from pipeline.pyrefs import check_name, defined_names, find_module
+
+    module, _, attr = ref.partition(":")
+    base = Path(base_dir).resolve()
+    finder = ClosureFinder(memo, [str(base)] + sys.path)
+    if module.endswith(".py") or "/" in module:
+        file = (base / module).resolve()
+        if not file.is_file():
+            raise FileNotFoundError(f"no such file {module!r} (looked for {file})")
+        python_source: Path | None = file
+        closure = finder.of_file(file, _relative_name(file, base))
+    else:
+        find_module(module, finder.search)  # raises ModuleNotFoundError naming the missing part
+        closure, python_source = closure_of_module(finder, module)
+    if attr:
+        check_name(python_source, attr, module, lambda p: memo.derived(p, "names", defined_names))
+    out = closure.as_dict()
+    if source is not None:
+        root = (base / source).resolve()
+        if not root.exists():
+            raise FileNotFoundError(f"model.source {source!r} does not exist (looked for {root})")
+        out["source"] = memo.path_digest(root)
+    return out
+
+
+def _relative_name(file: Path, base: Path) -> str:
+    """A file's name in a closure: its path relative to the recipe (never absolute), else its file name."""
+    try:
+        return file.relative_to(base).as_posix()
+    except ValueError:
+        return os.path.relpath(file, base).replace(os.sep, "/")
+
+
+def kind_closure(module: str, file: Path, memo: "DigestMemo") -> dict[str, Any]:
+    """A stage kind's code: its module (`module`, at `file`) and everything it imports."""
+    root = Path(file).resolve().parent
+    for _ in range(module.count(".") + (1 if Path(file).name == "__init__.py" else 0)):
+        root = root.parent
+    return ClosureFinder(memo, [str(root)] + sys.path).of_file(Path(file), module).as_dict()
