@@ -61,6 +61,8 @@ class ClosureFinder:
         self.search = [p for p in dict.fromkeys(os.path.abspath(p) for p in search_path if p) if os.path.isdir(p)]
         self._tops: dict[str, Path | None] = {}
         self._listings: dict[str, set[str]] = {}
+        self._files: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {}
+        self._resolved: dict[tuple[str, bool], tuple[dict[str, str], list[tuple[str, Path]]]] = {}
         self._dists: dict[str, dict[str, list[str]]] = {}
 
     def of_file(self, file: Path, name: str) -> Closure:
@@ -73,9 +75,10 @@ class ClosureFinder:
             if mod in seen:
                 continue
             seen.add(mod)
-            closure.modules[mod] = self.memo.file_digest(path)
+            digest, imports = self._read(path)
+            closure.modules[mod] = digest
             package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-            for target, names in _imports(self.memo, path):
+            for target, names in imports:
                 absolute = _absolute(target, package)
                 if absolute is None:
                     continue
@@ -83,6 +86,13 @@ class ClosureFinder:
                 for sub in names:
                     self._add(f"{absolute}.{sub}" if absolute else sub, closure, stack, required=False)
         return closure
+
+    def _read(self, path: Path) -> tuple[str, list[tuple[str, list[str]]]]:
+        """A file's digest and import list (memoised by its stamp; once per finder)."""
+        key = str(path)
+        if key not in self._files:
+            self._files[key] = (self.memo.file_digest(path), _imports(self.memo, path))
+        return self._files[key]
 
     def top_level(self, top: str) -> Path | None:
         """Where the top-level module `top` lives: a package directory or a module file (as import would
@@ -110,32 +120,38 @@ class ClosureFinder:
 
     def _add(self, dotted: str, closure: Closure, stack: list[tuple[str, Path]], required: bool) -> None:
         """Follow `dotted` (a module, or for `from x import y` maybe a name inside x: `required=False`)."""
+        key = (dotted, required)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(dotted, required)
+        dists, files = self._resolved[key]
+        closure.distributions.update(dists)
+        stack.extend(files)
+
+    def _resolve(self, dotted: str, required: bool) -> tuple[dict[str, str], list[tuple[str, Path]]]:
+        """(distributions, local (module, file) pairs) that importing `dotted` brings in."""
         parts = dotted.split(".")
         top = parts[0]
         if not top or top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__future__":
-            return
+            return {}, []
         location = self.top_level(top)
         if location is None:
-            if required:
-                closure.distributions[top] = MISSING
-            return
-        if location.resolve() == _ENGINE:
-            return
+            return ({top: MISSING} if required else {}), []
+        if location == _ENGINE or location.resolve() == _ENGINE:
+            return {}, []
         dist = self._distribution(top, location)
         if dist is not None and dist[2] != "local":
-            closure.distributions[dist[0]] = dist[1]
-            return
+            return {dist[0]: dist[1]}, []
+        files: list[tuple[str, Path]] = []
         current: Path | None = location
         for i in range(len(parts)):
-            if current is None:
-                return
             if i:
-                current = self._child(current, parts[i]) if current.is_dir() else None
+                current = self._child(current, parts[i]) if current is not None and current.is_dir() else None
                 if current is None:
-                    return  # a name defined inside the module, not a submodule
+                    break  # a name defined inside the module, not a submodule
             source = current / "__init__.py" if current.is_dir() else current
             if source.suffix == ".py" and source.is_file():
-                stack.append((".".join(parts[:i + 1]), source))
+                files.append((".".join(parts[:i + 1]), source))
+        return {}, files
 
     def _distribution(self, top: str, location: Path) -> list[str] | None:
         """[name, version, "local" | "index"] of the distribution in `location`'s folder that provides `top`."""
@@ -336,4 +352,12 @@ def kind_closure(module: str, file: Path, memo: "DigestMemo") -> dict[str, Any]:
     root = Path(file).resolve().parent
     for _ in range(module.count(".") + (1 if Path(file).name == "__init__.py" else 0)):
         root = root.parent
-    return ClosureFinder(memo, [str(root)] + sys.path).of_file(Path(file), module).as_dict()
+    search = (str(root), *sys.path)
+    finder = _FINDERS.get((id(memo), search))
+    if finder is None:
+        finder = _FINDERS[(id(memo), search)] = ClosureFinder(memo, list(search))
+    return finder.of_file(Path(file), module).as_dict()
+
+
+# One finder per (memo, search path) in a process: kinds share their lookups within a plan.
+_FINDERS: dict[tuple[int, tuple[str, ...]], ClosureFinder] = {}

@@ -56,7 +56,7 @@ class ExportOnnx(Stage):
         try:
             code = keys.code_digest(model.factory, model.source)
         except (OSError, ImportError, AttributeError) as exc:
-            field = "source" if model.source and not (keys.recipe_dir / model.source).is_dir() else "factory"
+            field = "source" if model.source and not (keys.recipe_dir / model.source).exists() else "factory"
             raise RecipeValueError(("model", field), f"{type(exc).__name__}: {exc}") from None
         try:
             checkpoint = keys.file_digest(keys.recipe_dir / model.checkpoint) if model.checkpoint else None
