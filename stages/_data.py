@@ -4,30 +4,34 @@
 `batches(n)` yields `(inputs, labels)`: inputs keyed by the model's input
 names, each with the samples stacked on dim 0, labels an int64 vector or None.
 Nothing is loaded whole: .npy files are memory-mapped, .npz members are read
-row by row from the zip, images are decoded when their batch is asked for, and
-a python source's own batches are re-cut to the requested size. Sample i is
-the same whatever the batch size, so calibration and validation can batch as
-they like. Every error names the dataset (`data.calib: ...`).
+row by row from the zip, images (`stages._images`) are decoded when their batch
+is asked for, and a python source's (`stages._pydata`) own batches are re-cut
+to the requested size. A batch holds samples of one shape: where the shape
+changes (text of several lengths, images of several sizes) it ends early
+(`stages._batching`). Sample i is the same whatever the batch size, so
+calibration and validation can batch as they like. Every error names the
+dataset (`data.calib: ...`) and, for a sample that does not fit the recipe's
+dims, the sample.
 """
 from __future__ import annotations
 
 import io
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from pipeline.stage import DatasetInput
+from stages._batching import Batch, conform, rebatch
 
 if TYPE_CHECKING:
-    from pipeline.schema import ArrayData, ImageFolderData, ModelSpec, Preprocess, PythonData, SyntheticData
+    from pipeline.schema import ArrayData, ModelSpec, SyntheticData
 
-Batch = tuple[dict[str, np.ndarray], "np.ndarray | None"]
+__all__ = ["Batch", "Dataset", "SYNTHETIC_WARNING", "open_dataset", "warn_if_synthetic", "whole_batches"]
 
 SYNTHETIC_WARNING = ("calibrating on synthetic random data: INT8 scales from random inputs are a known way "
                      "to ship a broken engine")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
 
 def open_dataset(data: DatasetInput, model: "ModelSpec | None") -> "Dataset":
@@ -46,7 +50,11 @@ def open_dataset(data: DatasetInput, model: "ModelSpec | None") -> "Dataset":
     if spec.kind in ("npz", "npy"):
         return ArrayDataset(data.name, spec, base, model)
     if spec.kind == "images":
+        from stages._images import ImageDataset
+
         return ImageDataset(data.name, spec, base, model)
+    from stages._pydata import PythonDataset
+
     return PythonDataset(data.name, spec, base, model)
 
 
@@ -69,11 +77,14 @@ class Dataset:
         self.count: int | None = None
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        """(inputs, labels) batches of exactly `batch_size` samples, the last one possibly smaller."""
+        """(inputs, labels) batches of `batch_size` samples of one shape; a batch ends early where the shape
+        changes, and the last may be smaller. Each is checked against the recipe's tensors and dims."""
         if batch_size < 1:
             raise ValueError(f"{self.label}: batch size must be >= 1, got {batch_size}")
-        for inputs, labels in _rebatch(self._chunks(batch_size), batch_size, self.label):
-            yield self._conform(inputs), labels
+        first = 0
+        for inputs, labels in rebatch(self._chunks(batch_size), batch_size, self.label):
+            yield conform(inputs, self.model, self.label, first), labels
+            first += len(next(iter(inputs.values())))
 
     def info(self) -> dict[str, Any]:
         """What a report says about the data: name, kind, count, labels, synthetic."""
@@ -85,29 +96,6 @@ class Dataset:
 
     def _chunks(self, size: int) -> Iterator[Batch]:
         raise NotImplementedError
-
-    def _conform(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check names and static dims against the recipe's tensors; cast to their dtypes where safe."""
-        if self.model is None or not self.model.tensors:
-            return inputs
-        if set(inputs) != set(self.model.tensors):
-            raise ValueError(f"{self.label}: gives inputs {sorted(inputs)}, "
-                             f"the model takes {sorted(self.model.tensors)}")
-        out = {}
-        for name, spec in self.model.tensors.items():
-            arr = np.asarray(inputs[name])
-            if arr.ndim != len(spec.shape) or any(isinstance(d, int) and d != s
-                                                  for d, s in zip(spec.shape[1:], arr.shape[1:])):
-                raise ValueError(f"{self.label}: input {name!r} has samples of shape {tuple(arr.shape[1:])}, "
-                                 f"the model expects {_sample_shape(spec.shape)}")
-            dtype = np.dtype("float32" if spec.dtype == "bfloat16" else spec.dtype)
-            if arr.dtype != dtype:
-                if not np.can_cast(arr.dtype, dtype, "same_kind"):
-                    raise ValueError(f"{self.label}: input {name!r} holds {arr.dtype}, the model takes {dtype} "
-                                     "(refusing a lossy cast)")
-                arr = arr.astype(dtype)
-            out[name] = arr
-        return out
 
 
 class _Indexed(Dataset):
@@ -204,7 +192,7 @@ class ArrayDataset(Dataset):
                     raise ValueError(f"{self.label}: labels array {label_name!r} not in {path.name} "
                                      f"(has: {', '.join(members)})")
                 with np.load(path, allow_pickle=False) as npz:
-                    self._labels = _int_labels(npz[label_name], self.label)
+                    self._labels = int_labels(npz[label_name], self.label)
             else:
                 self._labels = self._label_file(base, spec.labels) if spec.labels else None
         if not self._arrays:
@@ -225,7 +213,7 @@ class ArrayDataset(Dataset):
             raise ValueError(f"{self.label}: labels {rel!r}: expected an array name in the .npz or a .npy file")
         if not path.is_file():
             raise ValueError(f"{self.label}: no such labels file {rel!r} (looked for {path.resolve()})")
-        return _int_labels(np.load(path, mmap_mode="r"), self.label)
+        return int_labels(np.load(path, mmap_mode="r"), self.label)
 
     def _chunks(self, size: int) -> Iterator[Batch]:
         assert self.count is not None
@@ -301,7 +289,7 @@ def _npz_members(path: Path, label: str) -> dict[str, str]:
         raise ValueError(f"{label}: {path.name} is not a .npz (zip) file") from None
 
 
-def _int_labels(values: Any, label: str) -> np.ndarray:
+def int_labels(values: Any, label: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -313,263 +301,6 @@ def _int_labels(values: Any, label: str) -> np.ndarray:
     elif arr.dtype.kind not in "iub":
         raise ValueError(f"{label}: labels must be integer class indices, got dtype {arr.dtype}")
     return arr.astype(np.int64)
-
-
-class ImageDataset(_Indexed):
-    """A folder of images, one subfolder per class or flat with a `filename label` file; decoded per batch."""
-
-    kind = "images"
-
-    def __init__(self, name: str, spec: "ImageFolderData", base: Path, model: "ModelSpec | None") -> None:
-        super().__init__(name, model)
-        self.spec = spec
-        self.root = base / spec.path
-        if not self.root.is_dir():
-            raise ValueError(f"{self.label}: no such folder {spec.path!r} (looked for {self.root.resolve()})")
-        tensors = list(model.tensors) if model is not None and model.tensors else []
-        if spec.input is not None:
-            if tensors and spec.input not in tensors:
-                raise ValueError(f"{self.label}: input {spec.input!r} is not a model input (has: {', '.join(tensors)})")
-            self.input = spec.input
-        elif len(tensors) > 1:
-            raise ValueError(f"{self.label}: the model takes {tensors}; say which one the images feed with input:")
-        else:
-            self.input = tensors[0] if tensors else "input"
-        self.items = self._labelled(base) if spec.labels else self._by_folder()
-        if not self.items:
-            raise ValueError(f"{self.label}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {spec.path!r}")
-        if spec.count:
-            self.items = _class_balanced(self.items)[:spec.count]
-        self.count = len(self.items)
-        self.has_labels = self.items[0][1] is not None
-        pp = spec.preprocess
-        channels = 1 if pp.grayscale else 3
-        for field_name in ("mean", "std"):
-            values = getattr(pp, field_name)
-            if pp.dtype != "uint8" and len(values) not in (1, channels):
-                raise ValueError(f"{self.label}: preprocess.{field_name} has {len(values)} values for "
-                                 f"{channels} channel(s)")
-        if pp.dtype != "uint8" and any(s == 0 for s in pp.std):
-            raise ValueError(f"{self.label}: preprocess.std must not contain 0")
-
-    def _by_folder(self) -> list[tuple[Path, int | None]]:  # noqa: D401 - sorted by relative path
-        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        classes = self.spec.classes
-        if classes is not None:
-            missing = [c for c in classes if c not in folders]
-            if missing:
-                raise ValueError(f"{self.label}: class folders {missing} not found under {self.spec.path!r}")
-        elif folders:
-            classes = folders
-        if not classes:  # a flat folder without a labels file: unlabelled images
-            return [(p, None) for p in _images_in(self.root, recursive=False)]
-        items = [(p, index) for index, c in enumerate(classes) for p in _images_in(self.root / c, recursive=True)]
-        return sorted(items, key=lambda item: item[0].relative_to(self.root).as_posix())
-
-    def _labelled(self, base: Path) -> list[tuple[Path, int | None]]:
-        assert self.spec.labels is not None
-        path = base / self.spec.labels
-        if not path.is_file():
-            raise ValueError(f"{self.label}: no such labels file {self.spec.labels!r} (looked for {path.resolve()})")
-        classes = {c: i for i, c in enumerate(self.spec.classes or [])}
-        items = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{self.label}: {self.spec.labels} line {lineno}: expected 'filename label'")
-            filename, value = parts
-            if value.lstrip("-").isdigit():
-                label = int(value)
-            elif value in classes:
-                label = classes[value]
-            else:
-                raise ValueError(f"{self.label}: {self.spec.labels} line {lineno}: label {value!r} is not an integer"
-                                 + (" nor one of classes" if classes else " (give classes: to use names)"))
-            image = self.root / filename
-            if not image.is_file():
-                raise ValueError(f"{self.label}: {self.spec.labels} line {lineno}: no image {filename!r} "
-                                 f"in {self.spec.path!r}")
-            items.append((image, label))
-        return sorted(items, key=lambda item: item[0].relative_to(self.root).as_posix())
-
-    def _read(self, start: int, stop: int) -> Batch:
-        chunk = self.items[start:stop]
-        images = []
-        for path, _ in chunk:
-            try:
-                images.append(preprocess_image(path, self.spec.preprocess))
-            except OSError as exc:
-                raise ValueError(f"{self.label}: cannot read image {path.relative_to(self.root)}: {exc}") from None
-        shapes = {a.shape for a in images}
-        if len(shapes) > 1:
-            raise ValueError(f"{self.label}: images differ in size after preprocessing ({sorted(shapes)}); "
-                             "set preprocess.resize and crop")
-        labels = np.asarray([label for _, label in chunk], dtype=np.int64) if self.has_labels else None
-        return {self.input: np.stack(images)}, labels
-
-
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
-
-
-def preprocess_image(path: Path, pp: "Preprocess") -> np.ndarray:
-    """Decode one image and apply the declared preprocessing (torchvision's Resize/CenterCrop/Normalize).
-
-    Resize scales the shorter side to `resize` (bilinear, antialiased), the longer
-    to int(resize * long / short); CenterCrop pads with zeros when the image is
-    smaller. float dtypes are scaled to 0-1 then normalised; uint8 stays raw pixels.
-    """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("L" if pp.grayscale else "RGB")
-        if pp.resize is not None:
-            w, h = im.size
-            if w <= h:
-                size = (pp.resize, int(pp.resize * h / w))
-            else:
-                size = (int(pp.resize * w / h), pp.resize)
-            if size != im.size:
-                im = im.resize(size, Image.Resampling.BILINEAR)
-        if pp.crop is not None:
-            w, h = im.size
-            top, left = int(round((h - pp.crop) / 2.0)), int(round((w - pp.crop) / 2.0))
-            im = im.crop((left, top, left + pp.crop, top + pp.crop))
-        pixels = np.asarray(im)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if pp.dtype == "uint8":
-        x = np.ascontiguousarray(pixels)
-    else:
-        mean, std = np.asarray(pp.mean, np.float32), np.asarray(pp.std, np.float32)
-        x = ((pixels.astype(np.float32) / np.float32(255.0) - mean) / std).astype(pp.dtype)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)) if pp.layout == "NCHW" else x
-
-
-class PythonDataset(Dataset):
-    """A user function's iterable of (inputs, labels) batches, called afresh on every pass and re-cut."""
-
-    kind = "python"
-
-    def __init__(self, name: str, spec: "PythonData", base: Path, model: "ModelSpec | None") -> None:
-        super().__init__(name, model)
-        from stages._refs import callable_from_ref
-
-        self.spec = spec
-        try:
-            self.function = callable_from_ref(spec.python, base)
-        except ValueError as exc:
-            raise ValueError(f"{self.label}: {exc}") from None
-        self._has_labels: bool | None = None
-
-    @property  # type: ignore[override]
-    def has_labels(self) -> bool:
-        """Known after one look at the first batch (the function is called once for it)."""
-        if self._has_labels is None:
-            first = next(iter(self._items()), None)
-            self._has_labels = first is not None and first[1] is not None
-        return self._has_labels
-
-    def _items(self) -> Iterator[Batch]:
-        try:
-            source: Iterable[Any] = self.function(**self.spec.kwargs)
-        except Exception as exc:
-            raise ValueError(f"{self.label}: {self.spec.python} raised {type(exc).__name__}: {exc}") from exc
-        for index, item in enumerate(source):
-            if isinstance(item, dict):
-                inputs, labels = item, None
-            elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], dict):
-                inputs, labels = item
-            else:
-                raise ValueError(f"{self.label}: item {index} from {self.spec.python} is a {type(item).__name__}; "
-                                 "expected (inputs dict, labels or None)")
-            yield ({k: np.asarray(v) for k, v in inputs.items()},
-                   None if labels is None else _int_labels(labels, self.label))
-
-    def _chunks(self, size: int) -> Iterator[Batch]:
-        left = self.spec.count
-        for inputs, labels in self._items():
-            if left is not None:
-                n = _batch_len(inputs, labels, self.label)
-                if n >= left:
-                    yield _slice((inputs, labels), 0, left)
-                    return
-                left -= n
-            yield inputs, labels
-
-
-def _batch_len(inputs: dict[str, np.ndarray], labels: np.ndarray | None, label: str) -> int:
-    sizes = {name: (a.shape[0] if a.ndim else -1) for name, a in inputs.items()}
-    if labels is not None:
-        sizes["labels"] = len(labels)
-    if not sizes or len(set(sizes.values())) != 1 or -1 in sizes.values():
-        raise ValueError(f"{label}: a batch's arrays disagree on the batch size: "
-                         + (", ".join(f"{n} {s}" for n, s in sizes.items()) or "no inputs"))
-    return next(iter(sizes.values()))
-
-
-def _slice(batch: Batch, start: int, stop: int) -> Batch:
-    inputs, labels = batch
-    return {n: a[start:stop] for n, a in inputs.items()}, None if labels is None else labels[start:stop]
-
-
-def _concat(batches: list[Batch]) -> Batch:
-    if len(batches) == 1:
-        return batches[0]
-    inputs = {n: np.concatenate([b[0][n] for b in batches]) for n in batches[0][0]}
-    labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])  # type: ignore[misc]
-    return inputs, labels
-
-
-def _rebatch(chunks: Iterable[Batch], size: int, label: str) -> Iterator[Batch]:
-    """Re-cut chunks of any size into batches of exactly `size` (the last one may be smaller)."""
-    pending: list[Batch] = []
-    have = 0
-    labelled: bool | None = None
-    for inputs, labels in chunks:
-        n = _batch_len(inputs, labels, label)
-        if n == 0:
-            continue
-        if labelled is None:
-            labelled, names = labels is not None, set(inputs)
-        elif labelled != (labels is not None):
-            raise ValueError(f"{label}: some batches have labels and some do not")
-        elif set(inputs) != names:
-            raise ValueError(f"{label}: batches disagree on input names: {sorted(names)} vs {sorted(inputs)}")
-        pending.append((inputs, labels))
-        have += n
-        if have >= size:
-            merged = _concat(pending)
-            start = 0
-            while have - start >= size:
-                yield _slice(merged, start, start + size)
-                start += size
-            pending = [_slice(merged, start, have)] if start < have else []
-            have -= start
-    if have:
-        yield _concat(pending)
-
-
-def _sample_shape(shape: list[int | str]) -> str:
-    return "(" + ", ".join(str(d) for d in shape[1:]) + ("," if len(shape) == 2 else "") + ")"
-
-
-def _class_balanced(items: list[tuple[Path, int | None]]) -> list[tuple[Path, int | None]]:
-    """Reorder round-robin over labels (each class in its sorted order), so the first N images of a
-    class-per-folder dataset span every class instead of the first few: a calibration subset of an
-    ImageNet folder must not be all tench. Unlabelled items keep their order."""
-    if not items or items[0][1] is None:
-        return items
-    by_label: dict[int | None, list[tuple[Path, int | None]]] = {}
-    for item in items:
-        by_label.setdefault(item[1], []).append(item)
-    rank = {id(item): i for group in by_label.values() for i, item in enumerate(group)}
-    return sorted(items, key=lambda item: (rank[id(item)], item[1]))
 
 
 def whole_batches(fixed: set[int], batch_size: int, samples: int, remedy: str) -> int:

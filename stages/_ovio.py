@@ -1,4 +1,4 @@
-"""OpenVINO model helpers shared by quantize.nncf and build.openvino: read, name, count, save.
+"""OpenVINO model helpers shared by quantize.nncf and build.openvino: read, name, count, save, find attention.
 
 `save_ir` is the one way these kinds write an IR, so the bytes are reproducible:
 OpenVINO names nodes that were created without a name `<Type>_<instance id>`,
@@ -107,3 +107,43 @@ def compressed_fp16_constants(model: "ov.Model") -> int:
 def io_names(model: "ov.Model") -> tuple[list[str], list[str]]:
     """The model's input and output tensor names (one name each, as runners address them)."""
     return [i.get_any_name() for i in model.inputs], [o.get_any_name() for o in model.outputs]
+
+
+# Ops attention may put between its MatMuls and the Softmax: scaling, masking, reshaping, casts.
+_ATTENTION_GLUE = frozenset({"Add", "Multiply", "Divide", "Subtract", "Select", "Reshape", "Transpose", "Convert",
+                             "Squeeze", "Unsqueeze", "Concat", "Maximum", "Minimum"})
+_ATTENTION_OPS = frozenset({"ScaledDotProductAttention", "MultiHeadAttention"})
+
+
+def attention_ops(model: "ov.Model", depth: int = 4) -> list[str]:
+    """Names of the Softmax nodes that sit in attention (MatMul -> [glue] -> Softmax -> [glue] -> MatMul), plus any
+    fused attention op. `depth`: glue ops allowed on each side (scale, mask add, reshape...)."""
+    found = []
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind in _ATTENTION_OPS:
+            found.append(op.get_friendly_name())
+        elif kind == "Softmax" and _reaches_matmul(op, depth, upstream=True) \
+                and _reaches_matmul(op, depth, upstream=False):
+            found.append(op.get_friendly_name())
+    return found
+
+
+def _reaches_matmul(op: "ov.Node", depth: int, upstream: bool) -> bool:
+    """Whether a MatMul is within `depth` glue ops of `op`, following data inputs (upstream) or consumers."""
+    frontier = [op]
+    for _ in range(depth + 1):
+        nxt = []
+        for node in frontier:
+            if upstream:
+                neighbours = [node.input_value(i).get_node() for i in range(node.get_input_size())]
+            else:
+                neighbours = [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
+            for other in neighbours:
+                kind = other.get_type_name()
+                if kind == "MatMul":
+                    return True
+                if kind in _ATTENTION_GLUE:
+                    nxt.append(other)
+        frontier = nxt
+    return False

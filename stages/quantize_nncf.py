@@ -2,11 +2,22 @@
 
 The model is read with OpenVINO (`core.read_model`), quantized with
 `nncf.quantize` (or `nncf.quantize_with_accuracy_control` when `max_drop` is set
-and labelled `val` data is given) on batches streamed from the `data` input,
-and saved as an IR with FP32 float weights (`compress_to_fp16=False`): the
-INT8 weights are already compressed, and whether the rest goes FP16 is
-build.openvino's decision. Calibrating on synthetic data works but warns
-loudly: random inputs give INT8 scales that have nothing to do with real data.
+and `val` data is given) on batches streamed from the `data` input (batches of
+one shape each, so text of several lengths or images of several sizes
+calibrate a dynamic-shape model), and saved as an IR with FP32 float weights
+(`compress_to_fp16=False`): the INT8 weights are already compressed, and
+whether the rest goes FP16 is build.openvino's decision.
+
+Calibration that quantizes fine but ships a broken engine warns (synthetic,
+too few samples, nearly constant inputs: `stages._calibration`), in the
+summary, quantize.json and the log. `model_type: auto` looks for attention
+(MatMul -> Softmax -> MatMul) and uses NNCF's transformer mode when it finds
+it; with `nncf.ModelType.TRANSFORMER` NNCF's own pipeline
+(`post_training/pipeline.py`) runs SmoothQuant on MatMuls first (alpha 0.95 by
+default in `AdvancedSmoothQuantParameters`, OpenVINO backend included), so no
+extra switch is needed. `max_drop` keeps the figure that suits the metric
+output's role (`stages._control_metric`): top-1 for a classifier, worst-sample
+cosine for an embedding or regression, mean IoU for a dense map.
 
 Reproducibility: NNCF's post-training algorithms are deterministic given the
 same data, and NNCF collects statistics with FP32 inference; the one source of
@@ -18,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -28,11 +38,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.stage import DatasetInput, InputSpec, OutputSpec, Params, Stage, StageContext
 
+FP32 = {"INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO runs bf16 by default on CPUs that have it
+
 if TYPE_CHECKING:
     import numpy as np
     import openvino as ov
 
-    from stages._data import Batch, Dataset
+    from stages._calibration import CalibrationStats
+    from stages._calibration import Item
+    from stages._control_metric import ControlMetric
+    from stages._data import Dataset
 
 
 class IgnoredScope(BaseModel):
@@ -52,17 +67,23 @@ class QuantizeNncfParams(Params):
     subset_size: int = Field(300, ge=1, description="calibration samples used (fewer if the dataset is smaller)")
     fast_bias_correction: bool = Field(True, description="NNCF's fast bias correction (false: the slower, "
                                                          "sometimes more accurate full bias correction)")
-    model_type: Literal["transformer"] | None = Field(None, description="transformer: keep attention-sensitive ops "
-                                                                        "in float (nncf.ModelType.TRANSFORMER)")
+    model_type: Literal["auto", "transformer", "none"] = Field(
+        "auto", description="transformer: NNCF's transformer mode (attention-sensitive ops kept in float, SmoothQuant "
+                            "on MatMuls); auto: transformer when the graph has attention (MatMul -> Softmax -> "
+                            "MatMul); none: the default CNN rules")
     ignored_scope: IgnoredScope = Field(default_factory=IgnoredScope, description="nodes left in float")
     target_device: Literal["ANY", "CPU", "GPU", "NPU"] = Field("CPU", description="device whose INT8 rules apply")
     batch_size: int = Field(1, ge=1, description="samples per calibration inference (>1 turns on NNCF's "
                                                   "batch-wise statistics)")
-    max_drop: float | None = Field(None, ge=0, description="with labelled `val` data: keep the top-1 accuracy "
-                                                           "(of the first output) within this drop of the float "
-                                                           "model, reverting layers to float "
-                                                           "(nncf.quantize_with_accuracy_control)")
+    max_drop: float | None = Field(None, ge=0, description="with `val` data: keep the metric output's figure "
+                                                           "within this drop of the float model's, reverting layers "
+                                                           "to float (nncf.quantize_with_accuracy_control); the "
+                                                           "figure follows the role: top-1 accuracy (classification, "
+                                                           "labels needed), worst-sample cosine to the float model "
+                                                           "(embedding, regression), mean IoU at 0.5 (dense)")
     drop_type: Literal["absolute", "relative"] = Field("absolute", description="how max_drop is measured")
+    metric_output: str | None = Field(None, description="the output whose figure max_drop keeps (default: the "
+                                                         "labels output when val has labels, else the first output)")
 
 
 class QuantizeNncf(Stage):
@@ -73,34 +94,32 @@ class QuantizeNncf(Stage):
     inputs = {
         "model": InputSpec(description="an .onnx file or an OpenVINO IR directory (model.xml + model.bin)"),
         "data": InputSpec("data", description="calibration data"),
-        "val": InputSpec("data", optional=True, description="labelled validation data, for accuracy control"),
+        "val": InputSpec("data", optional=True, description="validation data, for accuracy control and the "
+                                                             "float/INT8 figures"),
     }
     outputs = {
         "model": OutputSpec("model", is_dir=True, description="INT8 IR: model.xml + model.bin (FP32 float weights)"),
-        "report": OutputSpec("quantize.json", description="settings, calibration samples, synthetic flag, INT8 ops"),
+        "report": OutputSpec("quantize.json", description="settings, calibration samples, warnings, model type, "
+                                                          "INT8 ops, float/INT8 figures"),
     }
     packages = ("openvino", "nncf")
     extra = "openvino"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._data", "stages._ovio", "stages._refs")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from stages import _data, _ovio
+        from stages._calibration import CalibrationStats, calibration_warnings
+        from stages._control_metric import NeedsLabels, control_metric
 
         p: QuantizeNncfParams = ctx.params
         calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
         val = _data.open_dataset(_anchored(ctx.inputs["val"], ctx), ctx.model) if ctx.inputs.get("val") else None
-        if p.max_drop is not None:
-            if val is None:
-                raise ValueError("max_drop is set but no `val` input was given: accuracy control needs labelled data")
-            if not val.has_labels:
-                raise ValueError(f"max_drop is set but {val.label} has no labels: accuracy control needs them")
-        warning = _data.warn_if_synthetic(calib)
-        if warning:
-            print(f"WARNING: {ctx.stage}: {warning}", flush=True)
-        if val is not None and not val.has_labels:
-            print(f"note: {val.label} has no labels: accuracy is not measured", flush=True)
+        if p.max_drop is not None and val is None:
+            raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
+        synthetic = _data.warn_if_synthetic(calib)
+        if synthetic:
+            print(f"WARNING: {ctx.stage}: {synthetic}", flush=True)
 
         nncf = _import_nncf()
         import openvino as ov
@@ -110,51 +129,94 @@ class QuantizeNncf(Stage):
         inputs, _ = _ovio.io_names(model)
         samples = min(p.subset_size, calib.count) if calib.count is not None else p.subset_size
         samples = _fit_static_batch(model, p.batch_size, samples)
-        source = _Feed(calib, p.batch_size, samples, inputs, ctx.progress)
-        val_feed = None
-        if val is not None and val.has_labels:
+        stats = CalibrationStats()
+        source = _Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
+        metric, val_feed = None, None
+        if val is not None:
             val_feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, _count(val)), inputs)
+            roles = dict(ctx.model.roles) if ctx.model is not None else {}
+            try:
+                metric = control_metric(core, model, val_feed, p.metric_output, roles, val.has_labels)
+            except NeedsLabels as exc:
+                if p.max_drop is not None:
+                    raise ValueError(f"max_drop is set but {val.label} has no labels: {exc}") from None
+                print(f"note: {val.label} has no labels: {exc}; the float/INT8 figures are not measured", flush=True)
+        model_type, why = _model_type(p.model_type, model)
         dataset = nncf.Dataset(source, _inputs_of)
         options: dict[str, Any] = dict(
             preset=nncf.QuantizationPreset(p.preset), target_device=nncf.TargetDevice(p.target_device),
-            subset_size=math.ceil(samples / p.batch_size), fast_bias_correction=p.fast_bias_correction,
-            model_type=nncf.ModelType(p.model_type) if p.model_type else None,
+            subset_size=len(source), fast_bias_correction=p.fast_bias_correction,
+            model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
             ignored_scope=_ignored_scope(nncf, p.ignored_scope),
         )
         started = time.perf_counter()
-        accuracy: dict[str, Any] | None = None
-        if p.max_drop is not None and val_feed is not None:
+        if p.max_drop is not None and val_feed is not None and metric is not None:
             quantized = nncf.quantize_with_accuracy_control(
-                model, dataset, nncf.Dataset(val_feed, _inputs_of), _top1,
+                model, dataset, nncf.Dataset(val_feed, _inputs_of), metric,
                 max_drop=p.max_drop, drop_type=nncf.DropType(p.drop_type), **options)
         else:
             quantized = nncf.quantize(model, dataset, **options)
         seconds = time.perf_counter() - started
-        if val_feed is not None:
+        warnings = calibration_warnings(calib, stats, p.subset_size, synthetic)
+        for line in warnings[1 if synthetic else 0:]:
+            print(f"WARNING: {ctx.stage}: {line}", flush=True)
+        figures: dict[str, Any] = {}
+        accuracy: dict[str, Any] | None = None
+        if metric is not None and val_feed is not None:
+            figures = _figures(core, model, quantized, metric, val_feed)
             accuracy = {"data": val_feed.ds.name, "samples": val_feed.limit, "max_drop": p.max_drop,
-                        "drop_type": p.drop_type, **_accuracies(core, model, quantized, val_feed)}
+                        "drop_type": p.drop_type, "output": metric.output, "role": metric.role,
+                        "figure": metric.figure, **figures}
 
         int8_ops = _ovio.count_ops(quantized)
         if int8_ops == 0:
-            if p.max_drop is not None:
+            if p.max_drop is not None and metric is not None:
                 raise ValueError(f"accuracy control reverted every quantized layer to float: no INT8 model keeps "
-                                 f"the top-1 drop within {p.max_drop} ({p.drop_type}); check the calibration data")
+                                 f"the {metric.figure} drop of {metric.output!r} within {p.max_drop} ({p.drop_type}); "
+                                 "check the calibration data")
             raise ValueError("NNCF inserted no FakeQuantize nodes: nothing in this model was quantized "
                              "(check ignored_scope and model_type)")
         int8_weights = _ovio.int8_constants(quantized)
         _ovio.save_ir(quantized, ctx.output("model", type(self)), compress_to_fp16=False)
         used = source.samples_seen
         report = {"settings": p.model_dump(mode="json"), "calibration": {**calib.info(), "samples": used},
-                  "synthetic": calib.synthetic, "warning": warning, "int8_ops": int8_ops, "int8_weights": int8_weights,
-                  "accuracy": accuracy}
+                  "synthetic": calib.synthetic, "warning": "; ".join(warnings) or None, "warnings": warnings,
+                  "model_type": {"requested": p.model_type, "used": model_type, "why": why,
+                                 "smooth_quant": _smooth_quant(model_type)},
+                  "int8_ops": int8_ops, "int8_weights": int8_weights, "accuracy": accuracy}
         ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         summary: dict[str, Any] = {"samples": used, "seconds": round(seconds, 2), "synthetic": calib.synthetic,
-                                   "int8_ops": int8_ops, "int8_weights": int8_weights}
-        if warning:
-            summary["warning"] = warning
-        if accuracy is not None:
-            summary.update({k: accuracy[k] for k in ("accuracy_float", "accuracy_int8", "drop")})
+                                   "model_type": f"{model_type} ({why})", "int8_ops": int8_ops,
+                                   "int8_weights": int8_weights}
+        if warnings:
+            summary["warnings"] = len(warnings)
+            summary["warning"] = "; ".join(warnings)
+        if metric is not None and figures:
+            summary["metric"] = f"{metric.figure} of {metric.output} ({metric.role})"
+            summary.update(figures)
         return summary
+
+
+def _model_type(choice: str, model: "ov.Model") -> tuple[str, str]:
+    """(transformer | none, why): `auto` looks for attention in the graph."""
+    from stages._ovio import attention_ops
+
+    if choice != "auto":
+        return choice, "set in the recipe"
+    found = attention_ops(model)
+    if found:
+        return "transformer", f"auto: attention found at {len(found)} Softmax node{'s' if len(found) > 1 else ''}"
+    return "none", "auto: no attention found"
+
+
+def _smooth_quant(model_type: str) -> dict[str, float] | None:
+    """The SmoothQuant alphas NNCF applies in transformer mode (its defaults; negative = off), for the report."""
+    if model_type != "transformer":
+        return None
+    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+    alphas = AdvancedSmoothQuantParameters()
+    return {"matmul": alphas.matmul, "convolution": alphas.convolution}
 
 
 def _import_nncf() -> Any:
@@ -191,44 +253,47 @@ def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:
                              validate=scope.strict)
 
 
-def _inputs_of(item: "Batch") -> dict[str, np.ndarray]:
+def _inputs_of(item: "Item") -> dict[str, np.ndarray]:
     return item[0]
 
 
 class _Feed:
     """A re-iterable view of a dataset for NNCF: its first `limit` samples in batches, input names checked.
 
-    `__len__` (in batches) and `batch_size` are what nncf.Dataset looks for:
-    the length bounds its loops, a batch size above 1 turns on batch-wise statistics.
+    Items are (inputs, labels, index of the first sample). `__len__` (in batches)
+    and `batch_size` are what nncf.Dataset looks for: the length bounds its loops
+    (it must count the short batches where the sample shape changes, so with
+    batches of several samples it takes one counting pass), a batch size above 1
+    turns on batch-wise statistics. The first pass also feeds `stats`.
     """
 
-    def __init__(self, ds: "Dataset", batch_size: int, limit: int,
-                 model_inputs: list[str], progress: Callable[..., None] | None = None) -> None:
+    def __init__(self, ds: "Dataset", batch_size: int, limit: int, model_inputs: list[str],
+                 progress: Callable[..., None] | None = None, stats: "CalibrationStats | None" = None) -> None:
         self.ds, self.batch_size, self.limit, self.model_inputs = ds, batch_size, limit, model_inputs
-        self.progress = progress
+        self.progress, self.stats = progress, stats
         self.samples_seen = 0
         self._passes = 0
+        self._length: int | None = None
 
     def __len__(self) -> int:
-        return math.ceil(self.limit / self.batch_size)
+        if self._length is None:
+            from stages._calibration import batch_count
 
-    def __iter__(self) -> Iterator["Batch"]:
+            self._length = batch_count(self.ds, self.batch_size, self.limit, self.model_inputs)
+        return self._length
+
+    def __iter__(self) -> Iterator["Item"]:
+        from stages._calibration import limited_batches
+
         self._passes += 1
-        seen = 0
-        for inputs, labels in self.ds.batches(self.batch_size):
-            if set(inputs) != set(self.model_inputs):
-                raise ValueError(f"{self.ds.label}: gives inputs {sorted(inputs)}, "
-                                 f"the model takes {sorted(self.model_inputs)}")
-            keep = min(len(next(iter(inputs.values()))), self.limit - seen)
-            inputs = {k: v[:keep] for k, v in inputs.items()}
-            labels = None if labels is None else labels[:keep]
-            seen += keep
+        for inputs, labels, first in limited_batches(self.ds, self.batch_size, self.limit, self.model_inputs):
+            seen = first + len(next(iter(inputs.values())))
             self.samples_seen = max(self.samples_seen, seen)
+            if self.stats is not None and self._passes == 1:
+                self.stats.add(inputs)
             if self.progress is not None:
                 self.progress(seen, self.limit, f"calibration pass {self._passes}")
-            yield inputs, labels
-            if seen >= self.limit:
-                return
+            yield inputs, labels, first
 
 
 def _count(ds: "Dataset") -> int:
@@ -238,21 +303,10 @@ def _count(ds: "Dataset") -> int:
     return sum(len(next(iter(inputs.values()))) for inputs, _ in ds.batches(64))
 
 
-def _top1(compiled: Any, items: Any) -> float:
-    """Top-1 accuracy of the model's first output against the labels (nncf's validation_fn)."""
-    import numpy as np
-    correct = total = 0
-    for inputs, labels in items:
-        logits = np.asarray(compiled(inputs)[0])
-        predicted = logits.reshape(len(labels), -1).argmax(axis=1)
-        correct += int((predicted == labels).sum())
-        total += len(labels)
-    return correct / max(total, 1)
-
-
-def _accuracies(core: "ov.Core", original: "ov.Model", quantized: "ov.Model", feed: _Feed) -> dict[str, float]:
-    """Top-1 of the float and the INT8 model on the val data, both run with FP32 inference precision."""
-    config = {"INFERENCE_PRECISION_HINT": "f32"}
-    before = _top1(core.compile_model(original, "CPU", config), feed)
-    after = _top1(core.compile_model(quantized, "CPU", config), feed)
-    return {"accuracy_float": round(before, 6), "accuracy_int8": round(after, 6), "drop": round(before - after, 6)}
+def _figures(core: "ov.Core", original: "ov.Model", quantized: "ov.Model", metric: "ControlMetric",
+             feed: _Feed) -> dict[str, float]:
+    """The metric's figure for the float and the INT8 model on the val data, both run with FP32 inference."""
+    before = metric(core.compile_model(original, "CPU", FP32), feed)
+    after = metric(core.compile_model(quantized, "CPU", FP32), feed)
+    name = "accuracy" if metric.role == "classification" else metric.figure
+    return {f"{name}_float": round(before, 6), f"{name}_int8": round(after, 6), "drop": round(before - after, 6)}

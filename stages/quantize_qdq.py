@@ -3,7 +3,9 @@
 TensorRT 11 has no INT8 calibrator and no INT8 builder flag: INT8 exists only
 where the ONNX says so, with Q/DQ nodes. This stage writes them with ONNX
 Runtime's static quantizer (`quantize_static`, `QuantFormat.QDQ`), calibrated
-on the `data` input (streamed through `stages._data`), in the form TensorRT
+on the `data` input (streamed through `stages._data`, in batches of one shape
+each, so a model with a dynamic sequence length or image size calibrates on
+mixed shapes), in the form TensorRT
 wants (NVIDIA's explicit-quantization guidance, and the ORT options ModelOpt
 passes for TensorRT):
 
@@ -20,7 +22,10 @@ passes for TensorRT):
 
 `quant_pre_process` (symbolic shape inference + ONNX Runtime's basic graph
 optimizations) runs first unless `preprocess: false`; it takes ~4.5 s on
-ResNet50 and gives the quantizer the shapes it needs. The result is checked
+ResNet50 and gives the quantizer the shapes it needs. Calibration data that
+quantizes fine but ships a broken engine (synthetic, too few samples, nearly
+constant: `stages._calibration`) warns in the summary, quantize.json and the
+log. The result is checked
 in ONNX Runtime against the input model on a seeded input (figures in the
 summary and quantize.json; `check_min_cosine`/`check_max_abs` gate loosely).
 
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +47,7 @@ from pydantic import Field
 from pipeline.stage import DatasetInput, InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
+    from stages._calibration import CalibrationStats
     from stages._data import Dataset
 
 DEFAULT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool"]
@@ -88,20 +93,20 @@ class QuantizeQdq(Stage):
     extra = "onnx"
     uses_model = True
     model_fields = ("tensors", "dims")
-    helpers = ("stages._data", "stages._onnxio", "stages._onnx_check", "stages._qdq_graph")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from stages import _data, _onnx_check, _onnxio, _qdq_graph
+        from stages._calibration import CalibrationStats, calibration_warnings
 
         p: QuantizeQdqParams = ctx.params
         source = Path(ctx.inputs["model"])
         calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
-        warning = _data.warn_if_synthetic(calib)
-        if warning:
-            print(f"WARNING: {ctx.stage}: {warning}", flush=True)
+        synthetic = _data.warn_if_synthetic(calib)
+        if synthetic:
+            print(f"WARNING: {ctx.stage}: {synthetic}", flush=True)
         original = onnx.load(str(source), load_external_data=False)
         names = [i.name for i in original.graph.input if i.name not in {t.name for t in original.graph.initializer}]
         samples = _fit_static_batch(original, p.batch_size, min(p.samples, calib.count or p.samples))
@@ -111,7 +116,8 @@ class QuantizeQdq(Stage):
             model_in, preprocessed = source, "skipped"
             if p.preprocess:
                 model_in, preprocessed = _preprocess(source, Path(tmp) / "pre.onnx")
-            reader = _Reader(calib, p.batch_size, samples, names, ctx.progress)
+            stats = CalibrationStats()
+            reader = _Reader(calib, p.batch_size, samples, names, ctx.progress, stats)
             extra = {
                 "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                 "OpTypesToExcludeOutputQuantization": sorted(_op_types(model_in)),
@@ -127,6 +133,9 @@ class QuantizeQdq(Stage):
                             calibrate_method=getattr(CalibrationMethod, p.calibrate_method), extra_options=extra)
             quantized = onnx.load(str(Path(tmp) / "q.onnx"), load_external_data=True)
         seconds = time.perf_counter() - started
+        warnings = calibration_warnings(calib, stats, p.samples, synthetic)
+        for line in warnings[1 if synthetic else 0:]:
+            print(f"WARNING: {ctx.stage}: {line}", flush=True)
         fused_adds = _qdq_graph.drop_residual_qdq(quantized) if p.residual_add else 0
         _qdq_graph.prune_opset_imports(quantized)
         onnx.checker.check_model(quantized)
@@ -143,15 +152,17 @@ class QuantizeQdq(Stage):
             feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
             check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
         report = {"settings": p.model_dump(mode="json"), "calibration": {**calib.info(), "samples": reader.seen},
-                  "synthetic": calib.synthetic, "warning": warning, "preprocess": preprocessed,
+                  "synthetic": calib.synthetic, "warning": "; ".join(warnings) or None, "warnings": warnings,
+                  "preprocess": preprocessed,
                   "residual_adds_fused": fused_adds, "qdq": stats, "check": check}
         ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         summary: dict[str, Any] = {"samples": reader.seen, "seconds": round(seconds, 2), "synthetic": calib.synthetic,
                                    "quantized_ops": sum(stats["quantized_ops"].values()),
                                    "residual_adds_fused": fused_adds, "size_mb": round(out.stat().st_size / 1e6, 2),
                                    **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()}}
-        if warning:
-            summary["warning"] = warning
+        if warnings:
+            summary["warnings"] = len(warnings)
+            summary["warning"] = "; ".join(warnings)
         return summary
 
 
@@ -160,17 +171,25 @@ class _Reader:
 
     quantize_static calls `set_range` with consecutive ranges (CalibStridedMinMax) and
     collects each range's activations before the next, so at most `calib_chunk`
-    batches of intermediate outputs are held at once.
+    batches of intermediate outputs are held at once. Batches may differ in shape
+    (ORT's MinMax calibration reduces each batch's activations to their range);
+    `__len__` counts the short batches where the shape changes. Every batch also
+    goes to `stats` (one pass: ORT reads the data once).
     """
 
-    def __init__(self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any) -> None:
+    def __init__(self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any,
+                 stats: "CalibrationStats") -> None:
+        from stages._calibration import batch_count
+
         self.ds, self.batch_size, self.limit, self.names, self.progress = ds, batch_size, limit, names, progress
+        self.stats = stats
         self.seen = 0
         self._left = 0
+        self._length = batch_count(ds, batch_size, limit, names)
         self._it = self._batches()
 
     def __len__(self) -> int:
-        return math.ceil(self.limit / self.batch_size)
+        return self._length
 
     def set_range(self, start_index: int, end_index: int) -> None:
         self._left = end_index - start_index
@@ -182,15 +201,13 @@ class _Reader:
         return next(self._it, None)
 
     def _batches(self) -> Any:
-        for inputs, _ in self.ds.batches(self.batch_size):
-            if set(inputs) != set(self.names):
-                raise ValueError(f"{self.ds.label}: gives inputs {sorted(inputs)}, the model takes {sorted(self.names)}")
-            keep = min(len(next(iter(inputs.values()))), self.limit - self.seen)
-            self.seen += keep
+        from stages._calibration import limited_batches
+
+        for inputs, _, first in limited_batches(self.ds, self.batch_size, self.limit, self.names):
+            self.seen = first + len(next(iter(inputs.values())))
+            self.stats.add(inputs)
             self.progress(self.seen, self.limit, "calibration")
-            yield {k: v[:keep] for k, v in inputs.items()}
-            if self.seen >= self.limit:
-                return
+            yield inputs
 
 
 def _preprocess(source: Path, dest: Path) -> tuple[Path, str]:

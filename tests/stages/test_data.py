@@ -123,7 +123,7 @@ def test_npz_errors_name_the_dataset(tmp_path: Path, digits: dict) -> None:
     with pytest.raises(ValueError, match=r"disagree on the sample count: x 4, labels 3"):
         ds({"kind": "npz", "path": "short.npz", "inputs": {"x": "images"}, "labels": "labels"}, base=tmp_path)
     np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 3, 9, 9), np.float32))
-    with pytest.raises(ValueError, match=r"input 'x' has samples of shape \(3, 9, 9\), the model expects \(3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"^data.calib: sample 0: input 'x' dim 2 is 9, the model expects 8 \(a sample is \(3, 8, 8\)\)$"):
         next(ds({"kind": "npz", "path": "wrong.npz"}, base=tmp_path).batches(2))
     np.savez(tmp_path / "floats.npz", a=np.zeros((2, 4)), b=np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"input 'b' holds float64, the model takes int64 \(refusing a lossy cast\)"):
@@ -209,7 +209,7 @@ def test_image_errors(tmp_path: Path, imagenet: Path) -> None:
         ds({"kind": "images", "path": "imgs/cat", "labels": "names.txt"}, base=tmp_path)
     with pytest.raises(ValueError, match=r"preprocess.mean has 3 values for 1 channel"):
         ds({"kind": "images", "path": "imgs", "preprocess": {"grayscale": True}}, base=tmp_path)
-    with pytest.raises(ValueError, match=r"input 'x' has samples of shape \(3, 5, 5\), the model expects \(3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"^data.calib: sample 0: input 'x' dim 2 is 5, the model expects 8"):
         next(ds({"kind": "images", "path": "imgs", "preprocess": {"resize": 5, "crop": 5}}, base=tmp_path).batches(2))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"data.calib: no images"):
@@ -295,7 +295,108 @@ def test_python_errors(gen: Path) -> None:
         ds({"kind": "python", "python": "datagen_t.py:nope"}, model=TWO, base=gen)
     with pytest.raises(ValueError, match=r"some batches have labels and some do not"):
         list(ds({"kind": "python", "python": "datagen_t.py:mixed"}, model=TWO, base=gen).batches(1))
-    with pytest.raises(ValueError, match=r"item 0 from datagen_t.py:broken is a int; expected \(inputs dict, labels"):
+    with pytest.raises(ValueError, match=r"item 0 from datagen_t.py:broken is a int; expected \(inputs dict, labels or None\) or a dict of arrays$"):
         list(ds({"kind": "python", "python": "datagen_t.py:broken"}, model=TWO, base=gen).batches(1))
     with pytest.raises(ValueError, match=r"gives inputs \['a', 'b'\], the model takes \['x'\]"):
         list(ds({"kind": "python", "python": "datagen_t.py:batches"}, model=IMG, base=gen).batches(4))
+
+
+# --- variable shapes: batches of one shape, dims checked per sample ---------------------------------------
+
+TEXT = ModelSpec.model_validate({"tensors": {"input_ids": {"shape": ["batch", "seq"], "dtype": "int64"},
+                                             "attention_mask": {"shape": ["batch", "seq"], "dtype": "int64"}},
+                                 "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 1, "opt": 8, "max": 12}}})
+
+TEXTGEN = '''
+import numpy as np
+
+def lengths(plan=((3, 5), (4, 9), (2, 9), (5, 12)), labels="label", extra=None):
+    """Batches of (count, seq length); token i of sample s is s*100 + i, so order is checkable."""
+    s = 0
+    for count, seq in plan:
+        ids = np.array([[k * 100 + i for i in range(seq)] for k in range(s, s + count)], np.int64)
+        item = {"input_ids": ids, "attention_mask": np.ones((count, seq), np.int64)}
+        if labels:
+            item[labels] = np.arange(s, s + count)
+        if extra:
+            item[extra] = np.zeros(count)
+        s += count
+        yield item
+
+def unequal():
+    yield {"input_ids": np.zeros((2, 5), np.int64), "attention_mask": np.ones((2, 6), np.int64)}
+
+def ragged():
+    yield {"input_ids": [[1, 2], [3]], "attention_mask": [[1, 1], [1]]}
+'''
+
+
+@pytest.fixture
+def textgen(tmp_path: Path) -> Path:
+    (tmp_path / "textgen_t.py").write_text(TEXTGEN)
+    return tmp_path
+
+
+def test_python_dicts_of_several_lengths_come_out_grouped_in_order(textgen: Path) -> None:
+    d = ds({"kind": "python", "python": "textgen_t.py:lengths", "labels": "label"}, model=TEXT, base=textgen)
+    assert d.has_labels
+    for n, expected in ((4, [(3, 5), (4, 9), (2, 9), (4, 12), (1, 12)]),  # 4 + 2 of length 9: re-cut within it
+                        (2, [(2, 5), (1, 5), (2, 9), (2, 9), (2, 9), (2, 12), (2, 12), (1, 12)]),
+                        (100, [(3, 5), (6, 9), (5, 12)])):
+        batches = list(d.batches(n))
+        assert [b[0]["input_ids"].shape for b in batches] == expected, n
+        assert all(b[0]["attention_mask"].shape == b[0]["input_ids"].shape for b in batches)
+        order = [int(row[0]) // 100 for b in batches for row in b[0]["input_ids"]]
+        assert order == list(range(14)) and [int(x) for b in batches for x in b[1]] == list(range(14))
+
+
+def test_python_dict_keys_are_inputs_or_the_labels_key(textgen: Path) -> None:
+    def first(spec: dict) -> None:
+        next(ds({"kind": "python", "python": "textgen_t.py:lengths", **spec}, model=TEXT, base=textgen).batches(4))
+
+    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'label' is not a model "
+                                         r"input \(input_ids, attention_mask\); if it holds the labels, set "
+                                         r"`labels: label` on the dataset$"):
+        first({})
+    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'noise' is not a model "
+                                         r"input \(input_ids, attention_mask\) nor the labels key 'label'$"):
+        first({"labels": "label", "kwargs": {"extra": "noise"}})
+    with pytest.raises(ValueError, match=r"item 0 from textgen_t.py:lengths: no key 'y' \(the dataset's labels:\)"):
+        first({"labels": "y"})
+    unlabelled = ds({"kind": "python", "python": "textgen_t.py:lengths", "kwargs": {"labels": None}}, model=TEXT,
+                    base=textgen)
+    assert not unlabelled.has_labels and next(unlabelled.batches(4))[1] is None
+
+
+def test_a_sample_outside_its_dim_range_is_named(textgen: Path) -> None:
+    d = ds({"kind": "python", "python": "textgen_t.py:lengths", "labels": "label",
+            "kwargs": {"plan": [[3, 5], [2, 13]]}}, model=TEXT, base=textgen, name="val")
+    with pytest.raises(ValueError, match=r"^data.val: sample 3: input '\w+' dim 1 \(seq\) is 13, outside \[1, 12\]$"):
+        list(d.batches(2))
+    with pytest.raises(ValueError, match=r"^data.calib: sample 0: input 'attention_mask' dim 1 \(seq\) is 6, "
+                                         r"but input 'input_ids' has seq = 5$"):
+        list(ds({"kind": "python", "python": "textgen_t.py:unequal"}, model=TEXT, base=textgen).batches(2))
+    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:ragged: 'input_ids' is not one "
+                                         r"array \(its samples differ in shape\? yield one batch per shape\)$"):
+        list(ds({"kind": "python", "python": "textgen_t.py:ragged"}, model=TEXT, base=textgen).batches(2))
+
+
+def test_images_of_two_sizes_are_batched_apart(tmp_path: Path) -> None:
+    sizes_hw = [(8, 8), (8, 8), (6, 10), (8, 8), (6, 10), (6, 10)]  # (h, w) of 0.png .. 5.png, in name order
+    pixels = [_image(tmp_path / "det" / f"{i}.png", w, h, seed=i) for i, (h, w) in enumerate(sizes_hw)]
+    model = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 3, "h", "w"]}},
+                                      "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "h": {"min": 4, "opt": 8, "max": 8},
+                                               "w": {"min": 4, "opt": 8, "max": 10}}})
+    d = ds({"kind": "images", "path": "det", "preprocess": {"resize": None, "crop": None, "dtype": "uint8"}},
+           model=model, base=tmp_path)
+    batches = list(d.batches(3))
+    assert [b[0]["x"].shape for b in batches] == [(2, 3, 8, 8), (1, 3, 6, 10), (1, 3, 8, 8), (2, 3, 6, 10)]
+    got = [sample for b in batches for sample in b[0]["x"]]
+    for sample, image in zip(got, pixels):
+        np.testing.assert_array_equal(sample, image.transpose(2, 0, 1))
+    assert [b[0]["x"].shape[0] for b in d.batches(1)] == [1] * 6
+    narrow = model.model_copy(update={"dims": {**model.dims, "w": model.dims["h"]}})
+    with pytest.raises(ValueError, match=r"^data.calib: sample 2: input 'x' dim 3 \(w\) is 10, outside \[4, 8\]$"):
+        list(open_dataset(DatasetInput("calib", {"kind": "images", "path": "det",
+                                                 "preprocess": {"resize": None, "crop": None}}, tmp_path),
+                          narrow).batches(3))

@@ -70,17 +70,22 @@ def quantize(outdir: Path, model: Path, calib: DatasetInput, spec: dict, val: Da
 
 def test_synthetic_calibration_gives_fake_quantize_and_a_warning(tmp_path: Path, conv_onnx: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    summary = quantize(tmp_path / "q", conv_onnx, data("calib", {"kind": "synthetic", "count": 20, "seed": 1}), CONV_SPEC)
-    assert "WARNING" in capsys.readouterr().out
+    summary = quantize(tmp_path / "q", conv_onnx, data("calib", {"kind": "synthetic", "count": 20, "seed": 1}), CONV_SPEC,
+                       subset_size=80)
+    assert f"WARNING: quantize_nncf: {SYNTHETIC_WARNING}\n" in capsys.readouterr().out
     assert summary["synthetic"] is True and summary["warning"] == SYNTHETIC_WARNING and summary["samples"] == 20
-    assert summary["int8_ops"] >= 2 and summary["seconds"] > 0
+    assert summary["warnings"] == 1 and summary["int8_ops"] >= 2 and summary["seconds"] > 0
+    assert summary["model_type"] == "none (auto: no attention found)"
     xml = (tmp_path / "q" / "model" / "model.xml").read_text()
     assert xml.count('type="FakeQuantize"') == summary["int8_ops"]
     report = json.loads((tmp_path / "q" / "quantize.json").read_text())
     assert report["synthetic"] is True and report["warning"] == SYNTHETIC_WARNING
+    assert report["warnings"] == [SYNTHETIC_WARNING]
+    assert report["model_type"] == {"requested": "auto", "used": "none", "why": "auto: no attention found",
+                                    "smooth_quant": None}
     assert report["calibration"] == {"name": "calib", "kind": "synthetic", "count": 20, "labels": False,
                                      "synthetic": True, "samples": 20}
-    assert report["settings"]["preset"] == "performance" and report["settings"]["subset_size"] == 300
+    assert report["settings"]["preset"] == "performance" and report["settings"]["subset_size"] == 80
 
     compiled = ov.Core().compile_model(str(tmp_path / "q" / "model" / "model.xml"), "CPU",
                                        {"INFERENCE_PRECISION_HINT": "f32"})
@@ -161,13 +166,18 @@ def test_a_static_batch_is_fed_whole_batches(tmp_path: Path, conv_onnx: Path) ->
         quantize(tmp_path / "q1", tmp_path / "static.xml", calib, CONV_SPEC)
 
 
-def test_max_drop_needs_labelled_val(tmp_path: Path, conv_onnx: Path) -> None:
+def test_max_drop_needs_val_and_a_classifier_needs_labels(tmp_path: Path, conv_onnx: Path) -> None:
     calib = data("calib", {"kind": "synthetic", "count": 4})
     with pytest.raises(ValueError, match=r"max_drop is set but no `val` input"):
         quantize(tmp_path / "a", conv_onnx, calib, CONV_SPEC, max_drop=0.01)
-    with pytest.raises(ValueError, match=r"max_drop is set but data.val has no labels"):
-        quantize(tmp_path / "b", conv_onnx, calib, CONV_SPEC, val=data("val", {"kind": "synthetic", "count": 4}),
+    classifier = {**CONV_SPEC, "roles": {"out": "classification"}}
+    with pytest.raises(ValueError, match=r"^max_drop is set but data.val has no labels: output 'out' is a "
+                                         r"classifier's: its figure, top-1 accuracy, needs labels"):
+        quantize(tmp_path / "b", conv_onnx, calib, classifier, val=data("val", {"kind": "synthetic", "count": 4}),
                  max_drop=0.01)
+    with pytest.raises(ValueError, match=r"metric_output 'nope' is not an output of the model \(has: out\)"):
+        quantize(tmp_path / "c", conv_onnx, calib, CONV_SPEC, val=data("val", {"kind": "synthetic", "count": 4}),
+                 max_drop=0.01, metric_output="nope")
 
 
 def test_dataset_and_model_input_names_must_match(tmp_path: Path, conv_onnx: Path) -> None:
@@ -180,5 +190,85 @@ def test_params_have_defaults_and_descriptions() -> None:
     p = QuantizeNncf.Params()
     assert (p.preset, p.subset_size, p.fast_bias_correction, p.target_device, p.batch_size, p.max_drop) == \
         ("performance", 300, True, "CPU", 1, None)
+    assert (p.model_type, p.metric_output) == ("auto", None)
     assert all(f.description for f in QuantizeNncf.Params.model_fields.values())
     assert QuantizeNncf.outputs["model"].is_dir and QuantizeNncf.inputs["val"].optional
+
+
+# --- dynamic shapes, model_type auto, warnings, accuracy control on an embedding ----------------------------
+
+@pytest.fixture(scope="module")
+def attn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dyngraphs import MIXED_SOURCE, attention
+
+    root = tmp_path_factory.mktemp("attn")
+    (root / "mixed_t.py").write_text(MIXED_SOURCE)
+    save(attention(), root / "model.onnx")
+    return root
+
+
+def test_attention_graph_calibrates_on_mixed_lengths_in_transformer_mode(tmp_path: Path, attn: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    from dyngraphs import ATTENTION_SPEC
+
+    calib = data("calib", {"kind": "python", "python": "mixed_t.py:sequences"}, attn)
+    summary = quantize(tmp_path / "q", attn / "model.onnx", calib, ATTENTION_SPEC, subset_size=16, batch_size=4)
+    assert summary["samples"] == 16 and summary["int8_ops"] >= 1
+    assert summary["model_type"] == "transformer (auto: attention found at 1 Softmax node)"
+    report = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert report["model_type"]["used"] == "transformer" and report["model_type"]["smooth_quant"]["matmul"] > 0
+    assert "WARNING" not in capsys.readouterr().out and report["warnings"] == []
+    none = quantize(tmp_path / "n", attn / "model.onnx", calib, ATTENTION_SPEC, subset_size=16, model_type="none")
+    assert none["model_type"] == "none (set in the recipe)"
+    # transformer mode leaves the attention MatMuls' activations (q @ k^T, probs @ v) in float: fewer FakeQuantize
+    assert summary["int8_ops"] < none["int8_ops"]
+    compiled = ov.Core().compile_model(str(tmp_path / "q" / "model" / "model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    for seq in (3, 11):  # the INT8 IR still takes any length
+        x = np.random.default_rng(seq).standard_normal((2, seq, 8)).astype(np.float32)
+        got, ref = compiled({"x": x})["emb"], run_onnx(session_from_onnx(attn / "model.onnx"), {"x": x})["emb"]
+        assert got.shape == (2, 8) and np.min(np.sum(got * ref, 1) / np.linalg.norm(got, axis=1)
+                                              / np.linalg.norm(ref, axis=1)) > 0.95
+
+
+def test_fcn_calibrates_on_images_of_several_sizes(tmp_path: Path) -> None:
+    from dyngraphs import FCN_SPEC, MIXED_SOURCE, fcn
+
+    (tmp_path / "mixed_t.py").write_text(MIXED_SOURCE)
+    model = save(fcn(), tmp_path / "fcn.onnx")
+    calib = data("calib", {"kind": "python", "python": "mixed_t.py:images"}, tmp_path)
+    summary = quantize(tmp_path / "q", model, calib, FCN_SPEC, subset_size=10, batch_size=2)
+    assert summary["samples"] == 10 and summary["int8_ops"] >= 2 and summary["model_type"].startswith("none")
+
+
+def test_small_and_constant_calibration_sets_warn(tmp_path: Path, digits: Path, capsys: pytest.CaptureFixture) -> None:
+    np.savez(tmp_path / "flat.npz", x=np.full((40, 64), 0.25, np.float32))
+    summary = quantize(tmp_path / "q", digits / "model.onnx", data("calib", {"kind": "npz", "path": "flat.npz"}, tmp_path),
+                       DIGITS_SPEC)
+    out = capsys.readouterr().out
+    small = ("calibrating on only 40 samples of data.calib (subset size 300): scales from so few samples rarely fit "
+             "real inputs; give at least 64")
+    constant = ("input 'x' of data.calib is identical in every sample: INT8 scales calibrated on it will not fit "
+                "real inputs")
+    assert f"WARNING: quantize_nncf: {small}\n" in out and f"WARNING: quantize_nncf: {constant}\n" in out
+    assert summary["warnings"] == 2 and summary["warning"] == f"{small}; {constant}"
+    assert json.loads((tmp_path / "q" / "quantize.json").read_text())["warnings"] == [small, constant]
+
+
+def test_max_drop_on_an_embedding_keeps_the_worst_sample_cosine(tmp_path: Path, attn: Path) -> None:
+    """No labels: the embedding's figure is the worst sample's cosine to the float model (which scores 1.0)."""
+    from dyngraphs import ATTENTION_SPEC
+
+    spec = {**ATTENTION_SPEC, "roles": {"emb": "embedding"}}
+    calib = data("calib", {"kind": "python", "python": "mixed_t.py:sequences"}, attn)
+    val = data("val", {"kind": "python", "python": "mixed_t.py:sequences", "kwargs": {"seed": 7}}, attn)
+    plain = quantize(tmp_path / "p", attn / "model.onnx", calib, spec, val=val, subset_size=16, model_type="none")
+    summary = quantize(tmp_path / "q", attn / "model.onnx", calib, spec, val=val, subset_size=16, max_drop=0.012,
+                       model_type="none")
+    assert plain["metric"] == summary["metric"] == "cosine_min of emb (embedding)"
+    assert plain["drop"] > 0.012 and 1 <= summary["int8_ops"] < plain["int8_ops"]
+    assert summary["cosine_min_float"] == 1.0 and summary["drop"] <= 0.012
+    assert summary["cosine_min_int8"] == pytest.approx(1.0 - summary["drop"], abs=1e-6)
+    report = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert report["accuracy"]["figure"] == "cosine_min" and report["accuracy"]["role"] == "embedding"
+    assert report["accuracy"]["samples"] == 16

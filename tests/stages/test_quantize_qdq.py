@@ -13,6 +13,7 @@ from conftest import REPO, run_stage
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.stage import DatasetInput
+from stages._data import SYNTHETIC_WARNING
 from stages._onnx_check import compare_onnx
 from stages._onnxio import random_inputs, session_from_onnx
 from stages.quantize_qdq import QuantizeQdq, _stride
@@ -130,6 +131,7 @@ def test_tiny_cnn_qdq_placement_for_tensorrt(tiny_q: Path) -> None:
 def test_report_and_summary(tiny_q: Path, tiny: Path, capsys: pytest.CaptureFixture) -> None:
     report = json.loads((tiny_q / "quantize.json").read_text())
     assert report["synthetic"] is True and report["calibration"]["samples"] == 20
+    assert report["warnings"] == [SYNTHETIC_WARNING] and report["warning"] == SYNTHETIC_WARNING  # 20 of 20: not small
     assert report["qdq"]["quantized_ops"] == {"Add": 1, "Conv": 3, "Gemm": 1, "GlobalAveragePool": 1}
     assert report["qdq"]["nonzero_zero_points"] == 0 and report["qdq"]["float_linear_ops"] == []
     assert report["residual_adds_fused"] == 1 and report["preprocess"].startswith("shape inference")
@@ -190,3 +192,35 @@ def test_resnet50_qdq_placement_and_figures(tmp_path: Path, capsys: pytest.Captu
         print(f"\nResNet50 QDQ (MinMax, 32 synthetic samples) vs FP32 in ONNX Runtime: max abs {figs['max_abs']:.4f}, "
               f"mean abs {figs['mean_abs']:.4f}, cosine {figs['cosine']:.6f} (logits up to {figs['ref_max_abs']:.1f})")
     assert figs["cosine"] > 0.99
+
+
+# --- calibration on mixed shapes, and the warnings -----------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["MinMax", "Entropy"])
+def test_dynamic_models_calibrate_on_mixed_shapes(tmp_path: Path, method: str) -> None:
+    from dyngraphs import ATTENTION_SPEC, FCN_SPEC, MIXED_SOURCE, attention, fcn
+
+    (tmp_path / "mixed_t.py").write_text(MIXED_SOURCE)
+    for name, graph, spec, source, count in (("attn", attention(), ATTENTION_SPEC, "sequences", 16),
+                                             ("fcn", fcn(), FCN_SPEC, "images", 10)):
+        model = tmp_path / f"{name}.onnx"
+        onnx.save(graph, model)
+        calib = DatasetInput("calib", {"kind": "python", "python": f"mixed_t.py:{source}"}, tmp_path)
+        summary = quantize(tmp_path / name, model, spec, data=calib, samples=16, batch_size=4, calib_chunk=2,
+                           calibrate_method=method)
+        assert summary["samples"] == count and summary["quantized_ops"] >= 2 and "warning" not in summary, name
+        assert summary["check_cosine"] > 0.9, name  # the check feeds N(0, 1) noise, calibration [0, 1) images
+        report = json.loads((tmp_path / name / "quantize.json").read_text())
+        assert report["warnings"] == [] and report["calibration"]["samples"] == count
+
+
+def test_small_and_constant_calibration_sets_warn(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    np.savez(tmp_path / "flat.npz", input=np.full((8, 3, 8, 8), 0.5, np.float32))
+    calib = DatasetInput("calib", {"kind": "npz", "path": "flat.npz"}, tmp_path)
+    summary = quantize(tmp_path / "q", tiny, data=calib, samples=300, check=False)
+    out = capsys.readouterr().out
+    assert summary["warnings"] == 2 and summary["samples"] == 8
+    assert "WARNING: quantize_qdq: calibrating on only 8 samples of data.calib (subset size 300)" in out
+    assert "WARNING: quantize_qdq: input 'input' of data.calib is identical in every sample" in out
+    report = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert len(report["warnings"]) == 2 and report["warning"] == summary["warning"]

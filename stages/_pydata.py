@@ -1,0 +1,102 @@
+"""The `python` dataset kind: a user function's batches, called afresh on every pass.
+
+The function yields either `(inputs dict, labels or None)` tuples or plain
+dicts of arrays. In a dict, the key the recipe names with `labels:` holds
+integer labels and every other key must be a model input: a stray key is an
+error naming it (with a hint to set `labels:` when none is set), rather than a
+silently ignored array. Batches may differ in shape from one item to the next
+(a sequence length per batch); `Dataset.batches` keeps the shapes apart.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+
+from stages._batching import Batch, batch_len, slice_batch
+from stages._data import Dataset, int_labels
+
+if TYPE_CHECKING:
+    from pipeline.schema import ModelSpec, PythonData
+
+
+class PythonDataset(Dataset):
+    """A user function's iterable of batches (tuples or dicts), re-cut by `batches`."""
+
+    kind = "python"
+
+    def __init__(self, name: str, spec: "PythonData", base: Path, model: "ModelSpec | None") -> None:
+        super().__init__(name, model)
+        from stages._refs import callable_from_ref
+
+        self.spec = spec
+        try:
+            self.function = callable_from_ref(spec.python, base)
+        except ValueError as exc:
+            raise ValueError(f"{self.label}: {exc}") from None
+        self._has_labels: bool | None = None
+
+    @property  # type: ignore[override]
+    def has_labels(self) -> bool:
+        """Known after one look at the first batch (the function is called once for it)."""
+        if self._has_labels is None:
+            first = next(iter(self._items()), None)
+            self._has_labels = first is not None and first[1] is not None
+        return self._has_labels
+
+    def _items(self) -> Iterator[Batch]:
+        try:
+            source: Iterable[Any] = self.function(**self.spec.kwargs)
+        except Exception as exc:
+            raise ValueError(f"{self.label}: {self.spec.python} raised {type(exc).__name__}: {exc}") from exc
+        for index, item in enumerate(source):
+            where = f"{self.label}: item {index} from {self.spec.python}"
+            if isinstance(item, dict):
+                inputs, labels = self._split(item, where)
+            elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], dict):
+                inputs, labels = item
+            else:
+                raise ValueError(f"{where} is a {type(item).__name__}; expected (inputs dict, labels or None) "
+                                 "or a dict of arrays")
+            yield ({k: _array(v, where, k) for k, v in inputs.items()},
+                   None if labels is None else int_labels(_array(labels, where, "labels"), self.label))
+
+    def _split(self, item: dict[str, Any], where: str) -> tuple[dict[str, Any], Any]:
+        """A dict item's inputs and labels: `labels:` names the label key, every other key must be an input."""
+        key = self.spec.labels
+        known = list(self.model.tensors) if self.model is not None and self.model.tensors else None
+        if key is not None and key not in item:
+            raise ValueError(f"{where}: no key {key!r} (the dataset's labels:); has {', '.join(map(str, item))}")
+        for name in item:
+            if name == key or known is None or name in known:
+                continue
+            hint = (f" nor the labels key {key!r}" if key else
+                    f"; if it holds the labels, set `labels: {name}` on the dataset")
+            raise ValueError(f"{where}: key {name!r} is not a model input ({', '.join(known)}){hint}")
+        inputs = {k: v for k, v in item.items() if k != key}
+        return inputs, (item[key] if key is not None else None)
+
+    def _chunks(self, size: int) -> Iterator[Batch]:
+        left = self.spec.count
+        for inputs, labels in self._items():
+            if left is not None:
+                n = batch_len(inputs, labels, self.label)
+                if n >= left:
+                    yield slice_batch((inputs, labels), 0, left)
+                    return
+                left -= n
+            yield inputs, labels
+
+
+def _array(value: Any, where: str, key: str) -> np.ndarray:
+    """`value` as one numeric array; a ragged list is an error naming the key, not numpy's message."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{where}: {key!r} is not one array (its samples differ in shape? "
+                         "yield one batch per shape)") from None
+    if arr.dtype.hasobject:
+        raise ValueError(f"{where}: {key!r} is not one numeric array (its samples differ in shape? "
+                         "yield one batch per shape)")
+    return arr
