@@ -177,7 +177,7 @@ def _dataset_reasons(label: str, old: Any, new: Any) -> list[str]:
             reasons += _code_reasons(f"{label} code", a, b)
         elif part in ("path", "labels") and a != b:
             file = new.get("spec", {}).get(part)
-            reasons.append(f"{label}: {'labels ' if part == 'labels' else ''}file {file} changed")
+            reasons.append(f"{label}: {'labels ' if part == 'labels' else ''}{file} changed")
         else:
             reasons += [f"{label}: {k}: {_short(x)} -> {_short(y)}" for k, (x, y) in _diff(a, b, f"{part}.")]
     return reasons

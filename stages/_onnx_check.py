@@ -17,18 +17,21 @@ import numpy as np
 
 
 def figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float | bool]:
-    """max_abs, mean_abs, cosine (of the flattened outputs), ref_max_abs and finite, as plain floats."""
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    cand = np.asarray(candidate, dtype=np.float64).ravel()
+    """max_abs, mean_abs, cosine (of the whole output flattened), ref_max_abs and finite, as plain floats.
+
+    The figures come from `stages._metrics` (one definition of cosine and one zero-vector rule for every
+    self-check and for validate)."""
+    from stages import _metrics as M
+
+    ref = np.asarray(reference, dtype=np.float64).reshape(1, -1)
+    cand = np.asarray(candidate, dtype=np.float64).reshape(1, -1)
     finite = bool(np.isfinite(cand).all())
     if not finite or not np.isfinite(ref).all():
         return {"max_abs": float("inf"), "mean_abs": float("inf"), "cosine": float("nan"),
                 "ref_max_abs": float(np.nanmax(np.abs(ref))) if ref.size else 0.0, "finite": finite}
-    diff = np.abs(cand - ref)
-    denom = float(np.linalg.norm(ref) * np.linalg.norm(cand))
-    cosine = float(ref @ cand / denom) if denom > 0 else float(np.array_equal(ref, cand))
-    return {"max_abs": float(diff.max()) if diff.size else 0.0, "mean_abs": float(diff.mean()) if diff.size else 0.0,
-            "cosine": cosine, "ref_max_abs": float(np.abs(ref).max()) if ref.size else 0.0, "finite": True}
+    return {"max_abs": M.max_abs(ref, cand), "mean_abs": M.mean_abs(ref, cand),
+            "cosine": M.cosine_overall(ref, cand), "ref_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
+            "finite": True}
 
 
 def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],

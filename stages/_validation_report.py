@@ -1,9 +1,9 @@
 """validate's report: the summary row, report.json's JSON-safe form, and report.md for people.
 
 report.md puts warnings first, then every gate (PASS/FAIL, observed, threshold, and the
-tightest threshold that would have passed), then the figures per output with the same
-would-pass column, the reference's sensitivity, the shapes exercised, timings and the
-environment.
+tightest threshold that would have passed), then each output's role and figures with the
+same would-pass column and 95% intervals, the worst samples, the figures per shape group,
+the reference's sensitivity, the shapes exercised, timings and the environment.
 """
 from __future__ import annotations
 
@@ -12,23 +12,31 @@ from typing import Any
 
 import numpy as np
 
-from stages import _metrics as M
+from stages import _gate_result as GR
+from stages._gates import TABLE
+
+# The figure each role's summary cell shows (the one its default gates lean on), and its short name.
+HEADLINE = {"classification": ("top1_agreement", "top1"), "regression": ("cosine", "cos"),
+            "embedding": ("cosine", "cos"), "dense": ("iou", "iou")}
+ROLE_SHORT = {"classification": "cls", "regression": "reg", "embedding": "emb", "dense": "dense"}
 
 
 def summary_row(precision: str, outputs: dict[str, dict[str, Any]], labels_output: str | None,
                 timing: dict[str, list[dict[str, Any]]], passed: list[Any], results: list[Any]) -> dict[str, Any]:
-    """The run's summary-table row: precision, worst max_abs and centered cosine, agreement, accuracy, timings."""
-    def worst(key: str, fn: Any) -> float | None:
-        vals = [o["figures"].get(key) for o in outputs.values()]
-        vals = [v for v in vals if isinstance(v, float) and not math.isnan(v)]
-        return fn(vals) if vals else None
-
-    s: dict[str, Any] = {"precision": precision, "max_abs": _sig(worst("max_abs", max)),
-                         "centered_cosine": _sig(worst("centered_cosine", min), 6)}
-    first_cls = labels_output or next((o for o, e in outputs.items() if e["figures"].get("top1_agreement") is not None),
-                                      None)
-    if first_cls and outputs[first_cls]["figures"].get("top1_agreement") is not None:
-        s["top1_agree"] = round(outputs[first_cls]["figures"]["top1_agreement"], 4)
+    """The run's summary-table row: precision, each output's role and headline figure (named `fig(output)`),
+    the largest max_abs and its output, the labels output's accuracy, timings and the gate count."""
+    s: dict[str, Any] = {"precision": precision,
+                         "roles": " ".join(f"{o}={ROLE_SHORT[e['role']]}" for o, e in outputs.items())}
+    for o, e in outputs.items():
+        figure, short = HEADLINE[e["role"]]
+        v = e["figures"].get(figure)
+        if isinstance(v, float) and not math.isnan(v):
+            s[f"{short}({o})"] = round(v, 4) if figure == "top1_agreement" else _sig(v, 6)
+    errors = [(e["figures"]["max_abs"], o) for o, e in outputs.items()
+              if isinstance(e["figures"].get("max_abs"), float) and not math.isnan(e["figures"]["max_abs"])]
+    if errors:
+        value, o = max(errors)
+        s[f"max_abs({o})"] = _sig(value)
     if labels_output and outputs[labels_output]["figures"].get("accuracy") is not None:
         s["accuracy"] = round(outputs[labels_output]["figures"]["accuracy"], 4)
     for t in timing["candidate"]:
@@ -48,8 +56,8 @@ def jsonable(x: Any) -> Any:
     """Plain JSON types; NaN and infinities as strings ("nan"), which strict JSON parsers accept."""
     if isinstance(x, dict):
         return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+    if isinstance(x, (list, tuple, set)):
+        return [jsonable(v) for v in (sorted(x) if isinstance(x, set) else x)]
     if isinstance(x, (np.floating, float)):
         return float(x) if math.isfinite(x) else str(float(x))
     if isinstance(x, np.integer):
@@ -59,27 +67,49 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-# Figure, the gate that reads it (None: report-only) and the gate whose formatting it borrows.
-_FIGURE_ROWS = (("max_abs", "max_abs", "max_abs"), ("mean_abs", "mean_abs", "mean_abs"),
-                ("cosine", "cosine_min", "cosine_min"), ("cosine_overall", None, "cosine_min"),
-                ("centered_cosine", "centered_cosine_min", "centered_cosine_min"),
-                ("top1_agreement", "top1_agreement_min", "top1_agreement_min"),
-                ("top5_agreement", "top5_agreement_min", "top5_agreement_min"),
-                ("accuracy", "accuracy_min", "accuracy_min"), ("reference_accuracy", None, "accuracy_min"),
-                ("accuracy_drop", "accuracy_drop_max", "accuracy_drop_max"), ("output_scale", None, "max_abs"))
+def _figure_rows() -> list[tuple[str, str | None, str]]:
+    """(figure, the gate that reads it or None, the gate whose formatting it borrows), from the gate table."""
+    rows: list[tuple[str, str | None, str]] = []
+    for g in TABLE:
+        if g.direction == "bool" or g.name == "max_abs_rel":
+            continue
+        rows.append((g.figure, g.name, g.name))
+        if g.name in ("cosine_min", "centered_cosine_min", "iou_min", "rel_error_max"):
+            tail = "p95" if g.direction == "max" else "p5"
+            rows += [(f"{g.figure}_mean", None, g.name), (f"{g.figure}_{tail}", None, g.name)]
+        if g.name == "cosine_min":
+            rows.append(("cosine_overall", None, g.name))
+        if g.name == "accuracy_min":
+            rows.append(("reference_accuracy", None, g.name))
+    return rows + [("output_scale", None, "max_abs")]
 
 
-def markdown(report: dict[str, Any], results: list["M.GateResult"]) -> str:
-    """report.md: warnings first, then gates, figures, sensitivity, shapes, timing, environment."""
+def _cell(key: str, gate: str | None, style: str, o: dict[str, Any]) -> list[str]:
+    v = o["figures"].get(key)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return ["—", ""]
+    digits = GR.figure_digits(style, float(v))
+    text = GR.format_value(style, float(v), digits)
+    interval = o.get("intervals", {}).get(key)
+    if interval:
+        text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+    wp = GR.would_pass(gate, float(v), digits) if gate else None
+    return [text, GR.format_value(gate, wp, digits) if gate and wp is not None else ""]
+
+
+def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
+    """report.md: warnings first, then gates, figures, worst samples, groups, sensitivity, shapes, timing."""
     status = "PASSED" if report["passed"] else "FAILED"
     c, r, d = report["candidate"], report["reference"], report["data"]
     lines = [f"# validate {report['stage']}: {status} ({report['gates_passed']}/{report['gates_total']} gates)", "",
              f"- candidate: `{c['artifact']}`, {c['precision']}"
              + (f" ({c['runner']})" if c['runner'] not in c['precision'] else ""),
              f"- reference: `{r['artifact']}`, {r['precision']}",
-             f"- data: `data.{d['name']}` ({d['kind']}, {d['samples_used']} samples"
+             f"- data: `data.{d['name']}` ({d['kind']}, {d['samples_used']} samples in {len(d['groups'])} shape "
+             f"group{'s' if len(d['groups']) != 1 else ''}"
              f"{', labelled' if d['labels'] else ''}{', synthetic' if d['synthetic'] and d['kind'] != 'synthetic' else ''}); "
-             f"numerics batches: {_runs(report['numerics_batches'])}", ""]
+             f"numerics batches: {_runs(report['numerics_batches'])}"
+             + (f"; padded positions from `{d['mask_input']}` left out" if d.get("mask_input") else ""), ""]
     if report["warnings"]:
         lines += ["## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]] + [""]
     lines += ["## Gates", "", "| result | output | gate | observed | threshold | would pass at |",
@@ -90,31 +120,27 @@ def markdown(report: dict[str, Any], results: list["M.GateResult"]) -> str:
         elif not isinstance(g.observed, (int, float)) or g.observed is None:
             obs, thr, wp = f"n/a ({g.note})", f"{g.threshold:g}", ""
         else:
-            obs, thr = M.format_pair(g.metric, float(g.observed), float(g.threshold))
-            wp = M.format_value(g.metric, g.would_pass, g.digits) if g.would_pass is not None else ""
+            obs, thr = GR.format_pair(g.metric, float(g.observed), float(g.threshold))
+            wp = GR.format_value(g.metric, g.would_pass, g.digits) if g.would_pass is not None else ""
             if g.note:
                 thr += f" ({g.note})"
         op = {"min": ">=", "max": "<=", "bool": ""}[g.direction]
         lines.append(f"| {'PASS' if g.passed else '**FAIL**'} | {g.output} | {f'{g.label} {op}'.strip()} | {obs} | "
                      f"{thr} | {wp} |")
-    lines += ["", "## Figures", "", "Next to each figure, the tightest threshold it would pass.", ""]
     outs = report["outputs"]
+    lines += ["", "## Figures", "", "Per-sample figures are the worst sample's (what a gate reads), with their mean "
+              "and 5th percentile from the worst end; proportions carry a 95% interval. Next to each figure, the "
+              "tightest threshold it would pass.", ""]
     lines += ["| figure | " + " | ".join(f"{o} | would pass" for o in outs) + " |",
               "|---|" + "---|---|" * len(outs)]
-    for key, gate, style in _FIGURE_ROWS:
-        cells = []
-        for o in outs.values():
-            v = o["figures"].get(key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                cells += ["—", ""]
-                continue
-            digits = M.figure_digits(style, float(v))
-            cells.append(M.format_value(style, float(v), digits))
-            wp = M.would_pass(gate, float(v), digits) if gate else None
-            cells.append(M.format_value(gate, wp, digits) if gate and wp is not None else "")
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines.append("| role | " + " | ".join(f"{o.get('role', '—')} | " for o in outs.values()) + " |")
+    for key, gate, style in _figure_rows():
+        if all(not isinstance(o["figures"].get(key), (int, float)) for o in outs.values()):
+            continue
+        lines.append(f"| {key} | " + " | ".join(x for o in outs.values() for x in _cell(key, gate, style, o)) + " |")
     for flag in ("shape", "finite"):
         lines.append(f"| {flag} | " + " | ".join(f"{_yes(o['figures'].get(flag))} | " for o in outs.values()) + " |")
+    lines += _worst_samples(outs) + _groups(outs)
     lines += ["", "## Reference sensitivity", "", "| output | distinct top-1 | top-1 share | centered spread | verdict |",
               "|---|---|---|---|---|"]
     for name, o in outs.items():
@@ -143,6 +169,27 @@ def markdown(report: dict[str, Any], results: list["M.GateResult"]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _worst_samples(outs: dict[str, Any]) -> list[str]:
+    rows = [(name, w) for name, o in outs.items() for w in o.get("worst", [])]
+    if not rows:
+        return []
+    lines = ["", "## Worst samples", "", "| output | figure | sample | shape group | value |", "|---|---|---|---|---|"]
+    for name, w in rows:
+        lines.append(f"| {name} | {w['figure']} | {w['index']} | {w['group']} | {_g(w['value'])} |")
+    return lines
+
+
+def _groups(outs: dict[str, Any]) -> list[str]:
+    keys = ("cosine", "centered_cosine", "rel_error", "iou", "top1_agreement", "accuracy", "max_abs")
+    lines = ["", "## Shape groups", "", "| output | group | samples | " + " | ".join(keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for name, o in outs.items():
+        for key, g in o.get("groups", {}).items():
+            lines.append(f"| {name} | {key} | {g['count']} | "
+                         + " | ".join(_g(g["figures"].get(k)) for k in keys) + " |")
+    return lines if len(lines) > 5 else []
+
+
 def _runs(sizes: list[int]) -> str:
     return ", ".join(str(s) for s in sizes[:12]) + (f", ... ({len(sizes)} batches)" if len(sizes) > 12 else "")
 
@@ -153,3 +200,9 @@ def _yes(v: Any) -> str:
 
 def _f(v: Any) -> str:
     return "—" if v is None else f"{v:.3g}"
+
+
+def _g(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return "—" if v is None else f"{v:.6g}"

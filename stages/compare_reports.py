@@ -3,9 +3,11 @@
 An INT8 engine that is not faster than the FP16 (or FP32) engine it replaces
 is a build problem worth a loud flag: a missing fusion, Q/DQ in the wrong
 place, a layer falling back to FP32. This kind puts the figures of two
-`validate` reports next to each other (agreement, latency, throughput at each
+`validate` reports next to each other (every output's role and agreement
+figures, the accuracy of the output labels score, latency, throughput at each
 batch both measured, file size) and warns, or fails when `min_speedup` is
-set, when the candidate's throughput is not ahead of the baseline's.
+set, when the candidate's throughput is not ahead of the baseline's. The
+figures compared are those the gate table (`stages._gates`) gates on.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from pydantic import Field
 
 from pipeline.errors import GateFailed
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages._gates import TABLE
 
-FIGURES = ("max_abs", "mean_abs", "cosine", "centered_cosine", "top1_agreement", "accuracy")
+# Every figure a gate reads, in the table's order (each once).
+FIGURES = tuple(dict.fromkeys(g.figure for g in TABLE if g.direction != "bool"))
 
 
 class CompareParams(Params):
@@ -51,7 +55,13 @@ class CompareReports(Stage):
         (ctx.outdir / "compare.md").write_text(markdown(result))
         for flag in flags:
             print(f"WARNING: {flag}", flush=True)
-        summary = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}
+        summary: dict[str, Any] = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}
+        labelled = result["candidate"]["labels_output"]
+        if labelled:
+            acc = [side["outputs"].get(labelled, {}).get("figures", {}).get("accuracy") for side in
+                   (result["candidate"], result["baseline"])]
+            if all(isinstance(a, (int, float)) for a in acc):
+                summary[f"acc_change({labelled})"] = round(acc[0] - acc[1], 4)
         summary["flags"] = len(flags)
         if p.min_speedup is not None:
             failed = [f"throughput at batch {b}: {r:.2f}x < {p.min_speedup:.2f}x" for b, r in speed.items()
@@ -90,9 +100,13 @@ def _size(report: dict[str, Any]) -> float | None:
 
 
 def _side(report: dict[str, Any]) -> dict[str, Any]:
-    first = next(iter(report["outputs"].values()), {}).get("figures", {})
-    return {"stage": report["stage"], "precision": report["candidate"].get("precision"),
-            "figures": {k: first.get(k) for k in FIGURES if k in first}, "p50_ms": _latency(report),
+    """One report's column: every output's role and gated figures, the labels output, timings, size, gates."""
+    outputs = {}
+    for name, entry in report["outputs"].items():
+        figs = entry.get("figures", {})
+        outputs[name] = {"role": entry.get("role"), "figures": {k: figs.get(k) for k in FIGURES if k in figs}}
+    return {"stage": report["stage"], "precision": report["candidate"].get("precision"), "outputs": outputs,
+            "labels_output": report.get("data", {}).get("labels_output"), "p50_ms": _latency(report),
             "throughput": throughput_by_batch(report), "size_mb": _size(report),
             "gates": f"{report.get('gates_passed')}/{report.get('gates_total')}"}
 
@@ -104,9 +118,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def markdown(result: dict[str, Any]) -> str:
     c, b = result["candidate"], result["baseline"]
     rows = [("precision", c["precision"], b["precision"], ""), ("gates", c["gates"], b["gates"], "")]
-    for k in FIGURES:
-        if k in c["figures"] or k in b["figures"]:
-            rows.append((k, _fmt(c["figures"].get(k)), _fmt(b["figures"].get(k)), ""))
+    names = list(dict.fromkeys([*c["outputs"], *b["outputs"]]))
+    labelled = c["labels_output"] or b["labels_output"]
+    for o in sorted(names, key=lambda n: n != labelled):  # the output labels score first
+        co, bo = c["outputs"].get(o, {}), b["outputs"].get(o, {})
+        if co.get("role") or bo.get("role"):
+            rows.append((f"role ({o})", co.get("role") or "-", bo.get("role") or "-", ""))
+        for k in FIGURES:
+            cv, bv = co.get("figures", {}).get(k), bo.get("figures", {}).get(k)
+            if cv is not None or bv is not None:
+                rows.append((f"{k} ({o})", _fmt(cv), _fmt(bv), ""))
     rows.append(("latency p50, batch 1 (ms)", _fmt(c["p50_ms"]), _fmt(b["p50_ms"]), _fmt(_ratio(c["p50_ms"], b["p50_ms"]))))
     for batch, r in result["throughput_ratio"].items():
         rows.append((f"throughput, batch {batch} (samples/s)", _fmt(c["throughput"][batch]), _fmt(b["throughput"][batch]),

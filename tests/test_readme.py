@@ -12,11 +12,13 @@ import pytest
 
 from pipeline.commands import sections_reference, stage_reference
 from pipeline.registry import Registry
+from stages._gates import gate_reference
 
 REPO = Path(__file__).resolve().parents[1]
 def readme_with_reference(text: str) -> str:
     """The README with its generated blocks (recipe sections, stage kinds) made anew from the code."""
-    for name, block in (("sections", sections_reference()), ("stages", stage_reference(Registry()))):
+    blocks = (("sections", sections_reference()), ("stages", stage_reference(Registry())), ("gates", gate_reference()))
+    for name, block in blocks:
         begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
         assert begin in text and end in text, f"README lacks {begin}"
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}\n{end}", text, flags=re.S)

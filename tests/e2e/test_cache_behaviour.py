@@ -189,7 +189,7 @@ def test_dataset_file_edit_reruns_its_readers_only(project: Project) -> None:
     np.savez(project.root / "d.npz", input=np.ones((4, 3), np.float32))
     proc, record = project.run_json("toy.yaml")
     rows = {s["stage"]: s for s in record["stages"]}
-    assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["data.d: file d.npz changed"]
+    assert rows["read"]["status"] == "ran" and rows["read"]["reasons"] == ["data.d: d.npz changed"]
     assert rows["other"]["status"] == "cached"
 
 

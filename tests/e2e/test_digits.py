@@ -72,7 +72,7 @@ def test_changing_one_calibration_image_requantizes_without_reexporting(digits: 
     proc, record = run(digits, "--set", calib)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = rows(record)
-    assert r["quantize"]["status"] == "ran" and r["quantize"]["reasons"] == ["input data.calib changed"]
+    assert r["quantize"]["status"] == "ran" and r["quantize"]["reasons"] == ["data.calib: calib_images changed"]
     assert r["export"]["status"] == "cached" and r["train"]["status"] == "cached"
 
 

@@ -31,7 +31,7 @@ def test_ratios_and_side_by_side_markdown(tmp_path: Path) -> None:
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "| throughput, batch 8 (samples/s) | 200 | 100 | 2.00x |" in md
     assert "| latency p50, batch 1 (ms) | 5 | 10 | 0.5 |" in md
-    assert "| centered_cosine | 0.97 | 0.999 |  |" in md
+    assert "| centered_cosine (logits) | 0.97 | 0.999 |  |" in md
 
 
 def test_an_int8_engine_that_is_not_faster_is_flagged_and_can_fail(tmp_path: Path) -> None:
@@ -50,3 +50,22 @@ def test_not_a_validate_report_is_a_clear_error(tmp_path: Path) -> None:
     a = report(tmp_path / "a.json", "int8", {1: 1.0}, 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="baseline: x.json is not a validate report"):
         run_stage(CompareReports, tmp_path / "o", inputs={"candidate": a, "baseline": tmp_path / "x.json"})
+
+
+def test_every_output_is_compared_and_the_labels_output_comes_first(tmp_path: Path) -> None:
+    def two(path: Path, stage: str, acc: float, cos: float) -> Path:
+        report(path, stage, {1: 100.0}, 1.0, 1.0, 0.9)
+        r = json.loads(path.read_text())
+        r["data"] = {"labels_output": "logits"}
+        r["outputs"] = {"emb": {"role": "embedding", "figures": {"cosine": cos, "rel_error": 0.1}},
+                        "logits": {"role": "classification", "figures": {"top1_agreement": 0.9, "accuracy": acc}}}
+        path.write_text(json.dumps(r))
+        return path
+
+    a, b = two(tmp_path / "a.json", "int8", 0.9, 0.95), two(tmp_path / "b.json", "fp32", 0.95, 1.0)
+    summary = run_stage(CompareReports, tmp_path / "out", inputs={"candidate": a, "baseline": b})
+    assert summary["acc_change(logits)"] == -0.05
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "| cosine (emb) | 0.95 | 1 |  |" in md and "| rel_error (emb) | 0.1 | 0.1 |  |" in md
+    assert "| accuracy (logits) | 0.9 | 0.95 |  |" in md and "| role (emb) | embedding | embedding |  |" in md
+    assert md.index("(logits)") < md.index("(emb)")

@@ -80,7 +80,8 @@ def test_openvino_ir_passes_against_its_onnx(tmp_path: Path, reference: Path, la
     timing = {(t["mode"], t["batch"]): t for t in r["timing"]["candidate"]}
     assert set(timing) == {("latency", 1), ("throughput", 1), ("throughput", 4)} and not r["timing"]["reference"]
     assert all(t["p50_ms"] <= t["p99_ms"] and t["throughput"] > 0 for t in timing.values())
-    assert {"p50_ms", "fps_b1", "fps_b4", "top1_agree", "accuracy", "max_abs", "centered_cosine"} <= set(summary)
+    assert {"p50_ms", "fps_b1", "fps_b4", "top1(logits)", "accuracy", "max_abs(logits)"} <= set(summary)
+    assert summary["roles"] == "logits=cls" and r["outputs"]["logits"]["role"] == "classification"
     env = r["environment"]
     assert env["cpu"] and "cpu_flags" in env and env["openvino"] and env["onnxruntime"]
     assert env["candidate_precision"] == "f32" and r["candidate"]["latency"]["INFERENCE_PRECISION_HINT"] == "f32"
@@ -142,7 +143,8 @@ def test_an_insensitive_reference_is_warned_about_but_its_gate_is_kept(tmp_path:
     bias = np.zeros(10, np.float32)
     bias[7] = 50.0  # class 7 wins whatever the input
     flat = save_onnx(classifier(bias=bias), tmp_path / "flat.onnx")
-    validate(tmp_path / "out", flat, flat, synthetic(tmp_path, 32), **QUICK)
+    # no labels: only labels_output makes (batch, 10) a classification output (gated on top-1 agreement)
+    validate(tmp_path / "out", flat, flat, synthetic(tmp_path, 32), labels_output="logits", **QUICK)
     r = report(tmp_path / "out")
     assert r["outputs"]["logits"]["insensitive"] == ("agreement figures cannot tell a good engine from a broken one: "
                                                      "all 32 inputs give the same top-1 class")
@@ -156,7 +158,7 @@ def test_a_static_engine_fails_the_shape_gate_at_the_points_it_cannot_take(tmp_p
     ir = ir_from_onnx(reference, tmp_path / "ir", static_shape=[4, 3, 8, 8])  # batch baked to opt
     with pytest.raises(GateFailed, match="logits: shape check failed") as failed:
         validate(tmp_path / "out", ir, reference, labelled, **QUICK)
-    assert any("batch 1: the candidate raised" in f for f in failed.value.failures)
+    assert any("batch 1 (input 3x8x8): the candidate raised" in f for f in failed.value.failures)
     assert (tmp_path / "out" / "report.json").is_file()
 
 
@@ -213,7 +215,7 @@ def test_toolchain_names_the_cpu_and_its_isa() -> None:
 
 def test_batch_schedule_covers_every_sample_once_and_every_point_it_can() -> None:
     from pipeline.schema import ModelSpec
-    from stages.validate import _schedule
+    from stages._sample_groups import schedule as _schedule
 
     dyn = ModelSpec.model_validate(SPEC)
     plan = _schedule(32, [1, 4, 16], "batch", dyn)
