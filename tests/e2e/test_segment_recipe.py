@@ -1,0 +1,95 @@
+"""The segmentation recipe end to end: a fully convolutional model with dynamic height and width, validated
+at three canvas sizes in one stage, whose INT8 engine passes its dense-map gate (worst-sample IoU) when
+calibrated properly and fails it when calibrated on one blank canvas."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = "digits_segment_int8.yaml"
+QUICK = [arg for stage in ("check_fp32", "check_int8")
+         for arg in ("--set", f"stages.{stage}.with.min_seconds=0.2",
+                     "--set", f"stages.{stage}.with.throughput_batches=[1]")]
+BLANK = ["--set", "data.calib.python=digits_segment_plugin:constant", "--set", "data.calib.kwargs={count: 1}"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("segment")
+    for name in (RECIPE, "digits_segment_plugin.py", "digits_plugin.py"):
+        shutil.copy(REPO / "recipes" / name, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def good(project: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    return run(project)
+
+
+def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", RECIPE, *QUICK, *args, "--json"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
+
+
+def rows(record: dict) -> dict[str, dict]:
+    return {s["stage"]: s for s in record["stages"]}
+
+
+def report(row: dict) -> dict:
+    return json.loads(Path(row["outputs"]["report"]).read_text())
+
+
+def test_trains_to_a_real_iou_and_exports_dynamic_height_and_width(good: tuple) -> None:
+    proc, record = good
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = rows(record)
+    assert r["train"]["summary"]["held_out_iou"] >= 0.75  # against the clean ink masks, through the noise
+    import onnx
+
+    model = onnx.load(r["simplify"]["outputs"]["model"])
+    shape = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert shape == ["batch", 1, "height", "width"]
+
+
+def test_one_validate_stage_covers_every_canvas_size(good: tuple) -> None:
+    proc, record = good
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = report(rows(record)["check_int8"])
+    groups = rep["data"]["groups"]  # "image 1x16x16" -> samples
+    assert rep["data"]["samples_used"] == sum(groups.values()) == 240
+    assert set(groups) == {"image 1x16x16", "image 1x24x24", "image 1x32x32"}
+    iou = {g: v["figures"]["iou"] for g, v in rep["outputs"]["mask"]["groups"].items()}
+    assert set(iou) == set(groups) and min(iou.values()) == rep["outputs"]["mask"]["figures"]["iou"]
+
+
+def test_int8_passes_its_dense_gates(good: tuple) -> None:
+    proc, record = good
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    int8 = report(rows(record)["check_int8"])
+    assert int8["outputs"]["mask"]["role"] == "dense"
+    gates = {(g["output"], g["metric"]): g for g in int8["gates"]}
+    worst = gates[("mask", "iou_min")]
+    assert worst["passed"] and worst["observed"] >= 0.85
+    assert gates[("mask", "centered_cosine_min")]["passed"]
+    assert not any(metric.startswith(("top1", "top5")) for _, metric in gates)  # no top-1 on a map
+
+
+def test_blank_calibration_fails_the_iou_gate(project: Path, good: tuple) -> None:
+    proc, record = run(project, *BLANK)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    r = rows(record)
+    assert r["check_fp32"]["status"] == "cached" and r["train"]["status"] == "cached"
+    assert "mask: IoU" in r["check_int8"]["error"]
+    gates = json.loads((Path(r["check_int8"]["kept"]) / "report.json").read_text())["gates"]
+    assert ("mask", "iou_min") in {(g["output"], g["metric"]) for g in gates if not g["passed"]}
