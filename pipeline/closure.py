@@ -25,6 +25,7 @@ memo rows: it parses nothing.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from pipeline.hashing import DigestMemo
 
 MISSING = "missing"
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 _ENGINE = Path(__file__).resolve().parent  # the `pipeline` package: never part of a closure
 
 
@@ -47,6 +49,10 @@ class Closure:
 
     modules: dict[str, str] = field(default_factory=dict)
     distributions: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: "Closure") -> None:
+        self.modules.update(other.modules)
+        self.distributions.update(other.distributions)
 
     def as_dict(self) -> dict[str, Any]:
         return {"modules": dict(sorted(self.modules.items())),
@@ -95,15 +101,18 @@ class ClosureFinder:
         return self._files[key]
 
     def top_level(self, top: str) -> Path | None:
-        """Where the top-level module `top` lives: a package directory or a module file (as import would
-        find it: the first search-path entry that has it, else an import hook's, such as an editable install)."""
+        """Where the top-level module `top` lives, as import finds it: the first search-path entry with a
+        package, extension module or .py file of that name; else a namespace package (a folder without
+        `__init__.py`, found last, as Python does); else an import hook's (an editable install)."""
         if top not in self._tops:
-            found = next((c for c in (self._child(Path(e), top) for e in self.search) if c is not None), None)
-            self._tops[top] = found if found is not None else _hooked(top)
+            found = [c for c in (self._child(Path(e), top) for e in self.search) if c is not None]
+            regular = [path for path, namespace in found if not namespace]
+            self._tops[top] = regular[0] if regular else found[0][0] if found else _hooked(top)
         return self._tops[top]
 
-    def _child(self, directory: Path, part: str) -> Path | None:
-        """`part` as a package dir, a .py file or an extension module in `directory` (listed once per plan)."""
+    def _child(self, directory: Path, part: str) -> tuple[Path, bool] | None:
+        """(`part` in `directory`, is it a namespace package) in the order Python's path finder tries:
+        a package, an extension module, a .py file, then a folder without `__init__.py`."""
         key = str(directory)
         if key not in self._listings:
             try:
@@ -111,12 +120,16 @@ class ClosureFinder:
             except OSError:
                 self._listings[key] = set()
         names = self._listings[key]
-        if part in names and (directory / part).is_dir():
-            return directory / part
+        folder = directory / part
+        is_dir = part in names and folder.is_dir()
+        if is_dir and (folder / "__init__.py").is_file():
+            return folder, False
+        for suffix in _EXTENSION_SUFFIXES:
+            if part + suffix in names:
+                return directory / (part + suffix), False
         if f"{part}.py" in names:
-            return directory / f"{part}.py"
-        ext = sorted(n for n in names if n.startswith(f"{part}.") and n.endswith((".so", ".pyd")))
-        return directory / ext[0] if ext else None
+            return directory / f"{part}.py", False
+        return (folder, True) if is_dir else None
 
     def _add(self, dotted: str, closure: Closure, stack: list[tuple[str, Path]], required: bool) -> None:
         """Follow `dotted` (a module, or for `from x import y` maybe a name inside x: `required=False`)."""
@@ -131,34 +144,49 @@ class ClosureFinder:
         """(distributions, local (module, file) pairs) that importing `dotted` brings in."""
         parts = dotted.split(".")
         top = parts[0]
-        if not top or top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__future__":
+        if not top or top == "__future__":
+            return {}, []
+        if top in sys.builtin_module_names or (top in sys.stdlib_module_names and not self._shadowed(top)):
             return {}, []
         location = self.top_level(top)
         if location is None:
             return ({top: MISSING} if required else {}), []
         if location == _ENGINE or location.resolve() == _ENGINE:
             return {}, []
-        dist = self._distribution(top, location)
-        if dist is not None and dist[2] != "local":
-            return {dist[0]: dist[1]}, []
+        owners = self._distributions(parts, location)
+        dists = {name: version for name, version, origin in owners if origin != "local"}
+        if owners and len(dists) == len(owners):
+            return dists, []
         files: list[tuple[str, Path]] = []
         current: Path | None = location
         for i in range(len(parts)):
             if i:
-                current = self._child(current, parts[i]) if current is not None and current.is_dir() else None
-                if current is None:
+                child = self._child(current, parts[i]) if current is not None and current.is_dir() else None
+                if child is None:
                     break  # a name defined inside the module, not a submodule
+                current = child[0]
+            assert current is not None
             source = current / "__init__.py" if current.is_dir() else current
-            if source.suffix == ".py" and source.is_file():
+            if source.is_file():  # .py source or an extension module (hashed, not parsed)
                 files.append((".".join(parts[:i + 1]), source))
-        return {}, files
+        return dists, files
 
-    def _distribution(self, top: str, location: Path) -> list[str] | None:
-        """[name, version, "local" | "index"] of the distribution in `location`'s folder that provides `top`."""
+    def _shadowed(self, top: str) -> bool:
+        """A standard-library name that the recipe's own folder (first on the path) defines anew."""
+        found = self._child(Path(self.search[0]), top) if self.search and top not in sys.builtin_module_names else None
+        return found is not None and not found[1]
+
+    def _distributions(self, parts: list[str], location: Path) -> list[list[str]]:
+        """[name, version, "local" | "index"] of each distribution in `location`'s folder that provides
+        `parts` (several only for a bare namespace package such as `nvidia`)."""
         folder = str(location.parent)
         if folder not in self._dists:
             self._dists[folder] = json.loads(self.memo.derived(Path(folder), "distributions", _distribution_map))
-        return self._dists[folder].get(top)
+        entry = self._dists[folder].get(parts[0])
+        if isinstance(entry, dict):  # a namespace shared by distributions: the subpackage decides
+            owner = entry.get(".".join(parts[:2])) if len(parts) > 1 else None
+            return [owner] if owner else list(entry["*"])
+        return [entry] if entry else []
 
 
 def closure_of_module(finder: ClosureFinder, module: str) -> tuple[Closure, Path | None]:
@@ -173,9 +201,7 @@ def closure_of_module(finder: ClosureFinder, module: str) -> tuple[Closure, Path
         return closure, None
     source = stack[-1][1]
     for name, path in stack:
-        found = finder.of_file(path, name)
-        closure.modules.update(found.modules)
-        closure.distributions.update(found.distributions)
+        closure.merge(finder.of_file(path, name))
     return closure, source
 
 
@@ -256,10 +282,14 @@ def _hooked(top: str) -> Path | None:
 def _distribution_map(folder: Path) -> str:
     """JSON {top-level module: [distribution, version, "local" | "index"]} for the dist-infos in `folder`.
 
-    "local": installed from a local path (its version says nothing about its
-    content), so the closure follows its modules as it does local code.
+    "local": installed from a local folder or file (`direct_url.json` with a
+    `file:` URL), where the version says nothing about the content, so the
+    closure follows its modules as it does local code. A VCS install's version
+    carries its commit. A top-level name several distributions share (a
+    namespace package: `nvidia`, `google`) maps its subpackages to their owners,
+    under `{"*": [every owner], "top.sub": owner}`.
     """
-    out: dict[str, list[str]] = {}
+    claims: dict[str, list[tuple[Path, list[str]]]] = {}
     try:
         infos = sorted(p for p in folder.iterdir() if p.name.endswith(".dist-info") and p.is_dir())
     except OSError:
@@ -270,13 +300,41 @@ def _distribution_map(folder: Path) -> str:
         origin = "index"
         try:
             direct = json.loads((info / "direct_url.json").read_text())
-            if "dir_info" in direct:
+            if "dir_info" in direct or str(direct.get("url", "")).startswith("file:"):
                 origin = "local"
-        except (OSError, ValueError):
+            elif isinstance(direct.get("vcs_info"), dict) and direct["vcs_info"].get("commit_id"):
+                version = f"{version}+{direct['vcs_info'].get('vcs', 'vcs')}.{direct['vcs_info']['commit_id']}"
+        except (OSError, ValueError, AttributeError):
             pass
         for top in _tops_of(info):
-            out.setdefault(top, [name, version, origin])
+            claims.setdefault(top, []).append((info, [name, version, origin]))
+    out: dict[str, Any] = {}
+    for top, owners in claims.items():
+        if len(owners) == 1:
+            out[top] = owners[0][1]
+            continue
+        shared: dict[str, Any] = {"*": [entry for _, entry in owners]}
+        for info, entry in owners:
+            for sub in _subpackages_of(info, top):
+                shared.setdefault(f"{top}.{sub}", entry)
+        out[top] = shared
     return json.dumps(out, sort_keys=True)
+
+
+def _subpackages_of(info: Path, top: str) -> list[str]:
+    """Second-level names under `top` that a distribution's RECORD installs (`nvidia/cudnn/...` -> cudnn)."""
+    try:
+        lines = (info / "RECORD").read_text().splitlines()
+    except OSError:
+        return []
+    subs = set()
+    for line in lines:
+        path = line.split(",", 1)[0].split("/")
+        if len(path) > 2 and path[0] == top:
+            subs.add(path[1])
+        elif len(path) == 2 and path[0] == top and path[1].endswith(".py") and path[1] != "__init__.py":
+            subs.add(path[1][:-3])
+    return sorted(subs)
 
 
 def _tops_of(info: Path) -> list[str]:
@@ -304,7 +362,8 @@ def _tops_of(info: Path) -> list[str]:
     return sorted(tops)
 
 
-def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None) -> dict[str, Any]:
+def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None,
+                 exclude: tuple[Path, ...] = ()) -> dict[str, Any]:
     """What a recipe's `module:function` or `path/to/file.py:function` runs, without importing it.
 
     The module is found as the stage will import it (the recipe's folder first,
@@ -318,7 +377,7 @@ def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | Non
 
     module, _, attr = ref.partition(":")
     base = Path(base_dir).resolve()
-    finder = ClosureFinder(memo, [str(base)] + sys.path)
+    finder = finder_for(memo, [str(base), *sys.path])
     if module.endswith(".py") or "/" in module:
         file = (base / module).resolve()
         if not file.is_file():
@@ -335,8 +394,31 @@ def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | Non
         root = (base / source).resolve()
         if not root.exists():
             raise FileNotFoundError(f"model.source {source!r} does not exist (looked for {root})")
-        out["source"] = memo.path_digest(root)
+        out["source"] = source_manifest(root, memo, exclude)
     return out
+
+
+def source_manifest(root: Path, memo: "DigestMemo", exclude: tuple[Path, ...] = ()) -> dict[str, str]:
+    """{path relative to `root`: digest} of every file `model.source` names, so a miss names the file.
+
+    Left out: what pipeline itself writes beside recipes (`*.lock` files, the
+    cache when it lives there: `exclude`), hidden files and folders (.git,
+    editor swap files) and bytecode, which would otherwise make the recipe
+    stale after every run.
+    """
+    if root.is_file():
+        return {root.name: memo.file_digest(root)}
+    skip = {str(p.resolve()) for p in exclude}
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__"
+                             and os.path.join(dirpath, d) not in skip)
+        for name in filenames:
+            if name.startswith(".") or name.endswith((".lock", ".pyc")):
+                continue
+            path = Path(dirpath) / name
+            out[path.relative_to(root).as_posix()] = memo.file_digest(path)
+    return dict(sorted(out.items()))
 
 
 def _relative_name(file: Path, base: Path) -> str:
@@ -348,16 +430,26 @@ def _relative_name(file: Path, base: Path) -> str:
 
 
 def kind_closure(module: str, file: Path, memo: "DigestMemo") -> dict[str, Any]:
-    """A stage kind's code: its module (`module`, at `file`) and everything it imports."""
+    """A stage kind's code: its module (`module`, at `file`), the packages above it (their `__init__`
+    runs first) and everything they import."""
     root = Path(file).resolve().parent
     for _ in range(module.count(".") + (1 if Path(file).name == "__init__.py" else 0)):
         root = root.parent
-    search = (str(root), *sys.path)
-    finder = _FINDERS.get((id(memo), search))
-    if finder is None:
-        finder = _FINDERS[(id(memo), search)] = ClosureFinder(memo, list(search))
-    return finder.of_file(Path(file), module).as_dict()
+    finder = finder_for(memo, [str(root), *sys.path])
+    closure = Closure()
+    parents = module.split(".")[:-1]
+    for i in range(len(parents)):
+        init = root.joinpath(*parents[:i + 1], "__init__.py")
+        if init.is_file():
+            closure.merge(finder.of_file(init, ".".join(parents[:i + 1])))
+    closure.merge(finder.of_file(Path(file), module))
+    return closure.as_dict()
 
 
-# One finder per (memo, search path) in a process: kinds share their lookups within a plan.
-_FINDERS: dict[tuple[int, tuple[str, ...]], ClosureFinder] = {}
+def finder_for(memo: "DigestMemo", search_path: list[str]) -> ClosureFinder:
+    """One finder per search path for the life of `memo` (one plan): kinds share their lookups."""
+    finders = memo.scratch.setdefault("closure_finders", {})
+    key = tuple(search_path)
+    if key not in finders:
+        finders[key] = ClosureFinder(memo, search_path)
+    return finders[key]

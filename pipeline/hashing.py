@@ -39,6 +39,8 @@ class DigestMemo:
         self._opened = False
         self._mem: dict[str, tuple[int, int, int, str]] = {}
         self._dirty: dict[str, tuple[int, int, int, str] | None] = {}
+        # Lookups derived from files, kept for the life of this memo (one plan), such as import closures.
+        self.scratch: dict[str, Any] = {}
 
     def _conn(self, create: bool) -> sqlite3.Connection | None:
         """Open the memo lazily: reading never creates the cache directory, only flushing does."""

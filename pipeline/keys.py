@@ -22,8 +22,8 @@ from pipeline.stage import Stage
 class KeyContextImpl:
     """The KeyContext handed to `Stage.fingerprint`: memoised file and code digests."""
 
-    def __init__(self, memo: DigestMemo, recipe_dir: Path):
-        self.memo, self.recipe_dir = memo, recipe_dir
+    def __init__(self, memo: DigestMemo, recipe_dir: Path, exclude: tuple[Path, ...] = ()):
+        self.memo, self.recipe_dir, self.exclude = memo, recipe_dir, exclude
         self._code: dict[tuple[str, str | None], dict[str, Any]] = {}
 
     def file_digest(self, path: Path) -> str:
@@ -33,19 +33,17 @@ class KeyContextImpl:
         """The import closure of the code `ref` names (see pipeline/closure.py), plus `source`'s files."""
         k = (ref, source)
         if k not in self._code:
-            self._code[k] = code_closure(ref, self.recipe_dir, self.memo, source)
+            self._code[k] = code_closure(ref, self.recipe_dir, self.memo, source, self.exclude)
         return self._code[k]
-
-
-_KIND_CODE: dict[type, dict[str, Any]] = {}
 
 
 def kind_code(kind: type[Stage], memo: DigestMemo) -> dict[str, Any]:
     """The kind's code: its module and every local module and distribution it imports, derived by
-    reading imports (never a hand-kept list). Remembered per process: kinds' files do not change mid-run."""
-    if kind not in _KIND_CODE:
-        _KIND_CODE[kind] = kind_closure(kind.__module__, Path(inspect.getsourcefile(kind) or ""), memo)
-    return _KIND_CODE[kind]
+    reading imports (never a hand-kept list). Remembered for the life of `memo` (one plan)."""
+    known = memo.scratch.setdefault("kind_code", {})
+    if kind not in known:
+        known[kind] = kind_closure(kind.__module__, Path(inspect.getsourcefile(kind) or ""), memo)
+    return known[kind]
 
 
 def dataset_digest(parts: dict[str, Any]) -> str:
@@ -147,8 +145,14 @@ def _code_reasons(what: str, old: Any, new: Any) -> list[str]:
         a, b = old["distributions"].get(dist), new["distributions"].get(dist)
         if a != b:
             reasons.append(f"{what}: {dist} {a or '(not imported)'} -> {b or '(not imported)'}")
-    extra = {k for k in set(old) | set(new) if k not in ("modules", "distributions") and old.get(k) != new.get(k)}
-    reasons += [f"{what}: {k} changed" for k in sorted(extra)]
+    old_src, new_src = old.get("source"), new.get("source")
+    if isinstance(old_src, dict) and isinstance(new_src, dict):
+        for file in sorted(set(old_src) | set(new_src)):
+            if old_src.get(file) != new_src.get(file):
+                change = "added" if file not in old_src else "removed" if file not in new_src else "changed"
+                reasons.append(f"{what}: source file {file} {change}")
+    elif old_src != new_src:
+        reasons.append(f"{what}: source changed")
     return reasons or [f"{what} changed"]
 
 

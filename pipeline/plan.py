@@ -34,7 +34,7 @@ class Planner:
     def __init__(self, recipe: Recipe, cache: Cache, force: Iterable[str] = (), force_all: bool = False):
         self.recipe, self.cache = recipe, cache
         self.force, self.force_all = set(force), force_all
-        self.keys = KeyContextImpl(cache.memo, recipe.dir)
+        self.keys = KeyContextImpl(cache.memo, recipe.dir, exclude=(cache.root,))
         self._stages = {name: node.kind() for name, node in recipe.stages.items()}
         self._fingerprints: dict[str, dict[str, Any]] = {}
         self._data: dict[str, dict[str, Any]] = {}

@@ -124,12 +124,17 @@ def _star(source: Path, node: "ast.ImportFrom", depth: int) -> set[str]:
 
 
 def _child(directory: Path, part: str) -> Path | None:
-    if (directory / part).is_dir():
-        return directory / part
+    """`part` in `directory` in the order Python's path finder tries: a package, an extension module, a
+    .py file, then a folder without `__init__.py` (a namespace package)."""
+    folder = directory / part
+    if (folder / "__init__.py").is_file():
+        return folder
+    extensions = sorted(directory.glob(f"{part}.*.so")) + sorted(directory.glob(f"{part}.so"))
+    if extensions:
+        return extensions[0]
     if (directory / f"{part}.py").is_file():
         return directory / f"{part}.py"
-    extensions = sorted(directory.glob(f"{part}.*.so")) + sorted(directory.glob(f"{part}.so"))
-    return extensions[0] if extensions else None
+    return folder if folder.is_dir() else None
 
 
 def _find_top_level(top: str, search_path: list[str]) -> Path | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from pipeline.schema import ModelSpec
 from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, RecipeValueError, Stage, StageContext
 from stages._params import SelfCheckParams
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-    from pipeline.schema import ModelSpec
 
 
 class ExportOnnxParams(SelfCheckParams):
@@ -48,6 +48,8 @@ class ExportOnnx(Stage):
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
     extra = "torch,onnx"
     uses_model = True
+    # Everything export reads from `model:`; not `roles`, which only validation and accuracy control read.
+    model_fields = tuple(f for f in ModelSpec.model_fields if f != "roles")
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The factory's code and the checkpoint's bytes: what the export reads besides params."""

@@ -3,40 +3,25 @@ and a calibration-image edit that re-quantizes without re-exporting."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from reciperun import copy_recipe, quick_timing, rows, run_recipe
 
-REPO = Path(__file__).resolve().parents[2]
-QUICK = ["--set", "stages.check_fp32.with.min_seconds=0.2", "--set", "stages.check_int8.with.min_seconds=0.2",
-         "--set", "stages.check_fp32.with.throughput_batches=[1]",
-         "--set", "stages.check_int8.with.throughput_batches=[1]"]
+QUICK = quick_timing("check_fp32", "check_int8")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("digits")
-    for name in ("digits_int8.yaml", "digits_plugin.py"):
-        shutil.copy(REPO / "recipes" / name, root / name)
-    return root
+    return copy_recipe(tmp_path_factory.mktemp("digits"), "digits_int8.yaml", "digits_plugin.py")
 
 
 def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "digits_int8.yaml", *QUICK, *args, "--json"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
-
-
-def rows(record: dict) -> dict[str, dict]:
-    return {s["stage"]: s for s in record["stages"]}
+    return run_recipe(root, "digits_int8.yaml", *QUICK, *args)
 
 
 def test_fp32_and_int8_pass_their_accuracy_gates(digits: Path) -> None:

@@ -5,20 +5,15 @@ sequence or quantized as if it were a CNN."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from reciperun import copy_recipe, quick_timing, report, rows, run_recipe
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE = "digits_transformer_int8.yaml"
-QUICK = [arg for stage in ("check_fp32", "check_int8")
-         for arg in ("--set", f"stages.{stage}.with.min_seconds=0.2",
-                     "--set", f"stages.{stage}.with.throughput_batches=[1]")]
+QUICK = quick_timing("check_fp32", "check_int8")
 BLANK = ["--set", "data.calib.python=digits_transformer_plugin:constant", "--set", "data.calib.kwargs={count: 1}"]
 
 pytestmark = pytest.mark.slow
@@ -27,29 +22,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("transformer")
-    for name in (RECIPE, "digits_transformer_plugin.py", "digits_plugin.py"):
-        shutil.copy(REPO / "recipes" / name, root / name)
-    return root
+    return copy_recipe(root, RECIPE, "digits_transformer_plugin.py", "digits_plugin.py")
+
+
+def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    return run_recipe(root, RECIPE, *QUICK, *args)
 
 
 @pytest.fixture(scope="module")
 def good(project: Path) -> tuple[subprocess.CompletedProcess, dict]:
     return run(project)
-
-
-def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", RECIPE, *QUICK, *args, "--json"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
-
-
-def rows(record: dict) -> dict[str, dict]:
-    return {s["stage"]: s for s in record["stages"]}
-
-
-def report(row: dict) -> dict:
-    return json.loads(Path(row["outputs"]["report"]).read_text())
 
 
 def test_trains_to_a_real_accuracy_and_exports_a_dynamic_sequence_dim(good: tuple) -> None:

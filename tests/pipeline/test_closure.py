@@ -153,3 +153,78 @@ def test_quantize_qdq_reaches_what_its_datasets_import() -> None:
     closure = kind_closure(qdq.__name__, Path(qdq.__file__), DigestMemo(None))
     assert "stages._refs" in closure["modules"] and "stages._data" in closure["modules"]
     assert closure["distributions"]["numpy"] != MISSING
+
+
+def test_a_folder_without_init_does_not_hide_the_module_import_finds(tmp_path: Path) -> None:
+    """recipes/data/ (images) beside recipes/data.py (dataset code): Python imports data.py."""
+    _write(tmp_path, {"data.py": "def calibration():\n    yield from ()\n", "data/cat.png": "x",
+                      "net.py": "import data\n"})
+    assert "data" in code_closure("net", tmp_path, DigestMemo(None))["modules"]
+    found = code_closure("data:calibration", tmp_path, DigestMemo(None))
+    assert list(found["modules"]) == ["data"]
+    with pytest.raises(AttributeError):
+        code_closure("data:calibrate", tmp_path, DigestMemo(None))
+
+
+def test_extension_modules_are_hashed_and_win_over_a_py_of_the_same_name(tmp_path: Path) -> None:
+    import importlib.machinery
+
+    so = "fastops" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    _write(tmp_path, {"net.py": "import fastops\n", "fastops.py": "# stale pure-python twin\n"})
+    (tmp_path / so).write_bytes(b"\x7fELF\x00binary-v1")
+    first = code_closure("net", tmp_path, DigestMemo(None))
+    (tmp_path / so).write_bytes(b"\x7fELF\x00binary-v2")  # rebuilt custom op
+    second = code_closure("net", tmp_path, DigestMemo(None))
+    assert first["modules"]["fastops"] != second["modules"]["fastops"]
+    assert first["modules"]["fastops"] != DigestMemo(None).file_digest(tmp_path / "fastops.py")
+
+
+def test_a_local_standard_library_name_next_to_the_recipe_is_followed(tmp_path: Path) -> None:
+    _write(tmp_path, {"net.py": "import json\nimport profile\n", "profile.py": "SETTINGS = 1\n"})
+    found = code_closure("net", tmp_path, DigestMemo(None))
+    assert sorted(found["modules"]) == ["net", "profile"]  # json is the standard library's
+
+
+def test_installs_from_a_local_wheel_are_hashed_and_vcs_installs_carry_their_commit(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _fake_dist(site, "wheelpkg", "0.1", {"url": "file:///tmp/wheelpkg-0.1-py3-none-any.whl", "archive_info": {}})
+    _fake_dist(site, "gitpkg", "0.2", {"url": "https://example.invalid/gitpkg.git",
+                                       "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    _write(tmp_path / "recipe", {"model.py": "import wheelpkg, gitpkg\n"})
+    found = ClosureFinder(DigestMemo(None), [str(tmp_path / "recipe"), str(site)]).of_file(
+        tmp_path / "recipe" / "model.py", "model")
+    assert "wheelpkg" in found.modules and found.distributions == {"gitpkg": "0.2+git.abc123"}
+
+
+def test_a_namespace_shared_by_distributions_is_credited_to_the_right_one(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    for dist, sub, version in (("nsp_cublas", "cublas", "1.0"), ("nsp_cudnn", "cudnn", "9.1")):
+        info = site / f"{dist}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "top_level.txt").write_text("nsp\n")
+        (info / "RECORD").write_text(f"nsp/{sub}/__init__.py,,\n{dist}-{version}.dist-info/RECORD,,\n")
+        (site / "nsp" / sub).mkdir(parents=True)
+        (site / "nsp" / sub / "__init__.py").write_text("")
+    _write(tmp_path / "recipe", {"model.py": "import nsp.cudnn\n"})
+    found = ClosureFinder(DigestMemo(None), [str(tmp_path / "recipe"), str(site)]).of_file(
+        tmp_path / "recipe" / "model.py", "model")
+    assert found.distributions == {"nsp_cudnn": "9.1"}
+
+
+def test_model_source_leaves_out_lock_files_hidden_files_and_the_cache(tmp_path: Path) -> None:
+    _write(tmp_path, {**USER_CODE, "r.lock": "stages: {}\n", ".model.py.swp": "x", "artifacts/state.db": "x"})
+    memo = DigestMemo(None)
+    before = code_closure("model:build", tmp_path, memo, source=".", exclude=(tmp_path / "artifacts",))["source"]
+    assert "model.py" in before and not any(k.endswith((".lock", ".swp")) or k.startswith("artifacts")
+                                            for k in before)
+    (tmp_path / "r.lock").write_text("stages: {a: 1}\n")  # every run rewrites the lock beside the recipe
+    (tmp_path / "artifacts" / "state.db").write_text("y")
+    after = code_closure("model:build", tmp_path, DigestMemo(None), source=".", exclude=(tmp_path / "artifacts",))
+    assert after["source"] == before
+
+
+def test_a_plugin_kind_in_a_package_includes_the_package_init(tmp_path: Path) -> None:
+    _write(tmp_path, {"kinds/__init__.py": "import kinds.registry_helpers\n", "kinds/registry_helpers.py": "",
+                      "kinds/mykind.py": "X = 1\n"})
+    found = kind_closure("kinds.mykind", tmp_path / "kinds" / "mykind.py", DigestMemo(None))
+    assert sorted(found["modules"]) == ["kinds", "kinds.mykind", "kinds.registry_helpers"]

@@ -54,3 +54,11 @@ def test_digest_memo_skips_rehash_until_the_file_changes(tmp_path: Path, monkeyp
     assert fresh.file_digest(f) == first and calls == []
     f.write_bytes(b"y" * 1000)
     assert fresh.file_digest(f) != first and calls == [f]
+
+
+def test_explain_names_the_source_file_that_changed() -> None:
+    old = {"kind": "export.onnx", "fingerprint": {"factory_code": {"modules": {}, "distributions": {},
+                                                                   "source": {"vocab.txt": "a" * 64}}}}
+    new = {"kind": "export.onnx", "fingerprint": {"factory_code": {"modules": {}, "distributions": {},
+                                                                   "source": {"vocab.txt": "b" * 64, "x.txt": "c" * 64}}}}
+    assert explain(old, new) == ["factory_code: source file vocab.txt changed", "factory_code: source file x.txt added"]
