@@ -11,9 +11,12 @@ the stage's summary, its quantize.json and the log (`WARNING: <stage>: ...`):
 - a small set: fewer than `SMALL_SET` (64) samples *and* fewer than a quarter
   of the quantizer's subset size. Asking for 32 samples and giving 32 is a
   choice; asking for the default 300 and having 4 is the accident this catches;
-- a nearly constant float input (integer inputs, token ids and attention
-  masks, are left out: a mask of ones is what unpadded text looks like):
-  across the samples of each shape, the spread
+- a nearly constant input, float or integer (uint8 images), except integer
+  inputs holding at most two distinct values over the whole set: those are
+  masks, and a mask of ones is what unpadded text looks like. (Token ids that
+  vary are not constant either way; an integer input that repeats the same
+  values in every sample, e.g. position ids, would warn.) Across the samples
+  of each shape, the spread
   (RMS of each sample's distance from the mean sample) is below `CONSTANT_RATIO`
   (1e-3) of the input's RMS, or zero (every sample identical). Shapes seen
   only once cannot show a spread and are left out; if no shape repeats, the
@@ -39,6 +42,8 @@ MAX_GROUPS = 32  # shape groups tracked per input (bounds memory on datasets wit
 
 def limited_batches(ds: "Dataset", batch_size: int, limit: int, names: list[str]) -> Iterator[Item]:
     """The first `limit` samples of `ds` in batches (short ones where the shape changes), input names checked."""
+    if limit < 1:
+        raise no_samples(ds)
     seen = 0
     for inputs, labels in ds.batches(batch_size):
         if set(inputs) != set(names):
@@ -48,6 +53,13 @@ def limited_batches(ds: "Dataset", batch_size: int, limit: int, names: list[str]
         seen += keep
         if seen >= limit:
             return
+    if seen == 0:
+        raise no_samples(ds)
+
+
+def no_samples(ds: "Dataset") -> ValueError:
+    """The one-line error for a dataset that yields nothing (the quantizers' own messages name no dataset)."""
+    return ValueError(f"{ds.label} gave no samples")
 
 
 def batch_count(ds: "Dataset", batch_size: int, limit: int, names: list[str]) -> int:
@@ -65,6 +77,8 @@ class CalibrationStats:
         self.samples = 0
         # input -> sample shape -> [count, sum, sum of squares]
         self._groups: dict[str, dict[tuple[int, ...], list]] = {}
+        self._masks: dict[str, set[int]] = {}  # integer input -> its distinct values, while at most two
+        self._varied: set[str] = set()  # integer inputs seen with more than two values
         self._frozen = False
 
     def add(self, inputs: dict[str, np.ndarray]) -> None:
@@ -73,8 +87,11 @@ class CalibrationStats:
             return
         self.samples += len(next(iter(inputs.values())))
         for name, batch in inputs.items():
-            if np.asarray(batch).dtype.kind != "f":
-                continue  # token ids and masks: an all-ones attention mask is normal, not a broken set
+            kind = np.asarray(batch).dtype.kind
+            if kind not in "fiub":
+                continue
+            if kind != "f" and name not in self._varied:
+                self._note_values(name, np.asarray(batch))
             x = np.asarray(batch, dtype=np.float64)
             groups = self._groups.setdefault(name, {})
             key = tuple(x.shape[1:])
@@ -87,6 +104,14 @@ class CalibrationStats:
             group[1] += x.sum(axis=0)
             group[2] += np.square(x).sum(axis=0)
 
+    def _note_values(self, name: str, batch: np.ndarray) -> None:
+        """Track an integer input's distinct values until a third shows it is not a mask."""
+        values = self._masks.setdefault(name, set())
+        values.update(np.unique(batch)[:3].tolist())
+        if len(values) > 2:
+            del self._masks[name]
+            self._varied.add(name)
+
     def freeze(self) -> None:
         """Stop counting: the first pass over the data is the one that describes it."""
         self._frozen = True
@@ -95,6 +120,8 @@ class CalibrationStats:
         """Inputs whose samples barely differ: name -> spread / RMS (0.0 when all samples are identical)."""
         found = {}
         for name, groups in self._groups.items():
+            if name in self._masks:
+                continue  # at most two values: a mask, and an all-ones attention mask is normal
             spread = energy = 0.0
             repeated = False
             for count, total, squares in groups.values():

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.stage import DatasetInput, InputSpec, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import DatasetInput, InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
 
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO runs bf16 by default on CPUs that have it
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import numpy as np
     import openvino as ov
 
+    from pipeline.schema import ModelSpec
     from stages._calibration import CalibrationStats
     from stages._calibration import Item
     from stages._control_metric import ControlMetric
@@ -105,16 +106,27 @@ class QuantizeNncf(Stage):
     packages = ("openvino", "nncf")
     extra = "openvino"
     uses_model = True
-    model_fields = ("tensors", "dims")
+    model_fields = ("tensors", "dims")  # roles enter through `fingerprint`, only when they can matter
+
+    def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
+        """The declared roles pick the figure accuracy control keeps (with `max_drop`, so the INT8 model
+        depends on them) and the float/INT8 figures reported on `val` data: the role of `metric_output`
+        when it is named, else every role (the metric output is found in the graph). Whether `val` is wired
+        is not known here, so roles enter the key even without `max_drop`: editing them requantizes, and
+        early cutoff keeps the identical INT8 model's dependents cached."""
+        roles = {k: v for k, v in (model.roles if model else {}).items() if params.metric_output in (None, k)}
+        return {"model.roles": dict(sorted(roles.items()))} if roles else {}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from stages import _data, _ovio
-        from stages._calibration import CalibrationStats, calibration_warnings
+        from stages._calibration import CalibrationStats, calibration_warnings, no_samples
         from stages._control_metric import NeedsLabels, control_metric
 
         p: QuantizeNncfParams = ctx.params
         calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
         val = _data.open_dataset(_anchored(ctx.inputs["val"], ctx), ctx.model) if ctx.inputs.get("val") else None
+        if calib.count == 0:
+            raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         if p.max_drop is not None and val is None:
             raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
         synthetic = _data.warn_if_synthetic(calib)
@@ -133,7 +145,10 @@ class QuantizeNncf(Stage):
         source = _Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
         metric, val_feed = None, None
         if val is not None:
-            val_feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, _count(val)), inputs)
+            val_count = _count(val)
+            if val_count == 0:
+                raise no_samples(val)
+            val_feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, val_count), inputs)
             roles = dict(ctx.model.roles) if ctx.model is not None else {}
             try:
                 metric = control_metric(core, model, val_feed, p.metric_output, roles, val.has_labels)

@@ -99,17 +99,20 @@ class QuantizeQdq(Stage):
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from stages import _data, _onnx_check, _onnxio, _qdq_graph
-        from stages._calibration import CalibrationStats, calibration_warnings
+        from stages._calibration import CalibrationStats, calibration_warnings, no_samples
 
         p: QuantizeQdqParams = ctx.params
         source = Path(ctx.inputs["model"])
         calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
+        if calib.count == 0:
+            raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         synthetic = _data.warn_if_synthetic(calib)
         if synthetic:
             print(f"WARNING: {ctx.stage}: {synthetic}", flush=True)
         original = onnx.load(str(source), load_external_data=False)
         names = [i.name for i in original.graph.input if i.name not in {t.name for t in original.graph.initializer}]
-        samples = _fit_static_batch(original, p.batch_size, min(p.samples, calib.count or p.samples))
+        wanted = p.samples if calib.count is None else min(p.samples, calib.count)  # 0 was caught above
+        samples = _fit_static_batch(original, p.batch_size, wanted)
         del original
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="qdq-") as tmp:

@@ -53,6 +53,45 @@ def test_nearly_constant_and_identical_inputs() -> None:
     assert warnings_for(stats_of(np.ones((100, 4), np.int64))) == []  # an attention mask of ones is normal
 
 
+def test_integer_inputs_are_checked_unless_they_hold_at_most_two_values() -> None:
+    """uint8 images are checked like float ones; masks (at most two distinct values) are not."""
+    image = np.random.default_rng(0).integers(0, 256, (1, 4), dtype=np.uint8)
+    same = np.repeat(image, 300, axis=0)
+    assert "input 'x' of data.calib is identical in every sample" in warnings_for(stats_of(same[:150], same[150:]))[0]
+    varied = np.random.default_rng(1).integers(0, 256, (300, 4), dtype=np.uint8)
+    assert warnings_for(stats_of(varied)) == []
+    assert warnings_for(stats_of(np.ones((300, 4), np.int64))) == []  # all-ones attention mask
+    assert warnings_for(stats_of(np.ones((300, 4), bool))) == []
+    padded = np.ones((300, 4), np.int64)
+    padded[::2, 3] = 0  # a mask with padding: two values, repeated pattern
+    assert warnings_for(stats_of(padded[:150], padded[150:])) == []
+    ids = np.repeat(np.array([[101, 2023, 2003, 102]]), 300, axis=0)  # one sentence 300 times
+    assert "identical in every sample" in warnings_for(stats_of(ids))[0]
+
+
+def test_identical_uint8_images_from_an_images_folder_warn(tmp_path: Path) -> None:
+    """The `images` kind with `preprocess.dtype: uint8` gives raw uint8 pixels: 300 copies of one image warn."""
+    from PIL import Image
+
+    from pipeline.schema import ModelSpec
+
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    for i in range(300):
+        Image.fromarray(pixels).save(tmp_path / "imgs" / "cat" / f"{i:03d}.png")
+    spec = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 3, 8, 8], "dtype": "uint8"}},
+                                     "dims": {"batch": {"min": 1, "opt": 2, "max": 64}}})
+    ds = open_dataset(DatasetInput("calib", {"kind": "images", "path": "imgs", "preprocess": {
+        "resize": None, "crop": None, "dtype": "uint8"}}, tmp_path), spec)
+    stats = CalibrationStats()
+    for inputs, _ in ds.batches(64):
+        assert inputs["x"].dtype == np.uint8
+        stats.add(inputs)
+    assert stats.samples == 300
+    assert calibration_warnings(ds, stats, 300, None) == [
+        "input 'x' of data.calib is identical in every sample: INT8 scales calibrated on it will not fit real inputs"]
+
+
 def test_shapes_are_compared_within_their_group_and_the_first_pass_only() -> None:
     one_each = stats_of(noise(1, shape=(5, 4)), noise(1, shape=(7, 4)), noise(64, shape=(9, 4)))
     assert one_each.samples == 66 and warnings_for(one_each) == []

@@ -272,3 +272,67 @@ def test_max_drop_on_an_embedding_keeps_the_worst_sample_cosine(tmp_path: Path, 
     report = json.loads((tmp_path / "q" / "quantize.json").read_text())
     assert report["accuracy"]["figure"] == "cosine_min" and report["accuracy"]["role"] == "embedding"
     assert report["accuracy"]["samples"] == 16
+
+
+# --- keys and empty data ----------------------------------------------------------------------------------
+
+KEY_RECIPE = """\
+name: roles_key
+model:
+  tensors: {{x: {{shape: [batch, 64]}}}}
+  dims: {{batch: {{min: 1, opt: 8, max: 64}}}}
+  roles: {roles}
+data:
+  calib: {{kind: npz, path: calib.npz}}
+  val: {{kind: npz, path: val.npz, labels: labels}}
+stages:
+  quant: {{uses: quantize.nncf, inputs: {{model: model.onnx, data: data.calib, val: data.val}}, with: {with_}}}
+"""
+
+
+def quant_key(root: Path, digits: Path, roles: str, with_: str) -> str:
+    """quantize.nncf's key as `pipeline plan` computes it, for a recipe in `root` with these roles and params."""
+    from pipeline.cache import Cache
+    from pipeline.plan import Planner
+    from pipeline.recipe import load_recipe
+
+    for name in ("model.onnx", "calib.npz", "val.npz"):
+        if not (root / name).exists():
+            (root / name).symlink_to(digits / name)
+    (root / "recipe.yaml").write_text(KEY_RECIPE.format(roles=roles, with_=with_))
+    recipe = load_recipe(root / "recipe.yaml")
+    decision = Planner(recipe, Cache(root / "cache")).plan(["quant"])[0]
+    assert decision.key is not None, decision.reasons
+    return decision.key
+
+
+def test_roles_enter_the_key(tmp_path: Path, digits: Path) -> None:
+    """With max_drop the metric output's role picks the figure accuracy control keeps, so the INT8 model
+    depends on it; with `val` data the reported figures do too, so roles are in the key either way."""
+    def key(roles: str, with_: str) -> str:
+        return quant_key(tmp_path, digits, roles, with_)
+
+    plain = "{subset_size: 10}"
+    assert key("{}", plain) != key("{logits: embedding}", plain)
+    control = "{subset_size: 10, max_drop: 0.01}"
+    assert key("{}", control) != key("{logits: embedding}", control) != key("{logits: classification}", control)
+    named = "{subset_size: 10, max_drop: 0.01, metric_output: logits}"
+    assert key("{}", named) != key("{logits: embedding}", named)
+    assert key("{}", named) == key("{other: embedding}", named)  # another output's role: not the metric's
+
+
+def test_empty_calibration_or_val_data_is_one_line_naming_the_dataset(tmp_path: Path, conv_onnx: Path,
+                                                                       digits: Path) -> None:
+    (tmp_path / "d.py").write_text("def none():\n    return iter(())\n")
+    empty = data("calib", {"kind": "python", "python": "d.py:none"}, tmp_path)
+    for batch_size in (1, 4):  # a length taken on trust (1) and one counted by a pass (4)
+        with pytest.raises(ValueError, match=r"^data.calib gave no samples$"):
+            quantize(tmp_path / f"q{batch_size}", conv_onnx, empty, CONV_SPEC, batch_size=batch_size)
+    np.savez(tmp_path / "none.npz", x=np.zeros((0, 64), np.float32))
+    with pytest.raises(ValueError, match=r"^data.calib gave no samples$"):
+        quantize(tmp_path / "npz", digits / "model.onnx", data("calib", {"kind": "npz", "path": "none.npz"}, tmp_path),
+                 DIGITS_SPEC)
+    calib = data("calib", {"kind": "npz", "path": "calib.npz"}, digits)
+    with pytest.raises(ValueError, match=r"^data.val gave no samples$"):
+        quantize(tmp_path / "val", digits / "model.onnx", calib, DIGITS_SPEC, subset_size=10,
+                 val=data("val", {"kind": "python", "python": "d.py:none"}, tmp_path), max_drop=0.01)

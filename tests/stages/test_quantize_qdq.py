@@ -224,3 +224,15 @@ def test_small_and_constant_calibration_sets_warn(tiny: Path, tmp_path: Path, ca
     assert "WARNING: quantize_qdq: input 'input' of data.calib is identical in every sample" in out
     report = json.loads((tmp_path / "q" / "quantize.json").read_text())
     assert len(report["warnings"]) == 2 and report["warning"] == summary["warning"]
+
+
+def test_empty_calibration_data_is_one_line_naming_the_dataset(tiny: Path, tmp_path: Path) -> None:
+    """Not ORT's `No data is collected.` nor `max() arg is an empty sequence`: the dataset, by name."""
+    (tmp_path / "d.py").write_text("def none():\n    return iter(())\n")
+    empty = DatasetInput("calib", {"kind": "python", "python": "d.py:none"}, tmp_path)
+    for batch_size in (1, 4):  # a length taken on trust (1) and one counted by a pass (4)
+        with pytest.raises(ValueError, match=r"^data.calib gave no samples$"):
+            quantize(tmp_path / f"q{batch_size}", tiny, data=empty, batch_size=batch_size)
+    np.savez(tmp_path / "none.npz", input=np.zeros((0, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"^data.calib gave no samples$"):
+        quantize(tmp_path / "npz", tiny, data=DatasetInput("calib", {"kind": "npz", "path": "none.npz"}, tmp_path))
