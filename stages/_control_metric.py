@@ -83,19 +83,13 @@ def control_metric(core: "ov.Core", model: "ov.Model", items: Iterable["Item"], 
                    roles: dict[str, str], labelled: bool) -> ControlMetric:
     """The metric for `output` (default: the output labels score when the data has labels, else the first
     output), its role declared in `roles` or inferred by validate's rule (`stages._roles`)."""
-    from stages._roles import infer_role, labels_output
-
     names = [o.get_any_name() for o in model.outputs]
     compiled = core.compile_model(model, "CPU", FP32)
     first = next(iter(items), None)
     if first is None:
         raise ValueError("the val data is empty: accuracy control has nothing to measure")
     shapes = {name: tuple(np.asarray(value).shape) for name, value in zip(names, compiled(first[0]).values())}
-    scored = labels_output(None, names, shapes, labelled)  # the output labels score, if any
-    output = output or scored or names[0]
-    if output not in names:
-        raise ValueError(f"metric_output {output!r} is not an output of the model (has: {', '.join(names)})")
-    role = infer_role(output, roles, shapes[output], output == scored)
+    output, role = metric_choice(output, names, shapes, roles, labelled)
     if role == "classification" and not labelled:
         raise NeedsLabels(f"output {output!r} is a classifier's: its figure, top-1 accuracy, needs labels "
                           "(if it is not a classifier, declare its role under model.roles)")
@@ -103,3 +97,21 @@ def control_metric(core: "ov.Core", model: "ov.Model", items: Iterable["Item"], 
     reference = {} if role == "classification" else \
         {start: np.asarray(compiled(inputs)[index]) for inputs, _, start in items}
     return ControlMetric(output, index, role, reference)
+
+
+def metric_choice(output: str | None, names: list[str], shapes: dict[str, tuple[int, ...]],
+                  roles: dict[str, str], labelled: bool) -> tuple[str, str]:
+    """(output, role): `metric_output`, else the output labels score by validate's rule (declared roles
+    first, `stages._roles.labels_output`), else the first output; its role as validate would give it."""
+    from stages._roles import AmbiguousLabelsOutput, infer_role, labels_output
+
+    try:
+        scored = labels_output(None, names, shapes, labelled, roles, param="metric_output")
+    except AmbiguousLabelsOutput:
+        if output is None:
+            raise
+        scored = None  # the named output's role is declared, or it is not one of the declared classifiers
+    output = output or scored or names[0]
+    if output not in names:
+        raise ValueError(f"metric_output {output!r} is not an output of the model (has: {', '.join(names)})")
+    return output, infer_role(output, roles, shapes[output], output == scored)

@@ -8,6 +8,12 @@ output) is never applied to it: given for every output it is skipped there (and
 fails only if no output could be evaluated); given for that output by
 `per_output`, it fails and says why. A proportion gate that one sample's flip
 would turn is warned about.
+
+A default gate never vanishes silently: one that fits the output's role but whose
+figure could not be computed (top-1 agreement of a one-column "classifier") is
+left out of the output's applied gates, listed under `not_evaluated` with the
+reason, and warned about. Only the accuracy gates stay quietly off without labels
+(they are on "when the data has labels").
 """
 from __future__ import annotations
 
@@ -34,8 +40,9 @@ def evaluate(gates: dict[str, Any] | None, per_output: dict[str, dict[str, Any]]
         override = per_output.get(o, {})
         resolved = G.resolve_gates(base, override, figs.get("output_scale"))
         entry["gates"] = resolved
+        entry["not_evaluated"] = {}
         merged = {**base, **override}
-        for metric, threshold in resolved.items():
+        for metric, threshold in list(resolved.items()):
             gate = G.GATES[metric]
             if not G.applies(metric, role):
                 if metric in override:
@@ -50,8 +57,12 @@ def evaluate(gates: dict[str, Any] | None, per_output: dict[str, dict[str, Any]]
                 elif user_set:
                     not_applicable.setdefault(metric, []).append(o)
                     continue
-                else:
-                    continue  # a default gate whose figure this output lacks (no labels, one sample)
+                else:  # a default gate whose figure this output lacks: said, not dropped
+                    del entry["gates"][metric]
+                    if not metric.startswith("accuracy"):  # on only when the data has labels
+                        entry["not_evaluated"][metric] = why_na(metric)
+                        warnings.append(f"default gate {metric} on {o} was not evaluated: {why_na(metric)}")
+                    continue
             elif observed is None:
                 note = note or "not computed: the shape check failed"
             evaluated.add(metric)
@@ -89,6 +100,8 @@ def _note(metric: str, entry: dict[str, Any], merged: dict[str, Any]) -> str:
         return figs["note"]
     if metric in G.PER_SAMPLE:
         figure = G.GATES[metric].figure
+        if figure in entry.get("dataset_level", []):
+            return "over all samples stacked: too few elements per sample"
         worst = next((w for w in entry.get("worst", []) if w["figure"] == figure), None)
         if worst is not None:
             return f"worst: sample {worst['index']} ({worst['group']})"
@@ -118,8 +131,8 @@ def one_sample_decides(metric: str, result: GateResult, counts: dict[str, dict[s
 def why_na(metric: str) -> str:
     if metric.startswith("accuracy"):
         return "the dataset has no labels, or this is not the output labels score"
-    if metric == "centered_cosine_min":
-        return "every shape group has a single sample: no mean to center on"
+    if metric in ("top1_agreement_min", "top5_agreement_min"):
+        return "the output is not (batch, classes) with enough classes"
     return "the figure could not be computed"
 
 

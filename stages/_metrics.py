@@ -41,7 +41,7 @@ def _weights(weight: np.ndarray | None, like: np.ndarray) -> np.ndarray | None:
     return None if weight is None else np.broadcast_to(_flat(weight), like.shape)
 
 
-def _masked(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None
+def masked(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None
             ) -> tuple[np.ndarray, np.ndarray]:
     """Flattened (samples, m) float64 copies with left-out elements set to 0 in both (they then add nothing)."""
     ref, cand = _flat(reference), _flat(candidate)
@@ -54,7 +54,7 @@ def _masked(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | N
 # -- per-sample figures ----------------------------------------------------------------------------
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine of two (n, m) arrays; two zero rows agree (1), one zero row does not (0)."""
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     dot = np.einsum("ij,ij->i", a, b)
@@ -67,13 +67,14 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
                       ) -> np.ndarray:
     """Cosine similarity of each sample's flattened outputs (left-out elements excluded)."""
-    return _cosines(*_masked(reference, candidate, weight))
+    return cosines(*masked(reference, candidate, weight))
 
 
-def centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None,
-                               center: np.ndarray | None = None) -> np.ndarray:
-    """Per-sample cosine after subtracting `center` (default: the reference's mean over these samples)."""
-    ref, cand = _masked(reference, candidate, weight)
+def centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None,
+                  center: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened (samples, m) reference and candidate minus `center` (default: the reference's mean over
+    these samples), left-out elements 0: what centered cosine compares."""
+    ref, cand = masked(reference, candidate, weight)
     if center is None:
         w = _weights(weight, ref)
         count = ref.shape[0] if w is None else np.maximum((w > 0).sum(axis=0), 1)
@@ -83,13 +84,42 @@ def centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, wei
     w = _weights(weight, ref)
     if w is not None:
         a, b = np.where(w > 0, a, 0.0), np.where(w > 0, b, 0.0)
-    return _cosines(a, b)
+    return a, b
+
+
+def self_centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Like `centered_pair`, but each sample minus its own reference mean: a sample alone in its shape group
+    has no group mean to center on. A map output (rank >= 4: (samples, C, H, W)) is centered per map (over
+    its last two dims), anything else over the whole sample; a constant candidate then scores cosine 0."""
+    ref = np.asarray(reference, np.float64)
+    cand = np.asarray(candidate, np.float64)
+    if ref.ndim < 2:
+        ref, cand = ref.reshape(-1, 1), cand.reshape(-1, 1)
+    axes = (ref.ndim - 2, ref.ndim - 1) if ref.ndim >= 4 else tuple(range(1, ref.ndim))
+    keep = np.ones(ref.shape, bool) if weight is None else np.broadcast_to(np.asarray(weight) > 0, ref.shape)
+    count = np.maximum(keep.sum(axis=axes, keepdims=True), 1)
+    mean = np.where(keep, ref, 0.0).sum(axis=axes, keepdims=True) / count
+    a, b = np.where(keep, ref - mean, 0.0), np.where(keep, cand - mean, 0.0)
+    return _flat(a), _flat(b)
+
+
+def centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None,
+                               center: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample cosine after subtracting `center` (default: the reference's mean over these samples)."""
+    return cosines(*centered_pair(reference, candidate, weight, center))
+
+
+def self_centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray,
+                                    weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample cosine after subtracting each sample's (each map's) own reference mean."""
+    return cosines(*self_centered_pair(reference, candidate, weight))
 
 
 def rel_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
                          ) -> np.ndarray:
     """||candidate - reference|| / ||reference|| per sample; 0 when both are zero, inf when only the reference is."""
-    ref, cand = _masked(reference, candidate, weight)
+    ref, cand = masked(reference, candidate, weight)
     diff, norm = np.linalg.norm(cand - ref, axis=1), np.linalg.norm(ref, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = diff / norm
@@ -111,7 +141,7 @@ def iou_per_sample(reference: np.ndarray, candidate: np.ndarray, threshold: floa
 def abs_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(max |c - r|, sum |c - r|, elements counted) per sample: max_abs and mean_abs aggregate from these."""
-    ref, cand = _masked(reference, candidate, weight)
+    ref, cand = masked(reference, candidate, weight)
     d = np.abs(cand - ref)
     w = _weights(weight, ref)
     count = np.full(ref.shape[0], ref.shape[1], np.int64) if w is None else (w > 0).sum(axis=1)
@@ -138,7 +168,12 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 def cosine_overall(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Cosine of the whole set of outputs flattened into one vector each."""
-    return float(_cosines(_flat(reference).reshape(1, -1), _flat(candidate).reshape(1, -1))[0])
+    return float(cosines(_flat(reference).reshape(1, -1), _flat(candidate).reshape(1, -1))[0])
+
+
+def rel_error_overall(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """||candidate - reference|| / ||reference|| of the whole set of outputs as one vector each."""
+    return float(rel_error_per_sample(_flat(reference).reshape(1, -1), _flat(candidate).reshape(1, -1))[0])
 
 
 def is_classifier(output: np.ndarray, k: int = 1) -> bool:
@@ -244,14 +279,16 @@ class Sensitivity:
                 "centered_spread": self.centered_spread}
 
 
-def sensitivity(reference: np.ndarray) -> Sensitivity:
+def sensitivity(reference: np.ndarray, classification: bool = True) -> Sensitivity:
+    """The reference's centered spread, and (for a classification output only) its distinct top-1 classes:
+    a regression output's argmax is no class, and a constant one says nothing about the input."""
     ref = _flat(reference)
     n = int(ref.shape[0])
     raw = float(np.sqrt(np.mean(ref**2))) if ref.size else 0.0
     centered = float(np.sqrt(np.mean((ref - ref.mean(axis=0, keepdims=True)) ** 2))) if ref.size else 0.0
     ratio = centered / raw if raw > 0 else 0.0
     distinct = share = None
-    if is_classifier(np.asarray(reference)) and n:
+    if classification and is_classifier(np.asarray(reference)) and n:
         counts = np.bincount(np.argmax(np.asarray(reference), axis=1))
         distinct, share = int(np.count_nonzero(counts)), float(counts.max() / n)
     return Sensitivity(n, distinct, share, ratio)

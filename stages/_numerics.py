@@ -4,10 +4,13 @@ Nothing is concatenated across groups: an output's samples are kept as
 `Part`s, one per (shape group, output shape), each holding that part's
 reference and candidate outputs, the samples' dataset indices and labels, and
 the weight that leaves padded positions out (`mask_input`: where the mask is 0,
-positions (batch, seq) of outputs shaped (batch, seq, ...) with rank >= 3 do not
-count). The declared points (min/opt/max) are run too, on dataset samples where
-a group has their shape, else on seeded random inputs, for the shape and
-finiteness checks.
+positions (batch, seq) of any output whose leading dims are the mask's (batch,
+seq), per-token logits (batch, seq) included, do not count; a rank-2 output
+that does not follow the mask's length in every batch, a (batch, classes) head,
+is never masked). The declared points (min/opt/max) are run too, for the shape
+and finiteness checks: a point counts as checked on the dataset only if a batch
+of exactly its input shapes ran; else it runs on dataset samples tiled to its
+shape where a group has it, else on seeded random inputs.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ class Collected:
     finite: dict[str, bool]
     shape_notes: dict[str, str]
     batches: list[int]
+    ran: set[tuple[tuple[str, tuple[int, ...]], ...]] = field(default_factory=set)  # full input shapes run
+    unmasked: set[str] = field(default_factory=set)  # rank-2 outputs that did not follow the mask's shape
 
 
 def mask_name(wanted: str | bool | None, inputs: list[str]) -> str | None:
@@ -59,9 +64,14 @@ def mask_name(wanted: str | bool | None, inputs: list[str]) -> str | None:
     return "attention_mask" if "attention_mask" in inputs else None
 
 
+def shapes_key(feeds: dict[str, np.ndarray]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The full input shapes of one batch, as a set member: what a declared point is matched against."""
+    return tuple(sorted((k, tuple(np.shape(v))) for k, v in feeds.items()))
+
+
 def weight_for(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
     """1/0 weights shaped like `output` from a (batch, seq) mask, for outputs shaped (batch, seq, ...)."""
-    if mask is None or output.ndim < 3 or output.shape[:2] != mask.shape[:2]:
+    if mask is None or mask.ndim != 2 or output.ndim < 2 or output.shape[:2] != mask.shape:
         return None
     m = (np.asarray(mask).reshape(mask.shape[0], mask.shape[1], *([1] * (output.ndim - 2))) != 0)
     return np.broadcast_to(m, output.shape).astype(np.float32)
@@ -79,6 +89,7 @@ def run(groups: list[SG.Group], sizes: list[int], bdim: str | int | None, model:
         for start, count, size in plan:
             feeds = {k: SG.take(v, start, count, size) for k, v in group.inputs.items()}
             col.batches.append(size)
+            col.ran.add(shapes_key(feeds))
             r = reference.infer(feeds)
             try:
                 c = renamed(candidate.infer(feeds), names)
@@ -92,6 +103,9 @@ def run(groups: list[SG.Group], sizes: list[int], bdim: str | int | None, model:
                 _keep(col, o, group, r[o], c.get(o), start, count, size, m)
             done += 1
             progress(done, total, "numerics")
+    for o in col.unmasked:  # a (batch, C) head whose C matched the sequence length in some batch by chance
+        for part in col.parts[o].values():
+            part.weight = None
     return col
 
 
@@ -116,6 +130,8 @@ def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int,
     key = (group.key, tuple(ro.shape[1:]))
     part = col.parts[o].get(key)
     w = weight_for(ro, mask)
+    if mask is not None and ro.ndim == 2 and w is None:
+        col.unmasked.add(o)
     if part is None:
         part = col.parts[o][key] = Part(group.key, weight=None if w is None else [],
                                         labels=None if labels is None else [])
@@ -128,20 +144,21 @@ def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int,
         part.labels.append(labels)
 
 
-def check_points(points: list[str], batches: list[int], groups: list[SG.Group], model: Any,
-                 bdim: str | int | None, reference: Any, candidate: Any, names: dict[str, str]) -> dict[str, Any]:
-    """Run every declared point; those the numerics pass already ran on real samples are only recorded."""
+def check_points(points: list[str], ran: set[tuple[tuple[str, tuple[int, ...]], ...]], groups: list[SG.Group],
+                 model: Any, reference: Any, candidate: Any, names: dict[str, str]) -> dict[str, Any]:
+    """Run every declared point; one whose exact input shapes the numerics pass ran (`ran`, from
+    `shapes_key`) is only recorded."""
     from stages import _metrics as M
     from stages._onnxio import random_array
 
-    ran = set(batches)
     result: dict[str, Any] = {}
     for point in points:
         shapes = {t: model.shape(t, point) for t in model.tensors}
         batch = next(iter(shapes.values()))[0] if shapes and next(iter(shapes.values())) else 1
         group = next((g for g in groups if all(tuple(s[1:]) == g.inputs[t].shape[1:] for t, s in shapes.items())),
                      None)
-        if group is not None and batch in ran and bdim is not None:
+        wanted = {t: tuple(s) for t, s in shapes.items()}
+        if any(all(dict(run).get(t) == s for t, s in wanted.items()) for run in ran):
             result[point] = {"shapes": shapes, "source": "dataset"}
             continue
         if group is not None:

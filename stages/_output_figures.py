@@ -9,6 +9,15 @@ the outputs as they are: probabilities, logits or heat maps alike). A per-sample
 figure is reported as its worst sample (what a gate reads), its mean and its 5th
 percentile from the worst end (`cosine`, `cosine_mean`, `cosine_p5`;
 `rel_error_p95` for an error).
+
+Two exceptions, both named in the entry and the report:
+- a sample alone in its shape group (photos at native sizes) has no group mean
+  to center on: its centered cosine centers each map on its own reference mean
+  (`self_centered`: how many samples), so a constant candidate scores 0;
+- an output with fewer than `LOW_DIM` elements per sample (a (batch, 1) score, a
+  3-class logit) gets cosine, centered cosine and relative error over the whole
+  output, all samples stacked into one vector (`dataset_level`): per sample they
+  are only a sign, or blow up where one reference value is near 0.
 """
 from __future__ import annotations
 
@@ -24,6 +33,9 @@ PER_SAMPLE = {"cosine": "min", "centered_cosine": "min", "rel_error": "max", "io
 _PERFECT = {"cosine": 1.0, "centered_cosine": 1.0, "rel_error": 0.0, "iou": 1.0}
 PROPORTIONS = ("top1_agreement", "top5_agreement", "accuracy", "reference_accuracy")
 WORST_LISTED = 3
+# Below this many elements per sample, cosine and relative error are taken over the whole output.
+LOW_DIM = 8
+DATASET_LEVEL = ("cosine", "centered_cosine", "rel_error")
 
 
 def _tail(figure: str) -> str:
@@ -36,14 +48,20 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
                                                             "max", "sum", "count", "top1", "top5", "cand_ok",
                                                             "ref_ok", "index", "group")}
     finite_ref, scale, flat_ref, flat_cand = True, 0.0, [], []
+    stacked: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    self_centered = 0
+    low_dim = max(int(np.prod(p.reference[0].shape[1:])) for p in parts) < LOW_DIM
     for part in parts:
         ref, cand, w, index, labels = part.stacked()
         finite_ref &= bool(np.isfinite(ref).all()) if ref.dtype.kind in "fc" else True
         with np.errstate(invalid="ignore", over="ignore"):
             samples["cosine"].append(M.cosine_per_sample(ref, cand, w))
             samples["rel_error"].append(M.rel_error_per_sample(ref, cand, w))
-            centered = M.centered_cosine_per_sample(ref, cand, w) if len(ref) > 1 else np.full(len(ref), np.nan)
-            samples["centered_cosine"].append(centered)
+            centered = M.centered_pair(ref, cand, w) if len(ref) > 1 else M.self_centered_pair(ref, cand, w)
+            self_centered += len(ref) == 1
+            samples["centered_cosine"].append(M.cosines(*centered))
+            if low_dim:
+                stacked.setdefault(part.group, []).append((part.group, *M.masked(ref, cand, w), *centered))
             mx, total, count = M.abs_error_per_sample(ref, cand, w)
         samples["max"].append(mx)
         samples["sum"].append(total)
@@ -75,8 +93,26 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
     for key in dict.fromkeys(s["group"].tolist()):
         sel = s["group"] == key
         groups[key] = {"count": int(sel.sum()), "figures": _figures(s, sel)}
+        if low_dim:
+            groups[key]["figures"].update(_dataset_level(stacked[key]))
+    if low_dim:
+        figures.update(_dataset_level([x for rows in stacked.values() for x in rows]))
+        for name in DATASET_LEVEL:
+            s[name] = None  # no per-sample worst: the figure is one number for the whole output
     return {"figures": figures, "intervals": _intervals(s), "counts": _counts(s), "groups": groups,
-            "worst": _worst(s), "sensitivity": _sensitivity(parts)}
+            "worst": _worst(s), "sensitivity": _sensitivity(parts, role),
+            "dataset_level": list(DATASET_LEVEL) if low_dim else [], "self_centered": self_centered}
+
+
+def _dataset_level(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Cosine, centered cosine (each group on its own mean) and relative error of all these samples stacked
+    into one vector; their mean and tail are the same number, so they are left out."""
+    ref, cand, a, b = (np.concatenate([r[i].reshape(-1) for r in rows])[None] for i in range(1, 5))
+    out: dict[str, Any] = {"cosine": float(M.cosines(ref, cand)[0]), "centered_cosine": float(M.cosines(a, b)[0]),
+                           "rel_error": float(M.rel_error_per_sample(ref, cand)[0])}
+    for name in DATASET_LEVEL:
+        out[f"{name}_mean"] = out[f"{name}_{_tail(name)}"] = None
+    return out
 
 
 def _figures(s: dict[str, np.ndarray | None], sel: np.ndarray | None) -> dict[str, Any]:
@@ -138,15 +174,16 @@ def _worst(s: dict[str, np.ndarray | None]) -> list[dict[str, Any]]:
     return rows
 
 
-def _sensitivity(parts: list[Part]) -> M.Sensitivity | None:
-    """The reference's sensitivity over its largest part (one output shape: one mean to compare against)."""
+def _sensitivity(parts: list[Part], role: str) -> M.Sensitivity | None:
+    """The reference's sensitivity over its largest part (one output shape: one mean to compare against);
+    distinct top-1 classes only count for a classification output."""
     if not parts:
         return None
     ref = max((p.stacked()[0] for p in parts), key=len)
-    return M.sensitivity(ref)
+    return M.sensitivity(ref, classification=role == "classification")
 
 
 def failed_entry(finite: bool, note: str) -> dict[str, Any]:
     """An output whose shape check failed: no figures beyond the checks."""
     return {"figures": {"shape": False, "finite": finite, "note": note}, "intervals": {}, "counts": {},
-            "groups": {}, "worst": [], "sensitivity": None}
+            "groups": {}, "worst": [], "sensitivity": None, "dataset_level": [], "self_centered": 0}

@@ -2,8 +2,10 @@
 
 The rule (the README states it word for word):
 1. a role declared in `model.roles` wins;
-2. the output labels score (`labels_output`, or, when the data has labels, the
-   first (batch, C) output) is classification;
+2. the output labels score is classification: `labels_output` if given; else,
+   when the data has labels, the one output declared classification in
+   `model.roles` (several: `labels_output` must say which), else the first
+   (batch, C) output not declared with another role;
 3. otherwise by rank: rank >= 4 (batch, C, H, W) is dense, rank 3
    (batch, seq, hidden) is embedding, anything else (e.g. (batch, C) without
    labels) is regression.
@@ -43,13 +45,29 @@ def check_declared(declared: Mapping[str, str], outputs: Sequence[str]) -> None:
             raise ValueError(f"model.roles.{name}: unknown role {role!r} (roles: {', '.join(ROLES)})")
 
 
+class AmbiguousLabelsOutput(ValueError):
+    """Several outputs are declared classification and the recipe did not say which one labels score."""
+
+
 def labels_output(wanted: str | None, names: Sequence[str], first_shapes: Mapping[str, tuple[int, ...]],
-                  has_labels: bool) -> str | None:
-    """The output labels score: `labels_output` if given, else with labels the first (batch, C>=2) output."""
+                  has_labels: bool, declared: Mapping[str, str] | None = None, param: str = "labels_output"
+                  ) -> str | None:
+    """The output labels score by rule 2 above; `param` names the setting an error tells the user to set."""
+    declared = declared or {}
     if wanted is not None:
         if wanted not in names:
-            raise ValueError(f"labels_output {wanted!r} is not an output{did_you_mean(wanted, list(names))}")
+            raise ValueError(f"{param} {wanted!r} is not an output{did_you_mean(wanted, list(names))}")
+        if declared.get(wanted, "classification") != "classification":
+            raise ValueError(f"{param} {wanted!r} is declared {declared[wanted]} in model.roles: labels score a "
+                             "classification output")
         return wanted
     if not has_labels:
         return None
-    return next((o for o in names if len(first_shapes.get(o, ())) == 2 and first_shapes[o][1] >= 2), None)
+    classifiers = [o for o in names if declared.get(o) == "classification"]
+    if len(classifiers) > 1:
+        raise AmbiguousLabelsOutput(f"{param}: several outputs are declared classification in model.roles "
+                                    f"({', '.join(classifiers)}): set {param} to the one the labels score")
+    if classifiers:
+        return classifiers[0]
+    return next((o for o in names if o not in declared and len(first_shapes.get(o, ())) == 2
+                 and first_shapes[o][1] >= 2), None)

@@ -45,7 +45,16 @@ def summary_row(precision: str, outputs: dict[str, dict[str, Any]], labels_outpu
         else:
             s[f"fps_b{t['batch']}"] = round(t["throughput"], 1)
     s["gates"] = f"{len(passed)}/{len(results)} passed"
+    skipped = not_evaluated(outputs)
+    if skipped:
+        s["gates"] += f", {len(skipped)} not evaluated"
+        s["not_evaluated"] = " ".join(f"{g}({o})" for o, g, _ in skipped)
     return s
+
+
+def not_evaluated(outputs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(output, gate, why) of every default gate that fits an output's role but whose figure is missing."""
+    return [(o, g, why) for o, e in outputs.items() for g, why in e.get("not_evaluated", {}).items()]
 
 
 def _sig(x: float | None, digits: int = 3) -> float | None:
@@ -128,6 +137,8 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
         lines.append(f"| {'PASS' if g.passed else '**FAIL**'} | {g.output} | {f'{g.label} {op}'.strip()} | {obs} | "
                      f"{thr} | {wp} |")
     outs = report["outputs"]
+    for o, gate, why in not_evaluated(outs):
+        lines.append(f"| **NOT EVALUATED** | {o} | `{gate}` (default) | n/a ({why}) | | |")
     lines += ["", "## Figures", "", "Per-sample figures are the worst sample's (what a gate reads), with their mean "
               "and 5th percentile from the worst end; proportions carry a 95% interval. Next to each figure, the "
               "tightest threshold it would pass.", ""]
@@ -140,6 +151,14 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
         lines.append(f"| {key} | " + " | ".join(x for o in outs.values() for x in _cell(key, gate, style, o)) + " |")
     for flag in ("shape", "finite"):
         lines.append(f"| {flag} | " + " | ".join(f"{_yes(o['figures'].get(flag))} | " for o in outs.values()) + " |")
+    for name, o in outs.items():
+        if o.get("dataset_level"):
+            lines.append(f"\n`{name}` has too few elements per sample for per-sample figures: "
+                         f"{', '.join(o['dataset_level'])} are dataset-level (all samples stacked into one vector), "
+                         "and their gates read that.")
+        if o.get("self_centered"):
+            lines.append(f"\n`{name}`: {o['self_centered']} sample(s) alone in their shape group: their centered "
+                         "cosine centers each map on its own reference mean (no group mean to use).")
     lines += _worst_samples(outs) + _groups(outs)
     lines += ["", "## Reference sensitivity", "", "| output | distinct top-1 | top-1 share | centered spread | verdict |",
               "|---|---|---|---|---|"]

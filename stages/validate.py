@@ -45,10 +45,13 @@ class ValidateParams(Params):
                                                                    "one runs, at least for the shape and finite checks")
     max_samples: int | None = Field(256, ge=1, description="use at most this many samples of the dataset")
     labels_output: str | None = Field(None, description="output that labels score, a classification output "
-                                                        "(default: with labels, the first (batch, classes) output)")
+                                                        "(default: with labels, the one output declared "
+                                                        "classification in model.roles, else the first (batch, "
+                                                        "classes) output not declared with another role)")
     mask_input: str | bool | None = Field(
-        None, description="input whose zeros mark padded positions, left out of every figure of outputs shaped "
-                          "(batch, seq, ...) (default: an input named attention_mask, if any; false: none)")
+        None, description="input whose zeros mark padded positions, left out of every figure of any output "
+                          "whose leading dims are the mask's (batch, seq), per-token (batch, seq) outputs included "
+                          "(default: an input named attention_mask, if any; false: none)")
     dense_threshold: float = Field(0.5, description="dense outputs: IoU compares the maps thresholded here "
                                                     "(value > threshold), applied to the outputs as they are")
     candidate_precision: str | None = Field(None, description="OpenVINO: the inference precision hint (f32, bf16, "
@@ -169,7 +172,7 @@ class Validate(Stage):
         sizes = SG.batch_sizes(model, bdim, p.batch_size, p.shapes)
         col = N.run(groups, sizes, bdim, model, reference, candidate, names, mask, ctx.progress)
         outputs, labels_output = _outputs(p, model, col, groups, warnings)
-        points = N.check_points(p.shapes, col.batches, groups, model, bdim, reference, candidate, names)
+        points = N.check_points(p.shapes, col.ran, groups, model, reference, candidate, names)
         uninformative = {o: e.pop("_uninformative") for o, e in outputs.items()}
         results = evaluate(p.gates, p.per_output, candidate.precision, outputs, points, warnings, uninformative)
         largest = max(groups, key=len)
@@ -216,7 +219,7 @@ def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any], warning
     check_declared(model.roles, names)
     first = {o: tuple(next(iter(parts.values())).reference[0].shape) for o, parts in col.parts.items() if parts}
     labelled = all(g.labels is not None for g in groups)
-    scored = labels_output(p.labels_output, names, first, labelled)
+    scored = labels_output(p.labels_output, names, first, labelled, model.roles)
     outputs: dict[str, dict[str, Any]] = {}
     for o in names:
         role = infer_role(o, model.roles, tuple(first.get(o, ())), o == scored)

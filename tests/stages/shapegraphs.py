@@ -3,9 +3,13 @@
 - `sequence_model`: tokens (batch, seq, 4) + attention_mask (batch, seq) -> hidden (batch, seq, 4) and
   logits (batch, 3) (hidden averaged over seq, then a linear head); `pad_garbage` adds 1000 to hidden
   where the mask is 0, `noise` perturbs the head.
-- `dense_model`: image (batch, 3, H, W) -> map (batch, 2, H, W), a 3x3 conv and a sigmoid.
-- `regression_model`: x (batch, 4) -> out (batch, 3); `outlier_gain` adds gain * relu(x - 50) @ ones: only a
-  sample with a feature above 50 moves, so one sample can be broken while the rest stay exact.
+- `dense_model`: image (batch, 3, H, W) -> map (batch, 2, H, W), a 3x3 conv and a sigmoid; `gain` 0 makes
+  an engine that ignores its input (a constant map), `bias` -3 a sparse heat map.
+- `regression_model`: x (batch, 4) -> out (batch, 8) (`width`); `outlier_gain` adds gain * relu(x - 50) @ ones:
+  only a sample with a feature above 50 moves, so one sample can be broken while the rest stay exact.
+- `token_model`: tokens (batch, seq, 4) + attention_mask -> scores (batch, seq), one score per token;
+  `pad_garbage` adds 1000 where the mask is 0.
+- `score_model`: x (batch, 4) -> score (batch, 1), a linear score; `bias`, `sign` and `garbage` make candidates.
 """
 from __future__ import annotations
 
@@ -60,16 +64,16 @@ SEQUENCE_SPEC = {"tensors": {"tokens": {"shape": ["batch", "seq", 4]},
                  "dims": {"batch": {"min": 1, "opt": 2, "max": 4}, "seq": {"min": 4, "opt": 9, "max": 16}}}
 
 
-def dense_model(shift: float = 0.0) -> onnx.ModelProto:
+def dense_model(shift: float = 0.0, gain: float = 1.0, bias: float = 0.0) -> onnx.ModelProto:
     rng = np.random.default_rng(8)
-    w = rng.standard_normal((2, 3, 3, 3)) * 0.5
+    w = rng.standard_normal((2, 3, 3, 3)) * 0.5 * gain
     w[0] += shift
     nodes = [helper.make_node("Conv", ["image", "w", "b"], ["pre"], pads=[1, 1, 1, 1]),
              helper.make_node("Sigmoid", ["pre"], ["map"])]
     return _model(nodes, "dense",
                   [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
                   [helper.make_tensor_value_info("map", TensorProto.FLOAT, ["batch", 2, "h", "w"])],
-                  [_c("w", w), _c("b", np.zeros(2))])
+                  [_c("w", w), _c("b", np.full(2, bias))])
 
 
 DENSE_SPEC = {"tensors": {"image": {"shape": ["batch", 3, "h", "w"]}},
@@ -77,7 +81,7 @@ DENSE_SPEC = {"tensors": {"image": {"shape": ["batch", 3, "h", "w"]}},
                        "w": {"min": 4, "opt": 8, "max": 16}}}
 
 
-def regression_model(outlier_gain: float = 0.0) -> onnx.ModelProto:
+def regression_model(outlier_gain: float = 0.0, width: int = 8) -> onnx.ModelProto:
     rng = np.random.default_rng(9)
     nodes = [helper.make_node("MatMul", ["x", "w"], ["base"]),
              helper.make_node("Sub", ["x", "fifty"], ["over"]),
@@ -85,9 +89,36 @@ def regression_model(outlier_gain: float = 0.0) -> onnx.ModelProto:
              helper.make_node("MatMul", ["r", "gain"], ["bump"]),
              helper.make_node("Add", ["base", "bump"], ["out"])]
     return _model(nodes, "reg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 3])],
-                  [_c("w", rng.standard_normal((4, 3))), _c("fifty", 50.0),
-                   _c("gain", np.full((4, 3), outlier_gain))])
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", width])],
+                  [_c("w", rng.standard_normal((4, width))), _c("fifty", 50.0),
+                   _c("gain", np.full((4, width), outlier_gain))])
+
+
+def token_model(pad_garbage: bool = False) -> onnx.ModelProto:
+    w = np.random.default_rng(6).standard_normal((4, 1))
+    nodes = [helper.make_node("MatMul", ["tokens", "w"], ["s3"]),
+             helper.make_node("Squeeze", ["s3", "axis2"], ["s"]),
+             helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["one", "mf"], ["pad"]),
+             helper.make_node("Mul", ["pad", "big"], ["junk"]),
+             helper.make_node("Add", ["s", "junk"], ["scores"])]
+    return _model(nodes, "tokens",
+                  [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "seq", 4]),
+                   helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+                  [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "seq"])],
+                  [_c("w", w), _c("axis2", [2], np.int64), _c("one", 1.0),
+                   _c("big", 1000.0 if pad_garbage else 0.0)])
+
+
+def score_model(bias: float = 0.0, sign: float = 1.0, garbage: bool = False) -> onnx.ModelProto:
+    """A (batch, 1) score x @ w + bias; `sign` -1 flips it, `garbage` swaps w for unrelated seeded weights."""
+    w = np.random.default_rng(3).standard_normal((4, 1))
+    if garbage:
+        w = np.random.default_rng(4).standard_normal((4, 1))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["score"])]
+    return _model(nodes, "score", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                  [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])],
+                  [_c("w", sign * w), _c("b", [bias])])
 
 
 REGRESSION_SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 4, "max": 8}}}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages._control_metric import ControlMetric
+from stages._control_metric import ControlMetric, metric_choice
+from stages._roles import AmbiguousLabelsOutput
 
 
 def items(n_batches: int = 3, size: int = 2) -> list:
@@ -43,3 +44,16 @@ def test_embedding_is_the_worst_sample_cosine_and_classification_top1() -> None:
     logits = ControlMetric("logits", 0, "classification")
     assert logits(lambda inputs: [np.eye(3)[[0, 1]]], data) == 1.0  # labels are 0, 1 in every batch
     assert logits(lambda inputs: [np.eye(3)[[1, 1]]], data) == 0.5
+
+
+def test_the_metric_output_is_validates_labels_output_with_declared_roles() -> None:
+    shapes = {"emb": (2, 6), "logits": (2, 3)}
+    names = list(shapes)
+    assert metric_choice(None, names, shapes, {"emb": "embedding"}, True) == ("logits", "classification")
+    assert metric_choice(None, names, shapes, {}, True) == ("emb", "classification")  # the rule's fallback
+    assert metric_choice(None, names, shapes, {"emb": "embedding"}, False) == ("emb", "embedding")
+    both = {"emb": "classification", "logits": "classification"}
+    with pytest.raises(AmbiguousLabelsOutput, match="^metric_output: several outputs .*: set metric_output"):
+        metric_choice(None, names, shapes, both, True)
+    assert metric_choice("logits", names, shapes, both, True) == ("logits", "classification")
+    assert metric_choice("emb", names, shapes, {"logits": "classification"}, True) == ("emb", "regression")

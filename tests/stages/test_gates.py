@@ -77,3 +77,18 @@ def test_defaults_follow_each_outputs_role() -> None:
     assert by[("logits", "top1_agreement_min")].passed and ("logits", "cosine_min") not in by
     assert by[("emb", "cosine_min")].passed and by[("emb", "rel_error_max")].passed
     assert ("emb", "top1_agreement_min") not in by and ("logits", "accuracy_drop_max") not in by  # no labels
+
+
+def test_a_default_gate_that_fits_but_cannot_be_computed_is_not_evaluated_and_said() -> None:
+    outputs = {"map": entry("dense", {"centered_cosine": None, "iou": 1.0}),
+               "logits": entry("classification", {"top1_agreement": 1.0, "centered_cosine": 1.0,
+                                                  "accuracy_drop": None})}
+    warnings: list[str] = []
+    results = evaluate(None, {}, "int8", outputs, {}, warnings, {})
+    assert ("map", "centered_cosine_min") not in {(r.output, r.metric) for r in results}
+    assert "centered_cosine_min" not in outputs["map"]["gates"] and "iou_min" in outputs["map"]["gates"]
+    assert outputs["map"]["not_evaluated"] == {"centered_cosine_min": "the figure could not be computed"}
+    said = "default gate centered_cosine_min on map was not evaluated: the figure could not be computed"
+    assert warnings == [said]
+    # the accuracy-drop gate is on only with labels: off without a word, and not listed as applied
+    assert outputs["logits"]["not_evaluated"] == {} and "accuracy_drop_max" not in outputs["logits"]["gates"]

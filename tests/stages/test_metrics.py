@@ -57,6 +57,24 @@ def test_centered_cosine_removes_the_reference_mean() -> None:
     assert M.centered_cosine_per_sample(ref, ref + 1e-9).min() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_self_centered_cosine_centers_each_map_on_its_own_mean() -> None:
+    rng = np.random.default_rng(4)
+    ref = rng.random((1, 2, 5, 5))
+    ref[:, 1] += 3.0  # two maps at very different levels
+    assert M.self_centered_cosine_per_sample(ref, ref * 1.0)[0] == pytest.approx(1.0)
+    assert M.self_centered_cosine_per_sample(ref, np.full_like(ref, 0.7))[0] == pytest.approx(0.0, abs=1e-12)
+    levels = np.broadcast_to(ref.mean(axis=(2, 3), keepdims=True), ref.shape)  # each map's right constant
+    assert M.self_centered_cosine_per_sample(ref, levels)[0] == pytest.approx(0.0, abs=1e-12)
+    a, b = ref[0, 0].reshape(-1) - ref[0, 0].mean(), -ref[0, 0].reshape(-1) + ref[0, 0].mean()
+    flipped = ref.copy()
+    flipped[0, 0] = 2 * ref[0, 0].mean() - ref[0, 0]  # map 0 mirrored about its mean, map 1 exact
+    c1 = ref[0, 1].reshape(-1) - ref[0, 1].mean()
+    expected = (a @ b + c1 @ c1) / (np.sqrt(a @ a + c1 @ c1) * np.sqrt(b @ b + c1 @ c1))
+    assert M.self_centered_cosine_per_sample(ref, flipped)[0] == pytest.approx(expected, abs=1e-12)
+    vec = np.array([[1.0, 2.0, 3.0]])  # rank 2: the whole sample is centered
+    assert M.self_centered_cosine_per_sample(vec, np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
+
+
 def test_top1_is_exactly_0_75_and_top5() -> None:
     assert M.topk_agreement(REF, CAND, 1) == 0.75
     # by hand: share of samples whose reference argmax is the candidate argmax

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages._roles import check_declared, infer_role, labels_output
+from stages._roles import AmbiguousLabelsOutput, check_declared, infer_role, labels_output
 
 
 def test_declared_role_wins_over_everything() -> None:
@@ -30,6 +30,21 @@ def test_which_output_labels_score() -> None:
     assert labels_output("emb", list(shapes), shapes, False) == "emb"
     with pytest.raises(ValueError, match="labels_output 'logit' is not an output"):
         labels_output("logit", list(shapes), shapes, True)
+
+
+def test_declared_roles_decide_which_output_labels_score() -> None:
+    shapes = {"emb": (4, 16), "logits": (4, 10), "aux": (4, 10)}
+    names = list(shapes)
+    assert labels_output(None, names, shapes, True, {"emb": "embedding"}) == "logits"  # never a declared emb
+    assert labels_output(None, names, shapes, True, {"aux": "classification"}) == "aux"  # the declared one
+    assert labels_output(None, names, shapes, True, {"emb": "embedding", "logits": "regression",
+                                                     "aux": "regression"}) is None
+    with pytest.raises(AmbiguousLabelsOutput, match=r"^labels_output: several outputs .* \(logits, aux\)"):
+        labels_output(None, names, shapes, True, {"logits": "classification", "aux": "classification"})
+    assert labels_output(None, names, shapes, False, {"logits": "classification", "aux": "classification"}) is None
+    assert labels_output("aux", names, shapes, True, {"logits": "classification", "aux": "classification"}) == "aux"
+    with pytest.raises(ValueError, match="^metric_output 'emb' is declared embedding in model.roles"):
+        labels_output("emb", names, shapes, True, {"emb": "embedding"}, param="metric_output")
 
 
 def test_a_role_for_a_missing_output_is_one_line_naming_it() -> None:

@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from conftest import run_stage
 from shapegraphs import (DENSE_SPEC, REGRESSION_SPEC, SEQUENCE_SPEC, dense_model, regression_model, save,
-                         sequence_model)
+                         sequence_model, token_model)
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
@@ -36,6 +35,16 @@ def images(sizes=(8, 12), per=4):
     rng = np.random.default_rng(1)
     for s in sizes:
         yield {"image": rng.standard_normal((per, 3, s, s)).astype(np.float32)}, None
+
+def photos(sizes=(6, 8, 10, 12, 14, 16)):
+    rng = np.random.default_rng(1)
+    for s in sizes:  # one image per size: every shape group has a single sample
+        yield {"image": rng.standard_normal((1, 3, s, s)).astype(np.float32)}, None
+
+def uneven(big=1):
+    rng = np.random.default_rng(1)
+    yield {"image": rng.standard_normal((7, 3, 8, 8)).astype(np.float32)}, None
+    yield {"image": rng.standard_normal((big, 3, 16, 16)).astype(np.float32)}, None
 
 def vectors(count=40, outlier=17):
     rng = np.random.default_rng(2)
@@ -73,9 +82,10 @@ def test_sequences_of_three_lengths_validate_in_one_stage(tmp_path: Path) -> Non
     logits, hidden = r["outputs"]["logits"], r["outputs"]["hidden"]
     assert logits["role"] == "classification" and hidden["role"] == "embedding"  # labels score logits; rank 3
     assert set(logits["groups"]) == set(groups) and all(g["count"] == 3 for g in logits["groups"].values())
-    # over all samples = the worst group; the hidden states (seq varies) are compared without stacking
-    worst = min(g["figures"]["cosine"] for g in logits["groups"].values())
-    assert logits["figures"]["cosine"] == pytest.approx(worst) and logits["figures"]["cosine"] < 1.0
+    # 3 logits per sample: cosine over all samples stacked; the hidden states (seq varies) stay per sample
+    assert logits["dataset_level"] == ["cosine", "centered_cosine", "rel_error"] and hidden["dataset_level"] == []
+    assert logits["figures"]["cosine"] < 1.0 and logits["figures"]["cosine_mean"] is None
+    assert all(g["figures"]["cosine"] < 1.0 for g in logits["groups"].values())
     assert hidden["figures"]["cosine"] == pytest.approx(1.0) and set(hidden["groups"]) == set(groups)
     assert sum(r["numerics_batches"]) == 9 and logits["figures"]["accuracy"] is not None
     assert "## Shape groups" in (tmp_path / "out" / "report.md").read_text()
@@ -154,3 +164,52 @@ def test_a_sample_outside_the_declared_dims_is_one_line_naming_it(tmp_path: Path
     ref = save(sequence_model(), tmp_path / "ref.onnx")
     with pytest.raises(ValueError, match=r"data\.val: sample 6: input 'tokens'.*seq.* 20"):
         validate(tmp_path / "out", ref, ref, dataset(tmp_path, "sequences", lengths=[5, 9, 20]), SEQUENCE_SPEC)
+
+
+def test_photos_alone_in_their_shape_group_still_gate_centered_cosine(tmp_path: Path) -> None:
+    ref = save(dense_model(gain=0.2, bias=-3.0), tmp_path / "ref.onnx")  # a sparse heat map
+    flat = save(dense_model(gain=0.0, bias=-3.0), tmp_path / "flat.onnx")  # ignores its input: a constant map
+    data = dataset(tmp_path, "photos")
+    validate(tmp_path / "good", ref, ref, data, DENSE_SPEC, candidate_precision="int8")
+    good = report(tmp_path / "good")["outputs"]["map"]
+    assert good["self_centered"] == 6 and good["figures"]["centered_cosine"] == pytest.approx(1.0)
+    with pytest.raises(GateFailed, match=r"map: centered cosine -?0\.0[0-9]* < 0\.900"):
+        validate(tmp_path / "flat", flat, ref, data, DENSE_SPEC, candidate_precision="int8")
+    r = report(tmp_path / "flat")
+    assert r["outputs"]["map"]["figures"]["iou"] == 1.0  # IoU alone cannot see it: both maps are below 0.5
+    assert abs(r["outputs"]["map"]["figures"]["centered_cosine"]) < 1e-6
+    assert "6 sample(s) alone in their shape group" in (tmp_path / "flat" / "report.md").read_text()
+
+
+def test_a_point_counts_as_run_on_the_dataset_only_at_its_exact_shapes(tmp_path: Path) -> None:
+    ref = save(dense_model(), tmp_path / "ref.onnx")
+    validate(tmp_path / "one", ref, ref, dataset(tmp_path, "uneven"), DENSE_SPEC)
+    points = report(tmp_path / "one")["points"]
+    # batches of 4 ran at 8x8 and a batch of 1 at 16x16: max (4 x 16x16) did not run on the dataset as such
+    assert points["opt"]["source"] == "dataset" and points["max"]["source"] == "dataset samples, tiled"
+    assert "outputs" in points["max"] and points["max"]["outputs"]["map"]["shape"]
+    validate(tmp_path / "four", ref, ref, dataset(tmp_path, "uneven", big=7), DENSE_SPEC)  # 1, 2, 4
+    assert report(tmp_path / "four")["points"]["max"]["source"] == "dataset"
+
+
+def test_a_per_token_output_of_rank_2_is_masked(tmp_path: Path) -> None:
+    ref = save(token_model(), tmp_path / "ref.onnx")
+    junk = save(token_model(pad_garbage=True), tmp_path / "junk.onnx")
+    data = dataset(tmp_path, "sequences", labels=False)
+    tight = {"gates": {"max_abs": 1e-5}}
+    validate(tmp_path / "masked", junk, ref, data, SEQUENCE_SPEC, **tight)
+    assert report(tmp_path / "masked")["outputs"]["scores"]["figures"]["max_abs"] < 1e-5
+    with pytest.raises(GateFailed, match="scores: max_abs"):
+        validate(tmp_path / "unmasked", junk, ref, data, SEQUENCE_SPEC, mask_input=False, **tight)
+
+
+def test_a_head_whose_width_equals_one_sequence_length_is_not_masked(tmp_path: Path) -> None:
+    ref = save(sequence_model(), tmp_path / "ref.onnx")
+    cand = save(sequence_model(noise=0.5), tmp_path / "cand.onnx")
+    spec = {**SEQUENCE_SPEC, "dims": {**SEQUENCE_SPEC["dims"], "seq": {"min": 3, "opt": 5, "max": 16}}}
+    data = dataset(tmp_path, "sequences", lengths=[3, 5], labels=False)  # logits (batch, 3) match seq 3
+    figures = []
+    for name, mask in (("default", None), ("none", False)):
+        validate(tmp_path / name, cand, ref, data, spec, mask_input=mask, gates={"finite": True})
+        figures.append(report(tmp_path / name)["outputs"]["logits"]["figures"])
+    assert figures[0]["max_abs"] == figures[1]["max_abs"] and figures[0]["cosine"] == figures[1]["cosine"]
