@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.distributions import distribution_map
+from pipeline.pyrefs import hooked_location
+
 if TYPE_CHECKING:
     import ast
 
@@ -107,7 +110,7 @@ class ClosureFinder:
         if top not in self._tops:
             found = [c for c in (self._child(Path(e), top) for e in self.search) if c is not None]
             regular = [path for path, namespace in found if not namespace]
-            self._tops[top] = regular[0] if regular else found[0][0] if found else _hooked(top)
+            self._tops[top] = regular[0] if regular else found[0][0] if found else hooked_location(top)
         return self._tops[top]
 
     def _child(self, directory: Path, part: str) -> tuple[Path, bool] | None:
@@ -181,7 +184,7 @@ class ClosureFinder:
         `parts` (several only for a bare namespace package such as `nvidia`)."""
         folder = str(location.parent)
         if folder not in self._dists:
-            self._dists[folder] = json.loads(self.memo.derived(Path(folder), "distributions", _distribution_map))
+            self._dists[folder] = json.loads(self.memo.derived(Path(folder), "distributions", distribution_map))
         entry = self._dists[folder].get(parts[0])
         if isinstance(entry, dict):  # a namespace shared by distributions: the subpackage decides
             owner = entry.get(".".join(parts[:2])) if len(parts) > 1 else None
@@ -262,104 +265,6 @@ def _absolute(target: str, package: str) -> str | None:
     base = base[:len(base) - (level - 1)]
     rest = target[level:]
     return ".".join(base + ([rest] if rest else []))
-
-
-def _hooked(top: str) -> Path | None:
-    """A top-level module only an import hook knows (find_spec imports nothing for a top-level name)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
-    return Path(spec.origin) if spec.origin and os.path.exists(spec.origin) else None
-
-
-def _distribution_map(folder: Path) -> str:
-    """JSON {top-level module: [distribution, version, "local" | "index"]} for the dist-infos in `folder`.
-
-    "local": installed from a local folder or file (`direct_url.json` with a
-    `file:` URL), where the version says nothing about the content, so the
-    closure follows its modules as it does local code. A VCS install's version
-    carries its commit. A top-level name several distributions share (a
-    namespace package: `nvidia`, `google`) maps its subpackages to their owners,
-    under `{"*": [every owner], "top.sub": owner}`.
-    """
-    claims: dict[str, list[tuple[Path, list[str]]]] = {}
-    try:
-        infos = sorted(p for p in folder.iterdir() if p.name.endswith(".dist-info") and p.is_dir())
-    except OSError:
-        return "{}"
-    for info in infos:
-        name, _, version = info.name[:-len(".dist-info")].partition("-")
-        name = name.lower().replace("-", "_").replace(".", "_")  # installers spell names differently
-        origin = "index"
-        try:
-            direct = json.loads((info / "direct_url.json").read_text())
-            if "dir_info" in direct or str(direct.get("url", "")).startswith("file:"):
-                origin = "local"
-            elif isinstance(direct.get("vcs_info"), dict) and direct["vcs_info"].get("commit_id"):
-                version = f"{version}+{direct['vcs_info'].get('vcs', 'vcs')}.{direct['vcs_info']['commit_id']}"
-        except (OSError, ValueError, AttributeError):
-            pass
-        for top in _tops_of(info):
-            claims.setdefault(top, []).append((info, [name, version, origin]))
-    out: dict[str, Any] = {}
-    for top, owners in claims.items():
-        if len(owners) == 1:
-            out[top] = owners[0][1]
-            continue
-        shared: dict[str, Any] = {"*": [entry for _, entry in owners]}
-        for info, entry in owners:
-            for sub in _subpackages_of(info, top):
-                shared.setdefault(f"{top}.{sub}", entry)
-        out[top] = shared
-    return json.dumps(out, sort_keys=True)
-
-
-def _subpackages_of(info: Path, top: str) -> list[str]:
-    """Second-level names under `top` that a distribution's RECORD installs (`nvidia/cudnn/...` -> cudnn)."""
-    try:
-        lines = (info / "RECORD").read_text().splitlines()
-    except OSError:
-        return []
-    subs = set()
-    for line in lines:
-        path = line.split(",", 1)[0].split("/")
-        if len(path) > 2 and path[0] == top:
-            subs.add(path[1])
-        elif len(path) == 2 and path[0] == top and path[1].endswith(".py") and path[1] != "__init__.py":
-            subs.add(path[1][:-3])
-    return sorted(subs)
-
-
-def _tops_of(info: Path) -> list[str]:
-    """Top-level modules a dist-info provides: top_level.txt, else the first parts of RECORD's paths."""
-    try:
-        return (info / "top_level.txt").read_text().split()
-    except OSError:
-        pass
-    try:
-        lines = (info / "RECORD").read_text().splitlines()
-    except OSError:
-        return []
-    tops = set()
-    for line in lines:
-        path = line.split(",", 1)[0]
-        first = path.split("/", 1)[0]
-        if first.endswith((".dist-info", ".data")) or first.startswith("..") or first == "__pycache__":
-            continue
-        if "/" in path:
-            tops.add(first)
-        elif first.endswith(".py"):
-            tops.add(first[:-3])
-        elif first.endswith((".so", ".pyd")):
-            tops.add(first.split(".", 1)[0])
-    return sorted(tops)
 
 
 def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None,

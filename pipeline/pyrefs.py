@@ -143,7 +143,13 @@ def _find_top_level(top: str, search_path: list[str]) -> Path | None:
             found = _child(Path(entry), top)
             if found is not None:
                 return found
-    try:  # an import hook's module (editable installs): find_spec imports nothing for a top-level name
+    return hooked_location(top)
+
+
+def hooked_location(top: str) -> Path | None:
+    """A top-level module only an import hook knows, such as an editable install (find_spec imports
+    nothing for a top-level name)."""
+    try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return None
