@@ -43,15 +43,6 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class StageFailed(PipelineError):
-    """A stage's run() raised: one line naming the stage, the error and its log."""
-
-    def __init__(self, stage: str, error: str, log: Path | str | None = None):
-        self.stage, self.error, self.log = stage, error, log
-        suffix = f" (log: {log})" if log else ""
-        super().__init__(f"stage {stage} failed: {error}{suffix}")
-
-
 class GateFailed(PipelineError):
     """Raised by a stage (validate) when measured figures miss their thresholds."""
 
@@ -62,22 +53,19 @@ class GateFailed(PipelineError):
         super().__init__("gate failed: " + "; ".join(self.failures))
 
 
-class RequirementUnmet(PipelineError):
-    """A stage could not start on this machine (no GPU, missing extra)."""
+class KindBug(PipelineError):
+    """A stage kind's own code raised while the engine asked it for key material: the kind's bug, not
+    the recipe's, so the message names the kind, its module and where it raised."""
 
-    exit_code = EXIT_UNAVAILABLE
+    def __init__(self, kind: str, module: str, file: str | None, method: str, exc: BaseException):
+        import traceback
 
-    def __init__(self, stage: str, reason: str):
-        self.stage, self.reason = stage, reason
-        super().__init__(f"stage {stage} unavailable: {reason}")
-
-
-class RunFailed(PipelineError):
-    """A run finished with failures; the reporter has already printed them."""
-
-    def __init__(self, message: str, exit_code: int):
-        self.exit_code = exit_code
-        super().__init__(message)
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if file and Path(f.filename) == Path(file)] or frames  # the kind's own line
+        where = f" at {Path(own[-1].filename).name}:{own[-1].lineno}" if own else ""
+        self.kind = kind
+        super().__init__(f"kind {kind} ({module}): {method}() raised {type(exc).__name__}: {exc}{where}: "
+                         "a bug in the stage kind, not in the recipe")
 
 
 class Interrupted(PipelineError):

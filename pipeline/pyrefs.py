@@ -45,15 +45,24 @@ def find_module(module: str, search_path: list[str]) -> tuple[Path, Path | None]
     return top, current if current.suffix == ".py" else None
 
 
+class NameNotDefined(AttributeError):
+    """A recipe names a function its module does not define: the user's to fix (a plain AttributeError
+    raised while computing a key is a bug in the code that raised it). Messages name it as the
+    AttributeError Python itself would raise on import."""
+
+
+NameNotDefined.__name__ = "AttributeError"
+
+
 def check_name(source: Path | None, name: str, what: str, names_of: Callable[[Path], str]) -> None:
-    """Raise AttributeError unless `source` defines `name` (or cannot tell). `names_of` may memoise."""
+    """Raise NameNotDefined unless `source` defines `name` (or cannot tell). `names_of` may memoise."""
     if source is None:
         return
     names = json.loads(names_of(source))
     if UNKNOWN in names or name.split(".")[0] in names:
         return
     public = [n for n in names if not n.startswith("_")]
-    raise AttributeError(f"{what} has no attribute {name.split('.')[0]!r}{did_you_mean(name.split('.')[0], public)}")
+    raise NameNotDefined(f"{what} has no attribute {name.split('.')[0]!r}{did_you_mean(name.split('.')[0], public)}")
 
 
 def defined_names(source: Path) -> str:

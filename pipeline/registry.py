@@ -60,7 +60,20 @@ class Registry:
             if not found:
                 raise RecipeError(recipe_path, line, "plugins", f"module {name!r} defines no Stage subclass with a kind")
             for cls in found:
+                self._check_new(cls, recipe_path, line)
                 self.add(cls)
+
+
+    def _check_new(self, cls: type[Stage], recipe_path: Path, line: int | None) -> None:
+        """A plugin kind must not silently replace another definition of the same kind."""
+        other = self._loaded.get(cls.kind)
+        where = f"{other.__module__}.{other.__qualname__}" if other is not None else None
+        if other is None and cls.kind in self._entry_points:
+            where = self._entry_points[cls.kind].value.replace(":", ".")
+        if where is not None and where != f"{cls.__module__}.{cls.__qualname__}":
+            raise RecipeError(recipe_path, line, "plugins",
+                              f"kind {cls.kind!r} is defined twice: by {cls.__module__}.{cls.__qualname__} and by "
+                              f"{where}; rename one of them")
 
 
 def add_to_path(directory: Path) -> None:

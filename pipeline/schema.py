@@ -213,6 +213,13 @@ class RecipeSpec(Strict):
                 raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
         return v
 
+    @field_validator("stages")
+    @classmethod
+    def _some_stages(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("a recipe needs at least one stage")
+        return v
+
     @field_validator("name")
     @classmethod
     def _recipe_name(cls, v: str | None) -> str | None:

@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel
 
-from pipeline.schema import ModelSpec, Strict
+from pipeline.pyrefs import NameNotDefined  # noqa: F401 - re-exported: what KeyContext.code_digest raises for
+from pipeline.schema import ModelSpec, Strict  # a function the recipe names but its module does not define
 
 
 class Params(Strict):

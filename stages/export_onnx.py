@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from pipeline.schema import ModelSpec
-from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, RecipeValueError, Stage, StageContext
+from pipeline.stage import (InputSpec, KeyContext, NameNotDefined, OutputSpec, Params, RecipeValueError, Stage,
+                            StageContext)
 from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class ExportOnnx(Stage):
             return {}
         try:
             code = keys.code_digest(model.factory, model.source)
-        except (OSError, ImportError, AttributeError) as exc:
+        except (OSError, ImportError, NameNotDefined) as exc:
             field = "source" if model.source and not (keys.recipe_dir / model.source).exists() else "factory"
             raise RecipeValueError(("model", field), f"{type(exc).__name__}: {exc}") from None
         try:
