@@ -154,7 +154,7 @@ def bare_int8(core, onnx_path: Path) -> Path:
 
 def validate_vs_benchmark_app(xml: Path, seconds: float) -> None:
     """Our validate runner's throughput mode vs benchmark_app -hint throughput, same IR, same precision."""
-    from stages._runners import OpenVinoRunner
+    from stages._ov_runner import OpenVinoRunner
 
     runner = OpenVinoRunner(xml.parent, precision="bf16")
     feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)}

@@ -11,9 +11,10 @@ from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError, did_you_mean
 from pipeline.graph import StageGraph, stage_graph
 from pipeline.lockfile import lock_path, read_lock
-from pipeline.plan import CACHED, RUN, UNAVAILABLE, WAITS, Decision, Planner
+from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.stage import Stage
+from pipeline.status import Status
 
 
 def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
@@ -62,14 +63,14 @@ def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
     graph.remember()
     cache.memo.flush()
     if args.skip_unavailable:
-        decisions = [d for d in decisions if d.status != UNAVAILABLE]
+        decisions = [d for d in decisions if d.status != Status.UNAVAILABLE]
     return recipe, cache, decisions
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     recipe, _, decisions = _plan(args)
     if args.json:
-        print(json.dumps([{"stage": d.stage, "status": d.status, "reasons": list(d.reasons), "key": d.key}
+        print(json.dumps([{"stage": d.stage, "status": str(d.status), "reasons": list(d.reasons), "key": d.key}
                           for d in decisions], indent=1))
         return EXIT_OK
     _print_decisions(recipe, decisions, f"plan for {recipe.path}")
@@ -83,18 +84,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     stale = False
     for d in decisions:
         locked = lock.get(d.stage, {}).get("key")
-        if d.status == CACHED and locked == d.key:
-            rows.append((d.stage, "up to date", []))
+        if d.status == Status.CACHED and locked == d.key:
+            rows.append((d.stage, Status.UP_TO_DATE, []))
             continue
         stale = True
-        if d.status == CACHED:
+        if d.status == Status.CACHED:
             why = ["not in the lock file" if locked is None else "lock file holds another key (run `pipeline run` and commit the lock)"]
         else:
             why = list(d.reasons)
-        rows.append((d.stage, "stale" if d.status != UNAVAILABLE else "unavailable", why))
+        rows.append((d.stage, Status.UNAVAILABLE if d.status == Status.UNAVAILABLE else Status.STALE, why))
     if args.json:  # the same shape as `plan --json`'s rows
-        print(json.dumps({"up_to_date": not stale, "stages": [{"stage": s, "status": st, "reasons": w} for s, st, w in rows]},
-                         indent=1))
+        stages = [{"stage": s, "status": str(st), "reasons": w} for s, st, w in rows]
+        print(json.dumps({"up_to_date": not stale, "stages": stages}, indent=1))
     else:
         from rich.console import Console
         from rich.markup import escape
@@ -104,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for col in ("stage", "status", "why"):
             table.add_column(col, overflow="fold")
         for stage, state, why in rows:
-            table.add_row(stage, state, escape("; ".join(why)))
+            table.add_row(stage, str(state), escape("; ".join(why)))
         Console(highlight=False).print(table)
     return EXIT_FAILED if stale else EXIT_OK
 
@@ -114,13 +115,13 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
     from rich.markup import escape
     from rich.table import Table
 
-    style = {CACHED: "green", RUN: "cyan", WAITS: "blue", UNAVAILABLE: "yellow"}
-    word = {CACHED: "cached", RUN: "will run", WAITS: "waits", UNAVAILABLE: "unavailable"}
+    style = {Status.CACHED: "green", Status.RUN: "cyan", Status.WAITS: "blue", Status.UNAVAILABLE: "yellow"}
+    word = {Status.RUN: "will run"}  # the table reads as a sentence; --json keeps the enum's word
     table = Table(title=title, title_justify="left")
     for col in ("stage", "kind", "decision", "why"):
         table.add_column(col, overflow="fold")
     for d in decisions:
-        table.add_row(d.stage, recipe.stages[d.stage].kind.kind, f"[{style[d.status]}]{word[d.status]}[/]",
+        table.add_row(d.stage, recipe.stages[d.stage].kind.kind, f"[{style[d.status]}]{word.get(d.status, d.status)}[/]",
                       escape("\n".join(d.reasons)))
     Console(highlight=False).print(table)
 

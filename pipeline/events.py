@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipeline.status import Status
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -56,7 +58,10 @@ class StageFinished:
 
 
 @dataclass(frozen=True)
-class StageFailed:
+class StageErrored:
+    """A stage ran and failed (raised, its worker died, or a gate failed); not `errors.StageFailed`,
+    the exception a CLI user sees."""
+
     stage: str
     kind: str
     error: str
@@ -93,11 +98,12 @@ class RunFinished:
     run_id: str
     seconds: float
     exit_code: int
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[Status, int] = field(default_factory=dict)
+    run_dir: str = ""  # runs/<run id>/: run.json (every figure) and the logs
 
 
 Event = (RunStarted | StageCached | StageStarted | StageWaiting | StageProgress | StageFinished
-         | StageFailed | StageUnavailable | StageSkipped | StageNotRun | RunFinished)
+         | StageErrored | StageUnavailable | StageSkipped | StageNotRun | RunFinished)
 
 
 class Reporter(Protocol):

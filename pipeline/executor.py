@@ -22,16 +22,17 @@ from typing import Any
 from pipeline import lockfile
 from pipeline.cache import Cache
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
-from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageFailed, StageFinished,
+from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageErrored, StageFinished,
                              StageNotRun, StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
 from pipeline.faults import fault
 from pipeline.graph import StageGraph
 from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
-from pipeline.plan import CACHED, UNAVAILABLE, Decision, Planner
+from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
 from pipeline.records import OutputRecord, StageRecord
 from pipeline.stage import DatasetInput
+from pipeline.status import Status
 from pipeline.views import update_view
 from pipeline.worker import Outcome, Task
 from pipeline.workspace import clean_stale, new_workspace
@@ -52,7 +53,7 @@ class RunOptions:
 class RunResult:
     run_id: str
     exit_code: int
-    status: dict[str, str] = field(default_factory=dict)  # stage -> cached|ran|failed|gate|unavailable|skipped|not run
+    status: dict[str, Status] = field(default_factory=dict)  # stage -> how it ended
 
 
 class _Worker:
@@ -105,7 +106,7 @@ class Executor:
         self._running: dict[str, _Running] = {}
         self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
-        self.status: dict[str, str] = {}
+        self.status: dict[str, Status] = {}
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> RunResult:
@@ -127,7 +128,7 @@ class Executor:
                     if not stopping and not self._can_start(name):
                         continue
                     if stopping:
-                        self.status[name] = "not run"
+                        self.status[name] = Status.NOT_RUN
                         self.reporter.handle(StageNotRun(name, self.recipe.stages[name].kind.kind))
                         outcome = "settled"
                     else:
@@ -143,7 +144,7 @@ class Executor:
                     continue
                 for name in self._wait(timeout=0.2 if self._waiting else None):
                     sorter.done(name)
-                    if self.status[name] in ("failed", "gate") and not self.options.keep_going:
+                    if self.status[name].failed and not self.options.keep_going:
                         stopping = True
         except KeyboardInterrupt:
             self._abort()
@@ -153,10 +154,10 @@ class Executor:
             self.cache.memo.flush()
         self._write_lock()
         code = self._exit_code()
-        counts: dict[str, int] = {}
+        counts: dict[Status, int] = {}
         for s in self.status.values():
             counts[s] = counts.get(s, 0) + 1
-        self.reporter.handle(RunFinished(self.run_id, time.perf_counter() - start, code, counts))
+        self.reporter.handle(RunFinished(self.run_id, time.perf_counter() - start, code, counts, str(self.run_dir)))
         return RunResult(self.run_id, code, dict(self.status))
 
     def _can_start(self, name: str) -> bool:
@@ -175,18 +176,18 @@ class Executor:
         """
         node = self.recipe.stages[name]
         kind = node.kind.kind
-        bad = [p for p in self.graph.parents[name] if self.status.get(p) not in ("cached", "ran")]
+        bad = [p for p in self.graph.parents[name] if not (p in self.status and self.status[p].built)]
         if bad:
-            why = ", ".join(f"{p} {self.status.get(p, 'not run')}" for p in bad)
-            self.status[name] = "skipped"
+            why = ", ".join(f"{p} {self.status.get(p, Status.NOT_RUN)}" for p in bad)
+            self.status[name] = Status.SKIPPED
             self.reporter.handle(StageSkipped(name, kind, why))
             return "settled"
         decision = self.planner.decide(name, self.known)
-        if decision.status == UNAVAILABLE:
-            self.status[name] = "unavailable"
+        if decision.status == Status.UNAVAILABLE:
+            self.status[name] = Status.UNAVAILABLE
             self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
             return "settled"
-        if decision.status == CACHED:
+        if decision.status == Status.CACHED:
             self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
             return "settled"
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
@@ -212,7 +213,7 @@ class Executor:
         self.known[name] = record
         self.cache.records.set_latest(self.recipe.name, name, record.key)
         views = update_view(self.cache, self.recipe.name, record)
-        self.status[name] = "cached"
+        self.status[name] = Status.CACHED
         kind = self.recipe.stages[name].kind.kind
         if built_elsewhere:
             self.reporter.handle(StageFinished(name, kind, ("built by another run",), 0.0, views, record.summary,
@@ -300,32 +301,32 @@ class Executor:
         worker.stop(kill=True)  # died: a crash or OOM in native code fails the stage, not the run
         code = worker.proc.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return Outcome("failed", {}, f"worker process died ({how})", time.perf_counter() - r.started)
+        return Outcome(Status.FAILED, {}, f"worker process died ({how})", time.perf_counter() - r.started)
 
     def _complete(self, name: str, outcome: Outcome) -> None:
         r = self._running[name]
         kind = self.recipe.stages[name].kind
         try:
-            if outcome.status == "ok":
+            if outcome.status == Status.RAN:
                 try:
                     record = self._publish(name, r, outcome)
                 except _PublishError as exc:
-                    outcome = Outcome("failed", {}, str(exc), outcome.seconds)
+                    outcome = Outcome(Status.FAILED, {}, str(exc), outcome.seconds)
                 else:
                     self.known[name] = record
-                    self.status[name] = "ran"
+                    self.status[name] = Status.RAN
                     views = update_view(self.cache, self.recipe.name, record)
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
                         k: o.digest for k, o in record.outputs.items()}
                     self.reporter.handle(StageFinished(name, kind.kind, r.decision.reasons, outcome.seconds, views,
                                                        outcome.summary, same))
-            if outcome.status != "ok":
-                self.status[name] = "gate" if outcome.status == "gate" else "failed"
+            if outcome.status != Status.RAN:
+                self.status[name] = outcome.status
                 kept = self.run_dir / f"{name}.workdir"
                 shutil.move(str(r.workspace), kept)
-                self.reporter.handle(StageFailed(name, kind.kind, outcome.error, str(r.log), outcome.seconds,
-                                                 gate=outcome.status == "gate", kept=str(kept / "out")))
+                self.reporter.handle(StageErrored(name, kind.kind, outcome.error, str(r.log), outcome.seconds,
+                                                  gate=outcome.status == Status.GATE_FAILED, kept=str(kept / "out")))
         finally:
             r.lock.release()
             r.cpu.release()
@@ -362,7 +363,7 @@ class Executor:
             r.lock.release()
             r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
-            self.status[r.stage] = "interrupted"
+            self.status[r.stage] = Status.INTERRUPTED
         self._running.clear()
 
     def _shutdown(self) -> None:
@@ -398,11 +399,11 @@ class Executor:
 
     def _exit_code(self) -> int:
         statuses = set(self.status.values())
-        if "failed" in statuses:
+        if Status.FAILED in statuses:
             return EXIT_FAILED
-        if "gate" in statuses:
+        if Status.GATE_FAILED in statuses:
             return EXIT_GATE
-        if "unavailable" in statuses and not self.options.skip_unavailable:
+        if Status.UNAVAILABLE in statuses and not self.options.skip_unavailable:
             return EXIT_UNAVAILABLE
         return EXIT_OK
 

@@ -6,23 +6,29 @@ parents have published.
 """
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline.cache import Cache
 from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
-from pipeline.errors import RecipeError
+from pipeline.errors import KindBug, RecipeError
+from pipeline.pyrefs import NameNotDefined
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
 from pipeline.stage import RecipeValueError
+from pipeline.status import Status
 
-CACHED, RUN, WAITS, UNAVAILABLE = "cached", "run", "waits", "unavailable"
+# The plan's four decisions (names kept for importers; the words are `plan --json`'s).
+CACHED, RUN, WAITS, UNAVAILABLE = Status.CACHED, Status.RUN, Status.WAITS, Status.UNAVAILABLE
 
 
 @dataclass(frozen=True)
 class Decision:
     stage: str
-    status: str
+    status: Status  # CACHED, RUN, WAITS or UNAVAILABLE
     reasons: tuple[str, ...] = ()
     key: str | None = None
     components: dict[str, Any] | None = field(default=None, repr=False)
@@ -52,10 +58,13 @@ class Planner:
             except RecipeValueError as exc:
                 raise RecipeError(self.recipe.path, self.recipe.line(*exc.field) or node.line, ".".join(exc.field),
                                   str(exc)) from None
-            except (OSError, ImportError, ValueError, AttributeError) as exc:
+            except (OSError, ImportError, ValueError, NameNotDefined) as exc:
                 field = f"stages.{name}.with" if node.kind.Params.model_fields else f"stages.{name}"
                 raise RecipeError(self.recipe.path, self.recipe.line("stages", name, "with") or node.line, field,
                                   f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - anything else is the kind's own bug
+                raise KindBug(node.kind.kind, node.kind.__module__, inspect.getsourcefile(node.kind), "fingerprint",
+                              exc) from exc
             for ref in node.inputs.values():
                 if ref.kind == "data":
                     self.data_parts(ref.target)
@@ -69,7 +78,7 @@ class Planner:
         if name not in self._data:
             try:
                 self._data[name] = dataset_parts(self.recipe.data[name], self.keys)
-            except (OSError, ImportError, ValueError, AttributeError) as exc:
+            except (OSError, ImportError, ValueError, NameNotDefined) as exc:
                 field = ("data", name, "python") if self.recipe.data[name].kind == "python" else ("data", name)
                 raise RecipeError(self.recipe.path, self.recipe.line(*field) or self.recipe.line("data", name),
                                   ".".join(field), f"{type(exc).__name__}: {exc}") from None
@@ -121,9 +130,18 @@ class Planner:
         if previous is None:
             reasons: tuple[str, ...] = ("never built",)
         else:
-            labels = {k: str(v) for k, v in node.inputs.items()}
+            labels = {k: self._label(v) for k, v in node.inputs.items()}
             reasons = tuple(explain(previous.components, result.components, labels))
         return Decision(name, RUN, reasons, result.key, result.components, None, previous)
+
+    def _label(self, ref: Any) -> str:
+        """An input as the recipe wrote it: `export.model`, `data.calib`, or a path relative to the recipe."""
+        if ref.kind != "path":
+            return str(ref)
+        try:
+            return Path(ref.target).relative_to(self.recipe.dir.resolve()).as_posix()
+        except ValueError:
+            return os.path.relpath(ref.target, self.recipe.dir).replace(os.sep, "/")
 
     def plan(self, order: list[str]) -> list[Decision]:
         """Decide every stage in `order` without running anything."""

@@ -7,11 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.events import (Event, RunFinished, RunStarted, StageCached, StageFailed, StageFinished, StageProgress,
-                             StageNotRun, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+from pipeline.events import (Event, RunFinished, RunStarted, StageCached, StageErrored, StageFinished, StageNotRun,
+                             StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
 from pipeline.records import write_json_atomic
+from pipeline.status import Status
+from pipeline.summary import WIDE, Row, compact_lines, footer, relative, wide_table
 
 NOT_RUN = "the run stopped after a failure (--keep-going runs independent stages)"
+NOT_RUN_BRIEF = "stopped by a failure; see --keep-going"
 
 
 class RunRecordReporter:
@@ -26,33 +29,34 @@ class RunRecordReporter:
         if isinstance(event, RunStarted):
             self.run = {"run_id": event.run_id, "recipe": event.recipe, "recipe_path": str(self.recipe_path),
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            self.rows = {s: {"stage": s, "status": "pending"} for s in event.stages}
+            self.rows = {s: {"stage": s, "status": Status.PENDING} for s in event.stages}
         elif isinstance(event, StageCached):
-            self.rows[event.stage].update(status="cached", kind=event.kind, outputs=event.outputs, seconds=0.0,
+            self.rows[event.stage].update(status=Status.CACHED, kind=event.kind, outputs=event.outputs, seconds=0.0,
                                           summary=event.summary, built=event.built)
         elif isinstance(event, StageStarted):
-            self.rows[event.stage].update(status="running", kind=event.kind, reasons=list(event.reasons), log=event.log)
+            self.rows[event.stage].update(status=Status.RUNNING, kind=event.kind, reasons=list(event.reasons),
+                                          log=event.log)
         elif isinstance(event, StageFinished):
-            self.rows[event.stage].update(status="cached" if event.built_elsewhere else "ran", kind=event.kind,
-                                          reasons=list(event.reasons), seconds=round(event.seconds, 3),
+            self.rows[event.stage].update(status=Status.CACHED if event.built_elsewhere else Status.RAN,
+                                          kind=event.kind, reasons=list(event.reasons), seconds=round(event.seconds, 3),
                                           outputs=event.outputs, summary=event.summary,
                                           same_output_as_before=event.same_as_before)
-        elif isinstance(event, StageFailed):
-            self.rows[event.stage].update(status="gate failed" if event.gate else "failed", kind=event.kind,
-                                          error=event.error, log=event.log, kept=event.kept,
+        elif isinstance(event, StageErrored):
+            self.rows[event.stage].update(status=Status.GATE_FAILED if event.gate else Status.FAILED,
+                                          kind=event.kind, error=event.error, log=event.log, kept=event.kept,
                                           seconds=round(event.seconds, 3))
         elif isinstance(event, StageUnavailable):
-            self.rows[event.stage].update(status="unavailable", kind=event.kind, reason=event.reason)
+            self.rows[event.stage].update(status=Status.UNAVAILABLE, kind=event.kind, reason=event.reason)
         elif isinstance(event, StageSkipped):
-            self.rows[event.stage].update(status="skipped", kind=event.kind, reason=f"upstream: {event.because}")
+            self.rows[event.stage].update(status=Status.SKIPPED, kind=event.kind, reason=f"upstream: {event.because}")
         elif isinstance(event, StageNotRun):
-            self.rows[event.stage].update(status="not run", kind=event.kind, reason=NOT_RUN)
+            self.rows[event.stage].update(status=Status.NOT_RUN, kind=event.kind, reason=NOT_RUN)
         elif isinstance(event, RunFinished):
             self.run.update(seconds=round(event.seconds, 3), exit_code=event.exit_code)
             write_json_atomic(self.runs_dir / event.run_id / "run.json", self.to_json())
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.run, "stages": list(self.rows.values())}
+        return {**self.run, "stages": [{**row, "status": str(row["status"])} for row in self.rows.values()]}
 
 
 class ConsoleReporter:
@@ -61,11 +65,12 @@ class ConsoleReporter:
     def __init__(self, stream: Any = None, quiet: bool = False):
         from rich.console import Console
 
-        self.console = Console(file=stream or sys.stderr, highlight=False, quiet=False, soft_wrap=True)  # a line per event, never wrapped (CI logs are 80 columns)
+        # a line per event, never wrapped (CI logs are 80 columns)
+        self.console = Console(file=stream or sys.stderr, highlight=False, quiet=False, soft_wrap=True)
         self.quiet = quiet
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
-        self._rows: list[tuple[str, ...]] = []
+        self._rows: list[Row] = []
         self._order: list[str] = []
 
     def _bar(self) -> Any:
@@ -79,7 +84,7 @@ class ConsoleReporter:
         return self._progress
 
     def handle(self, event: Event) -> None:
-        if self.quiet and not isinstance(event, (RunStarted, RunFinished, StageFailed)):
+        if self.quiet and not isinstance(event, (RunStarted, RunFinished, StageErrored)):
             self._remember_row(event)
             return
         self._show(event)
@@ -102,8 +107,11 @@ class ConsoleReporter:
             self._rows = []
         elif isinstance(event, StageCached):
             c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
-            why = f"unchanged, built {event.built.replace('T', ' ')[:16]} UTC" if event.built else "unchanged"
-            self._rows.append((event.stage, "cached", why, "-", esc(_outputs(event.outputs) + _figures(event.summary))))
+            when = event.built.replace("T", " ")
+            self._rows.append(Row(event.stage, Status.CACHED,
+                                  f"unchanged, built {when[:16]} UTC" if event.built else "unchanged",
+                                  brief=f"unchanged, built {when[5:16]}" if event.built else "",
+                                  outputs=tuple(event.outputs.values()), summary=event.summary))
         elif isinstance(event, StageStarted):
             c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {esc('; '.join(event.reasons))}")
             if not self.quiet:
@@ -119,29 +127,29 @@ class ConsoleReporter:
             self._end_task(event.stage)
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
-                self._rows.append((event.stage, "cached", "built by another run", "-", esc(_outputs(event.outputs))))
+                self._rows.append(Row(event.stage, Status.CACHED, "built by another run",
+                                      outputs=tuple(event.outputs.values())))
                 return
             note = "; same output as before" if event.same_as_before else ""
             c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
-            why = esc("; ".join(event.reasons) + note)
-            self._rows.append((event.stage, "ran", why, f"{event.seconds:.1f}",
-                               esc(_outputs(event.outputs) + _figures(event.summary))))
-        elif isinstance(event, StageFailed):
+            self._rows.append(Row(event.stage, Status.RAN, "; ".join(event.reasons) + note, event.seconds,
+                                  outputs=tuple(event.outputs.values()), summary=event.summary))
+        elif isinstance(event, StageErrored):
             self._end_task(event.stage)
             if event.gate:  # the reports that say why are what the user wants next
                 c.print(f"[red]GATE FAILED[/]  stage {event.stage}: {esc(event.error.removeprefix('gate failed: '))} "
-                        f"(reports: {esc(_relative(event.kept))}) (log: {esc(event.log)})")
+                        f"(reports: {esc(relative(event.kept))}) (log: {esc(event.log)})")
             else:
                 c.print(f"[red]FAILED[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
-            self._rows.append((event.stage, "[red]gate failed[/]" if event.gate else "[red]failed[/]", esc(event.error),
-                               f"{event.seconds:.1f}", esc(f"log: {event.log}")))
+            self._rows.append(Row(event.stage, Status.GATE_FAILED if event.gate else Status.FAILED, event.error,
+                                  event.seconds, brief=event.error.removeprefix("gate failed: "), log=event.log))
         elif isinstance(event, StageUnavailable):
             c.print(f"[yellow]skipped[/] {event.stage}: {esc(event.reason)}")
-            self._rows.append((event.stage, "[yellow]unavailable[/]", esc(event.reason), "-", ""))
+            self._rows.append(Row(event.stage, Status.UNAVAILABLE, event.reason))
         elif isinstance(event, StageSkipped):
-            self._rows.append((event.stage, "[yellow]skipped[/]", esc(f"upstream: {event.because}"), "-", ""))
+            self._rows.append(Row(event.stage, Status.SKIPPED, f"upstream: {event.because}"))
         elif isinstance(event, StageNotRun):
-            self._rows.append((event.stage, "[yellow]not run[/]", esc(NOT_RUN), "-", ""))
+            self._rows.append(Row(event.stage, Status.NOT_RUN, NOT_RUN, brief=NOT_RUN_BRIEF))
         elif isinstance(event, RunFinished):
             if self._progress is not None:
                 self._progress.stop()
@@ -153,35 +161,21 @@ class ConsoleReporter:
             self._progress.remove_task(task)
 
     def _summary(self, event: RunFinished) -> None:
-        from rich.table import Table
+        """The full table on a wide terminal; one line per stage anywhere else (a CI log, 80 columns)."""
+        from rich.text import Text
 
-        table = Table(title=f"run {event.run_id}: {event.seconds:.1f}s, exit {event.exit_code}", title_justify="left")
-        for col in ("stage", "status", "why", "s", "outputs / figures"):
-            table.add_column(col, overflow="fold")
-        for row in self._rows:
-            table.add_row(*row)
-        self.console.print(table)
-
-
-def _outputs(outputs: dict[str, str]) -> str:
-    return "\n".join(_relative(p) for p in outputs.values())
-
-
-def _relative(path: str) -> str:
-    """Paths under the working directory are shown relative to it: shorter, still clickable."""
-    import os
-
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
-def _figures(summary: dict[str, Any]) -> str:
-    parts = [f"{k}={_fmt(v)}" for k, v in summary.items() if isinstance(v, (int, float, str, bool))]
-    return ("\n" + ", ".join(parts)) if parts else ""
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+        title = f"run {event.run_id}: {event.seconds:.1f}s, exit {event.exit_code}"
+        if self.console.is_terminal and self.console.width >= WIDE:
+            self.console.print(wide_table(self._rows, title))
+            return
+        for line, start, end, style in compact_lines(self._rows, title, footer(self._rows, event.run_dir),
+                                                      self.console.width):
+            text = Text(line)
+            if style and end > start:
+                text.stylize(style, start, end)
+            elif style:
+                text.stylize(style)
+            self.console.print(text)
 
 
 def dump_json(data: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from pipeline.errors import GateFailed
 from pipeline.faults import fault
+from pipeline.status import Status
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "ok" | "failed" | "gate"
+    status: Status  # RAN, FAILED or GATE_FAILED
     summary: dict[str, Any]
     error: str = ""
     seconds: float = 0.0
@@ -64,13 +65,13 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
             summary = kind().run(ctx) or {}
             fault("run", task.stage)
-            return Outcome("ok", _jsonable(summary), seconds=time.perf_counter() - start)
+            return Outcome(Status.RAN, _jsonable(summary), seconds=time.perf_counter() - start)
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
-            return Outcome("gate", {}, one_line(str(exc)), time.perf_counter() - start)
+            return Outcome(Status.GATE_FAILED, {}, one_line(str(exc)), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
             _print_traceback(Path(task.log), capture)
-            return Outcome("failed", {}, one_line(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
+            return Outcome(Status.FAILED, {}, one_line(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
         finally:
             os.chdir(cwd)
             sys.stdout.flush()

@@ -63,16 +63,14 @@ def compare_onnx(reference: Path | str, candidate: Path | str, feeds: Mapping[st
 
     Feeds are cast to each model's input types (an FP16 model without FP32 I/O takes float16).
     """
+    from stages._dtypes import float_dtype_of_ort
     from stages._onnxio import run_onnx, session_from_onnx
 
     ref = run_onnx(session_from_onnx(reference), feeds)
     session = session_from_onnx(candidate)
-    types = {i.name: _ORT_FLOATS.get(i.type) for i in session.get_inputs()}
-    cand = run_onnx(session, {k: v.astype(types[k]) if types.get(k) else v for k, v in feeds.items()})
+    types = {i.name: float_dtype_of_ort(i.type) for i in session.get_inputs()}
+    cand = run_onnx(session, {k: v.astype(types[k]) if types.get(k) is not None else v for k, v in feeds.items()})
     return compare_outputs(ref, cand, max_abs, min_cosine)
-
-
-_ORT_FLOATS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def worst(per_output: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

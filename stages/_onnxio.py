@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from stages._dtypes import dtype_of_ort
+
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
@@ -21,13 +23,8 @@ if TYPE_CHECKING:
 
 # Protobuf refuses to serialise a message past 2 GiB; such models need external data.
 PROTOBUF_LIMIT = 2**31 - 1
-
-# ONNX Runtime's type strings -> numpy dtypes, for the inputs we generate.
-_ORT_DTYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
-}
+# Intra-op threads of a session opened without an explicit count (a stage's self-check).
+SELF_CHECK_THREADS = min(2, os.cpu_count() or 1)
 
 
 def load_onnx(path: Path | str) -> "onnx.ModelProto":
@@ -101,11 +98,17 @@ def _strip_node(node: "onnx.NodeProto") -> None:
 
 
 def session_from_onnx(path: Path | str, threads: int | None = None) -> "onnxruntime.InferenceSession":
-    """A CPU ONNX Runtime session with few threads (stages share a small machine)."""
+    """The one way this project opens an ONNX Runtime session: CPU provider, one inter-op thread, quiet.
+
+    `threads` (intra-op) wins when given: the ONNX Runtime runner passes its own
+    (`validate`'s `threads`, else every CPU it may use). The default,
+    `SELF_CHECK_THREADS` = at most 2, suits the stages' self-checks, which run
+    beside other stages on a small shared machine.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    opts.intra_op_num_threads = threads or SELF_CHECK_THREADS
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
@@ -124,7 +127,7 @@ def random_inputs(session: "onnxruntime.InferenceSession", shapes: Mapping[str, 
     for inp in session.get_inputs():
         if inp.name not in shapes:
             raise ValueError(f"no shape for model input {inp.name!r} (known: {', '.join(shapes) or 'none'})")
-        feeds[inp.name] = random_array(rng, shapes[inp.name], _ORT_DTYPES.get(inp.type, np.float32))
+        feeds[inp.name] = random_array(rng, shapes[inp.name], dtype_of_ort(inp.type))
     return feeds
 
 

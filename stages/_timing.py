@@ -19,7 +19,7 @@ from stages._sample_groups import tile
 def time_engines(p: Any, candidate: Any, reference: Any, inputs: dict[str, np.ndarray], bdim: str | int | None,
                  model: Any, warnings: list[str], ctx: Any) -> dict[str, list[dict[str, Any]]]:
     """Latency (p.latency) and throughput (p.throughput_batches) of the candidate, and of the reference if asked."""
-    from stages._runners import OTHER_CPU_LIMIT
+    from stages._measure import OTHER_CPU_LIMIT
 
     def allowed(b: int) -> bool:
         if isinstance(bdim, int):
@@ -58,7 +58,7 @@ def time_engines(p: Any, candidate: Any, reference: Any, inputs: dict[str, np.nd
 
 def environment(threads: int | None, candidate: Any, reference: Any) -> dict[str, Any]:
     """CPU identity, threads, runtime versions and both engines' precisions: what the timings depend on."""
-    from stages._runners import available_cpus, cpu_identity
+    from stages._cpu import available_cpus, cpu_identity
 
     env: dict[str, Any] = dict(cpu_identity())
     env["threads"] = threads or available_cpus()

@@ -5,8 +5,9 @@ the builder config the plan describes, adds one optimization profile, builds
 with the shared timing cache, and inspects the result. Every decision was made
 in `_trt_plan`; this module only translates member names into API calls, so it
 stays small and is the one place that needs a GPU. tensorrt is imported inside
-the functions; the pure helpers (error formatting, precision from the
-inspector's JSON, the locked timing-cache file) are testable without it.
+the functions; the pure helpers (error formatting, the locked timing-cache
+file) are testable without it. Reading an engine's inspector JSON lives in
+`_trt_layers`, which the runtime (`_trt_runner`) shares without importing the builder.
 
 APIs used: `trt.Builder(logger)`, `Builder.create_network(flags)`,
 `trt.OnnxParser(network, logger).parse_from_file(path)` with
@@ -31,7 +32,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -179,43 +179,6 @@ def parser_errors(errors: list[Any]) -> str:
             where = f" node {e.node()}" + (f" ({', '.join(x for x in (name, op) if x)})" if name or op else "")
         lines.append(f"ONNX parser:{where}: {e.desc()} [{code}]")
     return "\n".join(lines) or "ONNX parser failed without reporting an error"
-
-
-_PRECISION_WORDS = (  # (pattern over the lower-cased type strings, label), lowest precision first
-    (r"\bint8\b", "int8"),  # not "uint8" (a plain I/O type, not quantized compute)
-    (r"\bfp8\b|\be4m3\b", "fp8"),
-    (r"\bhalf\b|\bfp16\b", "fp16"),
-    (r"\bbf16\b|\bbfloat16\b", "bf16"),
-)
-
-
-def precision_from_layers(layers: Any) -> str:
-    """'int8', 'fp8', 'fp16', 'bf16' or 'fp32': the lowest precision any layer computes in (inspector JSON).
-
-    Only the "Layers" list is read (TensorRT 11 adds an "I/O Tensors" list whose
-    "DataType" is the engine's I/O, not its compute). TensorRT 10 writes
-    "Format/Datatype" per layer tensor, TensorRT 11 splits it into "Format" and
-    "DataType"; every string under a key naming a type is read. Needs a
-    DETAILED-verbosity build (LAYER_NAMES_ONLY gives names only, read as fp32).
-    """
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if isinstance(v, str) and "type" in k.lower():
-                    found.add(v.lower())
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(layers.get("Layers", layers) if isinstance(layers, dict) else layers)
-    text = " ".join(found)
-    for pattern, label in _PRECISION_WORDS:
-        if re.search(pattern, text):
-            return label
-    return "fp32"
 
 
 @contextlib.contextmanager

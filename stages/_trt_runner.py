@@ -1,4 +1,4 @@
-"""A TensorRT engine as a `_runners.Runner`: deserialize, one execution context, one CUDA stream.
+"""A TensorRT engine as a `_runner_protocol.Runner`: deserialize, one execution context, one CUDA stream.
 
 Device memory, copies, the stream and timing events come from cuda-python's
 runtime bindings (`cuda.bindings.runtime`; NVIDIA's TensorRT samples,
@@ -27,7 +27,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stages._runners import Mode, RunnerUnavailable, Timing, batch_of, measure
+from stages._dtypes import dtype_of_trt
+from stages._measure import Timing, batch_of, measure
+from stages._runner_protocol import Mode, RunnerUnavailable, cast_feeds
+from stages._trt_layers import precision_from_layers
 
 THROUGHPUT_GROUP = 16  # inferences enqueued between synchronisations in throughput mode
 
@@ -65,12 +68,13 @@ def _handle(obj: Any) -> int:
         return int(obj)
 
 
-def _np_dtype(trt: Any, dtype: Any, name: str) -> np.dtype:
-    try:
-        return np.dtype(trt.nptype(dtype))
-    except TypeError:  # BF16, FP8, INT4: no numpy type
+def _np_dtype(dtype: Any, name: str) -> np.dtype:
+    """The numpy dtype of an I/O tensor's TensorRT DataType (from the one table, `_dtypes`)."""
+    found = dtype_of_trt(getattr(dtype, "name", str(dtype)))
+    if found is None:  # BF16, FP8, INT4: no numpy type
         raise ValueError(f"I/O tensor {name!r} is {getattr(dtype, 'name', dtype)}, which numpy cannot hold; keep the "
-                         "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)") from None
+                         "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)")
+    return found
 
 
 def engine_file(path: Path | str) -> Path:
@@ -99,8 +103,6 @@ class TensorRTRunner:
             raise RunnerUnavailable(f"TensorRT runner: {reason}")
         import tensorrt as trt
 
-        from stages._trt_build import precision_from_layers
-
         self._trt, self._cudart = trt, _cudart()
         if device is not None and str(device).removeprefix("cuda:").isdigit():
             _ok(self._cudart.cudaSetDevice(int(str(device).removeprefix("cuda:"))))
@@ -122,7 +124,7 @@ class TensorRTRunner:
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
         self.output_names = [n for n in names if not is_input[n]]
-        self._dtypes = {n: _np_dtype(trt, self.engine.get_tensor_dtype(n), n) for n in names}
+        self._dtypes = {n: _np_dtype(self.engine.get_tensor_dtype(n), n) for n in names}
         try:
             import json
 
@@ -215,10 +217,7 @@ class TensorRTRunner:
     def _bind(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Set input shapes, upload inputs and bind every address; returns empty host arrays for the outputs."""
         cudart = self._cudart
-        missing = set(self.input_names) - set(feeds)
-        if missing:
-            raise ValueError(f"{self.path.name}: missing inputs {sorted(missing)} (given: {sorted(feeds)})")
-        uploads = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
+        uploads = cast_feeds(self.path.name, {n: self._dtypes[n] for n in self.input_names}, feeds)
         for name, arr in uploads.items():
             if not self.context.set_input_shape(name, arr.shape):
                 rng = [list(s) for s in self.engine.get_tensor_profile_shape(name, 0)]

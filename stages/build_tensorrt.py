@@ -116,7 +116,7 @@ class BuildTensorrt(Stage):
         return probe_gpu().identity()
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from stages import _trt_build, _trt_plan
+        from stages import _trt_build, _trt_layers, _trt_plan
         from stages._gpu_probe import probe_gpu
 
         p: BuildTensorrtParams = ctx.params
@@ -127,7 +127,7 @@ class BuildTensorrt(Stage):
         result = _trt_build.engine_from_plan(plan)
         engine_path = ctx.output("model", type(self))
         engine_path.write_bytes(result.engine)
-        precision = _trt_build.precision_from_layers(result.layers)
+        precision = _trt_layers.precision_from_layers(result.layers)
         trtexec = plan.trtexec_args(onnx=source.name, layer_info="layers.json")
         info = {
             "format": "tensorrt-engine", "tensorrt": probe.tensorrt, "tensorrt_cuda": probe.tensorrt_cuda,

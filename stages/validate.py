@@ -146,6 +146,7 @@ class Validate(Stage):
         from stages import _validation_report as VR
         from stages._data import open_dataset, warn_if_synthetic
         from stages._gate_eval import evaluate
+        from stages._ort_runner import OrtRunner
 
         p: ValidateParams = ctx.params
         model = ctx.model
@@ -157,7 +158,7 @@ class Validate(Stage):
         if warn_if_synthetic(ds) is not None:
             warnings.append(f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
                             "not the data the engine will serve, and accuracy means nothing")
-        reference = R.OrtRunner(ctx.inputs["reference"], threads=p.threads)
+        reference = OrtRunner(ctx.inputs["reference"], threads=p.threads)
         candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads)
         ref_names = list(reference.output_names)
         for name in p.per_output:

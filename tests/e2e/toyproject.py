@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -30,10 +31,12 @@ class Project:
         return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=self.root, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
 
-    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def popen(self, *args: str, env: dict[str, str] | None = None, ctrl_c: bool = False) -> subprocess.Popen:
+        """Start the CLI without waiting; `ctrl_c=True` gives it default SIGINT handling (see `_default_sigint`)."""
         full_env = {**os.environ, "TOY_RUNLOG": str(self.runlog), "PIPELINE_CACHE": str(self.cache), **(env or {})}
         return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=self.root, env=full_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint if ctrl_c else None)  # noqa: PLW1509 - no threads here
 
     def runs(self) -> list[str]:
         """Stage names whose run() was called, in order, since the project was made."""
@@ -52,6 +55,17 @@ class Project:
     def run_json(self, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
         proc = self.cli("run", *args, "--json")
         return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal's Ctrl-C would find it.
+
+    A suite started with SIGINT ignored (a background job of a non-interactive
+    shell, some CI runners) passes SIG_IGN on to every child, and Python then
+    installs no KeyboardInterrupt handler. The CLI keeps that immunity on
+    purpose (as Unix tools do), so the test, not the CLI, resets it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

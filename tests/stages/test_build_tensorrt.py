@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import REPO, run_stage
 from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, synthetic, tiny_resnet
 
 from pipeline.schema import ModelSpec
 from pipeline.stage import default_output
-from stages import _trt_build
+from stages import _trt_build, _trt_layers
 from stages._gpu_probe import GpuProbe, cuda_python_available, parse_smi_csv, probe_gpu, unmet_reason
 from stages._trt_plan import ShapeRange, build_plan, profiles_from_model, side_cache_root, timing_cache_name
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams
@@ -202,7 +203,7 @@ def test_unmet_on_this_machine() -> None:
 
 
 def test_runner_is_unavailable_here_with_the_reason(tmp_path: Path) -> None:
-    from stages._runners import RunnerUnavailable
+    from stages._runner_protocol import RunnerUnavailable
     from stages._trt_runner import runner_from_engine
 
     reason = unmet_reason(probe_gpu(), cuda_python_available())
@@ -253,19 +254,19 @@ def test_precision_from_inspector_json_of_tensorrt_10_and_11() -> None:
                                                                          "major Int8 format"}]}]}
     trt11 = {"Layers": [{"Name": "conv1", "Outputs": [{"Format": "Channel major", "DataType": "Half"}]}]}
     fp32 = {"Layers": [{"Name": "fc", "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "LayerType": "gemm"}]}
-    assert _trt_build.precision_from_layers(trt10) == "int8"
-    assert _trt_build.precision_from_layers(trt11) == "fp16"
-    assert _trt_build.precision_from_layers(fp32) == "fp32"
+    assert _trt_layers.precision_from_layers(trt10) == "int8"
+    assert _trt_layers.precision_from_layers(trt11) == "fp16"
+    assert _trt_layers.precision_from_layers(fp32) == "fp32"
     # UINT8 I/O is not INT8 compute; TensorRT 11's "I/O Tensors" list is not read; BF16 either spelling.
     uint8 = {"Layers": [{"Name": "cast", "Inputs": [{"Format/Datatype": "Row major linear UInt8 format"}],
                          "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
     io_only = {"I/O Tensors": [{"Name": "x", "DataType": "Half"}], "Layers": [{"Name": "fc", "Outputs": [
         {"Format": "Row major linear", "DataType": "Float"}]}]}
     bf16 = {"Layers": [{"Name": "mm", "Outputs": [{"Format": "Row major linear", "DataType": "BFloat16"}]}]}
-    assert _trt_build.precision_from_layers(uint8) == "fp32"
-    assert _trt_build.precision_from_layers(io_only) == "fp32"
-    assert _trt_build.precision_from_layers(bf16) == "bf16"
-    assert _trt_build.precision_from_layers({"Layers": ["conv1", "fc"]}) == "fp32"  # LAYER_NAMES_ONLY
+    assert _trt_layers.precision_from_layers(uint8) == "fp32"
+    assert _trt_layers.precision_from_layers(io_only) == "fp32"
+    assert _trt_layers.precision_from_layers(bf16) == "bf16"
+    assert _trt_layers.precision_from_layers({"Layers": ["conv1", "fc"]}) == "fp32"  # LAYER_NAMES_ONLY
 
 
 def test_cuda_python_result_unpacking() -> None:
@@ -323,9 +324,20 @@ def test_timing_cache_is_merged_under_a_lock(tmp_path: Path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".timing-")]
 
 
+def test_runner_dtypes_come_from_the_table_without_tensorrt() -> None:
+    from stages._trt_runner import _np_dtype
+
+    assert _np_dtype(SimpleNamespace(name="HALF"), "x") == np.float16
+    assert _np_dtype(SimpleNamespace(name="INT64"), "ids") == np.int64
+    with pytest.raises(ValueError, match="'y' is BF16, which numpy cannot hold"):
+        _np_dtype(SimpleNamespace(name="BF16"), "y")
+
+
 def test_kind_modules_import_cheaply() -> None:
     code = ("import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, stages._trt_plan, "
-            "stages._trt_build, stages._trt_runner, stages._gpu_probe, stages._qdq_graph, stages._onnx_check; "
+            "stages._trt_build, stages._trt_runner, stages._gpu_probe, stages._qdq_graph, stages._onnx_check, "
+            "stages._trt_layers, stages._runners, stages._ort_runner, stages._ov_runner, stages._measure, "
+            "stages._dtypes, stages._runner_protocol; "
             "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'nncf', 'onnxconverter_common', "
             "'cuda'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

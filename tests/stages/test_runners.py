@@ -1,10 +1,12 @@
-"""_runners: ONNX Runtime and OpenVINO on a tiny classifier; runner choice; timing and its noise meter.
+"""Runners: ONNX Runtime and OpenVINO on a tiny classifier; runner choice; timing and its noise meter;
+the runner modules' import graph (no cycles, one runtime per runner).
 
 Never asserts on speed: only that timings are well-formed.
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +17,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from stages import _runners as R
+from stages import _cpu, _measure, _runners
+from stages._ort_runner import OrtRunner
+from stages._ov_runner import OpenVinoRunner
+from stages._runner_protocol import Runner, RunnerUnavailable
 
 
 def classifier(seed: int = 0, classes: int = 10, bias: np.ndarray | None = None, weight_scale: float = 1.0,
@@ -74,8 +79,9 @@ def feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_openvino_f32_agrees_with_onnxruntime(tiny: tuple[Path, Path]) -> None:
     onnx_path, ir = tiny
-    ort_runner, ov_runner = R.runner_for(onnx_path), R.runner_for(ir)
-    assert isinstance(ort_runner, R.OrtRunner) and isinstance(ov_runner, R.OpenVinoRunner)
+    ort_runner, ov_runner = _runners.runner_for(onnx_path), _runners.runner_for(ir)
+    assert isinstance(ort_runner, OrtRunner) and isinstance(ov_runner, OpenVinoRunner)
+    assert isinstance(ort_runner, Runner) and isinstance(ov_runner, Runner)
     assert ort_runner.precision == "fp32 (onnxruntime)" and ov_runner.precision == "f32"
     assert ort_runner.input_names == ov_runner.input_names == ["input"]
     assert ov_runner.output_names == ["logits"]
@@ -88,16 +94,16 @@ def test_openvino_f32_agrees_with_onnxruntime(tiny: tuple[Path, Path]) -> None:
 
 def test_openvino_precision_comes_from_engine_json_unless_overridden(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     onnx_path, _ = tiny
-    bf16 = R.OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bf16", "bf16"))
+    bf16 = OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bf16", "bf16"))
     assert bf16.requested_precision == "bf16"
     # the execution precision is what the device chose: bf16 where the CPU has it, else f32
-    cpu_bf16 = "avx512_bf16" in R.cpu_identity()["cpu_flags"] or "amx_bf16" in R.cpu_identity()["cpu_flags"]
+    cpu_bf16 = "avx512_bf16" in _cpu.cpu_identity()["cpu_flags"] or "amx_bf16" in _cpu.cpu_identity()["cpu_flags"]
     assert bf16.precision == ("bf16" if cpu_bf16 else "f32")
-    assert R.OpenVinoRunner(tmp_path / "bf16", precision="f32").precision == "f32"
-    bare = R.OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bare", None))  # no engine.json: f32, explicitly
+    assert OpenVinoRunner(tmp_path / "bf16", precision="f32").precision == "f32"
+    bare = OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bare", None))  # no engine.json: f32, explicitly
     assert bare.requested_precision == "f32" and bare.describe()["latency"]["INFERENCE_PRECISION_HINT"]
     with pytest.raises(ValueError, match="expected one of f32, bf16, f16"):
-        R.OpenVinoRunner(tmp_path / "bare", precision="int8")
+        OpenVinoRunner(tmp_path / "bare", precision="int8")
 
 
 def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
@@ -105,11 +111,11 @@ def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
     plan = tmp_path / "trt" / "model.engine"
     plan.write_bytes(b"\0")
     for artifact in (plan, plan.parent):  # the plan file, or a build directory holding one
-        with pytest.raises(R.RunnerUnavailable, match="TensorRT runner: needs an NVIDIA GPU \\(probed: "):
-            R.runner_for(artifact)
+        with pytest.raises(RunnerUnavailable, match="TensorRT runner: needs an NVIDIA GPU \\(probed: "):
+            _runners.runner_for(artifact)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no runner"):
-        R.runner_for(tmp_path / "empty")
+        _runners.runner_for(tmp_path / "empty")
 
 
 def test_onnx_precision_labels(tmp_path: Path) -> None:
@@ -122,7 +128,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], initializer=[scale, zero])
     path = save_onnx(helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
                      tmp_path / "qdq.onnx")
-    runner = R.runner_for(path)
+    runner = _runners.runner_for(path)
     assert runner.precision == "int8 (onnxruntime)"
     x = np.array([[0.0, 0.1, -0.52, 3.0]], np.float32)
     np.testing.assert_allclose(runner.infer({"x": x})["y"], np.round(x / 0.05) * 0.05, atol=1e-6)
@@ -131,7 +137,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])])
     path = save_onnx(helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
                      tmp_path / "half.onnx")
-    runner = R.runner_for(path)
+    runner = _runners.runner_for(path)
     assert runner.precision == "fp16 (onnxruntime)"
     assert runner.infer({"x": -x})["y"].dtype == np.float16  # float32 feeds are cast to the model's dtype
 
@@ -139,12 +145,12 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("mode", ["latency", "throughput"])
 def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, mode: str) -> None:
-    runner = R.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
+    runner = _runners.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
     t = runner.benchmark(feeds(4), mode, min_seconds=0.2, warmup=2)
     assert t.mode == mode and t.batch == 4 and t.iterations >= 1 and t.seconds >= 0.2
     assert 0 < t.p50_ms <= t.p90_ms <= t.p99_ms
     assert t.throughput == pytest.approx(4 * t.iterations / t.seconds)
-    assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= R.MAX_ATTEMPTS
+    assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= _measure.MAX_ATTEMPTS
     if engine == "openvino" and mode == "throughput":
         optimal = int(runner._compile("THROUGHPUT").get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         assert t.requests == optimal and t.iterations % optimal == 0  # whole rounds, as benchmark_app
@@ -158,17 +164,17 @@ def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, m
 def test_measure_repeats_while_other_processes_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = lambda s: ([1.0, 2.0, 3.0], 3, 0.01)  # noqa: E731
     noise = iter([(0.5, 0.0), (0.3, 0.0), (0.02, 0.0)])
-    monkeypatch.setattr(R.CpuMeter, "stop", lambda self: next(noise))
-    t = R.measure(loop, mode="latency", batch=2, requests=1, min_seconds=0.0)
+    monkeypatch.setattr(_measure.CpuMeter, "stop", lambda self: next(noise))
+    t = _measure.measure(loop, mode="latency", batch=2, requests=1, min_seconds=0.0)
     assert t.attempts == 3 and t.cpu_other_fraction == 0.02 and t.p50_ms == 2.0 and t.throughput == 600
     noise = iter([(0.9, 0.0), (0.5, 0.0), (0.7, 0.0)])  # never quiet: the least noisy attempt is kept
-    assert R.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).cpu_other_fraction == 0.5
+    assert _measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).cpu_other_fraction == 0.5
     noise = iter([(0.0, 0.0)])
-    assert R.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).attempts == 1
+    assert _measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).attempts == 1
 
 
 def test_cpu_meter_sees_another_process() -> None:
-    meter = R.CpuMeter()
+    meter = _measure.CpuMeter()
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
     try:
         time.sleep(0.2)
@@ -181,6 +187,109 @@ def test_cpu_meter_sees_another_process() -> None:
 
 
 def test_cpu_identity_reads_proc_cpuinfo() -> None:
-    ident = R.cpu_identity()
-    assert ident["cpu"] and ident["cpus"] == str(R.available_cpus())
-    assert set(ident["cpu_flags"].split()) <= set(R.ISA_FLAGS) | {"none"}
+    ident = _cpu.cpu_identity()
+    assert ident["cpu"] and ident["cpus"] == str(_cpu.available_cpus())
+    assert set(ident["cpu_flags"].split()) <= set(_cpu.ISA_FLAGS) | {"none"}
+
+
+# -- the runner modules' import graph ----------------------------------------------------------------
+
+STAGES = Path(_runners.__file__).resolve().parent
+RUNNERS = {"stages._ort_runner", "stages._ov_runner", "stages._trt_runner"}
+
+
+def stage_modules() -> dict[str, Path]:
+    """Every module under stages/ by dotted name (a package by its __init__)."""
+    out = {}
+    for path in sorted(STAGES.rglob("*.py")):
+        parts = path.relative_to(STAGES.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """stages module -> the stages modules it can import (module level or inside functions), read with
+    `pipeline.closure.imports_json` as the keys read them."""
+    from pipeline.closure import _absolute, imports_json
+
+    modules = stage_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for target, names in json.loads(imports_json(path)):
+            absolute = _absolute(target, package)
+            if absolute is None:
+                continue
+            edges |= {m for m in (absolute, *(f"{absolute}.{n}" for n in names)) if m in modules}
+        graph[name] = edges - {name}
+    return graph
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+# Back-edges outside the runners known today: `_data.open_dataset` imports the image and python dataset
+# kinds, which import `_data.Dataset`. Issue #9 item 2 turns `_data` into one module per kind; delete
+# an entry when its edge is gone (the test below fails until then).
+KNOWN_BACK_EDGES = {("stages._data", "stages._images"), ("stages._data", "stages._pydata")}
+
+
+def test_no_import_cycle_among_stages_modules() -> None:
+    import graphlib
+
+    graph = import_graph()
+    assert graph["stages._runners"] >= RUNNERS  # the graph sees function-level and `from stages import x` imports
+    assert {(a, b) for a, b in KNOWN_BACK_EDGES if b in graph.get(a, ())} == KNOWN_BACK_EDGES, "edge gone: drop it"
+    acyclic = {m: edges - {b for a, b in KNOWN_BACK_EDGES if a == m} for m, edges in graph.items()}
+    graphlib.TopologicalSorter(acyclic).prepare()  # raises CycleError naming the cycle
+    with pytest.raises(graphlib.CycleError):  # and would see the old _runners <-> _trt_runner cycle
+        graphlib.TopologicalSorter({**acyclic, "stages._trt_runner": {"stages._runners"}}).prepare()
+
+
+def test_a_runner_imports_no_other_runner_and_the_runtime_not_the_builder() -> None:
+    graph = import_graph()
+    for runner in RUNNERS:
+        assert not reachable(graph, runner) & (RUNNERS | {"stages._runners"}), runner
+    assert "stages._trt_build" not in reachable(graph, "stages._trt_runner")
+    assert "stages._trt_layers" in graph["stages._trt_runner"] & graph["stages.build_tensorrt"]  # what they share
+    # runner_for is the one place that picks a runner: no stage kind names one but validate's reference
+    pickers = {m for m, edges in graph.items() if edges & RUNNERS} - {"stages._runners"}
+    assert pickers <= {"stages.validate", "stages.build_tensorrt"}, pickers
+
+
+def test_kind_keys_hold_only_the_runtimes_they_run() -> None:
+    from pipeline.closure import kind_closure
+    from pipeline.hashing import DigestMemo
+
+    def distributions(module: str) -> set[str]:
+        file = STAGES / f"{module.rpartition('.')[2]}.py"
+        return set(kind_closure(module, file, DigestMemo(None))["distributions"])
+
+    trt, ov, validate = (distributions(f"stages.{k}") for k in ("build_tensorrt", "build_openvino", "validate"))
+    assert "tensorrt" in trt and "openvino" not in trt
+    assert "openvino" in ov and "tensorrt" not in ov
+    assert {"tensorrt", "openvino", "onnxruntime"} <= validate  # runner_for may run any of them
+
+
+def test_one_onnxruntime_session_factory(tiny: tuple[Path, Path]) -> None:
+    from stages._onnxio import SELF_CHECK_THREADS, session_from_onnx
+
+    def threads(session: object) -> int:
+        return session.get_session_options().intra_op_num_threads  # type: ignore[attr-defined]
+
+    onnx_path = tiny[0]
+    assert threads(session_from_onnx(onnx_path)) == SELF_CHECK_THREADS == min(2, os.cpu_count() or 1)
+    assert threads(session_from_onnx(onnx_path, threads=3)) == 3
+    assert threads(OrtRunner(onnx_path, threads=3).session) == 3  # the runner's explicit threads win
+    default = OrtRunner(onnx_path)
+    assert default.threads == _cpu.available_cpus() and threads(default.session) == default.threads
+    makers = [p.name for p in STAGES.rglob("*.py") if "InferenceSession(" in p.read_text()]
+    assert makers == ["_onnxio.py"]
