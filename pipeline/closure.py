@@ -25,7 +25,6 @@ memo rows: it parses nothing.
 """
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.distributions import distribution_map
-from pipeline.pyrefs import hooked_location
+from pipeline.pyrefs import find_top_level, module_in
 
 if TYPE_CHECKING:
     import ast
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from pipeline.hashing import DigestMemo
 
 MISSING = "missing"
-_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 _ENGINE = Path(__file__).resolve().parent  # the `pipeline` package: never part of a closure
 
 
@@ -104,35 +102,20 @@ class ClosureFinder:
         return self._files[key]
 
     def top_level(self, top: str) -> Path | None:
-        """Where the top-level module `top` lives, as import finds it: the first search-path entry with a
-        package, extension module or .py file of that name; else a namespace package (a folder without
-        `__init__.py`, found last, as Python does); else an import hook's (an editable install)."""
+        """Where the top-level module `top` lives, as import finds it (pyrefs.find_top_level)."""
         if top not in self._tops:
-            found = [c for c in (self._child(Path(e), top) for e in self.search) if c is not None]
-            regular = [path for path, namespace in found if not namespace]
-            self._tops[top] = regular[0] if regular else found[0][0] if found else hooked_location(top)
+            self._tops[top] = find_top_level(top, self.search, self.look)
         return self._tops[top]
 
-    def _child(self, directory: Path, part: str) -> tuple[Path, bool] | None:
-        """(`part` in `directory`, is it a namespace package) in the order Python's path finder tries:
-        a package, an extension module, a .py file, then a folder without `__init__.py`."""
+    def look(self, directory: Path, part: str) -> tuple[Path, bool] | None:
+        """pyrefs.module_in, with each folder listed once per finder."""
         key = str(directory)
         if key not in self._listings:
             try:
                 self._listings[key] = set(os.listdir(directory))
             except OSError:
                 self._listings[key] = set()
-        names = self._listings[key]
-        folder = directory / part
-        is_dir = part in names and folder.is_dir()
-        if is_dir and (folder / "__init__.py").is_file():
-            return folder, False
-        for suffix in _EXTENSION_SUFFIXES:
-            if part + suffix in names:
-                return directory / (part + suffix), False
-        if f"{part}.py" in names:
-            return directory / f"{part}.py", False
-        return (folder, True) if is_dir else None
+        return module_in(directory, part, self._listings[key])
 
     def _add(self, dotted: str, closure: Closure, stack: list[tuple[str, Path]], required: bool) -> None:
         """Follow `dotted` (a module, or for `from x import y` maybe a name inside x: `required=False`)."""
@@ -164,7 +147,7 @@ class ClosureFinder:
         current: Path | None = location
         for i in range(len(parts)):
             if i:
-                child = self._child(current, parts[i]) if current is not None and current.is_dir() else None
+                child = self.look(current, parts[i]) if current is not None and current.is_dir() else None
                 if child is None:
                     break  # a name defined inside the module, not a submodule
                 current = child[0]
@@ -176,7 +159,7 @@ class ClosureFinder:
 
     def _shadowed(self, top: str) -> bool:
         """A standard-library name that the recipe's own folder (first on the path) defines anew."""
-        found = self._child(Path(self.search[0]), top) if self.search and top not in sys.builtin_module_names else None
+        found = self.look(Path(self.search[0]), top) if self.search else None
         return found is not None and not found[1]
 
     def _distributions(self, parts: list[str], location: Path) -> list[list[str]]:
@@ -290,7 +273,7 @@ def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | Non
         python_source: Path | None = file
         closure = finder.of_file(file, _relative_name(file, base))
     else:
-        find_module(module, finder.search)  # raises ModuleNotFoundError naming the missing part
+        find_module(module, finder.search, finder.look)  # ModuleNotFoundError naming the missing part
         closure, python_source = closure_of_module(finder, module)
     if attr:
         check_name(python_source, attr, module, lambda p: memo.derived(p, "names", defined_names))
@@ -327,11 +310,8 @@ def source_manifest(root: Path, memo: "DigestMemo", exclude: tuple[Path, ...] = 
 
 
 def _relative_name(file: Path, base: Path) -> str:
-    """A file's name in a closure: its path relative to the recipe (never absolute), else its file name."""
-    try:
-        return file.relative_to(base).as_posix()
-    except ValueError:
-        return os.path.relpath(file, base).replace(os.sep, "/")
+    """A file's name in a closure: its path relative to the recipe, never absolute."""
+    return os.path.relpath(file, base).replace(os.sep, "/")
 
 
 def kind_closure(module: str, file: Path, memo: "DigestMemo") -> dict[str, Any]:

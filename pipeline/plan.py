@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline.cache import Cache
@@ -69,12 +68,9 @@ class Planner:
                 if ref.kind == "data":
                     self.data_parts(ref.target)
 
-    def data_digest(self, name: str) -> str:
-        """A dataset's digest; a missing file or module is a recipe error naming the dataset."""
-        return dataset_digest(self.data_parts(name))
-
     def data_parts(self, name: str) -> dict[str, Any]:
-        """What a dataset's digest is made of (memoised): its spec and the digests of its files or code."""
+        """What a dataset's digest is made of (memoised): its spec and the digests of its files or code;
+        a missing file or module is a recipe error naming the dataset."""
         if name not in self._data:
             try:
                 self._data[name] = dataset_parts(self.recipe.data[name], self.keys)
@@ -138,10 +134,7 @@ class Planner:
         """An input as the recipe wrote it: `export.model`, `data.calib`, or a path relative to the recipe."""
         if ref.kind != "path":
             return str(ref)
-        try:
-            return Path(ref.target).relative_to(self.recipe.dir.resolve()).as_posix()
-        except ValueError:
-            return os.path.relpath(ref.target, self.recipe.dir).replace(os.sep, "/")
+        return os.path.relpath(ref.target, self.recipe.dir.resolve()).replace(os.sep, "/")
 
     def plan(self, order: list[str]) -> list[Decision]:
         """Decide every stage in `order` without running anything."""

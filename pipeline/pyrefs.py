@@ -13,11 +13,12 @@ name is taken on trust and the stage finds out when it runs.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Collection
 
 if TYPE_CHECKING:
     import ast
@@ -25,20 +26,28 @@ if TYPE_CHECKING:
 from pipeline.errors import did_you_mean
 
 UNKNOWN = "*"  # in a module's name list: the source cannot say which names it defines
+EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
-def find_module(module: str, search_path: list[str]) -> tuple[Path, Path | None]:
-    """(top-level package dir or module file, the module's source file or None if not Python source)."""
+ModuleIn = Callable[[Path, str], "tuple[Path, bool] | None"]
+
+
+def find_module(module: str, search_path: list[str], look: ModuleIn | None = None) -> tuple[Path, Path | None]:
+    """(top-level package dir or module file, the module's source file or None if not Python source).
+
+    `look` finds a name in one folder (default: `module_in`; a caller may pass one that keeps folder
+    listings)."""
+    look = look or module_in
     parts = module.split(".")
-    location = _find_top_level(parts[0], search_path)
+    location = find_top_level(parts[0], search_path, look)
     if location is None:
         raise ModuleNotFoundError(f"no module named {parts[0]!r}")
     top, current = location, location
     for i, part in enumerate(parts[1:], start=1):
-        nxt = _child(current, part) if current.is_dir() else None
+        nxt = look(current, part) if current.is_dir() else None
         if nxt is None:
             raise ModuleNotFoundError(f"no module named {'.'.join(parts[:i + 1])!r}")
-        current = nxt
+        current = nxt[0]
     if current.is_dir():
         init = current / "__init__.py"
         return top, init if init.is_file() else None
@@ -132,27 +141,40 @@ def _star(source: Path, node: "ast.ImportFrom", depth: int) -> set[str]:
     return {n for n in _names(file, depth + 1) if not n.startswith("_") or n == UNKNOWN}
 
 
-def _child(directory: Path, part: str) -> Path | None:
-    """`part` in `directory` in the order Python's path finder tries: a package, an extension module, a
-    .py file, then a folder without `__init__.py` (a namespace package)."""
+def module_in(directory: Path, part: str, names: Collection[str] | None = None) -> tuple[Path, bool] | None:
+    """(`part` in `directory`, is it a namespace package), in the order Python's path finder tries: a
+    package, an extension module, a .py file, then a folder without `__init__.py`. `names` is the
+    folder's listing when the caller keeps one."""
+    if names is None:
+        try:
+            names = set(os.listdir(directory))
+        except OSError:
+            return None
     folder = directory / part
-    if (folder / "__init__.py").is_file():
-        return folder
-    extensions = sorted(directory.glob(f"{part}.*.so")) + sorted(directory.glob(f"{part}.so"))
-    if extensions:
-        return extensions[0]
-    if (directory / f"{part}.py").is_file():
-        return directory / f"{part}.py"
-    return folder if folder.is_dir() else None
+    is_dir = part in names and folder.is_dir()
+    if is_dir and (folder / "__init__.py").is_file():
+        return folder, False
+    for suffix in EXTENSION_SUFFIXES:
+        if part + suffix in names:
+            return directory / (part + suffix), False
+    if f"{part}.py" in names:
+        return directory / f"{part}.py", False
+    return (folder, True) if is_dir else None
 
 
-def _find_top_level(top: str, search_path: list[str]) -> Path | None:
-    for entry in search_path:
-        if entry and os.path.isdir(entry):
-            found = _child(Path(entry), top)
-            if found is not None:
-                return found
-    return hooked_location(top)
+def _child(directory: Path, part: str) -> Path | None:
+    found = module_in(directory, part)
+    return found[0] if found else None
+
+
+def find_top_level(top: str, search_path: list[str], look: ModuleIn | None = None) -> Path | None:
+    """Where import finds the top-level module `top`: the first search-path entry with a package,
+    extension module or .py file of that name; else a namespace package (found last, as Python does);
+    else an import hook's (an editable install)."""
+    look = look or module_in
+    found = [c for c in (look(Path(e), top) for e in search_path if e and os.path.isdir(e)) if c is not None]
+    regular = [path for path, namespace in found if not namespace]
+    return regular[0] if regular else found[0][0] if found else hooked_location(top)
 
 
 def hooked_location(top: str) -> Path | None:
