@@ -59,8 +59,7 @@ class StageFinished:
 
 @dataclass(frozen=True)
 class StageErrored:
-    """A stage ran and failed (raised, its worker died, or a gate failed); not `errors.StageFailed`,
-    the exception a CLI user sees."""
+    """A stage ran and failed (raised, its worker died, or a gate failed)."""
 
     stage: str
     kind: str

@@ -171,11 +171,6 @@ def cosine_overall(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(cosines(_flat(reference).reshape(1, -1), _flat(candidate).reshape(1, -1))[0])
 
 
-def rel_error_overall(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """||candidate - reference|| / ||reference|| of the whole set of outputs as one vector each."""
-    return float(rel_error_per_sample(_flat(reference).reshape(1, -1), _flat(candidate).reshape(1, -1))[0])
-
-
 def is_classifier(output: np.ndarray, k: int = 1) -> bool:
     """True for (samples, classes) outputs with at least max(k, 2) classes: where top-k means something."""
     return output.ndim == 2 and output.shape[1] >= max(k, 2)

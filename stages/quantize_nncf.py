@@ -106,7 +106,7 @@ class QuantizeNncf(Stage):
     packages = ("openvino", "nncf")
     extra = "openvino"
     uses_model = True
-    model_fields = ("tensors", "dims")  # roles enter through `fingerprint`, only when they can matter
+    model_fields = ("tensors", "dims")  # roles enter through `fingerprint` (only the metric output's, when named)
 
     def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The declared roles pick the figure accuracy control keeps (with `max_drop`, so the INT8 model
