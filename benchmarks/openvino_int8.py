@@ -140,7 +140,7 @@ def bare_int8(core, onnx_path: Path) -> Path:
     from stages._data import open_dataset
 
     recipe = load_recipe(ROOT / "recipes" / "resnet50_int8.yaml")
-    spec = recipe.data["calib"].model_dump(mode="json")
+    spec = recipe.datasets["calib"].spec.model_dump(mode="json")
     ds = open_dataset(DatasetInput("calib", spec, recipe.dir), recipe.model)
     samples = [feeds["input"] for feeds, _ in ds.batches(1)]
     t0 = time.perf_counter()

@@ -250,16 +250,25 @@ def fields_table(model: Any, what: str = "key") -> str:
     return "\n".join(lines)
 
 
-def sections_reference() -> str:
-    """The recipe's `model:` and `data:` sections, from their schema (the README embeds this verbatim)."""
-    from pipeline.schema import DataSpec, DimRange, ModelSpec, Preprocess, TensorSpec
+def sections_reference(registry: Any = None) -> str:
+    """The recipe's `model:` section and every dataset kind's `data:` entry, from their schemas (the README
+    embeds this verbatim). Kinds sharing one spec (`npz`, `npy`) share a heading."""
+    from pydantic import BaseModel
 
+    from pipeline.registry import Registry
+    from pipeline.schema import DimRange, ModelSpec, TensorSpec
+
+    registry = registry or Registry()
     parts = ["### `model:`", "", ModelSpec.__doc__.strip(), "", fields_table(ModelSpec),
              "", "Each `tensors.NAME`:", "", fields_table(TensorSpec),
              "", "Each `dims.NAME`:", "", fields_table(DimRange)]
-    for spec in get_args(get_args(DataSpec)[0]):
-        kinds = " / ".join(f"`{k}`" for k in get_args(spec.model_fields["kind"].annotation))
-        parts += ["", f"### `data.NAME` with `kind:` {kinds}", "", spec.__doc__.strip(), "", fields_table(spec)]
-        if "preprocess" in spec.model_fields:
-            parts += ["", "`preprocess:`", "", fields_table(Preprocess)]
+    specs: dict[type, list[str]] = {}
+    for name in registry.datasets.names():
+        specs.setdefault(registry.datasets.get(name).Spec, []).append(name)
+    for spec, kinds in specs.items():
+        heading = " / ".join(f"`{k}`" for k in kinds)
+        parts += ["", f"### `data.NAME` with `kind:` {heading}", "", spec.__doc__.strip(), "", fields_table(spec)]
+        for field_name, f in spec.model_fields.items():
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                parts += ["", f"`{field_name}:`", "", fields_table(f.annotation)]
     return "\n".join(parts)

@@ -54,10 +54,11 @@ class GateFailed(PipelineError):
 
 
 class KindBug(PipelineError):
-    """A stage kind's own code raised while the engine asked it for key material: the kind's bug, not
-    the recipe's, so the message names the kind, its module and where it raised."""
+    """A stage or dataset kind's own code raised while the engine asked it for key material: the kind's
+    bug, not the recipe's, so the message names the kind, its module and where it raised."""
 
-    def __init__(self, kind: str, module: str, file: str | None, method: str, exc: BaseException):
+    def __init__(self, kind: str, module: str, file: str | None, method: str, exc: BaseException,
+                 noun: str = "stage kind"):
         import traceback
 
         frames = traceback.extract_tb(exc.__traceback__)
@@ -65,7 +66,7 @@ class KindBug(PipelineError):
         where = f" at {Path(own[-1].filename).name}:{own[-1].lineno}" if own else ""
         self.kind = kind
         super().__init__(f"kind {kind} ({module}): {method}() raised {type(exc).__name__}: {exc}{where}: "
-                         "a bug in the stage kind, not in the recipe")
+                         f"a bug in the {noun}, not in the recipe")
 
 
 class Interrupted(PipelineError):

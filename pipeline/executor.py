@@ -235,8 +235,9 @@ class Executor:
                 self.cache.objects.materialize(out.digest, out.is_dir, dest, link=True)
                 inputs[input_name] = str(dest)
             elif ref.kind == "data":
-                inputs[input_name] = DatasetInput(ref.target, self.recipe.data[ref.target].model_dump(mode="json"),
-                                                  self.recipe.dir)
+                data = self.recipe.datasets[ref.target]
+                inputs[input_name] = DatasetInput(ref.target, data.spec.model_dump(mode="json"), self.recipe.dir,
+                                                  f"{data.kind.__module__}:{data.kind.__qualname__}")
             else:
                 inputs[input_name] = ref.target
         task = Task(stage=name, kind_module=node.kind.__module__, kind_class=node.kind.__qualname__,

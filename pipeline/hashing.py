@@ -39,8 +39,13 @@ class DigestMemo:
         self._opened = False
         self._mem: dict[str, tuple[int, int, int, str]] = {}
         self._dirty: dict[str, tuple[int, int, int, str] | None] = {}
-        # Lookups derived from files, kept for the life of this memo (one plan), such as import closures.
+        # Lookups derived from files for one plan, such as import closures (`new_plan` starts afresh).
         self.scratch: dict[str, Any] = {}
+
+    def new_plan(self) -> None:
+        """Forget what the last plan derived (closures, folder listings): a process that plans again, such as
+        a test or a long-lived driver, must see code edited since. File digests stay, checked by stamp."""
+        self.scratch.clear()
 
     def _conn(self, create: bool) -> sqlite3.Connection | None:
         """Open the memo lazily: reading never creates the cache directory, only flushing does."""

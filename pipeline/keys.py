@@ -14,8 +14,8 @@ from typing import Any
 
 from pipeline.closure import code_closure, kind_closure
 from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes
-from pipeline.recipe import Recipe, StageNode
-from pipeline.schema import DataSpec
+from pipeline.datakind import DataKind
+from pipeline.recipe import DataNode, Recipe, StageNode
 from pipeline.stage import Stage
 
 
@@ -37,8 +37,8 @@ class KeyContextImpl:
         return self._code[k]
 
 
-def kind_code(kind: type[Stage], memo: DigestMemo) -> dict[str, Any]:
-    """The kind's code: its module and every local module and distribution it imports, derived by
+def kind_code(kind: type[Stage] | type[DataKind], memo: DigestMemo) -> dict[str, Any]:
+    """A stage or dataset kind's code: its module and every local module and distribution it imports, derived by
     reading imports (never a hand-kept list). Remembered for the life of `memo` (one plan)."""
     known = memo.scratch.setdefault("kind_code", {})
     if kind not in known:
@@ -51,18 +51,14 @@ def dataset_digest(parts: dict[str, Any]) -> str:
     return sha256_bytes(canonical_json(parts).encode())
 
 
-def dataset_parts(spec: DataSpec, keys: KeyContextImpl) -> dict[str, Any]:
-    """A dataset's identity: its validated spec plus the files or code it names (kept in the key's
-    components so a miss can say which module or file of the dataset changed)."""
-    data = spec.model_dump(mode="json")
-    parts: dict[str, Any] = {"spec": data}
-    if isinstance(data.get("path"), str):
-        parts["path"] = keys.file_digest(Path(data["path"]))
-    labels = data.get("labels")
-    if isinstance(labels, str) and (data.get("kind") == "images" or labels.endswith(".npy")):
-        parts["labels"] = keys.file_digest(Path(labels))
-    if isinstance(data.get("python"), str):
-        parts["python"] = keys.code_digest(data["python"])
+def dataset_parts(node: DataNode, keys: KeyContextImpl) -> dict[str, Any]:
+    """A dataset's identity: its validated spec, its kind's code (the reader: no stage's closure holds it)
+    and what the kind's fingerprint adds, the files it reads and the code it calls (kept in the key's
+    components so a miss can say which file or module of the dataset changed)."""
+    parts: dict[str, Any] = {"spec": node.spec.model_dump(mode="json"), "reader": kind_code(node.kind, keys.memo)}
+    reads = node.kind().fingerprint(node.spec, keys)
+    if reads:
+        parts["reads"] = reads
     return parts
 
 
@@ -171,20 +167,24 @@ def _value_reasons(name: str, a: Any, b: Any) -> list[str]:
 
 
 def _dataset_reasons(label: str, old: Any, new: Any) -> list[str]:
-    """`data.calib: code: module digits_plugin changed`, `data.calib: spec.count: 300 -> 200`."""
+    """`data.calib code: module digits_plugin changed`, `data.calib: calib.npz changed`,
+    `data.calib: spec.count: 300 -> 200`, `data.calib reader: module stages._data.arrays changed`."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return []
-    reasons = []
-    for part in sorted(set(old) | set(new)):
-        a, b = old.get(part, _MISSING), new.get(part, _MISSING)
-        if part == "python":
+    reasons = _code_reasons(f"{label} reader", old.get("reader"), new.get("reader"))
+    old_reads, new_reads = old.get("reads") or {}, new.get("reads") or {}
+    for field in sorted(set(old_reads) | set(new_reads)):
+        a, b = old_reads.get(field, _MISSING), new_reads.get(field, _MISSING)
+        if a == b:
+            continue
+        if _is_closure(a) or _is_closure(b):
             reasons += _code_reasons(f"{label} code", a, b)
-        elif part in ("path", "labels") and a != b:
-            file = new.get("spec", {}).get(part)
-            reasons.append(f"{label}: {'labels ' if part == 'labels' else ''}{file} changed")
-        else:
-            reasons += [f"{label}: {k}: {_short(x)} -> {_short(y)}" for k, (x, y) in _diff(a, b, f"{part}.")]
-    return reasons
+        else:  # a file: named as the spec names it (`path` needs no word before it)
+            named = new.get("spec", {}).get(field)
+            what = [field] if field != "path" else []
+            reasons.append(f"{label}: {' '.join(what + ([named] if isinstance(named, str) else []))} changed")
+    return reasons + [f"{label}: {k}: {_short(x)} -> {_short(y)}"
+                      for k, (x, y) in _diff(old.get("spec"), new.get("spec"), "spec.")]
 
 
 _MISSING = object()

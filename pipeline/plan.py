@@ -39,6 +39,7 @@ class Planner:
     def __init__(self, recipe: Recipe, cache: Cache, force: Iterable[str] = (), force_all: bool = False):
         self.recipe, self.cache = recipe, cache
         self.force, self.force_all = set(force), force_all
+        cache.memo.new_plan()
         self.keys = KeyContextImpl(cache.memo, recipe.dir, exclude=(cache.root,))
         self._stages = {name: node.kind() for name, node in recipe.stages.items()}
         self._fingerprints: dict[str, dict[str, Any]] = {}
@@ -69,15 +70,21 @@ class Planner:
                     self.data_parts(ref.target)
 
     def data_parts(self, name: str) -> dict[str, Any]:
-        """What a dataset's digest is made of (memoised): its spec and the digests of its files or code;
-        a missing file or module is a recipe error naming the dataset."""
+        """What a dataset's digest is made of (memoised): its spec, its kind's code and the digests of the
+        files or code it names; a missing file or module is a recipe error naming the dataset."""
         if name not in self._data:
+            node = self.recipe.datasets[name]
             try:
-                self._data[name] = dataset_parts(self.recipe.data[name], self.keys)
+                self._data[name] = dataset_parts(node, self.keys)
+            except RecipeValueError as exc:
+                field = ("data", name, *exc.field)
+                raise RecipeError(self.recipe.path, self.recipe.line(*field) or node.line, ".".join(field),
+                                  str(exc)) from None
             except (OSError, ImportError, ValueError, NameNotDefined) as exc:
-                field = ("data", name, "python") if self.recipe.data[name].kind == "python" else ("data", name)
-                raise RecipeError(self.recipe.path, self.recipe.line(*field) or self.recipe.line("data", name),
-                                  ".".join(field), f"{type(exc).__name__}: {exc}") from None
+                raise RecipeError(self.recipe.path, node.line, f"data.{name}", f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - anything else is the kind's own bug
+                raise KindBug(node.kind.kind, node.kind.__module__, inspect.getsourcefile(node.kind), "fingerprint",
+                              exc, noun="dataset kind") from exc
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:

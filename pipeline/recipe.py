@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from pipeline.errors import PipelineError, RecipeError, did_you_mean
 from pipeline.hashing import canonical_json, sha256_bytes
 from pipeline.registry import Registry
-from pipeline.schema import NAME_RE, DataSpec, ModelSpec, RecipeSpec
+from pipeline.datakind import DataKind, DataSpec
+from pipeline.schema import NAME_RE, ModelSpec, RecipeSpec
 from pipeline.stage import Stage, default_output
 from pipeline.yamlio import LineMap, line_for, load_yaml
 
@@ -46,11 +47,22 @@ class StageNode:
 
 
 @dataclass(frozen=True)
+class DataNode:
+    """A `data:` entry: its kind and its spec as validated by that kind."""
+
+    name: str
+    kind: type[DataKind]
+    spec: DataSpec
+    line: int | None
+
+
+@dataclass(frozen=True)
 class Recipe:
     path: Path
     name: str
     spec: RecipeSpec
     stages: dict[str, StageNode]
+    datasets: dict[str, DataNode]
     lines: LineMap
     overrides: tuple[str, ...] = ()  # --set items applied on top of the file
 
@@ -67,10 +79,6 @@ class Recipe:
     @property
     def model(self) -> ModelSpec | None:
         return self.spec.model
-
-    @property
-    def data(self) -> dict[str, DataSpec]:
-        return self.spec.data
 
     def line(self, *loc: Any) -> int | None:
         return line_for(self.lines, tuple(loc))
@@ -97,9 +105,10 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
     registry = registry or Registry()
     if spec.plugins:
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
+    datasets = {name: _data_node(path, lines, spec, name, registry, overridden, raw) for name in spec.data}
     stages = {name: _stage_node(path, lines, spec, name, registry, overridden, raw) for name in spec.stages}
     return Recipe(path=path, name=_variant_name(spec.name or path.stem, overrides), spec=spec, stages=stages,
-                  lines=lines, overrides=tuple(overrides))
+                  datasets=datasets, lines=lines, overrides=tuple(overrides))
 
 
 def _variant_name(name: str, overrides: list[str]) -> str:
@@ -109,6 +118,28 @@ def _variant_name(name: str, overrides: list[str]) -> str:
         return name
     final = dict(item.partition("=")[::2] for item in overrides)  # a later --set of the same key wins
     return f"{name}@{sha256_bytes(canonical_json(sorted(final.items())).encode())[:8]}"
+
+
+def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
+               overridden: list[tuple[str, ...]], raw: dict[str, Any]) -> DataNode:
+    entry = spec.data[name]
+    at = ("data", name)
+    kind_name = entry.get("kind")
+    if not isinstance(kind_name, str):
+        what = "required key missing" if kind_name is None else f"expected a dataset kind name, got {kind_name!r}"
+        loc = at if kind_name is None else at + ("kind",)
+        raise RecipeError(path, line_for(lines, loc), ".".join(map(str, at + ("kind",))), what)
+    try:
+        kind = registry.datasets.get(kind_name)
+    except PipelineError:
+        kinds = registry.datasets.names()
+        raise RecipeError(path, line_for(lines, at + ("kind",)), f"data.{name}.kind",
+                          f"unknown kind {kind_name!r}{did_you_mean(kind_name, kinds)} (kinds: {', '.join(kinds)})") from None
+    try:
+        validated = kind.Spec.model_validate(entry)
+    except ValidationError as exc:
+        raise _recipe_error(path, lines, at, exc, raw, overridden) from None
+    return DataNode(name=name, kind=kind, spec=validated, line=line_for(lines, at))
 
 
 def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
@@ -211,11 +242,6 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
     if raw is not None:
         loc = _file_loc(raw, loc)
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "union_tag_invalid":  # a dataset's `kind:` that names no dataset kind
-        tag, tags = str(err["ctx"]["tag"]), [t.strip(" '") for t in str(err["ctx"]["expected_tags"]).split(",")]
-        loc += (err["ctx"].get("discriminator", "kind").strip("'"),)
-        msg = f"unknown kind {tag!r}{did_you_mean(tag, tags)} (kinds: {', '.join(tags)})"
-        return RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)), msg)
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":

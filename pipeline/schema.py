@@ -1,14 +1,15 @@
 """The recipe's shape as pydantic models: the engine's half of the schema.
 
-Stage params are validated later against each kind's own `Params` model;
-here `with:` is only required to be a mapping. Every model forbids unknown
+Stage params and datasets are validated later against their kind's own
+models (`Params`, `DataKind.Spec`); here `with:` and each `data:` entry are only
+required to be mappings. Every model forbids unknown
 keys so a typo is an error, not a silently ignored setting.
 """
 from __future__ import annotations
 
 import re
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -135,74 +136,13 @@ class StageSpec(Strict):
         return refs
 
 
-class SyntheticData(Strict):
-    """Seeded random inputs shaped by the recipe's tensors. Fine for plumbing, useless for INT8 scales."""
-
-    kind: Literal["synthetic"]
-    count: int = Field(64, ge=1, description="number of samples")
-    seed: int = Field(0, description="random seed")
-    distribution: Literal["normal", "uniform"] = Field("normal", description="normal(0, 1) or uniform[low, high)")
-    low: float = Field(0.0, description="uniform: lower bound")
-    high: float = Field(1.0, description="uniform: upper bound (exclusive)")
-    classes: int | None = Field(None, ge=2, description="also draw random labels in [0, classes)")
-    shape_point: Literal["min", "opt", "max"] = Field("opt", description="where named dims are taken (sample dims only)")
-
-
-class ArrayData(Strict):
-    """Inputs (and optional labels) from a .npz file (one array per input name) or a single .npy."""
-
-    kind: Literal["npz", "npy"]
-    path: str = Field(description="file relative to the recipe")
-    inputs: dict[str, str] | None = Field(None, description="model input -> array name in the .npz (default: same names)")
-    labels: str | None = Field(None, description="array name holding integer labels (npz), or a .npy file")
-    count: int | None = Field(None, ge=1, description="use only the first N samples")
-
-
-class Preprocess(Strict):
-    """Declared image preprocessing; part of the dataset's digest."""
-
-    resize: int | None = Field(256, description="shorter side resized to this many pixels (None: no resize)")
-    crop: int | None = Field(224, description="center crop size (None: no crop)")
-    mean: list[float] = Field([0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
-    std: list[float] = Field([0.229, 0.224, 0.225], description="per-channel std")
-    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="channel order of the model input")
-    dtype: Literal["float32", "float16", "uint8"] = Field("float32", description="input dtype (uint8: raw pixels, no mean/std)")
-    grayscale: bool = Field(False, description="one channel instead of RGB")
-
-
-class ImageFolderData(Strict):
-    """Images in ImageNet layout (one subfolder per class) or a flat folder plus a labels file."""
-
-    kind: Literal["images"]
-    path: str = Field(description="folder relative to the recipe")
-    labels: str | None = Field(None, description="flat folder: a text file of `filename label` lines")
-    classes: list[str] | None = Field(None, description="class folder names in label order (default: sorted)")
-    input: str | None = Field(None, description="model input the images feed (default: the only one)")
-    count: int | None = Field(None, ge=1, description="use only N images, taken round-robin over classes "
-                                                      "(a subset stays class-balanced)")
-    preprocess: Preprocess = Field(default_factory=Preprocess, description="resize, crop, normalisation (below)")
-
-
-class PythonData(Strict):
-    """`module:function` yielding (inputs dict, labels or None) batches, or dicts of arrays; its code enters the key."""
-
-    kind: Literal["python"]
-    python: str = Field(description="module:function or file.py:function, resolved from the recipe's folder")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the function")
-    count: int | None = Field(None, ge=1, description="stop after N samples")
-    labels: str | None = Field(None, description="when the function yields dicts: the key holding integer labels "
-                                                 "(every other key is a model input)")
-
-
-DataSpec = Annotated[Union[SyntheticData, ArrayData, ImageFolderData, PythonData], Field(discriminator="kind")]
-
-
 class RecipeSpec(Strict):
     name: str | None = None
     description: str = ""
     plugins: list[str] = Field(default_factory=list, description="modules next to the recipe that add stage kinds")
     model: ModelSpec | None = None
-    data: dict[str, DataSpec] = Field(default_factory=dict)
+    # Each entry is validated against its kind's spec (pipeline.datakind) once kinds are loaded.
+    data: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
 
     @field_validator("stages", "data")

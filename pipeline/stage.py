@@ -43,11 +43,22 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class DatasetInput:
-    """A `data.NAME` input as the stage sees it: the validated spec and where relative paths start."""
+    """A `data.NAME` input as the stage sees it: the validated spec, where relative paths start (made
+    absolute here: the stage runs in another directory) and the kind's class (`module:qualname`, resolved
+    by the engine; None means the entry point named by `spec["kind"]`)."""
 
     name: str
     spec: dict[str, Any]
     base_dir: Path
+    reader: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_dir", Path(self.base_dir).resolve())
+
+    @property
+    def label(self) -> str:
+        """How errors name it: `data.calib`."""
+        return f"data.{self.name}"
 
 
 class RecipeValueError(ValueError):

@@ -27,7 +27,6 @@ switched off (`NNCF_CI`) before nncf is first imported.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.stage import DatasetInput, InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
 
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO runs bf16 by default on CPUs that have it
 
@@ -123,8 +122,8 @@ class QuantizeNncf(Stage):
         from stages._control_metric import NeedsLabels, control_metric
 
         p: QuantizeNncfParams = ctx.params
-        calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
-        val = _data.open_dataset(_anchored(ctx.inputs["val"], ctx), ctx.model) if ctx.inputs.get("val") else None
+        calib = _data.open_dataset(ctx.inputs["data"], ctx.model)
+        val = _data.open_dataset(ctx.inputs["val"], ctx.model) if ctx.inputs.get("val") else None
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         if p.max_drop is not None and val is None:
@@ -241,15 +240,6 @@ def _import_nncf() -> Any:
 
     return nncf
 
-
-def _anchored(data: DatasetInput, ctx: StageContext) -> DatasetInput:
-    """`data` with an absolute base dir: a relative one means the recipe's folder, which ctx.recipe_dir resolves.
-
-    (The worker runs in the output directory, so a relative base dir would be read from there.)
-    """
-    if Path(data.base_dir).is_absolute():
-        return data
-    return dataclasses.replace(data, base_dir=Path(ctx.recipe_dir).resolve())
 
 
 def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:

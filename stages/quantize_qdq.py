@@ -35,7 +35,6 @@ CPU onnxruntime every other ONNX stage here relies on.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import time
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from pipeline.stage import DatasetInput, InputSpec, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
     from stages._calibration import CalibrationStats
@@ -103,7 +102,7 @@ class QuantizeQdq(Stage):
 
         p: QuantizeQdqParams = ctx.params
         source = Path(ctx.inputs["model"])
-        calib = _data.open_dataset(_anchored(ctx.inputs["data"], ctx), ctx.model)
+        calib = _data.open_dataset(ctx.inputs["data"], ctx.model)
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         synthetic = _data.warn_if_synthetic(calib)
@@ -246,10 +245,3 @@ def _fit_static_batch(model: Any, batch_size: int, samples: int) -> int:
     fixed = {i.type.tensor_type.shape.dim[0].dim_value for i in model.graph.input if i.name not in weights
              and i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].HasField("dim_value")}
     return whole_batches(fixed, batch_size, samples, "export the model with a dynamic batch")
-
-
-def _anchored(data: DatasetInput, ctx: StageContext) -> DatasetInput:
-    """`data` with an absolute base dir (the worker runs elsewhere than the recipe's folder)."""
-    if Path(data.base_dir).is_absolute():
-        return data
-    return dataclasses.replace(data, base_dir=Path(ctx.recipe_dir).resolve())

@@ -39,7 +39,7 @@ BAD_RECIPES = {
     "dim_typo": (HEAD + "model:\n  tensors:\n    x:\n      shape: [btch, 3]\n  dims:\n    batch: {min: 1, opt: 1, max: 4}\n"
                  "stages:\n  a: {uses: toy.write}\n", 6, "model.tensors.x.shape.0: dim 'btch' is not declared under model.dims (did you mean 'batch'?)"),
     "data_kind": (HEAD + "data:\n  calib:\n    kind: synthetc\nstages:\n  a: {uses: toy.write}\n", 5,
-                  "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) (kinds: synthetic, npz"),
+                  "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) (kinds: images, npy, npz, python, synthetic)"),
     "surgery_op": (HEAD + "stages:\n  w: {uses: toy.write}\n  a:\n    uses: onnx.surgery\n    from: w\n    with:\n"
                    "      ops:\n        - cleanup\n        - remove_node: ''\n", 11,
                    "stages.a.with.ops.1.remove_node: String should have at least 1 character"),

@@ -133,7 +133,8 @@ def test_every_kind_closure_holds_every_project_module_its_import_loads() -> Non
 
     registry = Registry()
     kinds = {name: registry.get(name).__module__ for name in registry.names()}
-    assert len(kinds) >= 10
+    kinds |= {f"data {name}": registry.datasets.get(name).__module__ for name in registry.datasets.names()}
+    assert len(kinds) >= 15
     memo = DigestMemo(None)
     for kind, module_name in kinds.items():
         loaded = subprocess.run(
@@ -146,13 +147,17 @@ def test_every_kind_closure_holds_every_project_module_its_import_loads() -> Non
         assert not any(m.startswith("pipeline") for m in closure["modules"]), kind  # the engine stays out
 
 
-def test_quantize_qdq_reaches_what_its_datasets_import() -> None:
-    """The hand-kept list missed stages._refs (reached through the dataset readers)."""
+def test_a_dataset_kind_closure_reaches_what_its_reader_imports_and_a_stage_reaches_open_dataset() -> None:
+    """The hand-kept lists once missed stages._refs (reached through the python dataset reader). Readers are
+    found through entry points at run time, so a dataset's key holds its kind's closure (keys.dataset_parts)."""
+    import stages._data.python as python_kind
     import stages.quantize_qdq as qdq
 
-    closure = kind_closure(qdq.__name__, Path(qdq.__file__), DigestMemo(None))
-    assert "stages._refs" in closure["modules"] and "stages._data" in closure["modules"]
-    assert closure["distributions"]["numpy"] != MISSING
+    reader = kind_closure(python_kind.__name__, Path(python_kind.__file__), DigestMemo(None))
+    assert {"stages._refs", "stages._data.batching", "stages._data.base"} <= set(reader["modules"])
+    assert reader["distributions"]["numpy"] != MISSING
+    stage = kind_closure(qdq.__name__, Path(qdq.__file__), DigestMemo(None))
+    assert "stages._data" in stage["modules"] and "stages._data.python" not in stage["modules"]
 
 
 def test_a_folder_without_init_does_not_hide_the_module_import_finds(tmp_path: Path) -> None:

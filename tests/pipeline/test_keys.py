@@ -15,14 +15,20 @@ def test_explain_names_each_changed_field() -> None:
     changed = {"modules": {"stages.k": "a" * 64, "stages._io": "c" * 64, "stages._new": "d" * 64},
                "distributions": {"numpy": "2.1.0"}}
     old = {"kind": "k", "version": "1", "code": closure, "params": {},
-           "inputs": {"calib": "1" * 64}, "datasets": {"calib": {"spec": {"count": 3}, "python": closure}},
+           "inputs": {"calib": "1" * 64},
+           "datasets": {"calib": {"spec": {"count": 3, "labels": "y.npy"}, "reader": closure,
+                                  "reads": {"python": closure, "labels": "1" * 64}}},
            "fingerprint": {"factory_code": closure, "python_ops": [closure]}}
     new = {"kind": "k", "version": "1", "code": changed, "params": {},
-           "inputs": {"calib": "2" * 64}, "datasets": {"calib": {"spec": {"count": 4}, "python": changed}},
+           "inputs": {"calib": "2" * 64},
+           "datasets": {"calib": {"spec": {"count": 4, "labels": "y.npy"}, "reader": changed,
+                                  "reads": {"python": changed, "labels": "2" * 64}}},
            "fingerprint": {"factory_code": changed, "python_ops": [closure]}}
     assert explain(old, new, {"calib": "data.calib"}) == [
         "code of k: module stages._io changed", "code of k: module stages._new added",
         "code of k: numpy 1.26.4 -> 2.1.0",
+        "data.calib reader: module stages._io changed", "data.calib reader: module stages._new added",
+        "data.calib reader: numpy 1.26.4 -> 2.1.0", "data.calib: labels y.npy changed",
         "data.calib code: module stages._io changed", "data.calib code: module stages._new added",
         "data.calib code: numpy 1.26.4 -> 2.1.0", "data.calib: spec.count: 3 -> 4",
         "factory_code: module stages._io changed", "factory_code: module stages._new added",

@@ -128,5 +128,5 @@ def test_a_plugin_that_does_not_import_is_a_recipe_error_at_the_plugins_line(plu
 
 def test_a_plugin_without_a_stage_kind_is_a_recipe_error(plugin_dir: Path) -> None:
     empty = _module(plugin_dir, "from pipeline.stage import Stage  # imported, not defined here\nX = 1\n")
-    with pytest.raises(RecipeError, match=f"module '{empty}' defines no Stage subclass with a kind"):
+    with pytest.raises(RecipeError, match=f"module '{empty}' defines no Stage or DataKind subclass with a kind"):
         Registry().load_plugins([empty], plugin_dir, plugin_dir / "r.yaml", 2)

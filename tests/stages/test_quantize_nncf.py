@@ -147,11 +147,16 @@ def test_ir_input_and_ignored_scope(tmp_path: Path, digits: Path) -> None:
         quantize(tmp_path / "bad", ir, calib, DIGITS_SPEC, ignored_scope={"names": ["nope"]})
 
 
-def test_a_relative_data_dir_means_the_recipe_dir(tmp_path: Path, digits: Path) -> None:
-    """The engine's worker runs in the output directory: relative data paths must not be read from there."""
+def test_a_relative_data_dir_is_anchored_where_the_input_is_made(tmp_path: Path, digits: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's worker runs in the output directory: a dataset's base dir is made absolute where the
+    input is made (the engine, which knows the recipe's folder), never read from the worker's."""
+    monkeypatch.chdir(digits)
     calib = data("calib", {"kind": "npz", "path": "calib.npz", "count": 8}, Path("."))
+    monkeypatch.chdir(tmp_path)
+    assert calib.base_dir == digits.resolve()
     summary = run_stage(QuantizeNncf, tmp_path / "q", {}, inputs={"model": str(digits / "model.onnx"), "data": calib},
-                        model=DIGITS_SPEC, recipe_dir=digits)
+                        model=DIGITS_SPEC, recipe_dir=tmp_path)
     assert summary["samples"] == 8
 
 

@@ -157,6 +157,25 @@ class DataSummary(Stage):
         return {}
 
 
+class CountSamples(Stage):
+    """Reads its dataset through `stages._data.open_dataset` (as the real kinds do): sample count and sum."""
+
+    kind = "toy.count"
+    inputs = {"data": InputSpec(kind="data")}
+    outputs = {"model": OutputSpec("count.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        from stages._data import open_dataset
+
+        _log_run(ctx)
+        count, total = 0, 0.0
+        for inputs, _ in open_dataset(ctx.inputs["data"], ctx.model).batches(2):
+            count += len(inputs["x"])
+            total += float(inputs["x"].sum())
+        (ctx.outdir / "count.txt").write_text(f"{count} {total:g}")
+        return {"samples": count}
+
+
 class TimedParams(Params):
     seconds: float = Field(1.0, description="how long to 'measure'")
 

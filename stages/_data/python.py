@@ -5,20 +5,56 @@ dicts of arrays. In a dict, the key the recipe names with `labels:` holds
 integer labels and every other key must be a model input: a stray key is an
 error naming it (with a hint to set `labels:` when none is set), rather than a
 silently ignored array. Batches may differ in shape from one item to the next
-(a sequence length per batch); `Dataset.batches` keeps the shapes apart.
+(a sequence length per batch); `Dataset.batches` keeps the shapes apart. The
+function's import closure enters the key, as a model factory's does.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
-import numpy as np
+from pydantic import Field
 
-from stages._batching import Batch, batch_len, slice_batch
-from stages._data import Dataset, int_labels
+from pipeline.datakind import DataKind, DataSpec
+from pipeline.pyrefs import NameNotDefined
+from pipeline.stage import KeyContext, RecipeValueError
+from stages._data.base import Dataset, int_labels
 
 if TYPE_CHECKING:
-    from pipeline.schema import ModelSpec, PythonData
+    import numpy as np
+
+    from pipeline.schema import ModelSpec
+    from stages._data.batching import Batch
+
+
+class PythonData(DataSpec):
+    """`module:function` yielding (inputs dict, labels or None) batches, or dicts of arrays; its code enters the key."""
+
+    kind: Literal["python"]
+    python: str = Field(description="module:function or file.py:function, resolved from the recipe's folder")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the function")
+    count: int | None = Field(None, ge=1, description="stop after N samples")
+    labels: str | None = Field(
+        None,
+        description="when the function yields dicts: the key holding integer labels (every other key is a model input)",
+    )
+
+
+class Python(DataKind):
+    """Keyed by the function's import closure: local modules by content, distributions by version."""
+
+    kind = "python"
+    Spec = PythonData
+
+    def fingerprint(self, spec: PythonData, keys: KeyContext) -> dict[str, Any]:
+        try:
+            return {"python": keys.code_digest(spec.python)}
+        except (OSError, ImportError, ValueError, NameNotDefined) as exc:
+            raise RecipeValueError(("python",), f"{type(exc).__name__}: {exc}") from None
+
+    def open(self, name: str, spec: PythonData, base_dir: Path, model: ModelSpec | None) -> PythonDataset:
+        return PythonDataset(name, spec, base_dir, model)
 
 
 class PythonDataset(Dataset):
@@ -26,7 +62,7 @@ class PythonDataset(Dataset):
 
     kind = "python"
 
-    def __init__(self, name: str, spec: "PythonData", base: Path, model: "ModelSpec | None") -> None:
+    def __init__(self, name: str, spec: PythonData, base: Path, model: ModelSpec | None) -> None:
         super().__init__(name, model)
         from stages._refs import callable_from_ref
 
@@ -78,6 +114,8 @@ class PythonDataset(Dataset):
         return inputs, (item[key] if key is not None else None)
 
     def _chunks(self, size: int) -> Iterator[Batch]:
+        from stages._data.batching import batch_len, slice_batch
+
         left = self.spec.count
         for inputs, labels in self._items():
             if left is not None:
@@ -91,6 +129,8 @@ class PythonDataset(Dataset):
 
 def _array(value: Any, where: str, key: str) -> np.ndarray:
     """`value` as one numeric array; a ragged list is an error naming the key, not numpy's message."""
+    import numpy as np
+
     try:
         arr = np.asarray(value)
     except ValueError:

@@ -4,19 +4,71 @@ Images of several sizes are fine (`preprocess: {resize: null, crop: null}` on
 a detector's inputs): chunks are cut where the decoded size changes, and
 `Dataset.batches` never stacks two sizes into one batch. Whether a size fits
 the model is checked against `model.dims` like any other dataset's samples.
+numpy and Pillow are imported when images are decoded.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-import numpy as np
+from pydantic import Field
 
-from stages._batching import Batch
-from stages._data import Dataset
+from pipeline.datakind import DataKind, DataSpec
+from pipeline.schema import Strict
+from pipeline.stage import KeyContext
+from stages._data.base import Dataset
 
 if TYPE_CHECKING:
-    from pipeline.schema import ImageFolderData, ModelSpec, Preprocess
+    import numpy as np
+
+    from pipeline.schema import ModelSpec
+    from stages._data.batching import Batch
+
+
+class Preprocess(Strict):
+    """Declared image preprocessing; part of the dataset's digest."""
+
+    resize: int | None = Field(256, description="shorter side resized to this many pixels (None: no resize)")
+    crop: int | None = Field(224, description="center crop size (None: no crop)")
+    mean: list[float] = Field([0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
+    std: list[float] = Field([0.229, 0.224, 0.225], description="per-channel std")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="channel order of the model input")
+    dtype: Literal["float32", "float16", "uint8"] = Field(
+        "float32", description="input dtype (uint8: raw pixels, no mean/std)"
+    )
+    grayscale: bool = Field(False, description="one channel instead of RGB")
+
+
+class ImageFolderData(DataSpec):
+    """Images in ImageNet layout (one subfolder per class) or a flat folder plus a labels file."""
+
+    kind: Literal["images"]
+    path: str = Field(description="folder relative to the recipe")
+    labels: str | None = Field(None, description="flat folder: a text file of `filename label` lines")
+    classes: list[str] | None = Field(None, description="class folder names in label order (default: sorted)")
+    input: str | None = Field(None, description="model input the images feed (default: the only one)")
+    count: int | None = Field(
+        None, ge=1, description="use only N images, taken round-robin over classes (a subset stays class-balanced)"
+    )
+    preprocess: Preprocess = Field(default_factory=Preprocess, description="resize, crop, normalisation (below)")
+
+
+class Images(DataKind):
+    """Keyed by every file under the folder (and the labels file), so a changed image rebuilds."""
+
+    kind = "images"
+    Spec = ImageFolderData
+
+    def fingerprint(self, spec: ImageFolderData, keys: KeyContext) -> dict[str, Any]:
+        parts = {"path": keys.file_digest(Path(spec.path))}
+        if spec.labels is not None:
+            parts["labels"] = keys.file_digest(Path(spec.labels))
+        return parts
+
+    def open(self, name: str, spec: ImageFolderData, base_dir: Path, model: ModelSpec | None) -> ImageDataset:
+        return ImageDataset(name, spec, base_dir, model)
+
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -26,7 +78,7 @@ class ImageDataset(Dataset):
 
     kind = "images"
 
-    def __init__(self, name: str, spec: "ImageFolderData", base: Path, model: "ModelSpec | None") -> None:
+    def __init__(self, name: str, spec: ImageFolderData, base: Path, model: ModelSpec | None) -> None:
         super().__init__(name, model)
         self.spec = spec
         self.root = base / spec.path
@@ -103,6 +155,8 @@ class ImageDataset(Dataset):
 
     def _chunks(self, size: int) -> Iterator[Batch]:
         """Consecutive ranges of `size` images, each split where the decoded size changes."""
+        import numpy as np
+
         assert self.count is not None
         for start in range(0, self.count, size):
             chunk = self.items[start:min(start + size, self.count)]
@@ -128,13 +182,14 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def preprocess_image(path: Path, pp: "Preprocess") -> np.ndarray:
+def preprocess_image(path: Path, pp: Preprocess) -> np.ndarray:
     """Decode one image and apply the declared preprocessing (torchvision's Resize/CenterCrop/Normalize).
 
     Resize scales the shorter side to `resize` (bilinear, antialiased), the longer
     to int(resize * long / short); CenterCrop pads with zeros when the image is
     smaller. float dtypes are scaled to 0-1 then normalised; uint8 stays raw pixels.
     """
+    import numpy as np
     from PIL import Image
 
     with Image.open(path) as im:
