@@ -10,9 +10,8 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
-from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PipelineError, UsageError
+from pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, PipelineError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -192,7 +192,7 @@ def closure_of_module(finder: ClosureFinder, module: str) -> tuple[Closure, Path
 
 
 def _imports(memo: "DigestMemo", path: Path) -> list[tuple[str, list[str]]]:
-    return [tuple(x) for x in json.loads(memo.derived(path, "imports", imports_json))]  # type: ignore[misc]
+    return [(target, names) for target, names in json.loads(memo.derived(path, "imports", imports_json))]
 
 
 def imports_json(path: Path) -> str:

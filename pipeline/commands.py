@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pipeline.cache import RESERVED, Cache, cache_root
@@ -80,7 +79,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     recipe, _, decisions = _plan(args)
     lock = read_lock(lock_path(recipe.path))
-    rows = []
+    rows: list[tuple[str, Status, list[str]]] = []
     stale = False
     for d in decisions:
         locked = lock.get(d.stage, {}).get("key")
@@ -104,8 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = Table(title=f"status of {recipe.path}: {'stale' if stale else 'up to date'}", title_justify="left")
         for col in ("stage", "status", "why"):
             table.add_column(col, overflow="fold")
-        for stage, state, why in rows:
-            table.add_row(stage, str(state), escape("; ".join(why)))
+        for stage, state, reasons in rows:
+            table.add_row(stage, str(state), escape("; ".join(reasons)))
         Console(highlight=False).print(table)
     return EXIT_FAILED if stale else EXIT_OK
 
@@ -259,15 +258,15 @@ def sections_reference(registry: Any = None) -> str:
     from pipeline.schema import DimRange, ModelSpec, TensorSpec
 
     registry = registry or Registry()
-    parts = ["### `model:`", "", ModelSpec.__doc__.strip(), "", fields_table(ModelSpec),
+    parts = ["### `model:`", "", (ModelSpec.__doc__ or "").strip(), "", fields_table(ModelSpec),
              "", "Each `tensors.NAME`:", "", fields_table(TensorSpec),
              "", "Each `dims.NAME`:", "", fields_table(DimRange)]
-    specs: dict[type, list[str]] = {}
+    specs: dict[type[BaseModel], list[str]] = {}
     for name in registry.datasets.names():
         specs.setdefault(registry.datasets.get(name).Spec, []).append(name)
     for spec, kinds in specs.items():
         heading = " / ".join(f"`{k}`" for k in kinds)
-        parts += ["", f"### `data.NAME` with `kind:` {heading}", "", spec.__doc__.strip(), "", fields_table(spec)]
+        parts += ["", f"### `data.NAME` with `kind:` {heading}", "", (spec.__doc__ or "").strip(), "", fields_table(spec)]
         for field_name, f in spec.model_fields.items():
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
                 parts += ["", f"`{field_name}:`", "", fields_table(f.annotation)]

@@ -18,12 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from pipeline import lockfile
 from pipeline.cache import Cache
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
-from pipeline.events import (Reporter, RunFinished, RunStarted, StageCached, StageErrored, StageFinished,
-                             StageNotRun, StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+from pipeline.events import (
+    Reporter,
+    RunFinished,
+    RunStarted,
+    StageCached,
+    StageErrored,
+    StageFinished,
+    StageNotRun,
+    StageProgress,
+    StageSkipped,
+    StageStarted,
+    StageUnavailable,
+    StageWaiting,
+)
 from pipeline.faults import fault
 from pipeline.graph import StageGraph
 from pipeline.hashing import sha256_bytes
@@ -187,7 +198,7 @@ class Executor:
             self.status[name] = Status.UNAVAILABLE
             self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
             return "settled"
-        if decision.status == Status.CACHED:
+        if decision.status == Status.CACHED and decision.record is not None:
             self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
             return "settled"
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
@@ -250,8 +261,10 @@ class Executor:
         if self.options.in_process:
             from pipeline.worker import execute
 
-            outcome = execute(task, lambda d, t=None, s="": self.reporter.handle(StageProgress(name, d, t, s)),
-                              capture=False)
+            def progress(done: float, total: float | None = None, desc: str = "") -> None:
+                self.reporter.handle(StageProgress(name, done, total, desc))
+
+            outcome = execute(task, progress, capture=False)
             self._complete(name, outcome)
             return
         if self._mp is None:
@@ -271,12 +284,12 @@ class Executor:
             return done
         import multiprocessing.connection
 
-        by_conn = {r.worker.conn: r for r in self._running.values()}
-        by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values()}
+        by_conn = {r.worker.conn: r for r in self._running.values() if r.worker is not None}
+        by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values() if r.worker is not None}
         finished = []
-        for ready in multiprocessing.connection.wait(list(by_conn) + list(by_sentinel), timeout):
+        for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
             r = by_conn.get(ready) or by_sentinel.get(ready)
-            if r.stage not in self._running:
+            if r is None or r.stage not in self._running:
                 continue
             outcome = self._drain(r)
             if outcome is None:
@@ -287,6 +300,7 @@ class Executor:
 
     def _drain(self, r: _Running) -> Outcome | None:
         worker = r.worker
+        assert worker is not None, "only stages run in a worker process are drained"
         try:
             while worker.conn.poll():
                 msg = worker.conn.recv()
@@ -348,6 +362,7 @@ class Executor:
             digest = self.cache.objects.put_dir(p) if spec.is_dir else self.cache.objects.put_file(p)
             outputs[out_name] = OutputRecord(digest, spec.is_dir, self.cache.objects.size(digest, spec.is_dir), spec.path)
         fault("publish", name)
+        assert r.decision.key is not None and r.decision.components is not None, "a stage runs with a known key"
         record = StageRecord(key=r.decision.key, stage=name, kind=kind.kind, components=r.decision.components,
                              outputs=outputs, summary=outcome.summary, seconds=round(outcome.seconds, 3),
                              created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -72,7 +72,7 @@ def build_graph(recipe: Recipe) -> "nx.DiGraph":
     """Nodes in recipe order; an edge parent -> child per input; cycles are rejected."""
     import networkx as nx
 
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for name in recipe.stages:
         g.add_node(name)
     for name, node in recipe.stages.items():

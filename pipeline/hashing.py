@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
-
 CHUNK = 1 << 20
 
 
@@ -88,9 +87,10 @@ class DigestMemo:
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         key = f"{what}:{path}" if what else str(path)
         hit = self._mem.get(key)
-        if hit is None and key not in self._dirty and self._conn(create=False) is not None:
+        db = self._conn(create=False) if hit is None and key not in self._dirty else None
+        if db is not None:
             try:
-                row = self._db.execute("SELECT ino, mtime, size, digest FROM digests WHERE path=?", (key,)).fetchone()
+                row = db.execute("SELECT ino, mtime, size, digest FROM digests WHERE path=?", (key,)).fetchone()
             except sqlite3.Error:
                 row = None
             hit = tuple(row) if row else None

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.closure import code_closure, kind_closure
-from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes
 from pipeline.datakind import DataKind
+from pipeline.hashing import DigestMemo, canonical_json, sha256_bytes
 from pipeline.recipe import DataNode, Recipe, StageNode
 from pipeline.stage import Stage
 

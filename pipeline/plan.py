@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from pipeline.cache import Cache
-from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.errors import KindBug, RecipeError
+from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.pyrefs import NameNotDefined
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord

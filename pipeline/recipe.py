@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from pipeline.datakind import DataKind, DataSpec
 from pipeline.errors import PipelineError, RecipeError, did_you_mean
 from pipeline.hashing import canonical_json, sha256_bytes
 from pipeline.registry import Registry
-from pipeline.datakind import DataKind, DataSpec
 from pipeline.schema import NAME_RE, ModelSpec, RecipeSpec
 from pipeline.stage import Stage, default_output
 from pipeline.yamlio import LineMap, line_for, load_yaml
@@ -29,7 +29,7 @@ class Ref:
 
     kind: str  # "stage" | "data" | "path"
     target: str  # stage name, data name, or absolute path
-    output: str | None = None  # for stage refs
+    output: str = ""  # for stage refs
 
     def __str__(self) -> str:
         if self.kind == "stage":
@@ -84,7 +84,7 @@ class Recipe:
         return line_for(self.lines, tuple(loc))
 
 
-def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry | None = None) -> Recipe:
+def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
     """Load, validate and resolve a recipe; raise RecipeError on the first problem."""
     path = Path(path)
     raw, lines = load_yaml(path)
@@ -111,7 +111,7 @@ def load_recipe(path: Path | str, overrides: list[str] = (), registry: Registry 
                   datasets=datasets, lines=lines, overrides=tuple(overrides))
 
 
-def _variant_name(name: str, overrides: list[str]) -> str:
+def _variant_name(name: str, overrides: Sequence[str]) -> str:
     """A run with --set builds a variant of the recipe: its views and latest refs live under
     `<name>@<digest of the overrides>`, so a smoke build never replaces the recipe's own outputs."""
     if not overrides:
@@ -121,7 +121,7 @@ def _variant_name(name: str, overrides: list[str]) -> str:
 
 
 def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
-               overridden: list[tuple[str, ...]], raw: dict[str, Any]) -> DataNode:
+               overridden: Sequence[tuple[str, ...]], raw: dict[str, Any]) -> DataNode:
     entry = spec.data[name]
     at = ("data", name)
     kind_name = entry.get("kind")
@@ -143,7 +143,7 @@ def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry
 
 
 def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
-                overridden: list[tuple[str, ...]], raw: dict[str, Any]) -> StageNode:
+                overridden: Sequence[tuple[str, ...]], raw: dict[str, Any]) -> StageNode:
     stage = spec.stages[name]
     at = ("stages", name)
     try:
@@ -234,7 +234,7 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
 
 
 def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError,
-                  raw: Any = None, overridden: list[tuple[str, ...]] = ()) -> RecipeError:
+                  raw: Any = None, overridden: Sequence[tuple[str, ...]] = ()) -> RecipeError:
     """One line naming the file, line and field; a value that came from `--set` is blamed on it."""
     err = exc.errors()[0]
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))

@@ -13,7 +13,7 @@ import importlib.metadata
 import inspect
 import sys
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pipeline.datakind import GROUP as DATA_GROUP
 from pipeline.datakind import DataKind
@@ -37,7 +37,8 @@ class Kinds(Generic[K]):
     """Kind name -> class, loaded lazily from one entry-point group and from plugin modules."""
 
     def __init__(self, group: str, base: type[K], noun: str, unknown: type[PipelineError]) -> None:
-        self.base, self.noun, self.unknown = base, noun, unknown
+        self.base: type[K] = base
+        self.noun, self.unknown = noun, unknown
         self._entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
         self._loaded: dict[str, type[K]] = {}
 
@@ -51,7 +52,7 @@ class Kinds(Generic[K]):
         if ep is None:
             raise self.unknown(f"unknown {self.noun} {kind!r}{did_you_mean(kind, self.names())}")
         cls = ep.load()
-        if not (inspect.isclass(cls) and issubclass(cls, self.base)) or cls.kind != kind:
+        if not self._is_kind(cls) or cls.kind != kind:
             raise PipelineError(
                 f"entry point {ep.value!r} for kind {kind!r} is not a {self.base.__name__} with kind = {kind!r}"
             )
@@ -61,13 +62,12 @@ class Kinds(Generic[K]):
     def add(self, cls: type[K]) -> None:
         self._loaded[cls.kind] = cls
 
-    def defined_in(self, module: object) -> list[type[K]]:
+    def defined_in(self, module: Any) -> list[type[K]]:
         """The kinds `module` itself defines (not those it imports)."""
-        return [
-            c
-            for c in vars(module).values()
-            if inspect.isclass(c) and issubclass(c, self.base) and c.kind and c.__module__ == module.__name__  # type: ignore[attr-defined]
-        ]
+        return [c for c in vars(module).values() if self._is_kind(c) and c.kind and c.__module__ == module.__name__]
+
+    def _is_kind(self, obj: Any) -> bool:
+        return inspect.isclass(obj) and issubclass(obj, self.base)
 
     def already(self, cls: type[K]) -> str | None:
         """Where another definition of `cls.kind` lives, if there is one (a plugin must not replace it)."""
@@ -106,24 +106,31 @@ class Registry:
                 raise RecipeError(
                     recipe_path, line, "plugins", f"cannot import {name!r}: {type(exc).__name__}: {exc}"
                 ) from None
-            found = 0
-            for table in (self.stages, self.datasets):
-                for cls in table.defined_in(module):
-                    other = table.already(cls)
-                    if other is not None:
-                        raise RecipeError(
-                            recipe_path,
-                            line,
-                            "plugins",
-                            f"kind {cls.kind!r} is defined twice: by {cls.__module__}.{cls.__qualname__} and by "
-                            f"{other}; rename one of them",
-                        )
-                    table.add(cls)  # type: ignore[arg-type]
-                    found += 1
+            found = self._register(self.stages, module, recipe_path, line) + self._register(
+                self.datasets, module, recipe_path, line
+            )
             if not found:
                 raise RecipeError(
                     recipe_path, line, "plugins", f"module {name!r} defines no Stage or DataKind subclass with a kind"
                 )
+
+
+    @staticmethod
+    def _register(table: Kinds[K], module: Any, recipe_path: Path, line: int | None) -> int:
+        """Add the kinds `module` defines to `table`; how many there were."""
+        found = table.defined_in(module)
+        for cls in found:
+            other = table.already(cls)
+            if other is not None:
+                raise RecipeError(
+                    recipe_path,
+                    line,
+                    "plugins",
+                    f"kind {cls.kind!r} is defined twice: by {cls.__module__}.{cls.__qualname__} and by {other}; "
+                    "rename one of them",
+                )
+            table.add(cls)
+        return len(found)
 
 
 def add_to_path(directory: Path) -> None:

@@ -7,8 +7,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.events import (Event, RunFinished, RunStarted, StageCached, StageErrored, StageFinished, StageNotRun,
-                             StageProgress, StageSkipped, StageStarted, StageUnavailable, StageWaiting)
+from pipeline.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    StageCached,
+    StageErrored,
+    StageFinished,
+    StageNotRun,
+    StageProgress,
+    StageSkipped,
+    StageStarted,
+    StageUnavailable,
+    StageWaiting,
+)
 from pipeline.records import write_json_atomic
 from pipeline.status import Status
 from pipeline.summary import WIDE, Row, compact_lines, footer, relative, wide_table
