@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install engines test bench clean-cache readme
+.PHONY: install engines test lint bench clean-cache readme
 
 install: $(STAMP)
 
@@ -31,8 +31,14 @@ engines: $(STAMP)
 	$(VENV)/bin/pipeline run recipes/digits_transformer_int8.yaml
 	$(VENV)/bin/pipeline run recipes/digits_segment_int8.yaml
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+# The habits CI keeps: lint, formatting and types (configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/cached_rerun.py
