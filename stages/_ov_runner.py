@@ -6,18 +6,21 @@ LATENCY hint, throughput mode is an AsyncInferQueue of
 set once per request.
 
 OpenVINO's CPU plugin runs in bf16 by default on CPUs with AVX512_BF16 or AMX,
-so the precision hint is always set explicitly: from the IR's ``engine.json``
-unless overridden, else f32. openvino is imported when a runner is made.
+so the precision hint is always set explicitly: the caller's, else the
+`inference_precision` of the IR's typed ``engine.json`` (`_engine_info`), else
+f32 (an NNCF IR comes without one). The device and the port names the build
+recorded come from the same EngineInfo. openvino is imported when a runner is made.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from stages import _engine_info
+from stages._engine_info import EngineInfo
 from stages._measure import LoopFn, Timing, batch_of, measure, timed_loop
 from stages._runner_protocol import Mode, cast_feeds
 
@@ -37,13 +40,6 @@ def xml_of(path: Path) -> Path | None:
     return xmls[0] if len(xmls) == 1 else None
 
 
-def read_engine_json(path: Path | str) -> dict[str, Any]:
-    """The build's `engine.json` beside the IR, or {} (an NNCF IR may come without one)."""
-    path = Path(path)
-    meta = (path if path.is_dir() else path.parent) / "engine.json"
-    return json.loads(meta.read_text()) if meta.is_file() else {}
-
-
 class OpenVinoRunner:
     """An OpenVINO IR compiled for the CPU (or `device`) with an explicit inference precision.
 
@@ -55,19 +51,24 @@ class OpenVinoRunner:
     name = "openvino"
 
     def __init__(self, path: Path | str, precision: str | None = None, threads: int | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, info: EngineInfo | None = None) -> None:
+        """`info`: the IR's EngineInfo when the caller has read it (else read here from engine.json, if any)."""
         import openvino as ov
 
         self.path = Path(path)
         xml = xml_of(self.path)
         if xml is None:
             raise ValueError(f"{self.path}: no model.xml")
-        self.meta = read_engine_json(xml)
-        requested = precision or self.meta.get("inference_precision") or "f32"
+        if info is None and _engine_info.sidecar(xml) is not None:
+            info = _engine_info.read(xml)
+        if info is not None and info.backend != "openvino":
+            raise ValueError(f"{self.path}: its engine.json describes a {info.backend} engine, not an OpenVINO IR")
+        self.info = info
+        requested = precision or (info.inference_precision if info else None) or "f32"
         if requested not in OV_PRECISIONS:
             raise ValueError(f"OpenVINO inference precision {requested!r}: expected one of {', '.join(OV_PRECISIONS)}")
         self.requested_precision = requested
-        self.device = device or self.meta.get("device") or "CPU"
+        self.device = device or (info.device.device if info else None) or "CPU"
         self.threads = threads
         self.core = ov.Core()
         self.model = self.core.read_model(str(xml))
@@ -75,10 +76,8 @@ class OpenVinoRunner:
         self._compiled: dict[str, Any] = {}
         self._request: Any = None
         compiled = self._compile("LATENCY")
-        self.input_names = [_port_name(p, self.meta.get("input_names") or self.meta.get("inputs"))
-                            for p in compiled.inputs]
-        self.output_names = [_port_name(p, self.meta.get("output_names") or self.meta.get("outputs"))
-                             for p in compiled.outputs]
+        self.input_names = [_port_name(p, info.input_names if info else ()) for p in compiled.inputs]
+        self.output_names = [_port_name(p, info.output_names if info else ()) for p in compiled.outputs]
         self._dtypes = {n: np.dtype(p.get_element_type().to_dtype()) for n, p in zip(self.input_names, compiled.inputs)}
         self.execution_precision = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         label = self.execution_precision
@@ -174,15 +173,10 @@ def _async_loop(queue: Any) -> LoopFn:
     return loop
 
 
-def _port_name(port: Any, preferred: Any) -> str:
+def _port_name(port: Any, preferred: list[str] | tuple[str, ...]) -> str:
     """The port's name as the build recorded it (engine.json), else any of its names."""
     names = set(port.get_names())
-    if isinstance(preferred, dict):
-        preferred = list(preferred)
-    for name in preferred or ():
-        if isinstance(name, str) and name in names:
-            return name
-    return port.get_any_name()
+    return next((name for name in preferred if name in names), port.get_any_name())
 
 
 def _type_name(value: Any) -> str:

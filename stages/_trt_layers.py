@@ -7,9 +7,13 @@ imports the builder. Pure Python: testable without tensorrt.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_PRECISION_WORDS = (  # (pattern over the lower-cased type strings, label), lowest precision first
+if TYPE_CHECKING:
+    from stages._engine_info import Precision
+
+# (pattern over the lower-cased type strings, label), lowest precision first
+_PRECISION_WORDS: "tuple[tuple[str, Precision], ...]" = (
     (r"\bint8\b", "int8"),  # not "uint8" (a plain I/O type, not quantized compute)
     (r"\bfp8\b|\be4m3\b", "fp8"),
     (r"\bhalf\b|\bfp16\b", "fp16"),
@@ -17,7 +21,7 @@ _PRECISION_WORDS = (  # (pattern over the lower-cased type strings, label), lowe
 )
 
 
-def precision_from_layers(layers: Any) -> str:
+def precision_from_layers(layers: Any) -> "Precision":
     """'int8', 'fp8', 'fp16', 'bf16' or 'fp32': the lowest precision any layer computes in (inspector JSON).
 
     Only the "Layers" list is read (TensorRT 11 adds an "I/O Tensors" list whose

@@ -18,6 +18,11 @@ and divides by wall time.
 Engines are executable artifacts: this runner only loads engines from the
 pipeline's own, digest-verified store, which is why it allows the host code a
 version-compatible engine embeds (`Runtime.engine_host_code_allowed`).
+
+With the build's EngineInfo (engine.json, `_engine_info`), the precision label
+is the build's (no inspector call), a deserialization failure names the GPU and
+TensorRT the engine was built for, and an engine.json whose I/O names are not
+this engine's is an error rather than a silently wrong description.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from stages._dtypes import dtype_of_trt
+from stages._engine_info import EngineInfo
 from stages._measure import Timing, batch_of, measure
 from stages._runner_protocol import Mode, RunnerUnavailable, cast_feeds
 from stages._trt_layers import precision_from_layers
@@ -94,8 +100,11 @@ class TensorRTRunner:
     name = "tensorrt"
 
     def __init__(self, path: Path | str, precision: str | None = None, threads: int | None = None,
-                 device: str | int | None = None) -> None:
+                 device: str | int | None = None, info: EngineInfo | None = None) -> None:
         from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
+
+        if info is not None and info.backend != "tensorrt":
+            raise ValueError(f"{path}: its engine.json describes a {info.backend} engine, not a TensorRT engine")
 
         probe = probe_gpu()
         reason = unmet_reason(probe, cuda_python_available())
@@ -116,24 +125,32 @@ class TensorRTRunner:
         self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ValueError(f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine (built with "
-                             f"another TensorRT version, or for another GPU than {probe.gpu}?)")
+            raise ValueError(f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine "
+                             + (f"({built_for(info)}; this host: {probe.gpu}, sm {probe.compute_capability})"
+                                if info else f"(built with another TensorRT version, or for another GPU than "
+                                             f"{probe.gpu}?)"))
+        self.info = info
         self.context = self.engine.create_execution_context()
         self._stream = _ok(self._cudart.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
         self.output_names = [n for n in names if not is_input[n]]
+        if info is not None:
+            check_io(info, self.path.name, self.input_names, self.output_names)
         self._dtypes = {n: _np_dtype(self.engine.get_tensor_dtype(n), n) for n in names}
+        self.precision = precision or f"{info.precision if info else self._inspected_precision()} (tensorrt)"
+
+    def _inspected_precision(self) -> str:
+        """The lowest precision the engine's layers compute in, from its inspector (fp32 when it says nothing)."""
         try:
             import json
 
             layers = json.loads(self.engine.create_engine_inspector().get_engine_information(
-                trt.LayerInformationFormat.JSON))
-            computed = precision_from_layers(layers)
+                self._trt.LayerInformationFormat.JSON))
+            return precision_from_layers(layers)
         except Exception:  # noqa: BLE001 - an engine built without detailed verbosity says less; fall back
-            computed = "fp32"
-        self.precision = precision or f"{computed} (tensorrt)"
+            return "fp32"
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -251,7 +268,19 @@ class TensorRTRunner:
         return ptr
 
 
+def built_for(info: EngineInfo) -> str:
+    """What an engine was built for, from its EngineInfo: `built for NVIDIA L4 (sm 8.9) with TensorRT 10.13.0.35`."""
+    return f"built for {info.device} with TensorRT {info.toolchain.get('tensorrt', 'unknown')}"
+
+
+def check_io(info: EngineInfo, engine: str, inputs: list[str], outputs: list[str]) -> None:
+    """ValueError when engine.json's I/O names are not the engine's (a sidecar of another engine)."""
+    if sorted(info.input_names) != sorted(inputs) or sorted(info.output_names) != sorted(outputs):
+        raise ValueError(f"{engine}: its engine.json lists inputs {info.input_names} and outputs {info.output_names}, "
+                         f"the engine has {inputs} and {outputs}: the sidecar belongs to another engine")
+
+
 def runner_from_engine(path: Path | str, precision: str | None = None, threads: int | None = None,
-                       device: str | None = None) -> TensorRTRunner:
+                       device: str | None = None, info: EngineInfo | None = None) -> TensorRTRunner:
     """`_runners.runner_for`'s TensorRT branch: RunnerUnavailable (naming what was probed) where it cannot run."""
-    return TensorRTRunner(path, precision=precision, threads=threads, device=device)
+    return TensorRTRunner(path, precision=precision, threads=threads, device=device, info=info)

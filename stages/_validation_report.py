@@ -113,6 +113,7 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
     lines = [f"# validate {report['stage']}: {status} ({report['gates_passed']}/{report['gates_total']} gates)", "",
              f"- candidate: `{c['artifact']}`, {c['precision']}"
              + (f" ({c['runner']})" if c['runner'] not in c['precision'] else ""),
+             *_engine_line(c),
              f"- reference: `{r['artifact']}`, {r['precision']}",
              f"- data: `data.{d['name']}` ({d['kind']}, {d['samples_used']} samples in {len(d['groups'])} shape "
              f"group{'s' if len(d['groups']) != 1 else ''}"
@@ -186,6 +187,18 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
         for hint, props in extra.items():
             lines.append(f"- {who} {hint}: " + ", ".join(f"{k}={v}" for k, v in props.items()))
     return "\n".join(lines) + "\n"
+
+
+def _engine_line(candidate: dict[str, Any]) -> list[str]:
+    """The candidate's engine.json in one line (none without one): backend, precision, device, toolchain."""
+    from stages._engine_info import parse
+
+    if not candidate.get("engine_info"):
+        return []
+    info = parse(candidate["engine_info"], "report.json candidate.engine_info")
+    hint = f" (inference precision {info.inference_precision})" if info.inference_precision else ""
+    tools = ", ".join(f"{k} {v}" for k, v in info.toolchain.items())
+    return [f"- engine (engine.json): {info.backend}, {info.precision}{hint}, for {info.device}; {tools}"]
 
 
 def _worst_samples(outs: dict[str, Any]) -> list[str]:

@@ -1,10 +1,11 @@
 """build.openvino: an ONNX file or IR -> a deployable OpenVINO IR directory, checked on the device.
 
-The output directory holds `model.xml`, `model.bin` and `engine.json` (what a
-runner needs besides the IR: device, inference precision, performance hint,
-the input/output names and shapes). Inputs are reshaped to the recipe's
-`dims`: as ranges (`Dimension(min, max)`) for `shapes: dynamic`, or to the
-opt shape for `shapes: static`.
+The output directory holds `model.xml`, `model.bin` and `engine.json`, a typed
+`_engine_info.EngineInfo` (what a runner needs besides the IR: device,
+precision and inference precision, the inputs and outputs with dtypes and
+dims; the performance hint, weights mode and op counts under `details`).
+Inputs are reshaped to the recipe's `dims`: as ranges (`Dimension(min, max)`)
+for `shapes: dynamic`, or to the opt shape for `shapes: static`.
 
 `inference_precision` has no default on purpose: OpenVINO's CPU plugin runs
 bf16 by default on CPUs with AVX-512 BF16 or AMX, which moves outputs by 0.1
@@ -21,16 +22,26 @@ same inference precision); `fp32` is `as_is` that refuses FP16-compressed input.
 The key holds the openvino version through `packages`, and the device and
 precision through params; the CPU model is recorded in the run's summary for
 people, neither in the key nor in engine.json: the IR bytes do not depend on it.
+
+engine.json's `reproduce` is a `python -c` call of the OpenVINO API the stage
+makes (read_model, reshape, save_model), not an `ovc` line: `ovc` cannot read
+an IR (quantize.nncf's output) and converts ONNX through another path than
+`read_model`, while the call reproduces the IR from either input. How to run
+it as built (device, hint, inference precision, an opt shape) is the
+`benchmark_app` line in `details`.
 """
 from __future__ import annotations
 
-import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages import _engine_info
+from stages._engine_info import EngineInfo, Precision, Target, TensorInfo
+from stages._ovio import IR_XML
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +49,12 @@ if TYPE_CHECKING:
 
     from pipeline.schema import ModelSpec
 
-ENGINE_JSON = "engine.json"
+ENGINE_JSON = _engine_info.FILENAME
+# OpenVINO's element types numpy lacks (Type.to_dtype() gives float16 for bf16), by their ml_dtypes names.
+_NON_NUMPY = {"bf16": "bfloat16", "f8e4m3": "float8_e4m3fn", "f8e5m2": "float8_e5m2", "i4": "int4", "u4": "uint4",
+              "f4e2m1": "float4_e2m1fn"}
+# inference precision hint -> EngineInfo.precision
+_PRECISION: dict[str, Precision] = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
 
 class BuildOpenvinoParams(Params):
@@ -87,7 +103,6 @@ class BuildOpenvino(Stage):
         outdir = ctx.output("model", type(self))
         xml = _ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
         saved = core.read_model(str(xml))  # everything below looks at the bytes that ship
-        inputs, outputs = _ovio.io_names(saved)
         fp16_out = _ovio.compressed_fp16_constants(saved)
         if p.weights == "fp16" and not fp16_out:
             print("note: weights: fp16 compressed nothing (an INT8 IR's weights are already 8-bit and OpenVINO keeps "
@@ -107,25 +122,62 @@ class BuildOpenvino(Stage):
             summary["compile_s"] = round(time.perf_counter() - started, 3)
             check = _run_points(compiled, saved, ctx.model, p.shapes, p.check_seed)
             summary["checked"] = {point: shapes for point, shapes in check.items()}
-        engine = {
-            "format": "openvino-ir", "openvino": ov.get_version(), "device": p.device,
-            "inference_precision": p.inference_precision, "performance_hint": p.performance_hint,
-            "weights": p.weights, "shapes": p.shapes,
-            "inputs": _ports(saved.inputs), "outputs": _ports(saved.outputs),
-            "input_names": inputs, "output_names": outputs,
-            "int8_ops": summary["int8_ops"], "fp16_weight_constants": fp16_out,
-        }
+        info = engine_info(saved, p, Path(ctx.inputs["model"]), ctx.model, ov.get_version(),
+                           fake_quantize=_ovio.count_ops(saved, ("FakeQuantize",)),
+                           fake_convert=_ovio.count_ops(saved, ("FakeConvert",)), fp16_weight_constants=fp16_out)
+        summary["precision"] = info.precision
         # Where it was built goes in the run record, not the artifact: the IR bytes (and so early
         # cutoff on a shared cache) must not depend on the machine.
         summary["built_on"] = core.get_property(p.device, "FULL_DEVICE_NAME")
-        (outdir / ENGINE_JSON).write_text(json.dumps(engine, indent=1, sort_keys=True) + "\n")
+        _engine_info.write(info, outdir / ENGINE_JSON)
         return summary
 
 
-def _ports(ports: Any) -> dict[str, dict[str, str]]:
-    """name -> partial shape ("[1..32,3,224,224]") and element type ("f32") of each input or output."""
-    return {port.get_any_name(): {"shape": str(port.get_partial_shape()),
-                                  "dtype": port.get_element_type().get_type_name()} for port in ports}
+def engine_info(model: "ov.Model", p: BuildOpenvinoParams, source: Path, spec: "ModelSpec | None", version: str,
+                fake_quantize: int, fake_convert: int, fp16_weight_constants: int) -> EngineInfo:
+    """The EngineInfo of the saved IR `model`, built from `source` with params `p` (machine-independent)."""
+    precision: Precision = "int8" if fake_quantize else "fp8" if fake_convert else _PRECISION[p.inference_precision]
+    inputs = tuple(_tensor(port) for port in model.inputs)
+    source_file = f"{source.name}/{IR_XML}" if source.is_dir() else source.name
+    reshape = {t.name: _shape_text(t.dims) for t in inputs} if spec is not None and spec.tensors else None
+    run_with = ["benchmark_app", "-m", IR_XML, "-d", p.device,
+                "-hint", p.performance_hint.lower(), "-infer_precision", p.inference_precision]
+    if spec is not None and spec.tensors and any(t.dynamic for t in inputs):
+        run_with += ["-data_shape", ",".join(f"{n}[{','.join(map(str, spec.shape(n, 'opt')))}]" for n in spec.tensors)]
+    return EngineInfo(
+        backend="openvino", precision=precision, inference_precision=p.inference_precision,
+        inputs=inputs, outputs=tuple(_tensor(port) for port in model.outputs),
+        toolchain={"openvino": version}, device=Target(device=p.device),
+        reproduce=_reproduce(source_file, reshape, p.weights == "fp16"),
+        details={"performance_hint": p.performance_hint, "weights": p.weights, "shapes": p.shapes,
+                 "int8_ops": fake_quantize + fake_convert, "fake_quantize": fake_quantize,
+                 "fake_convert": fake_convert, "fp16_weight_constants": fp16_weight_constants,
+                 "benchmark_app": run_with})
+
+
+def _reproduce(source: str, reshape: dict[str, str] | None, compress_to_fp16: bool) -> tuple[str, ...]:
+    """`python -c` with the OpenVINO calls this stage makes: read the input, reshape it, save the IR."""
+    steps = ["import openvino as ov", f"model = ov.Core().read_model({source!r})"]
+    if reshape:
+        steps.append(f"model.reshape({reshape!r})")
+    steps.append(f"ov.save_model(model, {IR_XML!r}, compress_to_fp16={compress_to_fp16})")
+    return ("python", "-c", "; ".join(steps))
+
+
+def _tensor(port: Any) -> TensorInfo:
+    """A port as a TensorInfo: dims as OpenVINO prints them ("1..8" for a range), dtype by its numpy name."""
+    import numpy as np
+
+    etype = port.get_element_type()
+    name = etype.get_type_name()
+    dtype = _NON_NUMPY.get(name) or np.dtype(etype.to_dtype()).name
+    shape = port.get_partial_shape()
+    dims = None if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else str(d) for d in shape)
+    return TensorInfo(name=port.get_any_name(), dtype=dtype, dims=dims)
+
+
+def _shape_text(dims: Any) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
 
 
 def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:

@@ -15,21 +15,32 @@ to choose them. Its timing cache is a side cache outside every key
 shared across builds under a file lock: it makes rebuilds fast, not different.
 
 Decisions live in `_trt_plan` (pure data, testable without a GPU); `_trt_build`
-applies them to the API; the sidecar records the plan, the engine's I/O and
-profiles, the inspector's layer information and the equivalent `trtexec` line.
+applies them to the API; `engine_info` (pure data too) turns the plan, the
+probe and what the build returned into the typed sidecar (`_engine_info`):
+the engine's I/O with dtypes, dims and profile shapes, the precision its layers
+compute in, TensorRT/CUDA/driver versions, the GPU and its compute capability,
+and the equivalent `trtexec` argv as `reproduce`; the plan's settings, the
+profiles, the inspector's layer information and the check under `details`.
 With `check` on, the engine is run at each profile point and compared with ONNX
 Runtime on the input ONNX (figures reported; `check_max_abs` gates).
 """
 from __future__ import annotations
 
-import json
-import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages import _engine_info
+from stages._engine_info import EngineInfo, Target, TensorInfo
+
+if TYPE_CHECKING:
+    from stages._gpu_probe import GpuProbe
+    from stages._trt_plan import BuildPlan
+
+# TensorRT I/O types numpy lacks (the one table, `_dtypes`, maps the rest), by their ml_dtypes names.
+_NON_NUMPY = {"BF16": "bfloat16", "FP8": "float8_e4m3fn", "INT4": "int4", "FP4": "float4_e2m1fn"}
 
 
 class ProfileOverride(BaseModel):
@@ -96,8 +107,9 @@ class BuildTensorrt(Stage):
     inputs = {"model": InputSpec(description="the .onnx file (FP32, FP16 mixed precision, or Q/DQ INT8)")}
     outputs = {
         "model": OutputSpec("model.engine", description="the serialized engine (only for this GPU model and TensorRT)"),
-        "info": OutputSpec("engine.json", description="TensorRT and GPU identity, profiles, I/O, layer information, "
-                                                      "the equivalent trtexec line"),
+        "info": OutputSpec("engine.json", description="the typed EngineInfo (stages/_engine_info.py): TensorRT and "
+                                                      "GPU identity, precision, I/O with profiles, the equivalent "
+                                                      "trtexec argv; settings and layer information under details"),
     }
     packages = ("tensorrt",)
     extra = "tensorrt"
@@ -116,7 +128,7 @@ class BuildTensorrt(Stage):
         return probe_gpu().identity()
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from stages import _trt_build, _trt_layers, _trt_plan
+        from stages import _trt_build, _trt_plan
         from stages._gpu_probe import probe_gpu
 
         p: BuildTensorrtParams = ctx.params
@@ -127,26 +139,58 @@ class BuildTensorrt(Stage):
         result = _trt_build.engine_from_plan(plan)
         engine_path = ctx.output("model", type(self))
         engine_path.write_bytes(result.engine)
-        precision = _trt_layers.precision_from_layers(result.layers)
-        trtexec = plan.trtexec_args(onnx=source.name, layer_info="layers.json")
-        info = {
-            "format": "tensorrt-engine", "tensorrt": probe.tensorrt, "tensorrt_cuda": probe.tensorrt_cuda,
-            "gpu": probe.gpu, "compute_capability": probe.compute_capability, "cuda": probe.cuda,
-            "driver": probe.driver, "strongly_typed": True, "precision": precision,
-            "settings": {k: v for k, v in plan.as_dict().items() if k not in ("onnx_path", "timing_cache", "profiles")},
-            "profiles": plan.as_dict()["profiles"], "io": result.io, "layers": result.layers,
-            "trtexec": trtexec, "trtexec_line": shlex.join(trtexec),
-        }
-        summary: dict[str, Any] = {"precision": precision, "gpu": probe.gpu, "tensorrt": probe.tensorrt,
+        check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs) if p.check else None
+        info = engine_info(plan, probe, result.io, result.layers, source.name, check)
+        _engine_info.write(info, ctx.output("info", type(self)))
+        summary: dict[str, Any] = {"precision": info.precision, "gpu": probe.gpu, "tensorrt": probe.tensorrt,
                                    "build_s": round(result.seconds, 2), "size_mb": round(len(result.engine) / 1e6, 3),
                                    "timing_cache": result.timing_cache, "trtexec": plan.trtexec_line}
         if result.warnings:
             summary["tensorrt_warnings"] = len(result.warnings)
-        if p.check:
-            check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs)
-            info["check"] = summary["check"] = check
-        ctx.output("info", type(self)).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        if check is not None:
+            summary["check"] = check
         return summary
+
+
+def engine_info(plan: "BuildPlan", probe: "GpuProbe", io: list[dict[str, Any]], layers: Any, onnx_name: str,
+                check: dict[str, Any] | None = None) -> EngineInfo:
+    """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`_trt_build.
+    io_tensors`: name, mode, TensorRT dtype, shape with -1 for dynamic dims, [min, opt, max] profile of a dynamic
+    input) and the inspector's layer JSON. Pure data: no tensorrt, no GPU."""
+    from stages import _trt_layers
+
+    plan_data = plan.as_dict()
+    details: dict[str, Any] = {
+        "strongly_typed": plan.strongly_typed,
+        "settings": {k: v for k, v in plan_data.items() if k not in ("onnx_path", "timing_cache", "profiles")},
+        "profiles": plan_data["profiles"], "layers": layers}
+    if check is not None:
+        details["check"] = check
+    toolchain = {k: v for k, v in (("tensorrt", probe.tensorrt), ("tensorrt_cuda", probe.tensorrt_cuda),
+                                   ("cuda", probe.cuda), ("driver", probe.driver)) if v}
+    return EngineInfo(
+        backend="tensorrt", precision=_trt_layers.precision_from_layers(layers),
+        inputs=tuple(_tensor(t) for t in io if t["mode"] == "input"),
+        outputs=tuple(_tensor(t) for t in io if t["mode"] != "input"),
+        toolchain=toolchain, device=Target(device=probe.gpu or "unknown", compute_capability=probe.compute_capability),
+        reproduce=tuple(plan.trtexec_args(onnx=onnx_name, layer_info="layers.json")), details=details)
+
+
+def _tensor(entry: dict[str, Any]) -> TensorInfo:
+    """One `_trt_build.io_tensors` entry as a TensorInfo: a -1 dim becomes the profile's "min..max" ("?" for an
+    output, whose range TensorRT does not state), the dtype its numpy name."""
+    from stages._dtypes import dtype_of_trt
+
+    dtype = dtype_of_trt(entry["dtype"])
+    name = dtype.name if dtype is not None else _NON_NUMPY.get(entry["dtype"])
+    if name is None:
+        raise ValueError(f"I/O tensor {entry['name']!r} has TensorRT type {entry['dtype']}, which engine.json cannot "
+                         "name")
+    profile = entry.get("profile")
+    dims = tuple(d if d >= 0 else (f"{profile[0][i]}..{profile[2][i]}" if profile else "?")
+                 for i, d in enumerate(entry["shape"]))
+    lo, opt, hi = (tuple(s) for s in profile) if profile else (None, None, None)
+    return TensorInfo(name=entry["name"], dtype=name, dims=dims, min=lo, opt=opt, max=hi)
 
 
 def _check(engine: Path, onnx_path: Path, plan: Any, seed: int, max_abs: float | None) -> dict[str, Any]:

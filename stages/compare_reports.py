@@ -8,6 +8,12 @@ figures, the accuracy of the output labels score, latency, throughput at each
 batch both measured, file size) and warns, or fails when `min_speedup` is
 set, when the candidate's throughput is not ahead of the baseline's. The
 figures compared are those the gate table (`stages._gates`) gates on.
+
+What each side is (backend, precision, device, toolchain) is read from the
+EngineInfo validate embeds (`candidate.engine_info`, the build's typed
+engine.json, parsed by `_engine_info`); a side without one (an ONNX file run
+in ONNX Runtime) is described by its runner (`candidate.runner`, `precision`
+and the runner's version).
 """
 from __future__ import annotations
 
@@ -19,10 +25,13 @@ from pydantic import Field
 
 from pipeline.errors import GateFailed
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages import _engine_info
+from stages._engine_info import EngineInfo
 from stages._gates import TABLE
 
 # Every figure a gate reads, in the table's order (each once).
 FIGURES = tuple(dict.fromkeys(g.figure for g in TABLE if g.direction != "bool"))
+_HINT_PRECISION = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}  # OpenVINO's execution precision, EngineInfo's word
 
 
 class CompareParams(Params):
@@ -43,13 +52,16 @@ class CompareReports(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         p: CompareParams = ctx.params
-        cand, base = (_load(Path(ctx.inputs[n]), n) for n in ("candidate", "baseline"))
+        paths = {n: Path(ctx.inputs[n]) for n in ("candidate", "baseline")}
+        cand, base = (_load(paths[n], n) for n in ("candidate", "baseline"))
         speed = speedups(cand, base)
         flags = [f"{cand['stage']} is not faster than {base['stage']} at batch {b}: {r:.2f}x"
                  for b, r in speed.items() if r < p.warn_below]
         if not speed:
             flags.append("no batch size was timed in both reports: nothing to compare")
-        result = {"candidate": _side(cand), "baseline": _side(base), "throughput_ratio": speed,
+        sides = {n: _side(r, engine_of(r, f"{n}: {paths[n].name}")) for n, r in (("candidate", cand),
+                                                                                   ("baseline", base))}
+        result: dict[str, Any] = {**sides, "throughput_ratio": speed,
                   "size_ratio": _ratio(_size(cand), _size(base)), "flags": flags}
         (ctx.outdir / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         (ctx.outdir / "compare.md").write_text(markdown(result))
@@ -99,16 +111,56 @@ def _size(report: dict[str, Any]) -> float | None:
     return report.get("candidate", {}).get("size_mb")
 
 
-def _side(report: dict[str, Any]) -> dict[str, Any]:
-    """One report's column: every output's role and gated figures, the labels output, timings, size, gates."""
+def engine_of(report: dict[str, Any], where: str) -> EngineInfo | None:
+    """The candidate's EngineInfo a validate report embeds (None for an engine without engine.json, or a report
+    from before it was embedded); ValueError naming `where` when it does not parse."""
+    data = report.get("candidate", {}).get("engine_info")
+    return None if data is None else _engine_info.parse(data, f"{where} candidate.engine_info")
+
+
+def _side(report: dict[str, Any], engine: EngineInfo | None) -> dict[str, Any]:
+    """One report's column: what ran (backend, precision, toolchain), every output's role and gated figures, the
+    labels output, timings, size, gates."""
     outputs = {}
     for name, entry in report["outputs"].items():
         figs = entry.get("figures", {})
         outputs[name] = {"role": entry.get("role"), "figures": {k: figs.get(k) for k in FIGURES if k in figs}}
-    return {"stage": report["stage"], "precision": report["candidate"].get("precision"), "outputs": outputs,
-            "labels_output": report.get("data", {}).get("labels_output"), "p50_ms": _latency(report),
-            "throughput": throughput_by_batch(report), "size_mb": _size(report),
+    c = report["candidate"]
+    runner = c.get("runner")
+    return {"stage": report["stage"], "precision": c.get("precision"), "backend": _backend(c, engine),
+            "engine": None if engine is None else {
+                "precision": engine.precision, "inference_precision": engine.inference_precision,
+                "device": str(engine.device), "execution_precision": c.get("execution_precision")},
+            "toolchain": dict(engine.toolchain) if engine else ({runner: c[runner]} if c.get(runner) else {}),
+            "outputs": outputs, "labels_output": report.get("data", {}).get("labels_output"),
+            "p50_ms": _latency(report), "throughput": throughput_by_batch(report), "size_mb": _size(report),
             "gates": f"{report.get('gates_passed')}/{report.get('gates_total')}"}
+
+
+def _backend(candidate: dict[str, Any], engine: EngineInfo | None) -> str | None:
+    """The runtime that ran the candidate: the engine's backend, else the report's (or its runner's) name."""
+    return engine.backend if engine else candidate.get("backend") or candidate.get("runner")
+
+
+def _precision_cell(side: dict[str, Any]) -> str:
+    """The engine's precision, with the execution precision OpenVINO chose where it differs (`int8 (bf16 exec)`);
+    the runner's label for a side without engine.json."""
+    engine = side.get("engine")
+    if not engine:
+        return side.get("precision") or "-"
+    ran = engine.get("execution_precision")
+    if ran and _HINT_PRECISION.get(ran, ran) != engine["precision"]:
+        return f"{engine['precision']} ({ran} exec)"
+    return engine["precision"]
+
+
+def _backend_cell(side: dict[str, Any]) -> str:
+    engine = side.get("engine")
+    return (side.get("backend") or "-") + (f" on {engine['device']}" if engine else "")
+
+
+def _toolchain_cell(side: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in side.get("toolchain", {}).items()) or "-"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -117,7 +169,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def markdown(result: dict[str, Any]) -> str:
     c, b = result["candidate"], result["baseline"]
-    rows = [("precision", c["precision"], b["precision"], ""), ("gates", c["gates"], b["gates"], "")]
+    rows = [(name, cell(c), cell(b), "") for name, cell in
+            (("backend", _backend_cell), ("precision", _precision_cell), ("toolchain", _toolchain_cell))]
+    rows.append(("gates", c["gates"], b["gates"], ""))
     names = list(dict.fromkeys([*c["outputs"], *b["outputs"]]))
     labelled = c["labels_output"] or b["labels_output"]
     for o in sorted(names, key=lambda n: n != labelled):  # the output labels score first

@@ -9,6 +9,15 @@ figures per sample, over all samples and per group (`_output_figures`, built on
 
 report.json and report.md are written before a failed gate raises GateFailed,
 so the engine keeps them with the failed run.
+
+The candidate is described by the runner that ran it (`candidate.runner`,
+`precision`, versions and settings) and, when it has a typed engine.json
+(`_engine_info`), by that too: `candidate.engine_info` holds the build's
+EngineInfo (backend, precision, I/O, toolchain, device, the command that
+rebuilds it; its backend-specific `details` left out) and `candidate.backend`
+names the runtime either way. A pipeline hands a stage one output per input, so
+build.tensorrt's engine arrives without its sidecar: the optional `engine`
+input takes it (`engine: tensorrt_int8.info`).
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ import importlib.metadata
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,6 +33,9 @@ from pipeline.errors import GateFailed, did_you_mean
 from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages._gates import GATES, GateValueError, check_gate_values
+
+if TYPE_CHECKING:
+    from stages._engine_info import EngineInfo
 
 log = logging.getLogger("stages.validate")
 
@@ -108,7 +120,10 @@ class Validate(Stage):
     version = "2"
     summary = "Compare a candidate engine with the FP32 reference on a dataset, time it, and gate on the figures"
     Params = ValidateParams
-    inputs = {"candidate": InputSpec(description="the engine to check: an OpenVINO IR directory or an .onnx file"),
+    inputs = {"candidate": InputSpec(description="the engine to check: an OpenVINO IR directory, a TensorRT engine "
+                                                 "or an .onnx file"),
+              "engine": InputSpec(optional=True, description="the candidate's engine.json when it is not beside the "
+                                                             "candidate (build.tensorrt's `info` output)"),
               "reference": InputSpec(description="the FP32 ONNX model it must agree with"),
               "data": InputSpec(kind="data", description="the samples to run (labels make accuracy figures)")}
     outputs = {"report": OutputSpec("report.json", description="every figure, gate and timing, machine-readable"),
@@ -159,7 +174,9 @@ class Validate(Stage):
             warnings.append(f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
                             "not the data the engine will serve, and accuracy means nothing")
         reference = OrtRunner(ctx.inputs["reference"], threads=p.threads)
-        candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads)
+        info = _candidate_info(ctx.inputs["candidate"], ctx.inputs.get("engine"))
+        candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads,
+                                 info=info)
         ref_names = list(reference.output_names)
         for name in p.per_output:
             if name not in ref_names:
@@ -185,7 +202,8 @@ class Validate(Stage):
         report = {
             "stage": ctx.stage, "passed": len(passed) == len(results), "gates_passed": len(passed),
             "gates_total": len(results),
-            "candidate": {"artifact": Path(ctx.inputs["candidate"]).name, "size_mb": size_mb, **candidate.describe()},
+            "candidate": {"artifact": Path(ctx.inputs["candidate"]).name, "size_mb": size_mb, **candidate.describe(),
+                          "backend": candidate.name, "engine_info": info.as_json(details=False) if info else None},
             "reference": {"artifact": Path(ctx.inputs["reference"]).name, **reference.describe()},
             "data": {**ds.info(), "samples_used": n, "labels_output": labels_output, "mask_input": mask,
                      "groups": {g.key: len(g) for g in groups}},
@@ -207,6 +225,14 @@ class Validate(Stage):
         if failed:
             raise GateFailed(failed)
         return summary
+
+
+def _candidate_info(candidate: Any, sidecar: Any) -> "EngineInfo | None":
+    """The candidate's EngineInfo: from the `engine` input when given, else its own engine.json, else None."""
+    from stages import _engine_info as EI
+    from stages._runners import engine_info_for
+
+    return EI.read(sidecar) if sidecar else engine_info_for(candidate)
 
 
 def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]

@@ -1,7 +1,9 @@
-"""build.openvino called directly: agrees with ONNX Runtime, weights modes, dynamic/static shapes, engine.json."""
+"""build.openvino called directly: agrees with ONNX Runtime, weights modes, dynamic/static shapes, engine.json
+(a typed EngineInfo whose `reproduce` command rebuilds the IR)."""
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ from conftest import run_stage
 from onnxgraphs import CONV_SPEC, conv_bn, save
 from pydantic import ValidationError
 
+from stages import _engine_info
+from stages._engine_info import EngineInfo
 from stages._onnxio import run_onnx, session_from_onnx
 from stages.build_openvino import BuildOpenvino
 
@@ -21,16 +25,16 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save(conv_bn(), tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
-def build(outdir: Path, source: Path, **params) -> tuple[dict, dict]:
+def build(outdir: Path, source: Path, **params) -> tuple[dict, EngineInfo]:
     summary = run_stage(BuildOpenvino, outdir, params, inputs={"model": str(source)}, model=CONV_SPEC)
-    return summary, json.loads((outdir / "model" / "engine.json").read_text())
+    return summary, _engine_info.read(outdir / "model")
 
 
 def engine(outdir: Path) -> "ov.CompiledModel":
-    """Compile an engine the way a runner would: the precision engine.json records."""
-    info = json.loads((outdir / "model" / "engine.json").read_text())
-    return ov.Core().compile_model(str(outdir / "model" / "model.xml"), info["device"],
-                                   {"INFERENCE_PRECISION_HINT": info["inference_precision"]})
+    """Compile an engine the way a runner would: the device and precision engine.json records."""
+    info = _engine_info.read(outdir / "model")
+    return ov.Core().compile_model(str(outdir / "model" / "model.xml"), info.device.device,
+                                   {"INFERENCE_PRECISION_HINT": info.inference_precision})
 
 
 def x(batch: int, seed: int = 0) -> np.ndarray:
@@ -46,18 +50,43 @@ def test_fp32_engine_agrees_with_onnxruntime_at_every_batch(tmp_path: Path, onnx
     for batch in (1, 5, 8):
         got = compiled({"input": x(batch, batch)})["out"]
         np.testing.assert_allclose(got, run_onnx(session, {"input": x(batch, batch)})["out"], atol=1e-5, rtol=1e-5)
-    assert info["inputs"] == {"input": {"shape": "[1..8,3,8,8]", "dtype": "f32"}}
-    assert info["outputs"] == {"out": {"shape": "[1..8,4,8,8]", "dtype": "f32"}}
-    assert (info["inference_precision"], info["device"], info["weights"], info["shapes"], info["performance_hint"]) == \
-        ("f32", "CPU", "as_is", "dynamic", "LATENCY")
-    assert info["input_names"] == ["input"] and info["output_names"] == ["out"]
-    assert info["openvino"] == ov.get_version() and "built_on" not in info  # machine-independent bytes
-    assert summary["built_on"]
-    assert info["int8_ops"] == 0 and info["fp16_weight_constants"] == 0
+    assert [t.model_dump() for t in info.inputs] == [
+        {"name": "input", "dtype": "float32", "dims": ("1..8", 3, 8, 8), "min": None, "opt": None, "max": None}]
+    assert info.outputs[0].name == "out" and info.outputs[0].dims == ("1..8", 4, 8, 8) and info.outputs[0].dynamic
+    assert (info.backend, info.precision, info.inference_precision, info.device.device) == ("openvino", "fp32", "f32",
+                                                                                           "CPU")
+    assert info.device.compute_capability is None and info.schema_version == _engine_info.SCHEMA
+    d = info.details
+    assert (d["weights"], d["shapes"], d["performance_hint"]) == ("as_is", "dynamic", "LATENCY")
+    assert d["benchmark_app"] == ["benchmark_app", "-m", "model.xml", "-d", "CPU", "-hint", "latency",
+                                  "-infer_precision", "f32", "-data_shape", "input[2,3,8,8]"]
+    assert info.input_names == ["input"] and info.output_names == ["out"]
+    assert info.toolchain == {"openvino": ov.get_version()}  # and no CPU model: machine-independent bytes
+    assert "built_on" not in info.details and summary["built_on"] and summary["precision"] == "fp32"
+    assert d["int8_ops"] == 0 and d["fp16_weight_constants"] == 0
+
+
+def test_the_reproduce_command_rebuilds_the_ir(tmp_path: Path, onnx_model: Path) -> None:
+    """engine.json's `reproduce` (a python call, relative to the input's directory) writes an IR of the same
+    shapes and outputs."""
+    _, info = build(tmp_path / "b", onnx_model, inference_precision="f32", weights="fp16")
+    assert info.reproduce[:2] == ("python", "-c") and "read_model('model.onnx')" in info.reproduce[2]
+    assert "compress_to_fp16=True" in info.reproduce_line
+    work = tmp_path / "again"
+    work.mkdir()
+    (work / "model.onnx").write_bytes(onnx_model.read_bytes())
+    subprocess.run([sys.executable, *info.reproduce[1:]], cwd=work, check=True, timeout=120)
+    again = ov.Core().read_model(str(work / "model.xml"))
+    assert [str(i.get_partial_shape()) for i in again.inputs] == ["[1..8,3,8,8]"]
+    built = ov.Core().compile_model(str(tmp_path / "b" / "model" / "model.xml"), "CPU",
+                                    {"INFERENCE_PRECISION_HINT": "f32"})
+    rebuilt = ov.Core().compile_model(again, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_array_equal(rebuilt({"input": x(3)})[0], built({"input": x(3)})[0])
 
 
 def test_bf16_precision_is_applied_and_moves_the_numbers(tmp_path: Path, onnx_model: Path) -> None:
-    build(tmp_path / "bf16", onnx_model, inference_precision="bf16")
+    _, info = build(tmp_path / "bf16", onnx_model, inference_precision="bf16")
+    assert (info.precision, info.inference_precision) == ("bf16", "bf16")
     got = engine(tmp_path / "bf16")({"input": x(4)})["out"]
     reference = run_onnx(session_from_onnx(onnx_model), {"input": x(4)})["out"]
     assert np.abs(got - reference).max() > 1e-4  # why the recipe must choose: bf16 is not f32
@@ -68,7 +97,8 @@ def test_fp16_weights_are_smaller_and_close(tmp_path: Path, onnx_model: Path) ->
     _, info = build(tmp_path / "fp16", onnx_model, inference_precision="f32", weights="fp16")
     size32 = (tmp_path / "fp32" / "model" / "model.bin").stat().st_size
     size16 = (tmp_path / "fp16" / "model" / "model.bin").stat().st_size
-    assert size16 < 0.6 * size32 and info["fp16_weight_constants"] > 0 and info["weights"] == "fp16"
+    assert size16 < 0.6 * size32 and info.details["fp16_weight_constants"] > 0 and info.details["weights"] == "fp16"
+    assert info.precision == "fp32"  # FP16 weights, decompressed: the engine computes in its inference precision
     got = engine(tmp_path / "fp16")({"input": x(3)})["out"]
     np.testing.assert_allclose(got, run_onnx(session_from_onnx(onnx_model), {"input": x(3)})["out"],
                                atol=1e-2, rtol=3e-3)
@@ -79,7 +109,8 @@ def test_fp16_weights_are_smaller_and_close(tmp_path: Path, onnx_model: Path) ->
 def test_static_shapes_fix_opt_and_reject_other_batches(tmp_path: Path, onnx_model: Path) -> None:
     summary, info = build(tmp_path / "s", onnx_model, inference_precision="f32", shapes="static",
                           performance_hint="THROUGHPUT")
-    assert info["inputs"]["input"]["shape"] == "[2,3,8,8]" and info["performance_hint"] == "THROUGHPUT"
+    assert info.inputs[0].dims == (2, 3, 8, 8) and not info.inputs[0].dynamic
+    assert info.details["performance_hint"] == "THROUGHPUT" and "-data_shape" not in info.details["benchmark_app"]
     assert list(summary["checked"]) == ["opt"]
     compiled = engine(tmp_path / "s")
     assert compiled({"input": x(2)})["out"].shape == (2, 4, 8, 8)
@@ -99,7 +130,8 @@ def test_ir_input_and_deterministic_bytes(tmp_path: Path, onnx_model: Path) -> N
     for name in ("model.xml", "model.bin", "engine.json"):
         assert (tmp_path / "a" / "model" / name).read_bytes() == (tmp_path / "b" / "model" / name).read_bytes()
     _, info = build(tmp_path / "from_ir", tmp_path / "a" / "model", inference_precision="f32", weights="fp32")
-    assert info["inputs"]["input"]["shape"] == "[1..8,3,8,8]"
+    assert info.inputs[0].dims == ("1..8", 3, 8, 8)
+    assert "read_model('model/model.xml')" in info.reproduce[2]  # the IR directory input, by its name
 
 
 def test_inference_precision_is_required() -> None:
@@ -126,3 +158,23 @@ def test_recipe_and_model_inputs_must_match(tmp_path: Path, onnx_model: Path) ->
         build(tmp_path / "g", onnx_model, inference_precision="f32", device="GPU")
     with pytest.raises(ValueError, match=r"not an OpenVINO IR directory: no model.xml"):
         build(tmp_path / "e", tmp_path, inference_precision="f32")
+
+
+def test_a_fake_quantized_ir_is_an_int8_engine(tmp_path: Path) -> None:
+    """An IR holding FakeQuantize (what quantize.nncf writes) is recorded as int8, computing the rest in its
+    inference precision."""
+    from openvino import opset13 as ops
+
+    param = ops.parameter([-1, 3, 8, 8], ov.Type.f32, name="input")
+    low, high = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4.0))
+    fq = ops.fake_quantize(param, low, high, low, high, 256)
+    weights = ops.constant(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32))
+    conv = ops.convolution(fq, weights, [1, 1], [1, 1], [1, 1], [1, 1])
+    conv.output(0).get_tensor().set_names({"out"})
+    model = ov.Model([conv], [param], "fq")
+    model.inputs[0].get_tensor().set_names({"input"})
+    (tmp_path / "ir").mkdir()
+    ov.save_model(model, str(tmp_path / "ir" / "model.xml"), compress_to_fp16=False)
+    summary, info = build(tmp_path / "b", tmp_path / "ir", inference_precision="f32")
+    assert (info.precision, info.inference_precision) == ("int8", "f32") and summary["precision"] == "int8"
+    assert info.details["fake_quantize"] == info.details["int8_ops"] == 1 and info.details["fake_convert"] == 0

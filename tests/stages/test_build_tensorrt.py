@@ -17,10 +17,10 @@ from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, synthetic, tin
 
 from pipeline.schema import ModelSpec
 from pipeline.stage import default_output
-from stages import _trt_build, _trt_layers
+from stages import _engine_info, _trt_build, _trt_layers
 from stages._gpu_probe import GpuProbe, cuda_python_available, parse_smi_csv, probe_gpu, unmet_reason
 from stages._trt_plan import ShapeRange, build_plan, profiles_from_model, side_cache_root, timing_cache_name
-from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams
+from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams, engine_info
 
 SPEC = ModelSpec.model_validate({"tensors": {"input": {"shape": ["batch", 3, 224, 224]}},
                                  "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}})
@@ -149,6 +149,69 @@ def test_side_cache_root_from_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("PIPELINE_SIDE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert side_cache_root() == tmp_path / "xdg" / "pipeline" / "side"
+
+
+# -- engine.json from the build's data -------------------------------------------------------------
+
+# What `_trt_build.io_tensors` returns for TWO's inputs (profiles for the dynamic ones) and one output.
+TWO_IO = [
+    {"name": "x", "mode": "input", "dtype": "FLOAT", "shape": [-1, 4], "profile": [[1, 4], [4, 4], [16, 4]]},
+    {"name": "y", "mode": "input", "dtype": "HALF", "shape": [-1, -1, 5],
+     "profile": [[1, 2, 5], [4, 8, 5], [16, 8, 5]]},
+    {"name": "mask", "mode": "input", "dtype": "INT64", "shape": [1, 7]},
+    {"name": "out", "mode": "output", "dtype": "HALF", "shape": [-1, 3]},
+]
+INT8_LAYERS = {"Layers": [{"Name": "fc", "Inputs": [{"Format/Datatype": "Row major linear Int8 format"}]}]}
+
+
+def test_engine_info_from_the_plan_the_probe_and_the_build(tmp_path: Path) -> None:
+    plan = build_plan(params(memory_pool_mb=512), TWO, A100, "/ws/in/model/model.onnx", tmp_path)
+    check = {"opt": {"max_abs": 0.01}}
+    info = engine_info(plan, A100, TWO_IO, INT8_LAYERS, "model.onnx", check)
+    assert (info.backend, info.precision, info.inference_precision) == ("tensorrt", "int8", None)
+    assert (info.device.device, info.device.compute_capability) == ("NVIDIA A100-SXM4-80GB", "8.0")
+    assert info.toolchain == {"tensorrt": "10.13.0.35", "tensorrt_cuda": "12", "cuda": "12.4", "driver": "550.54.15"}
+    assert info.input_names == ["x", "y", "mask"] and info.output_names == ["out"]
+    x, y, mask = info.inputs
+    assert (x.dtype, x.dims, x.min, x.opt, x.max) == ("float32", ("1..16", 4), (1, 4), (4, 4), (16, 4))
+    assert (y.dtype, y.dims) == ("float16", ("1..16", "2..8", 5)) and y.opt == (4, 8, 5)
+    assert (mask.dtype, mask.dims, mask.min) == ("int64", (1, 7), None) and not mask.dynamic
+    assert info.outputs[0].dims == ("?", 3)  # TensorRT states no range for an output's dynamic dim
+    # reproduce: trtexec on the input's file name, as the plan would run it (the workspace path is not recorded).
+    assert info.reproduce == tuple(plan.trtexec_args(onnx="model.onnx", layer_info="layers.json"))
+    assert info.reproduce[:3] == ("trtexec", "--onnx=model.onnx", "--saveEngine=model.engine")
+    assert "--memPoolSize=workspace:512M" in info.reproduce and "/ws/in" not in info.reproduce_line
+    # Everything the untyped sidecar held is still there.
+    d = info.details
+    assert d["strongly_typed"] is True and d["layers"] == INT8_LAYERS and d["check"] == check
+    assert d["profiles"]["y"] == {"min": [1, 2, 5], "opt": [4, 8, 5], "max": [16, 8, 5]}
+    assert d["settings"]["builder_optimization_level"] == 3 and d["settings"]["memory_pools"] == {
+        "WORKSPACE": 512 * 2**20}
+    assert not {"onnx_path", "timing_cache", "profiles"} & set(d["settings"])
+    assert _engine_info.read(_engine_info.write(info, tmp_path)) == info  # and it round-trips as written
+    assert "check" not in engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").details
+    assert engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").precision == "fp32"
+
+
+def test_engine_info_names_types_numpy_lacks_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    plan = build_plan(params(), SPEC, A100_TRT11, "model.onnx", tmp_path)
+    io = [{"name": "input", "mode": "input", "dtype": "BF16", "shape": [2, 3, 224, 224]},
+          {"name": "logits", "mode": "output", "dtype": "FP8", "shape": [2, 1000]}]
+    info = engine_info(plan, A100_TRT11, io, {}, "model.onnx")
+    assert [t.dtype for t in (*info.inputs, *info.outputs)] == ["bfloat16", "float8_e4m3fn"]
+    with pytest.raises(ValueError, match="'input' has TensorRT type INT2, which engine.json cannot name"):
+        engine_info(plan, A100_TRT11, [{**io[0], "dtype": "INT2"}], {}, "model.onnx")
+
+
+def test_the_runner_checks_the_sidecar_against_the_engine_without_tensorrt() -> None:
+    from stages._trt_runner import built_for, check_io
+
+    info = engine_info(build_plan(params(), TWO, L4, "m.onnx", None), L4, TWO_IO, INT8_LAYERS, "m.onnx")
+    assert built_for(info) == "built for NVIDIA L4 (sm 8.9) with TensorRT 10.13.0.35"
+    check_io(info, "model.engine", ["mask", "x", "y"], ["out"])  # order aside, the same tensors
+    with pytest.raises(ValueError, match=r"model.engine: its engine.json lists inputs \['x', 'y', 'mask'\] and "
+                                         r"outputs \['out'\], the engine has \['input'\] and \['logits'\]"):
+        check_io(info, "model.engine", ["input"], ["logits"])
 
 
 # -- the kind: outputs, key, availability ----------------------------------------------------------
@@ -372,12 +435,20 @@ def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Pa
     summary = run_stage(BuildTensorrt, tmp_path / "b", {"tf32": False}, inputs={"model": str(src)}, model=TINY_SPEC)
     assert set(summary["check"]) == {"min", "opt", "max"} and summary["precision"] == "fp32"
     assert all(point["cosine"] > 0.9999 for point in summary["check"].values())
-    info = json.loads((tmp_path / "b" / "engine.json").read_text())
-    assert info["gpu"] == PROBE.gpu and info["tensorrt"] == PROBE.tensorrt and info["strongly_typed"]
-    assert info["profiles"]["input"] == {"min": [1, 3, 8, 8], "opt": [2, 3, 8, 8], "max": [8, 3, 8, 8]}
-    assert info["trtexec"][:3] == ["trtexec", "--onnx=tiny.onnx", "--saveEngine=model.engine"]
-    assert info["layers"] and Path(summary["timing_cache"]["path"]).parent == side_cache / "tensorrt-timing"
+    info = _engine_info.read(tmp_path / "b" / "engine.json")
+    assert info.device.device == PROBE.gpu and info.toolchain["tensorrt"] == PROBE.tensorrt
+    assert info.details["strongly_typed"] and info.precision == summary["precision"] == "fp32"
+    assert info.details["profiles"]["input"] == {"min": [1, 3, 8, 8], "opt": [2, 3, 8, 8], "max": [8, 3, 8, 8]}
+    assert (info.inputs[0].min, info.inputs[0].max, info.inputs[0].dtype) == ((1, 3, 8, 8), (8, 3, 8, 8), "float32")
+    assert info.reproduce[:3] == ("trtexec", "--onnx=tiny.onnx", "--saveEngine=model.engine")
+    assert info.details["layers"] and info.details["check"] == summary["check"]
+    assert Path(summary["timing_cache"]["path"]).parent == side_cache / "tensorrt-timing"
 
+    from stages._runners import runner_for
+
+    chosen = runner_for(tmp_path / "b")  # the build's directory: engine.json says tensorrt
+    assert isinstance(chosen, TensorRTRunner) and chosen.info == info and chosen.precision == "fp32 (tensorrt)"
+    chosen.close()
     runner = TensorRTRunner(tmp_path / "b" / "model.engine")
     session = session_from_onnx(src)
     feeds = random_inputs(session, {"input": (5, 3, 8, 8)}, seed=2)

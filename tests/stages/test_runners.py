@@ -17,7 +17,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from stages import _cpu, _measure, _runners
+from stages import _cpu, _engine_info, _measure, _runners
+from stages._engine_info import EngineInfo, Target, TensorInfo
 from stages._ort_runner import OrtRunner
 from stages._ov_runner import OpenVinoRunner
 from stages._runner_protocol import Runner, RunnerUnavailable
@@ -62,9 +63,28 @@ def ir_from_onnx(onnx_path: Path, outdir: Path, precision: str | None = "f32",
     outdir.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(outdir / "model.xml"), compress_to_fp16=False)
     if precision is not None:
-        (outdir / "engine.json").write_text(json.dumps(
-            {"inference_precision": precision, "device": "CPU", "inputs": ["input"], "outputs": ["logits"]}))
+        _engine_info.write(ov_info(precision, [i.get_any_name() for i in model.inputs],
+                                   [o.get_any_name() for o in model.outputs]), outdir)
     return outdir
+
+
+def ov_info(precision: str = "f32", inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("logits",),
+            device: str = "CPU") -> EngineInfo:
+    """A minimal OpenVINO EngineInfo (I/O names, inference precision, device)."""
+    return EngineInfo(backend="openvino", precision={"f32": "fp32", "f16": "fp16"}.get(precision, precision),
+                      inference_precision=precision, device=Target(device=device), toolchain={"openvino": "test"},
+                      inputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 3, 8, 8]) for n in inputs],
+                      outputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 10]) for n in outputs],
+                      reproduce=["python", "-c", "pass"])
+
+
+def trt_info(inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("logits",)) -> EngineInfo:
+    """A TensorRT EngineInfo as build.tensorrt writes it (fields only: no engine behind it)."""
+    return EngineInfo(backend="tensorrt", precision="int8", device=Target(device="NVIDIA L4", compute_capability="8.9"),
+                      toolchain={"tensorrt": "10.13.0.35"}, reproduce=["trtexec", "--onnx=model.onnx"],
+                      inputs=[TensorInfo(name=n, dtype="float32", dims=["1..8", 3, 8, 8], min=[1, 3, 8, 8],
+                                         opt=[4, 3, 8, 8], max=[8, 3, 8, 8]) for n in inputs],
+                      outputs=[TensorInfo(name=n, dtype="float32", dims=["?", 10]) for n in outputs])
 
 
 @pytest.fixture
@@ -107,6 +127,7 @@ def test_openvino_precision_comes_from_engine_json_unless_overridden(tmp_path: P
 
 
 def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
+    """Without engine.json: the file type decides."""
     (tmp_path / "trt").mkdir()
     plan = tmp_path / "trt" / "model.engine"
     plan.write_bytes(b"\0")
@@ -116,6 +137,43 @@ def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no runner"):
         _runners.runner_for(tmp_path / "empty")
+
+
+def test_runner_for_goes_by_engine_json(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    onnx_path, ir = tiny
+    # An OpenVINO build directory: OpenVINO, with the device and precision its engine.json records.
+    runner = _runners.runner_for(ir)
+    assert isinstance(runner, OpenVinoRunner) and runner.info == _engine_info.read(ir)
+    assert runner.requested_precision == "f32" and runner.device == "CPU"
+    # A TensorRT sidecar wins over the IR beside it: the engine is what was built, the .xml a leftover.
+    both = tmp_path / "both"
+    ir_from_onnx(onnx_path, both, precision=None)
+    _engine_info.write(trt_info(), both)
+    with pytest.raises(ValueError, match=r"^\S+/both: engine.json says tensorrt, but there is no .engine/.plan file"):
+        _runners.runner_for(both)  # not a guess at the IR, not a GPU probe: the artifact is incomplete
+    (both / "model.engine").write_bytes(b"\0")
+    assert _runners.engine_info_for(both / "model.engine") == trt_info()  # the sidecar beside the engine file
+    for artifact in (both, both / "model.engine"):
+        with pytest.raises(RunnerUnavailable, match="TensorRT runner: needs an NVIDIA GPU"):
+            _runners.runner_for(artifact)
+    # An OpenVINO sidecar with no IR beside it is an error, not a fallback.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    _engine_info.write(ov_info(), lone)
+    with pytest.raises(ValueError, match="engine.json says openvino, but there is no model.xml"):
+        _runners.runner_for(lone)
+    # An .onnx file runs in ONNX Runtime whatever sits beside it; an explicit EngineInfo beats the directory's.
+    (onnx_path.parent / "engine.json").write_text(trt_info().model_dump_json(by_alias=True))
+    assert isinstance(_runners.runner_for(onnx_path), OrtRunner) and _runners.engine_info_for(onnx_path) is None
+    explicit = _runners.runner_for(both, info=ov_info("f16"), precision="f32")
+    assert isinstance(explicit, OpenVinoRunner) and explicit.info == ov_info("f16")
+    assert explicit.requested_precision == "f32"  # the caller's precision still wins over engine.json's
+    # A malformed sidecar is one line naming it, from runner_for as from the runner.
+    (ir / "engine.json").write_text('{"schema": 1, "backend": "onnx"}')
+    for make in (_runners.runner_for, OpenVinoRunner):
+        with pytest.raises(ValueError, match=r"^\S+/ir/engine.json: backend: Input should be 'openvino' or "
+                                             r"'tensorrt' \(and \d+ more errors\)$"):
+            make(ir)
 
 
 def test_onnx_precision_labels(tmp_path: Path) -> None:
@@ -236,22 +294,17 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-# Back-edges outside the runners known today: `_data.open_dataset` imports the image and python dataset
-# kinds, which import `_data.Dataset`. Issue #9 item 2 turns `_data` into one module per kind; delete
-# an entry when its edge is gone (the test below fails until then).
-KNOWN_BACK_EDGES = {("stages._data", "stages._images"), ("stages._data", "stages._pydata")}
-
-
 def test_no_import_cycle_among_stages_modules() -> None:
     import graphlib
 
     graph = import_graph()
     assert graph["stages._runners"] >= RUNNERS  # the graph sees function-level and `from stages import x` imports
-    assert {(a, b) for a, b in KNOWN_BACK_EDGES if b in graph.get(a, ())} == KNOWN_BACK_EDGES, "edge gone: drop it"
-    acyclic = {m: edges - {b for a, b in KNOWN_BACK_EDGES if a == m} for m, edges in graph.items()}
-    graphlib.TopologicalSorter(acyclic).prepare()  # raises CycleError naming the cycle
+    assert {"stages._data.base", "stages._data.batching"} <= graph["stages._data.python"]  # it sees the data package
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
     with pytest.raises(graphlib.CycleError):  # and would see the old _runners <-> _trt_runner cycle
-        graphlib.TopologicalSorter({**acyclic, "stages._trt_runner": {"stages._runners"}}).prepare()
+        graphlib.TopologicalSorter({**graph, "stages._trt_runner": {"stages._runners"}}).prepare()
+    with pytest.raises(graphlib.CycleError):  # or one like the old _data <-> _images (a reader importing a kind)
+        graphlib.TopologicalSorter({**graph, "stages._data.base": {"stages._data.images"}}).prepare()
 
 
 def test_a_runner_imports_no_other_runner_and_the_runtime_not_the_builder() -> None:

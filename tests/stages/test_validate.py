@@ -18,6 +18,7 @@ from test_runners import classifier, ir_from_onnx, save_onnx
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
+from stages import _engine_info
 from stages.validate import Validate
 
 SPEC = {"tensors": {"input": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 4, "max": 16}}}
@@ -99,6 +100,39 @@ def test_an_engine_from_build_openvino_passes(tmp_path: Path, reference: Path, l
     r = report(tmp_path / "out")
     assert r["passed"] and summary["precision"] == "f32" and r["candidate"]["requested_precision"] == "f32"
     assert r["outputs"]["logits"]["figures"]["max_abs"] < 1e-4
+    # The candidate's description embeds the build's EngineInfo (no details), next to what the runner reports.
+    built = _engine_info.read(tmp_path / "build" / "model")
+    c = r["candidate"]
+    assert c["engine_info"] == built.as_json(details=False) and c["backend"] == "openvino"
+    assert _engine_info.parse(c["engine_info"], "report") == built.model_copy(update={"details": {}})
+    assert c["runner"] == "openvino" and c["precision"] == "f32" and c["size_mb"] > 0  # the fields CI reads stay
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"- engine (engine.json): openvino, fp32 (inference precision f32), for CPU; openvino {ov_version()}" in md
+
+
+def test_the_engine_input_supplies_a_sidecar_kept_elsewhere(tmp_path: Path, reference: Path) -> None:
+    """build.tensorrt's engine reaches validate without its engine.json (one output per input): the optional
+    `engine` input brings it. Shown with an IR whose sidecar sits elsewhere, asking for bf16."""
+    from test_runners import ov_info
+
+    ir = ir_from_onnx(reference, tmp_path / "ir", precision=None)
+    (tmp_path / "info").mkdir()
+    sidecar = _engine_info.write(ov_info("bf16"), tmp_path / "info")
+    run_stage(Validate, tmp_path / "out", {**QUICK, "gates": {"finite": True}},
+              inputs={"candidate": ir, "engine": sidecar, "reference": reference, "data": synthetic(tmp_path)},
+              model=SPEC)
+    c = report(tmp_path / "out")["candidate"]
+    assert c["requested_precision"] == "bf16" and c["engine_info"]["inference_precision"] == "bf16"
+    validate(tmp_path / "plain", reference, reference, synthetic(tmp_path), **QUICK)  # an ONNX file: no engine.json
+    c = report(tmp_path / "plain")["candidate"]
+    assert c["engine_info"] is None and c["backend"] == c["runner"] == "onnxruntime"
+    assert "engine (engine.json)" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def ov_version() -> str:
+    import openvino as ov
+
+    return ov.get_version()
 
 
 def test_a_perturbed_candidate_fails_naming_figure_and_threshold(tmp_path: Path, reference: Path,
