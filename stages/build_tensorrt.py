@@ -1,4 +1,4 @@
-"""build.tensorrt: an ONNX file -> a TensorRT engine for this GPU, plus an engine.json sidecar.
+"""build.tensorrt: an ONNX file -> a directory holding a TensorRT engine for this GPU and its engine.json.
 
 Precision comes from the ONNX, never from builder flags: TensorRT 11 removed
 them (FP16/INT8/BF16/FP8 flags, the INT8 calibrator) and builds every network
@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages import _engine_info
 from stages._engine_info import EngineInfo, Target, TensorInfo
+
+ENGINE_FILE = "model.engine"
 
 if TYPE_CHECKING:
     from stages._gpu_probe import GpuProbe
@@ -102,14 +104,15 @@ class BuildTensorrtParams(Params):
 class BuildTensorrt(Stage):
     kind = "build.tensorrt"
     version = "1"
-    summary = "Build a TensorRT engine (strongly typed) for this GPU from an ONNX file, with an engine.json sidecar"
+    summary = "Build a TensorRT engine (strongly typed) for this GPU from an ONNX file: model.engine + engine.json"
     Params = BuildTensorrtParams
     inputs = {"model": InputSpec(description="the .onnx file (FP32, FP16 mixed precision, or Q/DQ INT8)")}
+    # One directory, as build.openvino's: the engine travels with its EngineInfo (stages/_engine_info.py),
+    # so validate, runners and packaging stages downstream read what it is instead of guessing.
     outputs = {
-        "model": OutputSpec("model.engine", description="the serialized engine (only for this GPU model and TensorRT)"),
-        "info": OutputSpec("engine.json", description="the typed EngineInfo (stages/_engine_info.py): TensorRT and "
-                                                      "GPU identity, precision, I/O with profiles, the equivalent "
-                                                      "trtexec argv; settings and layer information under details"),
+        "model": OutputSpec("engine", is_dir=True, description=f"`{ENGINE_FILE}` (the serialized engine, only for "
+                            "this GPU model and TensorRT) and `engine.json` (TensorRT and GPU identity, precision, "
+                            "I/O with profiles, the equivalent trtexec argv; settings and layers under details)"),
     }
     packages = ("tensorrt",)
     extra = "tensorrt"
@@ -137,11 +140,13 @@ class BuildTensorrt(Stage):
         plan = _trt_plan.build_plan(p, ctx.model, probe, source, _trt_plan.side_cache_root())
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
         result = _trt_build.engine_from_plan(plan)
-        engine_path = ctx.output("model", type(self))
+        outdir = ctx.output("model", type(self))
+        outdir.mkdir(parents=True, exist_ok=True)
+        engine_path = outdir / ENGINE_FILE
         engine_path.write_bytes(result.engine)
         check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs) if p.check else None
         info = engine_info(plan, probe, result.io, result.layers, source.name, check)
-        _engine_info.write(info, ctx.output("info", type(self)))
+        _engine_info.write(info, outdir)
         summary: dict[str, Any] = {"precision": info.precision, "gpu": probe.gpu, "tensorrt": probe.tensorrt,
                                    "build_s": round(result.seconds, 2), "size_mb": round(len(result.engine) / 1e6, 3),
                                    "timing_cache": result.timing_cache, "trtexec": plan.trtexec_line}

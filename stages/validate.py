@@ -25,7 +25,7 @@ import importlib.metadata
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -33,9 +33,6 @@ from pipeline.errors import GateFailed, did_you_mean
 from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages._gates import GATES, GateValueError, check_gate_values
-
-if TYPE_CHECKING:
-    from stages._engine_info import EngineInfo
 
 log = logging.getLogger("stages.validate")
 
@@ -122,8 +119,6 @@ class Validate(Stage):
     Params = ValidateParams
     inputs = {"candidate": InputSpec(description="the engine to check: an OpenVINO IR directory, a TensorRT engine "
                                                  "or an .onnx file"),
-              "engine": InputSpec(optional=True, description="the candidate's engine.json when it is not beside the "
-                                                             "candidate (build.tensorrt's `info` output)"),
               "reference": InputSpec(description="the FP32 ONNX model it must agree with"),
               "data": InputSpec(kind="data", description="the samples to run (labels make accuracy figures)")}
     outputs = {"report": OutputSpec("report.json", description="every figure, gate and timing, machine-readable"),
@@ -174,7 +169,7 @@ class Validate(Stage):
             warnings.append(f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
                             "not the data the engine will serve, and accuracy means nothing")
         reference = OrtRunner(ctx.inputs["reference"], threads=p.threads)
-        info = _candidate_info(ctx.inputs["candidate"], ctx.inputs.get("engine"))
+        info = R.engine_info_for(ctx.inputs["candidate"])
         candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads,
                                  info=info)
         ref_names = list(reference.output_names)
@@ -225,14 +220,6 @@ class Validate(Stage):
         if failed:
             raise GateFailed(failed)
         return summary
-
-
-def _candidate_info(candidate: Any, sidecar: Any) -> "EngineInfo | None":
-    """The candidate's EngineInfo: from the `engine` input when given, else its own engine.json, else None."""
-    from stages import _engine_info as EI
-    from stages._runners import engine_info_for
-
-    return EI.read(sidecar) if sidecar else engine_info_for(candidate)
 
 
 def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]

@@ -218,8 +218,9 @@ def test_the_runner_checks_the_sidecar_against_the_engine_without_tensorrt() -> 
 
 
 def test_outputs_default_to_the_engine() -> None:
-    assert default_output(BuildTensorrt) == "model" and BuildTensorrt.outputs["model"].path == "model.engine"
-    assert BuildTensorrt.outputs["info"].path == "engine.json" and BuildTensorrt.exclusive
+    """One directory, as build.openvino's: the engine and its engine.json travel together to validate."""
+    (out,) = BuildTensorrt.outputs.values()
+    assert default_output(BuildTensorrt) == "model" and out.path == "engine" and out.is_dir and BuildTensorrt.exclusive
 
 
 def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -435,7 +436,7 @@ def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Pa
     summary = run_stage(BuildTensorrt, tmp_path / "b", {"tf32": False}, inputs={"model": str(src)}, model=TINY_SPEC)
     assert set(summary["check"]) == {"min", "opt", "max"} and summary["precision"] == "fp32"
     assert all(point["cosine"] > 0.9999 for point in summary["check"].values())
-    info = _engine_info.read(tmp_path / "b" / "engine.json")
+    info = _engine_info.read(tmp_path / "b" / "engine" / "engine.json")
     assert info.device.device == PROBE.gpu and info.toolchain["tensorrt"] == PROBE.tensorrt
     assert info.details["strongly_typed"] and info.precision == summary["precision"] == "fp32"
     assert info.details["profiles"]["input"] == {"min": [1, 3, 8, 8], "opt": [2, 3, 8, 8], "max": [8, 3, 8, 8]}
@@ -446,10 +447,10 @@ def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Pa
 
     from stages._runners import runner_for
 
-    chosen = runner_for(tmp_path / "b")  # the build's directory: engine.json says tensorrt
+    chosen = runner_for(tmp_path / "b" / "engine")  # the build's directory: engine.json says tensorrt
     assert isinstance(chosen, TensorRTRunner) and chosen.info == info and chosen.precision == "fp32 (tensorrt)"
     chosen.close()
-    runner = TensorRTRunner(tmp_path / "b" / "model.engine")
+    runner = TensorRTRunner(tmp_path / "b" / "engine" / "model.engine")
     session = session_from_onnx(src)
     feeds = random_inputs(session, {"input": (5, 3, 8, 8)}, seed=2)
     got, want = runner.infer(feeds), run_onnx(session, feeds)
@@ -515,7 +516,7 @@ def test_resnet50_int8_and_fp16_engines_against_onnxruntime(tmp_path: Path, side
         summary = run_stage(BuildTensorrt, tmp_path / f"e{name}", inputs={"model": str(tmp_path / name / "model.onnx")},
                             model=RESNET50)
         assert summary["precision"] == precision
-        runner = TensorRTRunner(tmp_path / f"e{name}" / "model.engine")
+        runner = TensorRTRunner(tmp_path / f"e{name}" / "engine" / "model.engine")
         assert runner.precision == f"{precision} (tensorrt)"
         figs = figures(want, runner.infer(feeds)["logits"])
         runner.close()

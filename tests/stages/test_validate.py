@@ -110,19 +110,7 @@ def test_an_engine_from_build_openvino_passes(tmp_path: Path, reference: Path, l
     assert f"- engine (engine.json): openvino, fp32 (inference precision f32), for CPU; openvino {ov_version()}" in md
 
 
-def test_the_engine_input_supplies_a_sidecar_kept_elsewhere(tmp_path: Path, reference: Path) -> None:
-    """build.tensorrt's engine reaches validate without its engine.json (one output per input): the optional
-    `engine` input brings it. Shown with an IR whose sidecar sits elsewhere, asking for bf16."""
-    from test_runners import ov_info
-
-    ir = ir_from_onnx(reference, tmp_path / "ir", precision=None)
-    (tmp_path / "info").mkdir()
-    sidecar = _engine_info.write(ov_info("bf16"), tmp_path / "info")
-    run_stage(Validate, tmp_path / "out", {**QUICK, "gates": {"finite": True}},
-              inputs={"candidate": ir, "engine": sidecar, "reference": reference, "data": synthetic(tmp_path)},
-              model=SPEC)
-    c = report(tmp_path / "out")["candidate"]
-    assert c["requested_precision"] == "bf16" and c["engine_info"]["inference_precision"] == "bf16"
+def test_a_candidate_without_engine_json_is_described_by_its_runner(tmp_path: Path, reference: Path) -> None:
     validate(tmp_path / "plain", reference, reference, synthetic(tmp_path), **QUICK)  # an ONNX file: no engine.json
     c = report(tmp_path / "plain")["candidate"]
     assert c["engine_info"] is None and c["backend"] == c["runner"] == "onnxruntime"
