@@ -4,6 +4,7 @@ Every variant is measured in the same session, round-robin, so a noisy
 neighbour slows all of them alike; a round during which other processes took
 more than 8% of a core is thrown away and measured again.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,14 +35,16 @@ class Sample:
 def run_once(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> Sample:
     busy0 = _busy_seconds()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     busy = _busy_seconds() - busy0
     own = usage.ru_utime + usage.ru_stime
-    return Sample(wall, usage.ru_maxrss / 1024, max(0.0, busy - own) / wall if wall else 0.0,
-                  os.waitstatus_to_exitcode(status))
+    return Sample(
+        wall, usage.ru_maxrss / 1024, max(0.0, busy - own) / wall if wall else 0.0, os.waitstatus_to_exitcode(status)
+    )
 
 
 @dataclass
@@ -80,12 +83,16 @@ def measure(variants: list[Variant], repeat: int = 5, retries: int = 3, warmup: 
 
 
 def table(variants: list[Variant], baseline: Variant | None = None) -> str:
-    rows = [f"{'variant':44} {'median s':>9} {'min s':>7} {'max s':>7} {'peak RSS MB':>11} {'others, cores':>13}"
-            + (f" {'x ' + baseline.name:>16}" if baseline else "")]
+    rows = [
+        f"{'variant':44} {'median s':>9} {'min s':>7} {'max s':>7} {'peak RSS MB':>11} {'others, cores':>13}"
+        + (f" {'x ' + baseline.name:>16}" if baseline else "")
+    ]
     for v in variants:
         secs = [s.seconds for s in v.samples]
-        line = (f"{v.name:44} {v.median:9.3f} {min(secs):7.3f} {max(secs):7.3f} {v.max_rss:11.1f} "
-                f"{max(s.other_cpu for s in v.samples):13.2f}")
+        line = (
+            f"{v.name:44} {v.median:9.3f} {min(secs):7.3f} {max(secs):7.3f} {v.max_rss:11.1f} "
+            f"{max(s.other_cpu for s in v.samples):13.2f}"
+        )
         if baseline:
             line += f" {v.median / baseline.median:16.2f}"
         rows.append(line)

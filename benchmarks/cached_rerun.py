@@ -10,6 +10,7 @@ leaves, and what a user sees) and with the project's own modules recompiled on
 every start (an editable install under PYTHONDONTWRITEBYTECODE=1 without
 `make install`'s compileall step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ def ensure_dvc() -> Path:
     dvc = DVC_VENV / "bin" / "dvc"
     if not dvc.exists():
         subprocess.run([sys.executable, "-m", "venv", str(DVC_VENV)], check=True)
-        subprocess.run([str(DVC_VENV / "bin" / "pip"), "install", "--quiet", "dvc"], check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(DVC_VENV / "bin" / "pip"), "install", "--quiet", "dvc"], check=True, stderr=subprocess.DEVNULL
+        )
     return dvc
 
 
@@ -46,8 +48,11 @@ def dvc_project(cache: Path, dvc: Path) -> Path:
     (work / "dvc.yaml").write_text(
         "stages:\n"
         f"  export:\n    cmd: cp source.onnx export.onnx\n    deps: [source.onnx]\n    outs: [export.onnx]\n"
-        f"  simplify:\n    cmd: cp {views['simplify']} simplify.onnx\n    deps: [export.onnx]\n    outs: [simplify.onnx]\n"
-        f"  surgery:\n    cmd: cp {views['surgery']} surgery.onnx\n    deps: [simplify.onnx]\n    outs: [surgery.onnx]\n")
+        f"  simplify:\n    cmd: cp {views['simplify']} simplify.onnx\n"
+        "    deps: [export.onnx]\n    outs: [simplify.onnx]\n"
+        f"  surgery:\n    cmd: cp {views['surgery']} surgery.onnx\n"
+        "    deps: [simplify.onnx]\n    outs: [surgery.onnx]\n"
+    )
     subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=work, check=True)
     subprocess.run([str(dvc), "repro", "-q"], cwd=work, check=True)
     return work
@@ -62,10 +67,13 @@ def main() -> None:
     env = {"PIPELINE_CACHE": str(cache)}
     pipeline = str(VENV / "bin" / "pipeline")
     print(f"building {RECIPE.name} once (cached after the first time) ...", flush=True)
-    subprocess.run([pipeline, "run", str(RECIPE), "-q"], env={**os.environ, **env}, check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([str(VENV / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "pipeline"),
-                    str(ROOT / "stages")], check=True)
+    subprocess.run(
+        [pipeline, "run", str(RECIPE), "-q"], env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL
+    )
+    subprocess.run(
+        [str(VENV / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")],
+        check=True,
+    )
     # The project's own modules without bytecode (site-packages keep theirs): a copy of the sources
     # first on PYTHONPATH, with bytecode writing off, so every start recompiles them.
     source_copy = Path(tempfile.mkdtemp(prefix="no-pyc-"))
@@ -84,7 +92,10 @@ def main() -> None:
     measure(variants, repeat=args.repeat)
     print(table(variants, baseline=base))
     ours = variants[1]
-    print(f"\ncached `pipeline run`: {ours.median:.3f} s (target <= 0.5 s), peak RSS {ours.max_rss:.0f} MB (target <= 100 MB)")
+    print(
+        f"\ncached `pipeline run`: {ours.median:.3f} s (target <= 0.5 s), "
+        f"peak RSS {ours.max_rss:.0f} MB (target <= 100 MB)"
+    )
     if not args.no_dvc:
         dvc_v = variants[-1]
         print(f"pipeline run / dvc repro = {ours.median / dvc_v.median:.2f} (target <= 0.5)")

@@ -7,6 +7,7 @@ self-checks; the difference is the engine: key computation, a worker
 process, publishing objects, records, views and the lock file. Target:
 pipeline / plain <= 1.10.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,18 @@ def main() -> None:
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="cold-bench-")
     plain = Variant("plain script (same calls, one process)", [PY, str(ROOT / "benchmarks" / "plain_fp32.py")])
-    ours = Variant("pipeline run --force (cold)", [str(ROOT / ".venv" / "bin" / "pipeline"), "run", "-q",
-                                                    str(ROOT / "recipes" / "resnet50_fp32.yaml"), "--force",
-                                                    "--cache-dir", cache])
+    ours = Variant(
+        "pipeline run --force (cold)",
+        [
+            str(ROOT / ".venv" / "bin" / "pipeline"),
+            "run",
+            "-q",
+            str(ROOT / "recipes" / "resnet50_fp32.yaml"),
+            "--force",
+            "--cache-dir",
+            cache,
+        ],
+    )
     measure([plain, ours], repeat=args.repeat, warmup=False)
     print(table([plain, ours], baseline=plain))
     print(f"\npipeline / plain = {ours.median / plain.median:.3f} (target <= 1.10)")

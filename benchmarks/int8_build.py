@@ -9,6 +9,7 @@ revision REV (checked out in a temporary worktree, byte-compiled like `make inst
 both cached reruns are measured interleaved in one run: the ratio says what this checkout's
 changes cost a cached run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str) -> None:
-    proc = subprocess.run([*cmd, "run", recipe, "--skip-unavailable", "--json", "-q"], env={**os.environ, **env},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, "run", recipe, "--skip-unavailable", "--json", "-q"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"cold build ({label}) failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     record = json.loads(proc.stdout)
@@ -40,10 +45,12 @@ def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str) -> 
 def base_checkout(rev: str) -> Path:
     """REV in a temporary git worktree, byte-compiled (as `make install` compiles this checkout)."""
     where = Path(tempfile.mkdtemp(prefix="int8-bench-base-")) / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(where / "pipeline"), str(where / "stages")],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True, capture_output=True
+    )
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(where / "pipeline"), str(where / "stages")], check=True
+    )
     return where
 
 
@@ -62,18 +69,21 @@ def main() -> None:
             env = {"PIPELINE_CACHE": tempfile.mkdtemp(prefix="int8-bench-"), "PYTHONPATH": str(tree)}
             recipe = str(tree / "recipes" / "resnet50_int8.yaml")
             cold_build([python, "-m", "pipeline.cli"], recipe, env, label)
-            variants.append(Variant(f"cached run ({label})", [python, "-m", "pipeline.cli", "run", recipe,
-                                                              "--skip-unavailable"], env))
+            variants.append(
+                Variant(
+                    f"cached run ({label})", [python, "-m", "pipeline.cli", "run", recipe, "--skip-unavailable"], env
+                )
+            )
         measure(variants, repeat=args.repeat)
         print(table(variants, baseline=variants[0]))
         print(f"\nfully cached rerun: {variants[1].median:.3f} s (target <= 0.5 s)")
         if args.base:
-            print(f"this checkout / base {args.base}: {variants[1].median / variants[2].median:.3f} "
-                  "(target <= 1.10)")
+            print(f"this checkout / base {args.base}: {variants[1].median / variants[2].median:.3f} (target <= 1.10)")
     finally:
         if args.base:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[1][1])],
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[1][1])], capture_output=True
+            )
 
 
 if __name__ == "__main__":

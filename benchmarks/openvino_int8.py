@@ -12,6 +12,7 @@ OpenVINO INT8 built by our pipeline, the same INT8 built here by the bare calls
 (`nncf.quantize` on the same ONNX and calibration data, `ov.save_model`). Then our
 validate runner's throughput mode against `benchmark_app -hint throughput` on the same IR.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,8 @@ def main() -> None:
     if not ours_int8.exists():
         sys.exit(f"no engine at {ours_int8}: run `make engines` first")
 
-    import openvino as ov
     import onnxruntime as ort
+    import openvino as ov
     import torch
     import torchvision
 
@@ -121,10 +122,12 @@ def main() -> None:
         print(f"  {k:38} {v:8.1f}   (min {min(results[k]):.1f}, max {max(results[k]):.1f})")
     ours = med["OpenVINO INT8, our pipeline"]
     print("\nratios:")
-    for label, base, target in [("our INT8 / bare-calls INT8", "OpenVINO INT8, bare calls", ">= 0.95"),
-                                ("our INT8 / torch eager FP32", "torch eager FP32", ">= 5"),
-                                ("our INT8 / OpenVINO default precision", "OpenVINO FP32, default (bf16 here)", "~1.9"),
-                                ("our INT8 / OpenVINO f32", "OpenVINO FP32, f32", ">= 3.5")]:
+    for label, base, target in [
+        ("our INT8 / bare-calls INT8", "OpenVINO INT8, bare calls", ">= 0.95"),
+        ("our INT8 / torch eager FP32", "torch eager FP32", ">= 5"),
+        ("our INT8 / OpenVINO default precision", "OpenVINO FP32, default (bf16 here)", "~1.9"),
+        ("our INT8 / OpenVINO f32", "OpenVINO FP32, f32", ">= 3.5"),
+    ]:
         print(f"  {label:40} {ours / med[base]:6.2f}   (expected {target})")
     validate_vs_benchmark_app(ours_int8, args.seconds)
 
@@ -144,8 +147,12 @@ def bare_int8(core, onnx_path: Path) -> Path:
     ds = open_dataset(DatasetInput("calib", spec, recipe.dir), recipe.model)
     samples = [feeds["input"] for feeds, _ in ds.batches(1)]
     t0 = time.perf_counter()
-    quantized = nncf.quantize(core.read_model(onnx_path), nncf.Dataset(samples), subset_size=len(samples),
-                              preset=nncf.QuantizationPreset.PERFORMANCE)
+    quantized = nncf.quantize(
+        core.read_model(onnx_path),
+        nncf.Dataset(samples),
+        subset_size=len(samples),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+    )
     print(f"  nncf.quantize: {time.perf_counter() - t0:.1f} s", flush=True)
     out = Path(tempfile.mkdtemp(prefix="bare-int8-")) / "model.xml"
     ov.save_model(quantized, out, compress_to_fp16=False)
@@ -162,12 +169,27 @@ def validate_vs_benchmark_app(xml: Path, seconds: float) -> None:
     ours, theirs = [], []
     for _ in range(3):
         ours.append(runner.benchmark(feeds, mode="throughput", min_seconds=max(seconds, 5)).throughput)
-        out = subprocess.run([str(app), "-m", str(xml), "-hint", "throughput", "-infer_precision", "bf16",
-                              "-t", str(int(max(seconds, 5))), "-shape", "[1,3,224,224]"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                str(app),
+                "-m",
+                str(xml),
+                "-hint",
+                "throughput",
+                "-infer_precision",
+                "bf16",
+                "-t",
+                str(int(max(seconds, 5))),
+                "-shape",
+                "[1,3,224,224]",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         theirs.append(float(re.search(r"Throughput:\s+([\d.]+)\s+FPS", out).group(1)))
     o, t = statistics.median(ours), statistics.median(theirs)
-    print(f"\nvalidate's throughput mode vs benchmark_app -hint throughput (INT8 IR, bf16, batch 1, median of 3):")
+    print("\nvalidate's throughput mode vs benchmark_app -hint throughput (INT8 IR, bf16, batch 1, median of 3):")
     print(f"  ours {o:.1f} FPS, benchmark_app {t:.1f} FPS, ratio {o / t:.3f} (target within 10%)")
 
 

@@ -5,6 +5,7 @@ run() in this one process (same exporter, same ONNX Runtime self-checks),
 with no hashing, caching, worker processes, views or records. It is the
 baseline for benchmarks/cold_overhead.py.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,9 @@ def main() -> None:
         outdir = work / name
         outdir.mkdir()
         inputs = {"model": previous} if previous is not None else {}
-        ctx = StageContext(stage=name, params=node.params, inputs=inputs, outdir=outdir, recipe_dir=recipe.dir,
-                           model=recipe.model)
+        ctx = StageContext(
+            stage=name, params=node.params, inputs=inputs, outdir=outdir, recipe_dir=recipe.dir, model=recipe.model
+        )
         node.kind().run(ctx)
         previous = outdir / node.kind.outputs["model"].path
     print(previous)

@@ -1,4 +1,5 @@
 """The cache root and its parts: digest memo, object store, records, locks, runs, graph memos."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Exit codes: 0 ok, 1 a stage failed (or `status`: stale), 2 recipe or usage
 error, 3 a gate failed, 4 a requirement unmet, 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ from pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, PipelineError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    p = argparse.ArgumentParser(prog="pipeline", description="Build inference engines from YAML recipes, cached by content hash.")
+    p = argparse.ArgumentParser(
+        prog="pipeline", description="Build inference engines from YAML recipes, cached by content hash."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     commands: dict[str, argparse.ArgumentParser] = {}
 
@@ -24,19 +27,35 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         c.add_argument("recipe", type=Path, help="recipe YAML file")
         if targets:
             c.add_argument("stages", nargs="*", help="build only these stages and their ancestors")
-        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a recipe value, e.g. stages.quant.with.subset_size=10 (VALUE is YAML)")
+        c.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a recipe value, e.g. stages.quant.with.subset_size=10 (VALUE is YAML)",
+        )
         c.add_argument("--cache-dir", help="cache root (default: $PIPELINE_CACHE or ./artifacts)")
         return c
 
     run = recipe_cmd("run", "build the recipe's stages, reusing cached results")
-    run.add_argument("--force", action="append", nargs="?", const="*", default=[], metavar="STAGE",
-                     help="rebuild STAGE even if cached (no STAGE: every selected stage)")
+    run.add_argument(
+        "--force",
+        action="append",
+        nargs="?",
+        const="*",
+        default=[],
+        metavar="STAGE",
+        help="rebuild STAGE even if cached (no STAGE: every selected stage)",
+    )
     run.add_argument("--keep-going", "-k", action="store_true", help="after a failure, finish independent branches")
     run.add_argument("--jobs", "-j", type=int, default=1, help="stages run in parallel (worker processes)")
     run.add_argument("--in-process", action="store_true", help="run stages in this process (debugging; no isolation)")
-    run.add_argument("--skip-unavailable", action="store_true",
-                     help="exit 0 when stages that cannot run here (no GPU, missing extra) are skipped")
+    run.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="exit 0 when stages that cannot run here (no GPU, missing extra) are skipped",
+    )
     run.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress, only the summary")
 
@@ -66,7 +85,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     stages = commands["stages"] = sub.add_parser("stages", help="list stage kinds, or describe one")
     stages.add_argument("kind", nargs="?")
     stages.add_argument("--recipe", type=Path, help="also the kinds this recipe's `plugins:` define")
-    stages.add_argument("--markdown", action="store_true", help="print every kind's reference as Markdown (the README's stage reference)")
+    stages.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print every kind's reference as Markdown (the README's stage reference)",
+    )
     return p, commands
 
 

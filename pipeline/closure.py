@@ -23,6 +23,7 @@ each folder's distribution map by the folder's own stamp (installing or
 removing a distribution changes it), so a cached run stats files and reads
 memo rows: it parses nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,10 @@ class Closure:
         self.distributions.update(other.distributions)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"modules": dict(sorted(self.modules.items())),
-                "distributions": dict(sorted(self.distributions.items()))}
+        return {
+            "modules": dict(sorted(self.modules.items())),
+            "distributions": dict(sorted(self.distributions.items())),
+        }
 
 
 class ClosureFinder:
@@ -154,7 +157,7 @@ class ClosureFinder:
             assert current is not None
             source = current / "__init__.py" if current.is_dir() else current
             if source.is_file():  # .py source or an extension module (hashed, not parsed)
-                files.append((".".join(parts[:i + 1]), source))
+                files.append((".".join(parts[: i + 1]), source))
         return dists, files
 
     def _shadowed(self, top: str) -> bool:
@@ -233,8 +236,9 @@ def _executable_nodes(tree: "ast.AST") -> list["ast.AST"]:
 def _is_type_checking(test: "ast.expr") -> bool:
     import ast
 
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _absolute(target: str, package: str) -> str | None:
@@ -245,13 +249,14 @@ def _absolute(target: str, package: str) -> str | None:
     base = package.split(".") if package else []
     if level - 1 > len(base) or (not base and level):
         return None  # a relative import outside any package: it cannot run
-    base = base[:len(base) - (level - 1)]
+    base = base[: len(base) - (level - 1)]
     rest = target[level:]
     return ".".join(base + ([rest] if rest else []))
 
 
-def code_closure(ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None,
-                 exclude: tuple[Path, ...] = ()) -> dict[str, Any]:
+def code_closure(
+    ref: str, base_dir: Path, memo: "DigestMemo", source: str | None = None, exclude: tuple[Path, ...] = ()
+) -> dict[str, Any]:
     """What a recipe's `module:function` or `path/to/file.py:function` runs, without importing it.
 
     The module is found as the stage will import it (the recipe's folder first,
@@ -299,8 +304,9 @@ def source_manifest(root: Path, memo: "DigestMemo", exclude: tuple[Path, ...] = 
     skip = {str(p.resolve()) for p in exclude}
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__"
-                             and os.path.join(dirpath, d) not in skip)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and d != "__pycache__" and os.path.join(dirpath, d) not in skip
+        )
         for name in filenames:
             if name.startswith(".") or name.endswith((".lock", ".pyc")):
                 continue
@@ -324,9 +330,9 @@ def kind_closure(module: str, file: Path, memo: "DigestMemo") -> dict[str, Any]:
     closure = Closure()
     parents = module.split(".")[:-1]
     for i in range(len(parents)):
-        init = root.joinpath(*parents[:i + 1], "__init__.py")
+        init = root.joinpath(*parents[: i + 1], "__init__.py")
         if init.is_file():
-            closure.merge(finder.of_file(init, ".".join(parents[:i + 1])))
+            closure.merge(finder.of_file(init, ".".join(parents[: i + 1])))
     closure.merge(finder.of_file(Path(file), module))
     return closure.as_dict()
 

@@ -1,4 +1,5 @@
 """One function per CLI command. Each loads what it needs and returns an exit code."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,13 @@ def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
     recipe = load_recipe(args.recipe, args.overrides)
     if recipe.name in RESERVED:
         where = ("name",) if recipe.spec.name else ()
-        raise RecipeError(recipe.path, recipe.line(*where) if where else None, "name" if where else None,
-                          f"recipe name {recipe.name!r} is reserved for the cache's own folders"
-                          + ("" if where else " (set `name:` in the recipe)"))
+        raise RecipeError(
+            recipe.path,
+            recipe.line(*where) if where else None,
+            "name" if where else None,
+            f"recipe name {recipe.name!r} is reserved for the cache's own folders"
+            + ("" if where else " (set `name:` in the recipe)"),
+        )
     cache = Cache(cache_root(args.cache_dir))
     return recipe, stage_graph(recipe, getattr(args, "stages", []) or [], cache.graphs), cache
 
@@ -40,17 +45,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         if s not in recipe.stages:
             raise UsageError(f"--force {s}: no such stage")
         if s not in graph.parents:
-            raise UsageError(f"--force {s}: not among the stages this run builds ({', '.join(graph.order)}); "
-                             "`--force STAGE` takes one stage: write targets before it or use --force=STAGE")
-    options = RunOptions(targets=tuple(args.stages), force=tuple(forced), force_all="*" in args.force,
-                         keep_going=args.keep_going, jobs=args.jobs, in_process=args.in_process,
-                         skip_unavailable=args.skip_unavailable)
+            raise UsageError(
+                f"--force {s}: not among the stages this run builds ({', '.join(graph.order)}); "
+                "`--force STAGE` takes one stage: write targets before it or use --force=STAGE"
+            )
+    options = RunOptions(
+        targets=tuple(args.stages),
+        force=tuple(forced),
+        force_all="*" in args.force,
+        keep_going=args.keep_going,
+        jobs=args.jobs,
+        in_process=args.in_process,
+        skip_unavailable=args.skip_unavailable,
+    )
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
     result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
     if recipe.overrides and not args.quiet:
-        print(f"note: a run with --set builds a variant: views under {cache.view_dir(recipe.name, '')}, "
-              f"{lock_path(recipe.path)} left as it was", file=sys.stderr)
+        print(
+            f"note: a run with --set builds a variant: views under {cache.view_dir(recipe.name, '')}, "
+            f"{lock_path(recipe.path)} left as it was",
+            file=sys.stderr,
+        )
     if args.json:
         dump_json(record.to_json())
     return result.exit_code
@@ -69,8 +85,15 @@ def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
 def cmd_plan(args: argparse.Namespace) -> int:
     recipe, _, decisions = _plan(args)
     if args.json:
-        print(json.dumps([{"stage": d.stage, "status": str(d.status), "reasons": list(d.reasons), "key": d.key}
-                          for d in decisions], indent=1))
+        print(
+            json.dumps(
+                [
+                    {"stage": d.stage, "status": str(d.status), "reasons": list(d.reasons), "key": d.key}
+                    for d in decisions
+                ],
+                indent=1,
+            )
+        )
         return EXIT_OK
     _print_decisions(recipe, decisions, f"plan for {recipe.path}")
     return EXIT_OK
@@ -88,7 +111,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         stale = True
         if d.status == Status.CACHED:
-            why = ["not in the lock file" if locked is None else "lock file holds another key (run `pipeline run` and commit the lock)"]
+            why = [
+                "not in the lock file"
+                if locked is None
+                else "lock file holds another key (run `pipeline run` and commit the lock)"
+            ]
         else:
             why = list(d.reasons)
         rows.append((d.stage, Status.UNAVAILABLE if d.status == Status.UNAVAILABLE else Status.STALE, why))
@@ -120,8 +147,12 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
     for col in ("stage", "kind", "decision", "why"):
         table.add_column(col, overflow="fold")
     for d in decisions:
-        table.add_row(d.stage, recipe.stages[d.stage].kind.kind, f"[{style[d.status]}]{word.get(d.status, d.status)}[/]",
-                      escape("\n".join(d.reasons)))
+        table.add_row(
+            d.stage,
+            recipe.stages[d.stage].kind.kind,
+            f"[{style[d.status]}]{word.get(d.status, d.status)}[/]",
+            escape("\n".join(d.reasons)),
+        )
     Console(highlight=False).print(table)
 
 
@@ -155,8 +186,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
     cache.memo.flush()
     verb = "would remove" if args.dry_run else "removed"
     variants = f", {result.variants} --set variant(s) with their views" if result.variants else ""
-    print(f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records{variants}; "
-          f"kept {result.kept} objects referenced by {result.roots} keys")
+    print(
+        f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records{variants}; "
+        f"kept {result.kept} objects referenced by {result.roots} keys"
+    )
     return EXIT_OK
 
 
@@ -221,8 +254,10 @@ def describe_kind(kind: Any) -> str:
     """A Markdown description of a kind: inputs, outputs and params (feeds the README's stage reference)."""
     lines = [f"### `{kind.kind}`", "", _summary(kind), ""]
     if kind.inputs:
-        lines.append("Inputs: " + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})"
-                                            for n, s in kind.inputs.items()))
+        lines.append(
+            "Inputs: "
+            + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})" for n, s in kind.inputs.items())
+        )
     lines.append("Outputs: " + ", ".join(f"`{n}` (`{s.path}`)" for n, s in kind.outputs.items()))
     if kind.extra:
         lines.append(f"Needs: `pip install '.[{kind.extra}]'`")
@@ -258,15 +293,34 @@ def sections_reference(registry: Any = None) -> str:
     from pipeline.schema import DimRange, ModelSpec, TensorSpec
 
     registry = registry or Registry()
-    parts = ["### `model:`", "", (ModelSpec.__doc__ or "").strip(), "", fields_table(ModelSpec),
-             "", "Each `tensors.NAME`:", "", fields_table(TensorSpec),
-             "", "Each `dims.NAME`:", "", fields_table(DimRange)]
+    parts = [
+        "### `model:`",
+        "",
+        (ModelSpec.__doc__ or "").strip(),
+        "",
+        fields_table(ModelSpec),
+        "",
+        "Each `tensors.NAME`:",
+        "",
+        fields_table(TensorSpec),
+        "",
+        "Each `dims.NAME`:",
+        "",
+        fields_table(DimRange),
+    ]
     specs: dict[type[BaseModel], list[str]] = {}
     for name in registry.datasets.names():
         specs.setdefault(registry.datasets.get(name).Spec, []).append(name)
     for spec, kinds in specs.items():
         heading = " / ".join(f"`{k}`" for k in kinds)
-        parts += ["", f"### `data.NAME` with `kind:` {heading}", "", (spec.__doc__ or "").strip(), "", fields_table(spec)]
+        parts += [
+            "",
+            f"### `data.NAME` with `kind:` {heading}",
+            "",
+            (spec.__doc__ or "").strip(),
+            "",
+            fields_table(spec),
+        ]
         for field_name, f in spec.model_fields.items():
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
                 parts += ["", f"`{field_name}:`", "", fields_table(f.annotation)]

@@ -5,6 +5,7 @@
 for a folder is memoised by the folder's own stamp (installing or removing a
 distribution changes it), so this runs once after each install.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ def distribution_map(folder: Path) -> str:
     except OSError:
         return "{}"
     for info in infos:
-        name, _, version = info.name[:-len(".dist-info")].partition("-")
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
         name = name.lower().replace("-", "_").replace(".", "_")  # installers spell names differently
         origin = "index"
         try:

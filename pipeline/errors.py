@@ -4,6 +4,7 @@ The CLI catches `PipelineError` once, prints `str(exc)` on one line and exits
 with `exc.exit_code`. Anything else escaping the engine is a bug and keeps its
 traceback.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -57,16 +58,19 @@ class KindBug(PipelineError):
     """A stage or dataset kind's own code raised while the engine asked it for key material: the kind's
     bug, not the recipe's, so the message names the kind, its module and where it raised."""
 
-    def __init__(self, kind: str, module: str, file: str | None, method: str, exc: BaseException,
-                 noun: str = "stage kind"):
+    def __init__(
+        self, kind: str, module: str, file: str | None, method: str, exc: BaseException, noun: str = "stage kind"
+    ):
         import traceback
 
         frames = traceback.extract_tb(exc.__traceback__)
         own = [f for f in frames if file and Path(f.filename) == Path(file)] or frames  # the kind's own line
         where = f" at {Path(own[-1].filename).name}:{own[-1].lineno}" if own else ""
         self.kind = kind
-        super().__init__(f"kind {kind} ({module}): {method}() raised {type(exc).__name__}: {exc}{where}: "
-                         f"a bug in the {noun}, not in the recipe")
+        super().__init__(
+            f"kind {kind} ({module}): {method}() raised {type(exc).__name__}: {exc}{where}: "
+            f"a bug in the {noun}, not in the recipe"
+        )
 
 
 class Interrupted(PipelineError):

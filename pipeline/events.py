@@ -1,4 +1,5 @@
 """What the executor tells reporters. The executor holds no terminal code."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -101,8 +102,19 @@ class RunFinished:
     run_dir: str = ""  # runs/<run id>/: run.json (every figure) and the logs
 
 
-Event = (RunStarted | StageCached | StageStarted | StageWaiting | StageProgress | StageFinished
-         | StageErrored | StageUnavailable | StageSkipped | StageNotRun | RunFinished)
+Event = (
+    RunStarted
+    | StageCached
+    | StageStarted
+    | StageWaiting
+    | StageProgress
+    | StageFinished
+    | StageErrored
+    | StageUnavailable
+    | StageSkipped
+    | StageNotRun
+    | RunFinished
+)
 
 
 class Reporter(Protocol):

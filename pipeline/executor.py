@@ -7,6 +7,7 @@ in a worker inside a fresh directory, and only on success moves its outputs
 into the object store and writes the record. A failure keeps its work
 directory and log under runs/<run id>/ and publishes nothing.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -227,8 +228,11 @@ class Executor:
         self.status[name] = Status.CACHED
         kind = self.recipe.stages[name].kind.kind
         if built_elsewhere:
-            self.reporter.handle(StageFinished(name, kind, ("built by another run",), 0.0, views, record.summary,
-                                               False, built_elsewhere=True))
+            self.reporter.handle(
+                StageFinished(
+                    name, kind, ("built by another run",), 0.0, views, record.summary, False, built_elsewhere=True
+                )
+            )
         else:
             self.reporter.handle(StageCached(name, kind, views, record.summary, record.created))
 
@@ -247,14 +251,25 @@ class Executor:
                 inputs[input_name] = str(dest)
             elif ref.kind == "data":
                 data = self.recipe.datasets[ref.target]
-                inputs[input_name] = DatasetInput(ref.target, data.spec.model_dump(mode="json"), self.recipe.dir,
-                                                  f"{data.kind.__module__}:{data.kind.__qualname__}")
+                inputs[input_name] = DatasetInput(
+                    ref.target,
+                    data.spec.model_dump(mode="json"),
+                    self.recipe.dir,
+                    f"{data.kind.__module__}:{data.kind.__qualname__}",
+                )
             else:
                 inputs[input_name] = ref.target
-        task = Task(stage=name, kind_module=node.kind.__module__, kind_class=node.kind.__qualname__,
-                    params=node.params.model_dump(mode="python"), inputs=inputs, outdir=str(ws / "out"),
-                    recipe_dir=str(self.recipe.dir.resolve()),
-                    model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None, log=str(log))
+        task = Task(
+            stage=name,
+            kind_module=node.kind.__module__,
+            kind_class=node.kind.__qualname__,
+            params=node.params.model_dump(mode="python"),
+            inputs=inputs,
+            outdir=str(ws / "out"),
+            recipe_dir=str(self.recipe.dir.resolve()),
+            model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None,
+            log=str(log),
+        )
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
@@ -333,15 +348,28 @@ class Executor:
                     views = update_view(self.cache, self.recipe.name, record)
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
-                        k: o.digest for k, o in record.outputs.items()}
-                    self.reporter.handle(StageFinished(name, kind.kind, r.decision.reasons, outcome.seconds, views,
-                                                       outcome.summary, same))
+                        k: o.digest for k, o in record.outputs.items()
+                    }
+                    self.reporter.handle(
+                        StageFinished(
+                            name, kind.kind, r.decision.reasons, outcome.seconds, views, outcome.summary, same
+                        )
+                    )
             if outcome.status != Status.RAN:
                 self.status[name] = outcome.status
                 kept = self.run_dir / f"{name}.workdir"
                 shutil.move(str(r.workspace), kept)
-                self.reporter.handle(StageErrored(name, kind.kind, outcome.error, str(r.log), outcome.seconds,
-                                                  gate=outcome.status == Status.GATE_FAILED, kept=str(kept / "out")))
+                self.reporter.handle(
+                    StageErrored(
+                        name,
+                        kind.kind,
+                        outcome.error,
+                        str(r.log),
+                        outcome.seconds,
+                        gate=outcome.status == Status.GATE_FAILED,
+                        kept=str(kept / "out"),
+                    )
+                )
         finally:
             r.lock.release()
             r.cpu.release()
@@ -360,12 +388,21 @@ class Executor:
         for out_name, spec in kind.outputs.items():
             p = outdir / spec.path
             digest = self.cache.objects.put_dir(p) if spec.is_dir else self.cache.objects.put_file(p)
-            outputs[out_name] = OutputRecord(digest, spec.is_dir, self.cache.objects.size(digest, spec.is_dir), spec.path)
+            outputs[out_name] = OutputRecord(
+                digest, spec.is_dir, self.cache.objects.size(digest, spec.is_dir), spec.path
+            )
         fault("publish", name)
         assert r.decision.key is not None and r.decision.components is not None, "a stage runs with a known key"
-        record = StageRecord(key=r.decision.key, stage=name, kind=kind.kind, components=r.decision.components,
-                             outputs=outputs, summary=outcome.summary, seconds=round(outcome.seconds, 3),
-                             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        record = StageRecord(
+            key=r.decision.key,
+            stage=name,
+            kind=kind.kind,
+            components=r.decision.components,
+            outputs=outputs,
+            summary=outcome.summary,
+            seconds=round(outcome.seconds, 3),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
         self.cache.records.put(record)
         self.cache.memo.flush()
         self.cache.records.set_latest(self.recipe.name, name, record.key)

@@ -5,6 +5,7 @@ Points: `run` (in the worker, after the stage wrote its outputs, before it repor
 `publish` (in the engine, after objects are stored, before the record is written),
 `locked` (in the engine, holding the key lock, before the stage is dispatched).
 """
+
 from __future__ import annotations
 
 import os

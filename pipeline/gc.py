@@ -3,6 +3,7 @@
 A --set variant's latest records are not roots unless asked for (`keep_variants`): a
 smoke build is not something to keep, and its views and refs go with it.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -9,6 +9,7 @@ targets): a rerun whose structure is unchanged, the common case, reuses it
 without importing networkx. The remembered order is only a hint, checked
 against the recipe before use.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -134,8 +135,10 @@ def to_dot(g: "nx.DiGraph", recipe: Recipe) -> str:
 def _structure_digest(recipe: Recipe, targets: list[str]) -> str:
     """Everything the order depends on: stage names in recipe order, their stage references, the
     targets, and this module's source (a change to how the order is made invalidates it)."""
-    structure = [[name, [[i, r.target] for i, r in node.inputs.items() if r.kind == "stage"]]
-                 for name, node in recipe.stages.items()]
+    structure = [
+        [name, [[i, r.target] for i, r in node.inputs.items() if r.kind == "stage"]]
+        for name, node in recipe.stages.items()
+    ]
     h = hashlib.sha256(Path(__file__).read_bytes())
     h.update(json.dumps([structure, targets]).encode())
     return h.hexdigest()[:32]

@@ -3,6 +3,7 @@
 The memo lives in a small SQLite file in the cache so a cached rerun stats a
 100 MB ONNX file instead of rehashing it (dvc-data's state.py does the same).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,10 @@ class DigestMemo:
             try:
                 self._db_path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None)
-                self._db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, ino INTEGER, "
-                                 "mtime INTEGER, size INTEGER, digest TEXT)")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, ino INTEGER, "
+                    "mtime INTEGER, size INTEGER, digest TEXT)"
+                )
             except sqlite3.Error:
                 self._db, self._db_path = None, None  # a broken memo only costs speed
         return self._db

@@ -5,6 +5,7 @@
 The components are kept in the record, in full, so a miss can be explained
 field by field (`param opset: 17 -> 20`, `onnxsim 0.8.0 -> 0.8.1`).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -68,8 +69,15 @@ class KeyResult:
     components: dict[str, Any]
 
 
-def compute_key(node: StageNode, recipe: Recipe, inputs: dict[str, str], fingerprint: dict[str, Any],
-                stage: Stage, keys: KeyContextImpl, datasets: dict[str, dict[str, Any]] | None = None) -> KeyResult:
+def compute_key(
+    node: StageNode,
+    recipe: Recipe,
+    inputs: dict[str, str],
+    fingerprint: dict[str, Any],
+    stage: Stage,
+    keys: KeyContextImpl,
+    datasets: dict[str, dict[str, Any]] | None = None,
+) -> KeyResult:
     """Build the components from already-known input digests (and the parts of the datasets among
     them, so a miss can be explained) and hash them."""
     kind = node.kind
@@ -183,8 +191,9 @@ def _dataset_reasons(label: str, old: Any, new: Any) -> list[str]:
             named = new.get("spec", {}).get(field)
             what = [field] if field != "path" else []
             reasons.append(f"{label}: {' '.join(what + ([named] if isinstance(named, str) else []))} changed")
-    return reasons + [f"{label}: {k}: {_short(x)} -> {_short(y)}"
-                      for k, (x, y) in _diff(old.get("spec"), new.get("spec"), "spec.")]
+    return reasons + [
+        f"{label}: {k}: {_short(x)} -> {_short(y)}" for k, (x, y) in _diff(old.get("spec"), new.get("spec"), "spec.")
+    ]
 
 
 _MISSING = object()

@@ -4,6 +4,7 @@ Deterministic (sorted, no timestamps) so it diffs cleanly in review, and
 rewritten only when its content changes. CI compares it with fresh keys
 (`pipeline status`) to ask "is everything up to date?" without building.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def entry(record: StageRecord) -> dict[str, Any]:
     return {
         "kind": record.kind,
         "key": record.key,
-        "outputs": {name: {"path": o.path, "digest": o.digest, "size": o.size, **({"dir": True} if o.is_dir else {})}
-                    for name, o in sorted(record.outputs.items())},
+        "outputs": {
+            name: {"path": o.path, "digest": o.digest, "size": o.size, **({"dir": True} if o.is_dir else {})}
+            for name, o in sorted(record.outputs.items())
+        },
         "toolchain": dict(sorted(record.components.get("toolchain", {}).items())),
     }
 
@@ -44,8 +47,9 @@ def write_lock(path: Path, stages: dict[str, dict[str, Any]], order: list[str]) 
     """Write the lock (stages in recipe order); return whether the file changed."""
     ordered = {name: stages[name] for name in order if name in stages}
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the C emitter: 10x faster on a big lock
-    text = HEADER + yaml.dump({"schema": 1, "stages": ordered}, Dumper=dumper, sort_keys=False,
-                              default_flow_style=False, width=120)
+    text = HEADER + yaml.dump(
+        {"schema": 1, "stages": ordered}, Dumper=dumper, sort_keys=False, default_flow_style=False, width=120
+    )
     try:
         if path.read_text(encoding="utf-8") == text:
             return False

@@ -1,4 +1,5 @@
 """Per-key OS file locks: released by the kernel when their holder dies, so never stale."""
+
 from __future__ import annotations
 
 import fcntl

@@ -4,6 +4,7 @@ Below a stage that must run, keys are not known until it has run (early
 cutoff), so such stages `wait`; the executor asks `decide` again once their
 parents have published.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -56,15 +57,21 @@ class Planner:
             try:
                 self._fingerprints[name] = self._stages[name].fingerprint(node.params, self.recipe.model, self.keys)
             except RecipeValueError as exc:
-                raise RecipeError(self.recipe.path, self.recipe.line(*exc.field) or node.line, ".".join(exc.field),
-                                  str(exc)) from None
+                raise RecipeError(
+                    self.recipe.path, self.recipe.line(*exc.field) or node.line, ".".join(exc.field), str(exc)
+                ) from None
             except (OSError, ImportError, ValueError, NameNotDefined) as exc:
                 field = f"stages.{name}.with" if node.kind.Params.model_fields else f"stages.{name}"
-                raise RecipeError(self.recipe.path, self.recipe.line("stages", name, "with") or node.line, field,
-                                  f"{type(exc).__name__}: {exc}") from None
+                raise RecipeError(
+                    self.recipe.path,
+                    self.recipe.line("stages", name, "with") or node.line,
+                    field,
+                    f"{type(exc).__name__}: {exc}",
+                ) from None
             except Exception as exc:  # noqa: BLE001 - anything else is the kind's own bug
-                raise KindBug(node.kind.kind, node.kind.__module__, inspect.getsourcefile(node.kind), "fingerprint",
-                              exc) from exc
+                raise KindBug(
+                    node.kind.kind, node.kind.__module__, inspect.getsourcefile(node.kind), "fingerprint", exc
+                ) from exc
             for ref in node.inputs.values():
                 if ref.kind == "data":
                     self.data_parts(ref.target)
@@ -78,13 +85,20 @@ class Planner:
                 self._data[name] = dataset_parts(node, self.keys)
             except RecipeValueError as exc:
                 field = ("data", name, *exc.field)
-                raise RecipeError(self.recipe.path, self.recipe.line(*field) or node.line, ".".join(field),
-                                  str(exc)) from None
+                raise RecipeError(
+                    self.recipe.path, self.recipe.line(*field) or node.line, ".".join(field), str(exc)
+                ) from None
             except (OSError, ImportError, ValueError, NameNotDefined) as exc:
                 raise RecipeError(self.recipe.path, node.line, f"data.{name}", f"{type(exc).__name__}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - anything else is the kind's own bug
-                raise KindBug(node.kind.kind, node.kind.__module__, inspect.getsourcefile(node.kind), "fingerprint",
-                              exc, noun="dataset kind") from exc
+                raise KindBug(
+                    node.kind.kind,
+                    node.kind.__module__,
+                    inspect.getsourcefile(node.kind),
+                    "fingerprint",
+                    exc,
+                    noun="dataset kind",
+                ) from exc
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:
@@ -115,18 +129,23 @@ class Planner:
             return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
         if name not in self._fingerprints:
             self.prepare([name])
-        result = compute_key(node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys,
-                             datasets)
+        result = compute_key(
+            node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys, datasets
+        )
         # A variant (--set) not built before is explained against the recipe's own last build.
-        previous = (self.cache.records.latest(self.recipe.name, name)
-                    or self.cache.records.latest(self.recipe.base_name, name))
+        previous = self.cache.records.latest(self.recipe.name, name) or self.cache.records.latest(
+            self.recipe.base_name, name
+        )
         record = self.cache.records.get(result.key)
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
         if record is not None:
-            bad = [f"output {out.path} {'missing' if not self.cache.objects.path(out.digest).exists() else 'corrupted'} in cache"
-                   for out in record.outputs.values()
-                   if not self.cache.objects.verify(out.digest, out.is_dir)]
+            objects = self.cache.objects
+            bad = [
+                f"output {out.path} {'corrupted' if objects.path(out.digest).exists() else 'missing'} in cache"
+                for out in record.outputs.values()
+                if not self.cache.objects.verify(out.digest, out.is_dir)
+            ]
             if not bad:
                 return Decision(name, CACHED, (), result.key, result.components, record, previous)
             return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)
@@ -152,7 +171,9 @@ class Planner:
         for name in order:
             parents = {r.target for r in self.recipe.stages[name].inputs.values() if r.kind == "stage"}
             if parents & blocked:
-                d = Decision(name, UNAVAILABLE, (f"needs {', '.join(sorted(parents & blocked))}, which cannot run here",))
+                d = Decision(
+                    name, UNAVAILABLE, (f"needs {', '.join(sorted(parents & blocked))}, which cannot run here",)
+                )
             else:
                 d = self.decide(name, known)
             if d.status == CACHED and d.record is not None:

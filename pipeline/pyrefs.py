@@ -11,6 +11,7 @@ star imports of modules in the same package. Where the source cannot tell (an
 extension module, a module `__getattr__`, a star import from elsewhere) the
 name is taken on trust and the stage finds out when it runs.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -46,7 +47,7 @@ def find_module(module: str, search_path: list[str], look: ModuleIn | None = Non
     for i, part in enumerate(parts[1:], start=1):
         nxt = look(current, part) if current.is_dir() else None
         if nxt is None:
-            raise ModuleNotFoundError(f"no module named {'.'.join(parts[:i + 1])!r}")
+            raise ModuleNotFoundError(f"no module named {'.'.join(parts[: i + 1])!r}")
         current = nxt[0]
     if current.is_dir():
         init = current / "__init__.py"

@@ -3,6 +3,7 @@
 Every failure is a `RecipeError` naming the file, the line and the field.
 Nothing here runs a stage or touches the cache.
 """
+
 from __future__ import annotations
 
 import re
@@ -96,8 +97,12 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
     for section in ("stages", "data"):
         for name in raw.get(section) or {} if isinstance(raw.get(section), dict) else {}:
             if not isinstance(name, str) or not NAME_RE.match(name):
-                raise RecipeError(path, line_for(lines, (section, name)), f"{section}.{name}",
-                                  "names must match [A-Za-z0-9_-]+ (they become paths)")
+                raise RecipeError(
+                    path,
+                    line_for(lines, (section, name)),
+                    f"{section}.{name}",
+                    "names must match [A-Za-z0-9_-]+ (they become paths)",
+                )
     try:
         spec = RecipeSpec.model_validate(raw)
     except ValidationError as exc:
@@ -107,8 +112,15 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
     datasets = {name: _data_node(path, lines, spec, name, registry, overridden, raw) for name in spec.data}
     stages = {name: _stage_node(path, lines, spec, name, registry, overridden, raw) for name in spec.stages}
-    return Recipe(path=path, name=_variant_name(spec.name or path.stem, overrides), spec=spec, stages=stages,
-                  datasets=datasets, lines=lines, overrides=tuple(overrides))
+    return Recipe(
+        path=path,
+        name=_variant_name(spec.name or path.stem, overrides),
+        spec=spec,
+        stages=stages,
+        datasets=datasets,
+        lines=lines,
+        overrides=tuple(overrides),
+    )
 
 
 def _variant_name(name: str, overrides: Sequence[str]) -> str:
@@ -120,8 +132,15 @@ def _variant_name(name: str, overrides: Sequence[str]) -> str:
     return f"{name}@{sha256_bytes(canonical_json(sorted(final.items())).encode())[:8]}"
 
 
-def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
-               overridden: Sequence[tuple[str, ...]], raw: dict[str, Any]) -> DataNode:
+def _data_node(
+    path: Path,
+    lines: LineMap,
+    spec: RecipeSpec,
+    name: str,
+    registry: Registry,
+    overridden: Sequence[tuple[str, ...]],
+    raw: dict[str, Any],
+) -> DataNode:
     entry = spec.data[name]
     at = ("data", name)
     kind_name = entry.get("kind")
@@ -133,8 +152,12 @@ def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry
         kind = registry.datasets.get(kind_name)
     except PipelineError:
         kinds = registry.datasets.names()
-        raise RecipeError(path, line_for(lines, at + ("kind",)), f"data.{name}.kind",
-                          f"unknown kind {kind_name!r}{did_you_mean(kind_name, kinds)} (kinds: {', '.join(kinds)})") from None
+        raise RecipeError(
+            path,
+            line_for(lines, at + ("kind",)),
+            f"data.{name}.kind",
+            f"unknown kind {kind_name!r}{did_you_mean(kind_name, kinds)} (kinds: {', '.join(kinds)})",
+        ) from None
     try:
         validated = kind.Spec.model_validate(entry)
     except ValidationError as exc:
@@ -142,8 +165,15 @@ def _data_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry
     return DataNode(name=name, kind=kind, spec=validated, line=line_for(lines, at))
 
 
-def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registry: Registry,
-                overridden: Sequence[tuple[str, ...]], raw: dict[str, Any]) -> StageNode:
+def _stage_node(
+    path: Path,
+    lines: LineMap,
+    spec: RecipeSpec,
+    name: str,
+    registry: Registry,
+    overridden: Sequence[tuple[str, ...]],
+    raw: dict[str, Any],
+) -> StageNode:
     stage = spec.stages[name]
     at = ("stages", name)
     try:
@@ -155,18 +185,25 @@ def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registr
     except ValidationError as exc:
         raise _recipe_error(path, lines, at + ("with",), exc, raw, overridden) from None
     if kind.uses_model and spec.model is None:
-        raise RecipeError(path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section")
+        raise RecipeError(
+            path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section"
+        )
     refs = stage.references()
     for input_name in refs:
         if input_name not in kind.inputs:
             loc = at + (("from",) if stage.from_ is not None and input_name == "model" else ("inputs", input_name))
             known = ", ".join(kind.inputs) or "none"
-            raise RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)),
-                              f"kind {kind.kind} has no input {input_name!r} (inputs: {known})")
+            raise RecipeError(
+                path,
+                line_for(lines, loc),
+                ".".join(map(str, loc)),
+                f"kind {kind.kind} has no input {input_name!r} (inputs: {known})",
+            )
     for input_name, declared in kind.inputs.items():
         if input_name not in refs and not declared.optional:
-            raise RecipeError(path, line_for(lines, at), f"stages.{name}.inputs",
-                              f"kind {kind.kind} needs input {input_name!r}")
+            raise RecipeError(
+                path, line_for(lines, at), f"stages.{name}.inputs", f"kind {kind.kind} needs input {input_name!r}"
+            )
     inputs = {}
     for input_name, ref in refs.items():
         loc = at + (("from",) if stage.from_ is not None and input_name == "model" else ("inputs", input_name))
@@ -174,11 +211,12 @@ def _stage_node(path: Path, lines: LineMap, spec: RecipeSpec, name: str, registr
     return StageNode(name=name, kind=kind, params=params, inputs=inputs, line=line_for(lines, at))
 
 
-def _resolve(path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry,
-             loc: tuple[Any, ...], ref: str, expected: str) -> Ref:
+def _resolve(
+    path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry, loc: tuple[Any, ...], ref: str, expected: str
+) -> Ref:
     field, line = ".".join(map(str, loc)), line_for(lines, loc)
     if ref.startswith("data."):
-        data_name = ref[len("data."):]
+        data_name = ref[len("data.") :]
         if data_name not in spec.data:
             raise RecipeError(path, line, field, f"no dataset {data_name!r}{did_you_mean(data_name, list(spec.data))}")
         resolved = Ref("data", data_name)
@@ -189,11 +227,21 @@ def _resolve(path: Path, lines: LineMap, spec: RecipeSpec, registry: Registry,
         is_file = (path.parent / ref).exists()
         if kind is not None and output in kind.outputs:
             if is_file:  # never guess: a folder someone made must not silently rewire the graph
-                raise RecipeError(path, line, field, f"{ref!r} names both stage {head!r} and a path next to the recipe; "
-                                                     f"write './{ref}' for the path (or rename one)")
+                raise RecipeError(
+                    path,
+                    line,
+                    field,
+                    f"{ref!r} names both stage {head!r} and a path next to the recipe; "
+                    f"write './{ref}' for the path (or rename one)",
+                )
             resolved = Ref("stage", head, output)
         elif kind is not None and not is_file:
-            raise RecipeError(path, line, field, f"stage {head!r} ({kind.kind}) has no output {output!r} (outputs: {', '.join(kind.outputs)})")
+            raise RecipeError(
+                path,
+                line,
+                field,
+                f"stage {head!r} ({kind.kind}) has no output {output!r} (outputs: {', '.join(kind.outputs)})",
+            )
         elif _PATHISH.search(ref) or is_file:
             target = (path.parent / ref).resolve()
             if not target.exists():
@@ -221,7 +269,7 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
             raise RecipeError(path, None, "--set", f"{'.'.join(parts[:i])} is not a mapping")
         if part not in node:
             if i == 0 or parts[0] == "stages" and i == 1:
-                raise RecipeError(path, None, "--set", f"{key}: no {'.'.join(parts[:i + 1])} in the recipe")
+                raise RecipeError(path, None, "--set", f"{key}: no {'.'.join(parts[: i + 1])} in the recipe")
             node[part] = {}
         node = node[part]
     if not isinstance(node, dict):
@@ -233,8 +281,14 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
         raise RecipeError(path, None, f"--set {key}", f"bad YAML value {value!r}: {problem}") from None
 
 
-def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: ValidationError,
-                  raw: Any = None, overridden: Sequence[tuple[str, ...]] = ()) -> RecipeError:
+def _recipe_error(
+    path: Path,
+    lines: LineMap,
+    prefix: tuple[Any, ...],
+    exc: ValidationError,
+    raw: Any = None,
+    overridden: Sequence[tuple[str, ...]] = (),
+) -> RecipeError:
     """One line naming the file, line and field; a value that came from `--set` is blamed on it."""
     err = exc.errors()[0]
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
@@ -254,7 +308,7 @@ def _recipe_error(path: Path, lines: LineMap, prefix: tuple[Any, ...], exc: Vali
         msg += f" (+{more} more error{'s' if more > 1 else ''})"
     field = ".".join(str(p) for p in loc) or None
     for key in overridden:
-        if tuple(map(str, loc[:len(key)])) == key:
+        if tuple(map(str, loc[: len(key)])) == key:
             return RecipeError(path, None, f"--set {'.'.join(key)}", f"{field}: {msg}" if len(loc) > len(key) else msg)
     return RecipeError(path, line_for(lines, loc), field, msg)
 
@@ -268,5 +322,11 @@ def _file_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
         if i and not isinstance(node, (dict, list)):
             break  # below a scalar as written (a model's internal field, such as a surgery op's `arg`)
         out.append(part)
-        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        node = (
+            node.get(part)
+            if isinstance(node, dict)
+            else node[part]
+            if isinstance(node, list) and isinstance(part, int) and part < len(node)
+            else None
+        )
     return tuple(out)

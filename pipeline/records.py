@@ -3,6 +3,7 @@
 Written atomically (temp file + os.replace). A record that fails to parse is a
 warning and a miss, never a crash and never a hit.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,15 +39,29 @@ class StageRecord:
     created: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "stage": self.stage, "kind": self.kind, "components": self.components,
-                "outputs": {k: v.to_json() for k, v in self.outputs.items()},
-                "summary": self.summary, "seconds": self.seconds, "created": self.created}
+        return {
+            "key": self.key,
+            "stage": self.stage,
+            "kind": self.kind,
+            "components": self.components,
+            "outputs": {k: v.to_json() for k, v in self.outputs.items()},
+            "summary": self.summary,
+            "seconds": self.seconds,
+            "created": self.created,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StageRecord":
-        return cls(key=data["key"], stage=data["stage"], kind=data["kind"], components=data["components"],
-                   outputs={k: OutputRecord(**v) for k, v in data["outputs"].items()},
-                   summary=data.get("summary", {}), seconds=data.get("seconds", 0.0), created=data.get("created", ""))
+        return cls(
+            key=data["key"],
+            stage=data["stage"],
+            kind=data["kind"],
+            components=data["components"],
+            outputs={k: OutputRecord(**v) for k, v in data["outputs"].items()},
+            summary=data.get("summary", {}),
+            seconds=data.get("seconds", 0.0),
+            created=data.get("created", ""),
+        )
 
 
 def write_json_atomic(path: Path, data: Any, indent: int | None = 1) -> None:

@@ -114,7 +114,6 @@ class Registry:
                     recipe_path, line, "plugins", f"module {name!r} defines no Stage or DataKind subclass with a kind"
                 )
 
-
     @staticmethod
     def _register(table: Kinds[K], module: Any, recipe_path: Path, line: int | None) -> int:
         """Add the kinds `module` defines to `table`; how many there were."""

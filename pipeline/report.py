@@ -1,4 +1,5 @@
 """Reporters: the live console view (rich) and the JSON run record. Both only listen to events."""
+
 from __future__ import annotations
 
 import json
@@ -39,24 +40,45 @@ class RunRecordReporter:
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self.run = {"run_id": event.run_id, "recipe": event.recipe, "recipe_path": str(self.recipe_path),
-                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            self.run = {
+                "run_id": event.run_id,
+                "recipe": event.recipe,
+                "recipe_path": str(self.recipe_path),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             self.rows = {s: {"stage": s, "status": Status.PENDING} for s in event.stages}
         elif isinstance(event, StageCached):
-            self.rows[event.stage].update(status=Status.CACHED, kind=event.kind, outputs=event.outputs, seconds=0.0,
-                                          summary=event.summary, built=event.built)
+            self.rows[event.stage].update(
+                status=Status.CACHED,
+                kind=event.kind,
+                outputs=event.outputs,
+                seconds=0.0,
+                summary=event.summary,
+                built=event.built,
+            )
         elif isinstance(event, StageStarted):
-            self.rows[event.stage].update(status=Status.RUNNING, kind=event.kind, reasons=list(event.reasons),
-                                          log=event.log)
+            self.rows[event.stage].update(
+                status=Status.RUNNING, kind=event.kind, reasons=list(event.reasons), log=event.log
+            )
         elif isinstance(event, StageFinished):
-            self.rows[event.stage].update(status=Status.CACHED if event.built_elsewhere else Status.RAN,
-                                          kind=event.kind, reasons=list(event.reasons), seconds=round(event.seconds, 3),
-                                          outputs=event.outputs, summary=event.summary,
-                                          same_output_as_before=event.same_as_before)
+            self.rows[event.stage].update(
+                status=Status.CACHED if event.built_elsewhere else Status.RAN,
+                kind=event.kind,
+                reasons=list(event.reasons),
+                seconds=round(event.seconds, 3),
+                outputs=event.outputs,
+                summary=event.summary,
+                same_output_as_before=event.same_as_before,
+            )
         elif isinstance(event, StageErrored):
-            self.rows[event.stage].update(status=Status.GATE_FAILED if event.gate else Status.FAILED,
-                                          kind=event.kind, error=event.error, log=event.log, kept=event.kept,
-                                          seconds=round(event.seconds, 3))
+            self.rows[event.stage].update(
+                status=Status.GATE_FAILED if event.gate else Status.FAILED,
+                kind=event.kind,
+                error=event.error,
+                log=event.log,
+                kept=event.kept,
+                seconds=round(event.seconds, 3),
+            )
         elif isinstance(event, StageUnavailable):
             self.rows[event.stage].update(status=Status.UNAVAILABLE, kind=event.kind, reason=event.reason)
         elif isinstance(event, StageSkipped):
@@ -89,9 +111,15 @@ class ConsoleReporter:
         if self._progress is None:
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[stage]}[/] {task.description}"),
-                                      BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                                      console=self.console, transient=True)
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.fields[stage]}[/] {task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
             self._progress.start()
         return self._progress
 
@@ -120,10 +148,16 @@ class ConsoleReporter:
         elif isinstance(event, StageCached):
             c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
             when = event.built.replace("T", " ")
-            self._rows.append(Row(event.stage, Status.CACHED,
-                                  f"unchanged, built {when[:16]} UTC" if event.built else "unchanged",
-                                  brief=f"unchanged, built {when[5:16]}" if event.built else "",
-                                  outputs=tuple(event.outputs.values()), summary=event.summary))
+            self._rows.append(
+                Row(
+                    event.stage,
+                    Status.CACHED,
+                    f"unchanged, built {when[:16]} UTC" if event.built else "unchanged",
+                    brief=f"unchanged, built {when[5:16]}" if event.built else "",
+                    outputs=tuple(event.outputs.values()),
+                    summary=event.summary,
+                )
+            )
         elif isinstance(event, StageStarted):
             c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {esc('; '.join(event.reasons))}")
             if not self.quiet:
@@ -133,28 +167,51 @@ class ConsoleReporter:
         elif isinstance(event, StageProgress):
             task = self._tasks.get(event.stage)
             if task is not None:
-                self._bar().update(task, completed=event.done, total=event.total,
-                                   description=event.desc or self._bar().tasks[task].description)
+                self._bar().update(
+                    task,
+                    completed=event.done,
+                    total=event.total,
+                    description=event.desc or self._bar().tasks[task].description,
+                )
         elif isinstance(event, StageFinished):
             self._end_task(event.stage)
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
-                self._rows.append(Row(event.stage, Status.CACHED, "built by another run",
-                                      outputs=tuple(event.outputs.values())))
+                self._rows.append(
+                    Row(event.stage, Status.CACHED, "built by another run", outputs=tuple(event.outputs.values()))
+                )
                 return
             note = "; same output as before" if event.same_as_before else ""
             c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
-            self._rows.append(Row(event.stage, Status.RAN, "; ".join(event.reasons) + note, event.seconds,
-                                  outputs=tuple(event.outputs.values()), summary=event.summary))
+            self._rows.append(
+                Row(
+                    event.stage,
+                    Status.RAN,
+                    "; ".join(event.reasons) + note,
+                    event.seconds,
+                    outputs=tuple(event.outputs.values()),
+                    summary=event.summary,
+                )
+            )
         elif isinstance(event, StageErrored):
             self._end_task(event.stage)
             if event.gate:  # the reports that say why are what the user wants next
-                c.print(f"[red]GATE FAILED[/]  stage {event.stage}: {esc(event.error.removeprefix('gate failed: '))} "
-                        f"(reports: {esc(relative(event.kept))}) (log: {esc(event.log)})")
+                c.print(
+                    f"[red]GATE FAILED[/]  stage {event.stage}: {esc(event.error.removeprefix('gate failed: '))} "
+                    f"(reports: {esc(relative(event.kept))}) (log: {esc(event.log)})"
+                )
             else:
                 c.print(f"[red]FAILED[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
-            self._rows.append(Row(event.stage, Status.GATE_FAILED if event.gate else Status.FAILED, event.error,
-                                  event.seconds, brief=event.error.removeprefix("gate failed: "), log=event.log))
+            self._rows.append(
+                Row(
+                    event.stage,
+                    Status.GATE_FAILED if event.gate else Status.FAILED,
+                    event.error,
+                    event.seconds,
+                    brief=event.error.removeprefix("gate failed: "),
+                    log=event.log,
+                )
+            )
         elif isinstance(event, StageUnavailable):
             c.print(f"[yellow]skipped[/] {event.stage}: {esc(event.reason)}")
             self._rows.append(Row(event.stage, Status.UNAVAILABLE, event.reason))
@@ -180,8 +237,9 @@ class ConsoleReporter:
         if self.console.is_terminal and self.console.width >= WIDE:
             self.console.print(wide_table(self._rows, title))
             return
-        for line, start, end, style in compact_lines(self._rows, title, footer(self._rows, event.run_dir),
-                                                      self.console.width):
+        for line, start, end, style in compact_lines(
+            self._rows, title, footer(self._rows, event.run_dir), self.console.width
+        ):
             text = Text(line)
             if style and end > start:
                 text.stylize(style, start, end)

@@ -5,6 +5,7 @@ models (`Params`, `DataKind.Spec`); here `with:` and each `data:` entry are only
 required to be mappings. Every model forbids unknown
 keys so a typo is an error, not a silently ignored setting.
 """
+
 from __future__ import annotations
 
 import re
@@ -77,18 +78,24 @@ class TensorSpec(Strict):
 class ModelSpec(Strict):
     """The recipe's `model:` section: where the network comes from and what it takes."""
 
-    factory: str | None = Field(None, description="`module:function` or `path/to/file.py:function` returning a torch.nn.Module")
+    factory: str | None = Field(
+        None, description="`module:function` or `path/to/file.py:function` returning a torch.nn.Module"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
     seed: int = Field(0, description="torch seed set before the factory runs (random init is reproducible)")
     checkpoint: str | None = Field(None, description="state_dict file loaded with weights_only=True")
-    source: str | None = Field(None, description="file or folder whose every file enters the export's key, besides the "
-                                                 "factory's import closure (code `ast` cannot see, data files)")
+    source: str | None = Field(
+        None,
+        description="file or folder whose every file enters the export's key, besides the "
+        "factory's import closure (code `ast` cannot see, data files)",
+    )
     tensors: dict[str, TensorSpec] = Field(default_factory=dict, description="input name -> shape and dtype")
     outputs: list[str] | None = Field(None, description="output names (default: the exporter's own names)")
     dims: dict[str, DimRange] = Field(default_factory=dict, description="dynamic dimension name -> min/opt/max")
     roles: dict[str, Literal[ROLES]] = Field(  # type: ignore[valid-type]
-        default_factory=dict, description="output name -> classification, regression, embedding or dense "
-                                          "(default: inferred, see Validation)")
+        default_factory=dict,
+        description="output name -> classification, regression, embedding or dense (default: inferred, see Validation)",
+    )
 
     @field_validator("factory")
     @classmethod
@@ -102,11 +109,16 @@ class ModelSpec(Strict):
         for name, spec in self.tensors.items():
             for i, d in enumerate(spec.shape):
                 if isinstance(d, str) and d not in self.dims:
-                    raise field_error(type(self), ("tensors", name, "shape", i), d,
-                                      f"dim {d!r} is not declared under model.dims{did_you_mean(d, list(self.dims))}")
+                    raise field_error(
+                        type(self),
+                        ("tensors", name, "shape", i),
+                        d,
+                        f"dim {d!r} is not declared under model.dims{did_you_mean(d, list(self.dims))}",
+                    )
                 if isinstance(d, int) and d < 1:
-                    raise field_error(type(self), ("tensors", name, "shape", i), d,
-                                      "expected a positive int or a dim name")
+                    raise field_error(
+                        type(self), ("tensors", name, "shape", i), d, "expected a positive int or a dim name"
+                    )
         return self
 
     def shape(self, tensor: str, point: Literal["min", "opt", "max"] = "opt") -> tuple[int, ...]:
@@ -117,7 +129,9 @@ class ModelSpec(Strict):
 class StageSpec(Strict):
     uses: str = Field(description="stage kind")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="parameters")
-    inputs: dict[str, str] = Field(default_factory=dict, description="input name -> stage[.output], data.NAME or a path")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="input name -> stage[.output], data.NAME or a path"
+    )
     from_: str | None = Field(None, alias="from", description="shorthand for inputs: {model: X}")
     description: str = ""
 

@@ -5,6 +5,7 @@ engine hashes exactly those into the stage's key, runs `run(ctx)` in a worker
 process inside a fresh directory, and publishes what it wrote. Stage modules
 must stay cheap to import: heavy libraries are imported inside `run()`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -166,4 +167,3 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "missing"
-

@@ -5,6 +5,7 @@ member is renamed freely but its value never changes; a new state gets a new wor
 `str` mixed in (not `StrEnum`, which needs Python 3.11) keeps comparisons with
 plain strings, JSON encoding and f-strings giving the bare word.
 """
+
 from __future__ import annotations
 
 from enum import Enum

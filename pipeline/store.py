@@ -4,6 +4,7 @@ A file output is one object named by its sha256. A directory output is its
 files' objects plus a manifest object (sorted relative path -> digest), named
 by the manifest's own digest, as DVC's `.dir` entries are.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ fit) and, when it has figures, a second with two or three headline figures;
 the full figures are left to the run record the footer names. A wide
 terminal keeps the full table (every output and figure).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,16 @@ from pipeline.status import Status
 WIDE = 120  # a terminal at least this wide gets the full table
 GAP = "  "
 ELLIPSIS = "…"
-STYLE = {Status.CACHED: "green", Status.RAN: "green", Status.FAILED: "red", Status.GATE_FAILED: "red",
-         Status.UNAVAILABLE: "yellow", Status.SKIPPED: "yellow", Status.NOT_RUN: "yellow",
-         Status.INTERRUPTED: "red"}
+STYLE = {
+    Status.CACHED: "green",
+    Status.RAN: "green",
+    Status.FAILED: "red",
+    Status.GATE_FAILED: "red",
+    Status.UNAVAILABLE: "yellow",
+    Status.SKIPPED: "yellow",
+    Status.NOT_RUN: "yellow",
+    Status.INTERRUPTED: "red",
+}
 _NAMED = re.compile(r"^\w+\(.+\)$")  # a figure that names its output: top1(logits), cos(emb), iou(mask)
 
 
@@ -51,6 +59,7 @@ def headline(summary: dict[str, Any], limit: int = 3) -> list[str]:
     output, its error bound last), then a stage's own self-check (`check_*`), then
     other numbers; short words last, long strings (warnings) never.
     """
+
     def rank(item: tuple[int, str]) -> tuple[int, int]:
         i, key = item
         value = summary[key]
@@ -82,11 +91,17 @@ def compact_lines(rows: list[Row], title: str, footer: list[str], width: int) ->
     lead = w_stage + w_status + w_secs + 3 * len(GAP)
     rest = max(20, width - lead)
     indent = " " * (w_stage + len(GAP))
-    out = [(_cut(title, width), 0, 0, ""),
-           (GAP.join(["stage".ljust(w_stage), "status".ljust(w_status), "s".rjust(w_secs), "why"]), 0, 0, "bold")]
+    out = [
+        (_cut(title, width), 0, 0, ""),
+        (GAP.join(["stage".ljust(w_stage), "status".ljust(w_status), "s".rjust(w_secs), "why"]), 0, 0, "bold"),
+    ]
     for r, s in zip(rows, secs):
-        cells = [_cut(r.stage, w_stage).ljust(w_stage), str(r.status).ljust(w_status), s.rjust(w_secs),
-                 _cut(r.short, rest)]
+        cells = [
+            _cut(r.stage, w_stage).ljust(w_stage),
+            str(r.status).ljust(w_status),
+            s.rjust(w_secs),
+            _cut(r.short, rest),
+        ]
         out.append((GAP.join(cells).rstrip(), len(indent), len(indent) + len(str(r.status)), STYLE.get(r.status, "")))
         figures = headline(r.summary)
         if figures:
@@ -154,7 +169,7 @@ def _seconds(s: float | None) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(0, width - 1)] + ELLIPSIS
+    return text if len(text) <= width else text[: max(0, width - 1)] + ELLIPSIS
 
 
 def _fit(figures: list[str], width: int) -> str:

@@ -5,6 +5,7 @@ A view already holding the right bytes (checked through the stat memo) is left a
 One process at a time updates a view (a file lock per view), so concurrent runs on
 one cache never trip over each other's half-made copies.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,8 @@ def _matches(cache: Cache, dest: Path, digest: str, is_dir: bool) -> bool:
         entries = cache.objects.manifest(digest)
         files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
         return files == [e["path"] for e in entries] and all(
-            cache.memo.file_digest(dest / e["path"]) == e["digest"] for e in entries)
+            cache.memo.file_digest(dest / e["path"]) == e["digest"] for e in entries
+        )
     except OSError:
         return False
 

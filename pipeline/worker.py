@@ -4,6 +4,7 @@ A worker imports a kind's libraries once and keeps them for the rest of the
 run (like Bazel's persistent workers). Each task's stdout, stderr (including
 native libraries' output) and warnings go to the stage's log file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,11 +57,15 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             if task.recipe_dir not in sys.path:
                 sys.path.insert(0, task.recipe_dir)
             kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
-            ctx = StageContext(stage=task.stage, params=kind.Params.model_validate(task.params),
-                               inputs={k: Path(v) if isinstance(v, str) else v for k, v in task.inputs.items()},
-                               outdir=Path(task.outdir), recipe_dir=Path(task.recipe_dir),
-                               model=ModelSpec.model_validate(task.model) if task.model is not None else None,
-                               progress=progress)
+            ctx = StageContext(
+                stage=task.stage,
+                params=kind.Params.model_validate(task.params),
+                inputs={k: Path(v) if isinstance(v, str) else v for k, v in task.inputs.items()},
+                outdir=Path(task.outdir),
+                recipe_dir=Path(task.recipe_dir),
+                model=ModelSpec.model_validate(task.model) if task.model is not None else None,
+                progress=progress,
+            )
             os.chdir(task.outdir)
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
             summary = kind().run(ctx) or {}
@@ -82,7 +87,7 @@ def one_line(text: str, limit: int = 400) -> str:
     """A multi-line message as one line: its lines joined (the detail is often past the first: torch's
     `Error(s) in loading state_dict ...:`), cut at `limit` characters; the log holds all of it."""
     joined = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    return joined if len(joined) <= limit else joined[:limit - 3].rstrip() + "..."
+    return joined if len(joined) <= limit else joined[: limit - 3].rstrip() + "..."
 
 
 def _print_traceback(log: Path, captured: bool) -> None:

@@ -1,4 +1,5 @@
 """Fresh per-stage work directories inside the cache root (same filesystem: publishing is a rename)."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The node tree is composed with the (C, when present) safe loader, then walked
 into plain Python values while recording the line of every path, so schema
 errors can point at `recipe.yaml:14`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,14 +54,22 @@ def parse_yaml(text: str, path: Path | str) -> tuple[Any, LineMap]:
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
                 if not isinstance(key_node, ScalarNode):
-                    raise RecipeError(path, key_node.start_mark.line + 1, _dotted(at), "mapping keys must be plain scalars")
+                    raise RecipeError(
+                        path, key_node.start_mark.line + 1, _dotted(at), "mapping keys must be plain scalars"
+                    )
                 key = constructor.construct_object(key_node)
                 if key == "<<":
-                    raise RecipeError(path, key_node.start_mark.line + 1, _dotted(at), "YAML merge keys (<<) are not supported")
+                    raise RecipeError(
+                        path, key_node.start_mark.line + 1, _dotted(at), "YAML merge keys (<<) are not supported"
+                    )
                 if key in out:
                     first = lines.get(at + (key,))
-                    raise RecipeError(path, key_node.start_mark.line + 1, _dotted(at + (key,)),
-                                      f"duplicate key (first defined on line {first})")
+                    raise RecipeError(
+                        path,
+                        key_node.start_mark.line + 1,
+                        _dotted(at + (key,)),
+                        f"duplicate key (first defined on line {first})",
+                    )
                 out[key] = walk(value_node, at + (key,))
             return out
         if isinstance(n, SequenceNode):

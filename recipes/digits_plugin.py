@@ -5,6 +5,7 @@ third-party stage kind works without editing `stages/`. The data is
 scikit-learn's bundled 8x8 digits (1,797 real images, no download), split
 once with a fixed seed: 1,200 for training (and calibration), 597 held out.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -33,11 +34,14 @@ def digits_net(width: int = 16) -> Any:
     import torch.nn as nn
 
     return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(2 * width * 16, 64), nn.ReLU(),
+        nn.Linear(2 * width * 16, 64),
+        nn.ReLU(),
         nn.Linear(64, 10),
     )
 
@@ -46,14 +50,14 @@ def calibration(count: int = 300, batch: int = 50) -> Iterator[tuple[dict[str, A
     """Calibration batches: the first `count` training images (never the held-out ones)."""
     x, y, _, _ = _split()
     for i in range(0, min(count, len(x)), batch):
-        yield {"input": x[i:i + batch]}, y[i:i + batch]
+        yield {"input": x[i : i + batch]}, y[i : i + batch]
 
 
 def held_out(batch: int = 100) -> Iterator[tuple[dict[str, Any], Any]]:
     """The 597 held-out images with their labels: validation only."""
     _, _, x, y = _split()
     for i in range(0, len(x), batch):
-        yield {"input": x[i:i + batch]}, y[i:i + batch]
+        yield {"input": x[i : i + batch]}, y[i : i + batch]
 
 
 def zeros(count: int = 1) -> Iterator[tuple[dict[str, Any], Any]]:

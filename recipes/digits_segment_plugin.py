@@ -12,13 +12,14 @@ Same split as `digits_int8.yaml` (digits_plugin._split): canvases for training
 and calibration use the 1,200 training digits, validation canvases only the
 597 held-out ones.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
+from digits_plugin import _split
 from pydantic import Field
 
-from digits_plugin import _split
 from pipeline.stage import OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def canvas_batch(digits: np.ndarray, size: int, rng: np.random.Generator) -> tup
             side = int(rng.integers(8, min(16, size) + 1))
             glyph = resize(digits[(i + j) % n], side)
             top, left = rng.integers(0, size - side + 1, size=2)
-            window = clean[i, top:top + side, left:left + side]
+            window = clean[i, top : top + side, left : left + side]
             np.maximum(window, glyph, out=window)
     noisy = clean + rng.normal(0.0, NOISE, clean.shape).astype(np.float32)
     return noisy[:, None], (clean > INK).astype(np.float32)[:, None]
@@ -67,7 +68,7 @@ def _canvases(digits: np.ndarray, batch: int, seed: int) -> Iterator[tuple[np.nd
 
     rng = np.random.default_rng(seed)
     for k, start in enumerate(range(0, len(digits), batch)):
-        yield canvas_batch(digits[start:start + batch], SIZES[k % len(SIZES)], rng)
+        yield canvas_batch(digits[start : start + batch], SIZES[k % len(SIZES)], rng)
 
 
 def held_out(count: int = 240, batch: int = 40) -> Iterator[tuple[dict[str, Any], None]]:
@@ -113,12 +114,16 @@ def digits_fcn(width: int = 16) -> Any:
 
         def __init__(self) -> None:
             super().__init__()
-            self.full = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
-            self.coarse = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU())
-            self.head = nn.Sequential(nn.Conv2d(3 * width, width, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(width, 1, 1))
+            self.full = nn.Sequential(
+                nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
+            )
+            self.coarse = nn.Sequential(
+                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+                nn.ReLU(),
+            )
+            self.head = nn.Sequential(nn.Conv2d(3 * width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 1))
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             full = self.full(image)
@@ -133,8 +138,12 @@ class TrainParams(Params):
     lr: float = Field(3e-3, gt=0, description="Adam learning rate")
     batch_size: int = Field(32, ge=1, description="training batch size (canvases)")
     seed: int = Field(0, description="torch and data seed (init, shuffling, placement, noise)")
-    width: int = Field(16, ge=1, description="channels of the first conv; set model.kwargs.width to the same "
-                                             "value so export builds the same net")
+    width: int = Field(
+        16,
+        ge=1,
+        description="channels of the first conv; set model.kwargs.width to the same "
+        "value so export builds the same net",
+    )
 
 
 class TrainDigitsSegment(Stage):

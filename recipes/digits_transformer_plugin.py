@@ -11,14 +11,15 @@ is what validating "text" with per-batch sequence lengths needs.
 Same split as `digits_int8.yaml` (digits_plugin._split): 1,200 images for
 training and calibration, 597 held out for validation only.
 """
+
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Iterator
 
+from digits_plugin import _split
 from pydantic import Field
 
-from digits_plugin import _split
 from pipeline.stage import OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
@@ -58,15 +59,14 @@ def sequence_batch(images: np.ndarray, longest: int, rng: np.random.Generator) -
     return {"tokens": tokens, "attention_mask": mask}
 
 
-def _sequences(images: np.ndarray, labels: np.ndarray | None, batch: int,
-               seed: int) -> Iterator[dict[str, np.ndarray]]:
+def _sequences(images: np.ndarray, labels: np.ndarray | None, batch: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
     for k, start in enumerate(range(0, len(images), batch)):
-        item = sequence_batch(images[start:start + batch], LENGTHS[k % len(LENGTHS)], rng)
+        item = sequence_batch(images[start : start + batch], LENGTHS[k % len(LENGTHS)], rng)
         if labels is not None:
-            item["label"] = labels[start:start + batch]
+            item["label"] = labels[start : start + batch]
         yield item
 
 
@@ -153,8 +153,11 @@ class TrainParams(Params):
     lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (one cycle: 10% warm-up, then cosine decay)")
     batch_size: int = Field(64, ge=1, description="training batch size")
     seed: int = Field(0, description="torch and data seed (init, shuffling, heights)")
-    d_model: int = Field(32, ge=8, description="width of the encoder; set model.kwargs.d_model to the same "
-                                               "value so export builds the same net")
+    d_model: int = Field(
+        32,
+        ge=8,
+        description="width of the encoder; set model.kwargs.d_model to the same value so export builds the same net",
+    )
 
 
 class TrainDigitsTransformer(Stage):

@@ -22,6 +22,7 @@ the stage's summary, its quantize.json and the log (`WARNING: <stage>: ...`):
   only once cannot show a spread and are left out; if no shape repeats, the
   check says nothing rather than guess.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
@@ -141,17 +142,17 @@ class CalibrationStats:
         return found
 
 
-def calibration_warnings(ds: "Dataset", stats: CalibrationStats, subset_size: int, synthetic: str | None
-                         ) -> list[str]:
+def calibration_warnings(ds: "Dataset", stats: CalibrationStats, subset_size: int, synthetic: str | None) -> list[str]:
     """One line per reason the calibration may give a broken engine (`synthetic`: the dataset's own warning)."""
     warnings = [synthetic] if synthetic else []
     n = stats.samples
     if n < SMALL_SET and n * 4 < subset_size:
-        warnings.append(f"calibrating on only {n} sample{'s' if n != 1 else ''} of {ds.label} (subset size "
-                        f"{subset_size}): scales from so few samples rarely fit real inputs; give at least "
-                        f"{min(SMALL_SET, -(-subset_size // 4))}")
+        warnings.append(
+            f"calibrating on only {n} sample{'s' if n != 1 else ''} of {ds.label} (subset size "
+            f"{subset_size}): scales from so few samples rarely fit real inputs; give at least "
+            f"{min(SMALL_SET, -(-subset_size // 4))}"
+        )
     for name, ratio in stats.constant_inputs().items():
         how = "identical in every sample" if ratio == 0.0 else f"nearly constant (spread {ratio:.1e} of its RMS)"
-        warnings.append(f"input {name!r} of {ds.label} is {how}: INT8 scales calibrated on it will not fit "
-                        "real inputs")
+        warnings.append(f"input {name!r} of {ds.label} is {how}: INT8 scales calibrated on it will not fit real inputs")
     return warnings

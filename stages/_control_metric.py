@@ -17,6 +17,7 @@ with the float model itself, on the val data:
 The float model's outputs are computed once, with FP32 inference, and looked
 up by the first sample index each item carries (`stages._calibration.Item`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,8 +80,14 @@ class ControlMetric:
         return correct / max(total, 1)
 
 
-def control_metric(core: "ov.Core", model: "ov.Model", items: Iterable["Item"], output: str | None,
-                   roles: dict[str, str], labelled: bool) -> ControlMetric:
+def control_metric(
+    core: "ov.Core",
+    model: "ov.Model",
+    items: Iterable["Item"],
+    output: str | None,
+    roles: dict[str, str],
+    labelled: bool,
+) -> ControlMetric:
     """The metric for `output` (default: the output labels score when the data has labels, else the first
     output), its role declared in `roles` or inferred by validate's rule (`stages._roles`)."""
     names = [o.get_any_name() for o in model.outputs]
@@ -91,16 +98,20 @@ def control_metric(core: "ov.Core", model: "ov.Model", items: Iterable["Item"], 
     shapes = {name: tuple(np.asarray(value).shape) for name, value in zip(names, compiled(first[0]).values())}
     output, role = metric_choice(output, names, shapes, roles, labelled)
     if role == "classification" and not labelled:
-        raise NeedsLabels(f"output {output!r} is a classifier's: its figure, top-1 accuracy, needs labels "
-                          "(if it is not a classifier, declare its role under model.roles)")
+        raise NeedsLabels(
+            f"output {output!r} is a classifier's: its figure, top-1 accuracy, needs labels "
+            "(if it is not a classifier, declare its role under model.roles)"
+        )
     index = names.index(output)
-    reference = {} if role == "classification" else \
-        {start: np.asarray(compiled(inputs)[index]) for inputs, _, start in items}
+    reference = (
+        {} if role == "classification" else {start: np.asarray(compiled(inputs)[index]) for inputs, _, start in items}
+    )
     return ControlMetric(output, index, role, reference)
 
 
-def metric_choice(output: str | None, names: list[str], shapes: dict[str, tuple[int, ...]],
-                  roles: dict[str, str], labelled: bool) -> tuple[str, str]:
+def metric_choice(
+    output: str | None, names: list[str], shapes: dict[str, tuple[int, ...]], roles: dict[str, str], labelled: bool
+) -> tuple[str, str]:
     """(output, role): `metric_output`, else the output labels score by validate's rule (declared roles
     first, `stages._roles.labels_output`), else the first output; its role as validate would give it."""
     from stages._roles import AmbiguousLabelsOutput, infer_role, labels_output

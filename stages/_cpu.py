@@ -3,13 +3,23 @@
 Kept apart from the runners so a stage's `toolchain()` (called on every
 cached run) can read it without pulling in numpy.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
-             "amx_fp16")
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+)
 
 
 def available_cpus() -> int:
@@ -22,7 +32,8 @@ def available_cpus() -> int:
 
 @functools.lru_cache(maxsize=1)
 def _cpuinfo() -> tuple[str, frozenset[str]]:
-    model, flags = "unknown", frozenset()
+    model = "unknown"
+    flags: frozenset[str] = frozenset()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -42,5 +53,8 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
 def cpu_identity() -> dict[str, str]:
     """CPU model name and the ISA flags that change kernels and default precision, from /proc/cpuinfo."""
     model, flags = _cpuinfo()
-    return {"cpu": model, "cpu_flags": " ".join(f for f in ISA_FLAGS if f in flags) or "none",
-            "cpus": str(available_cpus())}
+    return {
+        "cpu": model,
+        "cpu_flags": " ".join(f for f in ISA_FLAGS if f in flags) or "none",
+        "cpus": str(available_cpus()),
+    }

@@ -5,6 +5,7 @@ Every module that casts feeds or generates inputs (the ONNX Runtime runner,
 reads this one table, so adding a type is one row. numpy only: kind modules
 import it on the engine's cached path.
 """
+
 from __future__ import annotations
 
 from typing import Any

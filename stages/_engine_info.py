@@ -14,6 +14,7 @@ performance hint and op counts) stays in `details`, so nothing is lost.
 a missing or malformed file (never a pydantic dump). Imports pydantic and the
 standard library only: kind modules and runners import it on the cached path.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ FILENAME = "engine.json"
 
 # Element types numpy holds, by numpy's name (np.dtype(name).name == name; a test checks), and the few I/O
 # types it lacks, by the name ml_dtypes (the numpy-ecosystem package for them) gives them.
-NUMPY_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                          "float16", "float32", "float64"})
+NUMPY_DTYPES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
+)
 EXTRA_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "int4", "uint4"})
 _RANGE = re.compile(r"^(\d+)?\.\.(\d+)?$")
 
@@ -64,8 +66,9 @@ class TensorInfo(_Frozen):
     @classmethod
     def _dtype(cls, v: str) -> str:
         if v not in NUMPY_DTYPES | EXTRA_DTYPES:
-            raise ValueError(f"{v!r} is not a numpy dtype name (expected one of "
-                             f"{', '.join(sorted(NUMPY_DTYPES | EXTRA_DTYPES))})")
+            raise ValueError(
+                f"{v!r} is not a numpy dtype name (expected one of {', '.join(sorted(NUMPY_DTYPES | EXTRA_DTYPES))})"
+            )
         return v
 
     @field_validator("dims")
@@ -215,8 +218,9 @@ def parse(data: Any, where: Path | str) -> EngineInfo:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if "schema" not in data:
-        raise ValueError(f"{where}: no schema version: written before engine.json was typed (schema {SCHEMA}); "
-                         "rebuild the engine")
+        raise ValueError(
+            f"{where}: no schema version: written before engine.json was typed (schema {SCHEMA}); rebuild the engine"
+        )
     try:
         return EngineInfo.model_validate(data)
     except ValidationError as exc:

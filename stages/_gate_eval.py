@@ -15,6 +15,7 @@ left out of the output's applied gates, listed under `not_evaluated` with the
 reason, and warned about. Only the accuracy gates stay quietly off without labels
 (they are on "when the data has labels").
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,9 +24,15 @@ from stages import _gates as G
 from stages._gate_result import GateResult, check_gate, passes
 
 
-def evaluate(gates: dict[str, Any] | None, per_output: dict[str, dict[str, Any]], precision: str,
-             outputs: dict[str, dict[str, Any]], points: dict[str, Any], warnings: list[str],
-             uninformative: dict[str, set[str]]) -> list[GateResult]:
+def evaluate(
+    gates: dict[str, Any] | None,
+    per_output: dict[str, dict[str, Any]],
+    precision: str,
+    outputs: dict[str, dict[str, Any]],
+    points: dict[str, Any],
+    warnings: list[str],
+    uninformative: dict[str, set[str]],
+) -> list[GateResult]:
     """Every gate's verdict; `outputs[o]` holds role, figures, counts, worst; `entry['gates']` is filled in."""
     user_set = gates is not None
     results: list[GateResult] = []
@@ -33,7 +40,7 @@ def evaluate(gates: dict[str, Any] | None, per_output: dict[str, dict[str, Any]]
     evaluated: set[str] = set()
     for o, entry in outputs.items():
         figs, role = entry["figures"], entry["role"]
-        base = dict(gates) if user_set else G.default_gates(precision, role)
+        base = dict(gates) if gates is not None else G.default_gates(precision, role)
         if user_set:
             base.setdefault("finite", True)
             base.setdefault("shape", True)
@@ -79,16 +86,26 @@ def evaluate(gates: dict[str, Any] | None, per_output: dict[str, dict[str, Any]]
             for key in ("shape", "finite"):
                 if key in resolved and "outputs" in info and o in info["outputs"]:
                     po = info["outputs"][o]
-                    note = po["error"] or (f"{po['candidate_shape']} vs reference {po['reference_shape']}"
-                                           if key == "shape" else "")
+                    note = po["error"] or (
+                        f"{po['candidate_shape']} vs reference {po['reference_shape']}" if key == "shape" else ""
+                    )
                     results.append(check_gate(key, f"{o} @{point}", po[key], True, note))
     for metric, outs in not_applicable.items():
         if metric in evaluated:
-            warnings.append(f"gate {metric} does not apply to {', '.join(outs)}: "
-                            + _why_skipped(metric, outputs, outs))
+            warnings.append(
+                f"gate {metric} does not apply to {', '.join(outs)}: " + _why_skipped(metric, outputs, outs)
+            )
         else:
-            results.append(check_gate(metric, ", ".join(outs), None, gates[metric],  # type: ignore[index]
-                                      "no output could be evaluated: " + _why_skipped(metric, outputs, outs)))
+            assert gates is not None  # not_applicable is filled only when the recipe sets gates
+            results.append(
+                check_gate(
+                    metric,
+                    ", ".join(outs),
+                    None,
+                    gates[metric],
+                    "no output could be evaluated: " + _why_skipped(metric, outputs, outs),
+                )
+            )
     return results
 
 
@@ -139,6 +156,8 @@ def why_na(metric: str) -> str:
 def _why_skipped(metric: str, outputs: dict[str, dict[str, Any]], outs: list[str]) -> str:
     roles = {outputs[o]["role"] for o in outs}
     if not any(G.applies(metric, r) for r in roles):
-        return (f"it applies to {', '.join(G.GATES[metric].roles)} outputs, not {', '.join(sorted(roles))} "
-                "(set model.roles or labels_output)")
+        return (
+            f"it applies to {', '.join(G.GATES[metric].roles)} outputs, not {', '.join(sorted(roles))} "
+            "(set model.roles or labels_output)"
+        )
     return why_na(metric)

@@ -4,12 +4,13 @@ Display rounding never contradicts the verdict: an observation is rounded down
 for min gates and up for max gates, and more digits are shown while a differing
 observation would print equal to its threshold.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -73,12 +74,21 @@ class GateResult:
         return f"{self.output}: {self.describe()}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "output": self.output, "observed": self.observed, "threshold": self.threshold,
-                "passed": self.passed, "would_pass": self.would_pass, "note": self.note, "text": str(self)}
+        return {
+            "metric": self.metric,
+            "output": self.output,
+            "observed": self.observed,
+            "threshold": self.threshold,
+            "passed": self.passed,
+            "would_pass": self.would_pass,
+            "note": self.note,
+            "text": str(self),
+        }
 
 
-def check_gate(metric: str, output: str, observed: float | bool | None, threshold: float | bool,
-               note: str = "") -> GateResult:
+def check_gate(
+    metric: str, output: str, observed: float | bool | None, threshold: float | bool, note: str = ""
+) -> GateResult:
     """Compare `observed` with `threshold` in the gate's direction; a missing or NaN figure fails."""
     if metric not in GATES:
         raise ValueError(f"unknown gate {metric!r} (known: {', '.join(GATES)})")
@@ -107,7 +117,7 @@ def would_pass(metric: str, observed: float, digits: int = 3) -> float | None:
     return _round_safe(observed, direction, metric, digits)
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: Any) -> TypeGuard[int | float | np.integer[Any] | np.floating[Any]]:
     return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool)
 
 

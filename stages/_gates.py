@@ -9,6 +9,7 @@ role without a default value simply has no default gate. Per-sample figures
 (cosine, centered cosine, relative error, IoU) are the WORST sample's; proportions
 (agreement, accuracy) are dataset-level.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,35 +48,120 @@ def _each(roles: tuple[str, ...], value: Any) -> dict[str, Any]:
 
 
 TABLE: tuple[Gate, ...] = (
-    Gate("finite", "finite", "bool", "finite", _ALL, "no NaN or infinity in the candidate's outputs",
-         _per(_each(_ALL, True), _each(_ALL, True), _each(_ALL, True))),
-    Gate("shape", "shape", "bool", "shape", _ALL, "the candidate's output shapes equal the reference's, at every "
-         "batch and declared point", _per(_each(_ALL, True), _each(_ALL, True), _each(_ALL, True))),
+    Gate(
+        "finite",
+        "finite",
+        "bool",
+        "finite",
+        _ALL,
+        "no NaN or infinity in the candidate's outputs",
+        _per(_each(_ALL, True), _each(_ALL, True), _each(_ALL, True)),
+    ),
+    Gate(
+        "shape",
+        "shape",
+        "bool",
+        "shape",
+        _ALL,
+        "the candidate's output shapes equal the reference's, at every batch and declared point",
+        _per(_each(_ALL, True), _each(_ALL, True), _each(_ALL, True)),
+    ),
     Gate("max_abs", "max_abs", "max", "max_abs", _ALL, "largest |candidate - reference| over every element"),
-    Gate("max_abs_rel", "max_abs", "max", "max_abs", _ALL, "max_abs relative to the output's scale (max "
-         "|reference|): becomes a max_abs gate per output", _per(_each(_ALL, 1e-4), {}, {})),
+    Gate(
+        "max_abs_rel",
+        "max_abs",
+        "max",
+        "max_abs",
+        _ALL,
+        "max_abs relative to the output's scale (max |reference|): becomes a max_abs gate per output",
+        _per(_each(_ALL, 1e-4), {}, {}),
+    ),
     Gate("mean_abs", "mean_abs", "max", "mean_abs", _ALL, "mean |candidate - reference| over every element"),
-    Gate("cosine_min", "cosine", "min", "cosine", _ALL, "cosine of candidate and reference, worst sample",
-         _per(_each(_VEC, 0.9999), _each(_VEC, 0.99), _each(_VEC, 0.95)), unit=True),
-    Gate("centered_cosine_min", "centered_cosine", "min", "centered cosine", _ALL,
-         "cosine after removing the reference's mean over the sample's shape group, worst sample",
-         _per({"classification": 0.9999, "dense": 0.9999}, {"classification": 0.99, "dense": 0.99},
-              {"classification": 0.9, "dense": 0.9}), unit=True),
-    Gate("rel_error_max", "rel_error", "max", "relative error", _ALL,
-         "||candidate - reference|| / ||reference||, worst sample",
-         _per(_each(_VEC, 1e-3), _each(_VEC, 0.05), _each(_VEC, 0.3))),
-    Gate("iou_min", "iou", "min", "IoU", ("dense",), "IoU of the two maps thresholded at `dense_threshold`, "
-         "worst sample", _per({"dense": 0.99}, {"dense": 0.9}, {"dense": 0.8}), unit=True),
-    Gate("top1_agreement_min", "top1_agreement", "min", "top-1 agreement", _CLS,
-         "share of samples where both engines pick the same class",
-         _per(_each(_CLS, 0.99), _each(_CLS, 0.9), _each(_CLS, 0.9)), unit=True, proportion=True),
-    Gate("top5_agreement_min", "top5_agreement", "min", "top-5 agreement", _CLS,
-         "share of samples whose reference class is in the candidate's top 5", unit=True, proportion=True),
-    Gate("accuracy_min", "accuracy", "min", "accuracy", _CLS, "the candidate's accuracy against the labels",
-         unit=True, proportion=True),
-    Gate("accuracy_drop_max", "accuracy_drop", "max", "accuracy drop", _CLS,
-         "reference accuracy - candidate accuracy (on when the data has labels)",
-         _per(_each(_CLS, 0.01), _each(_CLS, 0.02), _each(_CLS, 0.02)), unit=True, proportion=True),
+    Gate(
+        "cosine_min",
+        "cosine",
+        "min",
+        "cosine",
+        _ALL,
+        "cosine of candidate and reference, worst sample",
+        _per(_each(_VEC, 0.9999), _each(_VEC, 0.99), _each(_VEC, 0.95)),
+        unit=True,
+    ),
+    Gate(
+        "centered_cosine_min",
+        "centered_cosine",
+        "min",
+        "centered cosine",
+        _ALL,
+        "cosine after removing the reference's mean over the sample's shape group, worst sample",
+        _per(
+            {"classification": 0.9999, "dense": 0.9999},
+            {"classification": 0.99, "dense": 0.99},
+            {"classification": 0.9, "dense": 0.9},
+        ),
+        unit=True,
+    ),
+    Gate(
+        "rel_error_max",
+        "rel_error",
+        "max",
+        "relative error",
+        _ALL,
+        "||candidate - reference|| / ||reference||, worst sample",
+        _per(_each(_VEC, 1e-3), _each(_VEC, 0.05), _each(_VEC, 0.3)),
+    ),
+    Gate(
+        "iou_min",
+        "iou",
+        "min",
+        "IoU",
+        ("dense",),
+        "IoU of the two maps thresholded at `dense_threshold`, worst sample",
+        _per({"dense": 0.99}, {"dense": 0.9}, {"dense": 0.8}),
+        unit=True,
+    ),
+    Gate(
+        "top1_agreement_min",
+        "top1_agreement",
+        "min",
+        "top-1 agreement",
+        _CLS,
+        "share of samples where both engines pick the same class",
+        _per(_each(_CLS, 0.99), _each(_CLS, 0.9), _each(_CLS, 0.9)),
+        unit=True,
+        proportion=True,
+    ),
+    Gate(
+        "top5_agreement_min",
+        "top5_agreement",
+        "min",
+        "top-5 agreement",
+        _CLS,
+        "share of samples whose reference class is in the candidate's top 5",
+        unit=True,
+        proportion=True,
+    ),
+    Gate(
+        "accuracy_min",
+        "accuracy",
+        "min",
+        "accuracy",
+        _CLS,
+        "the candidate's accuracy against the labels",
+        unit=True,
+        proportion=True,
+    ),
+    Gate(
+        "accuracy_drop_max",
+        "accuracy_drop",
+        "max",
+        "accuracy drop",
+        _CLS,
+        "reference accuracy - candidate accuracy (on when the data has labels)",
+        _per(_each(_CLS, 0.01), _each(_CLS, 0.02), _each(_CLS, 0.02)),
+        unit=True,
+        proportion=True,
+    ),
 )
 GATES: dict[str, Gate] = {g.name: g for g in TABLE}
 BOOL_GATES = tuple(g.name for g in TABLE if g.direction == "bool")
@@ -103,8 +189,9 @@ def applies(gate: str, role: str) -> bool:
     return role in GATES[gate].roles
 
 
-def resolve_gates(base: Mapping[str, Any], override: Mapping[str, Any] | None, output_scale: float | None
-                  ) -> dict[str, float | bool]:
+def resolve_gates(
+    base: Mapping[str, Any], override: Mapping[str, Any] | None, output_scale: float | None
+) -> dict[str, float | bool]:
     """The gates of one output: `base` updated with its per-output `override` (None disables a gate);
     a relative `max_abs_rel` becomes `max_abs` at this output's scale (unless an absolute one is set)."""
     gates: dict[str, Any] = dict(base)
@@ -131,11 +218,12 @@ def check_gate_values(gates: Any, allow_none: bool) -> Any:
 
     if not isinstance(gates, dict):
         return gates  # not a mapping: the field's own type check says so
-    out = {}
+    out: dict[str, float | bool | None] = {}
     for name, value in gates.items():
         if name not in GATES:
-            raise GateValueError(name, value, f"unknown gate{did_you_mean(str(name), list(GATES))} "
-                                              f"(gates: {', '.join(GATES)})")
+            raise GateValueError(
+                name, value, f"unknown gate{did_you_mean(str(name), list(GATES))} (gates: {', '.join(GATES)})"
+            )
         if value is None and allow_none:
             out[name] = None
         elif name in BOOL_GATES:
@@ -151,8 +239,10 @@ def check_gate_values(gates: Any, allow_none: bool) -> Any:
 
 def gate_reference() -> str:
     """The README's gate section: every gate, what it reads, where it applies, and its defaults."""
-    lines = ["| gate | passes when | applies to | fp32 default | half (bf16/fp16) default | int8 default | "
-             "meaning |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| gate | passes when | applies to | fp32 default | half (bf16/fp16) default | int8 default | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g in TABLE:
         test = {"min": f"{g.figure} >= value", "max": f"{g.figure} <= value", "bool": "the check holds"}[g.direction]
         roles = "every role" if g.roles == _ALL else ", ".join(g.roles)

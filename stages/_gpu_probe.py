@@ -15,6 +15,7 @@ spawns workers, so the probe reads files and asks command-line tools:
 entry; nvidia-smi numbers GPUs in PCI order, as CUDA does with
 `CUDA_DEVICE_ORDER=PCI_BUS_ID`). The result is cached once per process.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -54,14 +55,18 @@ class GpuProbe:
 
     @property
     def sm(self) -> str:
-        """"sm80" for compute capability 8.0, "smunknown" when unknown."""
+        """ "sm80" for compute capability 8.0, "smunknown" when unknown."""
         return "sm" + (self.compute_capability.replace(".", "") if self.compute_capability else "unknown")
 
     def identity(self) -> dict[str, str]:
         """What an engine built here depends on: the key's hardware half ("none" where unknown)."""
-        return {"tensorrt": self.tensorrt or "none", "tensorrt_cuda": self.tensorrt_cuda or "none",
-                "gpu": self.gpu or "none", "compute_capability": self.compute_capability or "none",
-                "cuda": self.cuda or "none"}
+        return {
+            "tensorrt": self.tensorrt or "none",
+            "tensorrt_cuda": self.tensorrt_cuda or "none",
+            "gpu": self.gpu or "none",
+            "compute_capability": self.compute_capability or "none",
+            "cuda": self.cuda or "none",
+        }
 
 
 def unmet_reason(probe: GpuProbe, cuda_python: bool = True) -> str | None:
@@ -99,14 +104,24 @@ def probe_gpu() -> GpuProbe:
     elif proc_models:
         gpu = proc_models[0]
     trt, trt_cuda = tensorrt_distribution()
-    return GpuProbe(gpu=gpu, compute_capability=cc, driver=driver, cuda=cuda, tensorrt=trt, tensorrt_cuda=trt_cuda,
-                    probed=tuple(probed), gpus=tuple(r[0] for r in rows) or tuple(proc_models))
+    return GpuProbe(
+        gpu=gpu,
+        compute_capability=cc,
+        driver=driver,
+        cuda=cuda,
+        tensorrt=trt,
+        tensorrt_cuda=trt_cuda,
+        probed=tuple(probed),
+        gpus=tuple(r[0] for r in rows) or tuple(proc_models),
+    )
 
 
 def cuda_python_available() -> bool:
     """cuda-python's runtime bindings are importable (found without importing them)."""
     try:
-        return importlib.util.find_spec("cuda.bindings") is not None or importlib.util.find_spec("cuda.cudart") is not None
+        return (
+            importlib.util.find_spec("cuda.bindings") is not None or importlib.util.find_spec("cuda.cudart") is not None
+        )
     except (ImportError, ValueError):
         return False
 

@@ -6,6 +6,7 @@ records how much CPU *other* processes took meanwhile (`CpuMeter`) and is
 repeated when that exceeds a small share of one core (`measure`). Runners
 supply only the loop; every runner's timings mean the same thing.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,8 +98,16 @@ class CpuMeter:
 LoopFn = Callable[[float], "tuple[list[float], int, float]"]  # min_seconds -> (latencies ms, iterations, wall s)
 
 
-def measure(loop: LoopFn, *, mode: str, batch: int, requests: int, min_seconds: float,
-            max_attempts: int | None = None, other_limit: float | None = None) -> Timing:
+def measure(
+    loop: LoopFn,
+    *,
+    mode: str,
+    batch: int,
+    requests: int,
+    min_seconds: float,
+    max_attempts: int | None = None,
+    other_limit: float | None = None,
+) -> Timing:
     """Run `loop` until other processes stayed under `other_limit` cores (at most `max_attempts` times;
     defaults: the module's OTHER_CPU_LIMIT and MAX_ATTEMPTS, read at call time).
 
@@ -114,10 +123,19 @@ def measure(loop: LoopFn, *, mode: str, batch: int, requests: int, min_seconds: 
         noise = meter.stop()
         other, resolution = noise if noise is not None else (0.0, 0.0)
         lat = sorted(latencies) or [0.0]
-        timing = Timing(mode=mode, batch=batch, requests=requests, iterations=iterations, seconds=seconds,
-                        p50_ms=percentile(lat, 50), p90_ms=percentile(lat, 90), p99_ms=percentile(lat, 99),
-                        throughput=batch * iterations / max(seconds, 1e-9), cpu_other_fraction=other,
-                        attempts=attempt)
+        timing = Timing(
+            mode=mode,
+            batch=batch,
+            requests=requests,
+            iterations=iterations,
+            seconds=seconds,
+            p50_ms=percentile(lat, 50),
+            p90_ms=percentile(lat, 90),
+            p99_ms=percentile(lat, 99),
+            throughput=batch * iterations / max(seconds, 1e-9),
+            cpu_other_fraction=other,
+            attempts=attempt,
+        )
         if best is None or timing.cpu_other_fraction < best.cpu_other_fraction:
             best = timing
         if other - resolution <= other_limit:
@@ -134,6 +152,7 @@ def percentile(sorted_values: list[float], percent: float) -> float:
 
 def timed_loop(step: Callable[[], None]) -> LoopFn:
     """A synchronous loop of `step`, each call timed: latency mode, and ORT's throughput mode."""
+
     def loop(min_seconds: float) -> tuple[list[float], int, float]:
         times: list[float] = []
         clock = time.perf_counter
@@ -145,6 +164,7 @@ def timed_loop(step: Callable[[], None]) -> LoopFn:
             times.append((t1 - t0) * 1e3)
             if t1 - start >= min_seconds:
                 return times, len(times), t1 - start
+
     return loop
 
 

@@ -18,6 +18,7 @@ say when the reference itself is too flat for agreement figures to mean anything
 Per-sample figures aggregate as worst / mean / 5th percentile (`spread`);
 proportions (agreement, accuracy) carry a 95% Wilson score interval.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,7 @@ def _weights(weight: np.ndarray | None, like: np.ndarray) -> np.ndarray | None:
     return None if weight is None else np.broadcast_to(_flat(weight), like.shape)
 
 
-def masked(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def masked(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Flattened (samples, m) float64 copies with left-out elements set to 0 in both (they then add nothing)."""
     ref, cand = _flat(reference), _flat(candidate)
     w = _weights(weight, ref)
@@ -64,14 +64,14 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(cos, -1.0, 1.0)
 
 
-def cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
-                      ) -> np.ndarray:
+def cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity of each sample's flattened outputs (left-out elements excluded)."""
     return cosines(*masked(reference, candidate, weight))
 
 
-def centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None,
-                  center: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def centered_pair(
+    reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None, center: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Flattened (samples, m) reference and candidate minus `center` (default: the reference's mean over
     these samples), left-out elements 0: what centered cosine compares."""
     ref, cand = masked(reference, candidate, weight)
@@ -87,8 +87,9 @@ def centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarr
     return a, b
 
 
-def self_centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def self_centered_pair(
+    reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Like `centered_pair`, but each sample minus its own reference mean: a sample alone in its shape group
     has no group mean to center on. A map output (rank >= 4: (samples, C, H, W)) is centered per map (over
     its last two dims), anything else over the whole sample; a constant candidate then scores cosine 0."""
@@ -104,20 +105,21 @@ def self_centered_pair(reference: np.ndarray, candidate: np.ndarray, weight: np.
     return _flat(a), _flat(b)
 
 
-def centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None,
-                               center: np.ndarray | None = None) -> np.ndarray:
+def centered_cosine_per_sample(
+    reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None, center: np.ndarray | None = None
+) -> np.ndarray:
     """Per-sample cosine after subtracting `center` (default: the reference's mean over these samples)."""
     return cosines(*centered_pair(reference, candidate, weight, center))
 
 
-def self_centered_cosine_per_sample(reference: np.ndarray, candidate: np.ndarray,
-                                    weight: np.ndarray | None = None) -> np.ndarray:
+def self_centered_cosine_per_sample(
+    reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
+) -> np.ndarray:
     """Per-sample cosine after subtracting each sample's (each map's) own reference mean."""
     return cosines(*self_centered_pair(reference, candidate, weight))
 
 
-def rel_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
-                         ) -> np.ndarray:
+def rel_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """||candidate - reference|| / ||reference|| per sample; 0 when both are zero, inf when only the reference is."""
     ref, cand = masked(reference, candidate, weight)
     diff, norm = np.linalg.norm(cand - ref, axis=1), np.linalg.norm(ref, axis=1)
@@ -126,8 +128,9 @@ def rel_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: n
     return np.where(norm == 0, np.where(diff == 0, 0.0, np.inf), rel)
 
 
-def iou_per_sample(reference: np.ndarray, candidate: np.ndarray, threshold: float,
-                   weight: np.ndarray | None = None) -> np.ndarray:
+def iou_per_sample(
+    reference: np.ndarray, candidate: np.ndarray, threshold: float, weight: np.ndarray | None = None
+) -> np.ndarray:
     """IoU of the maps thresholded at `threshold` (value > threshold is in), per sample; both empty = 1.0."""
     ref, cand = _flat(reference) > threshold, _flat(candidate) > threshold
     w = _weights(weight, ref)
@@ -138,8 +141,9 @@ def iou_per_sample(reference: np.ndarray, candidate: np.ndarray, threshold: floa
         return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
 
 
-def abs_error_per_sample(reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def abs_error_per_sample(
+    reference: np.ndarray, candidate: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(max |c - r|, sum |c - r|, elements counted) per sample: max_abs and mean_abs aggregate from these."""
     ref, cand = masked(reference, candidate, weight)
     d = np.abs(cand - ref)
@@ -239,8 +243,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_drop_interval(ref_correct: np.ndarray, cand_correct: np.ndarray, z: float = Z95
-                         ) -> tuple[float, float] | None:
+def paired_drop_interval(
+    ref_correct: np.ndarray, cand_correct: np.ndarray, z: float = Z95
+) -> tuple[float, float] | None:
     """95% interval of the accuracy drop (reference - candidate) from the paired per-sample outcomes.
 
     Agresti-Min's adjusted Wald interval: only discordant samples (b: the reference right and the candidate
@@ -270,8 +275,12 @@ class Sensitivity:
     centered_spread: float  # RMS(reference - its mean) / RMS(reference); 0 when outputs ignore the input
 
     def as_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "distinct_top1": self.distinct_top1, "top1_share": self.top1_share,
-                "centered_spread": self.centered_spread}
+        return {
+            "samples": self.samples,
+            "distinct_top1": self.distinct_top1,
+            "top1_share": self.top1_share,
+            "centered_spread": self.centered_spread,
+        }
 
 
 def sensitivity(reference: np.ndarray, classification: bool = True) -> Sensitivity:
@@ -292,11 +301,15 @@ def sensitivity(reference: np.ndarray, classification: bool = True) -> Sensitivi
 def insensitive_reason(s: Sensitivity, min_spread: float = MIN_CENTERED_SPREAD) -> str | None:
     """Plain-language reason the reference cannot tell a good engine from a broken one, or None."""
     if s.samples > 1 and s.distinct_top1 == 1:
-        return (f"agreement figures cannot tell a good engine from a broken one: "
-                f"all {s.samples} inputs give the same top-1 class")
+        return (
+            f"agreement figures cannot tell a good engine from a broken one: "
+            f"all {s.samples} inputs give the same top-1 class"
+        )
     if s.samples > 1 and s.centered_spread < min_spread:
-        return (f"agreement figures cannot tell a good engine from a broken one: the reference's outputs barely "
-                f"depend on the input (centered spread {s.centered_spread:.2g} of the output magnitude)")
+        return (
+            f"agreement figures cannot tell a good engine from a broken one: the reference's outputs barely "
+            f"depend on the input (centered spread {s.centered_spread:.2g} of the output magnitude)"
+        )
     return None
 
 

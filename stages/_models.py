@@ -5,6 +5,7 @@ Weights are never downloaded: a model is its factory's code, called after
 needs the torch model (export, a torch reference for validation) builds it here
 so they all see the same network. torch is imported inside the functions.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,11 @@ def module_from_spec(model: "ModelSpec", recipe_dir: Path, checkpoint: Path | No
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"factory {model.factory} returned {type(module).__name__}, not a torch.nn.Module")
     if checkpoint is not None or model.checkpoint:
-        path = Path(checkpoint) if checkpoint is not None else Path(recipe_dir) / model.checkpoint
-        label = path.name if checkpoint is not None else model.checkpoint
+        if checkpoint is not None:
+            path, label = Path(checkpoint), Path(checkpoint).name
+        else:
+            assert model.checkpoint is not None  # no stage checkpoint: the recipe's, per the test above
+            path, label = Path(recipe_dir) / model.checkpoint, model.checkpoint
         if not path.is_file():
             raise ValueError(f"checkpoint {label!r} not found (looked for {path.resolve()})")
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,12 +73,12 @@ def run_torch(module: "torch.nn.Module", model: "ModelSpec", feeds: dict[str, np
     """Run the module on numpy feeds (positional, in `tensors` order); outputs flattened to a list."""
     import torch
 
-    args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(torch_dtype(model.tensors[n].dtype))
-            for n in model.tensors]
+    args = [
+        torch.from_numpy(np.ascontiguousarray(feeds[n])).to(torch_dtype(model.tensors[n].dtype)) for n in model.tensors
+    ]
     with torch.no_grad():
         result = module(*args)
-    return [t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy()
-            for t in _flatten(result)]
+    return [t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy() for t in _flatten(result)]
 
 
 def _flatten(value: Any) -> list[Any]:

@@ -12,8 +12,10 @@ and finiteness checks: a point counts as checked on the dataset only if a batch
 of exactly its input shapes ran; else it runs on dataset samples tiled to its
 shape where a group has it, else on seeded random inputs.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,8 +38,7 @@ class Part:
     def stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
         w = None if self.weight is None else np.concatenate(self.weight)
         labels = None if self.labels is None else np.concatenate(self.labels)
-        return (np.concatenate(self.reference), np.concatenate(self.candidate), w, np.concatenate(self.index),
-                labels)
+        return (np.concatenate(self.reference), np.concatenate(self.candidate), w, np.concatenate(self.index), labels)
 
 
 @dataclass
@@ -73,13 +74,21 @@ def weight_for(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None
     """1/0 weights shaped like `output` from a (batch, seq) mask, for outputs shaped (batch, seq, ...)."""
     if mask is None or mask.ndim != 2 or output.ndim < 2 or output.shape[:2] != mask.shape:
         return None
-    m = (np.asarray(mask).reshape(mask.shape[0], mask.shape[1], *([1] * (output.ndim - 2))) != 0)
+    m = np.asarray(mask).reshape(mask.shape[0], mask.shape[1], *([1] * (output.ndim - 2))) != 0
     return np.broadcast_to(m, output.shape).astype(np.float32)
 
 
-def run(groups: list[SG.Group], sizes: list[int], bdim: str | int | None, model: Any, reference: Any,
-        candidate: Any, names: dict[str, str], mask: str | None, progress: Callable[[int, int, str], None]
-        ) -> Collected:
+def run(
+    groups: list[SG.Group],
+    sizes: list[int],
+    bdim: str | int | None,
+    model: Any,
+    reference: Any,
+    candidate: Any,
+    names: dict[str, str],
+    mask: str | None,
+    progress: Callable[[int, int, str], None],
+) -> Collected:
     """Run every group's samples, re-batched within the group, through both engines."""
     outs = list(reference.output_names)
     col = Collected({o: {} for o in outs}, dict.fromkeys(outs, True), dict.fromkeys(outs, True), {}, [])
@@ -96,8 +105,7 @@ def run(groups: list[SG.Group], sizes: list[int], bdim: str | int | None, model:
             except Exception as exc:  # noqa: BLE001 - an engine that rejects a declared shape fails the shape gate
                 c = {}
                 for o in outs:
-                    col.shape_notes.setdefault(o, f"batch {size} ({group.key}): the candidate raised "
-                                                  f"{one_line(exc)}")
+                    col.shape_notes.setdefault(o, f"batch {size} ({group.key}): the candidate raised {one_line(exc)}")
             m = None if mask is None else feeds[mask][:count]
             for o in outs:
                 _keep(col, o, group, r[o], c.get(o), start, count, size, m)
@@ -109,8 +117,17 @@ def run(groups: list[SG.Group], sizes: list[int], bdim: str | int | None, model:
     return col
 
 
-def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int, count: int, size: int,
-          mask: np.ndarray | None) -> None:
+def _keep(
+    col: Collected,
+    o: str,
+    group: SG.Group,
+    ro: Any,
+    co: Any,
+    start: int,
+    count: int,
+    size: int,
+    mask: np.ndarray | None,
+) -> None:
     if co is None:
         col.shape_notes.setdefault(o, "missing from the candidate")
         return
@@ -120,8 +137,8 @@ def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int,
     if ro.shape != co.shape:
         col.shape_notes.setdefault(o, f"batch {size} ({group.key}): shape {co.shape} != reference {ro.shape}")
         return
-    index = group.index[start:start + count]
-    labels = None if group.labels is None else group.labels[start:start + count]
+    index = group.index[start : start + count]
+    labels = None if group.labels is None else group.labels[start : start + count]
     if ro.ndim and ro.shape[0] == size:
         ro, co = ro[:count], co[:count]
     else:  # not one row per sample: the batch's whole output counts as one sample
@@ -133,8 +150,9 @@ def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int,
     if mask is not None and ro.ndim == 2 and w is None:
         col.unmasked.add(o)
     if part is None:
-        part = col.parts[o][key] = Part(group.key, weight=None if w is None else [],
-                                        labels=None if labels is None else [])
+        part = col.parts[o][key] = Part(
+            group.key, weight=None if w is None else [], labels=None if labels is None else []
+        )
     part.reference.append(ro)
     part.candidate.append(co)
     part.index.append(index)
@@ -144,8 +162,15 @@ def _keep(col: Collected, o: str, group: SG.Group, ro: Any, co: Any, start: int,
         part.labels.append(labels)
 
 
-def check_points(points: list[str], ran: set[tuple[tuple[str, tuple[int, ...]], ...]], groups: list[SG.Group],
-                 model: Any, reference: Any, candidate: Any, names: dict[str, str]) -> dict[str, Any]:
+def check_points(
+    points: Sequence[str],
+    ran: set[tuple[tuple[str, tuple[int, ...]], ...]],
+    groups: list[SG.Group],
+    model: Any,
+    reference: Any,
+    candidate: Any,
+    names: dict[str, str],
+) -> dict[str, Any]:
     """Run every declared point; one whose exact input shapes the numerics pass ran (`ran`, from
     `shapes_key`) is only recorded."""
     from stages import _metrics as M
@@ -155,8 +180,7 @@ def check_points(points: list[str], ran: set[tuple[tuple[str, tuple[int, ...]], 
     for point in points:
         shapes = {t: model.shape(t, point) for t in model.tensors}
         batch = next(iter(shapes.values()))[0] if shapes and next(iter(shapes.values())) else 1
-        group = next((g for g in groups if all(tuple(s[1:]) == g.inputs[t].shape[1:] for t, s in shapes.items())),
-                     None)
+        group = next((g for g in groups if all(tuple(s[1:]) == g.inputs[t].shape[1:] for t, s in shapes.items())), None)
         wanted = {t: tuple(s) for t, s in shapes.items()}
         if any(all(dict(run).get(t) == s for t, s in wanted.items()) for run in ran):
             result[point] = {"shapes": shapes, "source": "dataset"}
@@ -177,13 +201,17 @@ def check_points(points: list[str], ran: set[tuple[tuple[str, tuple[int, ...]], 
         for o, ro in r.items():
             co = c.get(o)
             ok = co is not None and np.shape(co) == np.shape(ro)
-            outs[o] = {"shape": ok, "candidate_shape": None if co is None else list(np.shape(co)),
-                       "reference_shape": list(np.shape(ro)),
-                       "finite": bool(np.isfinite(co).all()) if co is not None and np.asarray(co).dtype.kind in "fc"
-                       else co is not None,
-                       "max_abs": M.max_abs(ro, co) if ok else None,
-                       "cosine": M.cosine(np.asarray(ro).reshape(1, -1), np.asarray(co).reshape(1, -1)) if ok else None,
-                       "error": error}
+            outs[o] = {
+                "shape": ok,
+                "candidate_shape": None if co is None else list(np.shape(co)),
+                "reference_shape": list(np.shape(ro)),
+                "finite": bool(np.isfinite(co).all())
+                if co is not None and np.asarray(co).dtype.kind in "fc"
+                else co is not None,
+                "max_abs": M.max_abs(ro, co) if ok and co is not None else None,
+                "cosine": M.cosine(np.asarray(ro).reshape(1, -1), np.asarray(co).reshape(1, -1)) if ok else None,
+                "error": error,
+            }
         result[point] = {"shapes": shapes, "source": source, "outputs": outs}
     return result
 
@@ -206,6 +234,9 @@ def one_line(exc: BaseException) -> str:
     """The line of an error that says what went wrong (OpenVINO puts it last, after source locations)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
-    text = (useful[-1] if useful else lines[0]) if lines and lines[0].startswith("Exception from ") else \
-        (lines[0] if lines else "")
+    text = (
+        (useful[-1] if useful else lines[0])
+        if lines and lines[0].startswith("Exception from ")
+        else (lines[0] if lines else "")
+    )
     return f"{type(exc).__name__}: {text}"[:300]

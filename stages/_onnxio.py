@@ -5,6 +5,7 @@ transformation that changes the numbers fails at the stage that broke it, not
 three stages later in `validate`. onnx and onnxruntime are imported lazily:
 kind modules import this one on the engine's cached path.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def save_onnx(model: "onnx.ModelProto", path: Path | str) -> Path:
     """
     size = model.ByteSize()
     if size > PROTOBUF_LIMIT:
-        raise ValueError(f"model is {size / 2**30:.2f} GiB; single-file ONNX is limited to 2 GiB "
-                         "(external data is not supported by this stage yet)")
+        raise ValueError(
+            f"model is {size / 2**30:.2f} GiB; single-file ONNX is limited to 2 GiB "
+            "(external data is not supported by this stage yet)"
+        )
     path = Path(path)
     path.write_bytes(model.SerializeToString(deterministic=True))
     return path
@@ -119,8 +122,9 @@ def input_shapes(model: "ModelSpec", point: str = "opt") -> dict[str, tuple[int,
     return {name: model.shape(name, point) for name in model.tensors}  # type: ignore[arg-type]
 
 
-def random_inputs(session: "onnxruntime.InferenceSession", shapes: Mapping[str, tuple[int, ...]],
-                  seed: int) -> dict[str, np.ndarray]:
+def random_inputs(
+    session: "onnxruntime.InferenceSession", shapes: Mapping[str, tuple[int, ...]], seed: int
+) -> dict[str, np.ndarray]:
     """Seeded random feeds for every input of `session`, in each input's own dtype."""
     rng = np.random.default_rng(seed)
     feeds = {}
@@ -147,8 +151,9 @@ def run_onnx(session: "onnxruntime.InferenceSession", feeds: Mapping[str, np.nda
     return dict(zip(names, session.run(names, dict(feeds))))
 
 
-def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
-                    atol: float, rtol: float) -> dict[str, float]:
+def compare_outputs(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], atol: float, rtol: float
+) -> dict[str, float]:
     """Max abs difference per output; ValueError naming the first output out of tolerance.
 
     Passes where |candidate - reference| <= atol + rtol * |reference| everywhere
@@ -175,15 +180,23 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         max_abs = float(diff.max()) if diff.size else 0.0
         if np.any(bad):
             at = np.unravel_index(int(np.argmax(np.where(bad, diff, -1.0))), diff.shape)
-            raise ValueError(f"output {name}: max abs diff {max_abs:.3g} > atol {atol:g} + rtol {rtol:g} * |reference| "
-                             f"({int(bad.sum())} of {bad.size} elements; worst at {tuple(int(i) for i in at)}: "
-                             f"reference {ref[at].item():.6g}, candidate {cand[at].item():.6g})")
+            raise ValueError(
+                f"output {name}: max abs diff {max_abs:.3g} > atol {atol:g} + rtol {rtol:g} * |reference| "
+                f"({int(bad.sum())} of {bad.size} elements; worst at {tuple(int(i) for i in at)}: "
+                f"reference {ref[at].item():.6g}, candidate {cand[at].item():.6g})"
+            )
         result[name] = max_abs
     return result
 
 
-def check_agreement(reference_path: Path | str, candidate_path: Path | str, inputs: Mapping[str, np.ndarray],
-                    atol: float, rtol: float, name_map: Mapping[str, str] | None = None) -> dict[str, float]:
+def check_agreement(
+    reference_path: Path | str,
+    candidate_path: Path | str,
+    inputs: Mapping[str, np.ndarray],
+    atol: float,
+    rtol: float,
+    name_map: Mapping[str, str] | None = None,
+) -> dict[str, float]:
     """Run both models on `inputs` (keyed by the reference's names) and compare every output.
 
     `name_map` maps reference input/output names to the candidate's (after a

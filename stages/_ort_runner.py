@@ -4,6 +4,7 @@ Its session comes from the project's one session factory (`_onnxio.session_from_
 and its input dtypes from the one dtype table (`_dtypes`). onnx and
 onnxruntime are imported when a runner is made, not when this module is.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,16 @@ from stages._measure import Timing, batch_of, measure, timed_loop
 from stages._onnxio import session_from_onnx
 from stages._runner_protocol import Mode, cast_feeds
 
-_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
-              "DynamicQuantizeLinear", "MatMulNBits"}
+_QUANT_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeLinear",
+    "MatMulNBits",
+}
 
 
 class OrtRunner:
@@ -45,21 +54,28 @@ class OrtRunner:
         outs = self.session.run(self.output_names, self._cast(feeds))
         return dict(zip(self.output_names, outs))
 
-    def benchmark(self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0,
-                  warmup: int = 5) -> Timing:
+    def benchmark(
+        self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
+    ) -> Timing:
         cast = self._cast(feeds)
         names = self.output_names
         run = self.session.run
         for _ in range(max(1, warmup)):
             run(names, cast)
-        return measure(timed_loop(lambda: run(names, cast)), mode=mode, batch=batch_of(feeds), requests=1,
-                       min_seconds=min_seconds)
+        return measure(
+            timed_loop(lambda: run(names, cast)), mode=mode, batch=batch_of(feeds), requests=1, min_seconds=min_seconds
+        )
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {"runner": self.name, "precision": self.precision, "onnxruntime": ort.__version__,
-                "intra_op_threads": self.threads, "provider": "CPUExecutionProvider"}
+        return {
+            "runner": self.name,
+            "precision": self.precision,
+            "onnxruntime": ort.__version__,
+            "intra_op_threads": self.threads,
+            "provider": "CPUExecutionProvider",
+        }
 
     def _cast(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return cast_feeds(self.path.name, self._dtypes, feeds)

@@ -19,6 +19,7 @@ Two exceptions, both named in the entry and the report:
   output, all samples stacked into one vector (`dataset_level`): per sample they
   are only a sign, or blow up where one reference value is near 0.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,9 +45,24 @@ def _tail(figure: str) -> str:
 
 def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: float) -> dict[str, Any]:
     """figures, intervals, proportion counts, per-group figures, worst samples and the reference's sensitivity."""
-    samples: dict[str, list[np.ndarray]] = {k: [] for k in ("cosine", "centered_cosine", "rel_error", "iou",
-                                                            "max", "sum", "count", "top1", "top5", "cand_ok",
-                                                            "ref_ok", "index", "group")}
+    samples: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "cosine",
+            "centered_cosine",
+            "rel_error",
+            "iou",
+            "max",
+            "sum",
+            "count",
+            "top1",
+            "top5",
+            "cand_ok",
+            "ref_ok",
+            "index",
+            "group",
+        )
+    }
     finite_ref, scale, flat_ref, flat_cand = True, 0.0, [], []
     stacked: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
     self_centered = 0
@@ -87,11 +103,18 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
     n = sum(len(i) for i in samples["index"])
     s = {k: (np.concatenate(v) if v and sum(map(len, v)) == n else None) for k, v in samples.items()}
     figures = _figures(s, None)
-    figures.update(shape=True, finite=True, reference_finite=finite_ref, output_scale=scale,
-                   cosine_overall=M.cosine_overall(np.concatenate(flat_ref)[None], np.concatenate(flat_cand)[None]))
-    groups = {}
-    for key in dict.fromkeys(s["group"].tolist()):
-        sel = s["group"] == key
+    figures.update(
+        shape=True,
+        finite=True,
+        reference_finite=finite_ref,
+        output_scale=scale,
+        cosine_overall=M.cosine_overall(np.concatenate(flat_ref)[None], np.concatenate(flat_cand)[None]),
+    )
+    group = s["group"]
+    assert group is not None  # every part adds one group name per sample
+    groups: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(group.tolist()):
+        sel = group == key
         groups[key] = {"count": int(sel.sum()), "figures": _figures(s, sel)}
         if low_dim:
             groups[key]["figures"].update(_dataset_level(stacked[key]))
@@ -99,17 +122,28 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
         figures.update(_dataset_level([x for rows in stacked.values() for x in rows]))
         for name in DATASET_LEVEL:
             s[name] = None  # no per-sample worst: the figure is one number for the whole output
-    return {"figures": figures, "intervals": _intervals(s), "counts": _counts(s), "groups": groups,
-            "worst": _worst(s), "sensitivity": _sensitivity(parts, role),
-            "dataset_level": list(DATASET_LEVEL) if low_dim else [], "self_centered": self_centered}
+    return {
+        "figures": figures,
+        "intervals": _intervals(s),
+        "counts": _counts(s),
+        "groups": groups,
+        "worst": _worst(s),
+        "sensitivity": _sensitivity(parts, role),
+        "dataset_level": list(DATASET_LEVEL) if low_dim else [],
+        "self_centered": self_centered,
+    }
 
 
 def _dataset_level(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """Cosine, centered cosine (each group on its own mean) and relative error of all these samples stacked
     into one vector; their mean and tail are the same number, so they are left out."""
-    ref, cand, a, b = (np.concatenate([r[i].reshape(-1) for r in rows])[None] for i in range(1, 5))
-    out: dict[str, Any] = {"cosine": float(M.cosines(ref, cand)[0]), "centered_cosine": float(M.cosines(a, b)[0]),
-                           "rel_error": float(M.rel_error_per_sample(ref, cand)[0])}
+    arrays = [r[1:] for r in rows]  # (reference, candidate, centered reference, centered candidate)
+    ref, cand, a, b = (np.concatenate([x[i].reshape(-1) for x in arrays])[None] for i in range(4))
+    out: dict[str, Any] = {
+        "cosine": float(M.cosines(ref, cand)[0]),
+        "centered_cosine": float(M.cosines(a, b)[0]),
+        "rel_error": float(M.rel_error_per_sample(ref, cand)[0]),
+    }
     for name in DATASET_LEVEL:
         out[f"{name}_mean"] = out[f"{name}_{_tail(name)}"] = None
     return out
@@ -127,9 +161,13 @@ def _figures(s: dict[str, np.ndarray | None], sel: np.ndarray | None) -> dict[st
         fig[name], fig[f"{name}_mean"], fig[f"{name}_{_tail(name)}"] = agg if agg else (None, None, None)
     mx, total, count = pick("max"), pick("sum"), pick("count")
     fig["max_abs"] = float(mx.max()) if mx is not None and mx.size else 0.0
-    fig["mean_abs"] = float(total.sum() / max(int(count.sum()), 1)) if total is not None else 0.0
-    for key, name in (("top1", "top1_agreement"), ("top5", "top5_agreement"), ("cand_ok", "accuracy"),
-                      ("ref_ok", "reference_accuracy")):
+    fig["mean_abs"] = float(total.sum() / max(int(count.sum()), 1)) if total is not None and count is not None else 0.0
+    for key, name in (
+        ("top1", "top1_agreement"),
+        ("top5", "top5_agreement"),
+        ("cand_ok", "accuracy"),
+        ("ref_ok", "reference_accuracy"),
+    ):
         v = pick(key)
         fig[name] = float(v.mean()) if v is not None and v.size else None
     acc, ref_acc = fig["accuracy"], fig["reference_accuracy"]
@@ -140,8 +178,12 @@ def _figures(s: dict[str, np.ndarray | None], sel: np.ndarray | None) -> dict[st
 def _counts(s: dict[str, np.ndarray | None]) -> dict[str, dict[str, int]]:
     """Successes and samples of each proportion (what a one-sample flip changes), and the paired drop's parts."""
     out = {}
-    for key, name in (("top1", "top1_agreement"), ("top5", "top5_agreement"), ("cand_ok", "accuracy"),
-                      ("ref_ok", "reference_accuracy")):
+    for key, name in (
+        ("top1", "top1_agreement"),
+        ("top5", "top5_agreement"),
+        ("cand_ok", "accuracy"),
+        ("ref_ok", "reference_accuracy"),
+    ):
         v = s[key]
         if v is not None and v.size:
             out[name] = {"successes": int(v.sum()), "n": int(v.size)}
@@ -162,6 +204,8 @@ def _intervals(s: dict[str, np.ndarray | None]) -> dict[str, list[float]]:
 
 
 def _worst(s: dict[str, np.ndarray | None]) -> list[dict[str, Any]]:
+    index, group = s["index"], s["group"]
+    assert index is not None and group is not None  # every part adds one of each per sample
     rows = []
     for name, worst in PER_SAMPLE.items():
         v = s[name]
@@ -169,8 +213,7 @@ def _worst(s: dict[str, np.ndarray | None]) -> list[dict[str, Any]]:
             continue
         for i in M.worst_indices(v, worst, WORST_LISTED):
             if not np.isnan(v[i]) and v[i] != _PERFECT[name]:  # a perfect sample is nobody's worst
-                rows.append({"figure": name, "index": int(s["index"][i]), "group": s["group"][i],
-                             "value": float(v[i])})
+                rows.append({"figure": name, "index": int(index[i]), "group": group[i], "value": float(v[i])})
     return rows
 
 
@@ -185,5 +228,13 @@ def _sensitivity(parts: list[Part], role: str) -> M.Sensitivity | None:
 
 def failed_entry(finite: bool, note: str) -> dict[str, Any]:
     """An output whose shape check failed: no figures beyond the checks."""
-    return {"figures": {"shape": False, "finite": finite, "note": note}, "intervals": {}, "counts": {},
-            "groups": {}, "worst": [], "sensitivity": None, "dataset_level": [], "self_centered": 0}
+    return {
+        "figures": {"shape": False, "finite": finite, "note": note},
+        "intervals": {},
+        "counts": {},
+        "groups": {},
+        "worst": [],
+        "sensitivity": None,
+        "dataset_level": [],
+        "self_centered": 0,
+    }

@@ -11,6 +11,7 @@ so the precision hint is always set explicitly: the caller's, else the
 f32 (an NNCF IR comes without one). The device and the port names the build
 recorded come from the same EngineInfo. openvino is imported when a runner is made.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,8 +51,14 @@ class OpenVinoRunner:
 
     name = "openvino"
 
-    def __init__(self, path: Path | str, precision: str | None = None, threads: int | None = None,
-                 device: str | None = None, info: EngineInfo | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        precision: str | None = None,
+        threads: int | None = None,
+        device: str | None = None,
+        info: EngineInfo | None = None,
+    ) -> None:
         """`info`: the IR's EngineInfo when the caller has read it (else read here from engine.json, if any)."""
         import openvino as ov
 
@@ -95,11 +102,13 @@ class OpenVinoRunner:
         if self._request is None:
             self._request = self._compile("LATENCY").create_infer_request()
         self._request.infer(self._cast(feeds), share_inputs=False)
-        return {n: np.array(self._request.get_output_tensor(i).data, copy=True)
-                for i, n in enumerate(self.output_names)}
+        return {
+            n: np.array(self._request.get_output_tensor(i).data, copy=True) for i, n in enumerate(self.output_names)
+        }
 
-    def benchmark(self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0,
-                  warmup: int = 5) -> Timing:
+    def benchmark(
+        self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
+    ) -> Timing:
         import openvino as ov
 
         tensors = {n: ov.Tensor(a) for n, a in self._cast(feeds).items()}
@@ -127,13 +136,24 @@ class OpenVinoRunner:
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        info: dict[str, Any] = {"runner": self.name, "precision": self.precision, "openvino": ov.get_version(),
-                                "device": self.device, "requested_precision": self.requested_precision,
-                                "execution_precision": self.execution_precision, "int8": self.int8}
+        info: dict[str, Any] = {
+            "runner": self.name,
+            "precision": self.precision,
+            "openvino": ov.get_version(),
+            "device": self.device,
+            "requested_precision": self.requested_precision,
+            "execution_precision": self.execution_precision,
+            "int8": self.int8,
+        }
         for hint, compiled in self._compiled.items():
             props = {}
-            for key in ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
-                        "INFERENCE_PRECISION_HINT", "ENABLE_CPU_PINNING"):
+            for key in (
+                "NUM_STREAMS",
+                "INFERENCE_NUM_THREADS",
+                "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+                "INFERENCE_PRECISION_HINT",
+                "ENABLE_CPU_PINNING",
+            ):
                 try:
                     value = compiled.get_property(key)
                     props[key] = _type_name(value) if key == "INFERENCE_PRECISION_HINT" else str(value)
@@ -149,6 +169,7 @@ class OpenVinoRunner:
 def _async_loop(queue: Any) -> LoopFn:
     """benchmark_app's inference-only async loop: keep every request busy, read each one's latency when it
     comes back idle, stop after `min_seconds` on a whole round of requests."""
+
     def loop(min_seconds: float) -> tuple[list[float], int, float]:
         clock = time.perf_counter
         nireq = len(queue)
@@ -170,6 +191,7 @@ def _async_loop(queue: Any) -> LoopFn:
         seconds = clock() - start
         times.extend(queue[i].latency for i in in_flight)
         return times, iterations, seconds
+
     return loop
 
 
@@ -184,8 +206,14 @@ def _type_name(value: Any) -> str:
     if hasattr(value, "get_type_name"):
         return str(value.get_type_name())
     v = str(value).lower()
-    for long, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"), ("f16", "f16"),
-                        ("float32", "f32"), ("f32", "f32")):
+    for long, short in (
+        ("bfloat16", "bf16"),
+        ("bf16", "bf16"),
+        ("float16", "f16"),
+        ("f16", "f16"),
+        ("float32", "f32"),
+        ("f32", "f32"),
+    ):
         if long in v:
             return short
     return str(value)

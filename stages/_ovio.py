@@ -7,6 +7,7 @@ after different warm-up work) would then write different XML. Those names are
 renumbered in topological order before saving; the weights file is unaffected.
 openvino is imported inside the functions (kind modules stay cheap to import).
 """
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,9 @@ def ir_path(path: Path | str) -> Path:
     if not path.is_file():
         raise ValueError(f"no such model file {path}")
     if path.suffix.lower() not in (".onnx", ".xml"):
-        raise ValueError(f"{path.name}: expected an .onnx file or an OpenVINO IR "
-                         f"(.xml, or a directory holding {IR_XML})")
+        raise ValueError(
+            f"{path.name}: expected an .onnx file or an OpenVINO IR (.xml, or a directory holding {IR_XML})"
+        )
     return path
 
 
@@ -51,6 +53,7 @@ def canonical_names(model: "ov.Model") -> int:
     number (`Constant_5924`, or `ShapeOf_61167` on the Const that folding left
     of a ShapeOf). The word is kept, the number becomes a per-model counter.
     """
+
     def generated(op: "ov.Node") -> "re.Match[str] | None":
         return _GENERATED.fullmatch(op.get_friendly_name())
 
@@ -110,8 +113,23 @@ def io_names(model: "ov.Model") -> tuple[list[str], list[str]]:
 
 
 # Ops attention may put between its MatMuls and the Softmax: scaling, masking, reshaping, casts.
-_ATTENTION_GLUE = frozenset({"Add", "Multiply", "Divide", "Subtract", "Select", "Reshape", "Transpose", "Convert",
-                             "Squeeze", "Unsqueeze", "Concat", "Maximum", "Minimum"})
+_ATTENTION_GLUE = frozenset(
+    {
+        "Add",
+        "Multiply",
+        "Divide",
+        "Subtract",
+        "Select",
+        "Reshape",
+        "Transpose",
+        "Convert",
+        "Squeeze",
+        "Unsqueeze",
+        "Concat",
+        "Maximum",
+        "Minimum",
+    }
+)
 _ATTENTION_OPS = frozenset({"ScaledDotProductAttention", "MultiHeadAttention"})
 
 
@@ -123,8 +141,11 @@ def attention_ops(model: "ov.Model", depth: int = 4) -> list[str]:
         kind = op.get_type_name()
         if kind in _ATTENTION_OPS:
             found.append(op.get_friendly_name())
-        elif kind == "Softmax" and _reaches_matmul(op, depth, upstream=True) \
-                and _reaches_matmul(op, depth, upstream=False):
+        elif (
+            kind == "Softmax"
+            and _reaches_matmul(op, depth, upstream=True)
+            and _reaches_matmul(op, depth, upstream=False)
+        ):
             found.append(op.get_friendly_name())
     return found
 

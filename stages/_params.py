@@ -1,4 +1,5 @@
 """Parameter groups several kinds share (light: imported with the kind modules)."""
+
 from __future__ import annotations
 
 from pydantic import Field

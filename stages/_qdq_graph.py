@@ -11,6 +11,7 @@ MatMul), as NVIDIA's ModelOpt does after its own ORT quantization pass
 inputs come from weighted ops (a downsampling block), the later one in the
 graph is the one fused.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -33,11 +34,15 @@ def drop_residual_qdq(model: "onnx.ModelProto") -> int:
     for add in list(graph.node):
         if add.op_type != "Add" or len(add.input) != 2:
             continue
-        sources = [_qdq_source(producer, t) for t in add.input]
-        if any(s is None for s in sources):
+        found = [_qdq_source(producer, t) for t in add.input]
+        sources = [s for s in found if s is not None]
+        if len(sources) != len(found):
             continue  # both inputs must be quantized, or there is no residual to keep quantized
-        weighted = [(producer[s[2]][0], k) for k, s in enumerate(sources)
-                    if s[2] in producer and producer[s[2]][1].op_type in WEIGHTED]
+        weighted = [
+            (producer[s[2]][0], k)
+            for k, s in enumerate(sources)
+            if s[2] in producer and producer[s[2]][1].op_type in WEIGHTED
+        ]
         if not weighted:
             continue
         _, k = max(weighted)  # the later weighted producer is the one TensorRT fuses with the Add
@@ -73,9 +78,13 @@ def qdq_stats(model: "onnx.ModelProto") -> dict[str, Any]:
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in inits:
             nonzero_zp += int(np.any(numpy_helper.to_array(inits[node.input[2]]) != 0))
-    return {"quantize_linear": ops.get("QuantizeLinear", 0), "dequantize_linear": ops.get("DequantizeLinear", 0),
-            "quantized_ops": dict(sorted(quantized.items())), "float_linear_ops": float_linear,
-            "nonzero_zero_points": nonzero_zp}
+    return {
+        "quantize_linear": ops.get("QuantizeLinear", 0),
+        "dequantize_linear": ops.get("DequantizeLinear", 0),
+        "quantized_ops": dict(sorted(quantized.items())),
+        "float_linear_ops": float_linear,
+        "nonzero_zero_points": nonzero_zp,
+    }
 
 
 def remove_unused_initializers(model: "onnx.ModelProto") -> None:

@@ -4,6 +4,7 @@ Model factories and surgery's python ops name user code this way. A path is
 read relative to the recipe's directory, and module names are looked up with
 that directory on `sys.path`, so code kept next to a recipe works from any cwd.
 """
+
 from __future__ import annotations
 
 import importlib

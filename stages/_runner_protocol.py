@@ -7,6 +7,7 @@ members and adds one branch there; nothing else imports a runner by name.
 This module imports numpy only, so a runner module can depend on it without
 depending on any other runner.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, runtime_checkable
@@ -39,16 +40,20 @@ class Runner(Protocol):
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def benchmark(self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0,
-                  warmup: int = 5) -> "Timing": ...
+    def benchmark(
+        self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
+    ) -> "Timing": ...
 
     def describe(self) -> dict[str, Any]:
         """Versions and the settings the engine actually runs with (for the report's environment)."""
         ...
 
 
-def cast_feeds(artifact: str, dtypes: Mapping[str, np.dtype], feeds: Mapping[str, np.ndarray],
-               ) -> dict[str, np.ndarray]:
+def cast_feeds(
+    artifact: str,
+    dtypes: Mapping[str, np.dtype],
+    feeds: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """`feeds` as contiguous arrays of each input's dtype (`dtypes` in input order); ValueError naming
     `artifact` and the missing inputs when some are absent."""
     missing = set(dtypes) - set(feeds)

@@ -16,6 +16,7 @@ no runner module imports this one, so a kind that needs one runtime
 (build.tensorrt's self-check) imports only that runner and its key holds only
 that runtime's distribution. A new runtime adds a module and a branch here.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,13 @@ def engine_info_for(path: Path | str) -> EngineInfo | None:
     return _engine_info.read(path) if _engine_info.sidecar(path) is not None else None
 
 
-def runner_for(path: Path | str, precision: str | None = None, threads: int | None = None,
-               device: str | None = None, info: EngineInfo | None = None) -> Runner:
+def runner_for(
+    path: Path | str,
+    precision: str | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    info: EngineInfo | None = None,
+) -> Runner:
     """The runner for an artifact: by its EngineInfo (`info`, else its engine.json), else by file type (`.onnx` ->
     ONNX Runtime, a dir with model.xml -> OpenVINO, an engine -> TensorRT). RunnerUnavailable naming what was
     probed where the runtime cannot run here; ValueError for an artifact that is none of these, or that lacks the
@@ -56,12 +62,13 @@ def runner_for(path: Path | str, precision: str | None = None, threads: int | No
         return OrtRunner(path, threads=threads, precision=precision)
     if (path.is_dir() and xml_of(path)) or (path.is_file() and path.suffix == ".xml"):
         return OpenVinoRunner(path, precision=precision, threads=threads, device=device)
-    raise ValueError(f"no runner for {path}: expected an .onnx file, a directory holding model.xml, or a TensorRT "
-                     "engine (.engine/.plan)")
+    raise ValueError(
+        f"no runner for {path}: expected an .onnx file, a directory holding model.xml, or a TensorRT "
+        "engine (.engine/.plan)"
+    )
 
 
-def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: int | None,
-                device: str | None) -> Runner:
+def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: int | None, device: str | None) -> Runner:
     """The runner of `info.backend`, once the artifact is checked to hold that backend's file."""
     if info.backend == "openvino":
         if xml_of(path) is None:
@@ -69,10 +76,11 @@ def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: in
         return OpenVinoRunner(path, precision=precision, threads=threads, device=device, info=info)
     found = [path] if path.is_file() and path.suffix in ENGINE_SUFFIXES else _engine_files(path)
     if len(found) != 1:
-        raise ValueError(f"{path}: engine.json says tensorrt, but there is "
-                         + ("no .engine/.plan file" if not found else f"more than one engine ({len(found)})")
-                         + (" (pass the engine file itself, or a directory holding it and engine.json)"
-                            if not found else ""))
+        raise ValueError(
+            f"{path}: engine.json says tensorrt, but there is "
+            + ("no .engine/.plan file" if not found else f"more than one engine ({len(found)})")
+            + (" (pass the engine file itself, or a directory holding it and engine.json)" if not found else "")
+        )
     return TensorRTRunner(found[0], precision=precision, threads=threads, device=device, info=info)
 
 

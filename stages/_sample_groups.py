@@ -7,8 +7,10 @@ shape of their inputs (a group's key names each input's sample shape, e.g.
 cycling through the batch sizes of the declared `shapes` points. Every sample
 keeps its index in the dataset, so a report can name it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +51,11 @@ def load_groups(ds: Any, model: "ModelSpec", max_samples: int | None) -> list[Gr
     for inputs, labels in ds.batches(READ_BATCH):
         n = len(next(iter(inputs.values())))
         for i in range(n):
-            sample = {k: v[i:i + 1] for k, v in inputs.items()}
+            sample = {k: v[i : i + 1] for k, v in inputs.items()}
             check_dims(sample, model, ds.label, have)
-            parts.setdefault(shape_key(sample), []).append((sample, None if labels is None else labels[i:i + 1], have))
+            parts.setdefault(shape_key(sample), []).append(
+                (sample, None if labels is None else labels[i : i + 1], have)
+            )
             have += 1
             if max_samples is not None and have >= max_samples:
                 break
@@ -63,7 +67,7 @@ def load_groups(ds: Any, model: "ModelSpec", max_samples: int | None) -> list[Gr
     for key, items in parts.items():
         inputs = {k: np.concatenate([s[k] for s, _, _ in items]) for k in items[0][0]}
         labelled = all(lab is not None for _, lab, _ in items)
-        labels = np.concatenate([lab for _, lab, _ in items]) if labelled else None  # type: ignore[misc]
+        labels = np.concatenate([lab for _, lab, _ in items]) if labelled else None
         groups.append(Group(key, inputs, labels, np.array([i for _, _, i in items], np.int64)))
     return groups
 
@@ -77,8 +81,10 @@ def check_dims(sample: dict[str, np.ndarray], model: "ModelSpec", label: str, in
             if isinstance(dim, str) and dim in model.dims:
                 r = model.dims[dim]
                 if not r.min <= size <= r.max:
-                    raise ValueError(f"{label}: sample {index}: input {name!r} has {dim} = {size}, outside the "
-                                     f"declared range [{r.min}, {r.max}] (model.dims.{dim})")
+                    raise ValueError(
+                        f"{label}: sample {index}: input {name!r} has {dim} = {size}, outside the "
+                        f"declared range [{r.min}, {r.max}] (model.dims.{dim})"
+                    )
 
 
 def batch_dim(model: "ModelSpec") -> str | int | None:
@@ -87,7 +93,7 @@ def batch_dim(model: "ModelSpec") -> str | int | None:
     return firsts.pop() if len(firsts) == 1 else None
 
 
-def batch_sizes(model: "ModelSpec", bdim: str | int | None, batch_size: int | None, points: list[str]) -> list[int]:
+def batch_sizes(model: "ModelSpec", bdim: str | int | None, batch_size: int | None, points: Sequence[str]) -> list[int]:
     """The batch sizes the numerics pass cycles through: `batch_size`, else those of the `shapes` points."""
     if isinstance(bdim, int):
         if batch_size not in (None, bdim):
@@ -128,7 +134,7 @@ def schedule(n: int, sizes: list[int], bdim: str | int | None, model: "ModelSpec
 
 def take(array: np.ndarray, start: int, count: int, size: int) -> np.ndarray:
     """Samples [start, start+count), padded to `size` by repeating them (padded outputs are dropped)."""
-    part = array[start:start + count]
+    part = array[start : start + count]
     return part if count == size else np.resize(part, (size, *part.shape[1:])).astype(part.dtype)
 
 

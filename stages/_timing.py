@@ -4,6 +4,7 @@ Each timing holds the CPU slot the stage was given (validate is `exclusive`); a
 timing that cannot run, or that other processes disturbed, is a warning in the
 report, never a failure.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -16,8 +17,16 @@ from stages._numerics import one_line
 from stages._sample_groups import tile
 
 
-def time_engines(p: Any, candidate: Any, reference: Any, inputs: dict[str, np.ndarray], bdim: str | int | None,
-                 model: Any, warnings: list[str], ctx: Any) -> dict[str, list[dict[str, Any]]]:
+def time_engines(
+    p: Any,
+    candidate: Any,
+    reference: Any,
+    inputs: dict[str, np.ndarray],
+    bdim: str | int | None,
+    model: Any,
+    warnings: list[str],
+    ctx: Any,
+) -> dict[str, list[dict[str, Any]]]:
     """Latency (p.latency) and throughput (p.throughput_batches) of the candidate, and of the reference if asked."""
     from stages._measure import OTHER_CPU_LIMIT
 
@@ -33,7 +42,7 @@ def time_engines(p: Any, candidate: Any, reference: Any, inputs: dict[str, np.nd
     runners = [("candidate", candidate)] + ([("reference", reference)] if p.time_reference else [])
     for who, runner in runners:
         if p.latency:
-            b = 1 if allowed(1) else (bdim if isinstance(bdim, int) else model.dims[bdim].min)  # type: ignore[index]
+            b = 1 if allowed(1) else (bdim if isinstance(bdim, int) else model.dims[bdim].min)
             jobs.append((who, runner, "latency", int(b)))
         for b in p.throughput_batches:
             if allowed(b):
@@ -50,8 +59,10 @@ def time_engines(p: Any, candidate: Any, reference: Any, inputs: dict[str, np.nd
             continue
         timing[who].append(t.as_dict())
         if t.cpu_other_fraction > OTHER_CPU_LIMIT:
-            warnings.append(f"timing of the {who} ({mode}, batch {b}) is noisy: other processes used "
-                            f"{t.cpu_other_fraction:.2f} of a core meanwhile (best of {t.attempts} attempts)")
+            warnings.append(
+                f"timing of the {who} ({mode}, batch {b}) is noisy: other processes used "
+                f"{t.cpu_other_fraction:.2f} of a core meanwhile (best of {t.attempts} attempts)"
+            )
     ctx.progress(len(jobs), len(jobs), "timing")
     return timing
 

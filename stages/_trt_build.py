@@ -26,6 +26,7 @@ Timing-cache entries are counted with `ITimingCache.queryKeys()` where the bindi
 TensorRT 10.10 Python API reference documents it, the 11.4 C++ reference still lists it; bindings that
 predate it lack it); elsewhere the count is None and only the serialized sizes are reported.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,20 +97,29 @@ def engine_from_plan(plan: BuildPlan, log: Callable[[str], None] = print) -> Bui
             log(f"warning: TensorRT could not use the timing cache {plan.timing_cache}; starting an empty one")
             blob, cache = b"", config.create_timing_cache(b"")
             if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-                raise RuntimeError("TensorRT could not attach an empty timing cache: "
-                                   + ("; ".join(logger.errors[-5:]) or "no error logged"))
+                raise RuntimeError(
+                    "TensorRT could not attach an empty timing cache: "
+                    + ("; ".join(logger.errors[-5:]) or "no error logged")
+                )
     entries_before = _entries(cache)
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - started
     if serialized is None:
-        raise RuntimeError("TensorRT failed to build the engine: " + ("; ".join(logger.errors[-5:]) or "no error logged"))
+        raise RuntimeError(
+            "TensorRT failed to build the engine: " + ("; ".join(logger.errors[-5:]) or "no error logged")
+        )
     timing = {}
     if plan.timing_cache and cache is not None:
         cache = config.get_timing_cache() or cache  # the cache the builder updated (the attached one)
-        timing = {"path": plan.timing_cache, "entries_before": entries_before, "entries_after": _entries(cache),
-                  "bytes_before": len(blob or b""), **save_timing_cache(config, cache, plan.timing_cache)}
+        timing = {
+            "path": plan.timing_cache,
+            "entries_before": entries_before,
+            "entries_after": _entries(cache),
+            "bytes_before": len(blob or b""),
+            **save_timing_cache(config, cache, plan.timing_cache),
+        }
 
     runtime = trt.Runtime(logger)
     if plan.version_compatible:  # a version-compatible plan embeds a lean runtime: host code we built ourselves
@@ -118,8 +128,14 @@ def engine_from_plan(plan: BuildPlan, log: Callable[[str], None] = print) -> Bui
     if engine is None:
         raise RuntimeError("TensorRT built an engine it cannot deserialize: " + "; ".join(logger.errors[-5:]))
     layers = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
-    return BuildResult(engine=bytes(memoryview(serialized)), layers=layers, io=io_tensors(trt, engine),
-                       seconds=seconds, timing_cache=timing, warnings=list(logger.warnings))
+    return BuildResult(
+        engine=bytes(memoryview(serialized)),
+        layers=layers,
+        io=io_tensors(trt, engine),
+        seconds=seconds,
+        timing_cache=timing,
+        warnings=list(logger.warnings),
+    )
 
 
 def _add_profile(builder: Any, network: Any, config: Any, plan: BuildPlan) -> None:
@@ -137,19 +153,25 @@ def _add_profile(builder: Any, network: Any, config: Any, plan: BuildPlan) -> No
         rng = ranges.get(tensor.name)
         if rng is None:
             if any(d < 0 for d in shape):
-                raise ValueError(f"input {tensor.name!r} has dynamic shape {list(shape)}: declare it in model.tensors "
-                                 "with dims, or give a profile override")
+                raise ValueError(
+                    f"input {tensor.name!r} has dynamic shape {list(shape)}: declare it in model.tensors "
+                    "with dims, or give a profile override"
+                )
             continue
         if len(rng.opt) != len(shape) or any(d >= 0 and d != r for d, r in zip(shape, rng.opt)):
-            raise ValueError(f"input {tensor.name!r}: the ONNX shape {list(shape)} does not admit the profile's "
-                             f"opt shape {list(rng.opt)}")
+            raise ValueError(
+                f"input {tensor.name!r}: the ONNX shape {list(shape)} does not admit the profile's "
+                f"opt shape {list(rng.opt)}"
+            )
         if all(d >= 0 for d in shape):
             continue  # static input: nothing to set
         try:  # the binding raises RuntimeError when min/opt/max are inconsistent
             profile.set_shape(tensor.name, rng.min, rng.opt, rng.max)
         except RuntimeError as exc:
-            raise ValueError(f"TensorRT rejected the profile of input {tensor.name!r} (min {list(rng.min)}, "
-                             f"opt {list(rng.opt)}, max {list(rng.max)}): {exc}") from None
+            raise ValueError(
+                f"TensorRT rejected the profile of input {tensor.name!r} (min {list(rng.min)}, "
+                f"opt {list(rng.opt)}, max {list(rng.max)}): {exc}"
+            ) from None
         used = True
     if used and config.add_optimization_profile(profile) < 0:
         raise ValueError(f"TensorRT rejected the optimization profile {plan.as_dict()['profiles']}")
@@ -160,8 +182,12 @@ def io_tensors(trt: Any, engine: Any) -> list[dict[str, Any]]:
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        entry: dict[str, Any] = {"name": name, "mode": "input" if is_input else "output",
-                                 "dtype": engine.get_tensor_dtype(name).name, "shape": list(engine.get_tensor_shape(name))}
+        entry: dict[str, Any] = {
+            "name": name,
+            "mode": "input" if is_input else "output",
+            "dtype": engine.get_tensor_dtype(name).name,
+            "shape": list(engine.get_tensor_shape(name)),
+        }
         if is_input and any(d < 0 for d in entry["shape"]):
             entry["profile"] = [list(s) for s in engine.get_tensor_profile_shape(name, 0)]
         out.append(entry)
@@ -235,7 +261,7 @@ def _call(obj: Any, method: str) -> str:
 def _collecting_logger(trt: Any, log: Callable[[str], None]) -> Any:
     """A trt.ILogger that prints warnings and errors and keeps them for the failure message and the summary."""
 
-    class Collecting(trt.ILogger):  # type: ignore[misc, name-defined]
+    class Collecting(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []

@@ -4,6 +4,7 @@ Shared by the builder (`_trt_build`, which records it in engine.json) and the
 runtime (`_trt_runner`, which labels what it runs), so the runtime never
 imports the builder. Pure Python: testable without tensorrt.
 """
+
 from __future__ import annotations
 
 import re

@@ -13,6 +13,7 @@ STRONGLY_TYPED creation flag is deprecated and ignored there, and trtexec's
 10.x only, so one code path serves both, and precision always comes from the
 ONNX (Q/DQ nodes for INT8, an FP16 graph for FP16), never from builder flags.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,9 @@ class BuildPlan:
     def profile(self) -> dict[str, ShapeRange]:
         return dict(self.profiles)
 
-    def trtexec_args(self, onnx: str | None = None, engine: str = "model.engine",
-                     layer_info: str | None = None) -> list[str]:
+    def trtexec_args(
+        self, onnx: str | None = None, engine: str = "model.engine", layer_info: str | None = None
+    ) -> list[str]:
         """The trtexec invocation that builds the same engine with the installed TensorRT."""
         args = ["trtexec", f"--onnx={onnx or self.onnx_path}", f"--saveEngine={engine}"]
         if "STRONGLY_TYPED" in self.network_flags:
@@ -89,8 +91,10 @@ class BuildPlan:
         dynamic = [(n, r) for n, r in self.profiles if n in self.dynamic_inputs]
         if dynamic:
             for flag, point in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
-                args.append(f"{flag}=" + ",".join(f"{_trtexec_name(n)}:{'x'.join(map(str, getattr(r, point)))}"
-                                                  for n, r in dynamic))
+                args.append(
+                    f"{flag}="
+                    + ",".join(f"{_trtexec_name(n)}:{'x'.join(map(str, getattr(r, point)))}" for n, r in dynamic)
+                )
         for pool, size in self.memory_pools:
             args.append(f"--memPoolSize={pool.lower()}:{size // 2**20}M")
         args.append(f"--builderOptimizationLevel={self.builder_optimization_level}")
@@ -105,7 +109,9 @@ class BuildPlan:
         if self.max_aux_streams is not None:
             args.append(f"--maxAuxStreams={self.max_aux_streams}")
         if self.tiling_optimization_level is not None:
-            args.append(f"--tilingOptimizationLevel={list(TILING_LEVELS.values()).index(self.tiling_optimization_level)}")
+            args.append(
+                f"--tilingOptimizationLevel={list(TILING_LEVELS.values()).index(self.tiling_optimization_level)}"
+            )
             if self.l2_limit_for_tiling is not None:
                 args.append(f"--l2LimitForTiling={self.l2_limit_for_tiling}")
         if self.avg_timing_iterations is not None:
@@ -135,15 +141,18 @@ class BuildPlan:
         return d
 
 
-def build_plan(params: Any, model: "ModelSpec | None", probe: "GpuProbe", onnx_path: str | Path,
-               cache_dir: str | Path | None) -> BuildPlan:
+def build_plan(
+    params: Any, model: "ModelSpec | None", probe: "GpuProbe", onnx_path: str | Path, cache_dir: str | Path | None
+) -> BuildPlan:
     """The plan for building `onnx_path` on the probed host; ValueError for settings this TensorRT lacks."""
     if probe.tensorrt is None:
         raise ValueError("no TensorRT installed: cannot plan a build")
     version = parse_version(probe.tensorrt)
     if version == (0, 0):
-        raise ValueError(f"cannot tell the installed TensorRT version ({probe.tensorrt!r}: no tensorrt distribution "
-                         "metadata); the plan depends on it (STRONGLY_TYPED flag for 10.x, tiling since 10.8)")
+        raise ValueError(
+            f"cannot tell the installed TensorRT version ({probe.tensorrt!r}: no tensorrt distribution "
+            "metadata); the plan depends on it (STRONGLY_TYPED flag for 10.x, tiling since 10.8)"
+        )
     if version < MIN_TENSORRT:
         raise ValueError(f"TensorRT {probe.tensorrt} is too old: strongly typed builds need TensorRT >= 10.0")
     flags = []
@@ -161,21 +170,31 @@ def build_plan(params: Any, model: "ModelSpec | None", probe: "GpuProbe", onnx_p
             raise ValueError(f"tiling_optimization_level needs TensorRT >= 10.8 (installed: {probe.tensorrt})")
         tiling = TILING_LEVELS[params.tiling_optimization_level]
         l2 = params.l2_limit_for_tiling_mb * 2**20 if params.l2_limit_for_tiling_mb is not None else None
-    if params.hardware_compatibility == "ampere+" and probe.compute_capability \
-            and parse_version(probe.compute_capability) < (8, 0):
-        raise ValueError(f"hardware_compatibility ampere+ needs an Ampere or newer GPU; {probe.gpu} is sm "
-                         f"{probe.compute_capability}")
+    if (
+        params.hardware_compatibility == "ampere+"
+        and probe.compute_capability
+        and parse_version(probe.compute_capability) < (8, 0)
+    ):
+        raise ValueError(
+            f"hardware_compatibility ampere+ needs an Ampere or newer GPU; {probe.gpu} is sm {probe.compute_capability}"
+        )
     cache = None
     if params.timing_cache:
         cache = str(Path(cache_dir or side_cache_root()) / TIMING_CACHE_DIR / timing_cache_name(probe))
     return BuildPlan(
-        onnx_path=str(onnx_path), tensorrt=probe.tensorrt, tensorrt_major=version[0], strongly_typed=True,
+        onnx_path=str(onnx_path),
+        tensorrt=probe.tensorrt,
+        tensorrt_major=version[0],
+        strongly_typed=True,
         network_flags=("STRONGLY_TYPED",) if version[0] < 11 else (),
-        builder_flags=tuple(flags), cleared_flags=() if params.tf32 else ("TF32",),
+        builder_flags=tuple(flags),
+        cleared_flags=() if params.tf32 else ("TF32",),
         memory_pools=(("WORKSPACE", params.memory_pool_mb * 2**20),) if params.memory_pool_mb is not None else (),
         builder_optimization_level=params.builder_optimization_level,
         hardware_compatibility=HARDWARE_COMPATIBILITY[params.hardware_compatibility],
-        max_aux_streams=params.max_aux_streams, tiling_optimization_level=tiling, l2_limit_for_tiling=l2,
+        max_aux_streams=params.max_aux_streams,
+        tiling_optimization_level=tiling,
+        l2_limit_for_tiling=l2,
         avg_timing_iterations=params.avg_timing_iterations,
         profiling_verbosity=PROFILING_VERBOSITY[params.profiling_verbosity],
         profiles=tuple(profiles_from_model(model, params.shapes, params.profile).items()),
@@ -184,8 +203,9 @@ def build_plan(params: Any, model: "ModelSpec | None", probe: "GpuProbe", onnx_p
     )
 
 
-def profiles_from_model(model: "ModelSpec | None", shapes: str = "dynamic",
-                        overrides: Mapping[str, Any] | None = None) -> dict[str, ShapeRange]:
+def profiles_from_model(
+    model: "ModelSpec | None", shapes: str = "dynamic", overrides: Mapping[str, Any] | None = None
+) -> dict[str, ShapeRange]:
     """Input -> (min, opt, max) from the recipe's tensors and dims; `static` pins every dim at opt.
 
     `overrides` (input -> object or mapping with min/opt/max lists) replace the
@@ -209,25 +229,32 @@ def profiles_from_model(model: "ModelSpec | None", shapes: str = "dynamic",
         if not len(rng.min) == len(rng.opt) == len(rng.max):
             raise ValueError(f"profile override for {name!r}: min, opt and max differ in rank")
         if name in out and len(rng.opt) != len(out[name].opt):
-            raise ValueError(f"profile override for {name!r} has rank {len(rng.opt)}, the recipe's tensor "
-                             f"{len(out[name].opt)}")
+            raise ValueError(
+                f"profile override for {name!r} has rank {len(rng.opt)}, the recipe's tensor {len(out[name].opt)}"
+            )
         if any(d < 1 for d in rng.min) or not all(a <= b <= c for a, b, c in zip(rng.min, rng.opt, rng.max)):
-            raise ValueError(f"profile override for {name!r}: expected 1 <= min <= opt <= max in every dim, got "
-                             f"{list(rng.min)}, {list(rng.opt)}, {list(rng.max)}")
+            raise ValueError(
+                f"profile override for {name!r}: expected 1 <= min <= opt <= max in every dim, got "
+                f"{list(rng.min)}, {list(rng.opt)}, {list(rng.max)}"
+            )
         out[name] = rng
     return out
 
 
 def _dynamic_inputs(model: "ModelSpec | None", overrides: Mapping[str, Any] | None) -> tuple[str, ...]:
     """Inputs whose recipe shape names a dim (dynamic in the ONNX), then overridden ones not among them."""
-    named = [n for n, t in (model.tensors.items() if model is not None else ()) if any(isinstance(d, str) for d in t.shape)]
+    named = [
+        n for n, t in (model.tensors.items() if model is not None else ()) if any(isinstance(d, str) for d in t.shape)
+    ]
     return tuple(named + [n for n in (overrides or {}) if n not in named])
 
 
 def timing_cache_name(probe: "GpuProbe") -> str:
     """One timing-cache file per TensorRT version, GPU model and CUDA version."""
-    return (f"{probe.tensorrt}-{slug(probe.gpu or 'nogpu')}-{probe.sm}-cuda{probe.cuda or probe.tensorrt_cuda or 'unknown'}"
-            ".cache")
+    return (
+        f"{probe.tensorrt}-{slug(probe.gpu or 'nogpu')}-{probe.sm}-cuda{probe.cuda or probe.tensorrt_cuda or 'unknown'}"
+        ".cache"
+    )
 
 
 def side_cache_root() -> Path:

@@ -24,6 +24,7 @@ is the build's (no inspector call), a deserialization failure names the GPU and
 TensorRT the engine was built for, and an engine.json whose I/O names are not
 this engine's is an error rather than a silently wrong description.
 """
+
 from __future__ import annotations
 
 import time
@@ -52,7 +53,7 @@ def _cudart() -> Any:
 def _ok(result: Any) -> Any:
     """Unpack a cuda-python `(error, value...)` result, raising on any error (cudaSuccess is 0)."""
     err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(getattr(err, "value", err)) != 0:
+    if int(getattr(err, "value", err) or 0) != 0:
         raise RuntimeError(f"CUDA error: {getattr(err, 'name', err)}")
     return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
@@ -78,8 +79,10 @@ def _np_dtype(dtype: Any, name: str) -> np.dtype:
     """The numpy dtype of an I/O tensor's TensorRT DataType (from the one table, `_dtypes`)."""
     found = dtype_of_trt(getattr(dtype, "name", str(dtype)))
     if found is None:  # BF16, FP8, INT4: no numpy type
-        raise ValueError(f"I/O tensor {name!r} is {getattr(dtype, 'name', dtype)}, which numpy cannot hold; keep the "
-                         "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)")
+        raise ValueError(
+            f"I/O tensor {name!r} is {getattr(dtype, 'name', dtype)}, which numpy cannot hold; keep the "
+            "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)"
+        )
     return found
 
 
@@ -99,8 +102,14 @@ class TensorRTRunner:
 
     name = "tensorrt"
 
-    def __init__(self, path: Path | str, precision: str | None = None, threads: int | None = None,
-                 device: str | int | None = None, info: EngineInfo | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        precision: str | None = None,
+        threads: int | None = None,
+        device: str | int | None = None,
+        info: EngineInfo | None = None,
+    ) -> None:
         from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
 
         if info is not None and info.backend != "tensorrt":
@@ -125,10 +134,14 @@ class TensorRTRunner:
         self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ValueError(f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine "
-                             + (f"({built_for(info)}; this host: {probe.gpu}, sm {probe.compute_capability})"
-                                if info else f"(built with another TensorRT version, or for another GPU than "
-                                             f"{probe.gpu}?)"))
+            raise ValueError(
+                f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine "
+                + (
+                    f"({built_for(info)}; this host: {probe.gpu}, sm {probe.compute_capability})"
+                    if info
+                    else f"(built with another TensorRT version, or for another GPU than {probe.gpu}?)"
+                )
+            )
         self.info = info
         self.context = self.engine.create_execution_context()
         self._stream = _ok(self._cudart.cudaStreamCreate())
@@ -146,8 +159,9 @@ class TensorRTRunner:
         try:
             import json
 
-            layers = json.loads(self.engine.create_engine_inspector().get_engine_information(
-                self._trt.LayerInformationFormat.JSON))
+            layers = json.loads(
+                self.engine.create_engine_inspector().get_engine_information(self._trt.LayerInformationFormat.JSON)
+            )
             return precision_from_layers(layers)
         except Exception:  # noqa: BLE001 - an engine built without detailed verbosity says less; fall back
             return "fp32"
@@ -161,13 +175,21 @@ class TensorRTRunner:
             raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
         for name, host in outputs.items():
             if host.nbytes:
-                _ok(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name][0], host.nbytes,
-                                           cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+                _ok(
+                    cudart.cudaMemcpyAsync(
+                        host.ctypes.data,
+                        self._buffers[name][0],
+                        host.nbytes,
+                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                        self._stream,
+                    )
+                )
         _ok(cudart.cudaStreamSynchronize(self._stream))
         return outputs
 
-    def benchmark(self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0,
-                  warmup: int = 5) -> Timing:
+    def benchmark(
+        self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
+    ) -> Timing:
         cudart = self._cudart
         self._bind(feeds)
         _ok(cudart.cudaStreamSynchronize(self._stream))
@@ -208,9 +230,16 @@ class TensorRTRunner:
         for n in self.input_names:
             if any(d < 0 for d in self.engine.get_tensor_shape(n)):
                 profile[n] = [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)]
-        return {"runner": self.name, "precision": self.precision, "tensorrt": self._trt.__version__,
-                "gpu": self.probe.gpu, "compute_capability": self.probe.compute_capability,
-                "driver": self.probe.driver, "engine": self.path.name, "profile": profile}
+        return {
+            "runner": self.name,
+            "precision": self.precision,
+            "tensorrt": self._trt.__version__,
+            "gpu": self.probe.gpu,
+            "compute_capability": self.probe.compute_capability,
+            "driver": self.probe.driver,
+            "engine": self.path.name,
+            "profile": profile,
+        }
 
     def close(self) -> None:
         cudart = getattr(self, "_cudart", None)
@@ -238,19 +267,26 @@ class TensorRTRunner:
         for name, arr in uploads.items():
             if not self.context.set_input_shape(name, arr.shape):
                 rng = [list(s) for s in self.engine.get_tensor_profile_shape(name, 0)]
-                raise ValueError(f"{self.path.name}: input {name!r} shape {list(arr.shape)} is outside the engine's "
-                                 f"profile (min, opt, max) {rng}")
+                raise ValueError(
+                    f"{self.path.name}: input {name!r} shape {list(arr.shape)} is outside the engine's "
+                    f"profile (min, opt, max) {rng}"
+                )
             ptr = self._buffer(name, arr.nbytes)
             if arr.nbytes:
-                _ok(cudart.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes,
-                                           cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+                _ok(
+                    cudart.cudaMemcpyAsync(
+                        ptr, arr.ctypes.data, arr.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream
+                    )
+                )
             self.context.set_tensor_address(name, ptr)
         outputs = {}
         for name in self.output_names:
             shape = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
-                raise ValueError(f"{self.path.name}: output {name!r} has a data-dependent shape {list(shape)}, "
-                                 "which this runner does not support")
+                raise ValueError(
+                    f"{self.path.name}: output {name!r} has a data-dependent shape {list(shape)}, "
+                    "which this runner does not support"
+                )
             outputs[name] = np.empty(shape, dtype=self._dtypes[name])
             self.context.set_tensor_address(name, self._buffer(name, outputs[name].nbytes))
         self._pending = uploads
@@ -276,11 +312,18 @@ def built_for(info: EngineInfo) -> str:
 def check_io(info: EngineInfo, engine: str, inputs: list[str], outputs: list[str]) -> None:
     """ValueError when engine.json's I/O names are not the engine's (a sidecar of another engine)."""
     if sorted(info.input_names) != sorted(inputs) or sorted(info.output_names) != sorted(outputs):
-        raise ValueError(f"{engine}: its engine.json lists inputs {info.input_names} and outputs {info.output_names}, "
-                         f"the engine has {inputs} and {outputs}: the sidecar belongs to another engine")
+        raise ValueError(
+            f"{engine}: its engine.json lists inputs {info.input_names} and outputs {info.output_names}, "
+            f"the engine has {inputs} and {outputs}: the sidecar belongs to another engine"
+        )
 
 
-def runner_from_engine(path: Path | str, precision: str | None = None, threads: int | None = None,
-                       device: str | None = None, info: EngineInfo | None = None) -> TensorRTRunner:
+def runner_from_engine(
+    path: Path | str,
+    precision: str | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    info: EngineInfo | None = None,
+) -> TensorRTRunner:
     """`_runners.runner_for`'s TensorRT branch: RunnerUnavailable (naming what was probed) where it cannot run."""
     return TensorRTRunner(path, precision=precision, threads=threads, device=device, info=info)

@@ -5,6 +5,7 @@ tightest threshold that would have passed), then each output's role and figures 
 same would-pass column and 95% intervals, the worst samples, the figures per shape group,
 the reference's sensitivity, the shapes exercised, timings and the environment.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,24 +17,39 @@ from stages import _gate_result as GR
 from stages._gates import TABLE
 
 # The figure each role's summary cell shows (the one its default gates lean on), and its short name.
-HEADLINE = {"classification": ("top1_agreement", "top1"), "regression": ("cosine", "cos"),
-            "embedding": ("cosine", "cos"), "dense": ("iou", "iou")}
+HEADLINE = {
+    "classification": ("top1_agreement", "top1"),
+    "regression": ("cosine", "cos"),
+    "embedding": ("cosine", "cos"),
+    "dense": ("iou", "iou"),
+}
 ROLE_SHORT = {"classification": "cls", "regression": "reg", "embedding": "emb", "dense": "dense"}
 
 
-def summary_row(precision: str, outputs: dict[str, dict[str, Any]], labels_output: str | None,
-                timing: dict[str, list[dict[str, Any]]], passed: list[Any], results: list[Any]) -> dict[str, Any]:
+def summary_row(
+    precision: str,
+    outputs: dict[str, dict[str, Any]],
+    labels_output: str | None,
+    timing: dict[str, list[dict[str, Any]]],
+    passed: list[Any],
+    results: list[Any],
+) -> dict[str, Any]:
     """The run's summary-table row: precision, each output's role and headline figure (named `fig(output)`),
     the largest max_abs and its output, the labels output's accuracy, timings and the gate count."""
-    s: dict[str, Any] = {"precision": precision,
-                         "roles": " ".join(f"{o}={ROLE_SHORT[e['role']]}" for o, e in outputs.items())}
+    s: dict[str, Any] = {
+        "precision": precision,
+        "roles": " ".join(f"{o}={ROLE_SHORT[e['role']]}" for o, e in outputs.items()),
+    }
     for o, e in outputs.items():
         figure, short = HEADLINE[e["role"]]
         v = e["figures"].get(figure)
         if isinstance(v, float) and not math.isnan(v):
             s[f"{short}({o})"] = round(v, 4) if figure == "top1_agreement" else _sig(v, 6)
-    errors = [(e["figures"]["max_abs"], o) for o, e in outputs.items()
-              if isinstance(e["figures"].get("max_abs"), float) and not math.isnan(e["figures"]["max_abs"])]
+    errors = [
+        (e["figures"]["max_abs"], o)
+        for o, e in outputs.items()
+        if isinstance(e["figures"].get("max_abs"), float) and not math.isnan(e["figures"]["max_abs"])
+    ]
     if errors:
         value, o = max(errors)
         s[f"max_abs({o})"] = _sig(value)
@@ -110,20 +126,29 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
     """report.md: warnings first, then gates, figures, worst samples, groups, sensitivity, shapes, timing."""
     status = "PASSED" if report["passed"] else "FAILED"
     c, r, d = report["candidate"], report["reference"], report["data"]
-    lines = [f"# validate {report['stage']}: {status} ({report['gates_passed']}/{report['gates_total']} gates)", "",
-             f"- candidate: `{c['artifact']}`, {c['precision']}"
-             + (f" ({c['runner']})" if c['runner'] not in c['precision'] else ""),
-             *_engine_line(c),
-             f"- reference: `{r['artifact']}`, {r['precision']}",
-             f"- data: `data.{d['name']}` ({d['kind']}, {d['samples_used']} samples in {len(d['groups'])} shape "
-             f"group{'s' if len(d['groups']) != 1 else ''}"
-             f"{', labelled' if d['labels'] else ''}{', synthetic' if d['synthetic'] and d['kind'] != 'synthetic' else ''}); "
-             f"numerics batches: {_runs(report['numerics_batches'])}"
-             + (f"; padded positions from `{d['mask_input']}` left out" if d.get("mask_input") else ""), ""]
+    lines = [
+        f"# validate {report['stage']}: {status} ({report['gates_passed']}/{report['gates_total']} gates)",
+        "",
+        f"- candidate: `{c['artifact']}`, {c['precision']}"
+        + (f" ({c['runner']})" if c["runner"] not in c["precision"] else ""),
+        *_engine_line(c),
+        f"- reference: `{r['artifact']}`, {r['precision']}",
+        f"- data: `data.{d['name']}` ({d['kind']}, {d['samples_used']} samples in {len(d['groups'])} shape "
+        f"group{'s' if len(d['groups']) != 1 else ''}"
+        f"{', labelled' if d['labels'] else ''}"
+        f"{', synthetic' if d['synthetic'] and d['kind'] != 'synthetic' else ''}); "
+        f"numerics batches: {_runs(report['numerics_batches'])}"
+        + (f"; padded positions from `{d['mask_input']}` left out" if d.get("mask_input") else ""),
+        "",
+    ]
     if report["warnings"]:
         lines += ["## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]] + [""]
-    lines += ["## Gates", "", "| result | output | gate | observed | threshold | would pass at |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Gates",
+        "",
+        "| result | output | gate | observed | threshold | would pass at |",
+        "|---|---|---|---|---|---|",
+    ]
     for g in results:
         if g.direction == "bool":
             obs, thr, wp = ("ok" if g.passed else "FAILED") + (f" ({g.note})" if g.note else ""), "required", ""
@@ -135,16 +160,23 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
             if g.note:
                 thr += f" ({g.note})"
         op = {"min": ">=", "max": "<=", "bool": ""}[g.direction]
-        lines.append(f"| {'PASS' if g.passed else '**FAIL**'} | {g.output} | {f'{g.label} {op}'.strip()} | {obs} | "
-                     f"{thr} | {wp} |")
+        lines.append(
+            f"| {'PASS' if g.passed else '**FAIL**'} | {g.output} | {f'{g.label} {op}'.strip()} | {obs} | "
+            f"{thr} | {wp} |"
+        )
     outs = report["outputs"]
-    for o, gate, why in not_evaluated(outs):
-        lines.append(f"| **NOT EVALUATED** | {o} | `{gate}` (default) | n/a ({why}) | | |")
-    lines += ["", "## Figures", "", "Per-sample figures are the worst sample's (what a gate reads), with their mean "
-              "and 5th percentile from the worst end; proportions carry a 95% interval. Next to each figure, the "
-              "tightest threshold it would pass.", ""]
-    lines += ["| figure | " + " | ".join(f"{o} | would pass" for o in outs) + " |",
-              "|---|" + "---|---|" * len(outs)]
+    for o, default_gate, why in not_evaluated(outs):
+        lines.append(f"| **NOT EVALUATED** | {o} | `{default_gate}` (default) | n/a ({why}) | | |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "Per-sample figures are the worst sample's (what a gate reads), with their mean "
+        "and 5th percentile from the worst end; proportions carry a 95% interval. Next to each figure, the "
+        "tightest threshold it would pass.",
+        "",
+    ]
+    lines += ["| figure | " + " | ".join(f"{o} | would pass" for o in outs) + " |", "|---|" + "---|---|" * len(outs)]
     lines.append("| role | " + " | ".join(f"{o.get('role', '—')} | " for o in outs.values()) + " |")
     for key, gate, style in _figure_rows():
         if all(not isinstance(o["figures"].get(key), (int, float)) for o in outs.values()):
@@ -154,32 +186,49 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
         lines.append(f"| {flag} | " + " | ".join(f"{_yes(o['figures'].get(flag))} | " for o in outs.values()) + " |")
     for name, o in outs.items():
         if o.get("dataset_level"):
-            lines.append(f"\n`{name}` has too few elements per sample for per-sample figures: "
-                         f"{', '.join(o['dataset_level'])} are dataset-level (all samples stacked into one vector), "
-                         "and their gates read that.")
+            lines.append(
+                f"\n`{name}` has too few elements per sample for per-sample figures: "
+                f"{', '.join(o['dataset_level'])} are dataset-level (all samples stacked into one vector), "
+                "and their gates read that."
+            )
         if o.get("self_centered"):
-            lines.append(f"\n`{name}`: {o['self_centered']} sample(s) alone in their shape group: their centered "
-                         "cosine centers each map on its own reference mean (no group mean to use).")
+            lines.append(
+                f"\n`{name}`: {o['self_centered']} sample(s) alone in their shape group: their centered "
+                "cosine centers each map on its own reference mean (no group mean to use)."
+            )
     lines += _worst_samples(outs) + _groups(outs)
-    lines += ["", "## Reference sensitivity", "", "| output | distinct top-1 | top-1 share | centered spread | verdict |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Reference sensitivity",
+        "",
+        "| output | distinct top-1 | top-1 share | centered spread | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for name, o in outs.items():
         s = o["sensitivity"] or {}
-        lines.append(f"| {name} | {s.get('distinct_top1', '—')} of {s.get('samples', '—')} | "
-                     f"{_f(s.get('top1_share'))} | {_f(s.get('centered_spread'))} | "
-                     f"{o['insensitive'] or 'informative'} |")
+        lines.append(
+            f"| {name} | {s.get('distinct_top1', '—')} of {s.get('samples', '—')} | "
+            f"{_f(s.get('top1_share'))} | {_f(s.get('centered_spread'))} | "
+            f"{o['insensitive'] or 'informative'} |"
+        )
     lines += ["", "## Shapes", "", "| point | input shapes | run on |", "|---|---|---|"]
     for point, info in report["points"].items():
         shapes = ", ".join(f"{t} {tuple(s)}" for t, s in info["shapes"].items())
         lines.append(f"| {point} | {shapes} | {info['source']} |")
-    lines += ["", "## Timing", "",
-              "| engine | mode | batch | requests | p50 ms | p90 ms | p99 ms | samples/s | other CPU (cores) | attempts |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Timing",
+        "",
+        "| engine | mode | batch | requests | p50 ms | p90 ms | p99 ms | samples/s | other CPU (cores) | attempts |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for who in ("candidate", "reference"):
         for t in report["timing"][who]:
-            lines.append(f"| {who} | {t['mode']} | {t['batch']} | {t['requests']} | {t['p50_ms']:.3f} | "
-                         f"{t['p90_ms']:.3f} | {t['p99_ms']:.3f} | {t['throughput']:.1f} | "
-                         f"{t['cpu_other_fraction']:.2f} | {t['attempts']} |")
+            lines.append(
+                f"| {who} | {t['mode']} | {t['batch']} | {t['requests']} | {t['p50_ms']:.3f} | "
+                f"{t['p90_ms']:.3f} | {t['p99_ms']:.3f} | {t['throughput']:.1f} | "
+                f"{t['cpu_other_fraction']:.2f} | {t['attempts']} |"
+            )
     env = report["environment"]
     lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()]
     for who in ("candidate", "reference"):
@@ -213,12 +262,18 @@ def _worst_samples(outs: dict[str, Any]) -> list[str]:
 
 def _groups(outs: dict[str, Any]) -> list[str]:
     keys = ("cosine", "centered_cosine", "rel_error", "iou", "top1_agreement", "accuracy", "max_abs")
-    lines = ["", "## Shape groups", "", "| output | group | samples | " + " | ".join(keys) + " |",
-             "|---|---|---|" + "---|" * len(keys)]
+    lines = [
+        "",
+        "## Shape groups",
+        "",
+        "| output | group | samples | " + " | ".join(keys) + " |",
+        "|---|---|---|" + "---|" * len(keys),
+    ]
     for name, o in outs.items():
         for key, g in o.get("groups", {}).items():
-            lines.append(f"| {name} | {key} | {g['count']} | "
-                         + " | ".join(_g(g["figures"].get(k)) for k in keys) + " |")
+            lines.append(
+                f"| {name} | {key} | {g['count']} | " + " | ".join(_g(g["figures"].get(k)) for k in keys) + " |"
+            )
     return lines if len(lines) > 5 else []
 
 

@@ -30,6 +30,7 @@ an IR (quantize.nncf's output) and converts ONNX through another path than
 it as built (device, hint, inference precision, an opt shape) is the
 `benchmark_app` line in `details`.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,15 +45,20 @@ from stages._engine_info import EngineInfo, Precision, Target, TensorInfo
 from stages._ovio import IR_XML
 
 if TYPE_CHECKING:
-    import numpy as np
     import openvino as ov
 
     from pipeline.schema import ModelSpec
 
 ENGINE_JSON = _engine_info.FILENAME
 # OpenVINO's element types numpy lacks (Type.to_dtype() gives float16 for bf16), by their ml_dtypes names.
-_NON_NUMPY = {"bf16": "bfloat16", "f8e4m3": "float8_e4m3fn", "f8e5m2": "float8_e5m2", "i4": "int4", "u4": "uint4",
-              "f4e2m1": "float4_e2m1fn"}
+_NON_NUMPY = {
+    "bf16": "bfloat16",
+    "f8e4m3": "float8_e4m3fn",
+    "f8e5m2": "float8_e5m2",
+    "i4": "int4",
+    "u4": "uint4",
+    "f4e2m1": "float4_e2m1fn",
+}
 # inference precision hint -> EngineInfo.precision
 _PRECISION: dict[str, Precision] = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
@@ -60,15 +66,20 @@ _PRECISION: dict[str, Precision] = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"
 class BuildOpenvinoParams(Params):
     inference_precision: Literal["f32", "bf16", "f16"] = Field(
         description="INFERENCE_PRECISION_HINT the engine runs with; required: OpenVINO's CPU default is bf16 "
-                    "where the CPU supports it, f32 elsewhere")
+        "where the CPU supports it, f32 elsewhere"
+    )
     weights: Literal["as_is", "fp32", "fp16"] = Field(
-        "as_is", description="as_is: keep the input's weight precision; fp16: compress float weights to FP16; "
-                             "fp32: like as_is, but fail if the input already has FP16-compressed weights")
+        "as_is",
+        description="as_is: keep the input's weight precision; fp16: compress float weights to FP16; "
+        "fp32: like as_is, but fail if the input already has FP16-compressed weights",
+    )
     shapes: Literal["dynamic", "static"] = Field(
-        "dynamic", description="dynamic: named dims become ranges [min..max]; static: every dim fixed at opt")
+        "dynamic", description="dynamic: named dims become ranges [min..max]; static: every dim fixed at opt"
+    )
     device: str = Field("CPU", description="OpenVINO device the engine is checked on and meant for")
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
-        "LATENCY", description="PERFORMANCE_HINT recorded in engine.json for runners (and used by the check)")
+        "LATENCY", description="PERFORMANCE_HINT recorded in engine.json for runners (and used by the check)"
+    )
     check: bool = Field(True, description="compile the IR on the device and run it at min, opt and max shapes")
     check_seed: int = Field(0, description="seed of the check's random inputs")
 
@@ -97,34 +108,55 @@ class BuildOpenvino(Stage):
         model = _ovio.model_from_artifact(core, ctx.inputs["model"])
         fp16_in = _ovio.compressed_fp16_constants(model)
         if p.weights == "fp32" and fp16_in:
-            raise ValueError(f"weights: fp32, but the input holds {fp16_in} FP16-compressed weight constants; "
-                             "FP32 cannot be restored (use weights: as_is, or build from the FP32 ONNX)")
+            raise ValueError(
+                f"weights: fp32, but the input holds {fp16_in} FP16-compressed weight constants; "
+                "FP32 cannot be restored (use weights: as_is, or build from the FP32 ONNX)"
+            )
         _reshape(model, ctx.model, p.shapes)
         outdir = ctx.output("model", type(self))
         xml = _ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
         saved = core.read_model(str(xml))  # everything below looks at the bytes that ship
         fp16_out = _ovio.compressed_fp16_constants(saved)
         if p.weights == "fp16" and not fp16_out:
-            print("note: weights: fp16 compressed nothing (an INT8 IR's weights are already 8-bit and OpenVINO keeps "
-                  "their scales in FP32)", flush=True)
-        summary: dict[str, Any] = {"weights": p.weights, "inference_precision": p.inference_precision,
-                                   "size_mb": round((outdir / _ovio.IR_BIN).stat().st_size / 1e6, 3),
-                                   "int8_ops": _ovio.count_ops(saved), "fp16_weight_constants": fp16_out}
+            print(
+                "note: weights: fp16 compressed nothing (an INT8 IR's weights are already 8-bit and OpenVINO keeps "
+                "their scales in FP32)",
+                flush=True,
+            )
+        summary: dict[str, Any] = {
+            "weights": p.weights,
+            "inference_precision": p.inference_precision,
+            "size_mb": round((outdir / _ovio.IR_BIN).stat().st_size / 1e6, 3),
+            "int8_ops": _ovio.count_ops(saved),
+            "fp16_weight_constants": fp16_out,
+        }
         check: dict[str, Any] = {}
         if p.check:
             started = time.perf_counter()
-            compiled = core.compile_model(saved, p.device, {"INFERENCE_PRECISION_HINT": p.inference_precision,
-                                                            "PERFORMANCE_HINT": p.performance_hint})
+            compiled = core.compile_model(
+                saved,
+                p.device,
+                {"INFERENCE_PRECISION_HINT": p.inference_precision, "PERFORMANCE_HINT": p.performance_hint},
+            )
             effective = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             if effective != p.inference_precision:
-                raise ValueError(f"{p.device} compiled the engine with inference precision {effective}, not the "
-                                 f"requested {p.inference_precision} (this device lacks it); choose f32 or {effective}")
+                raise ValueError(
+                    f"{p.device} compiled the engine with inference precision {effective}, not the "
+                    f"requested {p.inference_precision} (this device lacks it); choose f32 or {effective}"
+                )
             summary["compile_s"] = round(time.perf_counter() - started, 3)
             check = _run_points(compiled, saved, ctx.model, p.shapes, p.check_seed)
             summary["checked"] = {point: shapes for point, shapes in check.items()}
-        info = engine_info(saved, p, Path(ctx.inputs["model"]), ctx.model, ov.get_version(),
-                           fake_quantize=_ovio.count_ops(saved, ("FakeQuantize",)),
-                           fake_convert=_ovio.count_ops(saved, ("FakeConvert",)), fp16_weight_constants=fp16_out)
+        info = engine_info(
+            saved,
+            p,
+            Path(ctx.inputs["model"]),
+            ctx.model,
+            ov.get_version(),
+            fake_quantize=_ovio.count_ops(saved, ("FakeQuantize",)),
+            fake_convert=_ovio.count_ops(saved, ("FakeConvert",)),
+            fp16_weight_constants=fp16_out,
+        )
         summary["precision"] = info.precision
         # Where it was built goes in the run record, not the artifact: the IR bytes (and so early
         # cutoff on a shared cache) must not depend on the machine.
@@ -133,26 +165,54 @@ class BuildOpenvino(Stage):
         return summary
 
 
-def engine_info(model: "ov.Model", p: BuildOpenvinoParams, source: Path, spec: "ModelSpec | None", version: str,
-                fake_quantize: int, fake_convert: int, fp16_weight_constants: int) -> EngineInfo:
+def engine_info(
+    model: "ov.Model",
+    p: BuildOpenvinoParams,
+    source: Path,
+    spec: "ModelSpec | None",
+    version: str,
+    fake_quantize: int,
+    fake_convert: int,
+    fp16_weight_constants: int,
+) -> EngineInfo:
     """The EngineInfo of the saved IR `model`, built from `source` with params `p` (machine-independent)."""
     precision: Precision = "int8" if fake_quantize else "fp8" if fake_convert else _PRECISION[p.inference_precision]
     inputs = tuple(_tensor(port) for port in model.inputs)
     source_file = f"{source.name}/{IR_XML}" if source.is_dir() else source.name
     reshape = {t.name: _shape_text(t.dims) for t in inputs} if spec is not None and spec.tensors else None
-    run_with = ["benchmark_app", "-m", IR_XML, "-d", p.device,
-                "-hint", p.performance_hint.lower(), "-infer_precision", p.inference_precision]
+    run_with = [
+        "benchmark_app",
+        "-m",
+        IR_XML,
+        "-d",
+        p.device,
+        "-hint",
+        p.performance_hint.lower(),
+        "-infer_precision",
+        p.inference_precision,
+    ]
     if spec is not None and spec.tensors and any(t.dynamic for t in inputs):
         run_with += ["-data_shape", ",".join(f"{n}[{','.join(map(str, spec.shape(n, 'opt')))}]" for n in spec.tensors)]
     return EngineInfo(
-        backend="openvino", precision=precision, inference_precision=p.inference_precision,
-        inputs=inputs, outputs=tuple(_tensor(port) for port in model.outputs),
-        toolchain={"openvino": version}, device=Target(device=p.device),
+        backend="openvino",
+        precision=precision,
+        inference_precision=p.inference_precision,
+        inputs=inputs,
+        outputs=tuple(_tensor(port) for port in model.outputs),
+        toolchain={"openvino": version},
+        device=Target(device=p.device),
         reproduce=_reproduce(source_file, reshape, p.weights == "fp16"),
-        details={"performance_hint": p.performance_hint, "weights": p.weights, "shapes": p.shapes,
-                 "int8_ops": fake_quantize + fake_convert, "fake_quantize": fake_quantize,
-                 "fake_convert": fake_convert, "fp16_weight_constants": fp16_weight_constants,
-                 "benchmark_app": run_with})
+        details={
+            "performance_hint": p.performance_hint,
+            "weights": p.weights,
+            "shapes": p.shapes,
+            "int8_ops": fake_quantize + fake_convert,
+            "fake_quantize": fake_quantize,
+            "fake_convert": fake_convert,
+            "fp16_weight_constants": fp16_weight_constants,
+            "benchmark_app": run_with,
+        },
+    )
 
 
 def _reproduce(source: str, reshape: dict[str, str] | None, compress_to_fp16: bool) -> tuple[str, ...]:
@@ -191,9 +251,11 @@ def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
         return
     missing, extra = sorted(set(spec.tensors) - set(names)), sorted(set(names) - set(spec.tensors))
     if missing or extra:
-        raise ValueError(f"the model's inputs {names} do not match model.tensors {list(spec.tensors)}"
-                         + (f" (not in the model: {missing})" if missing else "")
-                         + (f" (not in the recipe: {extra})" if extra else ""))
+        raise ValueError(
+            f"the model's inputs {names} do not match model.tensors {list(spec.tensors)}"
+            + (f" (not in the model: {missing})" if missing else "")
+            + (f" (not in the recipe: {extra})" if extra else "")
+        )
     shapes = {}
     for name, tensor in spec.tensors.items():
         dims = []
@@ -212,10 +274,12 @@ def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
         raise ValueError(f"cannot reshape the model to {wanted}: {str(exc).strip().splitlines()[-1]}") from None
 
 
-def _run_points(compiled: "ov.CompiledModel", model: "ov.Model", spec: "ModelSpec | None", mode: str,
-                seed: int) -> dict[str, dict[str, list[int]]]:
+def _run_points(
+    compiled: "ov.CompiledModel", model: "ov.Model", spec: "ModelSpec | None", mode: str, seed: int
+) -> dict[str, dict[str, list[int]]]:
     """Run one inference at each shape point the engine must accept; returns {point: {output: shape}}."""
     import numpy as np
+
     from stages._onnxio import random_array
 
     points = ("opt",) if mode == "static" else ("min", "opt", "max")
@@ -239,8 +303,10 @@ def _run_points(compiled: "ov.CompiledModel", model: "ov.Model", spec: "ModelSpe
         try:
             out = request.infer(feeds)
         except RuntimeError as exc:
-            raise ValueError(f"the engine failed to run at the {point} shape "
-                             f"{', '.join(f'{n} {list(s)}' for n, s in shapes.items())}: "
-                             f"{str(exc).strip().splitlines()[-1]}") from None
+            raise ValueError(
+                f"the engine failed to run at the {point} shape "
+                f"{', '.join(f'{n} {list(s)}' for n, s in shapes.items())}: "
+                f"{str(exc).strip().splitlines()[-1]}"
+            ) from None
         results[point] = {o.get_any_name(): list(v.shape) for o, v in zip(compiled.outputs, out.values())}
     return results

@@ -24,6 +24,7 @@ profiles, the inspector's layer information and the check under `details`.
 With `check` on, the engine is run at each profile point and compared with ONNX
 Runtime on the input ONNX (figures reported; `check_max_abs` gates).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,43 +57,68 @@ class ProfileOverride(BaseModel):
 
 
 class BuildTensorrtParams(Params):
-    memory_pool_mb: int | None = Field(None, ge=1, description="workspace memory pool limit in MiB "
-                                       "(MemoryPoolType.WORKSPACE; None: TensorRT's default, the device's memory)")
-    builder_optimization_level: int = Field(3, ge=0, le=5, description="0-5: higher searches longer for faster "
-                                            "kernels (TensorRT's default 3)")
+    memory_pool_mb: int | None = Field(
+        None,
+        ge=1,
+        description="workspace memory pool limit in MiB "
+        "(MemoryPoolType.WORKSPACE; None: TensorRT's default, the device's memory)",
+    )
+    builder_optimization_level: int = Field(
+        3, ge=0, le=5, description="0-5: higher searches longer for faster kernels (TensorRT's default 3)"
+    )
     shapes: Literal["dynamic", "static"] = Field(
-        "dynamic", description="dynamic: one profile spanning each named dim's min..max (tuned at opt); "
-                               "static: every named dim fixed at opt")
+        "dynamic",
+        description="dynamic: one profile spanning each named dim's min..max (tuned at opt); "
+        "static: every named dim fixed at opt",
+    )
     profile: dict[str, ProfileOverride] = Field(
-        default_factory=dict, description="input -> {min, opt, max} shapes overriding those derived from dims")
-    version_compatible: bool = Field(False, description="runs on later TensorRT versions (BuilderFlag."
-                                     "VERSION_COMPATIBLE; embeds a lean runtime, can be slower)")
+        default_factory=dict, description="input -> {min, opt, max} shapes overriding those derived from dims"
+    )
+    version_compatible: bool = Field(
+        False,
+        description="runs on later TensorRT versions (BuilderFlag."
+        "VERSION_COMPATIBLE; embeds a lean runtime, can be slower)",
+    )
     exclude_lean_runtime: bool = Field(False, description="with version_compatible: do not embed the lean runtime")
     hardware_compatibility: Literal["none", "ampere+"] = Field(
-        "none", description="ampere+: the engine runs on any Ampere-or-newer GPU (HardwareCompatibilityLevel."
-                            "AMPERE_PLUS), at some speed cost; the key still names the build GPU")
-    timing_cache: bool = Field(True, description="load and update the shared timing cache (a side cache outside "
-                                                 "the key: it speeds up rebuilds)")
-    max_aux_streams: int | None = Field(None, ge=0, description="auxiliary streams per inference (0: least memory; "
-                                                                "None: TensorRT's heuristic)")
+        "none",
+        description="ampere+: the engine runs on any Ampere-or-newer GPU (HardwareCompatibilityLevel."
+        "AMPERE_PLUS), at some speed cost; the key still names the build GPU",
+    )
+    timing_cache: bool = Field(
+        True,
+        description="load and update the shared timing cache (a side cache outside the key: it speeds up rebuilds)",
+    )
+    max_aux_streams: int | None = Field(
+        None, ge=0, description="auxiliary streams per inference (0: least memory; None: TensorRT's heuristic)"
+    )
     tiling_optimization_level: Literal["none", "fast", "moderate", "full"] = Field(
-        "none", description="cross-kernel tiling search effort (TensorRT >= 10.8)")
-    l2_limit_for_tiling_mb: int | None = Field(None, ge=0, description="L2 cache the engine may assume it owns, "
-                                                                       "for tiling (MiB)")
+        "none", description="cross-kernel tiling search effort (TensorRT >= 10.8)"
+    )
+    l2_limit_for_tiling_mb: int | None = Field(
+        None, ge=0, description="L2 cache the engine may assume it owns, for tiling (MiB)"
+    )
     avg_timing_iterations: int | None = Field(None, ge=1, description="timing runs averaged per tactic")
-    sparse_weights: bool = Field(False, description="allow 2:4 structured-sparsity kernels (BuilderFlag."
-                                                    "SPARSE_WEIGHTS)")
-    tf32: bool = Field(True, description="allow TF32 math for FP32 layers (TensorRT's default; false for "
-                                         "bit-closer FP32)")
+    sparse_weights: bool = Field(
+        False, description="allow 2:4 structured-sparsity kernels (BuilderFlag.SPARSE_WEIGHTS)"
+    )
+    tf32: bool = Field(
+        True, description="allow TF32 math for FP32 layers (TensorRT's default; false for bit-closer FP32)"
+    )
     profiling_verbosity: Literal["detailed", "layer_names_only", "none"] = Field(
-        "detailed", description="layer detail kept in the engine; detailed lets engine.json and runners see "
-                                "each layer's precision")
+        "detailed",
+        description="layer detail kept in the engine; detailed lets engine.json and runners see each layer's precision",
+    )
     strongly_typed: Literal[True] = Field(
-        True, description="fixed: TensorRT 11 builds only strongly typed networks (precision from the ONNX)")
+        True, description="fixed: TensorRT 11 builds only strongly typed networks (precision from the ONNX)"
+    )
     check: bool = Field(True, description="run the engine at each profile point and compare with ONNX Runtime")
     check_seed: int = Field(0, description="seed of the check's random inputs")
-    check_max_abs: float | None = Field(None, gt=0, description="fail when the engine's max abs difference from "
-                                                                "ONNX Runtime exceeds this (None: report only)")
+    check_max_abs: float | None = Field(
+        None,
+        gt=0,
+        description="fail when the engine's max abs difference from ONNX Runtime exceeds this (None: report only)",
+    )
 
     @model_validator(mode="after")
     def _lean_needs_vc(self) -> "BuildTensorrtParams":
@@ -110,9 +136,13 @@ class BuildTensorrt(Stage):
     # One directory, as build.openvino's: the engine travels with its EngineInfo (stages/_engine_info.py),
     # so validate, runners and packaging stages downstream read what it is instead of guessing.
     outputs = {
-        "model": OutputSpec("engine", is_dir=True, description=f"`{ENGINE_FILE}` (the serialized engine, only for "
-                            "this GPU model and TensorRT) and `engine.json` (TensorRT and GPU identity, precision, "
-                            "I/O with profiles, the equivalent trtexec argv; settings and layers under details)"),
+        "model": OutputSpec(
+            "engine",
+            is_dir=True,
+            description=f"`{ENGINE_FILE}` (the serialized engine, only for "
+            "this GPU model and TensorRT) and `engine.json` (TensorRT and GPU identity, precision, "
+            "I/O with profiles, the equivalent trtexec argv; settings and layers under details)",
+        ),
     }
     packages = ("tensorrt",)
     extra = "tensorrt"
@@ -147,9 +177,15 @@ class BuildTensorrt(Stage):
         check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs) if p.check else None
         info = engine_info(plan, probe, result.io, result.layers, source.name, check)
         _engine_info.write(info, outdir)
-        summary: dict[str, Any] = {"precision": info.precision, "gpu": probe.gpu, "tensorrt": probe.tensorrt,
-                                   "build_s": round(result.seconds, 2), "size_mb": round(len(result.engine) / 1e6, 3),
-                                   "timing_cache": result.timing_cache, "trtexec": plan.trtexec_line}
+        summary: dict[str, Any] = {
+            "precision": info.precision,
+            "gpu": probe.gpu,
+            "tensorrt": probe.tensorrt,
+            "build_s": round(result.seconds, 2),
+            "size_mb": round(len(result.engine) / 1e6, 3),
+            "timing_cache": result.timing_cache,
+            "trtexec": plan.trtexec_line,
+        }
         if result.warnings:
             summary["tensorrt_warnings"] = len(result.warnings)
         if check is not None:
@@ -157,8 +193,14 @@ class BuildTensorrt(Stage):
         return summary
 
 
-def engine_info(plan: "BuildPlan", probe: "GpuProbe", io: list[dict[str, Any]], layers: Any, onnx_name: str,
-                check: dict[str, Any] | None = None) -> EngineInfo:
+def engine_info(
+    plan: "BuildPlan",
+    probe: "GpuProbe",
+    io: list[dict[str, Any]],
+    layers: Any,
+    onnx_name: str,
+    check: dict[str, Any] | None = None,
+) -> EngineInfo:
     """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`_trt_build.
     io_tensors`: name, mode, TensorRT dtype, shape with -1 for dynamic dims, [min, opt, max] profile of a dynamic
     input) and the inspector's layer JSON. Pure data: no tensorrt, no GPU."""
@@ -168,17 +210,31 @@ def engine_info(plan: "BuildPlan", probe: "GpuProbe", io: list[dict[str, Any]], 
     details: dict[str, Any] = {
         "strongly_typed": plan.strongly_typed,
         "settings": {k: v for k, v in plan_data.items() if k not in ("onnx_path", "timing_cache", "profiles")},
-        "profiles": plan_data["profiles"], "layers": layers}
+        "profiles": plan_data["profiles"],
+        "layers": layers,
+    }
     if check is not None:
         details["check"] = check
-    toolchain = {k: v for k, v in (("tensorrt", probe.tensorrt), ("tensorrt_cuda", probe.tensorrt_cuda),
-                                   ("cuda", probe.cuda), ("driver", probe.driver)) if v}
+    toolchain = {
+        k: v
+        for k, v in (
+            ("tensorrt", probe.tensorrt),
+            ("tensorrt_cuda", probe.tensorrt_cuda),
+            ("cuda", probe.cuda),
+            ("driver", probe.driver),
+        )
+        if v
+    }
     return EngineInfo(
-        backend="tensorrt", precision=_trt_layers.precision_from_layers(layers),
+        backend="tensorrt",
+        precision=_trt_layers.precision_from_layers(layers),
         inputs=tuple(_tensor(t) for t in io if t["mode"] == "input"),
         outputs=tuple(_tensor(t) for t in io if t["mode"] != "input"),
-        toolchain=toolchain, device=Target(device=probe.gpu or "unknown", compute_capability=probe.compute_capability),
-        reproduce=tuple(plan.trtexec_args(onnx=onnx_name, layer_info="layers.json")), details=details)
+        toolchain=toolchain,
+        device=Target(device=probe.gpu or "unknown", compute_capability=probe.compute_capability),
+        reproduce=tuple(plan.trtexec_args(onnx=onnx_name, layer_info="layers.json")),
+        details=details,
+    )
 
 
 def _tensor(entry: dict[str, Any]) -> TensorInfo:
@@ -189,11 +245,13 @@ def _tensor(entry: dict[str, Any]) -> TensorInfo:
     dtype = dtype_of_trt(entry["dtype"])
     name = dtype.name if dtype is not None else _NON_NUMPY.get(entry["dtype"])
     if name is None:
-        raise ValueError(f"I/O tensor {entry['name']!r} has TensorRT type {entry['dtype']}, which engine.json cannot "
-                         "name")
+        raise ValueError(
+            f"I/O tensor {entry['name']!r} has TensorRT type {entry['dtype']}, which engine.json cannot name"
+        )
     profile = entry.get("profile")
-    dims = tuple(d if d >= 0 else (f"{profile[0][i]}..{profile[2][i]}" if profile else "?")
-                 for i, d in enumerate(entry["shape"]))
+    dims = tuple(
+        d if d >= 0 else (f"{profile[0][i]}..{profile[2][i]}" if profile else "?") for i, d in enumerate(entry["shape"])
+    )
     lo, opt, hi = (tuple(s) for s in profile) if profile else (None, None, None)
     return TensorInfo(name=entry["name"], dtype=name, dims=dims, min=lo, opt=opt, max=hi)
 
@@ -224,8 +282,11 @@ def _check(engine: Path, onnx_path: Path, plan: Any, seed: int, max_abs: float |
                 per_output = _onnx_check.compare_outputs(reference, runner.infer(feeds), max_abs)
             except ValueError as exc:
                 raise ValueError(f"engine check at the {point} shape {dict(shapes)}: {exc}") from None
-            results[point] = {"shapes": {n: list(s) for n, s in shapes.items()}, "outputs": per_output,
-                              **_onnx_check.worst(per_output)}
+            results[point] = {
+                "shapes": {n: list(s) for n, s in shapes.items()},
+                "outputs": per_output,
+                **_onnx_check.worst(per_output),
+            }
     finally:
         runner.close()
     return results

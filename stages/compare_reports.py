@@ -15,6 +15,7 @@ engine.json, parsed by `_engine_info`); a side without one (an ONNX file run
 in ONNX Runtime) is described by its runner (`candidate.runner`, `precision`
 and the runner's version).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,13 @@ _HINT_PRECISION = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}  # OpenVINO's e
 
 
 class CompareParams(Params):
-    min_speedup: float | None = Field(None, gt=0, description="gate: candidate/baseline throughput at every batch "
-                                                                "both measured must reach this (e.g. 1.0: INT8 must "
-                                                                "not be slower than FP16); None: report and warn only")
+    min_speedup: float | None = Field(
+        None,
+        gt=0,
+        description="gate: candidate/baseline throughput at every batch "
+        "both measured must reach this (e.g. 1.0: INT8 must "
+        "not be slower than FP16); None: report and warn only",
+    )
     warn_below: float = Field(1.05, gt=0, description="flag a throughput ratio below this in the report")
 
 
@@ -46,8 +51,10 @@ class CompareReports(Stage):
 
     kind = "report.compare"
     Params = CompareParams
-    inputs = {"candidate": InputSpec(description="report.json of the engine expected to be faster (e.g. INT8)"),
-              "baseline": InputSpec(description="report.json of the engine it replaces (e.g. FP16 or FP32)")}
+    inputs = {
+        "candidate": InputSpec(description="report.json of the engine expected to be faster (e.g. INT8)"),
+        "baseline": InputSpec(description="report.json of the engine it replaces (e.g. FP16 or FP32)"),
+    }
     outputs = {"report": OutputSpec("compare.json"), "markdown": OutputSpec("compare.md")}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -55,14 +62,22 @@ class CompareReports(Stage):
         paths = {n: Path(ctx.inputs[n]) for n in ("candidate", "baseline")}
         cand, base = (_load(paths[n], n) for n in ("candidate", "baseline"))
         speed = speedups(cand, base)
-        flags = [f"{cand['stage']} is not faster than {base['stage']} at batch {b}: {r:.2f}x"
-                 for b, r in speed.items() if r < p.warn_below]
+        flags = [
+            f"{cand['stage']} is not faster than {base['stage']} at batch {b}: {r:.2f}x"
+            for b, r in speed.items()
+            if r < p.warn_below
+        ]
         if not speed:
             flags.append("no batch size was timed in both reports: nothing to compare")
-        sides = {n: _side(r, engine_of(r, f"{n}: {paths[n].name}")) for n, r in (("candidate", cand),
-                                                                                   ("baseline", base))}
-        result: dict[str, Any] = {**sides, "throughput_ratio": speed,
-                  "size_ratio": _ratio(_size(cand), _size(base)), "flags": flags}
+        sides = {
+            n: _side(r, engine_of(r, f"{n}: {paths[n].name}")) for n, r in (("candidate", cand), ("baseline", base))
+        }
+        result: dict[str, Any] = {
+            **sides,
+            "throughput_ratio": speed,
+            "size_ratio": _ratio(_size(cand), _size(base)),
+            "flags": flags,
+        }
         (ctx.outdir / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         (ctx.outdir / "compare.md").write_text(markdown(result))
         for flag in flags:
@@ -70,14 +85,19 @@ class CompareReports(Stage):
         summary: dict[str, Any] = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}
         labelled = result["candidate"]["labels_output"]
         if labelled:
-            acc = [side["outputs"].get(labelled, {}).get("figures", {}).get("accuracy") for side in
-                   (result["candidate"], result["baseline"])]
+            acc = [
+                side["outputs"].get(labelled, {}).get("figures", {}).get("accuracy")
+                for side in (result["candidate"], result["baseline"])
+            ]
             if all(isinstance(a, (int, float)) for a in acc):
                 summary[f"acc_change({labelled})"] = round(acc[0] - acc[1], 4)
         summary["flags"] = len(flags)
         if p.min_speedup is not None:
-            failed = [f"throughput at batch {b}: {r:.2f}x < {p.min_speedup:.2f}x" for b, r in speed.items()
-                      if r < p.min_speedup]
+            failed = [
+                f"throughput at batch {b}: {r:.2f}x < {p.min_speedup:.2f}x"
+                for b, r in speed.items()
+                if r < p.min_speedup
+            ]
             if failed or not speed:
                 raise GateFailed(failed or ["no common batch size was timed"])
         return summary
@@ -127,14 +147,26 @@ def _side(report: dict[str, Any], engine: EngineInfo | None) -> dict[str, Any]:
         outputs[name] = {"role": entry.get("role"), "figures": {k: figs.get(k) for k in FIGURES if k in figs}}
     c = report["candidate"]
     runner = c.get("runner")
-    return {"stage": report["stage"], "precision": c.get("precision"), "backend": _backend(c, engine),
-            "engine": None if engine is None else {
-                "precision": engine.precision, "inference_precision": engine.inference_precision,
-                "device": str(engine.device), "execution_precision": c.get("execution_precision")},
-            "toolchain": dict(engine.toolchain) if engine else ({runner: c[runner]} if c.get(runner) else {}),
-            "outputs": outputs, "labels_output": report.get("data", {}).get("labels_output"),
-            "p50_ms": _latency(report), "throughput": throughput_by_batch(report), "size_mb": _size(report),
-            "gates": f"{report.get('gates_passed')}/{report.get('gates_total')}"}
+    return {
+        "stage": report["stage"],
+        "precision": c.get("precision"),
+        "backend": _backend(c, engine),
+        "engine": None
+        if engine is None
+        else {
+            "precision": engine.precision,
+            "inference_precision": engine.inference_precision,
+            "device": str(engine.device),
+            "execution_precision": c.get("execution_precision"),
+        },
+        "toolchain": dict(engine.toolchain) if engine else ({runner: c[runner]} if c.get(runner) else {}),
+        "outputs": outputs,
+        "labels_output": report.get("data", {}).get("labels_output"),
+        "p50_ms": _latency(report),
+        "throughput": throughput_by_batch(report),
+        "size_mb": _size(report),
+        "gates": f"{report.get('gates_passed')}/{report.get('gates_total')}",
+    }
 
 
 def _backend(candidate: dict[str, Any], engine: EngineInfo | None) -> str | None:
@@ -169,8 +201,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def markdown(result: dict[str, Any]) -> str:
     c, b = result["candidate"], result["baseline"]
-    rows = [(name, cell(c), cell(b), "") for name, cell in
-            (("backend", _backend_cell), ("precision", _precision_cell), ("toolchain", _toolchain_cell))]
+    rows = [
+        (name, cell(c), cell(b), "")
+        for name, cell in (("backend", _backend_cell), ("precision", _precision_cell), ("toolchain", _toolchain_cell))
+    ]
     rows.append(("gates", c["gates"], b["gates"], ""))
     names = list(dict.fromkeys([*c["outputs"], *b["outputs"]]))
     labelled = c["labels_output"] or b["labels_output"]
@@ -182,10 +216,18 @@ def markdown(result: dict[str, Any]) -> str:
             cv, bv = co.get("figures", {}).get(k), bo.get("figures", {}).get(k)
             if cv is not None or bv is not None:
                 rows.append((f"{k} ({o})", _fmt(cv), _fmt(bv), ""))
-    rows.append(("latency p50, batch 1 (ms)", _fmt(c["p50_ms"]), _fmt(b["p50_ms"]), _fmt(_ratio(c["p50_ms"], b["p50_ms"]))))
+    rows.append(
+        ("latency p50, batch 1 (ms)", _fmt(c["p50_ms"]), _fmt(b["p50_ms"]), _fmt(_ratio(c["p50_ms"], b["p50_ms"])))
+    )
     for batch, r in result["throughput_ratio"].items():
-        rows.append((f"throughput, batch {batch} (samples/s)", _fmt(c["throughput"][batch]), _fmt(b["throughput"][batch]),
-                     f"{r:.2f}x"))
+        rows.append(
+            (
+                f"throughput, batch {batch} (samples/s)",
+                _fmt(c["throughput"][batch]),
+                _fmt(b["throughput"][batch]),
+                f"{r:.2f}x",
+            )
+        )
     rows.append(("size (MB)", _fmt(c["size_mb"]), _fmt(b["size_mb"]), _fmt(result["size_ratio"])))
     lines = [f"# {c['stage']} vs {b['stage']}", ""]
     lines += [f"> **{flag}**" for flag in result["flags"]] + ([""] if result["flags"] else [])

@@ -6,6 +6,7 @@ metadata (source paths and line numbers) so that a comment edit or another
 checkout directory gives the same bytes, and checked against torch with ONNX
 Runtime before the stage succeeds.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from pipeline.schema import ModelSpec
-from pipeline.stage import (InputSpec, KeyContext, NameNotDefined, OutputSpec, Params, RecipeValueError, Stage,
-                            StageContext)
+from pipeline.stage import (
+    InputSpec,
+    KeyContext,
+    NameNotDefined,
+    OutputSpec,
+    RecipeValueError,
+    Stage,
+    StageContext,
+)
 from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
@@ -28,13 +36,18 @@ if TYPE_CHECKING:
     import torch
 
 
-
 class ExportOnnxParams(SelfCheckParams):
     opset: int = Field(20, ge=7, description="ONNX opset of the default domain")
-    dynamo: bool = Field(True, description="use torch.onnx.export(dynamo=True) (torch.export + onnxscript); "
-                                           "false = the deprecated TorchScript exporter")
-    keep_debug_metadata: bool = Field(False, description="keep the exporter's doc strings and node metadata "
-                                                         "(source paths, line numbers); makes the bytes checkout-dependent")
+    dynamo: bool = Field(
+        True,
+        description="use torch.onnx.export(dynamo=True) (torch.export + onnxscript); "
+        "false = the deprecated TorchScript exporter",
+    )
+    keep_debug_metadata: bool = Field(
+        False,
+        description="keep the exporter's doc strings and node metadata "
+        "(source paths, line numbers); makes the bytes checkout-dependent",
+    )
     check: bool = Field(True, description="compare ONNX Runtime against torch on a random input at the opt shape")
 
 
@@ -43,8 +56,11 @@ class ExportOnnx(Stage):
     version = "1"
     summary = "Export the recipe's torch model to ONNX with named dynamic dims, deterministically"
     Params = ExportOnnxParams
-    inputs = {"checkpoint": InputSpec(optional=True, description="a state_dict from another stage "
-                                                                  "(e.g. training); overrides model.checkpoint")}
+    inputs = {
+        "checkpoint": InputSpec(
+            optional=True, description="a state_dict from another stage (e.g. training); overrides model.checkpoint"
+        )
+    }
     outputs = {"model": OutputSpec("model.onnx", description="the exported model, weights inline")}
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
     extra = "torch,onnx"
@@ -64,8 +80,9 @@ class ExportOnnx(Stage):
         try:
             checkpoint = keys.file_digest(keys.recipe_dir / model.checkpoint) if model.checkpoint else None
         except OSError as exc:
-            raise RecipeValueError(("model", "checkpoint"), f"cannot read checkpoint {model.checkpoint!r}: "
-                                                            f"{exc.strerror or exc}") from None
+            raise RecipeValueError(
+                ("model", "checkpoint"), f"cannot read checkpoint {model.checkpoint!r}: {exc.strerror or exc}"
+            ) from None
         return {"factory_code": code, "checkpoint": checkpoint}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -82,12 +99,18 @@ class ExportOnnx(Stage):
         seconds = time.perf_counter() - started
         _restore_dim_names(proto, model)
         if model.outputs is not None and [o.name for o in proto.graph.output] != model.outputs:
-            raise ValueError(f"exported outputs {[o.name for o in proto.graph.output]} != model.outputs {model.outputs}")
+            raise ValueError(
+                f"exported outputs {[o.name for o in proto.graph.output]} != model.outputs {model.outputs}"
+            )
         if not p.keep_debug_metadata:
             _onnxio.strip_debug_info(proto)
         _onnxio.save_onnx(proto, out)
-        summary: dict[str, Any] = {"opset": p.opset, "exporter": "dynamo" if p.dynamo else "torchscript",
-                                   "export_s": round(seconds, 2), "size_mb": round(out.stat().st_size / 1e6, 2)}
+        summary: dict[str, Any] = {
+            "opset": p.opset,
+            "exporter": "dynamo" if p.dynamo else "torchscript",
+            "export_s": round(seconds, 2),
+            "size_mb": round(out.stat().st_size / 1e6, 2),
+        }
         if p.check:
             summary["check_max_abs"] = _check(module, model, out, p)
         return summary
@@ -131,17 +154,30 @@ def _example_args(model: "ModelSpec") -> tuple["torch.Tensor", ...]:
 def _export_dynamo(module: "torch.nn.Module", model: "ModelSpec", opset: int, workdir: Path) -> "onnx.ModelProto":
     import torch
 
-    dims = {name: torch.export.Dim(_dim_ident(name), min=r.min, max=r.max)
-            for name, r in model.dims.items() if r.min != r.max}
-    dynamic_shapes = tuple({i: dims[d] for i, d in enumerate(spec.shape) if _is_dynamic(model, d)} or None
-                           for spec in model.tensors.values())
-    if not any(dynamic_shapes):
-        dynamic_shapes = None
+    dims = {
+        name: torch.export.Dim(_dim_ident(name), min=r.min, max=r.max)
+        for name, r in model.dims.items()
+        if r.min != r.max
+    }
+    per_input = tuple(
+        {i: dims[d] for i, d in enumerate(spec.shape) if isinstance(d, str) and _is_dynamic(model, d)} or None
+        for spec in model.tensors.values()
+    )
+    dynamic_shapes = per_input if any(per_input) else None
     with warnings.catch_warnings():  # a dim shared by two inputs is expected, not news
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints", category=UserWarning)
-        program = torch.onnx.export(module, _example_args(model), None, dynamo=True, verbose=False,
-                                    opset_version=opset, input_names=list(model.tensors),
-                                    output_names=model.outputs, dynamic_shapes=dynamic_shapes)
+        program = torch.onnx.export(
+            module,
+            _example_args(model),
+            None,
+            dynamo=True,
+            verbose=False,
+            opset_version=opset,
+            input_names=list(model.tensors),
+            output_names=model.outputs,
+            dynamic_shapes=dynamic_shapes,
+        )
+    assert program is not None  # with no file to write (f=None), the dynamo exporter returns its program
     return program.model_proto  # weights inline, never external data
 
 
@@ -150,15 +186,25 @@ def _export_torchscript(module: "torch.nn.Module", model: "ModelSpec", opset: in
 
     from stages._onnxio import load_onnx
 
-    dynamic_axes = {name: {i: d for i, d in enumerate(spec.shape) if _is_dynamic(model, d)}
-                    for name, spec in model.tensors.items()}
+    dynamic_axes = {
+        name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str) and _is_dynamic(model, d)}
+        for name, spec in model.tensors.items()
+    }
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=workdir))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(module, _example_args(model), str(tmp / "model.onnx"), dynamo=False,
-                              opset_version=opset, input_names=list(model.tensors), output_names=model.outputs,
-                              dynamic_axes={k: v for k, v in dynamic_axes.items() if v}, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                _example_args(model),
+                str(tmp / "model.onnx"),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(model.tensors),
+                output_names=model.outputs,
+                dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
+                do_constant_folding=True,
+            )
         return load_onnx(tmp / "model.onnx")  # pulls any external data inline
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

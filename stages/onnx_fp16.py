@@ -15,6 +15,7 @@ how many values were touched, since a clamped weight is a silent accuracy bug.
 The result is compared with the FP32 input in ONNX Runtime on a seeded input
 (ResNet50: max abs difference ~0.02-0.05 on random input, cosine ~1).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,17 +33,26 @@ if TYPE_CHECKING:
 
 class OnnxFp16Params(Params):
     keep_io_types: bool = Field(True, description="inputs and outputs stay FP32 (Casts inside the graph)")
-    keep_op_types: list[str] = Field(default_factory=list, description="op types kept in FP32, in addition to "
-                                                                       "onnxconverter-common's default block list")
+    keep_op_types: list[str] = Field(
+        default_factory=list,
+        description="op types kept in FP32, in addition to onnxconverter-common's default block list",
+    )
     keep_nodes: list[str] = Field(default_factory=list, description="node names kept in FP32")
     min_positive_val: float = Field(1e-7, gt=0, description="nonzero constants smaller in magnitude are raised to this")
-    max_finite_val: float = Field(65504.0, gt=0, le=65504.0, description="constants larger in magnitude are clamped "
-                                                                         "to this (65504: FP16's largest finite value)")
+    max_finite_val: float = Field(
+        65504.0,
+        gt=0,
+        le=65504.0,
+        description="constants larger in magnitude are clamped to this (65504: FP16's largest finite value)",
+    )
     check: bool = Field(True, description="compare the FP16 model with the FP32 input in ONNX Runtime")
     check_seed: int = Field(0, description="seed of the check's random input (at the opt shape)")
-    check_min_cosine: float | None = Field(0.99, ge=-1, le=1, description="fail below this cosine similarity "
-                                                                           "(None: report only)")
-    check_max_abs: float | None = Field(None, gt=0, description="fail above this max abs difference (None: report only)")
+    check_min_cosine: float | None = Field(
+        0.99, ge=-1, le=1, description="fail below this cosine similarity (None: report only)"
+    )
+    check_max_abs: float | None = Field(
+        None, gt=0, description="fail above this max abs difference (None: report only)"
+    )
 
     @model_validator(mode="after")
     def _range(self) -> "OnnxFp16Params":
@@ -57,8 +67,10 @@ class OnnxFp16(Stage):
     summary = "Convert an FP32 ONNX model to FP16 mixed precision (for strongly typed TensorRT builds)"
     Params = OnnxFp16Params
     inputs = {"model": InputSpec(description="the FP32 .onnx file")}
-    outputs = {"model": OutputSpec("model.onnx", description="the mixed-precision model"),
-               "report": OutputSpec("fp16.json", description="settings, ops kept in FP32, clamped constants, check")}
+    outputs = {
+        "model": OutputSpec("model.onnx", description="the mixed-precision model"),
+        "report": OutputSpec("fp16.json", description="settings, ops kept in FP32, clamped constants, check"),
+    }
     packages = ("onnx", "onnxconverter-common", "onnxruntime")
     extra = "onnx"
     uses_model = True
@@ -82,12 +94,16 @@ class OnnxFp16(Stage):
         with warnings.catch_warnings():  # one UserWarning per clamped value; the report counts them instead
             warnings.simplefilter("ignore", UserWarning)
             converted = float16.convert_float_to_float16(
-                model, min_positive_val=p.min_positive_val, max_finite_val=p.max_finite_val,
-                keep_io_types=p.keep_io_types, op_block_list=block_ops, node_block_list=list(p.keep_nodes))
+                model,
+                min_positive_val=p.min_positive_val,
+                max_finite_val=p.max_finite_val,
+                keep_io_types=p.keep_io_types,
+                op_block_list=block_ops,
+                node_block_list=list(p.keep_nodes),
+            )
         del model
         onnx.checker.check_model(converted)
-        kept = sorted(n.name for n in converted.graph.node
-                      if n.op_type in block_ops or n.name in p.keep_nodes)
+        kept = sorted(n.name for n in converted.graph.node if n.op_type in block_ops or n.name in p.keep_nodes)
         fp16_inits = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in converted.graph.initializer)
         casts = sum(n.op_type == "Cast" for n in converted.graph.node)
         out = ctx.output("model", type(self))
@@ -99,18 +115,34 @@ class OnnxFp16(Stage):
             feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
             check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
         if clamped["too_large"]:
-            print(f"WARNING: {ctx.stage}: {clamped['too_large']} constant values clamped to +-{p.max_finite_val:g} "
-                  f"(in {', '.join(clamped['tensors'][:5])}): check the accuracy", flush=True)
+            print(
+                f"WARNING: {ctx.stage}: {clamped['too_large']} constant values clamped to +-{p.max_finite_val:g} "
+                f"(in {', '.join(clamped['tensors'][:5])}): check the accuracy",
+                flush=True,
+            )
         if clamped["too_small"]:
-            print(f"note: {clamped['too_small']} tiny nonzero constant values raised to +-{p.min_positive_val:g}",
-                  flush=True)
-        report = {"settings": p.model_dump(mode="json"), "op_block_list": block_ops, "kept_fp32_nodes": kept,
-                  "fp16_initializers": fp16_inits, "casts": casts, "clamped": clamped, "check": check}
+            print(
+                f"note: {clamped['too_small']} tiny nonzero constant values raised to +-{p.min_positive_val:g}",
+                flush=True,
+            )
+        report = {
+            "settings": p.model_dump(mode="json"),
+            "op_block_list": block_ops,
+            "kept_fp32_nodes": kept,
+            "fp16_initializers": fp16_inits,
+            "casts": casts,
+            "clamped": clamped,
+            "check": check,
+        }
         ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        return {"fp16_initializers": fp16_inits, "kept_fp32_nodes": len(kept), "casts": casts,
-                "clamped_values": clamped["too_large"] + clamped["too_small"],
-                "size_mb": round(out.stat().st_size / 1e6, 2),
-                **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()}}
+        return {
+            "fp16_initializers": fp16_inits,
+            "kept_fp32_nodes": len(kept),
+            "casts": casts,
+            "clamped_values": clamped["too_large"] + clamped["too_small"],
+            "size_mb": round(out.stat().st_size / 1e6, 2),
+            **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()},
+        }
 
 
 def _out_of_range(model: "onnx.ModelProto", min_positive: float, max_finite: float) -> dict[str, Any]:

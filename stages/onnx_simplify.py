@@ -6,6 +6,7 @@ make the batch static. onnxsim's own random check is off (`check_n=0`);
 instead the result is compared with the input model at the recipe's opt shape
 by ONNX Runtime, like every ONNX stage.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, OutputSpec, Stage, StageContext
 from stages._params import SelfCheckParams
 
 
@@ -21,8 +22,9 @@ class OnnxSimplifyParams(SelfCheckParams):
     perform_optimization: bool = Field(True, description="run onnx-optimizer's fusion and elimination passes")
     skip_fuse_bn: bool = Field(False, description="keep BatchNormalization separate from the Conv before it")
     skip_constant_folding: bool = Field(False, description="do not fold constant subgraphs")
-    skipped_optimizers: list[str] = Field(default_factory=list,
-                                          description="onnx-optimizer passes to skip, e.g. [fuse_consecutive_transposes]")
+    skipped_optimizers: list[str] = Field(
+        default_factory=list, description="onnx-optimizer passes to skip, e.g. [fuse_consecutive_transposes]"
+    )
     check: bool = Field(True, description="compare the simplified model with the input model at the opt shape")
 
 
@@ -48,8 +50,11 @@ class OnnxSimplify(Stage):
         source = ctx.inputs["model"]
         original = _onnxio.load_onnx(source)
         kwargs: dict[str, Any] = dict(
-            check_n=0, perform_optimization=p.perform_optimization, skip_fuse_bn=p.skip_fuse_bn,
-            skip_constant_folding=p.skip_constant_folding, skipped_optimizers=list(p.skipped_optimizers) or None,
+            check_n=0,
+            perform_optimization=p.perform_optimization,
+            skip_fuse_bn=p.skip_fuse_bn,
+            skip_constant_folding=p.skip_constant_folding,
+            skipped_optimizers=list(p.skipped_optimizers) or None,
         )
         # onnxsim 0.8 can prove equivalence with z3 and record the verdict in metadata_props;
         # that depends on whether z3 is installed and how long the solver takes: keep it out.
@@ -62,8 +67,11 @@ class OnnxSimplify(Stage):
         onnx.checker.check_model(simplified)
         out = ctx.output("model", type(self))
         _onnxio.save_onnx(simplified, out)
-        summary: dict[str, Any] = {"nodes_before": len(original.graph.node), "nodes_after": len(simplified.graph.node),
-                                   "size_mb": round(out.stat().st_size / 1e6, 2)}
+        summary: dict[str, Any] = {
+            "nodes_before": len(original.graph.node),
+            "nodes_after": len(simplified.graph.node),
+            "size_mb": round(out.stat().st_size / 1e6, 2),
+        }
         del original
         if p.check and ctx.model is not None:
             session = _onnxio.session_from_onnx(source)
@@ -75,13 +83,19 @@ class OnnxSimplify(Stage):
 
 def _check_dims_kept(original: Any, simplified: Any) -> None:
     """Fail if simplification made a dynamic input or output dim static (it must not)."""
+
     def dims(infos: Any) -> dict[str, list[str]]:
         return {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in infos}
 
-    for kind, before, after in (("input", dims(original.graph.input), dims(simplified.graph.input)),
-                                ("output", dims(original.graph.output), dims(simplified.graph.output))):
+    for kind, before, after in (
+        ("input", dims(original.graph.input), dims(simplified.graph.input)),
+        ("output", dims(original.graph.output), dims(simplified.graph.output)),
+    ):
         for name, params in before.items():
-            lost = [p for i, p in enumerate(params) if p and (name not in after or i >= len(after[name])
-                                                             or after[name][i] != p)]
+            lost = [
+                p
+                for i, p in enumerate(params)
+                if p and (name not in after or i >= len(after[name]) or after[name][i] != p)
+            ]
             if lost:
                 raise ValueError(f"onnxsim changed the dynamic dims {lost} of {kind} {name!r}")

@@ -6,15 +6,16 @@ recipe writes an op as a bare name (`cleanup`) or a one-key mapping
 model with ONNX Runtime, following renames and new static shapes, so an edit
 that changes the numbers fails here and names the output it broke.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from pipeline.errors import did_you_mean
-from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import InputSpec, KeyContext, OutputSpec, Stage, StageContext
 from stages._params import SelfCheckParams
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 
 # --- the ops -----------------------------------------------------------------------------------
+
 
 def _cleanup(graph: "gs.Graph", arg: None, base: Path) -> "gs.Graph":
     """Drop nodes and tensors that no graph output depends on."""
@@ -51,6 +53,7 @@ def _rename(which: str) -> Callable[["gs.Graph", dict[str, str], Path], "gs.Grap
         for old, new in arg.items():
             tensors[old].name = new
         return graph
+
     return rename
 
 
@@ -90,8 +93,10 @@ def _remove_node(graph: "gs.Graph", arg: str, base: Path) -> "gs.Graph":
                 consumer.inputs[i] = source
     if out in graph.outputs:  # keep the graph's output name: the producer of `source` now writes it
         if not source.inputs or source in graph.inputs or source in graph.outputs:
-            raise ValueError(f"remove_node: {arg!r} connects a graph input or constant straight to graph "
-                             f"output {out.name!r}; there is no producer to take over that name")
+            raise ValueError(
+                f"remove_node: {arg!r} connects a graph input or constant straight to graph "
+                f"output {out.name!r}; there is no producer to take over that name"
+            )
         graph.outputs[graph.outputs.index(out)] = source
         node.outputs.clear()
         source.name = out.name
@@ -128,6 +133,7 @@ OPS: dict[str, Callable[[Any, Any, Path], Any]] = {
 
 
 # --- the params: each op validated, written back in the recipe's own form ----------------------
+
 
 class _Op(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -184,10 +190,14 @@ SurgeryOp = Annotated[Union[_NoArg, _Rename, _SetDims, _RemoveNode, _Python], Fi
 
 
 class OnnxSurgeryParams(SelfCheckParams):
-    ops: list[SurgeryOp] = Field(default_factory=list, description=(
-        "edits applied in order: cleanup | toposort | fold_constants | {rename_inputs: {old: new}} | "
-        "{rename_outputs: {old: new}} | {set_dims: {tensor: [1, 3, 224, 224]}} | {remove_node: NAME} | "
-        "{python: 'module:function'} (gs.Graph -> gs.Graph)"))
+    ops: list[SurgeryOp] = Field(
+        default_factory=list,
+        description=(
+            "edits applied in order: cleanup | toposort | fold_constants | {rename_inputs: {old: new}} | "
+            "{rename_outputs: {old: new}} | {set_dims: {tensor: [1, 3, 224, 224]}} | {remove_node: NAME} | "
+            "{python: 'module:function'} (gs.Graph -> gs.Graph)"
+        ),
+    )
     check: bool = Field(True, description="compare with the input model (renames followed; set_dims shapes used)")
 
     @field_validator("ops", mode="before")
@@ -203,16 +213,18 @@ class OnnxSurgeryParams(SelfCheckParams):
             elif isinstance(item, dict) and "op" not in item:
                 if len(item) != 1:
                     raise ValueError(f"ops[{i}]: an op is a name or a mapping with one key, got keys {sorted(item)}")
-                (name, arg), = item.items()
+                ((name, arg),) = item.items()
                 item = {"op": name} if arg is None else {"op": name, "arg": arg}
             if isinstance(item, dict) and isinstance(item.get("op"), str) and item["op"] not in OPS:
-                raise ValueError(f"ops[{i}]: unknown op {item['op']!r}{did_you_mean(item['op'], list(OPS))} "
-                                 f"(ops: {', '.join(OPS)})")
+                raise ValueError(
+                    f"ops[{i}]: unknown op {item['op']!r}{did_you_mean(item['op'], list(OPS))} (ops: {', '.join(OPS)})"
+                )
             out.append(item)
         return out
 
 
 # --- the kind ----------------------------------------------------------------------------------
+
 
 class OnnxSurgery(Stage):
     kind = "onnx.surgery"
@@ -257,8 +269,11 @@ class OnnxSurgery(Stage):
         edited.metadata_props.extend(original.metadata_props)
         out = ctx.output("model", type(self))
         _onnxio.save_onnx(edited, out)
-        summary: dict[str, Any] = {"ops": len(p.ops), "nodes_before": len(original.graph.node),
-                                   "nodes_after": len(edited.graph.node)}
+        summary: dict[str, Any] = {
+            "ops": len(p.ops),
+            "nodes_before": len(original.graph.node),
+            "nodes_after": len(edited.graph.node),
+        }
         del original, edited, graph
         if p.check:
             session = _onnxio.session_from_onnx(source)
@@ -279,8 +294,12 @@ def _compose(renames: dict[str, str], step: dict[str, str]) -> dict[str, str]:
     return current
 
 
-def _follow_set_dims(shapes: dict[str, tuple[int, ...]], renames: dict[str, str],
-                     arg: dict[str, list[int | str]], model: "ModelSpec | None") -> None:
+def _follow_set_dims(
+    shapes: dict[str, tuple[int, ...]],
+    renames: dict[str, str],
+    arg: dict[str, list[int | str]],
+    model: "ModelSpec | None",
+) -> None:
     """Check at the new static sizes: ints as given, named dims at their opt (or the old size)."""
     back = {cur: ref for ref, cur in renames.items()}
     for name, dims in arg.items():
@@ -288,6 +307,7 @@ def _follow_set_dims(shapes: dict[str, tuple[int, ...]], renames: dict[str, str]
         if ref not in shapes:
             continue  # an output, or an input the recipe does not describe
         old = shapes[ref]
-        shapes[ref] = tuple(d if isinstance(d, int) else
-                            model.dims[d].opt if model is not None and d in model.dims else old[i]
-                            for i, d in enumerate(dims))
+        shapes[ref] = tuple(
+            d if isinstance(d, int) else model.dims[d].opt if model is not None and d in model.dims else old[i]
+            for i, d in enumerate(dims)
+        )

@@ -25,12 +25,12 @@ byte differences we found is OpenVINO's process-wide node counter in
 auto-generated names, which `_ovio.save_ir` renumbers. NNCF's telemetry is
 switched off (`NNCF_CI`) before nncf is first imported.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,8 +44,7 @@ if TYPE_CHECKING:
     import openvino as ov
 
     from pipeline.schema import ModelSpec
-    from stages._calibration import CalibrationStats
-    from stages._calibration import Item
+    from stages._calibration import CalibrationStats, Item
     from stages._control_metric import ControlMetric
     from stages._data import Dataset
 
@@ -58,32 +57,45 @@ class IgnoredScope(BaseModel):
     names: list[str] = Field(default_factory=list, description="exact node names")
     types: list[str] = Field(default_factory=list, description="OpenVINO op types, e.g. [Multiply, Softmax]")
     patterns: list[str] = Field(default_factory=list, description="regular expressions matched against node names")
-    strict: bool = Field(True, description="fail when a name, type or pattern matches no node in the model")
+    strict: bool = Field(default=True, description="fail when a name, type or pattern matches no node in the model")
 
 
 class QuantizeNncfParams(Params):
     preset: Literal["performance", "mixed"] = Field(
-        "performance", description="performance: symmetric activations and weights; mixed: asymmetric activations")
+        "performance", description="performance: symmetric activations and weights; mixed: asymmetric activations"
+    )
     subset_size: int = Field(300, ge=1, description="calibration samples used (fewer if the dataset is smaller)")
-    fast_bias_correction: bool = Field(True, description="NNCF's fast bias correction (false: the slower, "
-                                                         "sometimes more accurate full bias correction)")
+    fast_bias_correction: bool = Field(
+        True,
+        description="NNCF's fast bias correction (false: the slower, sometimes more accurate full bias correction)",
+    )
     model_type: Literal["auto", "transformer", "none"] = Field(
-        "auto", description="transformer: NNCF's transformer mode (attention-sensitive ops kept in float, SmoothQuant "
-                            "on MatMuls); auto: transformer when the graph has attention (MatMul -> Softmax -> "
-                            "MatMul); none: the default CNN rules")
-    ignored_scope: IgnoredScope = Field(default_factory=IgnoredScope, description="nodes left in float")
+        "auto",
+        description="transformer: NNCF's transformer mode (attention-sensitive ops kept in float, SmoothQuant "
+        "on MatMuls); auto: transformer when the graph has attention (MatMul -> Softmax -> "
+        "MatMul); none: the default CNN rules",
+    )
+    ignored_scope: IgnoredScope = Field(default_factory=lambda: IgnoredScope(), description="nodes left in float")
     target_device: Literal["ANY", "CPU", "GPU", "NPU"] = Field("CPU", description="device whose INT8 rules apply")
-    batch_size: int = Field(1, ge=1, description="samples per calibration inference (>1 turns on NNCF's "
-                                                  "batch-wise statistics)")
-    max_drop: float | None = Field(None, ge=0, description="with `val` data: keep the metric output's figure "
-                                                           "within this drop of the float model's, reverting layers "
-                                                           "to float (nncf.quantize_with_accuracy_control); the "
-                                                           "figure follows the role: top-1 accuracy (classification, "
-                                                           "labels needed), worst-sample cosine to the float model "
-                                                           "(embedding, regression), mean IoU at 0.5 (dense)")
+    batch_size: int = Field(
+        1, ge=1, description="samples per calibration inference (>1 turns on NNCF's batch-wise statistics)"
+    )
+    max_drop: float | None = Field(
+        None,
+        ge=0,
+        description="with `val` data: keep the metric output's figure "
+        "within this drop of the float model's, reverting layers "
+        "to float (nncf.quantize_with_accuracy_control); the "
+        "figure follows the role: top-1 accuracy (classification, "
+        "labels needed), worst-sample cosine to the float model "
+        "(embedding, regression), mean IoU at 0.5 (dense)",
+    )
     drop_type: Literal["absolute", "relative"] = Field("absolute", description="how max_drop is measured")
-    metric_output: str | None = Field(None, description="the output whose figure max_drop keeps (default: the "
-                                                         "labels output when val has labels, else the first output)")
+    metric_output: str | None = Field(
+        None,
+        description="the output whose figure max_drop keeps (default: the "
+        "labels output when val has labels, else the first output)",
+    )
 
 
 class QuantizeNncf(Stage):
@@ -94,13 +106,16 @@ class QuantizeNncf(Stage):
     inputs = {
         "model": InputSpec(description="an .onnx file or an OpenVINO IR directory (model.xml + model.bin)"),
         "data": InputSpec("data", description="calibration data"),
-        "val": InputSpec("data", optional=True, description="validation data, for accuracy control and the "
-                                                             "float/INT8 figures"),
+        "val": InputSpec(
+            "data", optional=True, description="validation data, for accuracy control and the float/INT8 figures"
+        ),
     }
     outputs = {
         "model": OutputSpec("model", is_dir=True, description="INT8 IR: model.xml + model.bin (FP32 float weights)"),
-        "report": OutputSpec("quantize.json", description="settings, calibration samples, warnings, model type, "
-                                                          "INT8 ops, float/INT8 figures"),
+        "report": OutputSpec(
+            "quantize.json",
+            description="settings, calibration samples, warnings, model type, INT8 ops, float/INT8 figures",
+        ),
     }
     packages = ("openvino", "nncf")
     extra = "openvino"
@@ -158,50 +173,85 @@ class QuantizeNncf(Stage):
         model_type, why = _model_type(p.model_type, model)
         dataset = nncf.Dataset(source, _inputs_of)
         options: dict[str, Any] = dict(
-            preset=nncf.QuantizationPreset(p.preset), target_device=nncf.TargetDevice(p.target_device),
-            subset_size=len(source), fast_bias_correction=p.fast_bias_correction,
+            preset=nncf.QuantizationPreset(p.preset),
+            target_device=nncf.TargetDevice(p.target_device),
+            subset_size=len(source),
+            fast_bias_correction=p.fast_bias_correction,
             model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
             ignored_scope=_ignored_scope(nncf, p.ignored_scope),
         )
         started = time.perf_counter()
         if p.max_drop is not None and val_feed is not None and metric is not None:
             quantized = nncf.quantize_with_accuracy_control(
-                model, dataset, nncf.Dataset(val_feed, _inputs_of), metric,
-                max_drop=p.max_drop, drop_type=nncf.DropType(p.drop_type), **options)
+                model,
+                dataset,
+                nncf.Dataset(val_feed, _inputs_of),
+                metric,
+                max_drop=p.max_drop,
+                drop_type=nncf.DropType(p.drop_type),
+                **options,
+            )
         else:
             quantized = nncf.quantize(model, dataset, **options)
         seconds = time.perf_counter() - started
         warnings = calibration_warnings(calib, stats, p.subset_size, synthetic)
-        for line in warnings[1 if synthetic else 0:]:
+        for line in warnings[1 if synthetic else 0 :]:
             print(f"WARNING: {ctx.stage}: {line}", flush=True)
         figures: dict[str, Any] = {}
         accuracy: dict[str, Any] | None = None
         if metric is not None and val_feed is not None:
             figures = _figures(core, model, quantized, metric, val_feed)
-            accuracy = {"data": val_feed.ds.name, "samples": val_feed.limit, "max_drop": p.max_drop,
-                        "drop_type": p.drop_type, "output": metric.output, "role": metric.role,
-                        "figure": metric.figure, **figures}
+            accuracy = {
+                "data": val_feed.ds.name,
+                "samples": val_feed.limit,
+                "max_drop": p.max_drop,
+                "drop_type": p.drop_type,
+                "output": metric.output,
+                "role": metric.role,
+                "figure": metric.figure,
+                **figures,
+            }
 
         int8_ops = _ovio.count_ops(quantized)
         if int8_ops == 0:
             if p.max_drop is not None and metric is not None:
-                raise ValueError(f"accuracy control reverted every quantized layer to float: no INT8 model keeps "
-                                 f"the {metric.figure} drop of {metric.output!r} within {p.max_drop} ({p.drop_type}); "
-                                 "check the calibration data")
-            raise ValueError("NNCF inserted no FakeQuantize nodes: nothing in this model was quantized "
-                             "(check ignored_scope and model_type)")
+                raise ValueError(
+                    f"accuracy control reverted every quantized layer to float: no INT8 model keeps "
+                    f"the {metric.figure} drop of {metric.output!r} within {p.max_drop} ({p.drop_type}); "
+                    "check the calibration data"
+                )
+            raise ValueError(
+                "NNCF inserted no FakeQuantize nodes: nothing in this model was quantized "
+                "(check ignored_scope and model_type)"
+            )
         int8_weights = _ovio.int8_constants(quantized)
         _ovio.save_ir(quantized, ctx.output("model", type(self)), compress_to_fp16=False)
         used = source.samples_seen
-        report = {"settings": p.model_dump(mode="json"), "calibration": {**calib.info(), "samples": used},
-                  "synthetic": calib.synthetic, "warning": "; ".join(warnings) or None, "warnings": warnings,
-                  "model_type": {"requested": p.model_type, "used": model_type, "why": why,
-                                 "smooth_quant": _smooth_quant(model_type)},
-                  "int8_ops": int8_ops, "int8_weights": int8_weights, "accuracy": accuracy}
+        report = {
+            "settings": p.model_dump(mode="json"),
+            "calibration": {**calib.info(), "samples": used},
+            "synthetic": calib.synthetic,
+            "warning": "; ".join(warnings) or None,
+            "warnings": warnings,
+            "model_type": {
+                "requested": p.model_type,
+                "used": model_type,
+                "why": why,
+                "smooth_quant": _smooth_quant(model_type),
+            },
+            "int8_ops": int8_ops,
+            "int8_weights": int8_weights,
+            "accuracy": accuracy,
+        }
         ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        summary: dict[str, Any] = {"samples": used, "seconds": round(seconds, 2), "synthetic": calib.synthetic,
-                                   "model_type": f"{model_type} ({why})", "int8_ops": int8_ops,
-                                   "int8_weights": int8_weights}
+        summary: dict[str, Any] = {
+            "samples": used,
+            "seconds": round(seconds, 2),
+            "synthetic": calib.synthetic,
+            "model_type": f"{model_type} ({why})",
+            "int8_ops": int8_ops,
+            "int8_weights": int8_weights,
+        }
         if warnings:
             summary["warnings"] = len(warnings)
             summary["warning"] = "; ".join(warnings)
@@ -241,7 +291,6 @@ def _import_nncf() -> Any:
     return nncf
 
 
-
 def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:
     """Samples to use so every batch fits the model: all of them unless its batch dim is static."""
     from stages._data import whole_batches
@@ -254,8 +303,9 @@ def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:
 def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:
     if not (scope.names or scope.types or scope.patterns):
         return None
-    return nncf.IgnoredScope(names=list(scope.names), types=list(scope.types), patterns=list(scope.patterns),
-                             validate=scope.strict)
+    return nncf.IgnoredScope(
+        names=list(scope.names), types=list(scope.types), patterns=list(scope.patterns), validate=scope.strict
+    )
 
 
 def _inputs_of(item: "Item") -> dict[str, np.ndarray]:
@@ -272,8 +322,15 @@ class _Feed:
     turns on batch-wise statistics. The first pass also feeds `stats`.
     """
 
-    def __init__(self, ds: "Dataset", batch_size: int, limit: int, model_inputs: list[str],
-                 progress: Callable[..., None] | None = None, stats: "CalibrationStats | None" = None) -> None:
+    def __init__(
+        self,
+        ds: "Dataset",
+        batch_size: int,
+        limit: int,
+        model_inputs: list[str],
+        progress: Callable[..., None] | None = None,
+        stats: "CalibrationStats | None" = None,
+    ) -> None:
         self.ds, self.batch_size, self.limit, self.model_inputs = ds, batch_size, limit, model_inputs
         self.progress, self.stats = progress, stats
         self.samples_seen = 0
@@ -308,8 +365,9 @@ def _count(ds: "Dataset") -> int:
     return sum(len(next(iter(inputs.values()))) for inputs, _ in ds.batches(64))
 
 
-def _figures(core: "ov.Core", original: "ov.Model", quantized: "ov.Model", metric: "ControlMetric",
-             feed: _Feed) -> dict[str, float]:
+def _figures(
+    core: "ov.Core", original: "ov.Model", quantized: "ov.Model", metric: "ControlMetric", feed: _Feed
+) -> dict[str, float]:
     """The metric's figure for the float and the INT8 model on the val data, both run with FP32 inference."""
     before = metric(core.compile_model(original, "CPU", FP32), feed)
     after = metric(core.compile_model(quantized, "CPU", FP32), feed)

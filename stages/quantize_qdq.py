@@ -33,6 +33,7 @@ NVIDIA ModelOpt (`modelopt.onnx.quantization`) is deliberately not used: its
 `[onnx]` extra pins onnx~=1.21 and pulls onnxruntime-gpu, which replaces the
 CPU onnxruntime every other ONNX stage here relies on.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,30 +54,44 @@ DEFAULT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePo
 
 
 class QuantizeQdqParams(Params):
-    op_types: list[str] = Field(default_factory=lambda: list(DEFAULT_OP_TYPES),
-                                description="ONNX op types whose inputs get Q/DQ (TensorRT fuses these in INT8)")
+    op_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_OP_TYPES),
+        description="ONNX op types whose inputs get Q/DQ (TensorRT fuses these in INT8)",
+    )
     nodes_to_exclude: list[str] = Field(default_factory=list, description="node names left in float")
     calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
-        "MinMax", description="activation ranges: MinMax (max |x|, with symmetric activations), Entropy (KL, "
-                              "TensorRT's classic choice), Percentile (clip at `percentile`)")
+        "MinMax",
+        description="activation ranges: MinMax (max |x|, with symmetric activations), Entropy (KL, "
+        "TensorRT's classic choice), Percentile (clip at `percentile`)",
+    )
     percentile: float = Field(99.999, gt=0, le=100, description="Percentile calibration's cut")
     samples: int = Field(300, ge=1, description="calibration samples used (fewer if the dataset is smaller)")
     batch_size: int = Field(1, ge=1, description="samples per calibration inference")
-    calib_chunk: int = Field(16, ge=1, description="batches whose activations are held at once (bounds memory; "
-                                                   "ranges are merged across chunks)")
+    calib_chunk: int = Field(
+        16,
+        ge=1,
+        description="batches whose activations are held at once (bounds memory; ranges are merged across chunks)",
+    )
     per_channel: bool = Field(True, description="weights quantized per output channel (false: per tensor)")
     weights: Literal["int8", "qdq_pair"] = Field(
-        "int8", description="int8: INT8 weight initializers + DequantizeLinear (4x smaller file); qdq_pair: float "
-                            "weights + QuantizeLinear/DequantizeLinear (TensorRT quantizes them; what ModelOpt emits)")
-    residual_add: bool = Field(True, description="leave the conv-side input of residual Adds unquantized so "
-                                                 "TensorRT fuses conv + add")
-    preprocess: bool = Field(True, description="run onnxruntime's quant_pre_process (shape inference + basic "
-                                               "optimizations) first")
+        "int8",
+        description="int8: INT8 weight initializers + DequantizeLinear (4x smaller file); qdq_pair: float "
+        "weights + QuantizeLinear/DequantizeLinear (TensorRT quantizes them; what ModelOpt emits)",
+    )
+    residual_add: bool = Field(
+        True, description="leave the conv-side input of residual Adds unquantized so TensorRT fuses conv + add"
+    )
+    preprocess: bool = Field(
+        True, description="run onnxruntime's quant_pre_process (shape inference + basic optimizations) first"
+    )
     check: bool = Field(True, description="compare the quantized model with the input model in ONNX Runtime")
     check_seed: int = Field(0, description="seed of the check's random input (at the opt shape)")
-    check_min_cosine: float | None = Field(0.9, ge=-1, le=1, description="fail below this cosine similarity "
-                                                                          "(None: report only)")
-    check_max_abs: float | None = Field(None, gt=0, description="fail above this max abs difference (None: report only)")
+    check_min_cosine: float | None = Field(
+        0.9, ge=-1, le=1, description="fail below this cosine similarity (None: report only)"
+    )
+    check_max_abs: float | None = Field(
+        None, gt=0, description="fail above this max abs difference (None: report only)"
+    )
 
 
 class QuantizeQdq(Stage):
@@ -84,10 +99,14 @@ class QuantizeQdq(Stage):
     version = "1"
     summary = "Explicit INT8 quantization (Q/DQ nodes) of an ONNX model for TensorRT, calibrated with ONNX Runtime"
     Params = QuantizeQdqParams
-    inputs = {"model": InputSpec(description="the FP32 .onnx file"),
-              "data": InputSpec("data", description="calibration data")}
-    outputs = {"model": OutputSpec("model.onnx", description="the Q/DQ model"),
-               "report": OutputSpec("quantize.json", description="settings, calibration data, Q/DQ counts, check")}
+    inputs = {
+        "model": InputSpec(description="the FP32 .onnx file"),
+        "data": InputSpec("data", description="calibration data"),
+    }
+    outputs = {
+        "model": OutputSpec("model.onnx", description="the Q/DQ model"),
+        "report": OutputSpec("quantize.json", description="settings, calibration data, Q/DQ counts, check"),
+    }
     packages = ("onnx", "onnxruntime")
     extra = "onnx"
     uses_model = True
@@ -121,30 +140,43 @@ class QuantizeQdq(Stage):
             stats = CalibrationStats()
             reader = _Reader(calib, p.batch_size, samples, names, ctx.progress, stats)
             extra = {
-                "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
                 "OpTypesToExcludeOutputQuantization": sorted(_op_types(model_in)),
-                "AddQDQPairToWeight": p.weights == "qdq_pair", "DedicatedQDQPair": False,
-                "ForceQuantizeNoInputCheck": True, "QDQKeepRemovableActivations": True,
+                "AddQDQPairToWeight": p.weights == "qdq_pair",
+                "DedicatedQDQPair": False,
+                "ForceQuantizeNoInputCheck": True,
+                "QDQKeepRemovableActivations": True,
                 "CalibStridedMinMax": _stride(len(reader), p.calib_chunk),
                 "CalibPercentile": p.percentile,
             }
-            quantize_static(str(model_in), str(Path(tmp) / "q.onnx"), reader, quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(p.op_types), per_channel=p.per_channel,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=list(p.nodes_to_exclude) or None,
-                            calibrate_method=getattr(CalibrationMethod, p.calibrate_method), extra_options=extra)
+            quantize_static(
+                str(model_in),
+                str(Path(tmp) / "q.onnx"),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(p.op_types),
+                per_channel=p.per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(p.nodes_to_exclude) or None,
+                calibrate_method=getattr(CalibrationMethod, p.calibrate_method),
+                extra_options=extra,
+            )
             quantized = onnx.load(str(Path(tmp) / "q.onnx"), load_external_data=True)
         seconds = time.perf_counter() - started
         warnings = calibration_warnings(calib, stats, p.samples, synthetic)
-        for line in warnings[1 if synthetic else 0:]:
+        for line in warnings[1 if synthetic else 0 :]:
             print(f"WARNING: {ctx.stage}: {line}", flush=True)
         fused_adds = _qdq_graph.drop_residual_qdq(quantized) if p.residual_add else 0
         _qdq_graph.prune_opset_imports(quantized)
         onnx.checker.check_model(quantized)
-        stats = _qdq_graph.qdq_stats(quantized)
-        if stats["quantize_linear"] + stats["dequantize_linear"] == 0:
-            raise ValueError(f"no Q/DQ nodes were inserted: the model has none of the op types {p.op_types} "
-                             "(or all were excluded)")
+        qdq = _qdq_graph.qdq_stats(quantized)
+        if qdq["quantize_linear"] + qdq["dequantize_linear"] == 0:
+            raise ValueError(
+                f"no Q/DQ nodes were inserted: the model has none of the op types {p.op_types} (or all were excluded)"
+            )
         out = ctx.output("model", type(self))
         _onnxio.save_onnx(_onnxio.strip_debug_info(quantized), out)
         del quantized
@@ -153,15 +185,27 @@ class QuantizeQdq(Stage):
             session = _onnxio.session_from_onnx(source)
             feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
             check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
-        report = {"settings": p.model_dump(mode="json"), "calibration": {**calib.info(), "samples": reader.seen},
-                  "synthetic": calib.synthetic, "warning": "; ".join(warnings) or None, "warnings": warnings,
-                  "preprocess": preprocessed,
-                  "residual_adds_fused": fused_adds, "qdq": stats, "check": check}
+        report = {
+            "settings": p.model_dump(mode="json"),
+            "calibration": {**calib.info(), "samples": reader.seen},
+            "synthetic": calib.synthetic,
+            "warning": "; ".join(warnings) or None,
+            "warnings": warnings,
+            "preprocess": preprocessed,
+            "residual_adds_fused": fused_adds,
+            "qdq": qdq,
+            "check": check,
+        }
         ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        summary: dict[str, Any] = {"samples": reader.seen, "seconds": round(seconds, 2), "synthetic": calib.synthetic,
-                                   "quantized_ops": sum(stats["quantized_ops"].values()),
-                                   "residual_adds_fused": fused_adds, "size_mb": round(out.stat().st_size / 1e6, 2),
-                                   **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()}}
+        summary: dict[str, Any] = {
+            "samples": reader.seen,
+            "seconds": round(seconds, 2),
+            "synthetic": calib.synthetic,
+            "quantized_ops": sum(qdq["quantized_ops"].values()),
+            "residual_adds_fused": fused_adds,
+            "size_mb": round(out.stat().st_size / 1e6, 2),
+            **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()},
+        }
         if warnings:
             summary["warnings"] = len(warnings)
             summary["warning"] = "; ".join(warnings)
@@ -179,8 +223,9 @@ class _Reader:
     goes to `stats` (one pass: ORT reads the data once).
     """
 
-    def __init__(self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any,
-                 stats: "CalibrationStats") -> None:
+    def __init__(
+        self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any, stats: "CalibrationStats"
+    ) -> None:
         from stages._calibration import batch_count
 
         self.ds, self.batch_size, self.limit, self.names, self.progress = ds, batch_size, limit, names, progress
@@ -220,8 +265,11 @@ def _preprocess(source: Path, dest: Path) -> tuple[Path, str]:
         quant_pre_process(str(source), str(dest))
         return dest, "shape inference + optimization"
     except Exception as exc:  # noqa: BLE001 - symbolic shape inference rejects some valid models
-        print(f"note: quant_pre_process failed ({type(exc).__name__}: {str(exc)[:200]}); retrying without symbolic "
-              "shape inference", flush=True)
+        print(
+            f"note: quant_pre_process failed ({type(exc).__name__}: {str(exc)[:200]}); retrying without symbolic "
+            "shape inference",
+            flush=True,
+        )
         quant_pre_process(str(source), str(dest), skip_symbolic_shape=True)
         return dest, "onnx shape inference + optimization (symbolic shape inference failed)"
 
@@ -242,6 +290,11 @@ def _fit_static_batch(model: Any, batch_size: int, samples: int) -> int:
     from stages._data import whole_batches
 
     weights = {t.name for t in model.graph.initializer}
-    fixed = {i.type.tensor_type.shape.dim[0].dim_value for i in model.graph.input if i.name not in weights
-             and i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].HasField("dim_value")}
+    fixed = {
+        i.type.tensor_type.shape.dim[0].dim_value
+        for i in model.graph.input
+        if i.name not in weights
+        and i.type.tensor_type.shape.dim
+        and i.type.tensor_type.shape.dim[0].HasField("dim_value")
+    }
     return whole_batches(fixed, batch_size, samples, "export the model with a dynamic batch")

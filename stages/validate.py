@@ -19,6 +19,7 @@ names the runtime either way. A pipeline hands a stage one output per input, so
 build.tensorrt's engine arrives without its sidecar: the optional `engine`
 input takes it (`engine: tensorrt_int8.info`).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -41,39 +42,62 @@ Point = Literal["min", "opt", "max"]
 
 class ValidateParams(Params):
     gates: dict[str, Any] | None = Field(
-        None, description="gate -> threshold, applied to every output whose role it fits: "
-                          + ", ".join(GATES) + " (see Gates in the README). Given: exactly these (finite and "
-                          "shape stay on unless false). Omitted: the defaults for each output's role and the "
-                          "candidate's precision")
+        None,
+        description="gate -> threshold, applied to every output whose role it fits: "
+        + ", ".join(GATES)
+        + " (see Gates in the README). Given: exactly these (finite and "
+        "shape stay on unless false). Omitted: the defaults for each output's role and the "
+        "candidate's precision",
+    )
     per_output: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="output name -> {gate: threshold} overriding `gates` for that output "
-                                          "(null switches a gate off)")
-    batch_size: int | None = Field(None, ge=1, description="batch size of the numerics pass; default: cycle through "
-                                                           "the batch sizes of the `shapes` points")
-    shapes: list[Point] = Field(["min", "opt", "max"], description="points of the dynamic dims to exercise: every "
-                                                                   "one runs, at least for the shape and finite checks")
+        default_factory=dict,
+        description="output name -> {gate: threshold} overriding `gates` for that output (null switches a gate off)",
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="batch size of the numerics pass; default: cycle through the batch sizes of the `shapes` points",
+    )
+    shapes: list[Point] = Field(
+        ["min", "opt", "max"],
+        description="points of the dynamic dims to exercise: every one runs, at least for the shape and finite checks",
+    )
     max_samples: int | None = Field(256, ge=1, description="use at most this many samples of the dataset")
-    labels_output: str | None = Field(None, description="output that labels score, a classification output "
-                                                        "(default: with labels, the one output declared "
-                                                        "classification in model.roles, else the first (batch, "
-                                                        "classes) output not declared with another role)")
+    labels_output: str | None = Field(
+        None,
+        description="output that labels score, a classification output "
+        "(default: with labels, the one output declared "
+        "classification in model.roles, else the first (batch, "
+        "classes) output not declared with another role)",
+    )
     mask_input: str | bool | None = Field(
-        None, description="input whose zeros mark padded positions, left out of every figure of any output "
-                          "whose leading dims are the mask's (batch, seq), per-token (batch, seq) outputs included "
-                          "(default: an input named attention_mask, if any; false: none)")
-    dense_threshold: float = Field(0.5, description="dense outputs: IoU compares the maps thresholded here "
-                                                    "(value > threshold), applied to the outputs as they are")
-    candidate_precision: str | None = Field(None, description="OpenVINO: the inference precision hint (f32, bf16, "
-                                                              "f16; default from engine.json, else f32). ONNX: the "
-                                                              "label that picks default tolerances (e.g. int8)")
+        None,
+        description="input whose zeros mark padded positions, left out of every figure of any output "
+        "whose leading dims are the mask's (batch, seq), per-token (batch, seq) outputs included "
+        "(default: an input named attention_mask, if any; false: none)",
+    )
+    dense_threshold: float = Field(
+        0.5,
+        description="dense outputs: IoU compares the maps thresholded here "
+        "(value > threshold), applied to the outputs as they are",
+    )
+    candidate_precision: str | None = Field(
+        None,
+        description="OpenVINO: the inference precision hint (f32, bf16, "
+        "f16; default from engine.json, else f32). ONNX: the "
+        "label that picks default tolerances (e.g. int8)",
+    )
     latency: bool = Field(True, description="measure latency (p50/p90/p99) at batch 1")
     throughput_batches: list[int] = Field([1, 8], description="batch sizes at which to measure throughput")
     time_reference: bool = Field(False, description="also time the reference (ONNX Runtime FP32)")
     min_seconds: float = Field(3.0, gt=0, description="each timing runs at least this long (after warm-up)")
     warmup: int = Field(3, ge=1, description="warm-up inferences (per request in flight) before each timing")
     threads: int | None = Field(None, ge=1, description="CPU threads per engine (None: all cores)")
-    min_centered_spread: float = Field(1e-3, ge=0, description="below this centered/raw output spread, the "
-                                                               "reference is called insensitive to its input")
+    min_centered_spread: float = Field(
+        1e-3,
+        ge=0,
+        description="below this centered/raw output spread, the reference is called insensitive to its input",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -117,12 +141,17 @@ class Validate(Stage):
     version = "2"
     summary = "Compare a candidate engine with the FP32 reference on a dataset, time it, and gate on the figures"
     Params = ValidateParams
-    inputs = {"candidate": InputSpec(description="the engine to check: an OpenVINO IR directory, a TensorRT engine "
-                                                 "or an .onnx file"),
-              "reference": InputSpec(description="the FP32 ONNX model it must agree with"),
-              "data": InputSpec(kind="data", description="the samples to run (labels make accuracy figures)")}
-    outputs = {"report": OutputSpec("report.json", description="every figure, gate and timing, machine-readable"),
-               "markdown": OutputSpec("report.md", description="the same, for people: warnings first")}
+    inputs = {
+        "candidate": InputSpec(
+            description="the engine to check: an OpenVINO IR directory, a TensorRT engine or an .onnx file"
+        ),
+        "reference": InputSpec(description="the FP32 ONNX model it must agree with"),
+        "data": InputSpec(kind="data", description="the samples to run (labels make accuracy figures)"),
+    }
+    outputs = {
+        "report": OutputSpec("report.json", description="every figure, gate and timing, machine-readable"),
+        "markdown": OutputSpec("report.md", description="the same, for people: warnings first"),
+    }
     packages = ("onnx", "onnxruntime")
     extra = "onnx"
     uses_model = True
@@ -161,22 +190,26 @@ class Validate(Stage):
         p: ValidateParams = ctx.params
         model = ctx.model
         if model is None or not model.tensors:
-            raise ValueError("validate needs model.tensors (and dims) in the recipe: they shape the data and the "
-                             "points to check")
+            raise ValueError(
+                "validate needs model.tensors (and dims) in the recipe: they shape the data and the points to check"
+            )
         warnings: list[str] = []
         ds = open_dataset(ctx.inputs["data"], model)
         if warn_if_synthetic(ds) is not None:
-            warnings.append(f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
-                            "not the data the engine will serve, and accuracy means nothing")
+            warnings.append(
+                f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
+                "not the data the engine will serve, and accuracy means nothing"
+            )
         reference = OrtRunner(ctx.inputs["reference"], threads=p.threads)
         info = R.engine_info_for(ctx.inputs["candidate"])
-        candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads,
-                                 info=info)
+        candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads, info=info)
         ref_names = list(reference.output_names)
         for name in p.per_output:
             if name not in ref_names:
-                raise ValueError(f"per_output: {name!r} is not an output of the reference"
-                                 f"{did_you_mean(name, ref_names)} (has: {', '.join(ref_names)})")
+                raise ValueError(
+                    f"per_output: {name!r} is not an output of the reference"
+                    f"{did_you_mean(name, ref_names)} (has: {', '.join(ref_names)})"
+                )
         names = N.match_outputs(ref_names, list(candidate.output_names), warnings)
         mask = N.mask_name(p.mask_input, list(model.tensors))
 
@@ -195,16 +228,32 @@ class Validate(Stage):
         size_mb = round(T.artifact_bytes(Path(ctx.inputs["candidate"])) / 1e6, 2)
         n = sum(len(g) for g in groups)
         report = {
-            "stage": ctx.stage, "passed": len(passed) == len(results), "gates_passed": len(passed),
+            "stage": ctx.stage,
+            "passed": len(passed) == len(results),
+            "gates_passed": len(passed),
             "gates_total": len(results),
-            "candidate": {"artifact": Path(ctx.inputs["candidate"]).name, "size_mb": size_mb, **candidate.describe(),
-                          "backend": candidate.name, "engine_info": info.as_json(details=False) if info else None},
+            "candidate": {
+                "artifact": Path(ctx.inputs["candidate"]).name,
+                "size_mb": size_mb,
+                **candidate.describe(),
+                "backend": candidate.name,
+                "engine_info": info.as_json(details=False) if info else None,
+            },
             "reference": {"artifact": Path(ctx.inputs["reference"]).name, **reference.describe()},
-            "data": {**ds.info(), "samples_used": n, "labels_output": labels_output, "mask_input": mask,
-                     "groups": {g.key: len(g) for g in groups}},
-            "numerics_batches": col.batches, "outputs": outputs, "points": points,
-            "gates": [g.as_dict() for g in results], "timing": timing,
-            "environment": T.environment(p.threads, candidate, reference), "warnings": warnings,
+            "data": {
+                **ds.info(),
+                "samples_used": n,
+                "labels_output": labels_output,
+                "mask_input": mask,
+                "groups": {g.key: len(g) for g in groups},
+            },
+            "numerics_batches": col.batches,
+            "outputs": outputs,
+            "points": points,
+            "gates": [g.as_dict() for g in results],
+            "timing": timing,
+            "environment": T.environment(p.threads, candidate, reference),
+            "warnings": warnings,
         }
         report = VR.jsonable(report)
         (ctx.outdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
@@ -222,8 +271,9 @@ class Validate(Stage):
         return summary
 
 
-def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]
-             ) -> tuple[dict[str, dict[str, Any]], str | None]:
+def _outputs(
+    p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Each output's role and figures (or why it has none), and the output labels score."""
     from stages import _metrics as M
     from stages._output_figures import failed_entry, output_entry
@@ -248,7 +298,11 @@ def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any], warning
         reason = M.insensitive_reason(sens, p.min_centered_spread) if sens else None
         if reason:
             warnings.append(f"{o}: {reason}")
-        entry.update(role=role, sensitivity=sens.as_dict() if sens else None, insensitive=reason,
-                     _uninformative=M.uninformative_gates(sens, p.min_centered_spread) if sens else set())
+        entry.update(
+            role=role,
+            sensitivity=sens.as_dict() if sens else None,
+            insensitive=reason,
+            _uninformative=M.uninformative_gates(sens, p.min_centered_spread) if sens else set(),
+        )
         outputs[o] = entry
     return outputs, scored

@@ -1,4 +1,5 @@
 """Shared test helpers: call a stage directly (no engine), and find the repo."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,15 +13,26 @@ from pipeline.stage import Stage, StageContext
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(kind: type[Stage], outdir: Path, params: dict[str, Any] | None = None,
-              inputs: dict[str, Any] | None = None, model: ModelSpec | dict | None = None,
-              recipe_dir: Path | None = None) -> dict[str, Any]:
+def run_stage(
+    kind: type[Stage],
+    outdir: Path,
+    params: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
+    model: ModelSpec | dict | None = None,
+    recipe_dir: Path | None = None,
+) -> dict[str, Any]:
     """Run one stage kind in-process, as the worker would, and check its declared outputs exist."""
     outdir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, dict):
         model = ModelSpec.model_validate(model)
-    ctx = StageContext(stage=kind.kind.replace(".", "_"), params=kind.Params.model_validate(params or {}),
-                       inputs=dict(inputs or {}), outdir=outdir, recipe_dir=recipe_dir or outdir, model=model)
+    ctx = StageContext(
+        stage=kind.kind.replace(".", "_"),
+        params=kind.Params.model_validate(params or {}),
+        inputs=dict(inputs or {}),
+        outdir=outdir,
+        recipe_dir=recipe_dir or outdir,
+        model=model,
+    )
     summary = kind().run(ctx) or {}
     for name, spec in kind.outputs.items():
         produced = outdir / spec.path

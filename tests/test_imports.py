@@ -1,4 +1,5 @@
 """The engine stays light: importing every pipeline module (and every kind module) pulls in no toolchain."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def test_engine_modules_import_no_toolchain() -> None:
 
 
 def test_stage_kind_modules_import_no_toolchain() -> None:
-    code = ("from pipeline.registry import Registry\nr = Registry()\n"
-            "for name in r.names():\n    r.get(name)\n")
+    code = "from pipeline.registry import Registry\nr = Registry()\nfor name in r.names():\n    r.get(name)\n"
     assert _imported_after(code) == []
 
 

@@ -1,4 +1,5 @@
 """The README stays true: its stage reference is current and its quickstart recipe runs."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,8 @@ from pipeline.registry import Registry
 from stages._gates import gate_reference
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 def readme_with_reference(text: str) -> str:
     """The README with its generated blocks (recipe sections, stage kinds) made anew from the code."""
     blocks = (("sections", sections_reference()), ("stages", stage_reference(Registry())), ("gates", gate_reference()))

@@ -8,7 +8,7 @@ file beside it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import IO, TYPE_CHECKING, Any, Iterator, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,6 @@ from pipeline.stage import KeyContext
 from stages._data.base import Dataset, int_labels
 
 if TYPE_CHECKING:
-    import io
-
     import numpy as np
 
     from pipeline.schema import ModelSpec
@@ -30,7 +28,9 @@ class ArrayData(DataSpec):
 
     kind: Literal["npz", "npy"]
     path: str = Field(description="file relative to the recipe")
-    inputs: dict[str, str] | None = Field(None, description="model input -> array name in the .npz (default: same names)")
+    inputs: dict[str, str] | None = Field(
+        None, description="model input -> array name in the .npz (default: same names)"
+    )
     labels: str | None = Field(None, description="array name holding integer labels (npz), or a .npy file")
     count: int | None = Field(None, ge=1, description="use only the first N samples")
 
@@ -79,9 +79,7 @@ class ArrayDataset(Dataset):
             members = _npz_members(path, self.label)
             label_name = spec.labels if spec.labels and not spec.labels.endswith(".npy") else None
             mapping = (
-                dict(spec.inputs)
-                if spec.inputs
-                else {n: n for n in tensors or [m for m in members if m != label_name]}
+                dict(spec.inputs) if spec.inputs else {n: n for n in tensors or [m for m in members if m != label_name]}
             )
             self._arrays = {}
             for input_name, array in mapping.items():
@@ -172,11 +170,12 @@ class _NpzMember(_Array):
         row = self.shape[1:]
         row_bytes = self.dtype.itemsize * int(np.prod(row, dtype=np.int64))
         with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as f:
+            assert isinstance(f, zipfile.ZipExtFile)  # what open() returns for reading; typed IO[bytes]
             _npy_header(f)
             for start in range(0, count, size):
                 n = min(size, count - start)
                 out = np.empty((n, *row), dtype=self.dtype)
-                view = memoryview(out).cast("B") if out.size else memoryview(b"")
+                view = out.data.cast("B") if out.size else memoryview(b"")
                 got = 0
                 while got < n * row_bytes:
                     read = f.readinto(view[got:])
@@ -186,7 +185,7 @@ class _NpzMember(_Array):
                 yield out
 
 
-def _npy_header(f: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     import numpy as np
 
     version = np.lib.format.read_magic(f)

@@ -9,6 +9,7 @@ size. Every batch is then checked against `model.tensors` and `model.dims`
 several inputs equal across them) and cast to the declared dtypes; every error
 is one line naming the dataset, the sample and the input.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -28,8 +29,10 @@ def batch_len(inputs: dict[str, np.ndarray], labels: np.ndarray | None, label: s
     if labels is not None:
         sizes["labels"] = len(labels)
     if not sizes or len(set(sizes.values())) != 1 or -1 in sizes.values():
-        raise ValueError(f"{label}: a batch's arrays disagree on the batch size: "
-                         + (", ".join(f"{n} {s}" for n, s in sizes.items()) or "no inputs"))
+        raise ValueError(
+            f"{label}: a batch's arrays disagree on the batch size: "
+            + (", ".join(f"{n} {s}" for n, s in sizes.items()) or "no inputs")
+        )
     return next(iter(sizes.values()))
 
 
@@ -48,7 +51,7 @@ def _concat(batches: list[Batch]) -> Batch:
     if len(batches) == 1:
         return batches[0]
     inputs = {n: np.concatenate([b[0][n] for b in batches]) for n in batches[0][0]}
-    labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])  # type: ignore[misc]
+    labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])
     return inputs, labels
 
 
@@ -109,29 +112,35 @@ def conform(inputs: dict[str, np.ndarray], model: "ModelSpec | None", label: str
     for name, spec in model.tensors.items():
         arr = np.asarray(inputs[name])
         if arr.ndim != len(spec.shape):
-            raise ValueError(f"{where} input {name!r} has samples of shape {tuple(arr.shape[1:])}, "
-                             f"the model expects {sample_shape(spec.shape)}")
+            raise ValueError(
+                f"{where} input {name!r} has samples of shape {tuple(arr.shape[1:])}, "
+                f"the model expects {sample_shape(spec.shape)}"
+            )
         for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
             if axis == 0:
                 continue
             if isinstance(want, int):
                 if got != want:
-                    raise ValueError(f"{where} input {name!r} dim {axis} is {got}, the model expects {want} "
-                                     f"(a sample is {sample_shape(spec.shape)})")
+                    raise ValueError(
+                        f"{where} input {name!r} dim {axis} is {got}, the model expects {want} "
+                        f"(a sample is {sample_shape(spec.shape)})"
+                    )
                 continue
             r = model.dims[want]
             if not r.min <= got <= r.max:
                 raise ValueError(f"{where} input {name!r} dim {axis} ({want}) is {got}, outside [{r.min}, {r.max}]")
             if want in seen and seen[want][1] != got:
                 other, size = seen[want]
-                raise ValueError(f"{where} input {name!r} dim {axis} ({want}) is {got}, but input {other!r} "
-                                 f"has {want} = {size}")
+                raise ValueError(
+                    f"{where} input {name!r} dim {axis} ({want}) is {got}, but input {other!r} has {want} = {size}"
+                )
             seen.setdefault(want, (name, got))
         dtype = np.dtype("float32" if spec.dtype == "bfloat16" else spec.dtype)
         if arr.dtype != dtype:
             if not np.can_cast(arr.dtype, dtype, "same_kind"):
-                raise ValueError(f"{label}: input {name!r} holds {arr.dtype}, the model takes {dtype} "
-                                 "(refusing a lossy cast)")
+                raise ValueError(
+                    f"{label}: input {name!r} holds {arr.dtype}, the model takes {dtype} (refusing a lossy cast)"
+                )
             arr = arr.astype(dtype)
         out[name] = arr
     return out

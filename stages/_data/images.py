@@ -29,15 +29,15 @@ if TYPE_CHECKING:
 class Preprocess(Strict):
     """Declared image preprocessing; part of the dataset's digest."""
 
-    resize: int | None = Field(256, description="shorter side resized to this many pixels (None: no resize)")
-    crop: int | None = Field(224, description="center crop size (None: no crop)")
-    mean: list[float] = Field([0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
-    std: list[float] = Field([0.229, 0.224, 0.225], description="per-channel std")
-    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="channel order of the model input")
+    resize: int | None = Field(default=256, description="shorter side resized to this many pixels (None: no resize)")
+    crop: int | None = Field(default=224, description="center crop size (None: no crop)")
+    mean: list[float] = Field(default=[0.485, 0.456, 0.406], description="per-channel mean, on 0-1 scaled pixels")
+    std: list[float] = Field(default=[0.229, 0.224, 0.225], description="per-channel std")
+    layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="channel order of the model input")
     dtype: Literal["float32", "float16", "uint8"] = Field(
-        "float32", description="input dtype (uint8: raw pixels, no mean/std)"
+        default="float32", description="input dtype (uint8: raw pixels, no mean/std)"
     )
-    grayscale: bool = Field(False, description="one channel instead of RGB")
+    grayscale: bool = Field(default=False, description="one channel instead of RGB")
 
 
 class ImageFolderData(DataSpec):
@@ -51,7 +51,9 @@ class ImageFolderData(DataSpec):
     count: int | None = Field(
         None, ge=1, description="use only N images, taken round-robin over classes (a subset stays class-balanced)"
     )
-    preprocess: Preprocess = Field(default_factory=Preprocess, description="resize, crop, normalisation (below)")
+    preprocess: Preprocess = Field(
+        default_factory=lambda: Preprocess(), description="resize, crop, normalisation (below)"
+    )
 
 
 class Images(DataKind):
@@ -97,7 +99,7 @@ class ImageDataset(Dataset):
         if not self.items:
             raise ValueError(f"{self.label}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {spec.path!r}")
         if spec.count:
-            self.items = _class_balanced(self.items)[:spec.count]
+            self.items = _class_balanced(self.items)[: spec.count]
         self.count = len(self.items)
         self.has_labels = self.items[0][1] is not None
         pp = spec.preprocess
@@ -105,8 +107,9 @@ class ImageDataset(Dataset):
         for field_name in ("mean", "std"):
             values = getattr(pp, field_name)
             if pp.dtype != "uint8" and len(values) not in (1, channels):
-                raise ValueError(f"{self.label}: preprocess.{field_name} has {len(values)} values for "
-                                 f"{channels} channel(s)")
+                raise ValueError(
+                    f"{self.label}: preprocess.{field_name} has {len(values)} values for {channels} channel(s)"
+                )
         if pp.dtype != "uint8" and any(s == 0 for s in pp.std):
             raise ValueError(f"{self.label}: preprocess.std must not contain 0")
 
@@ -144,12 +147,15 @@ class ImageDataset(Dataset):
             elif value in classes:
                 label = classes[value]
             else:
-                raise ValueError(f"{self.label}: {self.spec.labels} line {lineno}: label {value!r} is not an integer"
-                                 + (" nor one of classes" if classes else " (give classes: to use names)"))
+                raise ValueError(
+                    f"{self.label}: {self.spec.labels} line {lineno}: label {value!r} is not an integer"
+                    + (" nor one of classes" if classes else " (give classes: to use names)")
+                )
             image = self.root / filename
             if not image.is_file():
-                raise ValueError(f"{self.label}: {self.spec.labels} line {lineno}: no image {filename!r} "
-                                 f"in {self.spec.path!r}")
+                raise ValueError(
+                    f"{self.label}: {self.spec.labels} line {lineno}: no image {filename!r} in {self.spec.path!r}"
+                )
             items.append((image, label))
         return sorted(items, key=lambda item: item[0].relative_to(self.root).as_posix())
 
@@ -159,13 +165,14 @@ class ImageDataset(Dataset):
 
         assert self.count is not None
         for start in range(0, self.count, size):
-            chunk = self.items[start:min(start + size, self.count)]
+            chunk = self.items[start : min(start + size, self.count)]
             images = [self._decode(path) for path, _ in chunk]
             run = 0
             for i in range(1, len(images) + 1):
                 if i == len(images) or images[i].shape != images[run].shape:
-                    labels = (np.asarray([label for _, label in chunk[run:i]], dtype=np.int64)
-                              if self.has_labels else None)
+                    labels = (
+                        np.asarray([label for _, label in chunk[run:i]], dtype=np.int64) if self.has_labels else None
+                    )
                     yield {self.input: np.stack(images[run:i])}, labels
                     run = i
 
@@ -178,8 +185,9 @@ class ImageDataset(Dataset):
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
     files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def preprocess_image(path: Path, pp: Preprocess) -> np.ndarray:
@@ -192,8 +200,8 @@ def preprocess_image(path: Path, pp: Preprocess) -> np.ndarray:
     import numpy as np
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("L" if pp.grayscale else "RGB")
+    with Image.open(path) as opened:
+        im = opened.convert("L" if pp.grayscale else "RGB")
         if pp.resize is not None:
             w, h = im.size
             if w <= h:
@@ -228,5 +236,3 @@ def _class_balanced(items: list[tuple[Path, int | None]]) -> list[tuple[Path, in
         by_label.setdefault(item[1], []).append(item)
     rank = {id(item): i for group in by_label.values() for i, item in enumerate(group)}
     return sorted(items, key=lambda item: (rank[id(item)], item[1]))
-
-

@@ -73,13 +73,17 @@ class PythonDataset(Dataset):
             raise ValueError(f"{self.label}: {exc}") from None
         self._has_labels: bool | None = None
 
-    @property  # type: ignore[override]
+    @property
     def has_labels(self) -> bool:
         """Known after one look at the first batch (the function is called once for it)."""
         if self._has_labels is None:
             first = next(iter(self._items()), None)
             self._has_labels = first is not None and first[1] is not None
         return self._has_labels
+
+    @has_labels.setter
+    def has_labels(self, value: bool) -> None:  # writable, as Dataset.has_labels is
+        self._has_labels = value
 
     def _items(self) -> Iterator[Batch]:
         try:
@@ -93,10 +97,13 @@ class PythonDataset(Dataset):
             elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], dict):
                 inputs, labels = item
             else:
-                raise ValueError(f"{where} is a {type(item).__name__}; expected (inputs dict, labels or None) "
-                                 "or a dict of arrays")
-            yield ({k: _array(v, where, k) for k, v in inputs.items()},
-                   None if labels is None else int_labels(_array(labels, where, "labels"), self.label))
+                raise ValueError(
+                    f"{where} is a {type(item).__name__}; expected (inputs dict, labels or None) or a dict of arrays"
+                )
+            yield (
+                {k: _array(v, where, k) for k, v in inputs.items()},
+                None if labels is None else int_labels(_array(labels, where, "labels"), self.label),
+            )
 
     def _split(self, item: dict[str, Any], where: str) -> tuple[dict[str, Any], Any]:
         """A dict item's inputs and labels: `labels:` names the label key, every other key must be an input."""
@@ -107,8 +114,11 @@ class PythonDataset(Dataset):
         for name in item:
             if name == key or known is None or name in known:
                 continue
-            hint = (f" nor the labels key {key!r}" if key else
-                    f"; if it holds the labels, set `labels: {name}` on the dataset")
+            hint = (
+                f" nor the labels key {key!r}"
+                if key
+                else f"; if it holds the labels, set `labels: {name}` on the dataset"
+            )
             raise ValueError(f"{where}: key {name!r} is not a model input ({', '.join(known)}){hint}")
         inputs = {k: v for k, v in item.items() if k != key}
         return inputs, (item[key] if key is not None else None)
@@ -134,9 +144,11 @@ def _array(value: Any, where: str, key: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except ValueError:
-        raise ValueError(f"{where}: {key!r} is not one array (its samples differ in shape? "
-                         "yield one batch per shape)") from None
+        raise ValueError(
+            f"{where}: {key!r} is not one array (its samples differ in shape? yield one batch per shape)"
+        ) from None
     if arr.dtype.hasobject:
-        raise ValueError(f"{where}: {key!r} is not one numeric array (its samples differ in shape? "
-                         "yield one batch per shape)")
+        raise ValueError(
+            f"{where}: {key!r} is not one numeric array (its samples differ in shape? yield one batch per shape)"
+        )
     return arr

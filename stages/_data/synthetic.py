@@ -31,7 +31,9 @@ class SyntheticData(DataSpec):
     low: float = Field(0.0, description="uniform: lower bound")
     high: float = Field(1.0, description="uniform: upper bound (exclusive)")
     classes: int | None = Field(None, ge=2, description="also draw random labels in [0, classes)")
-    shape_point: Literal["min", "opt", "max"] = Field("opt", description="where named dims are taken (sample dims only)")
+    shape_point: Literal["min", "opt", "max"] = Field(
+        "opt", description="where named dims are taken (sample dims only)"
+    )
 
 
 class Synthetic(DataKind):

@@ -1,4 +1,5 @@
 """Hits, misses, early cutoff, key stability, corruption and views, through the real CLI."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,17 @@ def test_second_run_is_all_cached_and_runs_nothing(project: Project) -> None:
     second, record = project.run_json("toy.yaml")
     assert second.returncode == 0, second.stderr
     assert sorted(project.runs()) == ["join", "other", "upper", "write"]  # run() not called again
-    assert {s["stage"]: s["status"] for s in record["stages"]} == dict.fromkeys(["write", "other", "upper", "join"], "cached")
+    assert {s["stage"]: s["status"] for s in record["stages"]} == dict.fromkeys(
+        ["write", "other", "upper", "join"], "cached"
+    )
     rows = {s["stage"]: s for s in record["stages"]}
     assert rows["write"]["summary"] == {"chars": 4} and rows["write"]["built"].endswith("+00:00")
     # the summary table shows why a cached stage did not run and the figures it was built with
     lines = second.stderr.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("write "))  # one line, then its figures
-    assert "cached" in lines[at] and "unchanged, built" in lines[at] and lines[at + 1].strip() == "chars=4", second.stderr
+    assert "cached" in lines[at] and "unchanged, built" in lines[at] and lines[at + 1].strip() == "chars=4", (
+        second.stderr
+    )
 
 
 def test_param_change_reruns_only_that_stage_and_dependents(project: Project) -> None:
@@ -37,7 +42,7 @@ def test_param_change_reruns_only_that_stage_and_dependents(project: Project) ->
 def test_early_cutoff_when_a_rerun_produces_identical_bytes(project: Project) -> None:
     assert project.cli("run", "toy.yaml").returncode == 0
     # A comment line changes write's output, but upper strips comments: its output is unchanged.
-    proc, record = project.run_json("toy.yaml", "--set", "stages.write.with.text=\"abc\\n# note\\n\"")
+    proc, record = project.run_json("toy.yaml", "--set", 'stages.write.with.text="abc\\n# note\\n"')
     assert proc.returncode == 0, proc.stderr
     rows = {s["stage"]: s for s in record["stages"]}
     assert rows["write"]["status"] == "ran" and not rows["write"]["same_output_as_before"]
@@ -55,9 +60,10 @@ def test_keys_ignore_formatting_key_order_and_explicit_defaults(project: Project
         "  join:\n    inputs:\n      b: other\n      a: upper\n    uses: toy.join\n"
         "  other:\n    with: {repeat: 1, text: xyz, sleep: 0.0}\n    uses: toy.write\n"
         "  upper:\n    from: write\n    uses: toy.upper\n    with: {strip_comments: true}\n"
-        "  write:\n    uses: toy.write\n    with:\n      text: \"abc\\n\"\n"
+        '  write:\n    uses: toy.write\n    with:\n      text: "abc\\n"\n'
         "plugins:\n  - toystages\n"
-        "name: toy\n")
+        "name: toy\n"
+    )
     proc = project.cli("run", "toy.yaml")
     assert proc.returncode == 0, proc.stderr
     assert {k: v["key"] for k, v in project.lock().items()} == before
@@ -65,9 +71,11 @@ def test_keys_ignore_formatting_key_order_and_explicit_defaults(project: Project
 
 
 def test_user_code_edit_reruns_the_stage_that_calls_it(project: Project) -> None:
-    project.write_recipe("name: toy\nplugins: [toystages]\nstages:\n"
-                         "  gen: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n"
-                         "  up: {uses: toy.upper, from: gen}\n")
+    project.write_recipe(
+        "name: toy\nplugins: [toystages]\nstages:\n"
+        "  gen: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n"
+        "  up: {uses: toy.upper, from: gen}\n"
+    )
     assert project.cli("run", "toy.yaml").returncode == 0
     assert project.cli("run", "toy.yaml").returncode == 0
     assert project.runs() == ["gen", "up"]
@@ -182,8 +190,10 @@ def test_dataset_file_edit_reruns_its_readers_only(project: Project) -> None:
     import numpy as np
 
     np.savez(project.root / "d.npz", input=np.zeros((4, 3), np.float32))
-    project.write_recipe("name: toy\nplugins: [toystages]\ndata:\n  d: {kind: npz, path: d.npz}\nstages:\n"
-                         "  read: {uses: toy.data, inputs: {data: data.d}}\n  other: {uses: toy.write}\n")
+    project.write_recipe(
+        "name: toy\nplugins: [toystages]\ndata:\n  d: {kind: npz, path: d.npz}\nstages:\n"
+        "  read: {uses: toy.data, inputs: {data: data.d}}\n  other: {uses: toy.write}\n"
+    )
     assert project.cli("run", "toy.yaml").returncode == 0
     assert (project.cache / "toy" / "read" / "data.txt").read_text() == "d npz True"
     np.savez(project.root / "d.npz", input=np.ones((4, 3), np.float32))

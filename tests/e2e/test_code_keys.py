@@ -1,4 +1,5 @@
 """Keys that see all the code a stage runs: imported modules, installed distributions, dataset code."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,17 @@ from pathlib import Path
 
 from toyproject import Project, project  # noqa: F401 (the fixture)
 
-RECIPE = ("name: toy\nplugins: [toystages]\n"
-          "data:\n"
-          "  words: {kind: python, python: 'userpkg.datasets:words'}\n"
-          "  nums: {kind: python, python: 'userpkg.numbers:nums'}\n"
-          "stages:\n"
-          "  gen: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n"
-          "  plain: {uses: toy.call, with: {fn: 'userpkg.plain:make'}}\n"
-          "  read_words: {uses: toy.data, inputs: {data: data.words}}\n"
-          "  read_nums: {uses: toy.data, inputs: {data: data.nums}}\n")
+RECIPE = (
+    "name: toy\nplugins: [toystages]\n"
+    "data:\n"
+    "  words: {kind: python, python: 'userpkg.datasets:words'}\n"
+    "  nums: {kind: python, python: 'userpkg.numbers:nums'}\n"
+    "stages:\n"
+    "  gen: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n"
+    "  plain: {uses: toy.call, with: {fn: 'userpkg.plain:make'}}\n"
+    "  read_words: {uses: toy.data, inputs: {data: data.words}}\n"
+    "  read_nums: {uses: toy.data, inputs: {data: data.nums}}\n"
+)
 
 CODE = {
     # gen -> userpkg.textgen -> userpkg.words (inside a function) -> userpkg.vocab: two imports away
@@ -83,10 +86,13 @@ def test_a_new_version_of_an_imported_distribution_reruns_the_stage(project: Pro
     site = tmp_path / "site-packages"
     _install(site, "1.0")
     (project.root / "userpkg" / "weighted.py").write_text(
-        "def make() -> str:\n    import toyweights\n    return f'scale {toyweights.SCALE}\\n'\n")
-    project.write_recipe("name: toy\nplugins: [toystages]\nstages:\n"
-                         "  gen: {uses: toy.call, with: {fn: 'userpkg.weighted:make'}}\n"
-                         "  other: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n")
+        "def make() -> str:\n    import toyweights\n    return f'scale {toyweights.SCALE}\\n'\n"
+    )
+    project.write_recipe(
+        "name: toy\nplugins: [toystages]\nstages:\n"
+        "  gen: {uses: toy.call, with: {fn: 'userpkg.weighted:make'}}\n"
+        "  other: {uses: toy.call, with: {fn: 'userpkg.textgen:make'}}\n"
+    )
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     assert project.cli("run", "toy.yaml", env=env).returncode == 0
     assert project.cli("status", "toy.yaml", env=env).returncode == 0

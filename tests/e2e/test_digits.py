@@ -1,5 +1,6 @@
 """The digits recipe end to end: real data, real accuracy gates, a broken calibration that must fail,
 and a calibration-image edit that re-quantizes without re-exporting."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,9 @@ def test_fp32_and_int8_pass_their_accuracy_gates(digits: Path) -> None:
 
 
 def test_calibrating_on_one_zero_image_fails_the_accuracy_gate(digits: Path) -> None:
-    proc, record = run(digits, "--set", "data.calib.python=digits_plugin:zeros", "--set", "data.calib.kwargs={count: 1}")
+    proc, record = run(
+        digits, "--set", "data.calib.python=digits_plugin:zeros", "--set", "data.calib.kwargs={count: 1}"
+    )
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "accuracy" in rows(record)["check_int8"]["error"]
     assert rows(record)["check_fp32"]["status"] == "cached"
@@ -47,8 +50,10 @@ def test_changing_one_calibration_image_requantizes_without_reexporting(digits: 
 
     folder = digits / "calib_images"
     _write_images(folder, 40)
-    calib = ("data.calib={kind: images, path: calib_images, "
-             "preprocess: {resize: null, crop: null, mean: [0.0], std: [0.941], grayscale: true}}")
+    calib = (
+        "data.calib={kind: images, path: calib_images, "
+        "preprocess: {resize: null, crop: null, mean: [0.0], std: [0.941], grayscale: true}}"
+    )
     proc, record = run(digits, "--set", calib)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert rows(record)["quantize"]["status"] == "ran"

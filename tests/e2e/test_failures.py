@@ -1,4 +1,5 @@
 """Failures: bad recipes, failing stages, gates, unmet requirements, kills and concurrent runs."""
+
 from __future__ import annotations
 
 import json
@@ -9,42 +10,105 @@ import time
 from pathlib import Path
 
 import pytest
-
 from toyproject import Project, project  # noqa: F401 (the fixture)
 
 HEAD = "name: toy\nplugins: [toystages]\n"
 
 BAD_RECIPES = {
     "malformed": ("stages:\n  a: {uses: toy.write\n", 3, "malformed YAML"),
-    "duplicate": ("stages:\n  a: {uses: toy.write}\n  a: {uses: toy.write}\n", 3, "stages.a: duplicate key (first defined on line 2)"),
-    "unknown_kind": (HEAD + "stages:\n  a: {uses: toy.writ}\n", 4, "unknown stage kind 'toy.writ' (did you mean 'toy.write'?)"),
+    "duplicate": (
+        "stages:\n  a: {uses: toy.write}\n  a: {uses: toy.write}\n",
+        3,
+        "stages.a: duplicate key (first defined on line 2)",
+    ),
+    "unknown_kind": (
+        HEAD + "stages:\n  a: {uses: toy.writ}\n",
+        4,
+        "unknown stage kind 'toy.writ' (did you mean 'toy.write'?)",
+    ),
     "unknown_key": (HEAD + "stages:\n  a: {uses: toy.write, wiht: {}}\n", 4, "stages.a.wiht: unknown key"),
-    "unknown_param": (HEAD + "stages:\n  a:\n    uses: toy.write\n    with:\n      txet: hi\n", 7, "stages.a.with.txet: unknown key"),
-    "wrong_type": (HEAD + "stages:\n  a:\n    uses: toy.write\n    with: {repeat: many}\n", 6, "stages.a.with.repeat: Input should be a valid integer"),
+    "unknown_param": (
+        HEAD + "stages:\n  a:\n    uses: toy.write\n    with:\n      txet: hi\n",
+        7,
+        "stages.a.with.txet: unknown key",
+    ),
+    "wrong_type": (
+        HEAD + "stages:\n  a:\n    uses: toy.write\n    with: {repeat: many}\n",
+        6,
+        "stages.a.with.repeat: Input should be a valid integer",
+    ),
     "bad_name": (HEAD + "stages:\n  a/b: {uses: toy.write}\n", 4, "stages.a/b: names must match [A-Za-z0-9_-]+"),
-    "cycle": (HEAD + "stages:\n  a: {uses: toy.upper, from: b}\n  b: {uses: toy.upper, from: a}\n", 4, "cycle: a -> b -> a"),
+    "cycle": (
+        HEAD + "stages:\n  a: {uses: toy.upper, from: b}\n  b: {uses: toy.upper, from: a}\n",
+        4,
+        "cycle: a -> b -> a",
+    ),
     "dangling": (HEAD + "stages:\n  a: {uses: toy.upper, from: wirte}\n", 4, "stages.a.from: unknown stage 'wirte'"),
-    "missing_file": (HEAD + "stages:\n  a: {uses: toy.upper, from: inputs/model.onnx}\n", 4, "stages.a.from: missing file 'inputs/model.onnx'"),
-    "missing_input": (HEAD + "stages:\n  a: {uses: toy.upper}\n", 4, "stages.a.inputs: kind toy.upper needs input 'model'"),
-    "bad_plugin": ("plugins: [no_such_module]\nstages:\n  a: {uses: toy.write}\n", 1, "plugins: cannot import 'no_such_module'"),
-    "missing_data": (HEAD + "data:\n  d: {kind: npz, path: nope.npz}\nstages:\n  a: {uses: toy.data, inputs: {data: data.d}}\n",
-                     4, "data.d: FileNotFoundError"),
-    "factory_import": (HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'nopkg.mod:make'}}\n", None, "no module named 'nopkg'"),
-    "factory_submodule": (HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'userpkg.nosuch:make'}}\n", None,
-                          "no module named 'userpkg.nosuch'"),
-    "factory_name": (HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'userpkg.textgen:mkae'}}\n", None,
-                     "userpkg.textgen has no attribute 'mkae' (did you mean 'make'?)"),
-    "model_factory": (HEAD + "model:\n  factory: userpkg.textgen:mkae\n  tensors: {x: {shape: [1, 3]}}\n"
-                      "stages:\n  export: {uses: export.onnx}\n", 4, "model.factory: AttributeError: userpkg.textgen has no attribute 'mkae'"),
-    "dim_typo": (HEAD + "model:\n  tensors:\n    x:\n      shape: [btch, 3]\n  dims:\n    batch: {min: 1, opt: 1, max: 4}\n"
-                 "stages:\n  a: {uses: toy.write}\n", 6, "model.tensors.x.shape.0: dim 'btch' is not declared under model.dims (did you mean 'batch'?)"),
-    "data_kind": (HEAD + "data:\n  calib:\n    kind: synthetc\nstages:\n  a: {uses: toy.write}\n", 5,
-                  "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) (kinds: images, npy, npz, python, synthetic)"),
-    "surgery_op": (HEAD + "stages:\n  w: {uses: toy.write}\n  a:\n    uses: onnx.surgery\n    from: w\n    with:\n"
-                   "      ops:\n        - cleanup\n        - remove_node: ''\n", 11,
-                   "stages.a.with.ops.1.remove_node: String should have at least 1 character"),
-    "model_checkpoint": (HEAD + "model:\n  factory: userpkg.textgen:make\n  checkpoint: gone.pt\n  tensors: {x: {shape: [1, 3]}}\n"
-                         "stages:\n  export: {uses: export.onnx}\n", 5, "model.checkpoint: cannot read checkpoint 'gone.pt'"),
+    "missing_file": (
+        HEAD + "stages:\n  a: {uses: toy.upper, from: inputs/model.onnx}\n",
+        4,
+        "stages.a.from: missing file 'inputs/model.onnx'",
+    ),
+    "missing_input": (
+        HEAD + "stages:\n  a: {uses: toy.upper}\n",
+        4,
+        "stages.a.inputs: kind toy.upper needs input 'model'",
+    ),
+    "bad_plugin": (
+        "plugins: [no_such_module]\nstages:\n  a: {uses: toy.write}\n",
+        1,
+        "plugins: cannot import 'no_such_module'",
+    ),
+    "missing_data": (
+        HEAD + "data:\n  d: {kind: npz, path: nope.npz}\nstages:\n  a: {uses: toy.data, inputs: {data: data.d}}\n",
+        4,
+        "data.d: FileNotFoundError",
+    ),
+    "factory_import": (
+        HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'nopkg.mod:make'}}\n",
+        None,
+        "no module named 'nopkg'",
+    ),
+    "factory_submodule": (
+        HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'userpkg.nosuch:make'}}\n",
+        None,
+        "no module named 'userpkg.nosuch'",
+    ),
+    "factory_name": (
+        HEAD + "stages:\n  a: {uses: toy.call, with: {fn: 'userpkg.textgen:mkae'}}\n",
+        None,
+        "userpkg.textgen has no attribute 'mkae' (did you mean 'make'?)",
+    ),
+    "model_factory": (
+        HEAD + "model:\n  factory: userpkg.textgen:mkae\n  tensors: {x: {shape: [1, 3]}}\n"
+        "stages:\n  export: {uses: export.onnx}\n",
+        4,
+        "model.factory: AttributeError: userpkg.textgen has no attribute 'mkae'",
+    ),
+    "dim_typo": (
+        HEAD + "model:\n  tensors:\n    x:\n      shape: [btch, 3]\n  dims:\n    batch: {min: 1, opt: 1, max: 4}\n"
+        "stages:\n  a: {uses: toy.write}\n",
+        6,
+        "model.tensors.x.shape.0: dim 'btch' is not declared under model.dims (did you mean 'batch'?)",
+    ),
+    "data_kind": (
+        HEAD + "data:\n  calib:\n    kind: synthetc\nstages:\n  a: {uses: toy.write}\n",
+        5,
+        "data.calib.kind: unknown kind 'synthetc' (did you mean 'synthetic'?) "
+        "(kinds: images, npy, npz, python, synthetic)",
+    ),
+    "surgery_op": (
+        HEAD + "stages:\n  w: {uses: toy.write}\n  a:\n    uses: onnx.surgery\n    from: w\n    with:\n"
+        "      ops:\n        - cleanup\n        - remove_node: ''\n",
+        11,
+        "stages.a.with.ops.1.remove_node: String should have at least 1 character",
+    ),
+    "model_checkpoint": (
+        HEAD + "model:\n  factory: userpkg.textgen:make\n  checkpoint: gone.pt\n  tensors: {x: {shape: [1, 3]}}\n"
+        "stages:\n  export: {uses: export.onnx}\n",
+        5,
+        "model.checkpoint: cannot read checkpoint 'gone.pt'",
+    ),
 }
 
 
@@ -67,7 +131,7 @@ def test_stage_exception_is_one_line_with_log_and_publishes_nothing(project: Pro
     project.write_recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  bad: {uses: toy.fail, from: ok}\n")
     proc = project.cli("run", "toy.yaml", env={"COLUMNS": "60"})  # one line even in a narrow CI log
     assert proc.returncode == 1
-    line = next(l for l in proc.stderr.splitlines() if "stage bad failed" in l)
+    line = next(ln for ln in proc.stderr.splitlines() if "stage bad failed" in ln)
     assert "stage bad failed: ValueError: boom on purpose (log: " in line
     log = Path(line.split("(log: ")[1].rstrip(")"))
     assert "Traceback" in log.read_text() and "boom on purpose" in log.read_text()
@@ -79,13 +143,14 @@ def test_stage_exception_is_one_line_with_log_and_publishes_nothing(project: Pro
 
 
 def test_keep_going_finishes_independent_branches(project: Project) -> None:
-    project.write_recipe(HEAD + "stages:\n  bad: {uses: toy.fail}\n  after: {uses: toy.upper, from: bad}\n"
-                         "  ok: {uses: toy.write}\n")
+    project.write_recipe(
+        HEAD + "stages:\n  bad: {uses: toy.fail}\n  after: {uses: toy.upper, from: bad}\n  ok: {uses: toy.write}\n"
+    )
     proc = project.cli("run", "toy.yaml", "--json")
     assert proc.returncode == 1
     rows = {s["stage"]: s["status"] for s in json.loads(proc.stdout)["stages"]}
     assert rows == {"bad": "failed", "after": "not run", "ok": "not run"}
-    table = proc.stderr[proc.stderr.index("run "):].splitlines()  # the summary: a line per stage, 80 columns
+    table = proc.stderr[proc.stderr.index("run ") :].splitlines()  # the summary: a line per stage, 80 columns
     assert sum("not run" in line and "--keep-going" in line for line in table) == 2
     assert all(len(line) <= 80 for line in table if not line.startswith(("full figures", "outputs:"))), table
     proc = project.cli("run", "toy.yaml", "--keep-going", "--json")
@@ -97,15 +162,17 @@ def test_failed_gate_exits_3(project: Project) -> None:
     project.write_recipe(HEAD + "stages:\n  check: {uses: toy.fail, with: {gate: true}}\n")
     proc = project.cli("run", "toy.yaml")
     assert proc.returncode == 3
-    line = next(l for l in proc.stderr.splitlines() if "GATE FAILED" in l)
+    line = next(ln for ln in proc.stderr.splitlines() if "GATE FAILED" in ln)
     assert "GATE FAILED  stage check: logits: cosine 0.5 < 0.99 (reports: " in line, line
     kept = project.root / line.split("(reports: ")[1].split(")")[0]
     assert (kept / "never.txt").read_text() == "partial"  # what the stage wrote before its gate failed
 
 
 def test_unavailable_stage_exits_4_unless_skipping_is_asked_for(project: Project) -> None:
-    project.write_recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
-                         "  after: {uses: toy.upper, from: engine}\n")
+    project.write_recipe(
+        HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
+        "  after: {uses: toy.upper, from: engine}\n"
+    )
     proc = project.cli("run", "toy.yaml")
     assert proc.returncode == 4
     assert "needs an NVIDIA GPU (probed: no /dev/nvidia0)" in proc.stderr
@@ -138,8 +205,9 @@ def test_kill_at_fault_point_leaves_no_record_and_next_run_completes(project: Pr
 
 
 def test_two_concurrent_runs_both_succeed_and_build_each_stage_once(project: Project) -> None:
-    project.write_recipe(HEAD + "stages:\n  slow: {uses: toy.write, with: {sleep: 1.5}}\n"
-                         "  up: {uses: toy.upper, from: slow}\n")
+    project.write_recipe(
+        HEAD + "stages:\n  slow: {uses: toy.write, with: {sleep: 1.5}}\n  up: {uses: toy.upper, from: slow}\n"
+    )
     first = project.popen("run", "toy.yaml")
     time.sleep(0.7)
     second = project.popen("run", "toy.yaml")
@@ -153,11 +221,19 @@ def test_two_concurrent_runs_both_succeed_and_build_each_stage_once(project: Pro
 
 def test_many_concurrent_runs_share_views_and_the_lock_file(project: Project) -> None:
     """Runs that update the same views (some with other params) and merge into one lock file at once."""
-    project.write_recipe(HEAD + "stages:\n" + "".join(f"  s{i}: {{uses: toy.write, with: {{text: t{i}}}}}\n" for i in range(4))
-                         + "  join: {uses: toy.join, inputs: {a: s0, b: s1}}\n")
+    project.write_recipe(
+        HEAD
+        + "stages:\n"
+        + "".join(f"  s{i}: {{uses: toy.write, with: {{text: t{i}}}}}\n" for i in range(4))
+        + "  join: {uses: toy.join, inputs: {a: s0, b: s1}}\n"
+    )
     for _ in range(3):
-        procs = [project.popen("run", "toy.yaml", f"s{i % 4}", "join", *(["--set", f"stages.s0.with.text=v{i}"] if i >= 4 else []))
-                 for i in range(6)]
+        procs = [
+            project.popen(
+                "run", "toy.yaml", f"s{i % 4}", "join", *(["--set", f"stages.s0.with.text=v{i}"] if i >= 4 else [])
+            )
+            for i in range(6)
+        ]
         results = [(p.communicate(timeout=120)[1], p.returncode)[::-1] for p in procs]
         assert all(code == 0 for code, _ in results), [err for code, err in results if code]
     assert set(project.lock()) == {"s0", "s1", "s2", "s3", "join"}  # no run's merge lost another's
@@ -189,9 +265,11 @@ def test_a_run_with_overrides_is_a_variant_beside_the_recipe(project: Project) -
 
 
 def test_target_and_force_mistakes_are_usage_errors(project: Project) -> None:
-    for args, message in ((("run", "toy.yaml", "uper"), "no stage 'uper' in the recipe (did you mean 'upper'?)"),
-                          (("status", "toy.yaml", "uper"), "no stage 'uper'"),
-                          (("run", "toy.yaml", "write", "--force", "join"), "--force join: not among the stages")):
+    for args, message in (
+        (("run", "toy.yaml", "uper"), "no stage 'uper' in the recipe (did you mean 'upper'?)"),
+        (("status", "toy.yaml", "uper"), "no stage 'uper'"),
+        (("run", "toy.yaml", "write", "--force", "join"), "--force join: not among the stages"),
+    ):
         proc = project.cli(*args)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
     assert not project.cache.exists()
@@ -200,8 +278,13 @@ def test_target_and_force_mistakes_are_usage_errors(project: Project) -> None:
 def test_cache_dir_and_recipe_name_mistakes_are_one_line_usage_errors(project: Project, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     proc = project.cli("run", "toy.yaml", "--cache-dir", str(tmp_path / "afile"))
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: cache directory {tmp_path / 'afile'} is not a directory"
-    project.write_recipe("name: objects\n" + HEAD.replace("name: toy\n", "") + "stages:\n  a: {uses: toy.write}\n", "bad.yaml")
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"error: cache directory {tmp_path / 'afile'} is not a directory"
+    )
+    project.write_recipe(
+        "name: objects\n" + HEAD.replace("name: toy\n", "") + "stages:\n  a: {uses: toy.write}\n", "bad.yaml"
+    )
     proc = project.cli("run", "bad.yaml")
     assert proc.returncode == 2 and "bad.yaml:1: name: recipe name 'objects' is reserved" in proc.stderr
 
@@ -210,7 +293,7 @@ def test_in_process_failures_leave_the_traceback_in_the_named_log(project: Proje
     project.write_recipe(HEAD + "stages:\n  bad: {uses: toy.fail}\n")
     proc = project.cli("run", "toy.yaml", "--in-process")
     assert proc.returncode == 1
-    log = Path(next(l for l in proc.stderr.splitlines() if "stage bad failed" in l).split("(log: ")[1].rstrip(")"))
+    log = Path(next(ln for ln in proc.stderr.splitlines() if "stage bad failed" in ln).split("(log: ")[1].rstrip(")"))
     assert "boom on purpose" in log.read_text() and "Traceback" in proc.stderr  # and on the terminal
 
 
@@ -258,8 +341,12 @@ def test_install_hints_survive_the_terminal(project: Project) -> None:
 
 def test_a_reader_that_leaves_early_gets_no_traceback(project: Project) -> None:
     """`pipeline stages --markdown | head -1`."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "stages", "--markdown"], cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "stages", "--markdown"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # before it writes: its first write meets a closed pipe
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err

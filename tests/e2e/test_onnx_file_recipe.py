@@ -1,6 +1,7 @@
 """A recipe that starts from an ONNX file (no export stage), as the README shows: a fully convolutional net
 whose file names its dynamic dims `height`/`width` while the recipe calls them `h`/`w`, simplified, built for
 OpenVINO, quantized and validated on images of three sizes through the CLI, then rerun all cached."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(root: Path) -> tuple[subprocess.CompletedProcess, dict]:
     env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "recipe.yaml", "--json"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "recipe.yaml", "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
 
 
@@ -66,11 +73,21 @@ def test_a_recipe_starting_from_an_onnx_file_builds_validates_and_caches(project
     assert all(rows[s]["status"] == "ran" for s in ("simplify", "openvino", "quant", "check"))
     views = project / "cache" / "fcn_from_onnx"
     simplified = onnx.load(str(views / "simplify" / "model.onnx"))
-    assert [d.dim_param or d.dim_value for d in simplified.graph.input[0].type.tensor_type.shape.dim] == \
-        ["batch", 3, "height", "width"]  # the file's own names survive; the recipe's apply by position
+    assert [d.dim_param or d.dim_value for d in simplified.graph.input[0].type.tensor_type.shape.dim] == [
+        "batch",
+        3,
+        "height",
+        "width",
+    ]  # the file's own names survive; the recipe's apply by position
     engine = json.loads((views / "openvino" / "model" / "engine.json").read_text())
-    assert engine["inputs"][0] == {"name": "x", "dtype": "float32", "dims": ["1..8", 3, "4..16", "4..16"],  # the
-                                   "min": None, "opt": None, "max": None}  # recipe's ranges
+    assert engine["inputs"][0] == {
+        "name": "x",
+        "dtype": "float32",
+        "dims": ["1..8", 3, "4..16", "4..16"],  # the
+        "min": None,
+        "opt": None,
+        "max": None,
+    }  # recipe's ranges
     quant = json.loads((views / "quant" / "quantize.json").read_text())
     assert quant["calibration"]["samples"] == 10 and quant["warnings"] == []
     report = json.loads((views / "check" / "report.json").read_text())

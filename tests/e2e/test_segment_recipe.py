@@ -1,6 +1,7 @@
 """The segmentation recipe end to end: a fully convolutional model with dynamic height and width, validated
 at three canvas sizes in one stage, whose INT8 engine passes its dense-map gate (worst-sample IoU) when
 calibrated properly and fails it when calibrated on one blank canvas."""
+
 from __future__ import annotations
 
 import json

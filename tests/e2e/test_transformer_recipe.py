@@ -2,6 +2,7 @@
 lengths in one stage, whose INT8 engine passes its classification and embedding gates when calibrated
 properly (with model_type auto finding the attention) and fails both when calibrated on one blank
 sequence or quantized as if it were a CNN."""
+
 from __future__ import annotations
 
 import json

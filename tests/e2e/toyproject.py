@@ -1,4 +1,5 @@
 """The toy project for end-to-end tests: copied to a temp dir, driven through the real CLI in a subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -26,17 +27,34 @@ class Project:
         return self.root / "toy.yaml"
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, "TOY_RUNLOG": str(self.runlog), "PIPELINE_CACHE": str(self.cache),
-                    "COLUMNS": "200", **(env or {})}
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=self.root, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        full_env = {
+            **os.environ,
+            "TOY_RUNLOG": str(self.runlog),
+            "PIPELINE_CACHE": str(self.cache),
+            "COLUMNS": "200",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            cwd=self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def popen(self, *args: str, env: dict[str, str] | None = None, ctrl_c: bool = False) -> subprocess.Popen:
         """Start the CLI without waiting; `ctrl_c=True` gives it default SIGINT handling (see `_default_sigint`)."""
         full_env = {**os.environ, "TOY_RUNLOG": str(self.runlog), "PIPELINE_CACHE": str(self.cache), **(env or {})}
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=self.root, env=full_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=_default_sigint if ctrl_c else None)  # noqa: PLW1509 - no threads here
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            cwd=self.root,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint if ctrl_c else None,
+        )  # noqa: PLW1509 - no threads here
 
     def runs(self) -> list[str]:
         """Stage names whose run() was called, in order, since the project was made."""

@@ -1,4 +1,5 @@
 """Import closures: the code a stage runs, found by reading imports (pipeline/closure.py)."""
+
 from __future__ import annotations
 
 import json
@@ -46,15 +47,22 @@ def test_closure_is_the_same_in_two_checkouts(tmp_path: Path) -> None:
     for where in ("one", "two/deeper"):
         _write(tmp_path / where, USER_CODE)
     memo = DigestMemo(None)
-    assert code_closure("model:build", tmp_path / "one", memo) == code_closure("model:build", tmp_path / "two/deeper", memo)
+    assert code_closure("model:build", tmp_path / "one", memo) == code_closure(
+        "model:build", tmp_path / "two/deeper", memo
+    )
     by_path = code_closure("model.py:build", tmp_path / "one", memo)
     assert "model.py" in by_path["modules"] and "helpers.labels" in by_path["modules"]  # named relative to the recipe
     assert not any(name.startswith("/") for name in by_path["modules"])
 
 
 def test_type_checking_imports_and_the_engine_stay_out_missing_imports_go_in(tmp_path: Path) -> None:
-    _write(tmp_path, {"m.py": "from typing import TYPE_CHECKING\nimport pipeline.stage\nif TYPE_CHECKING:\n"
-                              "    import not_installed_for_types\n\ndef f():\n    import not_installed_at_all\n"})
+    _write(
+        tmp_path,
+        {
+            "m.py": "from typing import TYPE_CHECKING\nimport pipeline.stage\nif TYPE_CHECKING:\n"
+            "    import not_installed_for_types\n\ndef f():\n    import not_installed_at_all\n"
+        },
+    )
     found = code_closure("m:f", tmp_path, DigestMemo(None))
     assert found == {"modules": {"m": found["modules"]["m"]}, "distributions": {"not_installed_at_all": MISSING}}
 
@@ -98,7 +106,9 @@ def test_installed_distributions_enter_by_version_and_a_bump_is_seen_through_the
     info.rmdir()
     _fake_dist(site, "weightspkg", "2.0")
     fresh = DigestMemo(db)  # the next run, reading the memo from disk
-    again = ClosureFinder(fresh, [str(tmp_path / "recipe"), str(site)]).of_file(tmp_path / "recipe" / "model.py", "model")
+    again = ClosureFinder(fresh, [str(tmp_path / "recipe"), str(site)]).of_file(
+        tmp_path / "recipe" / "model.py", "model"
+    )
     assert again.distributions == {"weightspkg": "2.0"}
 
 
@@ -111,7 +121,8 @@ def test_a_distribution_installed_from_a_local_path_is_hashed_by_content(tmp_pat
     assert "localpkg" in found.modules and found.distributions == {}
     (site / "localpkg" / "__init__.py").write_text("WEIGHTS = 2\n")  # same version, new content
     edited = ClosureFinder(DigestMemo(None), [str(tmp_path / "recipe"), str(site)]).of_file(
-        tmp_path / "recipe" / "model.py", "model")
+        tmp_path / "recipe" / "model.py", "model"
+    )
     assert edited.modules["localpkg"] != found.modules["localpkg"]
 
 
@@ -138,9 +149,15 @@ def test_every_kind_closure_holds_every_project_module_its_import_loads() -> Non
     memo = DigestMemo(None)
     for kind, module_name in kinds.items():
         loaded = subprocess.run(
-            [sys.executable, "-c", f"import sys, {module_name}; print(' '.join(m for m in sys.modules "
-                                   f"if m.startswith('stages.')))"],
-            capture_output=True, text=True, check=True).stdout.split()
+            [
+                sys.executable,
+                "-c",
+                f"import sys, {module_name}; print(' '.join(m for m in sys.modules if m.startswith('stages.')))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         module = importlib.import_module(module_name)
         closure = kind_closure(module_name, Path(module.__file__), memo)
         assert set(loaded) <= set(closure["modules"]), (kind, set(loaded) - set(closure["modules"]))
@@ -162,8 +179,9 @@ def test_a_dataset_kind_closure_reaches_what_its_reader_imports_and_a_stage_reac
 
 def test_a_folder_without_init_does_not_hide_the_module_import_finds(tmp_path: Path) -> None:
     """recipes/data/ (images) beside recipes/data.py (dataset code): Python imports data.py."""
-    _write(tmp_path, {"data.py": "def calibration():\n    yield from ()\n", "data/cat.png": "x",
-                      "net.py": "import data\n"})
+    _write(
+        tmp_path, {"data.py": "def calibration():\n    yield from ()\n", "data/cat.png": "x", "net.py": "import data\n"}
+    )
     assert "data" in code_closure("net", tmp_path, DigestMemo(None))["modules"]
     found = code_closure("data:calibration", tmp_path, DigestMemo(None))
     assert list(found["modules"]) == ["data"]
@@ -193,11 +211,16 @@ def test_a_local_standard_library_name_next_to_the_recipe_is_followed(tmp_path: 
 def test_installs_from_a_local_wheel_are_hashed_and_vcs_installs_carry_their_commit(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _fake_dist(site, "wheelpkg", "0.1", {"url": "file:///tmp/wheelpkg-0.1-py3-none-any.whl", "archive_info": {}})
-    _fake_dist(site, "gitpkg", "0.2", {"url": "https://example.invalid/gitpkg.git",
-                                       "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    _fake_dist(
+        site,
+        "gitpkg",
+        "0.2",
+        {"url": "https://example.invalid/gitpkg.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}},
+    )
     _write(tmp_path / "recipe", {"model.py": "import wheelpkg, gitpkg\n"})
     found = ClosureFinder(DigestMemo(None), [str(tmp_path / "recipe"), str(site)]).of_file(
-        tmp_path / "recipe" / "model.py", "model")
+        tmp_path / "recipe" / "model.py", "model"
+    )
     assert "wheelpkg" in found.modules and found.distributions == {"gitpkg": "0.2+git.abc123"}
 
 
@@ -212,7 +235,8 @@ def test_a_namespace_shared_by_distributions_is_credited_to_the_right_one(tmp_pa
         (site / "nsp" / sub / "__init__.py").write_text("")
     _write(tmp_path / "recipe", {"model.py": "import nsp.cudnn\n"})
     found = ClosureFinder(DigestMemo(None), [str(tmp_path / "recipe"), str(site)]).of_file(
-        tmp_path / "recipe" / "model.py", "model")
+        tmp_path / "recipe" / "model.py", "model"
+    )
     assert found.distributions == {"nsp_cudnn": "9.1"}
 
 
@@ -220,8 +244,7 @@ def test_model_source_leaves_out_lock_files_hidden_files_and_the_cache(tmp_path:
     _write(tmp_path, {**USER_CODE, "r.lock": "stages: {}\n", ".model.py.swp": "x", "artifacts/state.db": "x"})
     memo = DigestMemo(None)
     before = code_closure("model:build", tmp_path, memo, source=".", exclude=(tmp_path / "artifacts",))["source"]
-    assert "model.py" in before and not any(k.endswith((".lock", ".swp")) or k.startswith("artifacts")
-                                            for k in before)
+    assert "model.py" in before and not any(k.endswith((".lock", ".swp")) or k.startswith("artifacts") for k in before)
     (tmp_path / "r.lock").write_text("stages: {a: 1}\n")  # every run rewrites the lock beside the recipe
     (tmp_path / "artifacts" / "state.db").write_text("y")
     after = code_closure("model:build", tmp_path, DigestMemo(None), source=".", exclude=(tmp_path / "artifacts",))
@@ -229,7 +252,13 @@ def test_model_source_leaves_out_lock_files_hidden_files_and_the_cache(tmp_path:
 
 
 def test_a_plugin_kind_in_a_package_includes_the_package_init(tmp_path: Path) -> None:
-    _write(tmp_path, {"kinds/__init__.py": "import kinds.registry_helpers\n", "kinds/registry_helpers.py": "",
-                      "kinds/mykind.py": "X = 1\n"})
+    _write(
+        tmp_path,
+        {
+            "kinds/__init__.py": "import kinds.registry_helpers\n",
+            "kinds/registry_helpers.py": "",
+            "kinds/mykind.py": "X = 1\n",
+        },
+    )
     found = kind_closure("kinds.mykind", tmp_path / "kinds" / "mykind.py", DigestMemo(None))
     assert sorted(found["modules"]) == ["kinds", "kinds.mykind", "kinds.registry_helpers"]

@@ -1,4 +1,5 @@
 """Mistakes blamed on the right party: the recipe's author, or the author of a stage kind."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from pipeline.recipe import load_recipe
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 
-BUGGY_KIND = '''
+BUGGY_KIND = """
 from pipeline.stage import OutputSpec, Stage
 
 
@@ -22,7 +23,7 @@ class Buggy(Stage):
 
     def fingerprint(self, params, model, keys):
         return {"x": params.no_such_param}  # the kind's bug: its params have no such field
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -38,24 +39,33 @@ def test_an_empty_recipe_is_a_recipe_error_at_its_stages_line(tmp_path: Path) ->
 
 
 def test_a_plugin_redefining_a_kind_names_both_modules(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "mykinds.py").write_text("from toystages import Write\n\n\nclass Write2(Write):\n"
-                                         "    kind = 'toy.write'\n")
+    (tmp_path / "mykinds.py").write_text(
+        "from toystages import Write\n\n\nclass Write2(Write):\n    kind = 'toy.write'\n"
+    )
     p = tmp_path / "r.yaml"
     p.write_text("plugins: [toystages, mykinds]\nstages:\n  a: {uses: toy.write}\n")
-    with pytest.raises(RecipeError, match=r"r.yaml:1: plugins: kind 'toy.write' is defined twice: by "
-                                          r"mykinds.Write2 and by toystages.Write"):
+    with pytest.raises(
+        RecipeError,
+        match=r"r.yaml:1: plugins: kind 'toy.write' is defined twice: by "
+        r"mykinds.Write2 and by toystages.Write",
+    ):
         load_recipe(p)
     p.write_text("plugins: [toystages, toystages]\nstages:\n  a: {uses: toy.write}\n")
     assert load_recipe(p).stages["a"].kind.kind == "toy.write"  # the same module twice is no conflict
 
 
 def test_a_plugin_redefining_a_built_in_kind_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "mine.py").write_text("from pipeline.stage import OutputSpec, Stage\n\n\nclass Mine(Stage):\n"
-                                      "    kind = 'validate'\n    outputs = {'model': OutputSpec('x')}\n")
+    (tmp_path / "mine.py").write_text(
+        "from pipeline.stage import OutputSpec, Stage\n\n\nclass Mine(Stage):\n"
+        "    kind = 'validate'\n    outputs = {'model': OutputSpec('x')}\n"
+    )
     p = tmp_path / "r.yaml"
     p.write_text("plugins: [mine]\nstages:\n  a: {uses: validate}\n")
-    with pytest.raises(RecipeError, match=r"kind 'validate' is defined twice: by mine.Mine and by "
-                                          r"stages.validate.Validate"):
+    with pytest.raises(
+        RecipeError,
+        match=r"kind 'validate' is defined twice: by mine.Mine and by "
+        r"stages.validate.Validate",
+    ):
         load_recipe(p)
 
 
@@ -75,6 +85,9 @@ def test_a_function_the_recipe_names_but_its_module_lacks_is_still_the_recipes(t
     p = tmp_path / "r.yaml"
     p.write_text("plugins: [toystages]\nstages:\n  a: {uses: toy.call, with: {fn: 'userpkg.textgen:mkae'}}\n")
     recipe = load_recipe(p)
-    with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with: AttributeError: userpkg.textgen has no "
-                                          r"attribute 'mkae' \(did you mean 'make'\?\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"r.yaml:3: stages.a.with: AttributeError: userpkg.textgen has no "
+        r"attribute 'mkae' \(did you mean 'make'\?\)",
+    ):
         Planner(recipe, Cache(tmp_path / "cache")).prepare(["a"])

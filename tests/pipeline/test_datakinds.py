@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toyrecipe import HEAD, Toy
-from toyrecipe import toy  # noqa: F401 (the fixture)
+from toyrecipe import (
+    HEAD,
+    Toy,
+    toy,  # noqa: F401 (the fixture)
+)
 
 from pipeline.datakind import GROUP
 from pipeline.errors import KindBug, RecipeError
@@ -19,7 +22,8 @@ from pipeline.stage import DatasetInput
 from stages._data import open_dataset
 
 LINES = HEAD.replace("plugins: [toystages]", "plugins: [toystages, toydata]") + (
-    "data:\n  d:\n    kind: toy.lines\n    path: numbers.txt\nstages:\n  count: {uses: toy.count, inputs: {data: data.d}}\n"
+    "data:\n  d:\n    kind: toy.lines\n    path: numbers.txt\n"
+    "stages:\n  count: {uses: toy.count, inputs: {data: data.d}}\n"
 )
 
 
@@ -39,8 +43,10 @@ def test_a_plugin_dataset_kind_is_keyed_by_its_files_and_its_reader_code(toy: To
     assert toy.plan(toy.recipe())["count"].reasons == ("data.d: numbers.txt changed",)
     plugin = toy.root / "toydata.py"
     plugin.write_text(plugin.read_text() + "\n# the reader changed\n")
-    assert toy.plan(toy.recipe())["count"].reasons == ("data.d reader: module toydata changed",
-                                                       "data.d: numbers.txt changed")
+    assert toy.plan(toy.recipe())["count"].reasons == (
+        "data.d reader: module toydata changed",
+        "data.d: numbers.txt changed",
+    )
     result, _ = toy.run(toy.recipe(), targets=())
     assert toy.statuses(result) == {"count": "ran"} and _samples(toy) == 4
 
@@ -49,7 +55,9 @@ def test_a_spec_error_in_a_plugin_kind_names_the_recipe_line(toy: Toy) -> None:
     (toy.root / "numbers.txt").write_text("1\n")
     with pytest.raises(RecipeError, match=r"toy.yaml:7: data\.d\.scale: Input should be a valid number"):
         toy.recipe(LINES.replace("path: numbers.txt", "path: numbers.txt\n    scale: lots"))
-    with pytest.raises(RecipeError, match=r"toy.yaml:5: data\.d\.kind: unknown kind 'toy.line' \(did you mean 'toy.lines'"):
+    with pytest.raises(
+        RecipeError, match=r"toy.yaml:5: data\.d\.kind: unknown kind 'toy.line' \(did you mean 'toy.lines'"
+    ):
         toy.recipe(LINES.replace("kind: toy.lines", "kind: toy.line"))
 
 
@@ -62,17 +70,24 @@ def test_fingerprint_errors_blame_the_field_or_the_kind(toy: Toy, monkeypatch: p
     (toy.root / "numbers.txt").write_text("1\n")
     recipe = toy.recipe(LINES)
     monkeypatch.setattr(recipe.datasets["d"].kind, "fingerprint", lambda self, spec, keys: spec.no_such_field)
-    with pytest.raises(KindBug, match=r"kind toy.lines \(toydata\): fingerprint\(\) raised AttributeError: .* "
-                                      r"a bug in the dataset kind, not in the recipe"):
+    with pytest.raises(
+        KindBug,
+        match=r"kind toy.lines \(toydata\): fingerprint\(\) raised AttributeError: .* "
+        r"a bug in the dataset kind, not in the recipe",
+    ):
         toy.plan(recipe)
 
 
 def test_a_plugin_may_not_redefine_a_built_in_dataset_kind(toy: Toy) -> None:
     (toy.root / "fake_npz.py").write_text(
         "from typing import Literal\nfrom pipeline.datakind import DataKind, DataSpec\n\n\n"
-        "class Spec(DataSpec):\n    kind: Literal['npz']\n\n\nclass Npz(DataKind):\n    kind = 'npz'\n    Spec = Spec\n")
-    with pytest.raises(RecipeError, match=r"kind 'npz' is defined twice: by fake_npz\.Npz and by "
-                                          r"stages\._data\.arrays\.Npz"):
+        "class Spec(DataSpec):\n    kind: Literal['npz']\n\n\nclass Npz(DataKind):\n    kind = 'npz'\n    Spec = Spec\n"
+    )
+    with pytest.raises(
+        RecipeError,
+        match=r"kind 'npz' is defined twice: by fake_npz\.Npz and by "
+        r"stages\._data\.arrays\.Npz",
+    ):
         toy.recipe(LINES.replace("toydata]", "toydata, fake_npz]"))
 
 

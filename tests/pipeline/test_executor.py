@@ -1,5 +1,6 @@
 """pipeline.executor through its in-process path (`RunOptions(in_process=True)`), wired as `cmd_run` wires it:
 what runs, what is published, what a failure leaves behind, early cutoff."""
+
 from __future__ import annotations
 
 import stat
@@ -7,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toyrecipe import HEAD, Collecting, Toy, word
-from toyrecipe import toy  # noqa: F401 (the fixture)
+from toyrecipe import (
+    HEAD,
+    Collecting,
+    Toy,
+    toy,  # noqa: F401 (the fixture)
+    word,
+)
 
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE
 
@@ -106,8 +112,9 @@ def test_a_failing_stage_leaves_no_record_no_ref_no_object_and_no_view(toy: Toy)
     assert "bad" not in (toy.root / "toy.lock").read_text()
 
 
-def test_a_stage_that_skips_a_declared_output_fails_and_publishes_nothing(toy: Toy,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stage_that_skips_a_declared_output_fails_and_publishes_nothing(
+    toy: Toy, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recipe = toy.recipe(HEAD + "stages:\n  w: {uses: toy.write}\n")
     monkeypatch.setattr(recipe.stages["w"].kind, "run", lambda self, ctx: {})
     result, reporter = toy.run(recipe)
@@ -126,8 +133,9 @@ def test_a_failed_gate_exits_with_the_gate_code(toy: Toy) -> None:
 
 
 def test_after_a_failure_the_rest_is_not_run_unless_keep_going(toy: Toy) -> None:
-    recipe = toy.recipe(HEAD + "stages:\n  bad: {uses: toy.fail}\n  after: {uses: toy.upper, from: bad}\n"
-                        "  ok: {uses: toy.write}\n")
+    recipe = toy.recipe(
+        HEAD + "stages:\n  bad: {uses: toy.fail}\n  after: {uses: toy.upper, from: bad}\n  ok: {uses: toy.write}\n"
+    )
     result, _ = toy.run(recipe)
     assert toy.statuses(result) == {"bad": "failed", "after": "not run", "ok": "not run"}
     result, _ = toy.run(recipe, keep_going=True)
@@ -137,8 +145,10 @@ def test_after_a_failure_the_rest_is_not_run_unless_keep_going(toy: Toy) -> None
 
 
 def test_an_unavailable_stage_exits_4_unless_skipping_is_asked_for(toy: Toy) -> None:
-    recipe = toy.recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
-                        "  after: {uses: toy.upper, from: engine}\n")
+    recipe = toy.recipe(
+        HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
+        "  after: {uses: toy.upper, from: engine}\n"
+    )
     result, _ = toy.run(recipe)
     assert result.exit_code == EXIT_UNAVAILABLE
     assert toy.statuses(result) == {"ok": "ran", "engine": "unavailable", "after": "skipped"}

@@ -1,4 +1,5 @@
 """The stage graph: networkx's selection and order, remembered by structure and checked before reuse."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,14 @@ from pipeline.graph import CycleError, build_graph, order_of, select, stage_grap
 from pipeline.recipe import load_recipe
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
-DIAMOND = ("plugins: [toystages]\nstages:\n"
-           "  other: {uses: toy.write, with: {text: x}}\n"
-           "  join: {uses: toy.join, inputs: {a: upper, b: other}}\n"
-           "  write: {uses: toy.write}\n"
-           "  upper: {uses: toy.upper, from: write}\n"
-           "  lone: {uses: toy.write}\n")
+DIAMOND = (
+    "plugins: [toystages]\nstages:\n"
+    "  other: {uses: toy.write, with: {text: x}}\n"
+    "  join: {uses: toy.join, inputs: {a: upper, b: other}}\n"
+    "  write: {uses: toy.write}\n"
+    "  upper: {uses: toy.upper, from: write}\n"
+    "  lone: {uses: toy.write}\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +91,17 @@ def test_params_do_not_change_the_structure(tmp_path: Path) -> None:
     assert len(_memos(memo_dir)) == 1
 
 
-@pytest.mark.parametrize("damage", [
-    "not json", json.dumps({"a": 1}), json.dumps(["join", "other", "write", "upper", "lone"]),  # parents after
-    json.dumps(["other", "write", "upper", "join"]),  # a stage missing
-    json.dumps(["other", "write", "upper", "join", "lone", "lone"]),  # duplicate
-    json.dumps(["other", "write", "upper", "join", "lone", "ghost"]),  # not in the recipe
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not json",
+        json.dumps({"a": 1}),
+        json.dumps(["join", "other", "write", "upper", "lone"]),  # parents after
+        json.dumps(["other", "write", "upper", "join"]),  # a stage missing
+        json.dumps(["other", "write", "upper", "join", "lone", "lone"]),  # duplicate
+        json.dumps(["other", "write", "upper", "join", "lone", "ghost"]),  # not in the recipe
+    ],
+)
 def test_a_damaged_memo_is_a_miss_and_is_repaired(tmp_path: Path, damage: str) -> None:
     recipe, memo_dir = _load(tmp_path), tmp_path / "graphs"
     memo_dir.mkdir()
@@ -129,8 +137,10 @@ def test_a_cached_rerun_imports_no_networkx(tmp_path: Path) -> None:
     """The point of the memo: a fully cached run never pays networkx's import."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(DIAMOND)
-    probe = ("import sys\nfrom pipeline.cli import main\n"
-             "code = main(sys.argv[1:])\nprint('EXIT', code, 'networkx' in sys.modules)")
+    probe = (
+        "import sys\nfrom pipeline.cli import main\n"
+        "code = main(sys.argv[1:])\nprint('EXIT', code, 'networkx' in sys.modules)"
+    )
     run = [sys.executable, "-c", probe, "run", str(recipe), "--cache-dir", str(tmp_path / "cache"), "-q"]
     env = {**os.environ, "PYTHONPATH": str(TOY)}
     first = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path)

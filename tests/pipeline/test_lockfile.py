@@ -1,30 +1,43 @@
 """pipeline.lockfile: deterministic output (diffs cleanly in review), and runs merging into one lock file."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-from toyrecipe import Toy
-from toyrecipe import toy  # noqa: F401 (the fixture)
+from toyrecipe import (
+    Toy,
+    toy,  # noqa: F401 (the fixture)
+)
 
 from pipeline import lockfile
 from pipeline.records import OutputRecord, StageRecord
 
 
 def _record(stage: str, key: str) -> StageRecord:
-    return StageRecord(key=key, stage=stage, kind="toy.write",
-                       components={"toolchain": {"zlib": "1", "python": "3.11"}, "params": {"text": "x"}},
-                       outputs={"z": OutputRecord("e5" * 32, True, 7, "zdir"),
-                                "a": OutputRecord("f6" * 32, False, 3, "a.txt")},
-                       summary={"chars": 3}, seconds=0.25, created="2026-01-01T00:00:00+00:00")
+    return StageRecord(
+        key=key,
+        stage=stage,
+        kind="toy.write",
+        components={"toolchain": {"zlib": "1", "python": "3.11"}, "params": {"text": "x"}},
+        outputs={"z": OutputRecord("e5" * 32, True, 7, "zdir"), "a": OutputRecord("f6" * 32, False, 3, "a.txt")},
+        summary={"chars": 3},
+        seconds=0.25,
+        created="2026-01-01T00:00:00+00:00",
+    )
 
 
 def test_an_entry_holds_kind_key_sorted_outputs_and_toolchain_only(tmp_path: Path) -> None:
     entry = lockfile.entry(_record("s", "1" * 64))
-    assert entry == {"kind": "toy.write", "key": "1" * 64,
-                     "outputs": {"a": {"path": "a.txt", "digest": "f6" * 32, "size": 3},
-                                 "z": {"path": "zdir", "digest": "e5" * 32, "size": 7, "dir": True}},
-                     "toolchain": {"python": "3.11", "zlib": "1"}}
+    assert entry == {
+        "kind": "toy.write",
+        "key": "1" * 64,
+        "outputs": {
+            "a": {"path": "a.txt", "digest": "f6" * 32, "size": 3},
+            "z": {"path": "zdir", "digest": "e5" * 32, "size": 7, "dir": True},
+        },
+        "toolchain": {"python": "3.11", "zlib": "1"},
+    }
     assert list(entry["outputs"]) == ["a", "z"] and list(entry["toolchain"]) == ["python", "zlib"]
 
 

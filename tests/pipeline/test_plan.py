@@ -1,11 +1,16 @@
 """pipeline.plan.Planner called directly: each stage's decision and its reasons, and that planning runs nothing."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
-from toyrecipe import HEAD, Toy, word
-from toyrecipe import toy  # noqa: F401 (the fixture)
+from toyrecipe import (
+    HEAD,
+    Toy,
+    toy,  # noqa: F401 (the fixture)
+    word,
+)
 
 from pipeline.plan import Planner
 from pipeline.recipe import Recipe
@@ -14,7 +19,11 @@ from pipeline.recipe import Recipe
 def test_a_fresh_cache_runs_the_roots_and_everything_below_waits(toy: Toy) -> None:
     decisions = toy.plan(toy.recipe())
     assert {s: word(d.status) for s, d in decisions.items()} == {
-        "write": "run", "upper": "waits", "other": "run", "join": "waits"}
+        "write": "run",
+        "upper": "waits",
+        "other": "run",
+        "join": "waits",
+    }
     assert decisions["write"].reasons == ("never built",)
     assert decisions["upper"].reasons == ("waits on write; may be cut off",)
     assert decisions["join"].reasons == ("waits on other, upper; may be cut off",)
@@ -39,9 +48,11 @@ def test_after_a_run_every_stage_is_cached_with_its_record(toy: Toy) -> None:
 
 def test_a_param_change_is_named_with_old_and_new_values(toy: Toy) -> None:
     toy.run(toy.recipe())
-    edited = toy.recipe(HEAD + "stages:\n  write: {uses: toy.write, with: {text: \"abc\\n\", repeat: 2}}\n"
-                        "  upper: {uses: toy.upper, from: write}\n  other: {uses: toy.write, with: {text: xyz}}\n"
-                        "  join:  {uses: toy.join, inputs: {a: upper, b: other}}\n")
+    edited = toy.recipe(
+        HEAD + 'stages:\n  write: {uses: toy.write, with: {text: "abc\\n", repeat: 2}}\n'
+        "  upper: {uses: toy.upper, from: write}\n  other: {uses: toy.write, with: {text: xyz}}\n"
+        "  join:  {uses: toy.join, inputs: {a: upper, b: other}}\n"
+    )
     decisions = toy.plan(edited)
     assert word(decisions["write"].status) == "run"
     assert decisions["write"].reasons == ("param repeat: 1 -> 2",)
@@ -65,13 +76,19 @@ def test_forced_stages_run_with_the_reason_forced(toy: Toy) -> None:
     assert decisions["join"].reasons == ("waits on upper; may be cut off",)  # a forced rerun may change nothing
     everything = toy.plan(recipe, force_all=True)
     assert {s: word(d.status) for s, d in everything.items()} == {
-        "write": "run", "upper": "waits", "other": "run", "join": "waits"}
+        "write": "run",
+        "upper": "waits",
+        "other": "run",
+        "join": "waits",
+    }
     assert everything["write"].reasons == everything["other"].reasons == ("forced",)
 
 
 def test_an_unmet_requirement_is_unavailable_and_so_is_everything_below(toy: Toy) -> None:
-    recipe = toy.recipe(HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
-                        "  after: {uses: toy.upper, from: engine}\n")
+    recipe = toy.recipe(
+        HEAD + "stages:\n  ok: {uses: toy.write}\n  engine: {uses: toy.gpu, from: ok}\n"
+        "  after: {uses: toy.upper, from: engine}\n"
+    )
     decisions = toy.plan(recipe)
     assert word(decisions["ok"].status) == "run"
     assert word(decisions["engine"].status) == "unavailable"
@@ -119,10 +136,11 @@ def test_decide_computes_a_waiting_stage_once_its_parents_are_known(toy: Toy) ->
     assert word(upper.status) == "cached" and upper.key == planner_decisions["upper"].key
 
 
-
 def _file_and_data_recipe(toy: Toy, seed: int) -> Recipe:
-    return toy.recipe(HEAD + f"data:\n  calib: {{kind: synthetic, count: 4, seed: {seed}}}\nstages:\n"
-                      "  up: {uses: toy.upper, from: notes.txt}\n  d: {uses: toy.data, inputs: {data: data.calib}}\n")
+    return toy.recipe(
+        HEAD + f"data:\n  calib: {{kind: synthetic, count: 4, seed: {seed}}}\nstages:\n"
+        "  up: {uses: toy.upper, from: notes.txt}\n  d: {uses: toy.data, inputs: {data: data.calib}}\n"
+    )
 
 
 def test_an_edited_input_file_and_a_changed_dataset_are_named(toy: Toy) -> None:

@@ -1,4 +1,5 @@
 """Code references checked without importing: missing modules, submodules and names are found by path and ast."""
+
 from __future__ import annotations
 
 import sys
@@ -14,12 +15,14 @@ def _pkg(root: Path) -> Path:
     pkg = root / "zoo"
     (pkg / "models").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "models" / "__init__.py").write_text("from .resnet import *\nfrom .vit import vit_b as vit\n"
-                                                "import torch as _t\n")
+    (pkg / "models" / "__init__.py").write_text(
+        "from .resnet import *\nfrom .vit import vit_b as vit\nimport torch as _t\n"
+    )
     (pkg / "models" / "resnet.py").write_text(
         "import sys\n__all__ = ['resnet50']\n\ndef resnet50(**kw):\n    pass\n\ndef _private():\n    pass\n"
         "if sys.version_info > (3,):\n    def resnet18():\n        pass\nelse:\n    resnet18 = None\n"
-        "try:\n    from fast import wide_resnet\nexcept ImportError:\n    wide_resnet = None\n")
+        "try:\n    from fast import wide_resnet\nexcept ImportError:\n    wide_resnet = None\n"
+    )
     (pkg / "models" / "vit.py").write_text("class vit_b:\n    pass\n")
     return pkg
 
@@ -32,8 +35,14 @@ def _check(root: Path, ref: str) -> None:
 
 def test_existing_names_pass_whatever_binds_them(tmp_path: Path) -> None:
     _pkg(tmp_path)
-    for ref in ("zoo.models:resnet50", "zoo.models:resnet18", "zoo.models:wide_resnet", "zoo.models:vit",
-                "zoo.models.vit:vit_b", "zoo.models.resnet:resnet50.__call__"):
+    for ref in (
+        "zoo.models:resnet50",
+        "zoo.models:resnet18",
+        "zoo.models:wide_resnet",
+        "zoo.models:vit",
+        "zoo.models.vit:vit_b",
+        "zoo.models.resnet:resnet50.__call__",
+    ):
         _check(tmp_path, ref)
 
 
@@ -71,8 +80,9 @@ def test_a_module_only_an_import_hook_knows_is_found(tmp_path: Path, monkeypatch
         @staticmethod
         def find_spec(name, path=None, target=None):
             if name == "zoo":
-                return importlib.util.spec_from_file_location("zoo", pkg / "__init__.py",
-                                                              submodule_search_locations=[str(pkg)])
+                return importlib.util.spec_from_file_location(
+                    "zoo", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+                )
             return None
 
     monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])

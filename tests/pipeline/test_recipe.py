@@ -23,8 +23,13 @@ def toy_on_path(monkeypatch) -> None:
 
 def test_from_is_shorthand_for_model_input_and_refs_resolve(tmp_path: Path) -> None:
     (tmp_path / "given.txt").write_text("x")
-    r = load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n  b: {uses: toy.upper, from: a}\n"
-                                      "  c: {uses: toy.join, inputs: {a: b.model, b: given.txt}}\n"))
+    r = load_recipe(
+        _recipe(
+            tmp_path,
+            "stages:\n  a: {uses: toy.write}\n  b: {uses: toy.upper, from: a}\n"
+            "  c: {uses: toy.join, inputs: {a: b.model, b: given.txt}}\n",
+        )
+    )
     assert r.name == "r"
     assert str(r.stages["b"].inputs["model"]) == "a.model"
     assert r.stages["c"].inputs["b"].kind == "path" and r.stages["c"].inputs["b"].target == str(tmp_path / "given.txt")
@@ -46,7 +51,9 @@ def test_unknown_output_is_named(tmp_path: Path) -> None:
 
 def test_data_refs_must_name_a_dataset(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="stages.b.from: expected an artifact"):
-        load_recipe(_recipe(tmp_path, "data:\n  calib: {kind: synthetic}\nstages:\n  b: {uses: toy.upper, from: data.calib}\n"))
+        load_recipe(
+            _recipe(tmp_path, "data:\n  calib: {kind: synthetic}\nstages:\n  b: {uses: toy.upper, from: data.calib}\n")
+        )
 
 
 def test_a_path_named_like_a_stage_is_an_error_not_a_silent_rewire(tmp_path: Path) -> None:
@@ -67,18 +74,24 @@ def test_a_bad_set_value_is_blamed_on_the_command_line(tmp_path: Path) -> None:
     p = _recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n")
     with pytest.raises(RecipeError) as bad_type:
         load_recipe(p, ["stages.a.with.repeat=abc"])
-    assert str(bad_type.value) == (f"{p}: --set stages.a.with.repeat: Input should be a valid integer, "
-                                   "unable to parse string as an integer (got 'abc')")
+    assert str(bad_type.value) == (
+        f"{p}: --set stages.a.with.repeat: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'abc')"
+    )
     with pytest.raises(RecipeError) as bad_yaml:
         load_recipe(p, ["stages.a.with.text=[1"])
     assert "\n" not in str(bad_yaml.value) and "--set stages.a.with.text: bad YAML value '[1'" in str(bad_yaml.value)
     with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with.repeat"):  # the file's own mistake: its line
-        load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write, with: {repeat: x}}\n"), ["stages.a.with.text=hi"])
+        load_recipe(
+            _recipe(tmp_path, "stages:\n  a: {uses: toy.write, with: {repeat: x}}\n"), ["stages.a.with.text=hi"]
+        )
 
 
 @pytest.mark.parametrize("where", ["with: {repeat: true}", "with: {repeat: false}"])
 def test_a_boolean_is_not_a_number(tmp_path: Path, where: str) -> None:
-    with pytest.raises(RecipeError, match=r"r.yaml:3: stages.a.with.repeat: expected a number, not a boolean \(got (True|False)\)"):
+    with pytest.raises(
+        RecipeError, match=r"r.yaml:3: stages.a.with.repeat: expected a number, not a boolean \(got (True|False)\)"
+    ):
         load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write, " + where + "}\n"))
     with pytest.raises(RecipeError, match=r"--set stages.a.with.repeat: expected a number, not a boolean \(got True\)"):
         load_recipe(_recipe(tmp_path, "stages:\n  a: {uses: toy.write}\n"), ["stages.a.with.repeat=true"])

@@ -1,4 +1,5 @@
 """pipeline.records called directly: records by key, refs by (recipe, stage); damage is a miss with a warning."""
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,19 @@ OTHER = "b2" * 32
 
 
 def _record(key: str = KEY, stage: str = "export") -> StageRecord:
-    return StageRecord(key=key, stage=stage, kind="export.onnx",
-                       components={"kind": "export.onnx", "params": {"opset": 20}, "toolchain": {"torch": "2.5"}},
-                       outputs={"model": OutputRecord("c3" * 32, False, 123, "model.onnx"),
-                                "ir": OutputRecord("d4" * 32, True, 456, "ir")},
-                       summary={"nodes": 12}, seconds=1.5, created="2026-01-01T00:00:00+00:00")
+    return StageRecord(
+        key=key,
+        stage=stage,
+        kind="export.onnx",
+        components={"kind": "export.onnx", "params": {"opset": 20}, "toolchain": {"torch": "2.5"}},
+        outputs={
+            "model": OutputRecord("c3" * 32, False, 123, "model.onnx"),
+            "ir": OutputRecord("d4" * 32, True, 456, "ir"),
+        },
+        summary={"nodes": 12},
+        seconds=1.5,
+        created="2026-01-01T00:00:00+00:00",
+    )
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """pipeline.registry called directly: kinds from entry points (imported only when asked for), plugin modules
 beside a recipe, and unknown kinds with a did-you-mean."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -77,7 +78,8 @@ def test_an_unknown_kind_suggests_the_closest_name() -> None:
 
 
 def test_a_third_party_kind_registers_by_entry_point_and_is_imported_only_when_used(
-        plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = _module(plugin_dir, PLUGIN.format(kind="acme.shout"))
     monkeypatch.syspath_prepend(str(plugin_dir))
     _with_entry_points(monkeypatch, {"acme.shout": f"{name}:Shout"})
@@ -89,8 +91,9 @@ def test_a_third_party_kind_registers_by_entry_point_and_is_imported_only_when_u
 
 
 @pytest.mark.parametrize("target", ["Shout", "NotAKind"])
-def test_an_entry_point_that_is_not_its_kind_is_an_error(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        target: str) -> None:
+def test_an_entry_point_that_is_not_its_kind_is_an_error(
+    plugin_dir: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
     name = _module(plugin_dir, PLUGIN.format(kind="acme.other"))
     monkeypatch.syspath_prepend(str(plugin_dir))
     _with_entry_points(monkeypatch, {"acme.shout": f"{name}:{target}"})
@@ -113,8 +116,9 @@ def test_the_toy_plugin_loads_every_toy_kind(plugin_dir: Path) -> None:
     toy = Path(__file__).resolve().parents[1] / "e2e" / "toy"
     registry = Registry()
     registry.load_plugins(["toystages"], toy, toy / "toy.yaml", 2)
-    assert {"toy.write", "toy.upper", "toy.join", "toy.fail", "toy.gpu", "toy.call", "toy.data", "toy.timed"} \
-        <= set(registry.names())
+    assert {"toy.write", "toy.upper", "toy.join", "toy.fail", "toy.gpu", "toy.call", "toy.data", "toy.timed"} <= set(
+        registry.names()
+    )
     assert registry.get("toy.gpu")().unmet() is not None
 
 

@@ -1,4 +1,5 @@
 """pipeline.store.ObjectStore called directly: objects named by content, read-only, verified; directory manifests."""
+
 from __future__ import annotations
 
 import hashlib

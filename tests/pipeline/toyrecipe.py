@@ -3,6 +3,7 @@
 The toy stage kinds (tests/e2e/toy/toystages.py) append their stage name to
 $TOY_RUNLOG whenever run() is called, so a test can prove a stage did not run.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -61,8 +62,9 @@ class Toy:
         """Run in-process, as `pipeline run --in-process` wires it (commands.cmd_run)."""
         opts = RunOptions(in_process=True, **options)
         reporter = Collecting()
-        result = Executor(recipe, stage_graph(recipe, opts.targets, self.cache.graphs), self.cache, opts,
-                          reporter).run()
+        result = Executor(
+            recipe, stage_graph(recipe, opts.targets, self.cache.graphs), self.cache, opts, reporter
+        ).run()
         return result, reporter
 
     def statuses(self, result: RunResult) -> dict[str, str]:

@@ -3,6 +3,7 @@
 Each builder returns a ModelProto whose structure the tests know exactly: which
 nodes are dangling, foldable, removable, and what the outputs are called.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,11 +38,15 @@ def mlp(reverse_nodes: bool = False) -> onnx.ModelProto:
     if reverse_nodes:
         nodes.reverse()
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        initializer=[_const("w", rng.standard_normal((4, 3))), _const("c1", rng.standard_normal(3)),
-                     _const("c2", rng.standard_normal(3))],
+        initializer=[
+            _const("w", rng.standard_normal((4, 3))),
+            _const("c1", rng.standard_normal(3)),
+            _const("c2", rng.standard_normal(3)),
+        ],
     )
     return helper.make_model(graph, opset_imports=OPSET, producer_name="tests", ir_version=8)
 
@@ -57,13 +62,18 @@ def conv_bn() -> onnx.ModelProto:
         helper.make_node("Mul", ["act", "five"], ["out"], name="mul"),
     ]
     inits = [
-        _const("cw", rng.standard_normal((4, 3, 3, 3))), _const("cb", rng.standard_normal(4)),
-        _const("scale", rng.uniform(0.5, 1.5, 4)), _const("shift", rng.standard_normal(4)),
-        _const("mean", rng.standard_normal(4)), _const("var", rng.uniform(0.5, 1.5, 4)),
-        _const("two", np.array([2.0])), _const("three", np.array([3.0])),
+        _const("cw", rng.standard_normal((4, 3, 3, 3))),
+        _const("cb", rng.standard_normal(4)),
+        _const("scale", rng.uniform(0.5, 1.5, 4)),
+        _const("shift", rng.standard_normal(4)),
+        _const("mean", rng.standard_normal(4)),
+        _const("var", rng.uniform(0.5, 1.5, 4)),
+        _const("two", np.array([2.0])),
+        _const("three", np.array([3.0])),
     ]
     graph = helper.make_graph(
-        nodes, "conv_bn",
+        nodes,
+        "conv_bn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 4, 8, 8])],
         initializer=inits,

@@ -1,5 +1,6 @@
 """build.openvino called directly: agrees with ONNX Runtime, weights modes, dynamic/static shapes, engine.json
 (a typed EngineInfo whose `reproduce` command rebuilds the IR)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -33,8 +34,9 @@ def build(outdir: Path, source: Path, **params) -> tuple[dict, EngineInfo]:
 def engine(outdir: Path) -> "ov.CompiledModel":
     """Compile an engine the way a runner would: the device and precision engine.json records."""
     info = _engine_info.read(outdir / "model")
-    return ov.Core().compile_model(str(outdir / "model" / "model.xml"), info.device.device,
-                                   {"INFERENCE_PRECISION_HINT": info.inference_precision})
+    return ov.Core().compile_model(
+        str(outdir / "model" / "model.xml"), info.device.device, {"INFERENCE_PRECISION_HINT": info.inference_precision}
+    )
 
 
 def x(batch: int, seed: int = 0) -> np.ndarray:
@@ -44,22 +46,41 @@ def x(batch: int, seed: int = 0) -> np.ndarray:
 def test_fp32_engine_agrees_with_onnxruntime_at_every_batch(tmp_path: Path, onnx_model: Path) -> None:
     summary, info = build(tmp_path / "b", onnx_model, inference_precision="f32")
     assert sorted(p.name for p in (tmp_path / "b" / "model").iterdir()) == ["engine.json", "model.bin", "model.xml"]
-    assert summary["checked"] == {"min": {"out": [1, 4, 8, 8]}, "opt": {"out": [2, 4, 8, 8]},
-                                  "max": {"out": [8, 4, 8, 8]}}
+    assert summary["checked"] == {
+        "min": {"out": [1, 4, 8, 8]},
+        "opt": {"out": [2, 4, 8, 8]},
+        "max": {"out": [8, 4, 8, 8]},
+    }
     compiled, session = engine(tmp_path / "b"), session_from_onnx(onnx_model)
     for batch in (1, 5, 8):
         got = compiled({"input": x(batch, batch)})["out"]
         np.testing.assert_allclose(got, run_onnx(session, {"input": x(batch, batch)})["out"], atol=1e-5, rtol=1e-5)
     assert [t.model_dump() for t in info.inputs] == [
-        {"name": "input", "dtype": "float32", "dims": ("1..8", 3, 8, 8), "min": None, "opt": None, "max": None}]
+        {"name": "input", "dtype": "float32", "dims": ("1..8", 3, 8, 8), "min": None, "opt": None, "max": None}
+    ]
     assert info.outputs[0].name == "out" and info.outputs[0].dims == ("1..8", 4, 8, 8) and info.outputs[0].dynamic
-    assert (info.backend, info.precision, info.inference_precision, info.device.device) == ("openvino", "fp32", "f32",
-                                                                                           "CPU")
+    assert (info.backend, info.precision, info.inference_precision, info.device.device) == (
+        "openvino",
+        "fp32",
+        "f32",
+        "CPU",
+    )
     assert info.device.compute_capability is None and info.schema_version == _engine_info.SCHEMA
     d = info.details
     assert (d["weights"], d["shapes"], d["performance_hint"]) == ("as_is", "dynamic", "LATENCY")
-    assert d["benchmark_app"] == ["benchmark_app", "-m", "model.xml", "-d", "CPU", "-hint", "latency",
-                                  "-infer_precision", "f32", "-data_shape", "input[2,3,8,8]"]
+    assert d["benchmark_app"] == [
+        "benchmark_app",
+        "-m",
+        "model.xml",
+        "-d",
+        "CPU",
+        "-hint",
+        "latency",
+        "-infer_precision",
+        "f32",
+        "-data_shape",
+        "input[2,3,8,8]",
+    ]
     assert info.input_names == ["input"] and info.output_names == ["out"]
     assert info.toolchain == {"openvino": ov.get_version()}  # and no CPU model: machine-independent bytes
     assert "built_on" not in info.details and summary["built_on"] and summary["precision"] == "fp32"
@@ -78,8 +99,9 @@ def test_the_reproduce_command_rebuilds_the_ir(tmp_path: Path, onnx_model: Path)
     subprocess.run([sys.executable, *info.reproduce[1:]], cwd=work, check=True, timeout=120)
     again = ov.Core().read_model(str(work / "model.xml"))
     assert [str(i.get_partial_shape()) for i in again.inputs] == ["[1..8,3,8,8]"]
-    built = ov.Core().compile_model(str(tmp_path / "b" / "model" / "model.xml"), "CPU",
-                                    {"INFERENCE_PRECISION_HINT": "f32"})
+    built = ov.Core().compile_model(
+        str(tmp_path / "b" / "model" / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     rebuilt = ov.Core().compile_model(again, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     np.testing.assert_array_equal(rebuilt({"input": x(3)})[0], built({"input": x(3)})[0])
 
@@ -100,15 +122,17 @@ def test_fp16_weights_are_smaller_and_close(tmp_path: Path, onnx_model: Path) ->
     assert size16 < 0.6 * size32 and info.details["fp16_weight_constants"] > 0 and info.details["weights"] == "fp16"
     assert info.precision == "fp32"  # FP16 weights, decompressed: the engine computes in its inference precision
     got = engine(tmp_path / "fp16")({"input": x(3)})["out"]
-    np.testing.assert_allclose(got, run_onnx(session_from_onnx(onnx_model), {"input": x(3)})["out"],
-                               atol=1e-2, rtol=3e-3)
+    np.testing.assert_allclose(
+        got, run_onnx(session_from_onnx(onnx_model), {"input": x(3)})["out"], atol=1e-2, rtol=3e-3
+    )
     with pytest.raises(ValueError, match=r"weights: fp32, but the input holds \d+ FP16-compressed weight constants"):
         build(tmp_path / "back", tmp_path / "fp16" / "model", inference_precision="f32", weights="fp32")
 
 
 def test_static_shapes_fix_opt_and_reject_other_batches(tmp_path: Path, onnx_model: Path) -> None:
-    summary, info = build(tmp_path / "s", onnx_model, inference_precision="f32", shapes="static",
-                          performance_hint="THROUGHPUT")
+    summary, info = build(
+        tmp_path / "s", onnx_model, inference_precision="f32", shapes="static", performance_hint="THROUGHPUT"
+    )
     assert info.inputs[0].dims == (2, 3, 8, 8) and not info.inputs[0].dynamic
     assert info.details["performance_hint"] == "THROUGHPUT" and "-data_shape" not in info.details["benchmark_app"]
     assert list(summary["checked"]) == ["opt"]
@@ -153,7 +177,9 @@ def test_f16_on_a_cpu_without_it_fails_rather_than_run_bf16(tmp_path: Path, onnx
 def test_recipe_and_model_inputs_must_match(tmp_path: Path, onnx_model: Path) -> None:
     spec = {"tensors": {"image": {"shape": ["batch", 3, 8, 8]}}, "dims": CONV_SPEC["dims"]}
     with pytest.raises(ValueError, match=r"do not match model.tensors \['image'\] \(not in the model: \['image'\]\)"):
-        run_stage(BuildOpenvino, tmp_path / "o", {"inference_precision": "f32"}, inputs={"model": onnx_model}, model=spec)
+        run_stage(
+            BuildOpenvino, tmp_path / "o", {"inference_precision": "f32"}, inputs={"model": onnx_model}, model=spec
+        )
     with pytest.raises(ValueError, match=r"device 'GPU' is not available here"):
         build(tmp_path / "g", onnx_model, inference_precision="f32", device="GPU")
     with pytest.raises(ValueError, match=r"not an OpenVINO IR directory: no model.xml"):

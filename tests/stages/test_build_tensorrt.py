@@ -1,6 +1,7 @@
 """build.tensorrt: the plan as pure data (profiles from dims, TensorRT 10 vs 11, two GPUs, the trtexec line),
 the key's hardware half, the unmet message, the helpers that need no GPU; and, on a host with an NVIDIA GPU
 and tensorrt, real builds checked against ONNX Runtime (skipped elsewhere with what was probed)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,13 +23,24 @@ from stages._gpu_probe import GpuProbe, cuda_python_available, parse_smi_csv, pr
 from stages._trt_plan import ShapeRange, build_plan, profiles_from_model, side_cache_root, timing_cache_name
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams, engine_info
 
-SPEC = ModelSpec.model_validate({"tensors": {"input": {"shape": ["batch", 3, 224, 224]}},
-                                 "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}})
-TWO = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 4]}, "y": {"shape": ["batch", "seq", 5]},
-                                            "mask": {"shape": [1, 7]}},
-                                "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 2, "opt": 8, "max": 8}}})
-A100 = GpuProbe(gpu="NVIDIA A100-SXM4-80GB", compute_capability="8.0", driver="550.54.15", cuda="12.4",
-                tensorrt="10.13.0.35", tensorrt_cuda="12", probed=("found /dev/nvidia0",))
+SPEC = ModelSpec.model_validate(
+    {"tensors": {"input": {"shape": ["batch", 3, 224, 224]}}, "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}}
+)
+TWO = ModelSpec.model_validate(
+    {
+        "tensors": {"x": {"shape": ["batch", 4]}, "y": {"shape": ["batch", "seq", 5]}, "mask": {"shape": [1, 7]}},
+        "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 2, "opt": 8, "max": 8}},
+    }
+)
+A100 = GpuProbe(
+    gpu="NVIDIA A100-SXM4-80GB",
+    compute_capability="8.0",
+    driver="550.54.15",
+    cuda="12.4",
+    tensorrt="10.13.0.35",
+    tensorrt_cuda="12",
+    probed=("found /dev/nvidia0",),
+)
 L4 = dataclasses.replace(A100, gpu="NVIDIA L4", compute_capability="8.9", driver="570.86.15", cuda="12.8")
 A100_TRT11 = dataclasses.replace(A100, tensorrt="11.4.0.10", tensorrt_cuda="13", cuda="13.0")
 NO_GPU = GpuProbe(probed=("no /dev/nvidia*", "nvidia-smi not found"))
@@ -45,8 +57,9 @@ def test_profiles_from_dims_dynamic_static_and_overrides() -> None:
     assert profiles_from_model(SPEC) == {"input": ShapeRange((1, 3, 224, 224), (8, 3, 224, 224), (32, 3, 224, 224))}
     static = profiles_from_model(SPEC, "static")["input"]
     assert static.static and static.opt == (8, 3, 224, 224)
-    over = profiles_from_model(SPEC, "dynamic", {"input": {"min": [2, 3, 224, 224], "opt": [4, 3, 224, 224],
-                                                           "max": [4, 3, 224, 224]}})
+    over = profiles_from_model(
+        SPEC, "dynamic", {"input": {"min": [2, 3, 224, 224], "opt": [4, 3, 224, 224], "max": [4, 3, 224, 224]}}
+    )
     assert over["input"] == ShapeRange((2, 3, 224, 224), (4, 3, 224, 224), (4, 3, 224, 224))
     both = profiles_from_model(TWO)
     assert both["y"] == ShapeRange((1, 2, 5), (4, 8, 5), (16, 8, 5)) and both["mask"].static
@@ -56,12 +69,15 @@ def test_profiles_from_dims_dynamic_static_and_overrides() -> None:
     assert build_plan(p, SPEC, A100, "m.onnx", "/c").profile()["input"].max == (2, 3, 224, 224)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"image": {"min": [1], "opt": [1], "max": [1]}}, "not in model.tensors"),
-    ({"input": {"min": [1, 3, 224], "opt": [1, 3, 224], "max": [1, 3, 224]}}, "rank 3"),
-    ({"input": {"min": [4, 3, 224, 224], "opt": [2, 3, 224, 224], "max": [8, 3, 224, 224]}}, "min <= opt <= max"),
-    ({"input": {"min": [1, 3, 224], "opt": [1, 3, 224, 224], "max": [1, 3, 224, 224]}}, "differ in rank"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"image": {"min": [1], "opt": [1], "max": [1]}}, "not in model.tensors"),
+        ({"input": {"min": [1, 3, 224], "opt": [1, 3, 224], "max": [1, 3, 224]}}, "rank 3"),
+        ({"input": {"min": [4, 3, 224, 224], "opt": [2, 3, 224, 224], "max": [8, 3, 224, 224]}}, "min <= opt <= max"),
+        ({"input": {"min": [1, 3, 224], "opt": [1, 3, 224, 224], "max": [1, 3, 224, 224]}}, "differ in rank"),
+    ],
+)
 def test_bad_profile_overrides(override: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         profiles_from_model(SPEC, "dynamic", override)
@@ -96,19 +112,44 @@ def test_plans_for_two_gpus_differ_and_are_pure_data(tmp_path: Path) -> None:
 
 
 def test_trtexec_line_for_the_installed_version(tmp_path: Path) -> None:
-    p = params(memory_pool_mb=2048, builder_optimization_level=5, version_compatible=True,
-               exclude_lean_runtime=True, hardware_compatibility="ampere+", max_aux_streams=0,
-               tiling_optimization_level="moderate", l2_limit_for_tiling_mb=8, avg_timing_iterations=4,
-               sparse_weights=True, tf32=False)
+    p = params(
+        memory_pool_mb=2048,
+        builder_optimization_level=5,
+        version_compatible=True,
+        exclude_lean_runtime=True,
+        hardware_compatibility="ampere+",
+        max_aux_streams=0,
+        tiling_optimization_level="moderate",
+        l2_limit_for_tiling_mb=8,
+        avg_timing_iterations=4,
+        sparse_weights=True,
+        tf32=False,
+    )
     plan = build_plan(p, SPEC, A100, "/data/model.onnx", tmp_path)
     cache = str(tmp_path / "tensorrt-timing" / timing_cache_name(A100))
     assert plan.trtexec == [
-        "trtexec", "--onnx=/data/model.onnx", "--saveEngine=model.engine", "--stronglyTyped",
-        "--minShapes=input:1x3x224x224", "--optShapes=input:8x3x224x224", "--maxShapes=input:32x3x224x224",
-        "--memPoolSize=workspace:2048M", "--builderOptimizationLevel=5", f"--timingCacheFile={cache}",
-        "--versionCompatible", "--excludeLeanRuntime", "--hardwareCompatibilityLevel=ampere+", "--maxAuxStreams=0",
-        "--tilingOptimizationLevel=2", f"--l2LimitForTiling={8 * 2**20}", "--avgTiming=4", "--sparsity=enable",
-        "--noTF32", "--profilingVerbosity=detailed", "--skipInference"]
+        "trtexec",
+        "--onnx=/data/model.onnx",
+        "--saveEngine=model.engine",
+        "--stronglyTyped",
+        "--minShapes=input:1x3x224x224",
+        "--optShapes=input:8x3x224x224",
+        "--maxShapes=input:32x3x224x224",
+        "--memPoolSize=workspace:2048M",
+        "--builderOptimizationLevel=5",
+        f"--timingCacheFile={cache}",
+        "--versionCompatible",
+        "--excludeLeanRuntime",
+        "--hardwareCompatibilityLevel=ampere+",
+        "--maxAuxStreams=0",
+        "--tilingOptimizationLevel=2",
+        f"--l2LimitForTiling={8 * 2**20}",
+        "--avgTiming=4",
+        "--sparsity=enable",
+        "--noTF32",
+        "--profilingVerbosity=detailed",
+        "--skipInference",
+    ]
     assert plan.trtexec_line.startswith("trtexec --onnx=/data/model.onnx --saveEngine=model.engine --stronglyTyped ")
     assert plan.builder_flags == ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "SPARSE_WEIGHTS")
     assert plan.cleared_flags == ("TF32",) and plan.memory_pools == (("WORKSPACE", 2048 * 2**20),)
@@ -117,8 +158,11 @@ def test_trtexec_line_for_the_installed_version(tmp_path: Path) -> None:
     two = build_plan(params(timing_cache=False), TWO, A100_TRT11, "m.onnx", None).trtexec_args(onnx="m.onnx")
     assert "--minShapes=x:1x4,y:1x2x5" in two and "--builderOptimizationLevel=3" in two
     assert not any(a.startswith(("--memPoolSize", "--timingCacheFile", "--stronglyTyped")) for a in two)
-    odd = dataclasses.replace(build_plan(params(), SPEC, A100, "m.onnx", tmp_path),
-                              profiles=(("in:0", ShapeRange((1,), (2,), (3,))),), dynamic_inputs=("in:0",))
+    odd = dataclasses.replace(
+        build_plan(params(), SPEC, A100, "m.onnx", tmp_path),
+        profiles=(("in:0", ShapeRange((1,), (2,), (3,))),),
+        dynamic_inputs=("in:0",),
+    )
     assert "--optShapes='in:0':2" in odd.trtexec
 
 
@@ -129,8 +173,13 @@ def test_plan_rejects_what_the_installed_tensorrt_lacks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=">= 10.0"):
         build_plan(params(), SPEC, dataclasses.replace(A100, tensorrt="8.6.1"), "m.onnx", tmp_path)
     with pytest.raises(ValueError, match="Ampere or newer"):
-        build_plan(params(hardware_compatibility="ampere+"), SPEC,
-                   dataclasses.replace(A100, gpu="Tesla T4", compute_capability="7.5"), "m.onnx", tmp_path)
+        build_plan(
+            params(hardware_compatibility="ampere+"),
+            SPEC,
+            dataclasses.replace(A100, gpu="Tesla T4", compute_capability="7.5"),
+            "m.onnx",
+            tmp_path,
+        )
     with pytest.raises(ValueError, match="no TensorRT"):
         build_plan(params(), SPEC, NO_GPU, "m.onnx", tmp_path)
     with pytest.raises(ValueError, match="cannot tell the installed TensorRT version"):
@@ -156,8 +205,13 @@ def test_side_cache_root_from_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_pa
 # What `_trt_build.io_tensors` returns for TWO's inputs (profiles for the dynamic ones) and one output.
 TWO_IO = [
     {"name": "x", "mode": "input", "dtype": "FLOAT", "shape": [-1, 4], "profile": [[1, 4], [4, 4], [16, 4]]},
-    {"name": "y", "mode": "input", "dtype": "HALF", "shape": [-1, -1, 5],
-     "profile": [[1, 2, 5], [4, 8, 5], [16, 8, 5]]},
+    {
+        "name": "y",
+        "mode": "input",
+        "dtype": "HALF",
+        "shape": [-1, -1, 5],
+        "profile": [[1, 2, 5], [4, 8, 5], [16, 8, 5]],
+    },
     {"name": "mask", "mode": "input", "dtype": "INT64", "shape": [1, 7]},
     {"name": "out", "mode": "output", "dtype": "HALF", "shape": [-1, 3]},
 ]
@@ -186,7 +240,8 @@ def test_engine_info_from_the_plan_the_probe_and_the_build(tmp_path: Path) -> No
     assert d["strongly_typed"] is True and d["layers"] == INT8_LAYERS and d["check"] == check
     assert d["profiles"]["y"] == {"min": [1, 2, 5], "opt": [4, 8, 5], "max": [16, 8, 5]}
     assert d["settings"]["builder_optimization_level"] == 3 and d["settings"]["memory_pools"] == {
-        "WORKSPACE": 512 * 2**20}
+        "WORKSPACE": 512 * 2**20
+    }
     assert not {"onnx_path", "timing_cache", "profiles"} & set(d["settings"])
     assert _engine_info.read(_engine_info.write(info, tmp_path)) == info  # and it round-trips as written
     assert "check" not in engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").details
@@ -195,8 +250,10 @@ def test_engine_info_from_the_plan_the_probe_and_the_build(tmp_path: Path) -> No
 
 def test_engine_info_names_types_numpy_lacks_and_refuses_unknown_ones(tmp_path: Path) -> None:
     plan = build_plan(params(), SPEC, A100_TRT11, "model.onnx", tmp_path)
-    io = [{"name": "input", "mode": "input", "dtype": "BF16", "shape": [2, 3, 224, 224]},
-          {"name": "logits", "mode": "output", "dtype": "FP8", "shape": [2, 1000]}]
+    io = [
+        {"name": "input", "mode": "input", "dtype": "BF16", "shape": [2, 3, 224, 224]},
+        {"name": "logits", "mode": "output", "dtype": "FP8", "shape": [2, 1000]},
+    ]
     info = engine_info(plan, A100_TRT11, io, {}, "model.onnx")
     assert [t.dtype for t in (*info.inputs, *info.outputs)] == ["bfloat16", "float8_e4m3fn"]
     with pytest.raises(ValueError, match="'input' has TensorRT type INT2, which engine.json cannot name"):
@@ -209,8 +266,11 @@ def test_the_runner_checks_the_sidecar_against_the_engine_without_tensorrt() -> 
     info = engine_info(build_plan(params(), TWO, L4, "m.onnx", None), L4, TWO_IO, INT8_LAYERS, "m.onnx")
     assert built_for(info) == "built for NVIDIA L4 (sm 8.9) with TensorRT 10.13.0.35"
     check_io(info, "model.engine", ["mask", "x", "y"], ["out"])  # order aside, the same tensors
-    with pytest.raises(ValueError, match=r"model.engine: its engine.json lists inputs \['x', 'y', 'mask'\] and "
-                                         r"outputs \['out'\], the engine has \['input'\] and \['logits'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.engine: its engine.json lists inputs \['x', 'y', 'mask'\] and "
+        r"outputs \['out'\], the engine has \['input'\] and \['logits'\]",
+    ):
         check_io(info, "model.engine", ["input"], ["logits"])
 
 
@@ -235,8 +295,13 @@ def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda probe=probe: probe)
         results[name] = compute_key(node, recipe, {"model": "0" * 64}, {}, BuildTensorrt(), keys)
     tc = results["a100"].components["toolchain"]
-    assert tc == {"tensorrt": "10.13.0.35", "tensorrt_cuda": "12", "gpu": "NVIDIA A100-SXM4-80GB",
-                  "compute_capability": "8.0", "cuda": "12.4"}
+    assert tc == {
+        "tensorrt": "10.13.0.35",
+        "tensorrt_cuda": "12",
+        "gpu": "NVIDIA A100-SXM4-80GB",
+        "compute_capability": "8.0",
+        "cuda": "12.4",
+    }
     assert len({r.key for r in results.values()}) == 3
     why = explain(results["a100"].components, results["l4"].components)
     assert "gpu NVIDIA A100-SXM4-80GB -> NVIDIA L4" in why and "compute_capability 8.0 -> 8.9" in why
@@ -246,12 +311,15 @@ def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch
 
 
 def test_unmet_messages_name_what_was_probed() -> None:
-    assert unmet_reason(NO_GPU) == ("needs an NVIDIA GPU (probed: no /dev/nvidia*, nvidia-smi not found); "
-                                    "needs tensorrt: pip install '.[tensorrt]' (on a host that reaches NVIDIA's "
-                                    "package index)")
+    assert unmet_reason(NO_GPU) == (
+        "needs an NVIDIA GPU (probed: no /dev/nvidia*, nvidia-smi not found); "
+        "needs tensorrt: pip install '.[tensorrt]' (on a host that reaches NVIDIA's "
+        "package index)"
+    )
     no_trt = dataclasses.replace(A100, tensorrt=None)
-    assert unmet_reason(no_trt) == ("needs tensorrt: pip install '.[tensorrt]' (on a host that reaches NVIDIA's "
-                                    "package index)")
+    assert unmet_reason(no_trt) == (
+        "needs tensorrt: pip install '.[tensorrt]' (on a host that reaches NVIDIA's package index)"
+    )
     assert unmet_reason(A100) is None
     assert "cuda-python" in unmet_reason(A100, cuda_python=False)
 
@@ -307,25 +375,46 @@ class FakeParserError:
 
 
 def test_parser_errors_name_index_node_and_op() -> None:
-    text = _trt_build.parser_errors([FakeParserError(12, "Conv_3", "Conv", "unsupported auto_pad"),
-                                     FakeParserError(-1, "", "", "model has no graph")])
-    assert text.splitlines() == ["ONNX parser: node 12 (Conv_3, Conv): unsupported auto_pad [UNSUPPORTED_NODE]",
-                                 "ONNX parser:: model has no graph [UNSUPPORTED_NODE]"]
+    text = _trt_build.parser_errors(
+        [
+            FakeParserError(12, "Conv_3", "Conv", "unsupported auto_pad"),
+            FakeParserError(-1, "", "", "model has no graph"),
+        ]
+    )
+    assert text.splitlines() == [
+        "ONNX parser: node 12 (Conv_3, Conv): unsupported auto_pad [UNSUPPORTED_NODE]",
+        "ONNX parser:: model has no graph [UNSUPPORTED_NODE]",
+    ]
 
 
 def test_precision_from_inspector_json_of_tensorrt_10_and_11() -> None:
-    trt10 = {"Layers": [{"Name": "conv1", "Inputs": [{"Format/Datatype": "Thirty-two wide channel vectorized row "
-                                                                         "major Int8 format"}]}]}
+    trt10 = {
+        "Layers": [
+            {
+                "Name": "conv1",
+                "Inputs": [{"Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}],
+            }
+        ]
+    }
     trt11 = {"Layers": [{"Name": "conv1", "Outputs": [{"Format": "Channel major", "DataType": "Half"}]}]}
     fp32 = {"Layers": [{"Name": "fc", "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "LayerType": "gemm"}]}
     assert _trt_layers.precision_from_layers(trt10) == "int8"
     assert _trt_layers.precision_from_layers(trt11) == "fp16"
     assert _trt_layers.precision_from_layers(fp32) == "fp32"
     # UINT8 I/O is not INT8 compute; TensorRT 11's "I/O Tensors" list is not read; BF16 either spelling.
-    uint8 = {"Layers": [{"Name": "cast", "Inputs": [{"Format/Datatype": "Row major linear UInt8 format"}],
-                         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
-    io_only = {"I/O Tensors": [{"Name": "x", "DataType": "Half"}], "Layers": [{"Name": "fc", "Outputs": [
-        {"Format": "Row major linear", "DataType": "Float"}]}]}
+    uint8 = {
+        "Layers": [
+            {
+                "Name": "cast",
+                "Inputs": [{"Format/Datatype": "Row major linear UInt8 format"}],
+                "Outputs": [{"Format/Datatype": "Row major linear FP32"}],
+            }
+        ]
+    }
+    io_only = {
+        "I/O Tensors": [{"Name": "x", "DataType": "Half"}],
+        "Layers": [{"Name": "fc", "Outputs": [{"Format": "Row major linear", "DataType": "Float"}]}],
+    }
     bf16 = {"Layers": [{"Name": "mm", "Outputs": [{"Format": "Row major linear", "DataType": "BFloat16"}]}]}
     assert _trt_layers.precision_from_layers(uint8) == "fp32"
     assert _trt_layers.precision_from_layers(io_only) == "fp32"
@@ -379,8 +468,10 @@ class FakeConfig:
 def test_timing_cache_is_merged_under_a_lock(tmp_path: Path) -> None:
     path = tmp_path / "side" / "tensorrt-timing" / "x.cache"
     path.parent.mkdir(parents=True)
-    assert _trt_build.save_timing_cache(FakeConfig(), FakeCache(["a", "b"]), path) == {"bytes_after": 3,
-                                                                                      "entries_saved": 2}
+    assert _trt_build.save_timing_cache(FakeConfig(), FakeCache(["a", "b"]), path) == {
+        "bytes_after": 3,
+        "entries_saved": 2,
+    }
     # Another build finished meanwhile with different entries: they are kept, ours are added.
     stats = _trt_build.save_timing_cache(FakeConfig(), FakeCache(["b", "c"]), path)
     assert path.read_bytes() == b"a,b,c" and stats["entries_saved"] == 3
@@ -398,12 +489,14 @@ def test_runner_dtypes_come_from_the_table_without_tensorrt() -> None:
 
 
 def test_kind_modules_import_cheaply() -> None:
-    code = ("import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, stages._trt_plan, "
-            "stages._trt_build, stages._trt_runner, stages._gpu_probe, stages._qdq_graph, stages._onnx_check, "
-            "stages._trt_layers, stages._runners, stages._ort_runner, stages._ov_runner, stages._measure, "
-            "stages._dtypes, stages._runner_protocol; "
-            "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'nncf', 'onnxconverter_common', "
-            "'cuda'} & set(sys.modules); print(sorted(heavy))")
+    code = (
+        "import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, stages._trt_plan, "
+        "stages._trt_build, stages._trt_runner, stages._gpu_probe, stages._qdq_graph, stages._onnx_check, "
+        "stages._trt_layers, stages._runners, stages._ort_runner, stages._ov_runner, stages._measure, "
+        "stages._dtypes, stages._runner_protocol; "
+        "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'nncf', 'onnxconverter_common', "
+        "'cuda'} & set(sys.modules); print(sorted(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -414,8 +507,10 @@ PROBE = probe_gpu()
 UNMET = unmet_reason(PROBE, cuda_python_available())
 gpu = pytest.mark.gpu
 needs_gpu = pytest.mark.skipif(
-    UNMET is not None, reason=f"needs an NVIDIA GPU and tensorrt: probed {', '.join(PROBE.probed)}; "
-                              f"tensorrt {PROBE.tensorrt or 'not installed'}")
+    UNMET is not None,
+    reason=f"needs an NVIDIA GPU and tensorrt: probed {', '.join(PROBE.probed)}; "
+    f"tensorrt {PROBE.tensorrt or 'not installed'}",
+)
 
 
 @pytest.fixture
@@ -484,20 +579,30 @@ def test_parser_error_names_the_node(tmp_path: Path, side_cache: Path) -> None:
     from onnx import TensorProto, helper
 
     node = helper.make_node("FancyOp", ["input"], ["out"], name="fancy", domain="com.example")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     onnx.save(model, tmp_path / "bad.onnx")
     with pytest.raises(ValueError, match=r"ONNX parser: node 0 \(fancy, FancyOp\)"):
-        run_stage(BuildTensorrt, tmp_path / "b", {"check": False}, inputs={"model": str(tmp_path / "bad.onnx")},
-                  model={"tensors": {"input": {"shape": [1, 4]}}})
+        run_stage(
+            BuildTensorrt,
+            tmp_path / "b",
+            {"check": False},
+            inputs={"model": str(tmp_path / "bad.onnx")},
+            model={"tensors": {"input": {"shape": [1, 4]}}},
+        )
 
 
 @gpu
 @pytest.mark.slow
 @needs_gpu
-def test_resnet50_int8_and_fp16_engines_against_onnxruntime(tmp_path: Path, side_cache: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_resnet50_int8_and_fp16_engines_against_onnxruntime(
+    tmp_path: Path, side_cache: Path, capsys: pytest.CaptureFixture
+) -> None:
     from stages._onnx_check import figures
     from stages._onnxio import random_inputs, run_onnx, session_from_onnx
     from stages._trt_runner import TensorRTRunner
@@ -505,22 +610,30 @@ def test_resnet50_int8_and_fp16_engines_against_onnxruntime(tmp_path: Path, side
     from stages.quantize_qdq import QuantizeQdq
 
     src = resnet50_onnx(tmp_path)
-    run_stage(QuantizeQdq, tmp_path / "q", {"samples": 64, "batch_size": 8},
-              inputs={"model": str(src), "data": synthetic(64)}, model=RESNET50)
+    run_stage(
+        QuantizeQdq,
+        tmp_path / "q",
+        {"samples": 64, "batch_size": 8},
+        inputs={"model": str(src), "data": synthetic(64)},
+        model=RESNET50,
+    )
     run_stage(OnnxFp16, tmp_path / "h", inputs={"model": str(src)}, model=RESNET50)
     session = session_from_onnx(src)
     feeds = random_inputs(session, {"input": (8, 3, 224, 224)}, seed=11)
     want = run_onnx(session, feeds)["logits"]
     gates = {"q": ("int8", 0.99), "h": ("fp16", 0.9999)}
     for name, (precision, min_cosine) in gates.items():
-        summary = run_stage(BuildTensorrt, tmp_path / f"e{name}", inputs={"model": str(tmp_path / name / "model.onnx")},
-                            model=RESNET50)
+        summary = run_stage(
+            BuildTensorrt, tmp_path / f"e{name}", inputs={"model": str(tmp_path / name / "model.onnx")}, model=RESNET50
+        )
         assert summary["precision"] == precision
         runner = TensorRTRunner(tmp_path / f"e{name}" / "engine" / "model.engine")
         assert runner.precision == f"{precision} (tensorrt)"
         figs = figures(want, runner.infer(feeds)["logits"])
         runner.close()
         with capsys.disabled():
-            print(f"\nResNet50 {precision} engine on {PROBE.gpu} vs FP32 ONNX Runtime: max abs {figs['max_abs']:.4f}, "
-                  f"cosine {figs['cosine']:.6f}")
+            print(
+                f"\nResNet50 {precision} engine on {PROBE.gpu} vs FP32 ONNX Runtime: max abs {figs['max_abs']:.4f}, "
+                f"cosine {figs['cosine']:.6f}"
+            )
         assert figs["finite"] and figs["cosine"] >= min_cosine

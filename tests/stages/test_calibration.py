@@ -1,4 +1,5 @@
 """stages._calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ def stats_of(*batches: np.ndarray) -> CalibrationStats:
 def warnings_for(stats: CalibrationStats, subset_size: int = 300, synthetic: str | None = None) -> list[str]:
     from pipeline.schema import ModelSpec
 
-    ds = open_dataset(DatasetInput("calib", {"kind": "synthetic", "count": 1}, Path(".")), ModelSpec.model_validate(SPEC))
+    ds = open_dataset(
+        DatasetInput("calib", {"kind": "synthetic", "count": 1}, Path(".")), ModelSpec.model_validate(SPEC)
+    )
     return calibration_warnings(ds, stats, subset_size, synthetic)
 
 
@@ -33,7 +36,8 @@ def noise(n: int, seed: int = 0, shape: tuple[int, ...] = (4,)) -> np.ndarray:
 def test_small_set_needs_fewer_than_64_and_fewer_than_a_quarter_of_the_subset() -> None:
     assert warnings_for(stats_of(noise(63))) == [
         "calibrating on only 63 samples of data.calib (subset size 300): scales from so few samples rarely fit "
-        "real inputs; give at least 64"]
+        "real inputs; give at least 64"
+    ]
     assert warnings_for(stats_of(noise(64))) == []
     assert warnings_for(stats_of(noise(10)), subset_size=40) == []  # asked for 40, gave 10: a quarter, a choice
     assert "give at least 11" in warnings_for(stats_of(noise(10)), subset_size=41)[0]
@@ -79,17 +83,28 @@ def test_identical_uint8_images_from_an_images_folder_warn(tmp_path: Path) -> No
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
     for i in range(300):
         Image.fromarray(pixels).save(tmp_path / "imgs" / "cat" / f"{i:03d}.png")
-    spec = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 3, 8, 8], "dtype": "uint8"}},
-                                     "dims": {"batch": {"min": 1, "opt": 2, "max": 64}}})
-    ds = open_dataset(DatasetInput("calib", {"kind": "images", "path": "imgs", "preprocess": {
-        "resize": None, "crop": None, "dtype": "uint8"}}, tmp_path), spec)
+    spec = ModelSpec.model_validate(
+        {
+            "tensors": {"x": {"shape": ["batch", 3, 8, 8], "dtype": "uint8"}},
+            "dims": {"batch": {"min": 1, "opt": 2, "max": 64}},
+        }
+    )
+    ds = open_dataset(
+        DatasetInput(
+            "calib",
+            {"kind": "images", "path": "imgs", "preprocess": {"resize": None, "crop": None, "dtype": "uint8"}},
+            tmp_path,
+        ),
+        spec,
+    )
     stats = CalibrationStats()
     for inputs, _ in ds.batches(64):
         assert inputs["x"].dtype == np.uint8
         stats.add(inputs)
     assert stats.samples == 300
     assert calibration_warnings(ds, stats, 300, None) == [
-        "input 'x' of data.calib is identical in every sample: INT8 scales calibrated on it will not fit real inputs"]
+        "input 'x' of data.calib is identical in every sample: INT8 scales calibrated on it will not fit real inputs"
+    ]
 
 
 def test_shapes_are_compared_within_their_group_and_the_first_pass_only() -> None:

@@ -1,5 +1,6 @@
 """report.compare on hand-made validate reports: ratios, flags, the optional speed-up gate, and what each side is
 (backend, precision, toolchain) read from the EngineInfo the reports embed."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,18 @@ from stages.compare_reports import CompareReports
 def report(path: Path, stage: str, fps: dict[int, float], p50: float, size: float, cos: float) -> Path:
     timing = [{"mode": "latency", "batch": 1, "p50_ms": p50, "throughput": 1000 / p50}]
     timing += [{"mode": "throughput", "batch": b, "p50_ms": 1.0, "throughput": v} for b, v in fps.items()]
-    path.write_text(json.dumps({
-        "stage": stage, "gates_passed": 2, "gates_total": 2, "timing": {"candidate": timing, "reference": []},
-        "candidate": {"precision": stage, "size_mb": size},
-        "outputs": {"logits": {"figures": {"centered_cosine": cos, "max_abs": 0.5}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "stage": stage,
+                "gates_passed": 2,
+                "gates_total": 2,
+                "timing": {"candidate": timing, "reference": []},
+                "candidate": {"precision": stage, "size_mb": size},
+                "outputs": {"logits": {"figures": {"centered_cosine": cos, "max_abs": 0.5}}},
+            }
+        )
+    )
     return path
 
 
@@ -60,8 +69,10 @@ def test_every_output_is_compared_and_the_labels_output_comes_first(tmp_path: Pa
         report(path, stage, {1: 100.0}, 1.0, 1.0, 0.9)
         r = json.loads(path.read_text())
         r["data"] = {"labels_output": "logits"}
-        r["outputs"] = {"emb": {"role": "embedding", "figures": {"cosine": cos, "rel_error": 0.1}},
-                        "logits": {"role": "classification", "figures": {"top1_agreement": 0.9, "accuracy": acc}}}
+        r["outputs"] = {
+            "emb": {"role": "embedding", "figures": {"cosine": cos, "rel_error": 0.1}},
+            "logits": {"role": "classification", "figures": {"top1_agreement": 0.9, "accuracy": acc}},
+        }
         path.write_text(json.dumps(r))
         return path
 
@@ -77,26 +88,50 @@ def test_every_output_is_compared_and_the_labels_output_comes_first(tmp_path: Pa
 def with_engine(path: Path, info: EngineInfo | None, runner: str, precision: str, **candidate: Any) -> Path:
     """A report whose candidate carries what validate writes: runner, precision, backend and engine_info."""
     r = json.loads(path.read_text())
-    r["candidate"].update(runner=runner, precision=precision, backend=runner, **candidate,
-                          engine_info=info.as_json(details=False) if info else None)
+    r["candidate"].update(
+        runner=runner,
+        precision=precision,
+        backend=runner,
+        **candidate,
+        engine_info=info.as_json(details=False) if info else None,
+    )
     path.write_text(json.dumps(r))
     return path
 
 
-OV_INT8 = EngineInfo(backend="openvino", precision="int8", inference_precision="bf16", device=Target(device="CPU"),
-                     toolchain={"openvino": "2026.4.1"}, reproduce=("python", "-c", "pass"),
-                     inputs=(TensorInfo(name="x", dtype="float32", dims=("1..8", 4)),),
-                     outputs=(TensorInfo(name="logits", dtype="float32", dims=("1..8", 10)),))
-TRT_FP16 = OV_INT8.model_copy(update={"backend": "tensorrt", "precision": "fp16", "inference_precision": None,
-                                      "device": Target(device="NVIDIA L4", compute_capability="8.9"),
-                                      "toolchain": {"tensorrt": "10.13.0.35", "cuda": "12.8"}})
+OV_INT8 = EngineInfo(
+    backend="openvino",
+    precision="int8",
+    inference_precision="bf16",
+    device=Target(device="CPU"),
+    toolchain={"openvino": "2026.4.1"},
+    reproduce=("python", "-c", "pass"),
+    inputs=(TensorInfo(name="x", dtype="float32", dims=("1..8", 4)),),
+    outputs=(TensorInfo(name="logits", dtype="float32", dims=("1..8", 10)),),
+)
+TRT_FP16 = OV_INT8.model_copy(
+    update={
+        "backend": "tensorrt",
+        "precision": "fp16",
+        "inference_precision": None,
+        "device": Target(device="NVIDIA L4", compute_capability="8.9"),
+        "toolchain": {"tensorrt": "10.13.0.35", "cuda": "12.8"},
+    }
+)
 
 
 def test_backend_precision_and_toolchain_come_from_the_engine_info(tmp_path: Path) -> None:
-    a = with_engine(report(tmp_path / "a.json", "ov_int8", {8: 200.0}, 5.0, 25.0, 0.97), OV_INT8, "openvino",
-                    "int8 (bf16 exec)", execution_precision="bf16", openvino="2026.4.1-full")
-    b = with_engine(report(tmp_path / "b.json", "trt_fp16", {8: 100.0}, 10.0, 50.0, 0.999), TRT_FP16, "tensorrt",
-                    "fp16 (tensorrt)")
+    a = with_engine(
+        report(tmp_path / "a.json", "ov_int8", {8: 200.0}, 5.0, 25.0, 0.97),
+        OV_INT8,
+        "openvino",
+        "int8 (bf16 exec)",
+        execution_precision="bf16",
+        openvino="2026.4.1-full",
+    )
+    b = with_engine(
+        report(tmp_path / "b.json", "trt_fp16", {8: 100.0}, 10.0, 50.0, 0.999), TRT_FP16, "tensorrt", "fp16 (tensorrt)"
+    )
     run_stage(CompareReports, tmp_path / "out", inputs={"candidate": a, "baseline": b})
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "| backend | openvino on CPU | tensorrt on NVIDIA L4 (sm 8.9) |  |" in md
@@ -106,8 +141,12 @@ def test_backend_precision_and_toolchain_come_from_the_engine_info(tmp_path: Pat
     cand, base = result["candidate"], result["baseline"]
     assert cand["precision"] == "int8 (bf16 exec)" and base["precision"] == "fp16 (tensorrt)"  # the runner's, kept
     assert (cand["backend"], base["backend"]) == ("openvino", "tensorrt")
-    assert cand["engine"] == {"precision": "int8", "inference_precision": "bf16", "device": "CPU",
-                              "execution_precision": "bf16"}
+    assert cand["engine"] == {
+        "precision": "int8",
+        "inference_precision": "bf16",
+        "device": "CPU",
+        "execution_precision": "bf16",
+    }
     assert base["toolchain"] == {"tensorrt": "10.13.0.35", "cuda": "12.8"}
     # An f32-hint engine that ran in f32 shows no exec note; an ONNX candidate (no engine.json) shows its runner's.
     fp32 = OV_INT8.model_copy(update={"precision": "fp32", "inference_precision": "f32"})
@@ -135,6 +174,9 @@ def test_a_malformed_engine_info_is_one_line_naming_the_report(tmp_path: Path) -
     r = json.loads(a.read_text())
     r["candidate"]["engine_info"]["precision"] = "int4"
     a.write_text(json.dumps(r))
-    with pytest.raises(ValueError, match=r"^candidate: a.json candidate.engine_info: precision: Input should be "
-                                         r"'int8', 'fp8', 'fp16', 'bf16' or 'fp32'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^candidate: a.json candidate.engine_info: precision: Input should be "
+        r"'int8', 'fp8', 'fp16', 'bf16' or 'fp32'$",
+    ):
         run_stage(CompareReports, tmp_path / "o", inputs={"candidate": a, "baseline": b})

@@ -1,4 +1,5 @@
 """stages._control_metric: the figure accuracy control keeps, per role, on a stand-in compiled model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from stages._roles import AmbiguousLabelsOutput
 
 def items(n_batches: int = 3, size: int = 2) -> list:
     rng = np.random.default_rng(0)
-    return [({"x": rng.random((size, 1, 4, 4)).astype(np.float32)}, np.arange(size) % 3, i * size)
-            for i in range(n_batches)]
+    return [
+        ({"x": rng.random((size, 1, 4, 4)).astype(np.float32)}, np.arange(size) % 3, i * size) for i in range(n_batches)
+    ]
 
 
 def test_dense_is_mean_iou_against_the_float_maps() -> None:

@@ -1,4 +1,5 @@
 """stages._data: every dataset kind, batching with a remainder, labels, preprocessing numbers, errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +11,15 @@ from pipeline.schema import ModelSpec
 from pipeline.stage import DatasetInput
 from stages._data import SYNTHETIC_WARNING, open_dataset, warn_if_synthetic
 
-IMG = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 3, 8, 8]}},
-                                "dims": {"batch": {"min": 1, "opt": 2, "max": 16}}})
-TWO = ModelSpec.model_validate({"tensors": {"a": {"shape": ["batch", 4]}, "b": {"shape": ["batch", "seq"], "dtype": "int64"}},
-                                "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "seq": {"min": 2, "opt": 5, "max": 9}}})
+IMG = ModelSpec.model_validate(
+    {"tensors": {"x": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 16}}}
+)
+TWO = ModelSpec.model_validate(
+    {
+        "tensors": {"a": {"shape": ["batch", 4]}, "b": {"shape": ["batch", "seq"], "dtype": "int64"}},
+        "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "seq": {"min": 2, "opt": 5, "max": 9}},
+    }
+)
 
 
 def ds(spec: dict, model: ModelSpec | None = IMG, base: Path = Path("."), name: str = "calib"):
@@ -32,6 +38,7 @@ def collect(dataset, batch_size: int):
 
 
 # --- synthetic ---------------------------------------------------------------------------------------------
+
 
 def test_synthetic_shapes_remainder_and_warning() -> None:
     d = ds({"kind": "synthetic", "count": 10, "seed": 3})
@@ -55,8 +62,10 @@ def test_synthetic_sample_i_does_not_depend_on_batch_size_and_seed_matters() -> 
 
 
 def test_synthetic_uniform_point_and_dtypes() -> None:
-    d = ds({"kind": "synthetic", "count": 3, "distribution": "uniform", "low": -2, "high": -1, "shape_point": "max"},
-           model=TWO)
+    d = ds(
+        {"kind": "synthetic", "count": 3, "distribution": "uniform", "low": -2, "high": -1, "shape_point": "max"},
+        model=TWO,
+    )
     inputs, _ = next(d.batches(3))
     assert inputs["a"].shape == (3, 4) and inputs["b"].shape == (3, 9) and inputs["b"].dtype == np.int64
     assert inputs["a"].min() >= -2 and inputs["a"].max() < -1
@@ -74,6 +83,7 @@ def test_invalid_spec_names_the_dataset() -> None:
 
 
 # --- npz / npy -----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def digits(tmp_path: Path) -> dict[str, np.ndarray]:
@@ -94,7 +104,11 @@ def test_npz_inputs_labels_remainder_and_cast(tmp_path: Path, digits: dict, file
     assert inputs["x"].dtype == np.float32  # cast to the model's dtype
     np.testing.assert_array_equal(inputs["x"], digits["images"].astype(np.float32))
     np.testing.assert_array_equal(labels, digits["labels"])
-    assert sizes(ds({"kind": "npz", "path": filename, "inputs": {"x": "images"}, "count": 5}, base=tmp_path), 2) == [2, 2, 1]
+    assert sizes(ds({"kind": "npz", "path": filename, "inputs": {"x": "images"}, "count": 5}, base=tmp_path), 2) == [
+        2,
+        2,
+        1,
+    ]
 
 
 def test_npz_inputs_are_streamed_not_loaded(tmp_path: Path, digits: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +137,10 @@ def test_npz_errors_name_the_dataset(tmp_path: Path, digits: dict) -> None:
     with pytest.raises(ValueError, match=r"disagree on the sample count: x 4, labels 3"):
         ds({"kind": "npz", "path": "short.npz", "inputs": {"x": "images"}, "labels": "labels"}, base=tmp_path)
     np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 3, 9, 9), np.float32))
-    with pytest.raises(ValueError, match=r"^data.calib: sample 0: input 'x' dim 2 is 9, the model expects 8 \(a sample is \(3, 8, 8\)\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data.calib: sample 0: input 'x' dim 2 is 9, the model expects 8 \(a sample is \(3, 8, 8\)\)$",
+    ):
         next(ds({"kind": "npz", "path": "wrong.npz"}, base=tmp_path).batches(2))
     np.savez(tmp_path / "floats.npz", a=np.zeros((2, 4)), b=np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"input 'b' holds float64, the model takes int64 \(refusing a lossy cast\)"):
@@ -144,6 +161,7 @@ def test_npy_with_labels_file(tmp_path: Path) -> None:
 
 
 # --- images --------------------------------------------------------------------------------------------------
+
 
 def _image(path: Path, w: int, h: int, seed: int, mode: str = "RGB") -> np.ndarray:
     from PIL import Image
@@ -188,8 +206,10 @@ def test_flat_folder_with_labels_file(tmp_path: Path) -> None:
     d = ds({"kind": "images", "path": "flat", "labels": "labels.txt", "preprocess": SMALL}, base=tmp_path)
     assert d.count == 3 and collect(d, 2)[1].tolist() == [3, 5, 7]  # sorted by filename
     (tmp_path / "named.txt").write_text("img 0.jpg dog\nimg 1.jpg cat\n")
-    named = ds({"kind": "images", "path": "flat", "labels": "named.txt", "classes": ["cat", "dog"],
-                "preprocess": SMALL}, base=tmp_path)
+    named = ds(
+        {"kind": "images", "path": "flat", "labels": "named.txt", "classes": ["cat", "dog"], "preprocess": SMALL},
+        base=tmp_path,
+    )
     assert collect(named, 8)[1].tolist() == [1, 0]
     unlabelled = ds({"kind": "images", "path": "flat", "preprocess": SMALL}, base=tmp_path)
     assert not unlabelled.has_labels and next(unlabelled.batches(8))[1] is None
@@ -219,17 +239,28 @@ def test_image_errors(tmp_path: Path, imagenet: Path) -> None:
 def test_preprocessing_numbers_match_numpy(tmp_path: Path) -> None:
     pixels = _image(tmp_path / "one" / "a.png", 10, 6, seed=5)  # w=10, h=6
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.5]
-    model = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 4, 4, 3]}},
-                                      "dims": {"batch": {"min": 1, "opt": 1, "max": 4}}})
-    d = ds({"kind": "images", "path": "one", "preprocess": {"resize": None, "crop": 4, "mean": mean, "std": std,
-                                                            "layout": "NHWC"}}, model=model, base=tmp_path)
+    model = ModelSpec.model_validate(
+        {"tensors": {"x": {"shape": ["batch", 4, 4, 3]}}, "dims": {"batch": {"min": 1, "opt": 1, "max": 4}}}
+    )
+    d = ds(
+        {
+            "kind": "images",
+            "path": "one",
+            "preprocess": {"resize": None, "crop": 4, "mean": mean, "std": std, "layout": "NHWC"},
+        },
+        model=model,
+        base=tmp_path,
+    )
     got = next(d.batches(1))[0]["x"][0]
     # center crop 4 of a 6x10 image: top = round(1.0) = 1, left = round(3.0) = 3
     expected = (pixels[1:5, 3:7].astype(np.float32) / 255 - np.float32(mean)) / np.float32(std)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
-    raw = ds({"kind": "images", "path": "one", "preprocess": {"resize": None, "crop": 4, "dtype": "uint8"}},
-             model=None, base=tmp_path)
+    raw = ds(
+        {"kind": "images", "path": "one", "preprocess": {"resize": None, "crop": 4, "dtype": "uint8"}},
+        model=None,
+        base=tmp_path,
+    )
     x = next(raw.batches(1))[0]["input"][0]  # NCHW, raw pixels, no model: input name "input"
     assert x.dtype == np.uint8 and x.shape == (3, 4, 4)
     np.testing.assert_array_equal(x, pixels[1:5, 3:7].transpose(2, 0, 1))
@@ -239,8 +270,15 @@ def test_resize_shorter_side_and_grayscale(tmp_path: Path) -> None:
     from PIL import Image
 
     pixels = _image(tmp_path / "g" / "a.png", 20, 10, seed=6, mode="L")
-    d = ds({"kind": "images", "path": "g", "preprocess": {"resize": 5, "crop": None, "grayscale": True,
-                                                          "mean": [0.5], "std": [0.5]}}, model=None, base=tmp_path)
+    d = ds(
+        {
+            "kind": "images",
+            "path": "g",
+            "preprocess": {"resize": 5, "crop": None, "grayscale": True, "mean": [0.5], "std": [0.5]},
+        },
+        model=None,
+        base=tmp_path,
+    )
     x = next(d.batches(1))[0]["input"][0]
     assert x.shape == (1, 5, 10)  # shorter side 10 -> 5, longer 20 -> 10
     expected = np.asarray(Image.fromarray(pixels).resize((10, 5), Image.Resampling.BILINEAR), np.float32) / 255
@@ -249,7 +287,7 @@ def test_resize_shorter_side_and_grayscale(tmp_path: Path) -> None:
 
 # --- python --------------------------------------------------------------------------------------------------
 
-GEN = '''
+GEN = """
 import numpy as np
 
 def batches(n=10, per=3, labels=True):
@@ -267,7 +305,7 @@ def mixed():
 
 def broken():
     yield 42
-'''
+"""
 
 
 @pytest.fixture
@@ -295,7 +333,11 @@ def test_python_errors(gen: Path) -> None:
         ds({"kind": "python", "python": "datagen_t.py:nope"}, model=TWO, base=gen)
     with pytest.raises(ValueError, match=r"some batches have labels and some do not"):
         list(ds({"kind": "python", "python": "datagen_t.py:mixed"}, model=TWO, base=gen).batches(1))
-    with pytest.raises(ValueError, match=r"item 0 from datagen_t.py:broken is a int; expected \(inputs dict, labels or None\) or a dict of arrays$"):
+    with pytest.raises(
+        ValueError,
+        match=r"item 0 from datagen_t.py:broken is a int; "
+        r"expected \(inputs dict, labels or None\) or a dict of arrays$",
+    ):
         list(ds({"kind": "python", "python": "datagen_t.py:broken"}, model=TWO, base=gen).batches(1))
     with pytest.raises(ValueError, match=r"gives inputs \['a', 'b'\], the model takes \['x'\]"):
         list(ds({"kind": "python", "python": "datagen_t.py:batches"}, model=IMG, base=gen).batches(4))
@@ -303,9 +345,15 @@ def test_python_errors(gen: Path) -> None:
 
 # --- variable shapes: batches of one shape, dims checked per sample ---------------------------------------
 
-TEXT = ModelSpec.model_validate({"tensors": {"input_ids": {"shape": ["batch", "seq"], "dtype": "int64"},
-                                             "attention_mask": {"shape": ["batch", "seq"], "dtype": "int64"}},
-                                 "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 1, "opt": 8, "max": 12}}})
+TEXT = ModelSpec.model_validate(
+    {
+        "tensors": {
+            "input_ids": {"shape": ["batch", "seq"], "dtype": "int64"},
+            "attention_mask": {"shape": ["batch", "seq"], "dtype": "int64"},
+        },
+        "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 1, "opt": 8, "max": 12}},
+    }
+)
 
 TEXTGEN = '''
 import numpy as np
@@ -340,9 +388,11 @@ def textgen(tmp_path: Path) -> Path:
 def test_python_dicts_of_several_lengths_come_out_grouped_in_order(textgen: Path) -> None:
     d = ds({"kind": "python", "python": "textgen_t.py:lengths", "labels": "label"}, model=TEXT, base=textgen)
     assert d.has_labels
-    for n, expected in ((4, [(3, 5), (4, 9), (2, 9), (4, 12), (1, 12)]),  # 4 + 2 of length 9: re-cut within it
-                        (2, [(2, 5), (1, 5), (2, 9), (2, 9), (2, 9), (2, 12), (2, 12), (1, 12)]),
-                        (100, [(3, 5), (6, 9), (5, 12)])):
+    for n, expected in (
+        (4, [(3, 5), (4, 9), (2, 9), (4, 12), (1, 12)]),  # 4 + 2 of length 9: re-cut within it
+        (2, [(2, 5), (1, 5), (2, 9), (2, 9), (2, 9), (2, 12), (2, 12), (1, 12)]),
+        (100, [(3, 5), (6, 9), (5, 12)]),
+    ):
         batches = list(d.batches(n))
         assert [b[0]["input_ids"].shape for b in batches] == expected, n
         assert all(b[0]["attention_mask"].shape == b[0]["input_ids"].shape for b in batches)
@@ -354,41 +404,68 @@ def test_python_dict_keys_are_inputs_or_the_labels_key(textgen: Path) -> None:
     def first(spec: dict) -> None:
         next(ds({"kind": "python", "python": "textgen_t.py:lengths", **spec}, model=TEXT, base=textgen).batches(4))
 
-    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'label' is not a model "
-                                         r"input \(input_ids, attention_mask\); if it holds the labels, set "
-                                         r"`labels: label` on the dataset$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'label' is not a model "
+        r"input \(input_ids, attention_mask\); if it holds the labels, set "
+        r"`labels: label` on the dataset$",
+    ):
         first({})
-    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'noise' is not a model "
-                                         r"input \(input_ids, attention_mask\) nor the labels key 'label'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data.calib: item 0 from textgen_t.py:lengths: key 'noise' is not a model "
+        r"input \(input_ids, attention_mask\) nor the labels key 'label'$",
+    ):
         first({"labels": "label", "kwargs": {"extra": "noise"}})
     with pytest.raises(ValueError, match=r"item 0 from textgen_t.py:lengths: no key 'y' \(the dataset's labels:\)"):
         first({"labels": "y"})
-    unlabelled = ds({"kind": "python", "python": "textgen_t.py:lengths", "kwargs": {"labels": None}}, model=TEXT,
-                    base=textgen)
+    unlabelled = ds(
+        {"kind": "python", "python": "textgen_t.py:lengths", "kwargs": {"labels": None}}, model=TEXT, base=textgen
+    )
     assert not unlabelled.has_labels and next(unlabelled.batches(4))[1] is None
 
 
 def test_a_sample_outside_its_dim_range_is_named(textgen: Path) -> None:
-    d = ds({"kind": "python", "python": "textgen_t.py:lengths", "labels": "label",
-            "kwargs": {"plan": [[3, 5], [2, 13]]}}, model=TEXT, base=textgen, name="val")
+    d = ds(
+        {"kind": "python", "python": "textgen_t.py:lengths", "labels": "label", "kwargs": {"plan": [[3, 5], [2, 13]]}},
+        model=TEXT,
+        base=textgen,
+        name="val",
+    )
     with pytest.raises(ValueError, match=r"^data.val: sample 3: input '\w+' dim 1 \(seq\) is 13, outside \[1, 12\]$"):
         list(d.batches(2))
-    with pytest.raises(ValueError, match=r"^data.calib: sample 0: input 'attention_mask' dim 1 \(seq\) is 6, "
-                                         r"but input 'input_ids' has seq = 5$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data.calib: sample 0: input 'attention_mask' dim 1 \(seq\) is 6, "
+        r"but input 'input_ids' has seq = 5$",
+    ):
         list(ds({"kind": "python", "python": "textgen_t.py:unequal"}, model=TEXT, base=textgen).batches(2))
-    with pytest.raises(ValueError, match=r"^data.calib: item 0 from textgen_t.py:ragged: 'input_ids' is not one "
-                                         r"array \(its samples differ in shape\? yield one batch per shape\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data.calib: item 0 from textgen_t.py:ragged: 'input_ids' is not one "
+        r"array \(its samples differ in shape\? yield one batch per shape\)$",
+    ):
         list(ds({"kind": "python", "python": "textgen_t.py:ragged"}, model=TEXT, base=textgen).batches(2))
 
 
 def test_images_of_two_sizes_are_batched_apart(tmp_path: Path) -> None:
     sizes_hw = [(8, 8), (8, 8), (6, 10), (8, 8), (6, 10), (6, 10)]  # (h, w) of 0.png .. 5.png, in name order
     pixels = [_image(tmp_path / "det" / f"{i}.png", w, h, seed=i) for i, (h, w) in enumerate(sizes_hw)]
-    model = ModelSpec.model_validate({"tensors": {"x": {"shape": ["batch", 3, "h", "w"]}},
-                                      "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "h": {"min": 4, "opt": 8, "max": 8},
-                                               "w": {"min": 4, "opt": 8, "max": 10}}})
-    d = ds({"kind": "images", "path": "det", "preprocess": {"resize": None, "crop": None, "dtype": "uint8"}},
-           model=model, base=tmp_path)
+    model = ModelSpec.model_validate(
+        {
+            "tensors": {"x": {"shape": ["batch", 3, "h", "w"]}},
+            "dims": {
+                "batch": {"min": 1, "opt": 2, "max": 8},
+                "h": {"min": 4, "opt": 8, "max": 8},
+                "w": {"min": 4, "opt": 8, "max": 10},
+            },
+        }
+    )
+    d = ds(
+        {"kind": "images", "path": "det", "preprocess": {"resize": None, "crop": None, "dtype": "uint8"}},
+        model=model,
+        base=tmp_path,
+    )
     batches = list(d.batches(3))
     assert [b[0]["x"].shape for b in batches] == [(2, 3, 8, 8), (1, 3, 6, 10), (1, 3, 8, 8), (2, 3, 6, 10)]
     got = [sample for b in batches for sample in b[0]["x"]]
@@ -397,6 +474,11 @@ def test_images_of_two_sizes_are_batched_apart(tmp_path: Path) -> None:
     assert [b[0]["x"].shape[0] for b in d.batches(1)] == [1] * 6
     narrow = model.model_copy(update={"dims": {**model.dims, "w": model.dims["h"]}})
     with pytest.raises(ValueError, match=r"^data.calib: sample 2: input 'x' dim 3 \(w\) is 10, outside \[4, 8\]$"):
-        list(open_dataset(DatasetInput("calib", {"kind": "images", "path": "det",
-                                                 "preprocess": {"resize": None, "crop": None}}, tmp_path),
-                          narrow).batches(3))
+        list(
+            open_dataset(
+                DatasetInput(
+                    "calib", {"kind": "images", "path": "det", "preprocess": {"resize": None, "crop": None}}, tmp_path
+                ),
+                narrow,
+            ).batches(3)
+        )

@@ -1,4 +1,5 @@
 """_dtypes: the one table of element types agrees with ONNX, ONNX Runtime and TensorRT, and is the only one."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ def test_onnxruntime_reports_the_table_type_strings(tmp_path: Path) -> None:
     inputs = [helper.make_tensor_value_info(f"x_{name}", getattr(TensorProto, name), [1]) for name in D.ONNX_TO_NUMPY]
     nodes = [helper.make_node("Identity", [i.name], [f"y{k}"]) for k, i in enumerate(inputs)]
     outputs = [helper.make_tensor_value_info(f"y{k}", i.type.tensor_type.elem_type, [1]) for k, i in enumerate(inputs)]
-    model = helper.make_model(helper.make_graph(nodes, "types", inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(
+        helper.make_graph(nodes, "types", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)], ir_version=8
+    )
     (tmp_path / "types.onnx").write_bytes(model.SerializeToString())
     for inp in session_from_onnx(tmp_path / "types.onnx").get_inputs():
         assert D.dtype_of_ort(inp.type) == D.ONNX_TO_NUMPY[inp.name.removeprefix("x_")], inp.type

@@ -1,4 +1,5 @@
 """_engine_info: engine.json round-trips, and every way it can be wrong is one line naming the file."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,25 @@ from stages import _engine_info as E
 from stages._engine_info import EngineInfo, Target, TensorInfo
 
 INFO = EngineInfo(
-    backend="tensorrt", precision="int8", device=Target(device="NVIDIA L4", compute_capability="8.9"),
-    toolchain={"tensorrt": "10.13.0.35", "cuda": "12.8"}, reproduce=("trtexec", "--onnx=model.onnx", "--int8 x"),
-    inputs=(TensorInfo(name="input", dtype="float32", dims=("1..32", 3, 224, 224), min=(1, 3, 224, 224),
-                       opt=(8, 3, 224, 224), max=(32, 3, 224, 224)),
-            TensorInfo(name="ids", dtype="int64", dims=(1, 7))),
+    backend="tensorrt",
+    precision="int8",
+    device=Target(device="NVIDIA L4", compute_capability="8.9"),
+    toolchain={"tensorrt": "10.13.0.35", "cuda": "12.8"},
+    reproduce=("trtexec", "--onnx=model.onnx", "--int8 x"),
+    inputs=(
+        TensorInfo(
+            name="input",
+            dtype="float32",
+            dims=("1..32", 3, 224, 224),
+            min=(1, 3, 224, 224),
+            opt=(8, 3, 224, 224),
+            max=(32, 3, 224, 224),
+        ),
+        TensorInfo(name="ids", dtype="int64", dims=(1, 7)),
+    ),
     outputs=(TensorInfo(name="logits", dtype="float16", dims=("?", 1000)),),
-    details={"layers": {"Layers": ["conv1"]}, "profiles": {"input": {"min": [1, 3, 224, 224]}}})
+    details={"layers": {"Layers": ["conv1"]}, "profiles": {"input": {"min": [1, 3, 224, 224]}}},
+)
 
 
 def test_round_trip_through_a_directory_or_a_file(tmp_path: Path) -> None:
@@ -71,22 +84,33 @@ def test_numpy_dtype_names_are_numpys_own() -> None:
     assert {np.dtype(t).name for *_, t in ELEMENT_TYPES} <= E.NUMPY_DTYPES  # every type the one table knows
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, r"no engine.json \(in or beside it\)"),
-    ("{not json", r"engine.json: not JSON \(Expecting property name enclosed in double quotes at line 1, column 2\)"),
-    ("[1, 2]", r"engine.json: expected a JSON object, got list"),
-    ('{"backend": "openvino", "inference_precision": "f32"}',
-     r"engine.json: no schema version: written before engine.json was typed \(schema 1\); rebuild the engine"),
-    ("SCHEMA2", r"engine.json: schema: this version reads schema 1, not 2"),
-    ("NO_DEVICE", r"engine.json: device: Field required"),
-    ("BAD_DTYPE", r"engine.json: inputs.0.dtype: 'FLOAT' is not a numpy dtype name \(expected one of .*\)"),
-    ("TWO_ERRORS", r"engine.json: backend: Input should be 'openvino' or 'tensorrt' \(and 1 more error\)$"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, r"no engine.json \(in or beside it\)"),
+        (
+            "{not json",
+            r"engine.json: not JSON \(Expecting property name enclosed in double quotes at line 1, column 2\)",
+        ),
+        ("[1, 2]", r"engine.json: expected a JSON object, got list"),
+        (
+            '{"backend": "openvino", "inference_precision": "f32"}',
+            r"engine.json: no schema version: written before engine.json was typed \(schema 1\); rebuild the engine",
+        ),
+        ("SCHEMA2", r"engine.json: schema: this version reads schema 1, not 2"),
+        ("NO_DEVICE", r"engine.json: device: Field required"),
+        ("BAD_DTYPE", r"engine.json: inputs.0.dtype: 'FLOAT' is not a numpy dtype name \(expected one of .*\)"),
+        ("TWO_ERRORS", r"engine.json: backend: Input should be 'openvino' or 'tensorrt' \(and 1 more error\)$"),
+    ],
+)
 def test_every_bad_engine_json_is_one_line_naming_the_file(tmp_path: Path, content: str | None, message: str) -> None:
     good = INFO.as_json()
-    variants = {"SCHEMA2": {**good, "schema": 2}, "NO_DEVICE": {k: v for k, v in good.items() if k != "device"},
-                "BAD_DTYPE": {**good, "inputs": [{**good["inputs"][0], "dtype": "FLOAT"}]},
-                "TWO_ERRORS": {**good, "precision": "int4", "backend": "onnxruntime"}}
+    variants = {
+        "SCHEMA2": {**good, "schema": 2},
+        "NO_DEVICE": {k: v for k, v in good.items() if k != "device"},
+        "BAD_DTYPE": {**good, "inputs": [{**good["inputs"][0], "dtype": "FLOAT"}]},
+        "TWO_ERRORS": {**good, "precision": "int4", "backend": "onnxruntime"},
+    }
     if content is not None:
         (tmp_path / "engine.json").write_text(json.dumps(variants[content]) if content in variants else content)
     with pytest.raises(ValueError) as caught:
@@ -112,7 +136,9 @@ def test_sidecar_and_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_module_imports_only_pydantic_and_the_standard_library() -> None:
-    code = ("import sys; import stages._engine_info; "
-            "print(sorted({'numpy', 'onnx', 'openvino', 'tensorrt', 'torch'} & set(sys.modules)))")
+    code = (
+        "import sys; import stages._engine_info; "
+        "print(sorted({'numpy', 'onnx', 'openvino', 'tensorrt', 'torch'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """export.onnx called directly: both exporters, dynamic dims, determinism, fingerprint, checkpoints."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,14 @@ from stages._onnxio import run_onnx, session_from_onnx
 from stages.export_onnx import ExportOnnx
 
 HERE = Path(__file__).resolve().parent
-TINY = {"factory": "tinymodels.py:tiny_cnn", "kwargs": {"channels": 8}, "seed": 0,
-        "tensors": {"input": {"shape": ["batch", 3, 16, 16]}}, "outputs": ["logits"],
-        "dims": {"batch": {"min": 1, "opt": 4, "max": 32}}}
+TINY = {
+    "factory": "tinymodels.py:tiny_cnn",
+    "kwargs": {"channels": 8},
+    "seed": 0,
+    "tensors": {"input": {"shape": ["batch", 3, 16, 16]}},
+    "outputs": ["logits"],
+    "dims": {"batch": {"min": 1, "opt": 4, "max": 32}},
+}
 
 
 def dims_of(info: onnx.ValueInfoProto) -> list[int | str]:
@@ -50,14 +56,19 @@ def test_export_keeps_batch_dynamic(tmp_path: Path, dynamo: bool) -> None:
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
 def test_two_inputs_share_a_dim_with_a_non_identifier_name(tmp_path: Path, dynamo: bool) -> None:
-    model = {"factory": "tinymodels:two_inputs", "tensors": {"x": {"shape": ["n-rows", 4]}, "y": {"shape": ["n-rows", 5]}},
-             "outputs": ["act", "total"], "dims": {"n-rows": {"min": 1, "opt": 1, "max": 16}}}
+    model = {
+        "factory": "tinymodels:two_inputs",
+        "tensors": {"x": {"shape": ["n-rows", 4]}, "y": {"shape": ["n-rows", 5]}},
+        "outputs": ["act", "total"],
+        "dims": {"n-rows": {"min": 1, "opt": 1, "max": 16}},
+    }
     run_stage(ExportOnnx, tmp_path, {"dynamo": dynamo}, model=model, recipe_dir=HERE)
     proto = onnx.load(tmp_path / "model.onnx")
     assert [dims_of(i) for i in proto.graph.input] == [["n-rows", 4], ["n-rows", 5]]
     assert [o.name for o in proto.graph.output] == ["act", "total"]
-    out = run_onnx(session_from_onnx(tmp_path / "model.onnx"),
-                   {"x": np.ones((7, 4), np.float32), "y": np.ones((7, 5), np.float32)})
+    out = run_onnx(
+        session_from_onnx(tmp_path / "model.onnx"), {"x": np.ones((7, 4), np.float32), "y": np.ones((7, 5), np.float32)}
+    )
     assert out["act"].shape == (7, 3) and out["total"].shape == (7,)
 
 
@@ -69,7 +80,10 @@ def test_bytes_do_not_depend_on_checkout_dir_or_comments(tmp_path: Path) -> None
     assert first == (tmp_path / "out_b" / "model.onnx").read_bytes()
     assert b"checkout_a" not in first and b"tinymodels" not in first
     source = b / "tinymodels.py"  # shift every line number and touch a line inside the model code
-    text = source.read_text().replace("        x = torch.relu(self.conv2(x))\n", "        # a comment\n\n        x = torch.relu(self.conv2(x))  # why\n")
+    text = source.read_text().replace(
+        "        x = torch.relu(self.conv2(x))\n",
+        "        # a comment\n\n        x = torch.relu(self.conv2(x))  # why\n",
+    )
     assert text != source.read_text()
     source.write_text("# a header comment\n\n" + text)
     run_stage(ExportOnnx, tmp_path / "out_c", model=TINY, recipe_dir=b)
@@ -87,7 +101,9 @@ def test_keep_debug_metadata_keeps_stack_traces(tmp_path: Path) -> None:
     assert any("checkout_a/tinymodels.py" in t for t in traces)
     assert (tmp_path / "kept_a" / "model.onnx").read_bytes() != (tmp_path / "kept_b" / "model.onnx").read_bytes()
     assert not any(n.metadata_props or n.doc_string for n in stripped.graph.node)
-    assert not any(i.metadata_props for i in (*stripped.graph.input, *stripped.graph.output, *stripped.graph.value_info))
+    assert not any(
+        i.metadata_props for i in (*stripped.graph.input, *stripped.graph.output, *stripped.graph.value_info)
+    )
 
 
 def test_checkpoint_is_loaded(tmp_path: Path) -> None:
@@ -100,7 +116,9 @@ def test_checkpoint_is_loaded(tmp_path: Path) -> None:
     trained = tiny_cnn(channels=8).eval()
     torch.save(trained.state_dict(), tmp_path / "ckpt.pt")
     shutil.copy(HERE / "tinymodels.py", tmp_path / "tinymodels.py")
-    run_stage(ExportOnnx, tmp_path / "with", {"dynamo": False}, model={**TINY, "checkpoint": "ckpt.pt"}, recipe_dir=tmp_path)
+    run_stage(
+        ExportOnnx, tmp_path / "with", {"dynamo": False}, model={**TINY, "checkpoint": "ckpt.pt"}, recipe_dir=tmp_path
+    )
     run_stage(ExportOnnx, tmp_path / "without", {"dynamo": False}, model=TINY, recipe_dir=tmp_path)
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     with torch.no_grad():
@@ -110,8 +128,14 @@ def test_checkpoint_is_loaded(tmp_path: Path) -> None:
     other = run_onnx(session_from_onnx(tmp_path / "without" / "model.onnx"), {"input": x})["logits"]
     assert not np.allclose(other, expected, atol=1e-3)
     # The same checkpoint as another stage's output (the `checkpoint` input) wins over model.checkpoint.
-    run_stage(ExportOnnx, tmp_path / "input", {"dynamo": False}, inputs={"checkpoint": tmp_path / "ckpt.pt"},
-              model={**TINY, "checkpoint": "nope.pt"}, recipe_dir=tmp_path)
+    run_stage(
+        ExportOnnx,
+        tmp_path / "input",
+        {"dynamo": False},
+        inputs={"checkpoint": tmp_path / "ckpt.pt"},
+        model={**TINY, "checkpoint": "nope.pt"},
+        recipe_dir=tmp_path,
+    )
     assert (tmp_path / "input" / "model.onnx").read_bytes() == (tmp_path / "with" / "model.onnx").read_bytes()
 
 
@@ -166,7 +190,8 @@ def test_kind_modules_and_fingerprint_import_nothing_heavy() -> None:
         "    def file_digest(self, p): return 'x'\n"
         "    def code_digest(self, ref, source=None): return {'ref': ref}\n"
         f"ExportOnnx().fingerprint(ExportOnnx.Params(), ModelSpec.model_validate({json.dumps(TINY)}), K())\n"
-        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript', 'onnxsim', 'onnx_graphsurgeon') if m in sys.modules]\n"
+        "names = ('torch', 'onnx', 'onnxruntime', 'onnxscript', 'onnxsim', 'onnx_graphsurgeon')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print(json.dumps(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -1,5 +1,6 @@
 """The gate table drives everything that names a gate: defaults per role and precision, param checking,
 the README section, and the one-sample-flip warning."""
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,13 @@ def test_params_accept_exactly_the_table_names() -> None:
 
 
 def entry(role: str, figures: dict, counts: dict | None = None) -> dict:
-    return {"role": role, "figures": {"shape": True, "finite": True, **figures}, "counts": counts or {},
-            "worst": [], "insensitive": None}
+    return {
+        "role": role,
+        "figures": {"shape": True, "finite": True, **figures},
+        "counts": counts or {},
+        "worst": [],
+        "insensitive": None,
+    }
 
 
 def test_one_sample_flip_is_warned_about() -> None:
@@ -70,8 +76,10 @@ def test_one_sample_flip_is_warned_about() -> None:
 
 
 def test_defaults_follow_each_outputs_role() -> None:
-    outputs = {"logits": entry("classification", {"top1_agreement": 1.0, "accuracy_drop": None, "cosine": 0.5}),
-               "emb": entry("embedding", {"cosine": 0.97, "rel_error": 0.1, "top1_agreement": None})}
+    outputs = {
+        "logits": entry("classification", {"top1_agreement": 1.0, "accuracy_drop": None, "cosine": 0.5}),
+        "emb": entry("embedding", {"cosine": 0.97, "rel_error": 0.1, "top1_agreement": None}),
+    }
     results = evaluate(None, {}, "int8", outputs, {}, [], {})
     by = {(r.output, r.metric): r for r in results}
     assert by[("logits", "top1_agreement_min")].passed and ("logits", "cosine_min") not in by
@@ -80,9 +88,10 @@ def test_defaults_follow_each_outputs_role() -> None:
 
 
 def test_a_default_gate_that_fits_but_cannot_be_computed_is_not_evaluated_and_said() -> None:
-    outputs = {"map": entry("dense", {"centered_cosine": None, "iou": 1.0}),
-               "logits": entry("classification", {"top1_agreement": 1.0, "centered_cosine": 1.0,
-                                                  "accuracy_drop": None})}
+    outputs = {
+        "map": entry("dense", {"centered_cosine": None, "iou": 1.0}),
+        "logits": entry("classification", {"top1_agreement": 1.0, "centered_cosine": 1.0, "accuracy_drop": None}),
+    }
     warnings: list[str] = []
     results = evaluate(None, {}, "int8", outputs, {}, warnings, {})
     assert ("map", "centered_cosine_min") not in {(r.output, r.metric) for r in results}

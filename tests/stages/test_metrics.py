@@ -1,5 +1,6 @@
 """_metrics: every figure against a hand computation with a known answer; gate verdicts, their printing and
 the default gates from the gate table."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def test_centered_cosine_removes_the_reference_mean() -> None:
     cand = np.full_like(ref, 100.0)  # a broken engine: right bias, ignores the input
     assert M.cosine(ref, cand) > 0.999  # plain cosine is fooled
     mean = ref.mean(axis=0)
-    expected = np.mean([(r - mean) @ (c - mean) / (np.linalg.norm(r - mean) * np.linalg.norm(c - mean))
-                        for r, c in zip(ref, cand)])
+    expected = np.mean(
+        [(r - mean) @ (c - mean) / (np.linalg.norm(r - mean) * np.linalg.norm(c - mean)) for r, c in zip(ref, cand)]
+    )
     assert M.centered_cosine_per_sample(ref, cand).mean() == pytest.approx(expected, abs=1e-12)
     assert M.centered_cosine_per_sample(ref, cand).mean() < 0.5
     assert M.centered_cosine_per_sample(ref, ref + 1e-9).min() == pytest.approx(1.0, abs=1e-6)
@@ -117,8 +119,9 @@ def test_sensitivity_of_a_reference_that_always_says_the_same_class() -> None:
     s = M.sensitivity(ref)
     assert s.samples == 64 and s.distinct_top1 == 1 and s.top1_share == 1.0
     reason = M.insensitive_reason(s)
-    assert reason == ("agreement figures cannot tell a good engine from a broken one: "
-                      "all 64 inputs give the same top-1 class")
+    assert reason == (
+        "agreement figures cannot tell a good engine from a broken one: all 64 inputs give the same top-1 class"
+    )
     assert {"top1_agreement_min", "top5_agreement_min"} <= M.uninformative_gates(s)
     assert "centered_cosine_min" not in M.uninformative_gates(s)
 

@@ -1,5 +1,6 @@
 """onnx.fp16 called directly: FP16 weights with FP32 I/O, ops and nodes kept in FP32 on request, clamped
 constants counted, numerics in ONNX Runtime against FP32; ResNet50 (slow) with its figures printed."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ def test_keep_nodes_and_op_types_in_fp32(tiny: Path, tmp_path: Path) -> None:
     summary = fp16(tmp_path / "k", tiny, keep_nodes=["conv1"], keep_op_types=["Gemm"], keep_io_types=False)
     model = onnx.load(str(tmp_path / "k" / "model.onnx"))
     inits = {t.name: t.data_type for t in model.graph.initializer}
-    assert inits["w1"] == TensorProto.FLOAT and inits["fc_w"] == TensorProto.FLOAT and inits["w0"] == TensorProto.FLOAT16
+    assert (
+        inits["w1"] == TensorProto.FLOAT and inits["fc_w"] == TensorProto.FLOAT and inits["w0"] == TensorProto.FLOAT16
+    )
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
     report = json.loads((tmp_path / "k" / "fp16.json").read_text())
     assert report["kept_fp32_nodes"] == ["conv1", "fc"] and summary["kept_fp32_nodes"] == 2
@@ -88,6 +91,8 @@ def test_resnet50_fp16_figures(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     feeds = random_inputs(session, {"input": (2, 3, 224, 224)}, seed=7)
     figs = compare_onnx(src, tmp_path / "h" / "model.onnx", feeds)["logits"]
     with capsys.disabled():
-        print(f"\nResNet50 FP16 (keep_io_types) vs FP32 in ONNX Runtime: max abs {figs['max_abs']:.4f}, "
-              f"mean abs {figs['mean_abs']:.4f}, cosine {figs['cosine']:.6f} (logits up to {figs['ref_max_abs']:.1f})")
+        print(
+            f"\nResNet50 FP16 (keep_io_types) vs FP32 in ONNX Runtime: max abs {figs['max_abs']:.4f}, "
+            f"mean abs {figs['mean_abs']:.4f}, cosine {figs['cosine']:.6f} (logits up to {figs['ref_max_abs']:.1f})"
+        )
     assert figs["cosine"] > 0.9999 and figs["max_abs"] < 0.5

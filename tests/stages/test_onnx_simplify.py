@@ -1,4 +1,5 @@
 """onnx.simplify called directly: dims stay dynamic, checker passes, options reach onnxsim, self-check bites."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -43,8 +44,12 @@ def test_simplify_keeps_batch_dynamic_and_passes_checker(tmp_path: Path, conv_mo
 def test_simplify_of_an_exported_model(tmp_path: Path) -> None:
     from stages.export_onnx import ExportOnnx
 
-    spec = {"factory": "tinymodels.py:tiny_cnn", "tensors": {"input": {"shape": ["batch", 3, 16, 16]}},
-            "outputs": ["logits"], "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}
+    spec = {
+        "factory": "tinymodels.py:tiny_cnn",
+        "tensors": {"input": {"shape": ["batch", 3, 16, 16]}},
+        "outputs": ["logits"],
+        "dims": {"batch": {"min": 1, "opt": 2, "max": 8}},
+    }
     run_stage(ExportOnnx, tmp_path / "export", {"dynamo": False}, model=spec, recipe_dir=HERE)
     run_stage(OnnxSimplify, tmp_path / "out", inputs={"model": tmp_path / "export" / "model.onnx"}, model=spec)
     proto = onnx.load(tmp_path / "out" / "model.onnx")
@@ -54,8 +59,13 @@ def test_simplify_of_an_exported_model(tmp_path: Path) -> None:
 def test_skip_fuse_bn_and_no_optimization(tmp_path: Path, conv_model: Path) -> None:
     run_stage(OnnxSimplify, tmp_path / "keep_bn", {"skip_fuse_bn": True}, inputs={"model": conv_model}, model=CONV_SPEC)
     assert ops_of(tmp_path / "keep_bn" / "model.onnx")["BatchNormalization"] == 1
-    run_stage(OnnxSimplify, tmp_path / "fold_only", {"perform_optimization": False},
-              inputs={"model": conv_model}, model=CONV_SPEC)
+    run_stage(
+        OnnxSimplify,
+        tmp_path / "fold_only",
+        {"perform_optimization": False},
+        inputs={"model": conv_model},
+        model=CONV_SPEC,
+    )
     ops = ops_of(tmp_path / "fold_only" / "model.onnx")
     assert ops["BatchNormalization"] == 1 and ops["Add"] == 0  # constants still folded
 
@@ -66,7 +76,9 @@ def test_output_is_deterministic(tmp_path: Path, conv_model: Path) -> None:
     assert (tmp_path / "a" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
 
 
-def test_a_wrong_simplification_fails_the_stage(tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_simplification_fails_the_stage(
+    tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxsim
 
     real = onnxsim.simplify
@@ -83,7 +95,9 @@ def test_a_wrong_simplification_fails_the_stage(tmp_path: Path, conv_model: Path
         run_stage(OnnxSimplify, tmp_path / "out", inputs={"model": conv_model}, model=CONV_SPEC)
 
 
-def test_losing_a_dynamic_dim_fails_the_stage(tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_losing_a_dynamic_dim_fails_the_stage(
+    tmp_path: Path, conv_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxsim
 
     real = onnxsim.simplify

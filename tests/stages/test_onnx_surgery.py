@@ -1,4 +1,5 @@
 """onnx.surgery called directly: each op does what it says, the self-check follows it, bad ops fail early."""
+
 from __future__ import annotations
 
 import textwrap
@@ -58,9 +59,17 @@ def recipe_dir(tmp_path: Path) -> Path:
     return tmp_path / "recipe"
 
 
-def surgery(tmp_path: Path, model: Path, ops: list, recipe_dir: Path | None = None, **params) -> tuple[onnx.ModelProto, dict]:
-    summary = run_stage(OnnxSurgery, tmp_path / "out", {"ops": ops, **params}, inputs={"model": model},
-                        model=MLP_SPEC, recipe_dir=recipe_dir)
+def surgery(
+    tmp_path: Path, model: Path, ops: list, recipe_dir: Path | None = None, **params
+) -> tuple[onnx.ModelProto, dict]:
+    summary = run_stage(
+        OnnxSurgery,
+        tmp_path / "out",
+        {"ops": ops, **params},
+        inputs={"model": model},
+        model=MLP_SPEC,
+        recipe_dir=recipe_dir,
+    )
     proto = onnx.load(tmp_path / "out" / "model.onnx")
     onnx.checker.check_model(proto)
     return proto, summary
@@ -105,8 +114,11 @@ def test_fold_constants_then_cleanup(tmp_path: Path, model: Path) -> None:
 
 
 def test_renames_are_applied_and_followed_by_the_check(tmp_path: Path, model: Path) -> None:
-    proto, summary = surgery(tmp_path, model, [{"rename_inputs": {"input": "x"}}, {"rename_outputs": {"logits": "y"}},
-                                               {"rename_outputs": {"y": "scores"}}])
+    proto, summary = surgery(
+        tmp_path,
+        model,
+        [{"rename_inputs": {"input": "x"}}, {"rename_outputs": {"logits": "y"}}, {"rename_outputs": {"y": "scores"}}],
+    )
     assert [i.name for i in proto.graph.input] == ["x"] and [o.name for o in proto.graph.output] == ["scores"]
     assert summary["check_max_abs"] == 0.0
     np.testing.assert_array_equal(run(tmp_path / "out" / "model.onnx", name="x")["scores"], run(model)["logits"])
@@ -118,7 +130,9 @@ def test_rename_of_a_missing_tensor_is_an_error(tmp_path: Path, model: Path) -> 
 
 
 def test_set_dims_makes_batch_static_and_checks_at_that_size(tmp_path: Path, model: Path) -> None:
-    proto, _ = surgery(tmp_path, model, [{"rename_inputs": {"input": "x"}}, {"set_dims": {"x": [2, 4], "logits": [2, 3]}}])
+    proto, _ = surgery(
+        tmp_path, model, [{"rename_inputs": {"input": "x"}}, {"set_dims": {"x": [2, 4], "logits": [2, 3]}}]
+    )
     assert dims(proto.graph.input[0]) == [2, 4] and dims(proto.graph.output[0]) == [2, 3]
     assert run(tmp_path / "out" / "model.onnx", batch=2, name="x")["logits"].shape == (2, 3)
     with pytest.raises(Exception, match="(?i)dimension"):  # static now: batch 3 is refused
@@ -188,17 +202,20 @@ def test_output_is_deterministic(tmp_path: Path, model: Path) -> None:
     assert (tmp_path / "a" / "out" / "model.onnx").read_bytes() == (tmp_path / "b" / "out" / "model.onnx").read_bytes()
 
 
-@pytest.mark.parametrize("ops, message", [
-    (["clean"], "unknown op 'clean' \\(did you mean 'cleanup'\\?\\)"),
-    ([{"remove_node": 3}], "valid string"),
-    ([{"set_dims": {"input": [0, 4]}}], r"input\[0\]: expected a positive int or a dim name, got 0"),
-    ([{"rename_inputs": {}}], "at least 1 item"),
-    ([{"rename_outputs": {"a": "z", "b": "z"}}], "same name"),
-    ([{"python": "no_function_here"}], "should match pattern"),
-    ([{"cleanup": 1}], "should be None"),
-    ([{"remove_node": "a", "cleanup": None}], "one key"),
-    ("cleanup", "valid list"),
-])
+@pytest.mark.parametrize(
+    "ops, message",
+    [
+        (["clean"], "unknown op 'clean' \\(did you mean 'cleanup'\\?\\)"),
+        ([{"remove_node": 3}], "valid string"),
+        ([{"set_dims": {"input": [0, 4]}}], r"input\[0\]: expected a positive int or a dim name, got 0"),
+        ([{"rename_inputs": {}}], "at least 1 item"),
+        ([{"rename_outputs": {"a": "z", "b": "z"}}], "same name"),
+        ([{"python": "no_function_here"}], "should match pattern"),
+        ([{"cleanup": 1}], "should be None"),
+        ([{"remove_node": "a", "cleanup": None}], "one key"),
+        ("cleanup", "valid list"),
+    ],
+)
 def test_invalid_ops_are_validation_errors(ops: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         OnnxSurgery.Params.model_validate({"ops": ops})

@@ -1,6 +1,7 @@
 """quantize.qdq called directly: Q/DQ placement TensorRT can use (every Conv/Gemm input behind a
 DequantizeLinear, per-channel symmetric weights, zero points 0, residual Adds left fusible), numerics in
 ONNX Runtime against FP32, determinism, and the errors; ResNet50 (slow) with its figures printed."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,14 @@ from stages._onnxio import random_inputs, session_from_onnx
 from stages.quantize_qdq import QuantizeQdq, _stride
 
 TINY_SPEC = {"tensors": {"input": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}
-RESNET50 = {"factory": "torchvision.models:resnet50", "kwargs": {"weights": None}, "seed": 0,
-            "tensors": {"input": {"shape": ["batch", 3, 224, 224]}}, "outputs": ["logits"],
-            "dims": {"batch": {"min": 1, "opt": 2, "max": 32}}}
+RESNET50 = {
+    "factory": "torchvision.models:resnet50",
+    "kwargs": {"weights": None},
+    "seed": 0,
+    "tensors": {"input": {"shape": ["batch", 3, 224, 224]}},
+    "outputs": ["logits"],
+    "dims": {"batch": {"min": 1, "opt": 2, "max": 32}},
+}
 
 
 def tiny_resnet(path: Path, channels: int = 8, classes: int = 5) -> Path:
@@ -32,23 +38,36 @@ def tiny_resnet(path: Path, channels: int = 8, classes: int = 5) -> Path:
     def w(name: str, *shape: int) -> onnx.TensorProto:
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
-    inits = [w("w0", c, 3, 3, 3), w("b0", c), w("w1", c, c, 3, 3), w("b1", c), w("w2", c, c, 3, 3), w("b2", c),
-             w("fc_w", classes, c), w("fc_b", classes)]
+    inits = [
+        w("w0", c, 3, 3, 3),
+        w("b0", c),
+        w("w1", c, c, 3, 3),
+        w("b1", c),
+        w("w2", c, c, 3, 3),
+        w("b2", c),
+        w("fc_w", classes, c),
+        w("fc_b", classes),
+    ]
     pad = {"pads": [1, 1, 1, 1]}
-    nodes = [helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="conv0", **pad),
-             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
-             helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], name="conv1", **pad),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", **pad),
-             helper.make_node("Add", ["c2", "r0"], ["s"], name="residual"),
-             helper.make_node("Relu", ["s"], ["r2"], name="relu2"),
-             helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
-             helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
-             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "tiny_resnet",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-                              initializer=inits)
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="conv0", **pad),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], name="conv1", **pad),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", **pad),
+        helper.make_node("Add", ["c2", "r0"], ["s"], name="residual"),
+        helper.make_node("Relu", ["s"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_resnet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=inits,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
@@ -69,8 +88,13 @@ def synthetic(count: int = 20, seed: int = 1) -> DatasetInput:
 
 
 def quantize(outdir: Path, model: Path, spec: dict = TINY_SPEC, data: DatasetInput | None = None, **params) -> dict:
-    return run_stage(QuantizeQdq, outdir, {"samples": 20, "batch_size": 4, **params},
-                     inputs={"model": str(model), "data": data or synthetic()}, model=spec)
+    return run_stage(
+        QuantizeQdq,
+        outdir,
+        {"samples": 20, "batch_size": 4, **params},
+        inputs={"model": str(model), "data": data or synthetic()},
+        model=spec,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +120,9 @@ def assert_tensorrt_placement(path: Path) -> dict[str, int]:
         for node in (n for n in model.graph.node if n.op_type == name):
             for slot in (0, 1):
                 dq = producer.get(node.input[slot])
-                assert dq is not None and dq.op_type == "DequantizeLinear", \
+                assert dq is not None and dq.op_type == "DequantizeLinear", (
                     f"{node.op_type} {node.name} input {slot} ({node.input[slot]}) is not fed by a DequantizeLinear"
+                )
             weight_of[node.name] = producer[node.input[1]]
     for name, dq in weight_of.items():
         scale = inits[dq.input[1]]
@@ -121,8 +146,12 @@ def test_tiny_cnn_qdq_placement_for_tensorrt(tiny_q: Path) -> None:
     add = next(n for n in model.graph.node if n.op_type == "Add")
     # The conv side of the residual stays float (TensorRT fuses conv2 + add), the skip side is quantized.
     assert add.input[0] == "c2" and producer[add.input[1]].op_type == "DequantizeLinear"
-    assert not any(producer.get(t) is not None and producer[t].op_type == "QuantizeLinear"
-                   for n in model.graph.node for t in n.input if n.op_type in ("Conv", "Gemm", "Add"))
+    assert not any(
+        producer.get(t) is not None and producer[t].op_type == "QuantizeLinear"
+        for n in model.graph.node
+        for t in n.input
+        if n.op_type in ("Conv", "Gemm", "Add")
+    )
     assert all(n.op_type != "QuantizeLinear" or n.input[0] != "c2" for n in model.graph.node)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
@@ -170,8 +199,12 @@ def test_errors(tiny: Path, tmp_path: Path) -> None:
         quantize(tmp_path / "strict", tiny, check_min_cosine=1.0)
     bad = DatasetInput("calib", {"kind": "synthetic", "count": 4}, Path("."))
     with pytest.raises(ValueError, match="takes"):
-        quantize(tmp_path / "names", tiny, spec={"tensors": {"x": {"shape": ["batch", 3, 8, 8]}},
-                                                 "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}, data=bad)
+        quantize(
+            tmp_path / "names",
+            tiny,
+            spec={"tensors": {"x": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}},
+            data=bad,
+        )
 
 
 def test_stride_divides_the_batch_count() -> None:
@@ -181,33 +214,44 @@ def test_stride_divides_the_batch_count() -> None:
 @pytest.mark.slow
 def test_resnet50_qdq_placement_and_figures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     src = resnet50_onnx(tmp_path)
-    summary = run_stage(QuantizeQdq, tmp_path / "q", {"samples": 32, "batch_size": 4},
-                        inputs={"model": str(src), "data": synthetic(32)}, model=RESNET50)
+    summary = run_stage(
+        QuantizeQdq,
+        tmp_path / "q",
+        {"samples": 32, "batch_size": 4},
+        inputs={"model": str(src), "data": synthetic(32)},
+        model=RESNET50,
+    )
     counts = assert_tensorrt_placement(tmp_path / "q" / "model.onnx")
     assert counts["checked"] == 54 and summary["residual_adds_fused"] == 16  # 53 Convs + the Gemm; 16 blocks
     session = session_from_onnx(src)
     feeds = random_inputs(session, {"input": (2, 3, 224, 224)}, seed=7)
     figs = compare_onnx(src, tmp_path / "q" / "model.onnx", feeds)["logits"]
     with capsys.disabled():
-        print(f"\nResNet50 QDQ (MinMax, 32 synthetic samples) vs FP32 in ONNX Runtime: max abs {figs['max_abs']:.4f}, "
-              f"mean abs {figs['mean_abs']:.4f}, cosine {figs['cosine']:.6f} (logits up to {figs['ref_max_abs']:.1f})")
+        print(
+            f"\nResNet50 QDQ (MinMax, 32 synthetic samples) vs FP32 in ONNX Runtime: max abs {figs['max_abs']:.4f}, "
+            f"mean abs {figs['mean_abs']:.4f}, cosine {figs['cosine']:.6f} (logits up to {figs['ref_max_abs']:.1f})"
+        )
     assert figs["cosine"] > 0.99
 
 
 # --- calibration on mixed shapes, and the warnings -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["MinMax", "Entropy"])
 def test_dynamic_models_calibrate_on_mixed_shapes(tmp_path: Path, method: str) -> None:
     from dyngraphs import ATTENTION_SPEC, FCN_SPEC, MIXED_SOURCE, attention, fcn
 
     (tmp_path / "mixed_t.py").write_text(MIXED_SOURCE)
-    for name, graph, spec, source, count in (("attn", attention(), ATTENTION_SPEC, "sequences", 16),
-                                             ("fcn", fcn(), FCN_SPEC, "images", 10)):
+    for name, graph, spec, source, count in (
+        ("attn", attention(), ATTENTION_SPEC, "sequences", 16),
+        ("fcn", fcn(), FCN_SPEC, "images", 10),
+    ):
         model = tmp_path / f"{name}.onnx"
         onnx.save(graph, model)
         calib = DatasetInput("calib", {"kind": "python", "python": f"mixed_t.py:{source}"}, tmp_path)
-        summary = quantize(tmp_path / name, model, spec, data=calib, samples=16, batch_size=4, calib_chunk=2,
-                           calibrate_method=method)
+        summary = quantize(
+            tmp_path / name, model, spec, data=calib, samples=16, batch_size=4, calib_chunk=2, calibrate_method=method
+        )
         assert summary["samples"] == count and summary["quantized_ops"] >= 2 and "warning" not in summary, name
         assert summary["check_cosine"] > 0.9, name  # the check feeds N(0, 1) noise, calibration [0, 1) images
         report = json.loads((tmp_path / name / "quantize.json").read_text())

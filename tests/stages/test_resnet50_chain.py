@@ -2,6 +2,7 @@
 
 The recipe's batch opt is 8; the test uses 2 to keep the self-checks quick.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,14 @@ from stages.export_onnx import ExportOnnx
 from stages.onnx_simplify import OnnxSimplify
 from stages.onnx_surgery import OnnxSurgery
 
-RESNET50 = {"factory": "torchvision.models:resnet50", "kwargs": {"weights": None}, "seed": 0,
-            "tensors": {"input": {"shape": ["batch", 3, 224, 224]}}, "outputs": ["logits"],
-            "dims": {"batch": {"min": 1, "opt": 2, "max": 32}}}
+RESNET50 = {
+    "factory": "torchvision.models:resnet50",
+    "kwargs": {"weights": None},
+    "seed": 0,
+    "tensors": {"input": {"shape": ["batch", 3, 224, 224]}},
+    "outputs": ["logits"],
+    "dims": {"batch": {"min": 1, "opt": 2, "max": 32}},
+}
 
 
 def test_recipe_loads(repo: Path) -> None:
@@ -40,8 +46,13 @@ def test_resnet50_export_simplify_surgery(tmp_path: Path) -> None:
     assert exported["exporter"] == "dynamo" and 90 < exported["size_mb"] < 110
     assert not any(p.name.endswith(".data") for p in (tmp_path / "export").iterdir())  # one file, weights inline
     run_stage(OnnxSimplify, tmp_path / "simplify", inputs={"model": tmp_path / "export" / "model.onnx"}, model=RESNET50)
-    run_stage(OnnxSurgery, tmp_path / "surgery", {"ops": ["cleanup", "toposort"]},
-              inputs={"model": tmp_path / "simplify" / "model.onnx"}, model=RESNET50)
+    run_stage(
+        OnnxSurgery,
+        tmp_path / "surgery",
+        {"ops": ["cleanup", "toposort"]},
+        inputs={"model": tmp_path / "simplify" / "model.onnx"},
+        model=RESNET50,
+    )
     final = tmp_path / "surgery" / "model.onnx"
     proto = onnx.load(final, load_external_data=False)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"

@@ -1,4 +1,5 @@
 """The role rule, branch by branch: declared wins, the labels output is classification, then rank."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,10 @@ def test_declared_roles_decide_which_output_labels_score() -> None:
     names = list(shapes)
     assert labels_output(None, names, shapes, True, {"emb": "embedding"}) == "logits"  # never a declared emb
     assert labels_output(None, names, shapes, True, {"aux": "classification"}) == "aux"  # the declared one
-    assert labels_output(None, names, shapes, True, {"emb": "embedding", "logits": "regression",
-                                                     "aux": "regression"}) is None
+    assert (
+        labels_output(None, names, shapes, True, {"emb": "embedding", "logits": "regression", "aux": "regression"})
+        is None
+    )
     with pytest.raises(AmbiguousLabelsOutput, match=r"^labels_output: several outputs .* \(logits, aux\)"):
         labels_output(None, names, shapes, True, {"logits": "classification", "aux": "classification"})
     assert labels_output(None, names, shapes, False, {"logits": "classification", "aux": "classification"}) is None

@@ -3,6 +3,7 @@ the runner modules' import graph (no cycles, one runtime per runner).
 
 Never asserts on speed: only that timings are well-formed.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,25 +25,35 @@ from stages._ov_runner import OpenVinoRunner
 from stages._runner_protocol import Runner, RunnerUnavailable
 
 
-def classifier(seed: int = 0, classes: int = 10, bias: np.ndarray | None = None, weight_scale: float = 1.0,
-               ) -> onnx.ModelProto:
+def classifier(
+    seed: int = 0,
+    classes: int = 10,
+    bias: np.ndarray | None = None,
+    weight_scale: float = 1.0,
+) -> onnx.ModelProto:
     """input[batch,3,8,8] -Conv(4)-> Relu -> Flatten -> Gemm -> logits[batch, classes]: every pixel counts,
     so on random inputs the top-1 class varies from sample to sample."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
-    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(f32), "cw"),
-             numpy_helper.from_array(rng.standard_normal(4).astype(f32) * 0.1, "cb"),
-             numpy_helper.from_array((rng.standard_normal((classes, 256)) * weight_scale / 16).astype(f32), "gw"),
-             numpy_helper.from_array((bias if bias is not None else rng.standard_normal(classes) * 0.1).astype(f32),
-                                     "gb")]
-    nodes = [helper.make_node("Conv", ["input", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["conv"], ["act"]),
-             helper.make_node("Flatten", ["act"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "gw", "gb"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "classifier",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-                              initializer=inits)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(f32), "cw"),
+        numpy_helper.from_array(rng.standard_normal(4).astype(f32) * 0.1, "cb"),
+        numpy_helper.from_array((rng.standard_normal((classes, 256)) * weight_scale / 16).astype(f32), "gw"),
+        numpy_helper.from_array((bias if bias is not None else rng.standard_normal(classes) * 0.1).astype(f32), "gb"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["act"]),
+        helper.make_node("Flatten", ["act"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "gw", "gb"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -52,8 +63,9 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def ir_from_onnx(onnx_path: Path, outdir: Path, precision: str | None = "f32",
-                 static_shape: list[int] | None = None) -> Path:
+def ir_from_onnx(
+    onnx_path: Path, outdir: Path, precision: str | None = "f32", static_shape: list[int] | None = None
+) -> Path:
     """An OpenVINO IR directory as build.openvino lays it out (weights kept FP32), engine.json if `precision`."""
     import openvino as ov
 
@@ -63,28 +75,48 @@ def ir_from_onnx(onnx_path: Path, outdir: Path, precision: str | None = "f32",
     outdir.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(outdir / "model.xml"), compress_to_fp16=False)
     if precision is not None:
-        _engine_info.write(ov_info(precision, [i.get_any_name() for i in model.inputs],
-                                   [o.get_any_name() for o in model.outputs]), outdir)
+        _engine_info.write(
+            ov_info(precision, [i.get_any_name() for i in model.inputs], [o.get_any_name() for o in model.outputs]),
+            outdir,
+        )
     return outdir
 
 
-def ov_info(precision: str = "f32", inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("logits",),
-            device: str = "CPU") -> EngineInfo:
+def ov_info(
+    precision: str = "f32",
+    inputs: tuple[str, ...] = ("input",),
+    outputs: tuple[str, ...] = ("logits",),
+    device: str = "CPU",
+) -> EngineInfo:
     """A minimal OpenVINO EngineInfo (I/O names, inference precision, device)."""
-    return EngineInfo(backend="openvino", precision={"f32": "fp32", "f16": "fp16"}.get(precision, precision),
-                      inference_precision=precision, device=Target(device=device), toolchain={"openvino": "test"},
-                      inputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 3, 8, 8]) for n in inputs],
-                      outputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 10]) for n in outputs],
-                      reproduce=["python", "-c", "pass"])
+    return EngineInfo(
+        backend="openvino",
+        precision={"f32": "fp32", "f16": "fp16"}.get(precision, precision),
+        inference_precision=precision,
+        device=Target(device=device),
+        toolchain={"openvino": "test"},
+        inputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 3, 8, 8]) for n in inputs],
+        outputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 10]) for n in outputs],
+        reproduce=["python", "-c", "pass"],
+    )
 
 
 def trt_info(inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("logits",)) -> EngineInfo:
     """A TensorRT EngineInfo as build.tensorrt writes it (fields only: no engine behind it)."""
-    return EngineInfo(backend="tensorrt", precision="int8", device=Target(device="NVIDIA L4", compute_capability="8.9"),
-                      toolchain={"tensorrt": "10.13.0.35"}, reproduce=["trtexec", "--onnx=model.onnx"],
-                      inputs=[TensorInfo(name=n, dtype="float32", dims=["1..8", 3, 8, 8], min=[1, 3, 8, 8],
-                                         opt=[4, 3, 8, 8], max=[8, 3, 8, 8]) for n in inputs],
-                      outputs=[TensorInfo(name=n, dtype="float32", dims=["?", 10]) for n in outputs])
+    return EngineInfo(
+        backend="tensorrt",
+        precision="int8",
+        device=Target(device="NVIDIA L4", compute_capability="8.9"),
+        toolchain={"tensorrt": "10.13.0.35"},
+        reproduce=["trtexec", "--onnx=model.onnx"],
+        inputs=[
+            TensorInfo(
+                name=n, dtype="float32", dims=["1..8", 3, 8, 8], min=[1, 3, 8, 8], opt=[4, 3, 8, 8], max=[8, 3, 8, 8]
+            )
+            for n in inputs
+        ],
+        outputs=[TensorInfo(name=n, dtype="float32", dims=["?", 10]) for n in outputs],
+    )
 
 
 @pytest.fixture
@@ -171,8 +203,11 @@ def test_runner_for_goes_by_engine_json(tmp_path: Path, tiny: tuple[Path, Path])
     # A malformed sidecar is one line naming it, from runner_for as from the runner.
     (ir / "engine.json").write_text('{"schema": 1, "backend": "onnx"}')
     for make in (_runners.runner_for, OpenVinoRunner):
-        with pytest.raises(ValueError, match=r"^\S+/ir/engine.json: backend: Input should be 'openvino' or "
-                                             r"'tensorrt' \(and \d+ more errors\)$"):
+        with pytest.raises(
+            ValueError,
+            match=r"^\S+/ir/engine.json: backend: Input should be 'openvino' or "
+            r"'tensorrt' \(and \d+ more errors\)$",
+        ):
             make(ir)
 
 
@@ -180,21 +215,31 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
     scale = numpy_helper.from_array(np.array(0.05, np.float32), "s")
     zero = numpy_helper.from_array(np.array(0, np.int8), "z")
     qdq = helper.make_graph(
-        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ],
+        "qdq",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], initializer=[scale, zero])
-    path = save_onnx(helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-                     tmp_path / "qdq.onnx")
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        initializer=[scale, zero],
+    )
+    path = save_onnx(
+        helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "qdq.onnx"
+    )
     runner = _runners.runner_for(path)
     assert runner.precision == "int8 (onnxruntime)"
     x = np.array([[0.0, 0.1, -0.52, 3.0]], np.float32)
     np.testing.assert_allclose(runner.infer({"x": x})["y"], np.round(x / 0.05) * 0.05, atol=1e-6)
-    half = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "half",
-                             [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 4])],
-                             [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])])
-    path = save_onnx(helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-                     tmp_path / "half.onnx")
+    half = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])],
+    )
+    path = save_onnx(
+        helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "half.onnx"
+    )
     runner = _runners.runner_for(path)
     assert runner.precision == "fp16 (onnxruntime)"
     assert runner.infer({"x": -x})["y"].dtype == np.float16  # float32 feeds are cast to the model's dtype
@@ -215,8 +260,17 @@ def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, m
         assert runner.describe()["throughput"]["OPTIMAL_NUMBER_OF_INFER_REQUESTS"] == str(optimal)
     else:
         assert t.requests == 1
-    assert set(t.as_dict()) >= {"batch", "requests", "iterations", "seconds", "p50_ms", "p90_ms", "p99_ms",
-                                "throughput", "cpu_other_fraction"}
+    assert set(t.as_dict()) >= {
+        "batch",
+        "requests",
+        "iterations",
+        "seconds",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "throughput",
+        "cpu_other_fraction",
+    }
 
 
 def test_measure_repeats_while_other_processes_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ and threshold named, after writing its report; data and reference problems show 
 
 Timing parameters stay tiny and nothing asserts on speed.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ def reference(tmp_path: Path) -> Path:
 @pytest.fixture
 def labelled(tmp_path: Path) -> DatasetInput:
     rng = np.random.default_rng(5)
-    np.savez(tmp_path / "val.npz", input=rng.standard_normal((40, 3, 8, 8)).astype(np.float32),
-             labels=rng.integers(0, 10, 40))
+    np.savez(
+        tmp_path / "val.npz",
+        input=rng.standard_normal((40, 3, 8, 8)).astype(np.float32),
+        labels=rng.integers(0, 10, 40),
+    )
     return DatasetInput("val", {"kind": "npz", "path": "val.npz", "labels": "labels"}, tmp_path)
 
 
@@ -43,8 +47,9 @@ def synthetic(tmp_path: Path, count: int = 24) -> DatasetInput:
 
 
 def validate(out: Path, candidate: Path, reference: Path, data: DatasetInput, **params: Any) -> dict[str, Any]:
-    return run_stage(Validate, out, params, inputs={"candidate": candidate, "reference": reference, "data": data},
-                     model=SPEC)
+    return run_stage(
+        Validate, out, params, inputs={"candidate": candidate, "reference": reference, "data": data}, model=SPEC
+    )
 
 
 def report(out: Path) -> dict[str, Any]:
@@ -69,8 +74,13 @@ def test_openvino_ir_passes_against_its_onnx(tmp_path: Path, reference: Path, la
     r = report(out)
     assert r["passed"] and summary["gates"] == f"{r['gates_total']}/{r['gates_total']} passed"
     assert summary["precision"] == "f32" and r["candidate"]["runner"] == "openvino"
-    assert {g["metric"] for g in r["gates"]} >= {"finite", "shape", "centered_cosine_min", "top1_agreement_min",
-                                                  "max_abs"}  # the fp32 defaults
+    assert {g["metric"] for g in r["gates"]} >= {
+        "finite",
+        "shape",
+        "centered_cosine_min",
+        "top1_agreement_min",
+        "max_abs",
+    }  # the fp32 defaults
     figs = r["outputs"]["logits"]["figures"]
     assert figs["max_abs"] < 1e-4 and figs["centered_cosine"] > 0.9999 and figs["top1_agreement"] == 1.0
     assert figs["accuracy"] == figs["reference_accuracy"] and figs["accuracy_drop"] == 0.0
@@ -94,8 +104,9 @@ def test_openvino_ir_passes_against_its_onnx(tmp_path: Path, reference: Path, la
 
 def test_an_engine_from_build_openvino_passes(tmp_path: Path, reference: Path, labelled: DatasetInput) -> None:
     build = pytest.importorskip("stages.build_openvino")
-    run_stage(build.BuildOpenvino, tmp_path / "build", {"inference_precision": "f32"}, inputs={"model": reference},
-              model=SPEC)
+    run_stage(
+        build.BuildOpenvino, tmp_path / "build", {"inference_precision": "f32"}, inputs={"model": reference}, model=SPEC
+    )
     summary = validate(tmp_path / "out", tmp_path / "build" / "model", reference, labelled, **QUICK)
     r = report(tmp_path / "out")
     assert r["passed"] and summary["precision"] == "f32" and r["candidate"]["requested_precision"] == "f32"
@@ -123,8 +134,9 @@ def ov_version() -> str:
     return ov.get_version()
 
 
-def test_a_perturbed_candidate_fails_naming_figure_and_threshold(tmp_path: Path, reference: Path,
-                                                                  labelled: DatasetInput) -> None:
+def test_a_perturbed_candidate_fails_naming_figure_and_threshold(
+    tmp_path: Path, reference: Path, labelled: DatasetInput
+) -> None:
     candidate = perturbed(reference, tmp_path / "bad" / "model.onnx", delta=3.0)
     out = tmp_path / "out"
     with pytest.raises(GateFailed) as failed:
@@ -145,7 +157,8 @@ def test_a_perturbed_candidate_fails_naming_figure_and_threshold(tmp_path: Path,
 
 
 def test_a_slightly_perturbed_candidate_passes_loose_gates_and_fails_tight_ones(
-        tmp_path: Path, reference: Path, labelled: DatasetInput) -> None:
+    tmp_path: Path, reference: Path, labelled: DatasetInput
+) -> None:
     candidate = perturbed(reference, tmp_path / "bad" / "model.onnx", delta=0.001)
     validate(tmp_path / "loose", candidate, reference, labelled, gates={"max_abs": 0.1}, **QUICK)
     with pytest.raises(GateFailed, match=r"logits: max_abs [0-9.e-]+ > 1e-05"):
@@ -168,15 +181,17 @@ def test_an_insensitive_reference_is_warned_about_but_its_gate_is_kept(tmp_path:
     # no labels: only labels_output makes (batch, 10) a classification output (gated on top-1 agreement)
     validate(tmp_path / "out", flat, flat, synthetic(tmp_path, 32), labels_output="logits", **QUICK)
     r = report(tmp_path / "out")
-    assert r["outputs"]["logits"]["insensitive"] == ("agreement figures cannot tell a good engine from a broken one: "
-                                                     "all 32 inputs give the same top-1 class")
+    assert r["outputs"]["logits"]["insensitive"] == (
+        "agreement figures cannot tell a good engine from a broken one: all 32 inputs give the same top-1 class"
+    )
     assert any(w.startswith("gate top1_agreement_min on logits is uninformative") for w in r["warnings"])
     assert "top1_agreement_min" in {g["metric"] for g in r["gates"]}  # warned, never swapped for another metric
     assert "all 32 inputs give the same top-1 class" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_a_static_engine_fails_the_shape_gate_at_the_points_it_cannot_take(tmp_path: Path, reference: Path,
-                                                                           labelled: DatasetInput) -> None:
+def test_a_static_engine_fails_the_shape_gate_at_the_points_it_cannot_take(
+    tmp_path: Path, reference: Path, labelled: DatasetInput
+) -> None:
     ir = ir_from_onnx(reference, tmp_path / "ir", static_shape=[4, 3, 8, 8])  # batch baked to opt
     with pytest.raises(GateFailed, match="logits: shape check failed") as failed:
         validate(tmp_path / "out", ir, reference, labelled, **QUICK)
@@ -198,8 +213,7 @@ def test_accuracy_gate_without_labels_fails_and_says_why(tmp_path: Path, referen
     assert "no output could be evaluated" in failed.value.failures[0]
 
 
-def test_bf16_candidate_gets_the_looser_default_gates(tmp_path: Path, reference: Path,
-                                                       labelled: DatasetInput) -> None:
+def test_bf16_candidate_gets_the_looser_default_gates(tmp_path: Path, reference: Path, labelled: DatasetInput) -> None:
     ir = ir_from_onnx(reference, tmp_path / "ir", precision="bf16")
     try:
         validate(tmp_path / "out", ir, reference, labelled, **QUICK)
@@ -225,8 +239,9 @@ def test_params_are_checked(tmp_path: Path, reference: Path) -> None:
     assert not_a_number.value.errors()[0]["loc"] == ("per_output", "logits", "max_abs")
     assert not_a_number.value.errors()[0]["msg"] == "expected a finite number (got True)"
     with pytest.raises(ValueError, match="not an output of the reference"):
-        validate(tmp_path / "out", reference, reference, synthetic(tmp_path), per_output={"logit": {"max_abs": 1}},
-                 **QUICK)
+        validate(
+            tmp_path / "out", reference, reference, synthetic(tmp_path), per_output={"logit": {"max_abs": 1}}, **QUICK
+        )
 
 
 def test_toolchain_names_the_cpu_and_its_isa() -> None:

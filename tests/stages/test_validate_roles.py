@@ -5,6 +5,7 @@ declared classification is the labels output; a default gate whose figure cannot
 not evaluated, never dropped. Models are tiny ONNX graphs built in code (shapegraphs.py); data are python
 datasets written next to each test.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,13 @@ from stages.validate import Validate
 
 QUICK = {"latency": False, "throughput_batches": []}
 SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}}
-DATA = '''
+DATA = """
 import numpy as np
 
 def vecs(n=200, labels=False):
     rng = np.random.default_rng(5)
     yield {"x": rng.standard_normal((n, 4)).astype(np.float32)}, (rng.integers(0, 3, n) if labels else None)
-'''
+"""
 
 
 def dataset(tmp_path: Path, **kwargs: Any) -> DatasetInput:
@@ -39,10 +40,16 @@ def dataset(tmp_path: Path, **kwargs: Any) -> DatasetInput:
     return DatasetInput("val", {"kind": "python", "python": "vecdata.py:vecs", "kwargs": kwargs}, tmp_path)
 
 
-def validate(out: Path, candidate: Path, reference: Path, data: DatasetInput, spec: dict = SPEC, **params: Any
-             ) -> dict[str, Any]:
-    return run_stage(Validate, out, {**QUICK, **params},
-                     inputs={"candidate": candidate, "reference": reference, "data": data}, model=spec)
+def validate(
+    out: Path, candidate: Path, reference: Path, data: DatasetInput, spec: dict = SPEC, **params: Any
+) -> dict[str, Any]:
+    return run_stage(
+        Validate,
+        out,
+        {**QUICK, **params},
+        inputs={"candidate": candidate, "reference": reference, "data": data},
+        model=spec,
+    )
 
 
 def report(out: Path) -> dict[str, Any]:
@@ -54,11 +61,16 @@ def two_heads(permute: bool = False) -> Any:
     rng = np.random.default_rng(0)
     w1, w2 = rng.standard_normal((4, 6)), rng.standard_normal((6, 3))
     w2 = w2[:, [1, 2, 0]] if permute else w2
-    return _model([helper.make_node("MatMul", ["x", "w1"], ["emb"]), helper.make_node("MatMul", ["emb", "w2"],
-                                                                                      ["logits"])], "two",
-                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                  [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 6]),
-                   helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])], [_c("w1", w1), _c("w2", w2)])
+    return _model(
+        [helper.make_node("MatMul", ["x", "w1"], ["emb"]), helper.make_node("MatMul", ["emb", "w2"], ["logits"])],
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [
+            helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 6]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [_c("w1", w1), _c("w2", w2)],
+    )
 
 
 def test_a_one_element_score_is_compared_over_the_whole_output(tmp_path: Path) -> None:
@@ -89,8 +101,11 @@ def test_the_output_declared_classification_is_the_labels_output(tmp_path: Path)
     validate(tmp_path / "declared", ref, ref, data, declared)
     assert report(tmp_path / "declared")["data"]["labels_output"] == "logits"
     both = {**SPEC, "roles": {"emb": "classification", "logits": "classification"}}
-    with pytest.raises(ValueError, match=r"^labels_output: several outputs are declared classification in "
-                                         r"model.roles \(emb, logits\): set labels_output"):
+    with pytest.raises(
+        ValueError,
+        match=r"^labels_output: several outputs are declared classification in "
+        r"model.roles \(emb, logits\): set labels_output",
+    ):
         validate(tmp_path / "both", ref, ref, data, both)
     validate(tmp_path / "chosen", ref, ref, data, both, labels_output="emb")
     assert report(tmp_path / "chosen")["data"]["labels_output"] == "emb"

@@ -3,6 +3,7 @@
 The data come from python datasets written next to each test (sequences of 5, 9 and 12 tokens; images of
 8x8 and 12x12; vectors with one outlier); the models are tiny ONNX graphs built in code (shapegraphs.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,23 @@ from typing import Any
 
 import pytest
 from conftest import run_stage
-from shapegraphs import (DENSE_SPEC, REGRESSION_SPEC, SEQUENCE_SPEC, dense_model, regression_model, save,
-                         sequence_model, token_model)
+from shapegraphs import (
+    DENSE_SPEC,
+    REGRESSION_SPEC,
+    SEQUENCE_SPEC,
+    dense_model,
+    regression_model,
+    save,
+    sequence_model,
+    token_model,
+)
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
 from stages.validate import Validate
 
 QUICK = {"latency": False, "throughput_batches": []}
-DATA = '''
+DATA = """
 import numpy as np
 
 def sequences(lengths=(5, 9, 12), per=3, labels=True):
@@ -51,7 +60,7 @@ def vectors(count=40, outlier=17):
     x = rng.standard_normal((count, 4)).astype(np.float32)
     x[outlier, 0] = 60.0
     yield {"x": x}, None
-'''
+"""
 
 
 def dataset(tmp_path: Path, function: str, **kwargs: Any) -> DatasetInput:
@@ -59,10 +68,16 @@ def dataset(tmp_path: Path, function: str, **kwargs: Any) -> DatasetInput:
     return DatasetInput("val", {"kind": "python", "python": f"shapedata.py:{function}", "kwargs": kwargs}, tmp_path)
 
 
-def validate(out: Path, candidate: Path, reference: Path, data: DatasetInput, spec: dict, **params: Any
-             ) -> dict[str, Any]:
-    return run_stage(Validate, out, {**QUICK, **params},
-                     inputs={"candidate": candidate, "reference": reference, "data": data}, model=spec)
+def validate(
+    out: Path, candidate: Path, reference: Path, data: DatasetInput, spec: dict, **params: Any
+) -> dict[str, Any]:
+    return run_stage(
+        Validate,
+        out,
+        {**QUICK, **params},
+        inputs={"candidate": candidate, "reference": reference, "data": data},
+        model=spec,
+    )
 
 
 def report(out: Path) -> dict[str, Any]:
@@ -72,13 +87,22 @@ def report(out: Path) -> dict[str, Any]:
 def test_sequences_of_three_lengths_validate_in_one_stage(tmp_path: Path) -> None:
     ref = save(sequence_model(), tmp_path / "ref.onnx")
     cand = save(sequence_model(noise=0.05), tmp_path / "cand.onnx")
-    validate(tmp_path / "out", cand, ref, dataset(tmp_path, "sequences"), SEQUENCE_SPEC,
-             gates={"top1_agreement_min": 0.0, "cosine_min": 0.9})
+    validate(
+        tmp_path / "out",
+        cand,
+        ref,
+        dataset(tmp_path, "sequences"),
+        SEQUENCE_SPEC,
+        gates={"top1_agreement_min": 0.0, "cosine_min": 0.9},
+    )
     r = report(tmp_path / "out")
     groups = r["data"]["groups"]
     assert r["passed"] and r["data"]["samples_used"] == 9 and r["data"]["mask_input"] == "attention_mask"
-    assert groups == {"tokens 5x4, attention_mask 5": 3, "tokens 9x4, attention_mask 9": 3,
-                      "tokens 12x4, attention_mask 12": 3}
+    assert groups == {
+        "tokens 5x4, attention_mask 5": 3,
+        "tokens 9x4, attention_mask 9": 3,
+        "tokens 12x4, attention_mask 12": 3,
+    }
     logits, hidden = r["outputs"]["logits"], r["outputs"]["hidden"]
     assert logits["role"] == "classification" and hidden["role"] == "embedding"  # labels score logits; rank 3
     assert set(logits["groups"]) == set(groups) and all(g["count"] == 3 for g in logits["groups"].values())
@@ -89,10 +113,19 @@ def test_sequences_of_three_lengths_validate_in_one_stage(tmp_path: Path) -> Non
     assert hidden["figures"]["cosine"] == pytest.approx(1.0) and set(hidden["groups"]) == set(groups)
     assert sum(r["numerics_batches"]) == 9 and logits["figures"]["accuracy"] is not None
     assert "## Shape groups" in (tmp_path / "out" / "report.md").read_text()
-    validate(tmp_path / "capped", cand, ref, dataset(tmp_path, "sequences"), SEQUENCE_SPEC, max_samples=5,
-             gates={"cosine_min": 0.9})
-    assert report(tmp_path / "capped")["data"]["groups"] == {"tokens 5x4, attention_mask 5": 3,
-                                                             "tokens 9x4, attention_mask 9": 2}
+    validate(
+        tmp_path / "capped",
+        cand,
+        ref,
+        dataset(tmp_path, "sequences"),
+        SEQUENCE_SPEC,
+        max_samples=5,
+        gates={"cosine_min": 0.9},
+    )
+    assert report(tmp_path / "capped")["data"]["groups"] == {
+        "tokens 5x4, attention_mask 5": 3,
+        "tokens 9x4, attention_mask 9": 2,
+    }
 
 
 def test_a_padded_position_with_garbage_does_not_move_the_figures(tmp_path: Path) -> None:
@@ -129,8 +162,7 @@ def test_one_bad_sample_fails_cosine_min_although_the_mean_passes(tmp_path: Path
     ref = save(regression_model(), tmp_path / "ref.onnx")
     cand = save(regression_model(outlier_gain=10.0), tmp_path / "cand.onnx")  # moves sample 17 only
     with pytest.raises(GateFailed, match=r"out: cosine -?0\.[0-9]+ < 0\.950") as failed:
-        validate(tmp_path / "out", cand, ref, dataset(tmp_path, "vectors"), REGRESSION_SPEC,
-                 gates={"cosine_min": 0.95})
+        validate(tmp_path / "out", cand, ref, dataset(tmp_path, "vectors"), REGRESSION_SPEC, gates={"cosine_min": 0.95})
     figs = report(tmp_path / "out")["outputs"]["out"]["figures"]
     assert figs["cosine_mean"] > 0.95 > figs["cosine"]  # the mean would have passed
     assert figs["cosine_p5"] == pytest.approx(1.0, abs=1e-6)  # 2 of 40 below the 5th percentile: not the 1

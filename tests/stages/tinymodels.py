@@ -3,6 +3,7 @@
 Their forward() lives here (not in torch.nn), so the exporter's stack traces
 point into this file: that is what the determinism tests need.
 """
+
 from __future__ import annotations
 
 import torch

@@ -46,4 +46,4 @@ class LinesDataset(Dataset):
         import numpy as np
 
         for start in range(0, self.count, size):
-            yield {"x": np.asarray(self.rows[start:start + size], dtype=np.float32)[:, None]}, None
+            yield {"x": np.asarray(self.rows[start : start + size], dtype=np.float32)[:, None]}, None

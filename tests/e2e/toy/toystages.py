@@ -2,6 +2,7 @@
 
 Every run appends a line to $TOY_RUNLOG so a test can prove run() was (not) called.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,7 @@ class Upper(Stage):
         _log_run(ctx)
         text = Path(ctx.inputs["model"]).read_text()
         if ctx.params.strip_comments:
-            text = "\n".join(l for l in text.splitlines() if not l.startswith("#"))
+            text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
         (ctx.outdir / "upper.txt").write_text(text.upper())
         print("upper done")
         return {}
