@@ -12,7 +12,7 @@ import functools
 import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Protocol
+from typing import Any, Callable, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -90,24 +90,61 @@ def _no_progress(done: float, total: float | None = None, desc: str = "") -> Non
     return None
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
 @dataclass
-class StageContext:
-    """Everything `run()` may read, and the one directory it may write."""
+class StageContext(Generic[P]):
+    """Everything `run()` may read, and the one directory it may write. `params` has the kind's own
+    `Params` type; read inputs with `path()` and `dataset()`, which say what is wrong when a name is."""
 
     stage: str
-    params: Any
-    inputs: dict[str, Any]  # artifact inputs: Path; data inputs: DatasetInput
+    params: P
+    inputs: dict[str, Path | DatasetInput]  # declared inputs the recipe connects; optional ones may be absent
     outdir: Path
     recipe_dir: Path
     model: ModelSpec | None = None
     progress: ProgressFn = field(default=_no_progress, repr=False)
 
-    def output(self, name: str, kind: type["Stage"]) -> Path:
+    def __post_init__(self) -> None:
+        self.inputs = {k: v if isinstance(v, DatasetInput) else Path(v) for k, v in self.inputs.items()}
+
+    def path(self, name: str) -> Path:
+        """The artifact (file or directory) connected to input `name`."""
+        value = self._input(name)
+        if not isinstance(value, Path):
+            raise TypeError(f"stage {self.stage}: input {name!r} is a dataset ({value.label}), not an artifact")
+        return value
+
+    def dataset(self, name: str) -> DatasetInput:
+        """The `data.NAME` entry connected to input `name`."""
+        value = self._input(name)
+        if not isinstance(value, DatasetInput):
+            raise TypeError(f"stage {self.stage}: input {name!r} is an artifact ({value.name}), not a dataset")
+        return value
+
+    def optional_path(self, name: str) -> Path | None:
+        """`path(name)`, or None when the recipe leaves that optional input out."""
+        return self.path(name) if name in self.inputs else None
+
+    def optional_dataset(self, name: str) -> DatasetInput | None:
+        """`dataset(name)`, or None when the recipe leaves that optional input out."""
+        return self.dataset(name) if name in self.inputs else None
+
+    def output(self, name: str, kind: type[Stage[Any]]) -> Path:
         return self.outdir / kind.outputs[name].path
 
+    def _input(self, name: str) -> Path | DatasetInput:
+        try:
+            return self.inputs[name]
+        except KeyError:
+            given = ", ".join(sorted(self.inputs)) or "none"
+            raise LookupError(f"stage {self.stage}: no input {name!r} connected (inputs: {given})") from None
 
-class Stage:
-    """Base class of every stage kind. Subclasses set the class attributes and `run`."""
+
+class Stage(Generic[P]):
+    """Base class of every stage kind. Subclasses set the class attributes and `run`; a kind written
+    `class Fuse(Stage[FuseParams])` gets `Params = FuseParams` and a `ctx.params` typed as such."""
 
     kind: ClassVar[str] = ""
     version: ClassVar[str] = "1"
@@ -140,11 +177,23 @@ class Stage:
         """Versions (and hardware identity) the outputs depend on; enters the key."""
         return {p: _version(p) for p in self.packages}
 
-    def fingerprint(self, params: Any, model: ModelSpec | None, keys: KeyContext) -> dict[str, Any]:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = [get_args(b)[0] for b in cls.__dict__.get("__orig_bases__", ()) if get_origin(b) is Stage]
+        if not declared or not isinstance(declared[0], type):
+            return
+        if "Params" in cls.__dict__ and cls.__dict__["Params"] is not declared[0]:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}: Params is {cls.__dict__['Params'].__name__} "
+                f"but the class is declared Stage[{declared[0].__name__}]"
+            )
+        cls.Params = declared[0]
+
+    def fingerprint(self, params: P, model: ModelSpec | None, keys: KeyContext) -> dict[str, Any]:
         """Extra key material a kind derives from its params (code it loads, files it reads)."""
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any] | None:
+    def run(self, ctx: StageContext[P]) -> dict[str, Any] | None:
         """Read `ctx.inputs`, write every declared output under `ctx.outdir`; return summary figures."""
         raise NotImplementedError
 

@@ -60,7 +60,7 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             ctx = StageContext(
                 stage=task.stage,
                 params=kind.Params.model_validate(task.params),
-                inputs={k: Path(v) if isinstance(v, str) else v for k, v in task.inputs.items()},
+                inputs=dict(task.inputs),
                 outdir=Path(task.outdir),
                 recipe_dir=Path(task.recipe_dir),
                 model=ModelSpec.model_validate(task.model) if task.model is not None else None,

@@ -75,19 +75,18 @@ class TrainParams(Params):
     width: int = Field(16, ge=1, description="channels of the first conv (passed to digits_net)")
 
 
-class TrainDigits(Stage):
+class TrainDigits(Stage[TrainParams]):
     """Train digits_net on scikit-learn's digits; writes a state_dict checkpoint."""
 
     kind = "digits.train"
-    Params = TrainParams
     outputs = {"checkpoint": OutputSpec("model.pt", description="state_dict, loadable with weights_only=True")}
     packages = ("torch", "scikit-learn")
     extra = "torch"
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[TrainParams]) -> dict:
         import torch
 
-        p: TrainParams = ctx.params
+        p = ctx.params
         torch.manual_seed(p.seed)
         torch.use_deterministic_algorithms(True)
         x, y, xt, yt = (torch.from_numpy(a) for a in _split())

@@ -146,20 +146,19 @@ class TrainParams(Params):
     )
 
 
-class TrainDigitsSegment(Stage):
+class TrainDigitsSegment(Stage[TrainParams]):
     """Train digits_fcn to segment ink on noisy canvases of mixed sizes; writes a state_dict checkpoint."""
 
     kind = "digits.train_segment"
-    Params = TrainParams
     outputs = {"checkpoint": OutputSpec("model.pt", description="state_dict, loadable with weights_only=True")}
     packages = ("torch", "scikit-learn")
     extra = "torch"
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[TrainParams]) -> dict:
         import numpy as np
         import torch
 
-        p: TrainParams = ctx.params
+        p = ctx.params
         torch.manual_seed(p.seed)
         torch.use_deterministic_algorithms(True)
         x, _, xt, _ = _split()

@@ -160,20 +160,19 @@ class TrainParams(Params):
     )
 
 
-class TrainDigitsTransformer(Stage):
+class TrainDigitsTransformer(Stage[TrainParams]):
     """Train digits_encoder on digits read as row sequences of mixed lengths; writes a state_dict checkpoint."""
 
     kind = "digits.train_transformer"
-    Params = TrainParams
     outputs = {"checkpoint": OutputSpec("model.pt", description="state_dict, loadable with weights_only=True")}
     packages = ("torch", "scikit-learn")
     extra = "torch"
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[TrainParams]) -> dict:
         import numpy as np
         import torch
 
-        p: TrainParams = ctx.params
+        p = ctx.params
         torch.manual_seed(p.seed)
         torch.use_deterministic_algorithms(True)
         x, y, xt, yt = _split()

@@ -84,11 +84,10 @@ class BuildOpenvinoParams(Params):
     check_seed: int = Field(0, description="seed of the check's random inputs")
 
 
-class BuildOpenvino(Stage):
+class BuildOpenvino(Stage[BuildOpenvinoParams]):
     kind = "build.openvino"
     version = "1"
     summary = "Build a deployable OpenVINO IR (model.xml/.bin + engine.json) and check it compiles and runs"
-    Params = BuildOpenvinoParams
     inputs = {"model": InputSpec(description="an .onnx file or an OpenVINO IR directory (model.xml + model.bin)")}
     outputs = {"model": OutputSpec("model", is_dir=True, description="model.xml, model.bin and engine.json")}
     packages = ("openvino",)
@@ -96,16 +95,16 @@ class BuildOpenvino(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BuildOpenvinoParams]) -> dict[str, Any]:
         import openvino as ov
 
         from stages import _ovio
 
-        p: BuildOpenvinoParams = ctx.params
+        p = ctx.params
         core = ov.Core()
         if not any(d == p.device or d.startswith(p.device + ".") for d in core.available_devices):
             raise ValueError(f"device {p.device!r} is not available here (has: {', '.join(core.available_devices)})")
-        model = _ovio.model_from_artifact(core, ctx.inputs["model"])
+        model = _ovio.model_from_artifact(core, ctx.path("model"))
         fp16_in = _ovio.compressed_fp16_constants(model)
         if p.weights == "fp32" and fp16_in:
             raise ValueError(
@@ -150,7 +149,7 @@ class BuildOpenvino(Stage):
         info = engine_info(
             saved,
             p,
-            Path(ctx.inputs["model"]),
+            ctx.path("model"),
             ctx.model,
             ov.get_version(),
             fake_quantize=_ovio.count_ops(saved, ("FakeQuantize",)),

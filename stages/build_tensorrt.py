@@ -127,11 +127,10 @@ class BuildTensorrtParams(Params):
         return self
 
 
-class BuildTensorrt(Stage):
+class BuildTensorrt(Stage[BuildTensorrtParams]):
     kind = "build.tensorrt"
     version = "1"
     summary = "Build a TensorRT engine (strongly typed) for this GPU from an ONNX file: model.engine + engine.json"
-    Params = BuildTensorrtParams
     inputs = {"model": InputSpec(description="the .onnx file (FP32, FP16 mixed precision, or Q/DQ INT8)")}
     # One directory, as build.openvino's: the engine travels with its EngineInfo (stages/_engine_info.py),
     # so validate, runners and packaging stages downstream read what it is instead of guessing.
@@ -160,13 +159,13 @@ class BuildTensorrt(Stage):
 
         return probe_gpu().identity()
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BuildTensorrtParams]) -> dict[str, Any]:
         from stages import _trt_build, _trt_plan
         from stages._gpu_probe import probe_gpu
 
-        p: BuildTensorrtParams = ctx.params
+        p = ctx.params
         probe = probe_gpu()
-        source = Path(ctx.inputs["model"])
+        source = ctx.path("model")
         plan = _trt_plan.build_plan(p, ctx.model, probe, source, _trt_plan.side_cache_root())
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
         result = _trt_build.engine_from_plan(plan)

@@ -46,20 +46,19 @@ class CompareParams(Params):
     warn_below: float = Field(1.05, gt=0, description="flag a throughput ratio below this in the report")
 
 
-class CompareReports(Stage):
+class CompareReports(Stage[CompareParams]):
     """Put two validate reports side by side (figures, latency, throughput, size) and flag a missing speed-up."""
 
     kind = "report.compare"
-    Params = CompareParams
     inputs = {
         "candidate": InputSpec(description="report.json of the engine expected to be faster (e.g. INT8)"),
         "baseline": InputSpec(description="report.json of the engine it replaces (e.g. FP16 or FP32)"),
     }
     outputs = {"report": OutputSpec("compare.json"), "markdown": OutputSpec("compare.md")}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
-        p: CompareParams = ctx.params
-        paths = {n: Path(ctx.inputs[n]) for n in ("candidate", "baseline")}
+    def run(self, ctx: StageContext[CompareParams]) -> dict[str, Any]:
+        p = ctx.params
+        paths = {n: ctx.path(n) for n in ("candidate", "baseline")}
         cand, base = (_load(paths[n], n) for n in ("candidate", "baseline"))
         speed = speedups(cand, base)
         flags = [

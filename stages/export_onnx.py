@@ -51,11 +51,10 @@ class ExportOnnxParams(SelfCheckParams):
     check: bool = Field(True, description="compare ONNX Runtime against torch on a random input at the opt shape")
 
 
-class ExportOnnx(Stage):
+class ExportOnnx(Stage[ExportOnnxParams]):
     kind = "export.onnx"
     version = "1"
     summary = "Export the recipe's torch model to ONNX with named dynamic dims, deterministically"
-    Params = ExportOnnxParams
     inputs = {
         "checkpoint": InputSpec(
             optional=True, description="a state_dict from another stage (e.g. training); overrides model.checkpoint"
@@ -68,7 +67,7 @@ class ExportOnnx(Stage):
     # Everything export reads from `model:`; not `roles`, which only validation and accuracy control read.
     model_fields = tuple(f for f in ModelSpec.model_fields if f != "roles")
 
-    def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
+    def fingerprint(self, params: ExportOnnxParams, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The factory's code and the checkpoint's bytes: what the export reads besides params."""
         if model is None or model.factory is None:
             return {}
@@ -85,14 +84,14 @@ class ExportOnnx(Stage):
             ) from None
         return {"factory_code": code, "checkpoint": checkpoint}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ExportOnnxParams]) -> dict[str, Any]:
         from stages import _models, _onnxio
 
-        p: ExportOnnxParams = ctx.params
+        p = ctx.params
         model = ctx.model
         if model is None or not model.tensors:
             raise ValueError("export.onnx needs model.tensors (the inputs' shapes) in the recipe")
-        module = _models.module_from_spec(model, ctx.recipe_dir, ctx.inputs.get("checkpoint"))
+        module = _models.module_from_spec(model, ctx.recipe_dir, ctx.optional_path("checkpoint"))
         out = ctx.output("model", type(self))
         started = time.perf_counter()
         proto = (_export_dynamo if p.dynamo else _export_torchscript)(module, model, p.opset, ctx.outdir)

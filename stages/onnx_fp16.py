@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -61,11 +60,10 @@ class OnnxFp16Params(Params):
         return self
 
 
-class OnnxFp16(Stage):
+class OnnxFp16(Stage[OnnxFp16Params]):
     kind = "onnx.fp16"
     version = "1"
     summary = "Convert an FP32 ONNX model to FP16 mixed precision (for strongly typed TensorRT builds)"
-    Params = OnnxFp16Params
     inputs = {"model": InputSpec(description="the FP32 .onnx file")}
     outputs = {
         "model": OutputSpec("model.onnx", description="the mixed-precision model"),
@@ -76,14 +74,14 @@ class OnnxFp16(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[OnnxFp16Params]) -> dict[str, Any]:
         import onnx
         from onnxconverter_common import float16
 
         from stages import _onnx_check, _onnxio
 
-        p: OnnxFp16Params = ctx.params
-        source = Path(ctx.inputs["model"])
+        p = ctx.params
+        source = ctx.path("model")
         model = _onnxio.load_onnx(source)
         names = {n.name for n in model.graph.node}
         unknown = sorted(set(p.keep_nodes) - names)

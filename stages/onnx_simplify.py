@@ -28,11 +28,10 @@ class OnnxSimplifyParams(SelfCheckParams):
     check: bool = Field(True, description="compare the simplified model with the input model at the opt shape")
 
 
-class OnnxSimplify(Stage):
+class OnnxSimplify(Stage[OnnxSimplifyParams]):
     kind = "onnx.simplify"
     version = "1"
     summary = "Simplify an ONNX model with onnxsim, keeping its dynamic dims dynamic"
-    Params = OnnxSimplifyParams
     inputs = {"model": InputSpec(description="the .onnx file to simplify")}
     outputs = {"model": OutputSpec("model.onnx", description="the simplified model, weights inline")}
     packages = ("onnx", "onnxsim", "onnxruntime")
@@ -40,14 +39,14 @@ class OnnxSimplify(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[OnnxSimplifyParams]) -> dict[str, Any]:
         import onnx
         import onnxsim
 
         from stages import _onnxio
 
-        p: OnnxSimplifyParams = ctx.params
-        source = ctx.inputs["model"]
+        p = ctx.params
+        source = ctx.path("model")
         original = _onnxio.load_onnx(source)
         kwargs: dict[str, Any] = dict(
             check_n=0,

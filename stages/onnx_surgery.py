@@ -226,11 +226,10 @@ class OnnxSurgeryParams(SelfCheckParams):
 # --- the kind ----------------------------------------------------------------------------------
 
 
-class OnnxSurgery(Stage):
+class OnnxSurgery(Stage[OnnxSurgeryParams]):
     kind = "onnx.surgery"
     version = "1"
     summary = "Edit an ONNX graph with onnx-graphsurgeon: cleanup, renames, static dims, node removal, python"
-    Params = OnnxSurgeryParams
     inputs = {"model": InputSpec(description="the .onnx file to edit")}
     outputs = {"model": OutputSpec("model.onnx", description="the edited model, weights inline")}
     packages = ("onnx", "onnx-graphsurgeon", "onnxruntime")
@@ -238,18 +237,18 @@ class OnnxSurgery(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
 
-    def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
+    def fingerprint(self, params: OnnxSurgeryParams, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The code of every python op: editing it must rerun the surgery."""
         refs = [op.arg for op in params.ops if op.op == "python"]
         return {"python_ops": [keys.code_digest(ref) for ref in refs]} if refs else {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[OnnxSurgeryParams]) -> dict[str, Any]:
         import onnx_graphsurgeon as gs
 
         from stages import _onnxio
 
-        p: OnnxSurgeryParams = ctx.params
-        source = ctx.inputs["model"]
+        p = ctx.params
+        source = ctx.path("model")
         original = _onnxio.load_onnx(source)
         graph = gs.import_onnx(original)
         shapes = dict(_onnxio.input_shapes(ctx.model, "opt")) if ctx.model is not None else {}

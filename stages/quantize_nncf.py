@@ -98,11 +98,10 @@ class QuantizeNncfParams(Params):
     )
 
 
-class QuantizeNncf(Stage):
+class QuantizeNncf(Stage[QuantizeNncfParams]):
     kind = "quantize.nncf"
     version = "1"
     summary = "Post-training INT8 quantization of an OpenVINO model with NNCF"
-    Params = QuantizeNncfParams
     inputs = {
         "model": InputSpec(description="an .onnx file or an OpenVINO IR directory (model.xml + model.bin)"),
         "data": InputSpec("data", description="calibration data"),
@@ -122,7 +121,7 @@ class QuantizeNncf(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")  # roles enter through `fingerprint` (only the metric output's, when named)
 
-    def fingerprint(self, params: Any, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
+    def fingerprint(self, params: QuantizeNncfParams, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
         """The declared roles pick the figure accuracy control keeps (with `max_drop`, so the INT8 model
         depends on them) and the float/INT8 figures reported on `val` data: the role of `metric_output`
         when it is named, else every role (the metric output is found in the graph). Whether `val` is wired
@@ -131,14 +130,14 @@ class QuantizeNncf(Stage):
         roles = {k: v for k, v in (model.roles if model else {}).items() if params.metric_output in (None, k)}
         return {"model.roles": dict(sorted(roles.items()))} if roles else {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[QuantizeNncfParams]) -> dict[str, Any]:
         from stages import _data, _ovio
         from stages._calibration import CalibrationStats, calibration_warnings, no_samples
         from stages._control_metric import NeedsLabels, control_metric
 
-        p: QuantizeNncfParams = ctx.params
-        calib = _data.open_dataset(ctx.inputs["data"], ctx.model)
-        val = _data.open_dataset(ctx.inputs["val"], ctx.model) if ctx.inputs.get("val") else None
+        p = ctx.params
+        calib = _data.open_dataset(ctx.dataset("data"), ctx.model)
+        val = _data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         if p.max_drop is not None and val is None:
@@ -151,7 +150,7 @@ class QuantizeNncf(Stage):
         import openvino as ov
 
         core = ov.Core()
-        model = _ovio.model_from_artifact(core, ctx.inputs["model"])
+        model = _ovio.model_from_artifact(core, ctx.path("model"))
         inputs, _ = _ovio.io_names(model)
         samples = min(p.subset_size, calib.count) if calib.count is not None else p.subset_size
         samples = _fit_static_batch(model, p.batch_size, samples)

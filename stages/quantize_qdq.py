@@ -94,11 +94,10 @@ class QuantizeQdqParams(Params):
     )
 
 
-class QuantizeQdq(Stage):
+class QuantizeQdq(Stage[QuantizeQdqParams]):
     kind = "quantize.qdq"
     version = "1"
     summary = "Explicit INT8 quantization (Q/DQ nodes) of an ONNX model for TensorRT, calibrated with ONNX Runtime"
-    Params = QuantizeQdqParams
     inputs = {
         "model": InputSpec(description="the FP32 .onnx file"),
         "data": InputSpec("data", description="calibration data"),
@@ -112,16 +111,16 @@ class QuantizeQdq(Stage):
     uses_model = True
     model_fields = ("tensors", "dims")
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[QuantizeQdqParams]) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from stages import _data, _onnx_check, _onnxio, _qdq_graph
         from stages._calibration import CalibrationStats, calibration_warnings, no_samples
 
-        p: QuantizeQdqParams = ctx.params
-        source = Path(ctx.inputs["model"])
-        calib = _data.open_dataset(ctx.inputs["data"], ctx.model)
+        p = ctx.params
+        source = ctx.path("model")
+        calib = _data.open_dataset(ctx.dataset("data"), ctx.model)
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         synthetic = _data.warn_if_synthetic(calib)

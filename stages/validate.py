@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -136,11 +135,10 @@ class ValidateParams(Params):
         return v
 
 
-class Validate(Stage):
+class Validate(Stage[ValidateParams]):
     kind = "validate"
     version = "2"
     summary = "Compare a candidate engine with the FP32 reference on a dataset, time it, and gate on the figures"
-    Params = ValidateParams
     inputs = {
         "candidate": InputSpec(
             description="the engine to check: an OpenVINO IR directory, a TensorRT engine or an .onnx file"
@@ -177,7 +175,7 @@ class Validate(Stage):
         tc["gpu"] = f"{gpu.gpu} ({gpu.sm})" if gpu.has_gpu else "none"
         return tc
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ValidateParams]) -> dict[str, Any]:
         from stages import _numerics as N
         from stages import _runners as R
         from stages import _sample_groups as SG
@@ -187,22 +185,22 @@ class Validate(Stage):
         from stages._gate_eval import evaluate
         from stages._ort_runner import OrtRunner
 
-        p: ValidateParams = ctx.params
+        p = ctx.params
         model = ctx.model
         if model is None or not model.tensors:
             raise ValueError(
                 "validate needs model.tensors (and dims) in the recipe: they shape the data and the points to check"
             )
         warnings: list[str] = []
-        ds = open_dataset(ctx.inputs["data"], model)
+        ds = open_dataset(ctx.dataset("data"), model)
         if warn_if_synthetic(ds) is not None:
             warnings.append(
                 f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
                 "not the data the engine will serve, and accuracy means nothing"
             )
-        reference = OrtRunner(ctx.inputs["reference"], threads=p.threads)
-        info = R.engine_info_for(ctx.inputs["candidate"])
-        candidate = R.runner_for(ctx.inputs["candidate"], precision=p.candidate_precision, threads=p.threads, info=info)
+        reference = OrtRunner(ctx.path("reference"), threads=p.threads)
+        info = R.engine_info_for(ctx.path("candidate"))
+        candidate = R.runner_for(ctx.path("candidate"), precision=p.candidate_precision, threads=p.threads, info=info)
         ref_names = list(reference.output_names)
         for name in p.per_output:
             if name not in ref_names:
@@ -225,7 +223,7 @@ class Validate(Stage):
         timing = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, warnings, ctx)
 
         passed = [g for g in results if g.passed]
-        size_mb = round(T.artifact_bytes(Path(ctx.inputs["candidate"])) / 1e6, 2)
+        size_mb = round(T.artifact_bytes(ctx.path("candidate")) / 1e6, 2)
         n = sum(len(g) for g in groups)
         report = {
             "stage": ctx.stage,
@@ -233,13 +231,13 @@ class Validate(Stage):
             "gates_passed": len(passed),
             "gates_total": len(results),
             "candidate": {
-                "artifact": Path(ctx.inputs["candidate"]).name,
+                "artifact": ctx.path("candidate").name,
                 "size_mb": size_mb,
                 **candidate.describe(),
                 "backend": candidate.name,
                 "engine_info": info.as_json(details=False) if info else None,
             },
-            "reference": {"artifact": Path(ctx.inputs["reference"]).name, **reference.describe()},
+            "reference": {"artifact": ctx.path("reference").name, **reference.describe()},
             "data": {
                 **ds.info(),
                 "samples_used": n,

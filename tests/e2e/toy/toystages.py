@@ -32,14 +32,13 @@ class WriteParams(Params):
     sleep: float = Field(0.0, description="seconds to sleep before writing (concurrency tests)")
 
 
-class Write(Stage):
+class Write(Stage[WriteParams]):
     """Writes params.text repeated into out.txt."""
 
     kind = "toy.write"
-    Params = WriteParams
     outputs = {"model": OutputSpec("out.txt")}
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[WriteParams]) -> dict:
         _log_run(ctx)
         for i in range(10):
             ctx.progress(i + 1, 10, "writing")
@@ -52,17 +51,16 @@ class UpperParams(Params):
     strip_comments: bool = Field(True, description="drop lines starting with #")
 
 
-class Upper(Stage):
+class Upper(Stage[UpperParams]):
     """Upper-cases its input (dropping # comments: so a comment edit upstream is cut off here)."""
 
     kind = "toy.upper"
-    Params = UpperParams
     inputs = {"model": InputSpec()}
     outputs = {"model": OutputSpec("upper.txt")}
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[UpperParams]) -> dict:
         _log_run(ctx)
-        text = Path(ctx.inputs["model"]).read_text()
+        text = ctx.path("model").read_text()
         if ctx.params.strip_comments:
             text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
         (ctx.outdir / "upper.txt").write_text(text.upper())
@@ -81,8 +79,8 @@ class Join(Stage):
         _log_run(ctx)
         d = ctx.outdir / "joined"
         (d / "sub").mkdir(parents=True)
-        (d / "a.txt").write_text(Path(ctx.inputs["a"]).read_text())
-        (d / "sub" / "b.txt").write_text(Path(ctx.inputs["b"]).read_text())
+        (d / "a.txt").write_text(ctx.path("a").read_text())
+        (d / "sub" / "b.txt").write_text(ctx.path("b").read_text())
         return {}
 
 
@@ -90,15 +88,14 @@ class FailParams(Params):
     gate: bool = Field(False, description="fail as a gate instead of an error")
 
 
-class Fail(Stage):
+class Fail(Stage[FailParams]):
     """Always fails after writing a partial output."""
 
     kind = "toy.fail"
-    Params = FailParams
     inputs = {"model": InputSpec(optional=True)}
     outputs = {"model": OutputSpec("never.txt")}
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[FailParams]) -> dict:
         _log_run(ctx)
         (ctx.outdir / "never.txt").write_text("partial")
         if ctx.params.gate:
@@ -124,17 +121,16 @@ class CallParams(Params):
     fn: str = Field(description="module:function returning the text to write")
 
 
-class Call(Stage):
+class Call(Stage[CallParams]):
     """Writes what a user function returns; the function's source enters the key (like a model factory)."""
 
     kind = "toy.call"
-    Params = CallParams
     outputs = {"model": OutputSpec("called.txt")}
 
     def fingerprint(self, params, model, keys) -> dict:
         return {"code": keys.code_digest(params.fn)}
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[CallParams]) -> dict:
         import importlib
 
         _log_run(ctx)
@@ -153,7 +149,7 @@ class DataSummary(Stage):
 
     def run(self, ctx: StageContext) -> dict:
         _log_run(ctx)
-        data = ctx.inputs["data"]
+        data = ctx.dataset("data")
         (ctx.outdir / "data.txt").write_text(f"{data.name} {data.spec['kind']} {data.base_dir.is_absolute()}")
         return {}
 
@@ -170,7 +166,7 @@ class CountSamples(Stage):
 
         _log_run(ctx)
         count, total = 0, 0.0
-        for inputs, _ in open_dataset(ctx.inputs["data"], ctx.model).batches(2):
+        for inputs, _ in open_dataset(ctx.dataset("data"), ctx.model).batches(2):
             count += len(inputs["x"])
             total += float(inputs["x"].sum())
         (ctx.outdir / "count.txt").write_text(f"{count} {total:g}")
@@ -181,15 +177,14 @@ class TimedParams(Params):
     seconds: float = Field(1.0, description="how long to 'measure'")
 
 
-class Timed(Stage):
+class Timed(Stage[TimedParams]):
     """Stands in for a benchmark: holds the CPU alone (exclusive) for `seconds`."""
 
     kind = "toy.timed"
     exclusive = True
-    Params = TimedParams
     outputs = {"model": OutputSpec("timing.txt")}
 
-    def run(self, ctx: StageContext) -> dict:
+    def run(self, ctx: StageContext[TimedParams]) -> dict:
         _log_run(ctx)
         time.sleep(ctx.params.seconds)
         (ctx.outdir / "timing.txt").write_text(f"{time.time():.3f}")
