@@ -1,4 +1,4 @@
-"""Executes a plan: topological order, persistent workers, atomic publish, events out.
+"""Executes a plan: topological order, a backend that runs the tasks (pipeline/backends.py), atomic publish, events out.
 
 The loop is graphlib's prepare / get_ready / done. For each ready stage the
 key is computed just before it would run (its parents' output digests are
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import lockfile
+from pipeline.backends import Backend, backend_for
 from pipeline.cache import Cache
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
 from pipeline.events import (
@@ -68,30 +69,6 @@ class RunResult:
     status: dict[str, Status] = field(default_factory=dict)  # stage -> how it ended
 
 
-class _Worker:
-    def __init__(self, mp: Any):
-        from pipeline.worker import worker_main
-
-        self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=worker_main, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-
-    def stop(self, kill: bool = False) -> None:
-        if kill:
-            self.proc.kill()
-        else:
-            try:
-                self.conn.send(None)
-            except OSError:
-                pass
-            self.proc.join(timeout=5)
-            if self.proc.is_alive():
-                self.proc.kill()
-        self.proc.join(timeout=5)
-        self.conn.close()
-
-
 @dataclass
 class _Running:
     stage: str
@@ -101,7 +78,6 @@ class _Running:
     cpu: KeyLock  # shared; exclusive for stages that time things (across runs on this cache)
     log: Path
     started: float
-    worker: _Worker | None = None
 
 
 class Executor:
@@ -110,11 +86,10 @@ class Executor:
         self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all)
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
-        self._mp: Any = None  # multiprocessing's spawn context, made when a first stage must run
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
         # every key; stages find them here instead of reaching into the cache.
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
-        self._idle: list[_Worker] = []
+        self.backend: Backend = backend_for(options.in_process, self._progress)
         self._running: dict[str, _Running] = {}
         self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
@@ -273,65 +248,19 @@ class Executor:
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
-        if self.options.in_process:
-            from pipeline.worker import execute
+        self.backend.submit(task)
 
-            def progress(done: float, total: float | None = None, desc: str = "") -> None:
-                self.reporter.handle(StageProgress(name, done, total, desc))
-
-            outcome = execute(task, progress, capture=False)
-            self._complete(name, outcome)
-            return
-        if self._mp is None:
-            import multiprocessing
-
-            self._mp = multiprocessing.get_context("spawn")
-        worker = self._idle.pop() if self._idle else _Worker(self._mp)
-        running.worker = worker
-        worker.conn.send(task)
+    def _progress(self, stage: str, done: float, total: float | None, desc: str) -> None:
+        self.reporter.handle(StageProgress(stage, done, total, desc))
 
     def _wait(self, timeout: float | None = None) -> list[str]:
-        """Block (up to `timeout`) until some running stage reports; return the stages that finished."""
-        if self.options.in_process:
-            done = [n for n in list(self._running) if n in self.status]
-            for n in done:
-                del self._running[n]
-            return done
-        import multiprocessing.connection
-
-        by_conn = {r.worker.conn: r for r in self._running.values() if r.worker is not None}
-        by_sentinel = {r.worker.proc.sentinel: r for r in self._running.values() if r.worker is not None}
+        """Block (up to `timeout`) until some running stage ends; settle and return the stages that did."""
         finished = []
-        for ready in multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout):
-            r = by_conn.get(ready) or by_sentinel.get(ready)
-            if r is None or r.stage not in self._running:
-                continue
-            outcome = self._drain(r)
-            if outcome is None:
-                continue
-            self._complete(r.stage, outcome)
-            finished.append(r.stage)
+        for name, outcome in self.backend.poll(timeout):
+            if name in self._running:
+                self._complete(name, outcome)
+                finished.append(name)
         return finished
-
-    def _drain(self, r: _Running) -> Outcome | None:
-        worker = r.worker
-        assert worker is not None, "only stages run in a worker process are drained"
-        try:
-            while worker.conn.poll():
-                msg = worker.conn.recv()
-                if msg[0] == "progress":
-                    self.reporter.handle(StageProgress(r.stage, *msg[1:]))
-                else:
-                    self._idle.append(worker)
-                    return msg[1]
-        except (EOFError, OSError):
-            pass
-        if worker.proc.is_alive():
-            return None
-        worker.stop(kill=True)  # died: a crash or OOM in native code fails the stage, not the run
-        code = worker.proc.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return Outcome(Status.FAILED, {}, f"worker process died ({how})", time.perf_counter() - r.started)
 
     def _complete(self, name: str, outcome: Outcome) -> None:
         r = self._running[name]
@@ -374,8 +303,7 @@ class Executor:
             r.lock.release()
             r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
-            if not self.options.in_process:
-                del self._running[name]
+            del self._running[name]
 
     def _publish(self, name: str, r: _Running, outcome: Outcome) -> StageRecord:
         kind = self.recipe.stages[name].kind
@@ -411,8 +339,7 @@ class Executor:
     # -- endings ----------------------------------------------------------------
     def _abort(self) -> None:
         for r in list(self._running.values()):
-            if r.worker is not None:
-                r.worker.stop(kill=True)
+            self.backend.cancel(r.stage)
             r.lock.release()
             r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
@@ -420,9 +347,7 @@ class Executor:
         self._running.clear()
 
     def _shutdown(self) -> None:
-        for w in self._idle:
-            w.stop()
-        self._idle.clear()
+        self.backend.close()
 
     def _write_lock(self) -> None:
         """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one

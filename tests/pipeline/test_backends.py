@@ -1,0 +1,91 @@
+"""The two backends called directly: what a task gives back, progress on the way, and a worker that dies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.backends import Backend, InProcess, ProcessPool
+from pipeline.status import Status
+from pipeline.worker import Outcome, Task
+
+TOY = Path(__file__).parents[1] / "e2e" / "toy"
+
+
+def toy_task(tmp_path: Path, stage: str, kind: str, params: dict) -> Task:
+    out = tmp_path / stage / "out"
+    out.mkdir(parents=True)
+    return Task(
+        stage=stage,
+        kind_module="toystages",
+        kind_class=kind,
+        params=params,
+        inputs={},
+        outdir=str(out),
+        recipe_dir=str(TOY),
+        model=None,
+        log=str(tmp_path / f"{stage}.log"),
+    )
+
+
+def finish(backend: Backend, stages: set[str]) -> dict[str, Outcome]:
+    ended: dict[str, Outcome] = {}
+    for _ in range(200):  # each poll waits for an event; a stuck backend fails the test, not the suite
+        ended.update(backend.poll(timeout=1.0))
+        if set(ended) == stages:
+            return ended
+    raise AssertionError(f"backend never finished {stages - set(ended)}")
+
+
+@pytest.mark.parametrize("make", [InProcess, ProcessPool])
+def test_a_task_runs_and_its_progress_and_outcome_come_back(tmp_path: Path, make) -> None:
+    progress: list[tuple[str, float]] = []
+    backend = make(lambda stage, done, total, desc: progress.append((stage, done)))
+    try:
+        backend.submit(toy_task(tmp_path, "a", "Write", {"text": "ab", "repeat": 3}))
+        outcome = finish(backend, {"a"})["a"]
+    finally:
+        backend.close()
+    assert outcome.status == Status.RAN and outcome.summary == {"chars": 6}
+    assert (tmp_path / "a" / "out" / "out.txt").read_text() == "ababab"
+    assert progress and progress[-1] == ("a", 10)
+
+
+def test_the_pool_runs_tasks_side_by_side_and_reuses_its_workers(tmp_path: Path) -> None:
+    pool = ProcessPool(lambda *a: None)
+    try:
+        for name in ("a", "b"):
+            pool.submit(toy_task(tmp_path, name, "Write", {"text": name, "sleep": 0.2}))
+        assert set(finish(pool, {"a", "b"})) == {"a", "b"}
+        assert len(pool._idle) == 2
+        pool.submit(toy_task(tmp_path, "c", "Write", {"text": "c"}))
+        assert finish(pool, {"c"})["c"].status == Status.RAN
+        assert len(pool._idle) == 2, "the third task ran in a worker already started"
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_dies_in_native_code_fails_its_stage_and_the_pool_goes_on(tmp_path: Path) -> None:
+    pool = ProcessPool(lambda *a: None)
+    try:
+        pool.submit(toy_task(tmp_path, "crash", "Call", {"fn": "os:abort"}))
+        outcome = finish(pool, {"crash"})["crash"]
+        assert outcome.status == Status.FAILED
+        assert outcome.error == "worker process died (killed by signal 6)"
+        pool.submit(toy_task(tmp_path, "after", "Write", {}))
+        assert finish(pool, {"after"})["after"].status == Status.RAN
+    finally:
+        pool.close()
+
+
+def test_a_cancelled_task_never_reports_and_its_worker_is_gone(tmp_path: Path) -> None:
+    pool = ProcessPool(lambda *a: None)
+    try:
+        pool.submit(toy_task(tmp_path, "slow", "Write", {"sleep": 30}))
+        worker = pool._busy["slow"][0]
+        pool.cancel("slow")
+        assert not worker.proc.is_alive()
+        assert pool.poll(timeout=0.2) == []
+    finally:
+        pool.close()
