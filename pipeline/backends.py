@@ -141,7 +141,7 @@ class ProcessPool:
                     self._idle.append(worker)
                     return msg[1]
         except (EOFError, OSError):
-            pass
+            worker.proc.join(timeout=10)  # its end of the pipe closed: it is exiting (a core dump takes a while)
         if worker.proc.is_alive():
             return None
         worker.stop(kill=True)

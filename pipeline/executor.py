@@ -43,7 +43,7 @@ from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
-from pipeline.records import OutputRecord, StageRecord
+from pipeline.records import StageRecord
 from pipeline.stage import DatasetInput
 from pipeline.status import Status
 from pipeline.views import update_view
@@ -220,10 +220,7 @@ class Executor:
         inputs: dict[str, Any] = {}
         for input_name, ref in node.inputs.items():
             if ref.kind == "stage":
-                out = self.known[ref.target].outputs[ref.output]
-                dest = ws / "in" / input_name / out.path
-                self.cache.objects.materialize(out.digest, out.is_dir, dest, link=True)
-                inputs[input_name] = str(dest)
+                inputs[input_name] = self.known[ref.target].outputs[ref.output]
             elif ref.kind == "data":
                 data = self.recipe.datasets[ref.target]
                 inputs[input_name] = DatasetInput(
@@ -240,7 +237,9 @@ class Executor:
             kind_class=node.kind.__qualname__,
             params=node.params.model_dump(mode="python"),
             inputs=inputs,
-            outdir=str(ws / "out"),
+            outputs={out_name: (spec.path, spec.is_dir) for out_name, spec in node.kind.outputs.items()},
+            store=str(self.cache.root),
+            workspace=str(ws),
             recipe_dir=str(self.recipe.dir.resolve()),
             model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None,
             log=str(log),
@@ -306,19 +305,12 @@ class Executor:
             del self._running[name]
 
     def _publish(self, name: str, r: _Running, outcome: Outcome) -> StageRecord:
+        """Write the record of what the worker stored: last, so a record never names absent objects."""
         kind = self.recipe.stages[name].kind
-        outdir = r.workspace / "out"
-        for out_name, spec in kind.outputs.items():
-            p = outdir / spec.path
-            if not (p.is_dir() if spec.is_dir else p.is_file()):
-                raise _PublishError(f"stage {name} did not write its output {out_name!r} ({spec.path})")
-        outputs = {}
-        for out_name, spec in kind.outputs.items():
-            p = outdir / spec.path
-            digest = self.cache.objects.put_dir(p) if spec.is_dir else self.cache.objects.put_file(p)
-            outputs[out_name] = OutputRecord(
-                digest, spec.is_dir, self.cache.objects.size(digest, spec.is_dir), spec.path
-            )
+        outputs = outcome.outputs
+        missing = [o.path for o in outputs.values() if not self.cache.objects.has(o.digest, o.is_dir)]
+        if set(outputs) != set(kind.outputs) or missing:
+            raise _PublishError(f"stage {name}: the worker did not store {', '.join(missing) or 'every output'}")
         fault("publish", name)
         assert r.decision.key is not None and r.decision.components is not None, "a stage runs with a known key"
         record = StageRecord(

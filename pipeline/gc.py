@@ -63,7 +63,7 @@ def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) ->
         if digest in live:
             continue
         removed += 1
-        size += cache.objects.path(digest).stat().st_size if dry_run else cache.objects.remove(digest)
+        size += cache.objects.stored_size(digest) if dry_run else cache.objects.remove(digest)
     if not dry_run:
         for record in dead_records:
             (cache.records.records / record.key[:2] / f"{record.key[2:]}.json").unlink(missing_ok=True)

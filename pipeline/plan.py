@@ -140,12 +140,8 @@ class Planner:
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
         if record is not None:
-            objects = self.cache.objects
-            bad = [
-                f"output {out.path} {'corrupted' if objects.path(out.digest).exists() else 'missing'} in cache"
-                for out in record.outputs.values()
-                if not self.cache.objects.verify(out.digest, out.is_dir)
-            ]
+            problems = {out.path: self.cache.objects.problem(out.digest, out.is_dir) for out in record.outputs.values()}
+            bad = [f"output {path} {problem} in cache" for path, problem in problems.items() if problem]
             if not bad:
                 return Decision(name, CACHED, (), result.key, result.components, record, previous)
             return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)

@@ -3,6 +3,10 @@
 A file output is one object named by its sha256. A directory output is its
 files' objects plus a manifest object (sorted relative path -> digest), named
 by the manifest's own digest, as DVC's `.dir` entries are.
+
+Callers go through `Objects` (has / fetch to a path / put from a path), which a
+remote store implements too; only this module and the local cache's own
+maintenance (`gc`, `verify`) know where an object lies on disk.
 """
 
 from __future__ import annotations
@@ -13,13 +17,34 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.hashing import DigestMemo, canonical_json, sha256_file
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
+class Objects(Protocol):
+    """What a stage's task needs of a store: objects by digest, never by where they lie."""
+
+    def has(self, digest: str, is_dir: bool) -> bool:
+        """Present and intact (a directory: its manifest and every file it lists)."""
+        ...
+
+    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
+        """Make the object appear at `dest` (read-only; the caller owns `dest`)."""
+        ...
+
+    def put(self, src: Path, is_dir: bool) -> str:
+        """Store the file or directory at `src` (consumed) and return its digest."""
+        ...
+
+    def size(self, digest: str, is_dir: bool) -> int: ...
+
+
 class ObjectStore:
+    """The local store: objects/<2 hex>/<62 hex>, read-only files, written by rename."""
+
     def __init__(self, root: Path, memo: DigestMemo):
         self.root = root
         self.objects = root / "objects"
@@ -27,6 +52,22 @@ class ObjectStore:
 
     def path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
+
+    # -- the Objects protocol ----------------------------------------------
+    def has(self, digest: str, is_dir: bool) -> bool:
+        return self.verify(digest, is_dir)
+
+    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
+        self.materialize(digest, is_dir, dest, link=True)
+
+    def put(self, src: Path, is_dir: bool) -> str:
+        return self.put_dir(src) if is_dir else self.put_file(src)
+
+    def problem(self, digest: str, is_dir: bool) -> str | None:
+        """Why the object cannot be used ("missing" or "corrupted"), or None when `has` holds."""
+        if self.verify(digest, is_dir):
+            return None
+        return "corrupted" if self.path(digest).exists() else "missing"
 
     # -- writing ---------------------------------------------------------
     def put_file(self, src: Path) -> str:
@@ -112,6 +153,10 @@ class ObjectStore:
         if not self.objects.is_dir():
             return []
         return sorted(p.parent.name + p.name for p in self.objects.glob("??/*"))
+
+    def stored_size(self, digest: str) -> int:
+        """Bytes one object (not what a manifest lists) takes in the store."""
+        return self.path(digest).stat().st_size
 
     def remove(self, digest: str) -> int:
         p = self.path(digest)

@@ -1,5 +1,10 @@
 """Runs stages: in a persistent worker process (default) or in the caller (debugging).
 
+A task names its inputs by digest and the store that holds them; the worker
+fetches them into its workspace, runs the kind, checks and stores the declared
+outputs and returns their digests. Where it runs is thus the backend's choice
+(pipeline/backends.py). The engine writes the record; a worker never does.
+
 A worker imports a kind's libraries once and keeps them for the rest of the
 run (like Bazel's persistent workers). Each task's stdout, stderr (including
 native libraries' output) and warnings go to the stage's log file.
@@ -11,13 +16,17 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pipeline.errors import GateFailed
 from pipeline.faults import fault
+from pipeline.records import OutputRecord
 from pipeline.status import Status
+
+if TYPE_CHECKING:
+    from pipeline.cache import Cache
 
 
 @dataclass(frozen=True)
@@ -28,11 +37,17 @@ class Task:
     kind_module: str
     kind_class: str
     params: dict[str, Any]
-    inputs: dict[str, Any]
-    outdir: str
+    inputs: dict[str, Any]  # an artifact: OutputRecord (by digest); a dataset: DatasetInput; a file: its path
+    outputs: dict[str, tuple[str, bool]]  # declared outputs: name -> (path inside out/, is a directory)
+    store: str  # the cache root whose objects the inputs are in and the outputs go to
+    workspace: str  # a fresh directory: inputs are fetched under in/, the kind writes under out/
     recipe_dir: str
     model: dict[str, Any] | None
     log: str
+
+    @property
+    def outdir(self) -> Path:
+        return Path(self.workspace) / "out"
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,7 @@ class Outcome:
     summary: dict[str, Any]
     error: str = ""
     seconds: float = 0.0
+    outputs: dict[str, OutputRecord] = field(default_factory=dict)  # stored, when RAN
 
 
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
@@ -57,11 +73,12 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             if task.recipe_dir not in sys.path:
                 sys.path.insert(0, task.recipe_dir)
             kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
+            cache = _open_cache(task.store)
             ctx = StageContext(
                 stage=task.stage,
                 params=kind.Params.model_validate(task.params),
-                inputs=dict(task.inputs),
-                outdir=Path(task.outdir),
+                inputs=_fetch_inputs(task, cache),
+                outdir=task.outdir,
                 recipe_dir=Path(task.recipe_dir),
                 model=ModelSpec.model_validate(task.model) if task.model is not None else None,
                 progress=progress,
@@ -70,10 +87,13 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
             summary = kind().run(ctx) or {}
             fault("run", task.stage)
-            return Outcome(Status.RAN, _jsonable(summary), seconds=time.perf_counter() - start)
+            outputs = _store_outputs(task, cache)
+            return Outcome(Status.RAN, _jsonable(summary), seconds=time.perf_counter() - start, outputs=outputs)
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
             return Outcome(Status.GATE_FAILED, {}, one_line(str(exc)), time.perf_counter() - start)
+        except MissingOutput as exc:
+            return Outcome(Status.FAILED, {}, str(exc), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
             _print_traceback(Path(task.log), capture)
             return Outcome(Status.FAILED, {}, one_line(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
@@ -81,6 +101,49 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             os.chdir(cwd)
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+class MissingOutput(Exception):
+    """The kind returned without writing an output it declares."""
+
+
+def _open_cache(root: str) -> Cache:
+    """The store a task names, opened once per worker (its digest memo is what makes reruns cheap)."""
+    from pipeline.cache import Cache
+
+    if root not in _STORES:
+        _STORES[root] = Cache(Path(root))
+    return _STORES[root]
+
+
+_STORES: dict[str, Cache] = {}
+
+
+def _fetch_inputs(task: Task, cache: Cache) -> dict[str, Any]:
+    """Artifacts named by digest appear under in/<input>/<their file name>; the rest pass as they are."""
+    inputs: dict[str, Any] = {}
+    for name, value in task.inputs.items():
+        if isinstance(value, OutputRecord):
+            dest = Path(task.workspace) / "in" / name / value.path
+            cache.objects.fetch(value.digest, value.is_dir, dest)
+            inputs[name] = dest
+        else:
+            inputs[name] = value
+    return inputs
+
+
+def _store_outputs(task: Task, cache: Cache) -> dict[str, OutputRecord]:
+    """Check every declared output was written, then move them into the store (all or none recorded)."""
+    for name, (path, is_dir) in task.outputs.items():
+        p = task.outdir / path
+        if not (p.is_dir() if is_dir else p.is_file()):
+            raise MissingOutput(f"stage {task.stage} did not write its output {name!r} ({path})")
+    stored = {}
+    for name, (path, is_dir) in task.outputs.items():
+        digest = cache.objects.put(task.outdir / path, is_dir)
+        stored[name] = OutputRecord(digest, is_dir, cache.objects.size(digest, is_dir), path)
+    cache.memo.flush()  # the next plan verifies these objects by stamp instead of rehashing them
+    return stored
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.backends import Backend, InProcess, ProcessPool
+from pipeline.cache import Cache
+from pipeline.records import OutputRecord
 from pipeline.status import Status
 from pipeline.worker import Outcome, Task
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 
 
+OUTPUTS = {
+    "Write": {"model": ("out.txt", False)},
+    "Call": {"model": ("called.txt", False)},
+    "Upper": {"model": ("upper.txt", False)},
+}
+
+
 def toy_task(tmp_path: Path, stage: str, kind: str, params: dict) -> Task:
-    out = tmp_path / stage / "out"
-    out.mkdir(parents=True)
+    (tmp_path / stage / "out").mkdir(parents=True)
     return Task(
         stage=stage,
         kind_module="toystages",
         kind_class=kind,
         params=params,
         inputs={},
-        outdir=str(out),
+        outputs=OUTPUTS[kind],
+        store=str(tmp_path / "cache"),
+        workspace=str(tmp_path / stage),
         recipe_dir=str(TOY),
         model=None,
         log=str(tmp_path / f"{stage}.log"),
@@ -31,7 +43,8 @@ def toy_task(tmp_path: Path, stage: str, kind: str, params: dict) -> Task:
 
 def finish(backend: Backend, stages: set[str]) -> dict[str, Outcome]:
     ended: dict[str, Outcome] = {}
-    for _ in range(200):  # each poll waits for an event; a stuck backend fails the test, not the suite
+    deadline = time.monotonic() + 120  # a stuck backend fails the test, not the suite
+    while time.monotonic() < deadline:
         ended.update(backend.poll(timeout=1.0))
         if set(ended) == stages:
             return ended
@@ -48,7 +61,9 @@ def test_a_task_runs_and_its_progress_and_outcome_come_back(tmp_path: Path, make
     finally:
         backend.close()
     assert outcome.status == Status.RAN and outcome.summary == {"chars": 6}
-    assert (tmp_path / "a" / "out" / "out.txt").read_text() == "ababab"
+    stored = outcome.outputs["model"]
+    assert (stored.path, stored.is_dir, stored.size) == ("out.txt", False, 6)
+    assert Cache(tmp_path / "cache").objects.path(stored.digest).read_text() == "ababab"
     assert progress and progress[-1] == ("a", 10)
 
 
@@ -89,3 +104,32 @@ def test_a_cancelled_task_never_reports_and_its_worker_is_gone(tmp_path: Path) -
         assert pool.poll(timeout=0.2) == []
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("make", [InProcess, ProcessPool])
+def test_inputs_named_by_digest_are_fetched_from_the_store_into_the_workspace(tmp_path: Path, make) -> None:
+    cache = Cache(tmp_path / "cache")
+    source = tmp_path / "src.txt"
+    source.write_text("# comment\nkeep me\n")
+    digest = cache.objects.put(source, is_dir=False)
+    task = toy_task(tmp_path, "up", "Upper", {})
+    task = dataclasses.replace(task, inputs={"model": OutputRecord(digest, False, 18, "text.txt")})
+    backend = make(lambda *a: None)
+    try:
+        backend.submit(task)
+        outcome = finish(backend, {"up"})["up"]
+    finally:
+        backend.close()
+    assert outcome.status == Status.RAN, outcome.error
+    assert (tmp_path / "up" / "in" / "model" / "text.txt").read_text() == "# comment\nkeep me\n"
+    assert cache.objects.path(outcome.outputs["model"].digest).read_text() == "KEEP ME"
+
+
+def test_a_declared_output_the_kind_did_not_write_fails_the_stage_and_stores_nothing(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, "a", "Write", {"text": "x"})
+    task = dataclasses.replace(task, outputs={**task.outputs, "extra": ("extra.txt", False)})
+    backend = InProcess(lambda *a: None)
+    backend.submit(task)
+    outcome = finish(backend, {"a"})["a"]
+    assert (outcome.status, outcome.error) == (Status.FAILED, "stage a did not write its output 'extra' (extra.txt)")
+    assert outcome.outputs == {} and Cache(tmp_path / "cache").objects.all_objects() == []
