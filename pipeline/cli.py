@@ -73,6 +73,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     show = recipe_cmd("show", "print a stage's output paths", targets=False)
     show.add_argument("stage")
 
+    summary = recipe_cmd("summary", "the Markdown outputs of the recipe's up-to-date stages as one document")
+    summary.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
+    summary.add_argument("--append", action="store_true", help="append to FILE, e.g. $GITHUB_STEP_SUMMARY")
+
     gc = commands["gc"] = sub.add_parser("gc", help="remove objects no lock file or latest record references")
     gc.add_argument("--dry-run", "-n", action="store_true")
     gc.add_argument("--keep-variants", action="store_true", help="keep what --set runs built (dropped by default)")

@@ -178,6 +178,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Every up-to-date stage's `.md` outputs as one Markdown document (see pipeline.mdsummary); 1 when a
+    selected stage is not built or stale (what there is is still written)."""
+    from pipeline.mdsummary import summarize, write_text
+
+    if args.append and args.output is None:
+        raise UsageError("--append needs --output FILE")
+    recipe, graph, cache = _load(args)
+    decisions = Planner(recipe, cache).plan(list(graph.order))
+    graph.remember()
+    summary = summarize(recipe, cache, decisions, args.stages)
+    cache.memo.flush()
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    write_text(summary.markdown(), args.output, append=args.append)
+    return EXIT_OK if summary.complete else EXIT_FAILED
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from pipeline.gc import collect
 

@@ -189,3 +189,26 @@ class Timed(Stage[TimedParams]):
         time.sleep(ctx.params.seconds)
         (ctx.outdir / "timing.txt").write_text(f"{time.time():.3f}")
         return {}
+
+
+class ReportParams(Params):
+    title: str = Field("Toy report", description="the report's title (its # heading)")
+
+
+class Report(Stage[ReportParams]):
+    """Writes a Markdown report on its input (headings, a fenced block holding `# not a heading`) and a
+    plain-text twin (exercises `pipeline summary`)."""
+
+    kind = "toy.report"
+    inputs = {"model": InputSpec()}
+    outputs = {"report": OutputSpec("report.txt"), "markdown": OutputSpec("report.md")}
+
+    def run(self, ctx: StageContext[ReportParams]) -> dict:
+        _log_run(ctx)
+        text = ctx.path("model").read_text()
+        (ctx.outdir / "report.txt").write_text(f"{len(text)} chars\n")
+        (ctx.outdir / "report.md").write_text(
+            f"# {ctx.params.title}\n\nThe input has {len(text)} characters.\n\n"
+            "## Input\n\n```text\n# not a heading\n" + text.rstrip("\n") + "\n```\n\nDone.\n"
+        )
+        return {}
