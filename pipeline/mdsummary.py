@@ -119,7 +119,9 @@ def _read(cache: Cache, out: OutputRecord) -> bytes | None:
 
 
 def _damage(cache: Cache, digest: str) -> str:
-    return "corrupted in the cache (hash mismatch)" if cache.objects.path(digest).exists() else "missing from the cache"
+    """The store's own verdict (`ObjectStore.problem`), worded for the warning line."""
+    problem = cache.objects.problem(digest, is_dir=False)
+    return "missing from the cache" if problem == "missing" else "corrupted in the cache (hash mismatch)"
 
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
