@@ -1,6 +1,6 @@
 """`pipeline`: the command line. Parses arguments, wires recipe -> graph -> plan -> executor -> reporters.
 
-Exit codes: 0 ok, 1 a stage failed (or `status`: stale), 2 recipe or usage
+Exit codes: 0 ok, 1 a stage failed (or `status`: stale; `pull`: not all served), 2 recipe or usage
 error, 3 a gate failed, 4 a requirement unmet, 130 interrupted.
 """
 
@@ -38,6 +38,31 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         c.add_argument("--cache-dir", help="cache root (default: $PIPELINE_CACHE or ./artifacts)")
         return c
 
+    def remote_options(c: argparse.ArgumentParser, consulted: str) -> None:
+        g = c.add_argument_group("remote cache")
+        g.add_argument(
+            "--remote",
+            nargs="?",
+            const="",
+            metavar="URL",
+            help=f"{consulted} (s3://bucket/prefix, gs://, az://, file://; bare: $PIPELINE_REMOTE)",
+        )
+        g.add_argument(
+            "--remote-read-only",
+            action="store_true",
+            help="never write to the remote (also: PIPELINE_REMOTE_READ_ONLY=1)",
+        )
+        g.add_argument(
+            "--remote-trust",
+            metavar="PEM",
+            help="serve only remote records signed by this Ed25519 public key (also: $PIPELINE_REMOTE_TRUST)",
+        )
+        g.add_argument(
+            "--signing-key",
+            metavar="PEM",
+            help="sign the records this run builds with this Ed25519 private key ($PIPELINE_REMOTE_SIGNING_KEY)",
+        )
+
     run = recipe_cmd("run", "build the recipe's stages, reusing cached results")
     run.add_argument(
         "--force",
@@ -59,19 +84,36 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     run.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress, only the summary")
 
+    remote_options(run, "shared cache to pull from and push to (default: $PIPELINE_REMOTE)")
+
     plan = recipe_cmd("plan", "show what would run and why, running nothing")
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--skip-unavailable", action="store_true", help="leave out stages that cannot run here")
 
+    remote_options(plan, "also say which stages the remote can serve (default: $PIPELINE_REMOTE)")
+
     status = recipe_cmd("status", "exit 0 if every stage is built and matches the lock file, else 1")
     status.add_argument("--json", action="store_true")
     status.add_argument("--skip-unavailable", action="store_true", help="ignore stages that cannot run here")
+    remote_options(status, "count a stage the remote can serve as up to date (only with this flag)")
+
+    pull = recipe_cmd("pull", "download stages' results from the remote cache into the local one")
+    remote_options(pull, "the remote (default: $PIPELINE_REMOTE)")
+    push = recipe_cmd("push", "upload the local cache's results of stages to the remote (unsigned)")
+    remote_options(push, "the remote (default: $PIPELINE_REMOTE)")
+
+    keygen = commands["keygen"] = sub.add_parser(
+        "keygen", help="write an Ed25519 key pair for signing remote records (private key 0600)"
+    )
+    keygen.add_argument("private", type=Path, help="private key file to create (keep it in a CI secret)")
+    keygen.add_argument("public", type=Path, help="public key file (commit it; PIPELINE_REMOTE_TRUST names it)")
 
     graph = recipe_cmd("graph", "print the stage graph", targets=False)
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
 
     show = recipe_cmd("show", "print a stage's output paths", targets=False)
     show.add_argument("stage")
+    remote_options(show, "pull the stage's outputs from this remote if they are not here")
 
     summary = recipe_cmd("summary", "the Markdown outputs of the recipe's up-to-date stages as one document")
     summary.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (default: stdout)")

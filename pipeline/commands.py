@@ -32,6 +32,26 @@ def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
     return recipe, stage_graph(recipe, getattr(args, "stages", []) or [], cache.graphs), cache
 
 
+def _remote(args: argparse.Namespace, always: bool = True) -> Any:
+    """The remote cache the flags or the environment name (None without one). `always=False`: only when
+    `--remote` was given (`status`, whose plain form never looks beyond the local cache)."""
+    from pipeline.remote import remote_from
+
+    if not always and args.remote is None:
+        return None
+    remote = remote_from(args.remote or None, args.remote_read_only, args.remote_trust, args.signing_key)
+    if remote is None and args.remote is not None:
+        raise UsageError("--remote without a URL needs PIPELINE_REMOTE")
+    return remote
+
+
+def _need_remote(args: argparse.Namespace) -> Any:
+    remote = _remote(args)
+    if remote is None:
+        raise UsageError(f"`pipeline {args.command}` needs a remote: --remote URL or PIPELINE_REMOTE")
+    return remote
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.events import Fanout
     from pipeline.executor import Executor, RunOptions
@@ -60,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
-    result = Executor(recipe, graph, cache, options, Fanout(record, console)).run()
+    result = Executor(recipe, graph, cache, options, Fanout(record, console), remote=_remote(args)).run()
     if recipe.overrides and not args.quiet:
         print(
             f"note: a run with --set builds a variant: views under {cache.view_dir(recipe.name, '')}, "
@@ -72,9 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
+def _plan(args: argparse.Namespace, remote: Any = None) -> tuple[Recipe, Cache, list[Decision]]:
     recipe, graph, cache = _load(args)
-    decisions = Planner(recipe, cache).plan(list(graph.order))
+    decisions = Planner(recipe, cache, remote=remote).plan(list(graph.order))
     graph.remember()
     cache.memo.flush()
     if args.skip_unavailable:
@@ -83,7 +103,7 @@ def _plan(args: argparse.Namespace) -> tuple[Recipe, Cache, list[Decision]]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    recipe, _, decisions = _plan(args)
+    recipe, _, decisions = _plan(args, _remote(args))
     if args.json:
         print(
             json.dumps(
@@ -100,17 +120,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    recipe, _, decisions = _plan(args)
+    recipe, _, decisions = _plan(args, _remote(args, always=False))
     lock = read_lock(lock_path(recipe.path))
     rows: list[tuple[str, Status, list[str]]] = []
     stale = False
     for d in decisions:
         locked = lock.get(d.stage, {}).get("key")
-        if d.status == Status.CACHED and locked == d.key:
-            rows.append((d.stage, Status.UP_TO_DATE, []))
+        if d.status in (Status.CACHED, Status.PULLED) and locked == d.key:
+            rows.append((d.stage, Status.UP_TO_DATE, list(d.reasons)))
             continue
         stale = True
-        if d.status == Status.CACHED:
+        if d.status in (Status.CACHED, Status.PULLED):
             why = [
                 "not in the lock file"
                 if locked is None
@@ -141,8 +161,15 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
     from rich.markup import escape
     from rich.table import Table
 
-    style = {Status.CACHED: "green", Status.RUN: "cyan", Status.WAITS: "blue", Status.UNAVAILABLE: "yellow"}
-    word = {Status.RUN: "will run"}  # the table reads as a sentence; --json keeps the enum's word
+    style = {
+        Status.CACHED: "green",
+        Status.PULLED: "green",
+        Status.RUN: "cyan",
+        Status.WAITS: "blue",
+        Status.UNAVAILABLE: "yellow",
+    }
+    # the table reads as a sentence; --json keeps the enum's word
+    word = {Status.RUN: "will run", Status.PULLED: "from remote"}
     table = Table(title=title, title_justify="left")
     for col in ("stage", "kind", "decision", "why"):
         table.add_column(col, overflow="fold")
@@ -170,8 +197,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.stage not in recipe.stages:
         raise UsageError(f"no stage {args.stage!r} in {recipe.path}")
     record = cache.records.latest(recipe.name, args.stage)
+    remote = _remote(args)
+    if remote is not None:  # the stage's current result, from the remote when it is not here
+        args.stages = [args.stage]
+        pulled = _pull(args, remote, quiet=True)
+        record = pulled.get(args.stage, record)
     if record is None:
         raise PipelineError(f"stage {args.stage} has not been built in {cache.root}")
+    from pipeline.views import update_view
+
+    if all(cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values()):
+        update_view(cache, recipe.name, record)
     for name, out in record.outputs.items():
         view = cache.view_dir(recipe.name, args.stage) / out.path
         print(f"{name}\t{view}")
@@ -194,6 +230,94 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     write_text(summary.markdown(), args.output, append=args.append)
     return EXIT_OK if summary.complete else EXIT_FAILED
+
+
+def _pull(args: argparse.Namespace, remote: Any, quiet: bool = False) -> dict[str, Any]:
+    """Bring the selected stages' current results into the local cache; return stage -> record for every
+    stage that is now local (pulled or already cached)."""
+    from pipeline.remote import BadObject, RemoteUnavailable
+    from pipeline.sync import fetch
+    from pipeline.views import update_view
+
+    recipe, graph, cache = _load(args)
+    planner = Planner(recipe, cache, remote=remote)
+    decisions = planner.plan(list(graph.order))
+    graph.remember()
+    local: dict[str, Any] = {}
+    missing = []
+    total = 0
+    for d in decisions:
+        if d.status == Status.CACHED and d.record is not None:
+            local[d.stage] = d.record
+            continue
+        if d.status != Status.PULLED or d.remote is None:
+            missing.append(f"{d.stage} ({d.status})")
+            continue
+        try:
+            record, got = fetch(remote, cache, recipe.name, d.remote)
+        except BadObject as exc:
+            remote.reject(d.remote.record.key, str(exc))
+            missing.append(f"{d.stage} (corrupted on the remote)")
+            continue
+        except RemoteUnavailable:
+            missing.append(f"{d.stage} (remote unreachable)")
+            continue
+        update_view(cache, recipe.name, record)
+        local[d.stage] = record
+        total += got
+        if not quiet:
+            print(f"pulled  {d.stage}: {got / 1e6:.1f} MB")
+    cache.memo.flush()
+    if not quiet:
+        print(f"{len(local)} of {len(decisions)} stages local; {total / 1e6:.1f} MB downloaded")
+        for m in missing:
+            print(f"not on the remote: {m}", file=sys.stderr)
+    args.missing = missing
+    return local
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    _pull(args, _need_remote(args))
+    return EXIT_FAILED if args.missing else EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Upload the selected stages' current local results, unsigned: only `run` signs, and only what it built."""
+    from pipeline.remote import RemoteUnavailable
+
+    remote = _need_remote(args)
+    if remote.read_only:
+        raise UsageError("push with --remote-read-only: nothing would be written")
+    recipe, graph, cache = _load(args)
+    decisions = Planner(recipe, cache).plan(list(graph.order))
+    pushed = skipped = 0
+    for d in decisions:
+        if d.status != Status.CACHED or d.record is None:
+            print(f"not pushed: {d.stage} is not built here ({d.status})", file=sys.stderr)
+            skipped += 1
+            continue
+        if d.record.provenance.get("origin") == "pulled":
+            print(f"not pushed: {d.stage} was pulled from {d.record.provenance.get('remote')}", file=sys.stderr)
+            skipped += 1
+            continue
+        try:
+            sent = remote.push(d.record, cache.objects, sign=False)
+        except RemoteUnavailable as exc:
+            raise PipelineError(str(exc)) from None
+        pushed += 1
+        print(f"pushed  {d.stage}: {sent / 1e6:.1f} MB")
+    print(f"pushed {pushed} stages ({remote.transfer.uploaded / 1e6:.1f} MB); {skipped} not pushed")
+    return EXIT_FAILED if skipped else EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pipeline.trust import generate_keypair
+
+    if args.private.exists():
+        raise UsageError(f"{args.private} exists; a signing key is never overwritten")
+    key_id = generate_keypair(args.private, args.public)
+    print(f"wrote {args.private} (private, 0600) and {args.public} (public); key id {key_id}")
+    return EXIT_OK
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

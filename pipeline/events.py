@@ -25,6 +25,19 @@ class StageCached:
 
 
 @dataclass(frozen=True)
+class StagePulled:
+    """Served by the remote cache: nothing ran here."""
+
+    stage: str
+    kind: str
+    outputs: dict[str, str]  # output name -> view path (empty while its objects stay on the remote)
+    summary: dict[str, Any] = field(default_factory=dict)
+    built: str = ""
+    downloaded: int = 0  # bytes this stage's pull downloaded
+    local: bool = False  # its outputs are in the local cache now
+
+
+@dataclass(frozen=True)
 class StageStarted:
     stage: str
     kind: str
@@ -100,11 +113,13 @@ class RunFinished:
     exit_code: int
     counts: dict[Status, int] = field(default_factory=dict)
     run_dir: str = ""  # runs/<run id>/: run.json (every figure) and the logs
+    remote: dict[str, int] = field(default_factory=dict)  # bytes and objects moved to and from the remote
 
 
 Event = (
     RunStarted
     | StageCached
+    | StagePulled
     | StageStarted
     | StageWaiting
     | StageProgress

@@ -10,6 +10,7 @@ directory and log under runs/<run id>/ and publishes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import graphlib
 import os
@@ -17,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import lockfile
 from pipeline.backends import Backend, backend_for
@@ -32,6 +33,7 @@ from pipeline.events import (
     StageFinished,
     StageNotRun,
     StageProgress,
+    StagePulled,
     StageSkipped,
     StageStarted,
     StageUnavailable,
@@ -44,11 +46,16 @@ from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
+from pipeline.remote import provenance
 from pipeline.stage import DatasetInput
 from pipeline.status import Status
+from pipeline.sync import fetch
 from pipeline.views import update_view
 from pipeline.worker import Outcome, Task
 from pipeline.workspace import clean_stale, new_workspace
+
+if TYPE_CHECKING:
+    from pipeline.remote import Remote
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,24 @@ class _Running:
 
 
 class Executor:
-    def __init__(self, recipe: Recipe, graph: StageGraph, cache: Cache, options: RunOptions, reporter: Reporter):
+    def __init__(
+        self,
+        recipe: Recipe,
+        graph: StageGraph,
+        cache: Cache,
+        options: RunOptions,
+        reporter: Reporter,
+        remote: Remote | None = None,
+    ):
         self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
-        self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all)
+        self.remote = remote
+        self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all, remote=remote)
+        # What the user asked for: the outputs downloaded from a remote; intermediates stay there until needed.
+        used = {p for parents in graph.parents.values() for p in parents}
+        self.wanted = set(options.targets) or {n for n in graph.order if n not in used}
+        self._uploads = _Uploads(remote, cache) if remote is not None and not remote.read_only else None
+        self._remote_only: dict[str, Decision] = {}  # pulled stages whose objects are still only on the remote
+        self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
@@ -130,7 +152,10 @@ class Executor:
                         time.sleep(0.2)
                     continue
                 for name in self._wait(timeout=0.2 if self._waiting else None):
-                    sorter.done(name)
+                    if name in self._rebuilding:  # the sorter settled it when it was pulled
+                        self._rebuilding.discard(name)
+                    else:
+                        sorter.done(name)
                     if self.status[name].failed and not self.options.keep_going:
                         stopping = True
         except KeyboardInterrupt:
@@ -139,12 +164,17 @@ class Executor:
         finally:
             self._shutdown()
             self.cache.memo.flush()
+            if self._uploads is not None:
+                self._uploads.wait()  # the CLI never exits with an upload in flight
         self._write_lock()
         code = self._exit_code()
         counts: dict[Status, int] = {}
         for s in self.status.values():
             counts[s] = counts.get(s, 0) + 1
-        self.reporter.handle(RunFinished(self.run_id, time.perf_counter() - start, code, counts, str(self.run_dir)))
+        transfer = dataclasses.asdict(self.remote.transfer) if self.remote is not None else {}
+        self.reporter.handle(
+            RunFinished(self.run_id, time.perf_counter() - start, code, counts, str(self.run_dir), transfer)
+        )
         return RunResult(self.run_id, code, dict(self.status))
 
     def _can_start(self, name: str) -> bool:
@@ -177,6 +207,15 @@ class Executor:
         if decision.status == Status.CACHED and decision.record is not None:
             self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
             return "settled"
+        if decision.status == Status.PULLED:
+            if self._settle_pulled(name, decision):
+                return "settled"
+            decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
+        if any(p in self._running for p in self.graph.parents[name]):
+            return "blocked"  # a parent the remote could not deliver is being rebuilt
+        unfetched = self._unfetched_parent(name)
+        if unfetched is not None:
+            return self._rebuild(unfetched)
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
         if not lock.acquire(blocking=False):
             self._wait_for(name, f"another run (pid {lock.holder()}) is building it")
@@ -210,6 +249,84 @@ class Executor:
             )
         else:
             self.reporter.handle(StageCached(name, kind, views, record.summary, record.created))
+
+    # -- the remote ----------------------------------------------------------------
+    def _settle_pulled(self, name: str, decision: Decision) -> bool:
+        """Take a stage from the remote: its record now, its objects only if it is a target (else when a
+        stage that runs here needs them). False when a download failed its check (the stage is a miss)."""
+        from pipeline.remote import BadObject, RemoteUnavailable
+
+        assert self.remote is not None and decision.remote is not None and decision.key is not None
+        record = decision.record
+        assert record is not None
+        fetched = 0
+        if name in self.wanted:
+            try:
+                record, fetched = fetch(self.remote, self.cache, self.recipe.name, decision.remote)
+            except (BadObject, RemoteUnavailable) as exc:
+                if isinstance(exc, BadObject):  # unreachable: every later lookup is a miss already
+                    self.remote.reject(decision.key, str(exc))
+                return False
+        else:
+            self._remote_only[name] = decision
+        self.known[name] = record
+        self.status[name] = Status.PULLED
+        views = self._view(name, record)
+        kind = self.recipe.stages[name].kind.kind
+        self.reporter.handle(StagePulled(name, kind, views, record.summary, record.created, fetched, bool(views)))
+        return True
+
+    def _view(self, name: str, record: StageRecord) -> dict[str, str]:
+        """The stage's view when its objects are here; a view of an older build is removed, never left stale."""
+        local = all(self.cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values())
+        if local:
+            return update_view(self.cache, self.recipe.name, record)
+        from pipeline.views import remove_view
+
+        remove_view(self.cache.view_dir(self.recipe.name, name))
+        return {}
+
+    def _unfetched_parent(self, name: str) -> str | None:
+        """Download the outputs of pulled parents that `name` (about to run) reads; a parent whose download
+        fails its check is returned, to be rebuilt here."""
+        from pipeline.remote import BadObject, RemoteUnavailable
+
+        for parent in sorted(set(self.graph.parents[name]) & set(self._remote_only)):
+            decision = self._remote_only[parent]
+            assert self.remote is not None and decision.remote is not None
+            try:
+                self.known[parent], _ = fetch(self.remote, self.cache, self.recipe.name, decision.remote)
+            except (BadObject, RemoteUnavailable) as exc:
+                if isinstance(exc, BadObject):
+                    self.remote.reject(decision.remote.record.key, str(exc))
+                return parent
+            del self._remote_only[parent]
+            update_view(self.cache, self.recipe.name, self.known[parent])
+        return None
+
+    def _rebuild(self, parent: str) -> str:
+        """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
+        decision = self.planner.decide(parent, self.known)
+        if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
+            del self._remote_only[parent]
+            self.known[parent] = decision.record
+            return "blocked"
+        if decision.status != Status.RUN:  # cannot be built here: its children are skipped
+            del self._remote_only[parent]
+            self.status[parent] = decision.status
+            return "blocked"
+        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
+        if not lock.acquire(blocking=False):
+            return "blocked"  # another run builds it; retried on the next turn of the loop
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not self.recipe.stages[parent].kind.exclusive)
+        if not cpu.acquire(blocking=False):
+            lock.release()
+            return "blocked"
+        del self._remote_only[parent]
+        del self.known[parent]
+        self._rebuilding.add(parent)
+        self._launch(parent, decision, lock, cpu)
+        return "blocked"
 
     # -- running ----------------------------------------------------------------
     def _launch(self, name: str, decision: Decision, lock: KeyLock, cpu: KeyLock) -> None:
@@ -322,10 +439,13 @@ class Executor:
             summary=outcome.summary,
             seconds=round(outcome.seconds, 3),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            provenance=provenance(self.run_id, r.decision.components),
         )
         self.cache.records.put(record)
         self.cache.memo.flush()
         self.cache.records.set_latest(self.recipe.name, name, record.key)
+        if self._uploads is not None:
+            self._uploads.submit(record)
         return record
 
     # -- endings ----------------------------------------------------------------
@@ -380,3 +500,31 @@ class Executor:
 
 class _PublishError(Exception):
     pass
+
+
+class _Uploads:
+    """Write-through: each record this run built goes to the remote (objects, then the record, signed when a
+    key is configured) on a background thread while later stages run; `wait` before the process exits."""
+
+    def __init__(self, remote: Remote, cache: Cache):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.remote, self.cache = remote, cache
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload")
+        self.futures: list[Any] = []
+
+    def submit(self, record: StageRecord) -> None:
+        self.futures.append(self.pool.submit(self._push, record))
+
+    def _push(self, record: StageRecord) -> None:
+        from pipeline.remote import RemoteUnavailable
+
+        try:
+            self.remote.push(record, self.cache.objects, sign=True)
+        except RemoteUnavailable:
+            pass  # warned once by the remote; the local result stands
+
+    def wait(self) -> None:
+        for f in self.futures:
+            f.result()
+        self.pool.shutdown()

@@ -3,7 +3,8 @@
 Deterministic, unlike sleep-then-kill: the test names exactly where the crash happens.
 Points: `run` (in the worker, after the stage wrote its outputs, before it reports back),
 `publish` (in the engine, after objects are stored, before the record is written),
-`locked` (in the engine, holding the key lock, before the stage is dispatched).
+`locked` (in the engine, holding the key lock, before the stage is dispatched),
+`upload` (write-through to a remote, after a stage's objects are uploaded, before its record).
 """
 
 from __future__ import annotations

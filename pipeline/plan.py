@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pipeline.cache import Cache
 from pipeline.errors import KindBug, RecipeError
@@ -21,24 +21,35 @@ from pipeline.records import StageRecord
 from pipeline.stage import RecipeValueError
 from pipeline.status import Status
 
-# The plan's four decisions (names kept for importers; the words are `plan --json`'s).
-CACHED, RUN, WAITS, UNAVAILABLE = Status.CACHED, Status.RUN, Status.WAITS, Status.UNAVAILABLE
+if TYPE_CHECKING:
+    from pipeline.remote import Remote, RemoteRecord
+
+# The plan's decisions (names kept for importers; the words are `plan --json`'s).
+CACHED, PULLED, RUN, WAITS, UNAVAILABLE = Status.CACHED, Status.PULLED, Status.RUN, Status.WAITS, Status.UNAVAILABLE
 
 
 @dataclass(frozen=True)
 class Decision:
     stage: str
-    status: Status  # CACHED, RUN, WAITS or UNAVAILABLE
+    status: Status  # CACHED, PULLED, RUN, WAITS or UNAVAILABLE
     reasons: tuple[str, ...] = ()
     key: str | None = None
     components: dict[str, Any] | None = field(default=None, repr=False)
-    record: StageRecord | None = field(default=None, repr=False)
+    record: StageRecord | None = field(default=None, repr=False)  # CACHED or PULLED: what it serves
     previous: StageRecord | None = field(default=None, repr=False)
+    remote: RemoteRecord | None = field(default=None, repr=False)  # PULLED: what the remote holds
 
 
 class Planner:
-    def __init__(self, recipe: Recipe, cache: Cache, force: Iterable[str] = (), force_all: bool = False):
-        self.recipe, self.cache = recipe, cache
+    def __init__(
+        self,
+        recipe: Recipe,
+        cache: Cache,
+        force: Iterable[str] = (),
+        force_all: bool = False,
+        remote: Remote | None = None,
+    ):
+        self.recipe, self.cache, self.remote = recipe, cache, remote
         self.force, self.force_all = set(force), force_all
         cache.memo.new_plan()
         self.keys = KeyContextImpl(cache.memo, recipe.dir, exclude=(cache.root,))
@@ -139,11 +150,19 @@ class Planner:
         record = self.cache.records.get(result.key)
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
-        if record is not None:
+        bad: list[str] = []
+        if record is not None and record.pulled_unverified and self.remote and self.remote.verifier:
+            bad = ["the cached result was pulled without a trusted signature"]
+        elif record is not None:
             problems = {out.path: self.cache.objects.problem(out.digest, out.is_dir) for out in record.outputs.values()}
             bad = [f"output {path} {problem} in cache" for path, problem in problems.items() if problem]
             if not bad:
                 return Decision(name, CACHED, (), result.key, result.components, record, previous)
+        found = self.remote.lookup(result.key) if self.remote is not None else None
+        if found is not None:
+            why = f"on the remote ({'signed by ' + found.signer if found.verified else 'unverified'})"
+            return Decision(name, PULLED, (why,), result.key, result.components, found.record, previous, found)
+        if bad:
             return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)
         if previous is None:
             reasons: tuple[str, ...] = ("never built",)
@@ -172,7 +191,7 @@ class Planner:
                 )
             else:
                 d = self.decide(name, known)
-            if d.status == CACHED and d.record is not None:
+            if d.status in (CACHED, PULLED) and d.record is not None:
                 known[name] = d.record
             if d.status == UNAVAILABLE:
                 blocked.add(name)

@@ -37,6 +37,13 @@ class StageRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     created: str = ""
+    # Where and with what it was built, or that it was pulled (and whether a trusted key signed it).
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pulled_unverified(self) -> bool:
+        """Taken from a remote without a trusted signature: a trusted job neither serves nor pushes it."""
+        return self.provenance.get("origin") == "pulled" and not self.provenance.get("verified")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +55,7 @@ class StageRecord:
             "summary": self.summary,
             "seconds": self.seconds,
             "created": self.created,
+            "provenance": self.provenance,
         }
 
     @classmethod
@@ -61,6 +69,7 @@ class StageRecord:
             summary=data.get("summary", {}),
             seconds=data.get("seconds", 0.0),
             created=data.get("created", ""),
+            provenance=data.get("provenance", {}),
         )
 
 

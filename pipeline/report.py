@@ -17,6 +17,7 @@ from pipeline.events import (
     StageFinished,
     StageNotRun,
     StageProgress,
+    StagePulled,
     StageSkipped,
     StageStarted,
     StageUnavailable,
@@ -56,6 +57,17 @@ class RunRecordReporter:
                 summary=event.summary,
                 built=event.built,
             )
+        elif isinstance(event, StagePulled):
+            self.rows[event.stage].update(
+                status=Status.PULLED,
+                kind=event.kind,
+                outputs=event.outputs,
+                seconds=0.0,
+                summary=event.summary,
+                built=event.built,
+                downloaded=event.downloaded,
+                local=event.local,
+            )
         elif isinstance(event, StageStarted):
             self.rows[event.stage].update(
                 status=Status.RUNNING, kind=event.kind, reasons=list(event.reasons), log=event.log
@@ -87,6 +99,8 @@ class RunRecordReporter:
             self.rows[event.stage].update(status=Status.NOT_RUN, kind=event.kind, reason=NOT_RUN)
         elif isinstance(event, RunFinished):
             self.run.update(seconds=round(event.seconds, 3), exit_code=event.exit_code)
+            if event.remote:
+                self.run["remote"] = event.remote
             write_json_atomic(self.runs_dir / event.run_id / "run.json", self.to_json())
 
     def to_json(self) -> dict[str, Any]:
@@ -154,6 +168,19 @@ class ConsoleReporter:
                     Status.CACHED,
                     f"unchanged, built {when[:16]} UTC" if event.built else "unchanged",
                     brief=f"unchanged, built {when[5:16]}" if event.built else "",
+                    outputs=tuple(event.outputs.values()),
+                    summary=event.summary,
+                )
+            )
+        elif isinstance(event, StagePulled):
+            got = f", {_mb(event.downloaded)} downloaded" if event.downloaded else ""
+            where = "" if event.local else " (outputs left on the remote)"
+            c.print(f"[green]pulled[/]  {event.stage} ({event.kind}){got}{where}")
+            self._rows.append(
+                Row(
+                    event.stage,
+                    Status.PULLED,
+                    f"from the remote{got}" if event.local else "on the remote; not downloaded",
                     outputs=tuple(event.outputs.values()),
                     summary=event.summary,
                 )
@@ -234,6 +261,9 @@ class ConsoleReporter:
         from rich.text import Text
 
         title = f"run {event.run_id}: {event.seconds:.1f}s, exit {event.exit_code}"
+        if event.remote:
+            r = event.remote
+            title += f"; remote: {_mb(r.get('downloaded', 0))} down, {_mb(r.get('uploaded', 0))} up"
         if self.console.is_terminal and self.console.width >= WIDE:
             self.console.print(wide_table(self._rows, title))
             return
@@ -250,3 +280,7 @@ class ConsoleReporter:
 
 def dump_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"

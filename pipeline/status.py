@@ -21,6 +21,7 @@ class Status(str, Enum):
     PENDING = "pending"
     RUNNING = "running"
     CACHED = "cached"  # also a plan decision
+    PULLED = "pulled"  # served by the remote cache (downloaded or not); also a plan decision
     RAN = "ran"
     FAILED = "failed"  # ran and raised (or its worker died)
     GATE_FAILED = "gate failed"  # ran, and a validation gate failed
@@ -39,4 +40,4 @@ class Status(str, Enum):
     @property
     def built(self) -> bool:
         """Its outputs exist (a child may use them)."""
-        return self in (Status.CACHED, Status.RAN)
+        return self in (Status.CACHED, Status.PULLED, Status.RAN)

@@ -22,6 +22,7 @@ GAP = "  "
 ELLIPSIS = "…"
 STYLE = {
     Status.CACHED: "green",
+    Status.PULLED: "green",
     Status.RAN: "green",
     Status.FAILED: "red",
     Status.GATE_FAILED: "red",
@@ -136,7 +137,8 @@ def wide_table(rows: list[Row], title: str) -> Any:
         table.add_column(col, overflow="fold")
     for r in rows:
         style = STYLE.get(r.status, "")
-        status = f"[{style}]{r.status}[/]" if style and r.status not in (Status.CACHED, Status.RAN) else str(r.status)
+        plain = r.status in (Status.CACHED, Status.PULLED, Status.RAN)
+        status = f"[{style}]{r.status}[/]" if style and not plain else str(r.status)
         if r.status.failed:
             detail = f"log: {r.log}"
         else:

@@ -9,7 +9,22 @@ import sys
 
 import pipeline
 
-HEAVY = ["torch", "torchvision", "onnx", "onnxruntime", "onnxsim", "onnx_graphsurgeon", "openvino", "tensorrt", "nncf"]
+HEAVY = [
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "onnx_graphsurgeon",
+    "openvino",
+    "tensorrt",
+    "nncf",
+    # the remote cache's libraries: loaded only when a local miss or an upload needs the remote
+    "fsspec",
+    "s3fs",
+    "botocore",
+    "cryptography",
+]
 
 
 def _imported_after(code: str) -> list[str]:

@@ -1,0 +1,389 @@
+"""A shared remote cache on any fsspec filesystem (s3://, gs://, az://, file://).
+
+Layout under the URL, as the local store's: `objects/<2 hex>/<62 hex>` and
+`records/<2 hex>/<rest of key>.json`. A remote record is a document
+`{schema, record, objects, signature}`: the stage record (with its provenance),
+every object it names (directory manifests and their files) with its size, and
+an Ed25519 signature over both (pipeline/trust.py).
+
+What it promises:
+- read-through: an object is downloaded to a temporary name, its sha256
+  checked, then moved into the local store; a manifest's paths are checked
+  (no `..`, nothing absolute) before anything is written. A missing, short or
+  corrupted object makes the record a miss, never a hit.
+- write-through: objects first, the record last, so a record never names an
+  object that is not there; an object counts as present only at its recorded
+  size, so an upload killed halfway is re-sent, never served.
+- a remote that cannot be reached is one warning; the run goes on locally.
+  Nothing here is imported, and no connection is made, until a local miss or
+  an upload needs the remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline.errors import UsageError
+from pipeline.faults import fault
+from pipeline.hashing import sha256_file
+from pipeline.records import StageRecord
+from pipeline.store import ObjectStore
+from pipeline.trust import Signer, Verifier
+
+SCHEMA = 1
+TIMEOUT = 10.0  # seconds to connect, and to wait on a read, before a try fails (PIPELINE_REMOTE_TIMEOUT)
+RETRIES = 2  # tries per request: a remote that does not answer costs at most about 2 x 2 x TIMEOUT, once
+
+
+class RemoteUnavailable(Exception):
+    """The remote could not be reached or answered with an error; the message is one line."""
+
+
+class BadObject(Exception):
+    """A remote object is missing, short, or not the bytes its digest names."""
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """A record the remote can serve: every object it names is there at its recorded size."""
+
+    record: StageRecord
+    objects: dict[str, int]  # digest -> size, manifests and the files they list
+    verified: bool  # signed by a trusted key (False when no key is configured)
+    signer: str  # key id, or "" when unsigned
+
+
+@dataclass
+class Transfer:
+    """Bytes moved, for the run's summary."""
+
+    downloaded: int = 0
+    uploaded: int = 0
+    objects_down: int = 0
+    objects_up: int = 0
+
+
+class Remote:
+    """One remote store as a run sees it: lookups, pulls into the local store, pushes from it."""
+
+    def __init__(
+        self,
+        url: str,
+        read_only: bool = False,
+        verifier: Verifier | None = None,
+        signer: Signer | None = None,
+    ):
+        self.url = url.rstrip("/")
+        self.read_only = read_only
+        self.verifier = verifier
+        self.signer = signer
+        self.transfer = Transfer()
+        self._fs: Any = None
+        self._root = ""
+        self._down: str | None = None  # why the remote was given up on, once
+        self._rejected: dict[str, str] = {}  # key -> why this run will not take it from the remote
+        self._ignored: list[str] = []
+        self._untrusted = 0  # records ignored for want of a trusted signature
+
+    # -- the filesystem --------------------------------------------------------
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            try:
+                import fsspec
+            except ImportError:
+                raise UsageError("a remote cache needs fsspec: pip install '.[remote]'") from None
+            protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
+            options: dict[str, Any] = {}
+            if protocol in ("s3", "s3a"):
+                options = _s3_options()
+            try:
+                self._fs, self._root = fsspec.core.url_to_fs(self.url, **options)
+            except ImportError as exc:
+                raise UsageError(f"remote {self.url}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - a bad URL or backend configuration
+                raise UsageError(f"remote {self.url}: {type(exc).__name__}: {_one_line(exc)}") from None
+            if protocol in ("s3", "s3a"):
+                self._fs.retries = RETRIES  # s3fs's own retry loop, on top of botocore's
+        return self._fs
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self._root.rstrip("/"), *parts]) if self._root else "/".join(parts)
+
+    def object_path(self, digest: str) -> str:
+        self.fs  # noqa: B018 - resolves the root
+        return self._path("objects", digest[:2], digest[2:])
+
+    def record_path(self, key: str) -> str:
+        self.fs  # noqa: B018
+        return self._path("records", key[:2], f"{key[2:]}.json")
+
+    @property
+    def available(self) -> bool:
+        return self._down is None
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one filesystem call; an error of the connection gives the remote up for this run."""
+        if self._down is not None:
+            raise RemoteUnavailable(self._down)
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all mean "cannot use it"
+            self._down = f"remote {self.url} cannot be used ({what}: {type(exc).__name__}: {_one_line(exc)})"
+            warnings.warn(f"{self._down}; building locally", stacklevel=2)
+            raise RemoteUnavailable(self._down) from None
+
+    # -- lookups ----------------------------------------------------------------
+    def lookup(self, key: str) -> RemoteRecord | None:
+        """The remote's record for `key` when it can be served (trusted if a key is configured), else None."""
+        if self._down is not None or key in self._rejected:
+            return None
+        try:
+            raw = self._call("read record", self.fs.cat_file, self.record_path(key))
+        except FileNotFoundError:
+            return None
+        except RemoteUnavailable:
+            return None
+        try:
+            doc = json.loads(raw)
+            body = {"schema": doc["schema"], "record": doc["record"], "objects": doc["objects"]}
+            if doc["schema"] != SCHEMA:
+                self._ignore(key, f"schema {doc['schema']}, this version reads {SCHEMA}")
+                return None
+            record = StageRecord.from_json(doc["record"])
+            objects = {str(d): int(s) for d, s in doc["objects"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._ignore(key, f"unreadable ({type(exc).__name__})")
+            return None
+        if record.key != key:
+            self._ignore(key, f"it holds key {record.key[:12]}")
+            return None
+        signature = doc.get("signature")
+        if self.verifier is not None:
+            problem = self.verifier.problem(body, signature)
+            if problem is not None:
+                self._ignore(key, problem, trust=True)
+                return None
+        named = {o.digest for o in record.outputs.values()}
+        if not named <= set(objects):
+            self._ignore(key, "its object list misses an output")
+            return None
+        try:
+            for digest, size in objects.items():
+                if not self._present(digest, size):
+                    self._reject(key, f"object {digest[:12]} is missing or incomplete on the remote")
+                    return None
+        except RemoteUnavailable:
+            return None
+        signer = str(signature.get("key_id", "")) if isinstance(signature, dict) else ""
+        return RemoteRecord(record, objects, self.verifier is not None, signer)
+
+    def _present(self, digest: str, size: int) -> bool:
+        try:
+            info = self._call("stat object", self.fs.info, self.object_path(digest))
+        except FileNotFoundError:
+            return False
+        return int(info.get("size", -1)) == size
+
+    def _ignore(self, key: str, why: str, trust: bool = False) -> None:
+        """A record this run will not use: warned about once per run, in one line for all of them."""
+        self._rejected[key] = why
+        self._ignored.append(f"{key[:12]} ({why})")
+        if trust:  # one line for all of them: a pull-request cache full of unsigned records is not news
+            if not self._untrusted:
+                warnings.warn(
+                    f"ignoring remote records not signed by a trusted key (first: {key[:12]}, {why}); "
+                    "they build locally",
+                    stacklevel=3,
+                )
+            self._untrusted += 1
+        else:
+            warnings.warn(f"ignoring remote record {key[:12]}: {why}; the stage builds locally", stacklevel=3)
+
+    def _reject(self, key: str, why: str) -> None:
+        self._rejected[key] = why
+        warnings.warn(f"remote record {key[:12]} cannot be served: {why}; the stage builds locally", stacklevel=3)
+
+    def reject(self, key: str, why: str) -> None:
+        """Stop serving `key` for the rest of this run (a download failed its check)."""
+        self._reject(key, why)
+
+    # -- downloads ----------------------------------------------------------------
+    def pull(self, found: RemoteRecord, store: ObjectStore) -> int:
+        """Bring every object of `found` into the local store, each checked; return the bytes downloaded.
+
+        Raises BadObject (nothing of that object kept) or RemoteUnavailable.
+        """
+        before = self.transfer.downloaded
+        for out in found.record.outputs.values():
+            self._fetch(out.digest, found.objects[out.digest], store)
+            if out.is_dir:
+                for entry in _checked_manifest(store, out.digest):
+                    if entry["digest"] not in found.objects:
+                        raise BadObject(f"manifest {out.digest[:12]} lists {entry['path']}, which the record omits")
+                    self._fetch(entry["digest"], found.objects[entry["digest"]], store)
+        return self.transfer.downloaded - before
+
+    def _fetch(self, digest: str, size: int, store: ObjectStore) -> None:
+        if store.verify_file(digest):
+            return
+        tmp = store._tmpfile()
+        try:
+            self._call("download", self.fs.get_file, self.object_path(digest), str(tmp))
+            got = tmp.stat().st_size
+            if got != size or sha256_file(tmp) != digest:
+                raise BadObject(f"object {digest[:12]} from the remote is corrupted ({got} bytes, expected {size})")
+            store.put_file(tmp)
+        except FileNotFoundError:
+            raise BadObject(f"object {digest[:12]} is missing on the remote") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.transfer.downloaded += size
+        self.transfer.objects_down += 1
+
+    # -- uploads ------------------------------------------------------------------
+    def push(self, record: StageRecord, store: ObjectStore, sign: bool) -> int:
+        """Upload `record`'s objects, then the record itself; return the bytes uploaded.
+
+        `sign` is the caller's word that this process built the record; only then does a signer sign it.
+        """
+        if self.read_only:
+            return 0
+        if self._serves(record.key, signed=sign and self.signer is not None):
+            return 0  # first writer wins: a servable record is never replaced (nor a signed one by an unsigned)
+        objects: dict[str, int] = {}
+        for out in record.outputs.values():
+            objects[out.digest] = store.stored_size(out.digest)
+            if out.is_dir:
+                for entry in store.manifest(out.digest):
+                    objects[entry["digest"]] = store.stored_size(entry["digest"])
+        before = self.transfer.uploaded
+        for digest, size in objects.items():
+            if not self._present(digest, size):
+                self._upload(store.path(digest), self.object_path(digest))
+                self.transfer.uploaded += size
+                self.transfer.objects_up += 1
+        fault("upload", record.stage)  # every object is up, the record is not: a crash here must leave no record
+        body = {"schema": SCHEMA, "record": record.to_json(), "objects": objects}
+        doc = dict(body)
+        if sign and self.signer is not None:
+            doc["signature"] = self.signer.sign(body)
+        data = json.dumps(doc, sort_keys=True, indent=1).encode()
+        tmp = Path(store._tmpfile())
+        try:
+            tmp.write_bytes(data)
+            self._upload(tmp, self.record_path(record.key))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.transfer.uploaded - before
+
+    def _serves(self, key: str, signed: bool) -> bool:
+        """The remote already holds a usable record for `key` (a signed one, when we would sign)."""
+        try:
+            raw = self._call("read record", self.fs.cat_file, self.record_path(key))
+            doc = json.loads(raw)
+            objects = {str(d): int(s) for d, s in doc["objects"].items()}
+        except FileNotFoundError:
+            return False
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if signed and not isinstance(doc.get("signature"), dict):
+            return False
+        return all(self._present(d, size) for d, size in objects.items())
+
+    def _upload(self, src: Path, dest: str) -> None:
+        """A local filesystem gets a temporary name and a rename; an object store's PUT is atomic already."""
+        if _is_local(self.fs):
+            tmp = f"{dest}.tmp-{uuid.uuid4().hex[:12]}"
+            self._call("upload", self.fs.makedirs, dest.rsplit("/", 1)[0], exist_ok=True)
+            try:
+                self._call("upload", self.fs.put_file, str(src), tmp)
+                self._call("upload", self.fs.mv, tmp, dest)
+            finally:
+                if self.fs.exists(tmp):
+                    self.fs.rm_file(tmp)
+        else:
+            self._call("upload", self.fs.put_file, str(src), dest)
+
+
+def provenance(run_id: str, components: dict[str, Any]) -> dict[str, Any]:
+    """Where and with what a record was built (travels with it; never part of its key)."""
+    import datetime
+    import platform
+
+    return {
+        "origin": "built",
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "toolchain": components.get("toolchain", {}),
+        "run_id": run_id,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:
+    """A downloaded directory manifest, refused when a path would leave its directory."""
+    try:
+        entries = store.manifest(digest)
+        paths = [e["path"] for e in entries]
+        digests = [e["digest"] for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadObject(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
+    for path, d in zip(paths, digests):
+        p = PurePosixPath(path)
+        if not isinstance(path, str) or p.is_absolute() or ".." in p.parts or "\\" in path or not path:
+            raise BadObject(f"manifest {digest[:12]} names an unsafe path {path!r}")
+        if not isinstance(d, str) or len(d) != 64:
+            raise BadObject(f"manifest {digest[:12]} names a bad digest for {path!r}")
+    return entries
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _s3_options() -> dict[str, Any]:
+    """Bounded timeouts and retries, on top of whatever the user configured for s3 (fsspec's config and
+    FSSPEC_S3_* variables win: they are read by fsspec itself)."""
+    import fsspec.config
+
+    user = dict(fsspec.config.conf.get("s3", {}).get("config_kwargs", {}))
+    try:
+        timeout = float(os.environ.get("PIPELINE_REMOTE_TIMEOUT") or TIMEOUT)
+    except ValueError:
+        raise UsageError("PIPELINE_REMOTE_TIMEOUT must be a number of seconds") from None
+    user.setdefault("connect_timeout", timeout)
+    user.setdefault("read_timeout", timeout)
+    user.setdefault("retries", {"max_attempts": RETRIES, "mode": "standard"})
+    return {"config_kwargs": user}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def remote_from(
+    url: str | None, read_only: bool = False, trust: str | None = None, signing_key: str | None = None
+) -> Remote | None:
+    """The run's remote from flags, else the environment (PIPELINE_REMOTE, PIPELINE_REMOTE_READ_ONLY,
+    PIPELINE_REMOTE_TRUST, PIPELINE_REMOTE_SIGNING_KEY); None when none is configured."""
+    url = url or os.environ.get("PIPELINE_REMOTE") or None
+    if url is None:
+        return None
+    read_only = read_only or os.environ.get("PIPELINE_REMOTE_READ_ONLY", "") not in ("", "0", "false")
+    trust = trust or os.environ.get("PIPELINE_REMOTE_TRUST") or None
+    signing_key = signing_key or os.environ.get("PIPELINE_REMOTE_SIGNING_KEY") or None
+    verifier = Verifier.load([Path(p) for p in trust.split(os.pathsep) if p]) if trust else None
+    signer = Signer.load(Path(signing_key)) if signing_key and not read_only else None
+    return Remote(url, read_only=read_only, verifier=verifier, signer=signer)

@@ -1,0 +1,330 @@
+"""The shared remote cache against a real S3 server (moto on 127.0.0.1) through s3fs: no mock of fsspec.
+
+Each test gets a fresh bucket; a "runner" is a fresh local cache (what a CI job starts with).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from s3server import Bucket, S3Server, bucket, free_port, s3_server  # noqa: F401 (fixtures)
+from toyproject import Project, project  # noqa: F401 (the fixture)
+
+
+def run(project: Project, bucket: Bucket, cache: str, *args: str, env: dict[str, str] | None = None):
+    """`pipeline run toy.yaml --json` on the runner whose local cache is `cache`; (process, stage -> row)."""
+    proc = project.cli(
+        "run",
+        "toy.yaml",
+        "--remote",
+        bucket.url,
+        "--json",
+        *args,
+        env={**bucket.env, "PIPELINE_CACHE": str(project.root.parent / cache), **(env or {})},
+    )
+    rows = {s["stage"]: s for s in json.loads(proc.stdout)["stages"]} if proc.stdout.strip() else {}
+    return proc, rows
+
+
+def statuses(rows: dict[str, dict]) -> dict[str, str]:
+    return {name: row["status"] for name, row in rows.items()}
+
+
+def records(bucket: Bucket) -> dict[str, dict]:
+    """The remote's records by stage name."""
+    out = {}
+    for key in bucket.keys("cache/records/"):
+        doc = json.loads(bucket.get(key))
+        out[doc["record"]["stage"]] = {"s3key": key, **doc}
+    return out
+
+
+def keypair(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    from pipeline.trust import generate_keypair
+
+    private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub"
+    generate_keypair(private, public)
+    return private, public
+
+
+def test_a_fresh_runner_is_served_entirely_by_the_remote(project: Project, bucket: Bucket) -> None:
+    proc, rows = run(project, bucket, "runner1")
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(rows).values()) == {"ran"}
+    built = project.runs()
+    assert sorted(records(bucket)) == ["join", "other", "upper", "write"]
+
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows) == {"write": "pulled", "upper": "pulled", "other": "pulled", "join": "pulled"}
+    assert project.runs() == built, "no stage executed on the second runner"
+    # Only the target's outputs came down; its view holds the right bytes.
+    assert rows["join"]["local"] and not rows["upper"]["local"]
+    view = Path(rows["join"]["outputs"]["model"])
+    assert (view / "a.txt").read_text() == "ABC" and (view / "sub" / "b.txt").read_text() == "xyz"
+    assert not (project.root.parent / "runner2" / "toy" / "upper").exists()
+    record = json.loads(proc.stdout)
+    assert record["remote"]["downloaded"] > 0 and record["remote"]["uploaded"] == 0
+    # The lock file names every stage, pulled or not: `status --remote` is satisfied, plain `status` is not.
+    env = {**bucket.env, "PIPELINE_CACHE": str(project.root.parent / "runner2")}
+    assert project.cli("status", "toy.yaml", "--remote", bucket.url, env=env).returncode == 0
+    assert project.cli("status", "toy.yaml", env=env).returncode == 1
+    # `show` of an intermediate brings it down.
+    shown = project.cli("show", "toy.yaml", "upper", "--remote", bucket.url, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert Path(shown.stdout.split("\t")[1].strip()).read_text() == "ABC"
+
+
+def test_a_stage_that_must_rebuild_downloads_the_intermediates_it_reads(project: Project, bucket: Bucket) -> None:
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    recipe = project.recipe.read_text().replace('text: "xyz"', 'text: "xyz!"')
+    project.write_recipe(recipe)
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows) == {"write": "pulled", "upper": "pulled", "other": "ran", "join": "ran"}
+    assert rows["upper"]["local"] is False  # settled before join ran; join then fetched its object
+    assert (Path(rows["join"]["outputs"]["model"]) / "a.txt").read_text() == "ABC"
+
+
+def test_a_cached_rerun_with_a_warm_local_cache_makes_no_request(project: Project, bucket: Bucket) -> None:
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    before = len(bucket.server.requests())
+    proc, rows = run(project, bucket, "runner1")
+    assert proc.returncode == 0 and set(statuses(rows).values()) == {"cached"}
+    assert len(bucket.server.requests()) == before
+
+
+def test_a_corrupted_remote_object_is_detected_rebuilt_and_never_served(project: Project, bucket: Bucket) -> None:
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    upper = records(bucket)["upper"]
+    digest = upper["record"]["outputs"]["model"]["digest"]
+    key = f"cache/objects/{digest[:2]}/{digest[2:]}"
+    good = bucket.get(key)
+    bucket.put(key, b"X" * len(good))  # same size: only the sha256 check can tell
+    proc, rows = run(project, bucket, "runner2", "upper")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["upper"] == "ran"
+    assert "corrupted" in proc.stderr and proc.stderr.count(digest[:12]) == 1
+    assert Path(rows["upper"]["outputs"]["model"]).read_text() == "ABC"
+    # Truncated: the size check makes it a miss before any download.
+    bucket.put(key, good[:2])
+    proc, rows = run(project, bucket, "runner3", "upper")
+    assert proc.returncode == 0 and statuses(rows)["upper"] == "ran"
+    assert "missing or incomplete" in proc.stderr
+
+
+def test_a_manifest_with_a_path_outside_its_directory_is_refused(project: Project, bucket: Bucket) -> None:
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    join = records(bucket)["join"]
+    entries = [{"path": "../../escape.txt", "digest": "0" * 64}]
+    data = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    bucket.put(f"cache/objects/{digest[:2]}/{digest[2:]}", data)
+    join["record"]["outputs"]["model"]["digest"] = digest
+    join["objects"] = {digest: len(data)}
+    bucket.put(join.pop("s3key"), json.dumps(join).encode())
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["join"] == "ran"
+    assert "unsafe path" in proc.stderr
+    assert not list(project.root.parent.rglob("escape.txt"))
+
+
+@pytest.mark.parametrize("point", ["upload:upper"])
+def test_kill_9_during_upload_leaves_no_record_without_its_objects(
+    project: Project, bucket: Bucket, point: str
+) -> None:
+    proc, _ = run(project, bucket, "runner1", env={"PIPELINE_FAULT": point})
+    assert proc.returncode == -signal.SIGKILL
+    for doc in records(bucket).values():  # every record that made it names objects that are all there
+        for digest, size in doc["objects"].items():
+            assert len(bucket.get(f"cache/objects/{digest[:2]}/{digest[2:]}")) == size
+    assert "upper" not in records(bucket)
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["upper"] in ("ran", "pulled")
+    assert "upper" in records(bucket)
+
+
+def test_an_unreachable_remote_is_one_warning_and_a_local_build(project: Project, bucket: Bucket) -> None:
+    env = {**bucket.env, "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    proc, rows = run(project, bucket, "runner1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(rows).values()) == {"ran"}
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cannot be used" in warnings[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_remote_that_never_answers_times_out(project: Project, bucket: Bucket) -> None:
+    """A server that accepts connections and then says nothing: bounded by PIPELINE_REMOTE_TIMEOUT, no hang."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        env = {
+            **bucket.env,
+            "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{sock.getsockname()[1]}",
+            "PIPELINE_REMOTE_TIMEOUT": "0.5",
+        }
+        proc, rows = run(project, bucket, "runner1", env=env)
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        sock.close()
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(rows).values()) == {"ran"}
+    assert "cannot be used" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_read_only_mode_writes_nothing_to_the_server(project: Project, bucket: Bucket) -> None:
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    project.write_recipe(project.recipe.read_text().replace('text: "xyz"', 'text: "pr change"'))
+    before = len(bucket.server.requests())
+    proc, rows = run(project, bucket, "runner2", "--remote-read-only")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["other"] == "ran" and statuses(rows)["write"] == "pulled"
+    made = bucket.server.requests()[before:]
+    assert made and not [r for r in made if not r.startswith(("GET ", "HEAD "))], made
+    assert sorted(records(bucket)) == ["join", "other", "upper", "write"]  # still the first runner's four
+
+
+def test_a_verifying_reader_ignores_unsigned_and_forged_records(
+    project: Project, bucket: Bucket, tmp_path: Path
+) -> None:
+    trusted_key, trusted_pub = keypair(tmp_path, "trusted")
+    other_key, _ = keypair(tmp_path, "other")
+    verify = {"PIPELINE_REMOTE_TRUST": str(trusted_pub)}
+
+    # Unsigned (a pull-request job wrote them, or an old version): ignored, one warning line for all of them.
+    assert run(project, bucket, "unsigned-writer")[0].returncode == 0
+    proc, rows = run(project, bucket, "reader1", "--remote-read-only", env=verify)
+    assert proc.returncode == 0 and set(statuses(rows).values()) == {"ran"}
+    assert proc.stderr.count("not signed by a trusted key") == 1, proc.stderr
+
+    # Signed by the trusted key: served, and kept locally as verified.
+    for key in bucket.keys("cache/records/"):
+        bucket.server.client().delete_object(Bucket=bucket.name, Key=key)
+    signing = {"PIPELINE_REMOTE_SIGNING_KEY": str(trusted_key)}
+    assert run(project, bucket, "signed-writer", env=signing)[0].returncode == 0
+    proc, rows = run(project, bucket, "reader2", env=verify)
+    assert set(statuses(rows).values()) == {"pulled"}, proc.stderr
+    kept = json.loads(next((project.root.parent / "reader2" / "records").glob("*/*.json")).read_text())
+    assert kept["provenance"]["origin"] == "pulled" and kept["provenance"]["verified"] is True
+
+    # Forged: a signed record whose contents were changed afterwards, and one signed by an untrusted key.
+    docs = records(bucket)
+    write = docs["write"]
+    write["record"]["summary"]["chars"] = 999
+    bucket.put(write.pop("s3key"), json.dumps(write).encode())
+    upper = docs["upper"]
+    from pipeline.trust import Signer
+
+    body = {k: upper[k] for k in ("schema", "record", "objects")}
+    upper["signature"] = Signer.load(other_key).sign(body)
+    bucket.put(upper.pop("s3key"), json.dumps(upper).encode())
+    proc, rows = run(project, bucket, "reader3", "--remote-read-only", env=verify)
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["write"] == "ran" and statuses(rows)["upper"] == "ran"
+    assert statuses(rows)["other"] == "pulled"
+
+
+def test_a_trusted_job_never_serves_what_it_pulled_unverified(project: Project, bucket: Bucket, tmp_path: Path) -> None:
+    """The cache-poisoning path: a pull-request job's result pulled into a cache a trusted job then uses."""
+    key, pub = keypair(tmp_path, "trusted")
+    assert run(project, bucket, "pr-job")[0].returncode == 0  # unsigned results
+    proc, rows = run(project, bucket, "shared", "--remote-read-only")  # pulled without verification
+    assert set(statuses(rows).values()) == {"pulled"}
+    env = {"PIPELINE_REMOTE_TRUST": str(pub), "PIPELINE_REMOTE_SIGNING_KEY": str(key)}
+    proc, rows = run(project, bucket, "shared", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(rows)["join"] == "ran", "the unverified local copy must not be served"
+    signed = records(bucket)["join"]
+    assert signed["signature"]["key_id"], "the trusted job's own build replaced the unsigned record"
+
+
+def test_two_runners_pushing_the_same_recipe_at_once(project: Project, bucket: Bucket) -> None:
+    env = {**bucket.env, "TOY_RUNLOG": str(project.runlog)}
+    procs = [
+        project.popen(
+            "run", "toy.yaml", "--remote", bucket.url, env={**env, "PIPELINE_CACHE": str(project.root.parent / c)}
+        )
+        for c in ("runner1", "runner2")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    proc, rows = run(project, bucket, "runner3")
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(rows).values()) == {"pulled"}
+    assert (Path(rows["join"]["outputs"]["model"]) / "a.txt").read_text() == "ABC"
+
+
+def test_push_and_pull_sync_explicitly(project: Project, bucket: Bucket) -> None:
+    local = {"PIPELINE_CACHE": str(project.root.parent / "runner1")}
+    assert project.cli("run", "toy.yaml", env=local).returncode == 0  # built with no remote
+    assert records(bucket) == {}
+    pushed = project.cli("push", "toy.yaml", "--remote", bucket.url, env={**bucket.env, **local})
+    assert pushed.returncode == 0, pushed.stderr
+    assert sorted(records(bucket)) == ["join", "other", "upper", "write"]
+    assert all("signature" not in doc for doc in records(bucket).values()), "push never signs"
+    env = {**bucket.env, "PIPELINE_CACHE": str(project.root.parent / "runner2")}
+    pulled = project.cli("pull", "toy.yaml", "--remote", bucket.url, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "4 of 4 stages local" in pulled.stdout
+    # The lock file (committed beside the recipe) names these keys, and now they are local.
+    assert project.cli("status", "toy.yaml", env=env).returncode == 0
+    again = project.cli("run", "toy.yaml", "--json", env={**env, "TOY_RUNLOG": str(project.runlog)})
+    assert {s["status"] for s in json.loads(again.stdout)["stages"]} == {"cached"}
+
+
+def test_remote_usage_errors_are_one_line(project: Project, tmp_path: Path) -> None:
+    env = {"PIPELINE_REMOTE": ""}
+    proc = project.cli("pull", "toy.yaml", env=env)
+    assert proc.returncode == 2 and "needs a remote" in proc.stderr
+    proc = project.cli("run", "toy.yaml", "--remote", "file:///x", "--remote-trust", str(tmp_path / "nope.pub"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nope.pub" in proc.stderr
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key")
+    proc = project.cli("run", "toy.yaml", "--remote", "file:///x", "--remote-trust", str(bad))
+    assert proc.returncode == 2 and "not a PEM public key" in proc.stderr
+
+
+def test_a_file_remote_uploads_by_rename(project: Project, tmp_path: Path) -> None:
+    """file:// (a shared mount): the same promises, and no temporary name left behind."""
+    remote = tmp_path / "remote"
+    env1 = {"PIPELINE_CACHE": str(tmp_path / "c1")}
+    proc = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), env=env1)
+    assert proc.returncode == 0, proc.stderr
+    assert not [p for p in remote.rglob("*") if ".tmp-" in p.name]
+    env2 = {"PIPELINE_CACHE": str(tmp_path / "c2")}
+    proc = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env=env2)
+    assert {s["status"] for s in json.loads(proc.stdout)["stages"]} == {"pulled"}
+    shutil.rmtree(remote / "objects")
+    proc = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env={"PIPELINE_CACHE": "c3"})
+    assert {s["status"] for s in json.loads(proc.stdout)["stages"]} == {"ran"}
+    assert os.path.isdir(project.root / "c3")
