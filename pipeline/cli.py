@@ -123,6 +123,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     gc.add_argument("--dry-run", "-n", action="store_true")
     gc.add_argument("--keep-variants", action="store_true", help="keep what --set runs built (dropped by default)")
     gc.add_argument("--cache-dir")
+    remote_options(gc, "collect the remote cache instead: records no known lock file names (bare: $PIPELINE_REMOTE)")
+    gc.add_argument(
+        "--keep-days", type=float, default=30.0, help="--remote: keep every record younger than this (default 30)"
+    )
+    gc.add_argument(
+        "--grace-hours",
+        type=float,
+        default=24.0,
+        help="--remote: never delete an object younger than this, whatever names it (default 24)",
+    )
 
     verify = commands["verify"] = sub.add_parser("verify", help="rehash every object in the cache")
     verify.add_argument("--remove", action="store_true", help="delete corrupted objects (they rebuild on the next run)")

@@ -324,6 +324,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from pipeline.gc import collect
 
     cache = Cache(cache_root(args.cache_dir))
+    if args.remote is not None:
+        return _gc_remote(args, cache)
     result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants)
     cache.memo.flush()
     verb = "would remove" if args.dry_run else "removed"
@@ -331,6 +333,29 @@ def cmd_gc(args: argparse.Namespace) -> int:
     print(
         f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records{variants}; "
         f"kept {result.kept} objects referenced by {result.roots} keys"
+    )
+    return EXIT_OK
+
+
+def _gc_remote(args: argparse.Namespace, cache: Cache) -> int:
+    """Remote records are kept when a lock file this cache knows names them (or this cache's latest
+    builds do) or when they are younger than --keep-days; objects, when a kept record names them or
+    they are younger than --grace-hours."""
+    from pipeline.gc import collect_remote, root_keys
+    from pipeline.remote import RemoteUnavailable
+
+    remote = _need_remote(args)
+    if remote.read_only and not args.dry_run:
+        raise UsageError("gc --remote with --remote-read-only: nothing would be deleted (add --dry-run)")
+    try:
+        result = collect_remote(remote, root_keys(cache), args.keep_days, args.grace_hours, dry_run=args.dry_run)
+    except RemoteUnavailable as exc:
+        raise PipelineError(str(exc)) from None
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{remote.url}: {verb} {result.records} records and {result.objects} objects ({result.bytes / 1e6:.1f} MB); "
+        f"kept {result.kept_records} records, {result.kept_objects} objects they name, "
+        f"{result.young} unreferenced objects younger than {args.grace_hours:g} h"
     )
     return EXIT_OK
 

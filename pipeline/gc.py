@@ -7,12 +7,17 @@ smoke build is not something to keep, and its views and refs go with it.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cache import Cache
 from pipeline.lockfile import read_lock
 from pipeline.views import remove_view
+
+if TYPE_CHECKING:
+    from pipeline.remote import Remote
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,48 @@ def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) ->
         for record in dead_records:
             (cache.records.records / record.key[:2] / f"{record.key[2:]}.json").unlink(missing_ok=True)
     return GcResult(removed, size, len(dead_records), len(live), len(roots), len(variants))
+
+
+@dataclass(frozen=True)
+class RemoteGcResult:
+    records: int
+    objects: int
+    bytes: int
+    kept_records: int
+    kept_objects: int
+    young: int  # unreferenced objects spared because they may belong to an upload whose record is not up yet
+
+
+def collect_remote(
+    remote: Remote, roots: set[str], keep_days: float, grace_hours: float, dry_run: bool = False
+) -> RemoteGcResult:
+    """Drop remote records that no root names and that are older than `keep_days`, then the objects no
+    remaining record names. An object younger than `grace_hours` is never removed: uploads send objects
+    first and the record last, so a fresh object without a record is an upload in flight."""
+    now = time.time()
+    records = remote.listing("records")
+    kept: set[str] = set()
+    live: set[str] = set()
+    dropped = 0
+    for key, (_, modified) in records.items():
+        doc = remote.read_record(key)
+        if key in roots or now - modified < keep_days * 86400:
+            kept.add(key)
+            if doc is not None and isinstance(doc.get("objects"), dict):
+                live.update(str(d) for d in doc["objects"])
+            continue
+        dropped += 1
+        if not dry_run:
+            remote.delete_record(key)
+    removed = size = young = 0
+    for digest, (nbytes, modified) in remote.listing("objects").items():
+        if digest in live:
+            continue
+        if now - modified < grace_hours * 3600:
+            young += 1
+            continue
+        removed += 1
+        size += nbytes
+        if not dry_run:
+            remote.delete_object(digest)
+    return RemoteGcResult(dropped, removed, size, len(kept), len(live), young)

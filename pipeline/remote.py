@@ -115,14 +115,13 @@ class Remote:
         return self._fs
 
     def _path(self, *parts: str) -> str:
+        self.fs  # noqa: B018 - opening the filesystem resolves the root
         return "/".join([self._root.rstrip("/"), *parts]) if self._root else "/".join(parts)
 
     def object_path(self, digest: str) -> str:
-        self.fs  # noqa: B018 - resolves the root
         return self._path("objects", digest[:2], digest[2:])
 
     def record_path(self, key: str) -> str:
-        self.fs  # noqa: B018
         return self._path("records", key[:2], f"{key[2:]}.json")
 
     @property
@@ -313,6 +312,56 @@ class Remote:
                     self.fs.rm_file(tmp)
         else:
             self._call("upload", self.fs.put_file, str(src), dest)
+
+    # -- listing and deleting (gc --remote) ----------------------------------------
+    def listing(self, folder: str) -> dict[str, tuple[int, float]]:
+        """Every file under objects/ or records/: its name (digest, or key) -> (size, modified, epoch seconds)."""
+        base = self._path(folder)
+        try:
+            found = self._call("list", self.fs.find, base, detail=True)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for path, info in found.items():
+            rel = path[len(base) :].strip("/").split("/")
+            if len(rel) != 2 or ".tmp-" in rel[1]:
+                continue
+            name = rel[0] + rel[1].removesuffix(".json")
+            out[name] = (int(info.get("size") or 0), _modified(info))
+        return out
+
+    def read_record(self, key: str) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(self._call("read record", self.fs.cat_file, self.record_path(key)))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def delete_record(self, key: str) -> None:
+        self._call("delete", self.fs.rm_file, self.record_path(key))
+
+    def delete_object(self, digest: str) -> None:
+        self._call("delete", self.fs.rm_file, self.object_path(digest))
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """When a listed file was last written, from whichever field the backend gives."""
+    import datetime
+
+    for field in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
 
 
 def provenance(run_id: str, components: dict[str, Any]) -> dict[str, Any]:

@@ -74,3 +74,42 @@ def _write_images(folder: Path, count: int) -> None:
     for i, img in enumerate(images):
         (folder / str(i % 10)).mkdir(parents=True, exist_ok=True)
         Image.fromarray((img * 15).astype(np.uint8), mode="L").save(folder / str(i % 10) / f"{i:03d}.png")
+
+
+def test_keys_travel_between_machines_except_validation(digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two CI runners with different CPUs share training, export, simplify, quantize and IR builds (their
+    keys name no machine); `validate`, whose verdict is measured on the machine (timings, and numerics
+    that follow the ISA: bf16 where the CPU has it), is keyed by the CPU and reruns on each kind of runner."""
+    from pipeline.cache import Cache
+    from pipeline.graph import stage_graph
+    from pipeline.plan import Planner
+    from pipeline.recipe import load_recipe
+    from pipeline.status import Status
+    from stages import _cpu
+
+    proc, record = run(digits)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    here = {name: row["status"] for name, row in rows(record).items()}
+    assert set(here.values()) <= {"cached", "ran"}
+
+    def plan_on(model: str, flags: set[str], cpus: int) -> dict[str, tuple[Status, str | None, tuple[str, ...]]]:
+        monkeypatch.setattr(_cpu, "_cpuinfo", lambda: (model, frozenset(flags)))
+        monkeypatch.setattr(_cpu, "available_cpus", lambda: cpus)
+        recipe = load_recipe(digits / "digits_int8.yaml", QUICK[1::2])
+        cache = Cache(digits / "cache")
+        decisions = Planner(recipe, cache).plan(list(stage_graph(recipe).order))
+        return {d.stage: (d.status, d.key, d.reasons) for d in decisions}
+
+    a = plan_on("Intel(R) Xeon(R) Platinum 8480+", {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"}, 8)
+    b = plan_on("AMD EPYC 7763 64-Core Processor", {"avx2"}, 4)
+    kinds = {name: node.kind.kind for name, node in load_recipe(digits / "digits_int8.yaml").stages.items()}
+    validates = {name for name, kind in kinds.items() if kind == "validate"}
+    assert validates == {"check_fp32", "check_int8"}
+    for name in kinds:
+        if name in validates:
+            assert a[name][0] == b[name][0] == Status.RUN, (name, a[name], b[name])
+            assert a[name][1] != b[name][1], "two CPUs must not share a validation verdict"
+            assert any("cpu" in reason for reason in a[name][2]), a[name][2]
+        else:
+            assert a[name][0] == b[name][0] == Status.CACHED, (name, a[name], b[name])
+            assert a[name][1] == b[name][1], f"{name}'s key must not name the machine"

@@ -328,3 +328,52 @@ def test_a_file_remote_uploads_by_rename(project: Project, tmp_path: Path) -> No
     proc = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env={"PIPELINE_CACHE": "c3"})
     assert {s["status"] for s in json.loads(proc.stdout)["stages"]} == {"ran"}
     assert os.path.isdir(project.root / "c3")
+
+
+def test_gc_remote_keeps_what_lock_files_name_and_young_objects(project: Project, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    env = {"PIPELINE_CACHE": str(tmp_path / "c1")}
+    assert project.cli("run", "toy.yaml", "--remote", remote.as_uri(), env=env).returncode == 0
+    old_recipe = project.recipe.read_text()
+    project.write_recipe(old_recipe.replace('text: "xyz"', 'text: "xyz2"'))
+    assert project.cli("run", "toy.yaml", "--remote", remote.as_uri(), env=env).returncode == 0
+    objects = sorted(p for p in (remote / "objects").rglob("*") if p.is_file())
+    assert len(list((remote / "records").rglob("*.json"))) == 6  # 4 + the changed `other` and `join`
+
+    # Young objects are safe whatever names them; old records still go.
+    gc = project.cli("gc", "--remote", remote.as_uri(), "--keep-days", "0", env=env)
+    assert gc.returncode == 0, gc.stderr
+    assert "removed 2 records and 0 objects" in gc.stdout, gc.stdout
+    assert sorted(p for p in (remote / "objects").rglob("*") if p.is_file()) == objects
+    # Past the grace period the objects only the dropped records named go too: the old `other` output
+    # and the old `join` manifest (its files are shared with the kept build).
+    dry = project.cli("gc", "--remote", remote.as_uri(), "--keep-days", "0", "--grace-hours", "0", "-n", env=env)
+    assert "would remove 0 records and 2 objects" in dry.stdout, dry.stdout
+    assert sorted(p for p in (remote / "objects").rglob("*") if p.is_file()) == objects
+    gc = project.cli("gc", "--remote", remote.as_uri(), "--keep-days", "0", "--grace-hours", "0", env=env)
+    assert "removed 0 records and 2 objects" in gc.stdout, gc.stdout
+    # What the lock file names is still served whole to a fresh runner; the old build is gone.
+    fresh = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env={"PIPELINE_CACHE": "c2"})
+    assert {s["status"] for s in json.loads(fresh.stdout)["stages"]} == {"pulled"}
+    project.write_recipe(old_recipe)
+    old = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env={"PIPELINE_CACHE": "c3"})
+    old_status = {s["stage"]: s["status"] for s in json.loads(old.stdout)["stages"]}
+    assert old_status == {"write": "pulled", "upper": "pulled", "other": "ran", "join": "ran"}
+
+
+def test_plan_says_which_stages_the_remote_serves(project: Project, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    assert project.cli("run", "toy.yaml", "--remote", remote.as_uri(), env={"PIPELINE_CACHE": "c1"}).returncode == 0
+    proc = project.cli("plan", "toy.yaml", "--json", "--remote", remote.as_uri(), env={"PIPELINE_CACHE": "c2"})
+    assert {d["stage"]: d["status"] for d in json.loads(proc.stdout)} == dict.fromkeys(
+        ("write", "upper", "other", "join"), "pulled"
+    )
+    table = project.cli("plan", "toy.yaml", "--remote", remote.as_uri(), env={"PIPELINE_CACHE": "c2"}).stdout
+    assert "from remote" in table and "on the remote (unverified)" in table
+    # Plain `plan` (no remote configured) and plain `status` look no further than the local cache.
+    proc = project.cli("plan", "toy.yaml", "--json", env={"PIPELINE_CACHE": "c2", "PIPELINE_REMOTE": ""})
+    assert {d["status"] for d in json.loads(proc.stdout)} == {"run", "waits"}
+    assert (
+        project.cli("status", "toy.yaml", env={"PIPELINE_CACHE": "c2", "PIPELINE_REMOTE": remote.as_uri()}).returncode
+        == 1
+    )
