@@ -514,6 +514,8 @@ class _Uploads:
         self.futures: list[Any] = []
 
     def submit(self, record: StageRecord) -> None:
+        if self.remote.signer is not None:
+            self.remote.signer.ready()  # a bad key fails here, in the engine, not in an upload thread
         self.futures.append(self.pool.submit(self._push, record))
 
     def _push(self, record: StageRecord) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,55 +34,83 @@ def _read(path: Path, what: str, env: str) -> bytes:
         raise UsageError(f"{what} {path} ({env}): {exc.strerror or exc}") from None
 
 
-@dataclass(frozen=True)
-class Signer:
-    """A private key: signs the records this process built."""
+def _pem(path: Path, label: str, what: str, env: str) -> bytes:
+    """The file's bytes, refused early (without importing `cryptography`) when it is not a PEM `label`."""
+    data = _read(path, what, env)
+    if b"-----BEGIN " not in data or f"{label}-----".encode() not in data:
+        raise UsageError(f"{what} {path}: not a PEM {label.lower()}")
+    return data
 
-    key: Any  # Ed25519PrivateKey
-    key_id: str
+
+class Signer:
+    """A private key: signs the records this process built. Parsed on first use (a cached run never does)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._pem = _pem(path, "PRIVATE KEY", "signing key", "PIPELINE_REMOTE_SIGNING_KEY")
+        self._key: Any = None
+        self._key_id = ""
 
     @classmethod
     def load(cls, path: Path) -> "Signer":
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        return cls(path)
 
-        data = _read(path, "signing key", "PIPELINE_REMOTE_SIGNING_KEY")
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"signing key {path}: not an unencrypted PEM private key ({exc})") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise UsageError(f"signing key {path}: a {type(key).__name__}, not an Ed25519 key")
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return cls(key, _key_id(raw))
+    def ready(self) -> "Signer":
+        """Parse the key now: a bad key is a usage error before anything is uploaded, not in an upload thread."""
+        if self._key is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            try:
+                key = serialization.load_pem_private_key(self._pem, password=None)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"signing key {self.path}: not an unencrypted PEM private key ({exc})") from None
+            if not isinstance(key, Ed25519PrivateKey):
+                raise UsageError(f"signing key {self.path}: a {type(key).__name__}, not an Ed25519 key")
+            raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            self._key, self._key_id = key, _key_id(raw)
+        return self
+
+    @property
+    def key_id(self) -> str:
+        return self.ready()._key_id
 
     def sign(self, body: dict[str, Any]) -> dict[str, str]:
-        signature = self.key.sign(canonical_json(body).encode())
+        signature = self.ready()._key.sign(canonical_json(body).encode())
         return {"alg": ALGORITHM, "key_id": self.key_id, "value": base64.b64encode(signature).decode()}
 
 
-@dataclass(frozen=True)
 class Verifier:
-    """Trusted public keys by id: a record verifies when one of them signed exactly its body."""
+    """Trusted public keys by id: a record verifies when one of them signed exactly its body. Parsed on first
+    use: a fully cached run never imports `cryptography`."""
 
-    keys: dict[str, Any]  # key id -> Ed25519PublicKey
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self._pems = [_pem(p, "PUBLIC KEY", "trusted key", "PIPELINE_REMOTE_TRUST") for p in paths]
+        self._keys: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, paths: list[Path]) -> "Verifier":
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        return cls(paths)
 
-        keys = {}
-        for path in paths:
-            data = _read(path, "trusted key", "PIPELINE_REMOTE_TRUST")
-            try:
-                key = serialization.load_pem_public_key(data)
-            except (ValueError, TypeError) as exc:
-                raise UsageError(f"trusted key {path}: not a PEM public key ({exc})") from None
-            if not isinstance(key, Ed25519PublicKey):
-                raise UsageError(f"trusted key {path}: a {type(key).__name__}, not an Ed25519 key")
-            keys[_key_id(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))] = key
-        return cls(keys)
+    @property
+    def keys(self) -> dict[str, Any]:
+        """Key id -> Ed25519PublicKey."""
+        if self._keys is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            keys = {}
+            for path, data in zip(self.paths, self._pems):
+                try:
+                    key = serialization.load_pem_public_key(data)
+                except (ValueError, TypeError) as exc:
+                    raise UsageError(f"trusted key {path}: not a PEM public key ({exc})") from None
+                if not isinstance(key, Ed25519PublicKey):
+                    raise UsageError(f"trusted key {path}: a {type(key).__name__}, not an Ed25519 key")
+                keys[_key_id(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))] = key
+            self._keys = keys
+        return self._keys
 
     def problem(self, body: dict[str, Any], signature: Any) -> str | None:
         """Why the signature does not make `body` trusted ("unsigned", ...), or None when it does."""

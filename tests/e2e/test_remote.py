@@ -377,3 +377,23 @@ def test_plan_says_which_stages_the_remote_serves(project: Project, tmp_path: Pa
         project.cli("status", "toy.yaml", env={"PIPELINE_CACHE": "c2", "PIPELINE_REMOTE": remote.as_uri()}).returncode
         == 1
     )
+
+
+def test_a_cached_rerun_with_a_remote_and_trust_imports_no_remote_library(project: Project, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _, pub = keypair(tmp_path, "trusted")
+    env = {
+        **os.environ,
+        "PIPELINE_CACHE": str(tmp_path / "c1"),
+        "PIPELINE_REMOTE": (tmp_path / "remote").as_uri(),
+        "PIPELINE_REMOTE_TRUST": str(pub),
+    }
+    assert project.cli("run", "toy.yaml", env=env).returncode == 0
+    probe = (
+        "import sys\nfrom pipeline.cli import main\nrc = main(['run', 'toy.yaml', '-q'])\n"
+        "print(rc, sorted(m for m in ('fsspec', 's3fs', 'botocore', 'cryptography') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr

@@ -43,11 +43,14 @@ def test_bad_key_files_are_one_line_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="missing.pub"):
         Verifier.load([tmp_path / "missing.pub"])
     (tmp_path / "junk.pem").write_text("junk")
-    with pytest.raises(UsageError, match="not an unencrypted PEM private key"):
+    with pytest.raises(UsageError, match="junk.pem: not a PEM private key"):
         Signer.load(tmp_path / "junk.pem")
+    (tmp_path / "bad.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(UsageError, match="not an unencrypted PEM private key"):
+        Signer.load(tmp_path / "bad.pem").ready()
     ec_key = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "ec.pub").write_bytes(
         ec_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(UsageError, match="not an Ed25519 key"):
-        Verifier.load([tmp_path / "ec.pub"])
+        Verifier.load([tmp_path / "ec.pub"]).keys
