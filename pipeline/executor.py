@@ -100,9 +100,11 @@ class Executor:
         self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
         self.remote = remote
         self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all, remote=remote)
-        # What the user asked for: the outputs downloaded from a remote; intermediates stay there until needed.
+        # What a remote serves is downloaded for the stages asked for (else the final ones) and for the
+        # engines; other intermediates stay there until a stage that runs here reads them.
         used = {p for parents in graph.parents.values() for p in parents}
-        self.wanted = set(options.targets) or {n for n in graph.order if n not in used}
+        asked = set(options.targets) or {n for n in graph.order if n not in used}
+        self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
         self._uploads = _Uploads(remote, cache) if remote is not None and not remote.read_only else None
         self._remote_only: dict[str, Decision] = {}  # pulled stages whose objects are still only on the remote
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check

@@ -162,6 +162,9 @@ class Stage(Generic[P]):
     model_fields: ClassVar[tuple[str, ...] | None] = None
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
+    # Its outputs are what a recipe ships (engines): a run the remote cache serves downloads them even
+    # when no stage below needs them (other intermediates stay remote until asked for).
+    deliverable: ClassVar[bool] = False
     # The code that enters the key is derived: the kind's module and its import closure
     # (pipeline/closure.py). Bump `version` when a change outside that closure alters results.
 

@@ -93,6 +93,7 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
     packages = ("openvino",)
     extra = "openvino"
     uses_model = True
+    deliverable = True
     model_fields = ("tensors", "dims")
 
     def run(self, ctx: StageContext[BuildOpenvinoParams]) -> dict[str, Any]:

@@ -148,6 +148,7 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     uses_model = True
     model_fields = ("tensors", "dims")
     exclusive = True
+    deliverable = True
 
     def unmet(self) -> str | None:
         from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason

@@ -397,3 +397,26 @@ def test_a_cached_rerun_with_a_remote_and_trust_imports_no_remote_library(projec
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def test_a_deliverable_kind_comes_down_even_as_an_intermediate(project: Project, tmp_path: Path) -> None:
+    """Engines are what a CI job uploads: served by the remote, they are downloaded even with stages below."""
+    (project.root / "shipping.py").write_text(
+        "from toystages import Write\n\n\nclass Ship(Write):\n    kind = 'toy.ship'\n    deliverable = True\n"
+    )
+    project.write_recipe(
+        "name: toy\nplugins: [toystages, shipping]\nstages:\n"
+        "  engine: {uses: toy.ship, with: {text: abc}}\n"
+        "  plain: {uses: toy.write, with: {text: def}}\n"
+        "  check: {uses: toy.join, inputs: {a: engine, b: plain}}\n"
+    )
+    remote = (tmp_path / "remote").as_uri()
+    assert project.cli("run", "toy.yaml", "--remote", remote, env={"PIPELINE_CACHE": "c1"}).returncode == 0
+    proc = project.cli("run", "toy.yaml", "--remote", remote, "--json", env={"PIPELINE_CACHE": "c2"})
+    rows = {s["stage"]: s for s in json.loads(proc.stdout)["stages"]}
+    assert {n: (r["status"], r["local"]) for n, r in rows.items()} == {
+        "engine": ("pulled", True),
+        "plain": ("pulled", False),
+        "check": ("pulled", True),
+    }
+    assert Path(rows["engine"]["outputs"]["model"]).read_text() == "abc"
