@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
 from pipeline.faults import fault
-from pipeline.hashing import sha256_file
+from pipeline.hashing import sha256_bytes, sha256_file
 from pipeline.records import StageRecord
-from pipeline.store import ObjectStore
+from pipeline.store import READ_ONLY, ObjectStore, UnsafeManifest, checked_manifest, manifest_bytes
 from pipeline.trust import Signer, Verifier
 
 SCHEMA = 1
@@ -313,6 +314,91 @@ class Remote:
         else:
             self._call("upload", self.fs.put_file, str(src), dest)
 
+    # -- the Objects protocol: how a task on another machine reads its inputs and stores its outputs --
+    def has(self, digest: str, is_dir: bool) -> bool:
+        try:
+            if not self._exists(digest):
+                return False
+            return not is_dir or all(self._exists(e["digest"]) for e in self._manifest(digest))
+        except BadObject:
+            return False
+
+    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
+        """Download into `dest` (read-only), every file checked against its digest; raises BadObject."""
+        if not is_dir:
+            self._download(digest, dest)
+            return
+        entries = self._manifest(digest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for e in entries:
+            self._download(e["digest"], dest / e["path"])
+
+    def put(self, src: Path, is_dir: bool) -> str:
+        """Upload the file or directory at `src` (consumed) and return its digest (a manifest's, for a directory)."""
+        if not is_dir:
+            return self._put_file(src)
+        data = manifest_bytes(src, self._put_file)
+        digest = sha256_bytes(data)
+        if not self._present(digest, len(data)):
+            tmp = src.with_name(f".{src.name}.manifest")
+            tmp.write_bytes(data)
+            try:
+                self._upload(tmp, self.object_path(digest))
+            finally:
+                tmp.unlink(missing_ok=True)
+        shutil.rmtree(src)
+        return digest
+
+    def size(self, digest: str, is_dir: bool) -> int:
+        if not is_dir:
+            return int(self._call("stat object", self.fs.info, self.object_path(digest))["size"])
+        return sum(self.size(e["digest"], False) for e in self._manifest(digest))
+
+    def _exists(self, digest: str) -> bool:
+        try:
+            self._call("stat object", self.fs.info, self.object_path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _manifest(self, digest: str) -> list[dict[str, str]]:
+        try:
+            data = self._call("read manifest", self.fs.cat_file, self.object_path(digest))
+        except FileNotFoundError:
+            raise BadObject(f"manifest {digest[:12]} is missing on the remote") from None
+        if sha256_bytes(data) != digest:
+            raise BadObject(f"manifest {digest[:12]} from the remote is corrupted")
+        try:
+            return checked_manifest(data, digest)
+        except UnsafeManifest as exc:
+            raise BadObject(str(exc)) from None
+
+    def _download(self, digest: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            self._call("download", self.fs.get_file, self.object_path(digest), str(tmp))
+            if sha256_file(tmp) != digest:
+                raise BadObject(f"object {digest[:12]} from the remote is corrupted")
+            os.chmod(tmp, READ_ONLY)
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            raise BadObject(f"object {digest[:12]} is missing on the remote") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.transfer.downloaded += dest.stat().st_size
+        self.transfer.objects_down += 1
+
+    def _put_file(self, src: Path) -> str:
+        digest = sha256_file(src)
+        size = src.stat().st_size
+        if not self._present(digest, size):
+            self._upload(src, self.object_path(digest))
+            self.transfer.uploaded += size
+            self.transfer.objects_up += 1
+        src.unlink()
+        return digest
+
     # -- listing and deleting (gc --remote) ----------------------------------------
     def listing(self, folder: str) -> dict[str, tuple[int, float]]:
         """Every file under objects/ or records/: its name (digest, or key) -> (size, modified, epoch seconds)."""
@@ -383,18 +469,9 @@ def provenance(run_id: str, components: dict[str, Any]) -> dict[str, Any]:
 def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:
     """A downloaded directory manifest, refused when a path would leave its directory."""
     try:
-        entries = store.manifest(digest)
-        paths = [e["path"] for e in entries]
-        digests = [e["digest"] for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadObject(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
-    for path, d in zip(paths, digests):
-        p = PurePosixPath(path)
-        if not isinstance(path, str) or p.is_absolute() or ".." in p.parts or "\\" in path or not path:
-            raise BadObject(f"manifest {digest[:12]} names an unsafe path {path!r}")
-        if not isinstance(d, str) or len(d) != 64:
-            raise BadObject(f"manifest {digest[:12]} names a bad digest for {path!r}")
-    return entries
+        return checked_manifest(store.path(digest).read_bytes(), digest)
+    except UnsafeManifest as exc:
+        raise BadObject(str(exc)) from None
 
 
 def _is_local(fs: Any) -> bool:

@@ -4,8 +4,8 @@ A file output is one object named by its sha256. A directory output is its
 files' objects plus a manifest object (sorted relative path -> digest), named
 by the manifest's own digest, as DVC's `.dir` entries are.
 
-Callers go through `Objects` (has / fetch to a path / put from a path), which a
-remote store implements too; only this module and the local cache's own
+Callers go through `Objects` (has / fetch to a path / put from a path), which the
+remote store (pipeline/remote.py) implements too; only this module and the local cache's own
 maintenance (`gc`, `verify`) know where an object lies on disk.
 """
 
@@ -16,8 +16,8 @@ import os
 import shutil
 import stat
 import tempfile
-from pathlib import Path
-from typing import Protocol
+from pathlib import Path, PurePosixPath
+from typing import Callable, Protocol
 
 from pipeline.hashing import DigestMemo, canonical_json, sha256_file
 
@@ -28,11 +28,13 @@ class Objects(Protocol):
     """What a stage's task needs of a store: objects by digest, never by where they lie."""
 
     def has(self, digest: str, is_dir: bool) -> bool:
-        """Present and intact (a directory: its manifest and every file it lists)."""
+        """Present (a directory: its manifest and every file it lists); the local store also checks the
+        bytes (by stamp), a remote checks them on `fetch`."""
         ...
 
     def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
-        """Make the object appear at `dest` (read-only; the caller owns `dest`)."""
+        """Make the object appear at `dest` (read-only; the caller owns `dest`); never bytes that fail
+        their digest from a remote."""
         ...
 
     def put(self, src: Path, is_dir: bool) -> str:
@@ -91,15 +93,10 @@ class ObjectStore:
         return self.put_file(tmp)
 
     def put_dir(self, src: Path) -> str:
-        """Store every file below `src` and a manifest; return the manifest's digest."""
-        entries = []
-        for dirpath, dirnames, filenames in os.walk(src):
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = Path(dirpath) / name
-                entries.append({"path": p.relative_to(src).as_posix(), "digest": self.put_file(p)})
-        entries.sort(key=lambda e: e["path"])
-        return self.put_bytes(canonical_json(entries).encode())
+        """Store every file below `src` and a manifest; return the manifest's digest (`src` is consumed)."""
+        digest = self.put_bytes(manifest_bytes(src, self.put_file))
+        shutil.rmtree(src)  # only empty folders are left
+        return digest
 
     def _tmpfile(self) -> Path:
         tmpdir = self.root / "tmp"
@@ -164,6 +161,39 @@ class ObjectStore:
         p.unlink()
         self.memo.forget(p)
         return size
+
+
+def manifest_bytes(src: Path, put_file: Callable[[Path], str]) -> bytes:
+    """A directory's manifest (sorted relative path -> digest), each file stored by `put_file` on the way."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            entries.append({"path": p.relative_to(src).as_posix(), "digest": put_file(p)})
+    entries.sort(key=lambda e: e["path"])
+    return canonical_json(entries).encode()
+
+
+class UnsafeManifest(ValueError):
+    """A manifest from elsewhere names a path outside its directory, or is not a manifest at all."""
+
+
+def checked_manifest(data: bytes, digest: str) -> list[dict[str, str]]:
+    """Parse a manifest that came from another machine, refusing a path that would leave its directory
+    (`..`, absolute, a backslash) or an entry that is not a path and a digest."""
+    try:
+        entries = json.loads(data)
+        pairs = [(e["path"], e["digest"]) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnsafeManifest(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
+    for path, d in pairs:
+        p = PurePosixPath(path) if isinstance(path, str) else None
+        if p is None or not path or p.is_absolute() or ".." in p.parts or "\\" in path:
+            raise UnsafeManifest(f"manifest {digest[:12]} names an unsafe path {path!r}")
+        if not isinstance(d, str) or len(d) != 64:
+            raise UnsafeManifest(f"manifest {digest[:12]} names a bad digest for {path!r}")
+    return entries
 
 
 def _place(src: Path, dest: Path, link: bool) -> None:
