@@ -118,6 +118,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     summary = recipe_cmd("summary", "the Markdown outputs of the recipe's up-to-date stages as one document")
     summary.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
     summary.add_argument("--append", action="store_true", help="append to FILE, e.g. $GITHUB_STEP_SUMMARY")
+    remote_options(summary, "count what the remote serves as built, and fetch its reports (default: $PIPELINE_REMOTE)")
 
     gc = commands["gc"] = sub.add_parser("gc", help="remove objects no lock file or latest record references")
     gc.add_argument("--dry-run", "-n", action="store_true")

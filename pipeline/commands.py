@@ -222,8 +222,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.append and args.output is None:
         raise UsageError("--append needs --output FILE")
     recipe, graph, cache = _load(args)
-    decisions = Planner(recipe, cache).plan(list(graph.order))
+    remote = _remote(args)
+    decisions = Planner(recipe, cache, remote=remote).plan(list(graph.order))
     graph.remember()
+    if remote is not None:
+        decisions = [_fetch_reports(recipe, cache, remote, d) for d in decisions]
     summary = summarize(recipe, cache, decisions, args.stages)
     cache.memo.flush()
     for warning in summary.warnings:
@@ -318,6 +321,25 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     key_id = generate_keypair(args.private, args.public)
     print(f"wrote {args.private} (private, 0600) and {args.public} (public); key id {key_id}")
     return EXIT_OK
+
+
+def _fetch_reports(recipe: Recipe, cache: Cache, remote: Any, d: Decision) -> Decision:
+    """A stage the remote serves whose outputs include Markdown reports: brought here, so the summary has them."""
+    import dataclasses
+
+    from pipeline.remote import BadObject, RemoteUnavailable
+    from pipeline.sync import fetch
+
+    kind = recipe.stages[d.stage].kind
+    if d.status != Status.PULLED or d.remote is None or not any(o.path.endswith(".md") for o in kind.outputs.values()):
+        return d
+    try:
+        record, _ = fetch(remote, cache, recipe.name, d.remote)
+    except (BadObject, RemoteUnavailable) as exc:
+        if isinstance(exc, BadObject):
+            remote.reject(d.remote.record.key, str(exc))
+        return d
+    return dataclasses.replace(d, status=Status.CACHED, record=record, remote=None)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -80,6 +80,9 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
         if d.status == Status.UNAVAILABLE:
             rows.append(Row(d.stage, kind.kind, Status.UNAVAILABLE, why))
             continue
+        if d.status == Status.PULLED:  # the remote serves it; its reports, if any, were fetched by the caller
+            rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "on the remote"))
+            continue
         record = d.record if d.status == Status.CACHED else cache.records.get(d.key) if d.key else None
         if record is None:  # never built, or built from other inputs, params or code
             built = d.previous or cache.records.latest(recipe.name, d.stage)

@@ -162,8 +162,8 @@ class Stage(Generic[P]):
     model_fields: ClassVar[tuple[str, ...] | None] = None
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
-    # Its outputs are what a recipe ships (engines): a run the remote cache serves downloads them even
-    # when no stage below needs them (other intermediates stay remote until asked for).
+    # Its outputs are what a recipe ships (engines, and the reports that vouch for them): a run the remote
+    # cache serves downloads them even when no stage below needs them (other intermediates stay remote).
     deliverable: ClassVar[bool] = False
     # The code that enters the key is derived: the kind's module and its import closure
     # (pipeline/closure.py). Bump `version` when a change outside that closure alters results.

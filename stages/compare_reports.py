@@ -50,6 +50,7 @@ class CompareReports(Stage[CompareParams]):
     """Put two validate reports side by side (figures, latency, throughput, size) and flag a missing speed-up."""
 
     kind = "report.compare"
+    deliverable = True  # the reports that vouch for an engine travel with it
     inputs = {
         "candidate": InputSpec(description="report.json of the engine expected to be faster (e.g. INT8)"),
         "baseline": InputSpec(description="report.json of the engine it replaces (e.g. FP16 or FP32)"),

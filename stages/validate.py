@@ -155,6 +155,7 @@ class Validate(Stage[ValidateParams]):
     uses_model = True
     model_fields = ("tensors", "dims", "roles")
     exclusive = True
+    deliverable = True  # the reports that vouch for an engine travel with it
 
     def toolchain(self) -> dict[str, str]:
         """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU

@@ -113,3 +113,34 @@ def test_keys_travel_between_machines_except_validation(digits: Path, monkeypatc
         else:
             assert a[name][0] == b[name][0] == Status.CACHED, (name, a[name], b[name])
             assert a[name][1] == b[name][1], f"{name}'s key must not name the machine"
+
+
+def test_a_fresh_runner_gets_engines_and_reports_from_the_remote(digits: Path, tmp_path: Path) -> None:
+    """The CI flow on a real recipe: push a warm cache, then a runner with an empty cache is served
+    everything; the engines and the reports come down, and `pipeline summary` has every report."""
+    import os
+    import sys
+
+    proc, _ = run(digits)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    remote = (tmp_path / "remote").as_uri()
+    base = {**os.environ, "PIPELINE_REMOTE": remote, "COLUMNS": "200"}
+
+    def cli(*args: str, cache: str) -> subprocess.CompletedProcess:
+        env = {**base, "PIPELINE_CACHE": str(digits / cache)}
+        cmd = [sys.executable, "-m", "pipeline.cli", *args]
+        return subprocess.run(cmd, cwd=digits, env=env, capture_output=True, text=True, timeout=600)
+
+    pushed = cli("push", "digits_int8.yaml", *QUICK, cache="cache")
+    assert pushed.returncode == 0, pushed.stderr
+    fresh = cli("run", "digits_int8.yaml", *QUICK, "--json", cache="fresh-runner")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    record = json.loads(fresh.stdout)
+    assert {r["stage"]: r["status"] for r in record["stages"]} == {r: "pulled" for r in rows(record)}
+    local = {r["stage"] for r in record["stages"] if r["local"]}
+    assert {"openvino_fp32", "openvino_int8", "check_fp32", "check_int8"} <= local, local
+    assert "train" not in local, "intermediates stay on the remote"
+    assert 0 < record["remote"]["downloaded"] < sum(p.stat().st_size for p in (tmp_path / "remote").rglob("*"))
+    summary = cli("summary", "digits_int8.yaml", *QUICK, cache="fresh-runner")
+    assert summary.returncode == 0, summary.stdout + summary.stderr
+    assert "## check_int8 (validate)" in summary.stdout and "## check_fp32 (validate)" in summary.stdout
