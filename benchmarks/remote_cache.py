@@ -165,6 +165,12 @@ def local_objects(cache: Path) -> dict[str, int]:
     return out
 
 
+def sources(recipe: Path) -> dict[str, int]:
+    """mtime of every file a key can depend on: the engine, the stage kinds, the recipe and its plugins."""
+    files = [*(ROOT / "pipeline").rglob("*.py"), *(ROOT / "stages").rglob("*.py"), *recipe.parent.glob("*.py"), recipe]
+    return {str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f): f.stat().st_mtime_ns for f in files}
+
+
 def mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -294,6 +300,7 @@ def main() -> None:
     for var in ("PIPELINE_REMOTE", "PIPELINE_REMOTE_READ_ONLY", "PIPELINE_REMOTE_TRUST", "PIPELINE_REMOTE_SIGNING_KEY"):
         os.environ.pop(var, None)  # "no remote" must mean no remote
 
+    at_start = sources(recipe)
     work = Path(tempfile.mkdtemp(prefix="remote-bench-"))
     server = None
     try:
@@ -359,6 +366,13 @@ def main() -> None:
         )
         print(f"cached rerun with remote / without = {with_remote.median / without.median:.2f} (target <= 1.10)")
         print(f"S3 requests by cached reruns with the remote = {c['requests']} (target 0)")
+        changed = sorted(f for f, t in sources(recipe).items() if at_start.get(f) != t)
+        if changed:
+            print(
+                f"WARNING: {len(changed)} source file(s) changed during the run ({', '.join(changed[:6])}"
+                f"{', ...' if len(changed) > 6 else ''}): stage keys may have moved under it, and the checks "
+                "above can fail for that reason alone; run it again on a quiet tree"
+            )
         failed = bool(executed > 0 or c["requests"] > 0 or p["problems"] or not_cached)
     finally:
         if server is not None:

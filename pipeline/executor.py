@@ -16,6 +16,7 @@ import graphlib
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -527,6 +528,8 @@ class _Uploads:
             self.remote.push(record, self.cache.objects, sign=True)
         except RemoteUnavailable:
             pass  # warned once by the remote; the local result stands
+        except Exception as exc:  # noqa: BLE001 - an upload never fails the run: the local result stands
+            warnings.warn(f"stage {record.stage} was not uploaded: {type(exc).__name__}: {exc}", stacklevel=1)
 
     def wait(self) -> None:
         for f in self.futures:
