@@ -87,7 +87,7 @@ def compute_key(
         "code": kind_code(kind, keys.memo),
         "params": node.params.model_dump(mode="json"),
         "inputs": dict(sorted(inputs.items())),
-        "toolchain": stage.toolchain(),
+        "toolchain": stage.toolchain_for(node.params),
     }
     if kind.uses_model and recipe.model is not None:
         model = recipe.model.model_dump(mode="json")

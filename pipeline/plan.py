@@ -113,14 +113,14 @@ class Planner:
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:
-        return self._stages[name].unmet()
+        return self._stages[name].unmet_for(self.recipe.stages[name].params)
 
     def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         """Decide one stage, given the records of its already-built parents."""
         node = self.recipe.stages[name]
-        reason = self.unmet(name)
-        if reason:
-            return Decision(name, UNAVAILABLE, (reason,))
+        unmet = self.unmet(name)
+        if unmet and not self._stages[name].declares_target(node.params):
+            return Decision(name, UNAVAILABLE, (unmet,))  # its key would name this machine: no cache has it
         inputs: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
         waiting = []
@@ -137,6 +137,8 @@ class Planner:
             else:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
         if waiting:
+            if unmet:
+                return Decision(name, UNAVAILABLE, (unmet,))
             return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
         if name not in self._fingerprints:
             self.prepare([name])
@@ -148,6 +150,8 @@ class Planner:
             self.recipe.base_name, name
         )
         record = self.cache.records.get(result.key)
+        if unmet and (name in self.force or self.force_all):
+            return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
         bad: list[str] = []
@@ -162,6 +166,8 @@ class Planner:
         if found is not None:
             why = f"on the remote ({'signed by ' + found.signer if found.verified else 'unverified'})"
             return Decision(name, PULLED, (why,), result.key, result.components, found.record, previous, found)
+        if unmet:
+            return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
         if bad:
             return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)
         if previous is None:

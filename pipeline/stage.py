@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
@@ -168,16 +169,31 @@ class Stage(Generic[P]):
     # The code that enters the key is derived: the kind's module and its import closure
     # (pipeline/closure.py). Bump `version` when a change outside that closure alters results.
 
-    def unmet(self) -> str | None:
-        """Why this kind cannot run here, or None. Must not import heavy libraries."""
+    def unmet(self, params: P | None = None) -> str | None:
+        """Why this kind cannot run here (with these params, when given), or None. Must not import heavy
+        libraries. A stage that cannot run here is still served from a cache when its key is there."""
         missing = [p for p in self.packages if not _installed(p)]
         if not missing:
             return None
         hint = f": pip install '.[{self.extra}]'" if self.extra else ""
         return f"needs {', '.join(missing)}{hint}"
 
-    def toolchain(self) -> dict[str, str]:
-        """Versions (and hardware identity) the outputs depend on; enters the key."""
+    # The engine calls these two (not `unmet`/`toolchain` directly): a kind written before they took the
+    # stage's params, with `def unmet(self)`, keeps working.
+    def unmet_for(self, params: P) -> str | None:
+        return self.unmet(params) if _takes_params(self.unmet) else self.unmet()
+
+    def toolchain_for(self, params: P) -> dict[str, str]:
+        return self.toolchain(params) if _takes_params(self.toolchain) else self.toolchain()
+
+    def declares_target(self, params: P) -> bool:
+        """True when the key holds a hardware target the params declare instead of this machine's identity:
+        such a stage is served from a cache (local or remote) even where it cannot run."""
+        return False
+
+    def toolchain(self, params: P | None = None) -> dict[str, str]:
+        """Versions (and hardware identity) the outputs depend on; enters the key. `params` are the stage's
+        own (a kind that declares its hardware target in them keys by the target, not by this machine)."""
         return {p: _version(p) for p in self.packages}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -206,6 +222,13 @@ def default_output(kind: type[Stage]) -> str:
     if "model" in kind.outputs:
         return "model"
     return next(iter(kind.outputs))
+
+
+def _takes_params(method: Any) -> bool:
+    try:
+        return len(inspect.signature(method).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
 
 
 def _installed(dist: str) -> bool:

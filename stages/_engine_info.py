@@ -101,6 +101,8 @@ class Target(_Frozen):
 
     device: str = Field(min_length=1)
     compute_capability: str | None = None
+    # The target the recipe declared (Ray's accelerator type, "H100"), when it declared one.
+    accelerator: str | None = None
 
     def __str__(self) -> str:
         return self.device + (f" (sm {self.compute_capability})" if self.compute_capability else "")

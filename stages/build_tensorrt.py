@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages import _engine_info
 from stages._engine_info import EngineInfo, Target, TensorInfo
+from stages._targets import Target as HardwareTarget
 
 ENGINE_FILE = "model.engine"
 
@@ -57,6 +58,12 @@ class ProfileOverride(BaseModel):
 
 
 class BuildTensorrtParams(Params):
+    target: HardwareTarget | None = Field(
+        None,
+        description='the GPU, TensorRT and CUDA the engine is for, e.g. {gpu: H100, tensorrt: "11.4", '
+        'cuda: "12.9"}: the key holds it (a machine without a GPU computes it and can be served the engine), '
+        "and a node that does not match refuses to build; None: this machine's GPU",
+    )
     memory_pool_mb: int | None = Field(
         None,
         ge=1,
@@ -150,12 +157,22 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     exclusive = True
     deliverable = True
 
-    def unmet(self) -> str | None:
+    def unmet(self, params: BuildTensorrtParams | None = None) -> str | None:
         from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
 
-        return unmet_reason(probe_gpu(), cuda_python_available())
+        probe = probe_gpu()
+        reason = unmet_reason(probe, cuda_python_available())
+        if reason is None and params is not None and params.target is not None:
+            return params.target.mismatch(probe)
+        return reason
 
-    def toolchain(self) -> dict[str, str]:
+    def declares_target(self, params: BuildTensorrtParams) -> bool:
+        return params.target is not None
+
+    def toolchain(self, params: BuildTensorrtParams | None = None) -> dict[str, str]:
+        """The declared target when there is one (the same key on every machine), else this host's GPU."""
+        if params is not None and params.target is not None:
+            return params.target.identity()
         from stages._gpu_probe import probe_gpu
 
         return probe_gpu().identity()
@@ -166,6 +183,10 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
 
         p = ctx.params
         probe = probe_gpu()
+        if p.target is not None:  # never an engine for one GPU built on another
+            mismatch = p.target.mismatch(probe)
+            if mismatch is not None:
+                raise RuntimeError(mismatch)
         source = ctx.path("model")
         plan = _trt_plan.build_plan(p, ctx.model, probe, source, _trt_plan.side_cache_root())
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
@@ -175,7 +196,7 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         engine_path = outdir / ENGINE_FILE
         engine_path.write_bytes(result.engine)
         check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs) if p.check else None
-        info = engine_info(plan, probe, result.io, result.layers, source.name, check)
+        info = engine_info(plan, probe, result.io, result.layers, source.name, check, p.target)
         _engine_info.write(info, outdir)
         summary: dict[str, Any] = {
             "precision": info.precision,
@@ -200,6 +221,7 @@ def engine_info(
     layers: Any,
     onnx_name: str,
     check: dict[str, Any] | None = None,
+    target: HardwareTarget | None = None,
 ) -> EngineInfo:
     """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`_trt_build.
     io_tensors`: name, mode, TensorRT dtype, shape with -1 for dynamic dims, [min, opt, max] profile of a dynamic
@@ -231,7 +253,11 @@ def engine_info(
         inputs=tuple(_tensor(t) for t in io if t["mode"] == "input"),
         outputs=tuple(_tensor(t) for t in io if t["mode"] != "input"),
         toolchain=toolchain,
-        device=Target(device=probe.gpu or "unknown", compute_capability=probe.compute_capability),
+        device=Target(
+            device=probe.gpu or "unknown",
+            compute_capability=probe.compute_capability,
+            accelerator=target.gpu if target is not None else None,
+        ),
         reproduce=tuple(plan.trtexec_args(onnx=onnx_name, layer_info="layers.json")),
         details=details,
     )

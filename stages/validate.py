@@ -157,7 +157,7 @@ class Validate(Stage[ValidateParams]):
     exclusive = True
     deliverable = True  # the reports that vouch for an engine travel with it
 
-    def toolchain(self) -> dict[str, str]:
+    def toolchain(self, params: ValidateParams | None = None) -> dict[str, str]:
         """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
         if any: they change both numerics (bf16/VNNI paths) and timings."""
         from stages._cpu import cpu_identity

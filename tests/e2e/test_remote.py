@@ -420,3 +420,57 @@ def test_a_deliverable_kind_comes_down_even_as_an_intermediate(project: Project,
         "check": ("pulled", True),
     }
     assert Path(rows["engine"]["outputs"]["model"]).read_text() == "abc"
+
+
+TARGETED = '''
+import os
+
+from pydantic import Field
+
+from pipeline.stage import OutputSpec, Params, Stage
+
+
+class EngineParams(Params):
+    target: str = Field("H100", description="the GPU the result is for")
+
+
+class Engine(Stage[EngineParams]):
+    """Builds only on a node that has its target (here: TOY_GPU names the node's GPU)."""
+
+    kind = "toy.engine"
+    outputs = {"model": OutputSpec("engine.bin")}
+
+    def unmet(self, params=None):
+        here = os.environ.get("TOY_GPU")
+        return None if params is not None and here == params.target else f"needs a {params.target} (here: {here})"
+
+    def declares_target(self, params):
+        return True
+
+    def toolchain(self, params=None):
+        return {"target": params.target if params else "?"}
+
+    def run(self, ctx):
+        (ctx.outdir / "engine.bin").write_text("engine for " + ctx.params.target)
+        return {}
+'''
+
+
+def test_a_runner_that_cannot_build_a_targeted_stage_is_served_it(project: Project, tmp_path: Path) -> None:
+    """A CPU-only CI runner computes a declared target's key and is served the engine a GPU node built."""
+    (project.root / "targeted.py").write_text(TARGETED)
+    project.write_recipe("name: toy\nplugins: [targeted]\nstages:\n  engine: {uses: toy.engine}\n")
+    remote = (tmp_path / "remote").as_uri()
+    cpu = project.cli("run", "toy.yaml", "--remote", remote, env={"PIPELINE_CACHE": "cpu0", "TOY_GPU": ""})
+    assert cpu.returncode == 4 and "needs a H100" in cpu.stderr  # nobody built it yet: unavailable here
+    gpu = project.cli("run", "toy.yaml", "--remote", remote, env={"PIPELINE_CACHE": "gpu", "TOY_GPU": "H100"})
+    assert gpu.returncode == 0, gpu.stderr
+    served = project.cli("run", "toy.yaml", "--remote", remote, "--json", env={"PIPELINE_CACHE": "cpu1"})
+    assert served.returncode == 0, served.stderr
+    row = json.loads(served.stdout)["stages"][0]
+    assert row["status"] == "pulled" and Path(row["outputs"]["model"]).read_text() == "engine for H100"
+    # Cached here now: a rerun on the CPU runner needs neither the GPU nor the remote.
+    again = project.cli("run", "toy.yaml", "--json", env={"PIPELINE_CACHE": "cpu1", "PIPELINE_REMOTE": ""})
+    assert json.loads(again.stdout)["stages"][0]["status"] == "cached"
+    forced = project.cli("run", "toy.yaml", "--force", env={"PIPELINE_CACHE": "cpu1", "PIPELINE_REMOTE": ""})
+    assert forced.returncode == 4, "forcing a rebuild where it cannot be built is unavailable, not a failure"
