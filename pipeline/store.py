@@ -43,6 +43,10 @@ class Objects(Protocol):
 
     def size(self, digest: str, is_dir: bool) -> int: ...
 
+    def flush(self) -> None:
+        """Persist what the store remembers about what was put (the local digest memo)."""
+        ...
+
 
 class ObjectStore:
     """The local store: objects/<2 hex>/<62 hex>, read-only files, written by rename."""
@@ -64,6 +68,9 @@ class ObjectStore:
 
     def put(self, src: Path, is_dir: bool) -> str:
         return self.put_dir(src) if is_dir else self.put_file(src)
+
+    def flush(self) -> None:
+        self.memo.flush()
 
     def problem(self, digest: str, is_dir: bool) -> str | None:
         """Why the object cannot be used ("missing" or "corrupted"), or None when `has` holds."""

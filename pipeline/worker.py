@@ -26,7 +26,7 @@ from pipeline.records import OutputRecord
 from pipeline.status import Status
 
 if TYPE_CHECKING:
-    from pipeline.cache import Cache
+    from pipeline.store import Objects
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Task:
     params: dict[str, Any]
     inputs: dict[str, Any]  # an artifact: OutputRecord (by digest); a dataset: DatasetInput; a file: its path
     outputs: dict[str, tuple[str, bool]]  # declared outputs: name -> (path inside out/, is a directory)
-    store: str  # the cache root whose objects the inputs are in and the outputs go to
+    store: str  # where the inputs are and the outputs go: a local cache root, or a remote store's URL
     workspace: str  # a fresh directory: inputs are fetched under in/, the kind writes under out/
     recipe_dir: str
     model: dict[str, Any] | None
@@ -73,11 +73,11 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             if task.recipe_dir not in sys.path:
                 sys.path.insert(0, task.recipe_dir)
             kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
-            cache = _open_cache(task.store)
+            store = open_store(task.store)
             ctx = StageContext(
                 stage=task.stage,
                 params=kind.Params.model_validate(task.params),
-                inputs=_fetch_inputs(task, cache),
+                inputs=_fetch_inputs(task, store),
                 outdir=task.outdir,
                 recipe_dir=Path(task.recipe_dir),
                 model=ModelSpec.model_validate(task.model) if task.model is not None else None,
@@ -87,7 +87,7 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
             summary = kind().run(ctx) or {}
             fault("run", task.stage)
-            outputs = _store_outputs(task, cache)
+            outputs = _store_outputs(task, store)
             return Outcome(Status.RAN, _jsonable(summary), seconds=time.perf_counter() - start, outputs=outputs)
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
@@ -107,32 +107,38 @@ class MissingOutput(Exception):
     """The kind returned without writing an output it declares."""
 
 
-def _open_cache(root: str) -> Cache:
-    """The store a task names, opened once per worker (its digest memo is what makes reruns cheap)."""
-    from pipeline.cache import Cache
+def open_store(where: str) -> Objects:
+    """The store a task names, opened once per worker: a local cache root (its digest memo is what makes
+    reruns cheap) or, on another machine, the remote store's URL."""
+    if where not in _STORES:
+        if "://" in where:
+            from pipeline.remote import Remote
 
-    if root not in _STORES:
-        _STORES[root] = Cache(Path(root))
-    return _STORES[root]
+            _STORES[where] = Remote(where)
+        else:
+            from pipeline.cache import Cache
+
+            _STORES[where] = Cache(Path(where)).objects
+    return _STORES[where]
 
 
-_STORES: dict[str, Cache] = {}
+_STORES: dict[str, Objects] = {}
 
 
-def _fetch_inputs(task: Task, cache: Cache) -> dict[str, Any]:
+def _fetch_inputs(task: Task, store: Objects) -> dict[str, Any]:
     """Artifacts named by digest appear under in/<input>/<their file name>; the rest pass as they are."""
     inputs: dict[str, Any] = {}
     for name, value in task.inputs.items():
         if isinstance(value, OutputRecord):
             dest = Path(task.workspace) / "in" / name / value.path
-            cache.objects.fetch(value.digest, value.is_dir, dest)
+            store.fetch(value.digest, value.is_dir, dest)
             inputs[name] = dest
         else:
             inputs[name] = value
     return inputs
 
 
-def _store_outputs(task: Task, cache: Cache) -> dict[str, OutputRecord]:
+def _store_outputs(task: Task, store: Objects) -> dict[str, OutputRecord]:
     """Check every declared output was written, then move them into the store (all or none recorded)."""
     for name, (path, is_dir) in task.outputs.items():
         p = task.outdir / path
@@ -140,9 +146,9 @@ def _store_outputs(task: Task, cache: Cache) -> dict[str, OutputRecord]:
             raise MissingOutput(f"stage {task.stage} did not write its output {name!r} ({path})")
     stored = {}
     for name, (path, is_dir) in task.outputs.items():
-        digest = cache.objects.put(task.outdir / path, is_dir)
-        stored[name] = OutputRecord(digest, is_dir, cache.objects.size(digest, is_dir), path)
-    cache.memo.flush()  # the next plan verifies these objects by stamp instead of rehashing them
+        digest = store.put(task.outdir / path, is_dir)
+        stored[name] = OutputRecord(digest, is_dir, store.size(digest, is_dir), path)
+    store.flush()  # locally: the next plan verifies these objects by stamp instead of rehashing them
     return stored
 
 

@@ -125,6 +125,32 @@ def test_inputs_named_by_digest_are_fetched_from_the_store_into_the_workspace(tm
     assert cache.objects.path(outcome.outputs["model"].digest).read_text() == "KEEP ME"
 
 
+@pytest.mark.parametrize("make", [InProcess, ProcessPool])
+def test_a_task_whose_store_is_a_remote_reads_and_writes_only_there(tmp_path: Path, make) -> None:
+    """What a worker on another machine does: inputs from the remote store, outputs to it, no local cache."""
+    pytest.importorskip("fsspec")
+    from pipeline.remote import Remote
+
+    url = (tmp_path / "remote").as_uri()
+    source = tmp_path / "src.txt"
+    source.write_text("remote text\n")
+    digest = Remote(url).put(source, is_dir=False)
+    task = toy_task(tmp_path, "up", "Upper", {})
+    task = dataclasses.replace(task, store=url, inputs={"model": OutputRecord(digest, False, 12, "text.txt")})
+    backend = make(lambda *a: None)
+    try:
+        backend.submit(task)
+        outcome = finish(backend, {"up"})["up"]
+    finally:
+        backend.close()
+    assert outcome.status == Status.RAN, outcome.error
+    out = outcome.outputs["model"]
+    fetched = tmp_path / "check.txt"
+    Remote(url).fetch(out.digest, False, fetched)
+    assert fetched.read_text() == "REMOTE TEXT" and out.size == len("REMOTE TEXT")
+    assert not (tmp_path / "cache").exists(), "nothing went through a local cache"
+
+
 def test_a_declared_output_the_kind_did_not_write_fails_the_stage_and_stores_nothing(tmp_path: Path) -> None:
     task = toy_task(tmp_path, "a", "Write", {"text": "x"})
     task = dataclasses.replace(task, outputs={**task.outputs, "extra": ("extra.txt", False)})
