@@ -14,12 +14,13 @@ measurements, each side by side in one run:
    again, `--cold-retries` times at most (default 1; the "others" column says how busy the kept one was).
    Target: write-through / no remote <= 1.10.
 2. A fresh runner against the warm remote (the last write-through bucket): `pipeline run RECIPE --remote ...
-   --json` with an empty local cache. Every stage must be "pulled" (or "unavailable"): none executed. Timed
-   against a bare download of exactly the objects it brought down (the files of its new `objects/` folder):
-   a subprocess (`python -c`) that opens the remote with fsspec (s3fs) and calls `fs.get_file` for one object
-   after another; its interpreter start and imports are timed, as the pipeline's are. Target: pipeline / bare
-   <= 1.5. Also reported: bytes downloaded (the run record's "remote" dict) / bytes of every object the remote
-   holds. `--repeat` rounds (default 5) after a warmup round, a fresh local cache each time.
+   --json` with an empty local cache. Every stage must be "pulled" (or "unavailable", or "skipped" below an
+   unavailable one): none executed. Timed against a bare download of exactly the objects it brought down (the
+   files of its new `objects/` folder): a subprocess (`python -c`) that opens the remote with fsspec (s3fs) and
+   calls `fs.get_file` for one object after another; its interpreter start and imports are timed, as the
+   pipeline's are. Target: pipeline / bare <= 1.5. Also reported: bytes downloaded (the run record's "remote"
+   dict) / bytes of every object the remote holds. `--repeat` rounds (default 5) after a warmup round, a fresh
+   local cache each time.
 3. Fully cached rerun (warm local cache), with `--remote s3://...` vs without: `--repeat` rounds (default 7)
    after a warmup, interleaved. The S3 server's request log must not grow while they run: a cached rerun
    touches no network. Target: with / without <= 1.10.
@@ -53,7 +54,10 @@ VENV = ROOT / ".venv"
 PY = str(VENV / "bin" / "python")
 PIPELINE = str(VENV / "bin" / "pipeline")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-SERVED = {"pulled", "unavailable"}  # what a fresh runner may report against a warm remote
+# A stage that cannot run here is "unavailable", its descendants "skipped" (they cannot start): neither executes.
+NOT_HERE = {"unavailable", "skipped"}
+SERVED = {"pulled", *NOT_HERE}  # what a fresh runner may report against a warm remote
+EXECUTED = {"ran", "failed", "gate failed", "interrupted"}  # a worker ran the stage
 HEX = re.compile(r"[0-9a-f]+")
 
 # The bare download: the same filesystem the pipeline opens, one get_file per object, nothing else.
@@ -263,7 +267,7 @@ def pull(server: S3Server, recipe: Path, bucket: str, rounds: int, work: Path, r
             problems.append(f"round {r}: not served by the remote: {odd}")
         facts.append(
             {
-                "executed": sum(1 for st in statuses.values() if st not in SERVED),
+                "executed": sum(1 for st in statuses.values() if st in EXECUTED),
                 "statuses": statuses,
                 "remote": record.get("remote", {}),
                 "local_objects": len(got),
@@ -377,7 +381,7 @@ def main() -> None:
             f"run record 'remote': {c['remote']}"
         )
         print(f"requests in the S3 server's log during the {c['runs']} runs with the remote: {c['requests']}")
-        not_cached = {s: st for s, st in c["statuses"].items() if st not in ("cached", "unavailable")}
+        not_cached = {s: st for s, st in c["statuses"].items() if st not in {"cached", *NOT_HERE}}
         if not_cached:
             print(f"PROBLEM: the warm local cache did not serve: {not_cached}")
 

@@ -77,6 +77,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     run.add_argument("--jobs", "-j", type=int, default=1, help="stages run in parallel (worker processes)")
     run.add_argument("--in-process", action="store_true", help="run stages in this process (debugging; no isolation)")
     run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes here (default); ray: every stage a task on a Ray cluster (needs --remote)",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster: auto, HOST:PORT or ray://HOST:10001 (default: $PIPELINE_RAY_ADDRESS, $RAY_ADDRESS, auto)",
+    )
+    run.add_argument(
         "--skip-unavailable",
         action="store_true",
         help="exit 0 when stages that cannot run here (no GPU, missing extra) are skipped",

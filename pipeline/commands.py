@@ -77,7 +77,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         in_process=args.in_process,
         skip_unavailable=args.skip_unavailable,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
+    if args.executor == "ray" and args.in_process:
+        raise UsageError("--in-process and --executor ray exclude each other")
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
     result = Executor(recipe, graph, cache, options, Fanout(record, console), remote=_remote(args)).run()

@@ -69,6 +69,7 @@ class StageFinished:
     summary: dict[str, Any]
     same_as_before: bool
     built_elsewhere: bool = False
+    node: str = ""  # the cluster node that ran it (--executor ray)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class StageErrored:
     seconds: float
     gate: bool = False
     kept: str = ""  # the stage's outputs as far as it got (a failed gate's reports), kept for inspection
+    node: str = ""  # the cluster node that ran it (--executor ray)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import lockfile
 from pipeline.backends import Backend, backend_for
 from pipeline.cache import Cache
-from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted
+from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted, UsageError
 from pipeline.events import (
     Reporter,
     RunFinished,
@@ -46,7 +46,7 @@ from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
-from pipeline.records import StageRecord
+from pipeline.records import OutputRecord, StageRecord
 from pipeline.remote import provenance
 from pipeline.stage import DatasetInput
 from pipeline.status import Status
@@ -68,6 +68,8 @@ class RunOptions:
     jobs: int = 1
     in_process: bool = False
     skip_unavailable: bool = False
+    executor: str = "local"  # or "ray": every stage a Ray task, artifacts through the remote store
+    ray_address: str | None = None
 
 
 @dataclass
@@ -100,7 +102,17 @@ class Executor:
     ):
         self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
         self.remote = remote
-        self.planner = Planner(recipe, cache, force=options.force, force_all=options.force_all, remote=remote)
+        self.cluster: Any = None  # the Ray module once connected (--executor ray): only when a stage must run
+        if options.executor == "ray" and (remote is None or remote.read_only):
+            raise UsageError("--executor ray needs a writable remote store (--remote URL or PIPELINE_REMOTE)")
+        self.planner = Planner(
+            recipe,
+            cache,
+            force=options.force,
+            force_all=options.force_all,
+            remote=remote,
+            placement=self._placement if options.executor == "ray" else None,
+        )
         # What a remote serves is downloaded for the stages asked for (else the final ones) and for the
         # engines; other intermediates stay there until a stage that runs here reads them.
         used = {p for parents in graph.parents.values() for p in parents}
@@ -114,7 +126,8 @@ class Executor:
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
         # every key; stages find them here instead of reaching into the cache.
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
-        self.backend: Backend = backend_for(options.in_process, self._progress)
+        self._backend: Backend | None = None
+        self._bundle: str | None = None  # the recipe's folder on the remote store, for cluster nodes
         self._running: dict[str, _Running] = {}
         self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
@@ -216,7 +229,7 @@ class Executor:
             decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
         if any(p in self._running for p in self.graph.parents[name]):
             return "blocked"  # a parent the remote could not deliver is being rebuilt
-        unfetched = self._unfetched_parent(name)
+        unfetched = self._unfetched_parent(name) if not self.on_cluster else None  # nodes fetch from the remote
         if unfetched is not None:
             return self._rebuild(unfetched)
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
@@ -367,7 +380,67 @@ class Executor:
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
+        if self.on_cluster:
+            task = self._for_cluster(task, decision)
         self.backend.submit(task)
+
+    # -- a cluster (--executor ray) ---------------------------------------------------
+    @property
+    def on_cluster(self) -> bool:
+        return self.options.executor == "ray"
+
+    @property
+    def backend(self) -> Backend:
+        """Made when a first stage must run: a fully cached run starts no worker and contacts no cluster."""
+        if self._backend is None:
+            if self.on_cluster:
+                from pipeline.ray_backend import RayBackend
+
+                self._backend = RayBackend(self._connect(), self._progress)
+            else:
+                self._backend = backend_for(self.options.in_process, self._progress)
+        return self._backend
+
+    def _connect(self) -> Any:
+        if self.cluster is None:
+            from pipeline.ray_backend import connect
+
+            self.cluster = connect(self.options.ray_address)
+        return self.cluster
+
+    def _placement(self, target: str) -> str | None:
+        """Why no node of the cluster can take a stage for `target` (None when one can)."""
+        from pipeline.ray_backend import cluster_accelerators
+
+        offered = cluster_accelerators(self._connect())
+        if target in offered:
+            return None
+        return f"no node of the Ray cluster offers {target} (it has: {', '.join(sorted(offered)) or 'no accelerators'})"
+
+    def _for_cluster(self, task: Task, decision: Decision) -> Task:
+        """The task as a node runs it: everything through the remote store (its inputs, made sure to be there,
+        and the recipe's folder, by digest), the key's code digest and toolchain for the node to check."""
+        from pipeline.ray_backend import bundle_recipe_dir
+
+        assert self.remote is not None and decision.components is not None
+        for value in task.inputs.values():
+            if isinstance(value, OutputRecord) and not self.remote.has(value.digest, value.is_dir):
+                owner = next(r for r in self.known.values() if value in r.outputs.values())
+                self.remote.push(owner, self.cache.objects, sign=False)
+        if self._bundle is None:
+            folder = bundle_recipe_dir(self.recipe.dir.resolve(), exclude=(self.cache.root,))
+            self._bundle = self.remote.put(folder, is_dir=True)
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        node = self.recipe.stages[task.stage]
+        needs: dict[str, Any] = {
+            "cpus": 1,
+            "bundle": self._bundle,
+            "expect": {"code": decision.components["code"], "toolchain": decision.components["toolchain"]},
+        }
+        target = node.kind().hardware_target(node.params)
+        if target:
+            needs["accelerator"] = target
+        return dataclasses.replace(task, store=self.remote.url, needs=needs)
 
     def _progress(self, stage: str, done: float, total: float | None, desc: str) -> None:
         self.reporter.handle(StageProgress(stage, done, total, desc))
@@ -384,6 +457,10 @@ class Executor:
     def _complete(self, name: str, outcome: Outcome) -> None:
         r = self._running[name]
         kind = self.recipe.stages[name].kind
+        node = getattr(self._backend, "nodes", {}).get(name, "")
+        log = getattr(self._backend, "logs", {}).pop(name, None)
+        if log is not None:  # a cluster node's log, brought back with the outcome
+            r.log.write_text(log)
         try:
             if outcome.status == Status.RAN:
                 try:
@@ -393,14 +470,25 @@ class Executor:
                 else:
                     self.known[name] = record
                     self.status[name] = Status.RAN
-                    views = update_view(self.cache, self.recipe.name, record)
+                    views = (
+                        self._view(name, record)
+                        if self.on_cluster
+                        else update_view(self.cache, self.recipe.name, record)
+                    )
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
                         k: o.digest for k, o in record.outputs.items()
                     }
                     self.reporter.handle(
                         StageFinished(
-                            name, kind.kind, r.decision.reasons, outcome.seconds, views, outcome.summary, same
+                            name,
+                            kind.kind,
+                            r.decision.reasons,
+                            outcome.seconds,
+                            views,
+                            outcome.summary,
+                            same,
+                            node=node,
                         )
                     )
             if outcome.status != Status.RAN:
@@ -416,6 +504,7 @@ class Executor:
                         outcome.seconds,
                         gate=outcome.status == Status.GATE_FAILED,
                         kept=str(kept / "out"),
+                        node=node,
                     )
                 )
         finally:
@@ -428,7 +517,8 @@ class Executor:
         """Write the record of what the worker stored: last, so a record never names absent objects."""
         kind = self.recipe.stages[name].kind
         outputs = outcome.outputs
-        missing = [o.path for o in outputs.values() if not self.cache.objects.has(o.digest, o.is_dir)]
+        store: Any = self.remote if self.on_cluster else self.cache.objects
+        missing = [o.path for o in outputs.values() if not store.has(o.digest, o.is_dir)]
         if set(outputs) != set(kind.outputs) or missing:
             raise _PublishError(f"stage {name}: the worker did not store {', '.join(missing) or 'every output'}")
         fault("publish", name)
@@ -444,11 +534,35 @@ class Executor:
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             provenance=provenance(self.run_id, r.decision.components),
         )
+        if self.on_cluster:
+            return self._publish_from_cluster(record)
         self.cache.records.put(record)
         self.cache.memo.flush()
         self.cache.records.set_latest(self.recipe.name, name, record.key)
         if self._uploads is not None:
             self._uploads.submit(record)
+        return record
+
+    def _publish_from_cluster(self, record: StageRecord) -> StageRecord:
+        """A node stored the outputs on the remote: the driver writes (and signs) the record there, then
+        brings the outputs here when they are wanted, as for a pulled stage."""
+        from pipeline.remote import BadObject, RemoteRecord, RemoteUnavailable
+
+        assert self.remote is not None
+        try:
+            objects = self.remote.named_objects(record)
+            self.remote.put_record(record, objects, sign=True)
+        except (RemoteUnavailable, BadObject) as exc:
+            raise _PublishError(f"stage {record.stage}: {exc}") from None
+        found = RemoteRecord(record, objects, verified=True, signer="")
+        if record.stage in self.wanted:
+            self.remote.pull(found, self.cache.objects)
+            self.cache.records.put(record)
+            self.cache.records.set_latest(self.recipe.name, record.stage, record.key)
+        else:
+            self._remote_only[record.stage] = Decision(
+                record.stage, Status.PULLED, (), record.key, record.components, record, None, found
+            )
         return record
 
     # -- endings ----------------------------------------------------------------
@@ -462,7 +576,8 @@ class Executor:
         self._running.clear()
 
     def _shutdown(self) -> None:
-        self.backend.close()
+        if self._backend is not None:
+            self._backend.close()
 
     def _write_lock(self) -> None:
         """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one

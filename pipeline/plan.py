@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pipeline.cache import Cache
 from pipeline.errors import KindBug, RecipeError
@@ -48,8 +48,12 @@ class Planner:
         force: Iterable[str] = (),
         force_all: bool = False,
         remote: Remote | None = None,
+        placement: Callable[[str], str | None] | None = None,
     ):
+        """`placement`, for a cluster: given a declared hardware target ("H100"), why no node can run it
+        (None when one can); it replaces this machine's own check for such stages."""
         self.recipe, self.cache, self.remote = recipe, cache, remote
+        self.placement = placement
         self.force, self.force_all = set(force), force_all
         cache.memo.new_plan()
         self.keys = KeyContextImpl(cache.memo, recipe.dir, exclude=(cache.root,))
@@ -113,14 +117,20 @@ class Planner:
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:
-        return self._stages[name].unmet_for(self.recipe.stages[name].params)
+        params = self.recipe.stages[name].params
+        target = self._stages[name].hardware_target(params)
+        if target and self.placement is not None:
+            return self.placement(target)
+        return self._stages[name].unmet_for(params)
 
     def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         """Decide one stage, given the records of its already-built parents."""
         node = self.recipe.stages[name]
-        unmet = self.unmet(name)
-        if unmet and not self._stages[name].declares_target(node.params):
-            return Decision(name, UNAVAILABLE, (unmet,))  # its key would name this machine: no cache has it
+        targeted = self._stages[name].hardware_target(node.params) is not None
+        if not targeted:  # its key would name this machine: no cache has it where it cannot run
+            unmet = self.unmet(name)
+            if unmet:
+                return Decision(name, UNAVAILABLE, (unmet,))
         inputs: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
         waiting = []
@@ -137,8 +147,6 @@ class Planner:
             else:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
         if waiting:
-            if unmet:
-                return Decision(name, UNAVAILABLE, (unmet,))
             return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
         if name not in self._fingerprints:
             self.prepare([name])
@@ -150,8 +158,13 @@ class Planner:
             self.recipe.base_name, name
         )
         record = self.cache.records.get(result.key)
-        if unmet and (name in self.force or self.force_all):
-            return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
+        # A declared target is checked only when the stage must be built: served from a cache, it needs no
+        # GPU here, and asking a cluster which targets it offers is not free.
+        unmet = None
+        if targeted and (name in self.force or self.force_all):
+            unmet = self.unmet(name)
+            if unmet:
+                return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
         if name in self.force or self.force_all:
             return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
         bad: list[str] = []
@@ -166,6 +179,7 @@ class Planner:
         if found is not None:
             why = f"on the remote ({'signed by ' + found.signer if found.verified else 'unverified'})"
             return Decision(name, PULLED, (why,), result.key, result.components, found.record, previous, found)
+        unmet = self.unmet(name) if targeted else None
         if unmet:
             return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
         if bad:

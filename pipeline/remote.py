@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -273,18 +274,32 @@ class Remote:
                 self.transfer.uploaded += size
                 self.transfer.objects_up += 1
         fault("upload", record.stage)  # every object is up, the record is not: a crash here must leave no record
+        self.put_record(record, objects, sign)
+        return self.transfer.uploaded - before
+
+    def put_record(self, record: StageRecord, objects: dict[str, int], sign: bool) -> None:
+        """Write the record document (signed when `sign` and a key is configured); its objects must be up."""
         body = {"schema": SCHEMA, "record": record.to_json(), "objects": objects}
         doc = dict(body)
         if sign and self.signer is not None:
             doc["signature"] = self.signer.sign(body)
-        data = json.dumps(doc, sort_keys=True, indent=1).encode()
-        tmp = Path(store._tmpfile())
+        fd, name = tempfile.mkstemp(prefix="pipeline-record-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, sort_keys=True, indent=1)
         try:
-            tmp.write_bytes(data)
-            self._upload(tmp, self.record_path(record.key))
+            self._upload(Path(name), self.record_path(record.key))
         finally:
-            tmp.unlink(missing_ok=True)
-        return self.transfer.uploaded - before
+            Path(name).unlink(missing_ok=True)
+
+    def named_objects(self, record: StageRecord) -> dict[str, int]:
+        """Every object `record` names (manifests and their files) with its size on the remote."""
+        objects: dict[str, int] = {}
+        for out in record.outputs.values():
+            objects[out.digest] = self.size(out.digest, False)
+            if out.is_dir:
+                for entry in self._manifest(out.digest):
+                    objects[entry["digest"]] = self.size(entry["digest"], False)
+        return objects
 
     def _serves(self, key: str, signed: bool) -> bool:
         """The remote already holds a usable record for `key` (a signed one, when we would sign)."""

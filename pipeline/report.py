@@ -82,6 +82,8 @@ class RunRecordReporter:
                 summary=event.summary,
                 same_output_as_before=event.same_as_before,
             )
+            if event.node:
+                self.rows[event.stage]["node"] = event.node
         elif isinstance(event, StageErrored):
             self.rows[event.stage].update(
                 status=Status.GATE_FAILED if event.gate else Status.FAILED,
@@ -91,6 +93,8 @@ class RunRecordReporter:
                 kept=event.kept,
                 seconds=round(event.seconds, 3),
             )
+            if event.node:
+                self.rows[event.stage]["node"] = event.node
         elif isinstance(event, StageUnavailable):
             self.rows[event.stage].update(status=Status.UNAVAILABLE, kind=event.kind, reason=event.reason)
         elif isinstance(event, StageSkipped):

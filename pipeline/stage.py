@@ -186,10 +186,11 @@ class Stage(Generic[P]):
     def toolchain_for(self, params: P) -> dict[str, str]:
         return self.toolchain(params) if _takes_params(self.toolchain) else self.toolchain()
 
-    def declares_target(self, params: P) -> bool:
-        """True when the key holds a hardware target the params declare instead of this machine's identity:
-        such a stage is served from a cache (local or remote) even where it cannot run."""
-        return False
+    def hardware_target(self, params: P) -> str | None:
+        """The accelerator type (Ray's name: "H100") the params declare, when the key holds that target
+        instead of this machine's identity: such a stage is served from a cache (local or remote) even where
+        it cannot run, and a cluster places it on a node of that type."""
+        return None
 
     def toolchain(self, params: P | None = None) -> dict[str, str]:
         """Versions (and hardware identity) the outputs depend on; enters the key. `params` are the stage's

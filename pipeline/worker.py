@@ -44,6 +44,9 @@ class Task:
     recipe_dir: str
     model: dict[str, Any] | None
     log: str
+    # What a cluster backend needs to place it: cpus, a hardware target's accelerator type, and the key's
+    # code digest and toolchain the node must match (`expect`). The local backends ignore it.
+    needs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def outdir(self) -> Path:

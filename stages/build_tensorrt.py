@@ -166,8 +166,8 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
             return params.target.mismatch(probe)
         return reason
 
-    def declares_target(self, params: BuildTensorrtParams) -> bool:
-        return params.target is not None
+    def hardware_target(self, params: BuildTensorrtParams) -> str | None:
+        return params.target.gpu if params.target is not None else None
 
     def toolchain(self, params: BuildTensorrtParams | None = None) -> dict[str, str]:
         """The declared target when there is one (the same key on every machine), else this host's GPU."""

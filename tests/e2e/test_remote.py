@@ -444,8 +444,8 @@ class Engine(Stage[EngineParams]):
         here = os.environ.get("TOY_GPU")
         return None if params is not None and here == params.target else f"needs a {params.target} (here: {here})"
 
-    def declares_target(self, params):
-        return True
+    def hardware_target(self, params):
+        return params.target
 
     def toolchain(self, params=None):
         return {"target": params.target if params else "?"}

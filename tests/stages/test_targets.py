@@ -101,7 +101,7 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
         "tensorrt": "11.4",
         "cuda": "12.9",
     }
-    assert BuildTensorrt().declares_target(p) and BuildTensorrt().unmet(p) is not None
+    assert BuildTensorrt().hardware_target(p) == "H100" and BuildTensorrt().unmet(p) is not None
     monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: H100_NODE)
     monkeypatch.setattr("stages._gpu_probe.cuda_python_available", lambda: True)
     on_gpu, _ = _key(tmp_path, p)
@@ -114,7 +114,7 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
     )
     # Without a target the key is the probed host's, as before.
     plain = BuildTensorrtParams.model_validate({})
-    assert not BuildTensorrt().declares_target(plain)
+    assert BuildTensorrt().hardware_target(plain) is None
     assert _key(tmp_path, plain)[1]["toolchain"]["gpu"] == "NVIDIA H100 80GB HBM3"
 
 

@@ -1,0 +1,290 @@
+"""Stages as Ray tasks on a cluster (`pipeline run --executor ray`).
+
+A stage runs as a Ray task in a fresh worker process (`max_calls=1`: one
+recipe's modules never stand in for another's). Nothing moves through a shared
+filesystem: the task names its inputs by digest on the remote store, the node
+fetches them, runs the kind and stores its outputs there, and returns their
+digests; the recipe's folder (plugins, factories, dataset code, data files)
+travels the same way, as one directory object the node fetches by digest.
+
+Before it runs a kind, the node recomputes the kind's code digest and toolchain
+and refuses when they differ from what the key was computed with, so a node
+with another image never caches a result under someone else's key. The driver
+writes (and signs) every record; nodes hold no signing key.
+
+A stage that needs a GPU target is placed by Ray's label selector
+(`ray.io/accelerator-type`); a target no node offers is `unavailable`, naming
+what the cluster has. A node that dies mid-stage sends the stage to another
+matching node (up to `NODE_RETRIES` times); a worker that crashes in native
+code fails its stage, as with the local pool. Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends import ProgressSink
+from pipeline.errors import UsageError
+from pipeline.status import Status
+from pipeline.worker import Outcome, Task
+
+NODE_RETRIES = 2
+LABEL = "ray.io/accelerator-type"
+BUNDLE_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "venv"}
+
+
+def connect(address: str | None) -> Any:
+    """Connect this driver to the cluster (`auto`, `host:port` or `ray://host:10001`); a usage error, one line,
+    when there is none."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install '.[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    where = address or os.environ.get("PIPELINE_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or "auto"
+    _reachable(where)
+    try:
+        ray.init(address=where, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot reach a Ray cluster at {where}: {' '.join(str(exc).split())[:200]}") from None
+    return ray
+
+
+def _reachable(where: str, timeout: float = 5.0) -> None:
+    """Ray retries an unreachable HOST:PORT for minutes; a plain connect says so in seconds."""
+    import socket
+
+    if where == "auto" or "://" in where and not where.startswith("ray://"):
+        return
+    hostport = where.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach a Ray cluster at {where}: {exc.strerror or exc}") from None
+
+
+def cluster_accelerators(ray: Any) -> set[str]:
+    """The accelerator types the cluster's live nodes offer (their `ray.io/accelerator-type` labels)."""
+    types = set()
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        label = (node.get("Labels") or {}).get(LABEL)
+        if label:
+            types.add(label)
+        for resource in node.get("Resources", {}):
+            if resource.startswith("accelerator_type:"):
+                types.add(resource.split(":", 1)[1])
+    return types
+
+
+def bundle_recipe_dir(root: Path, exclude: tuple[Path, ...]) -> Path:
+    """A copy (hard links where possible) of what a recipe's folder holds for its stages: code, data, plugins;
+    without the cache, hidden folders, bytecode and virtual environments. The caller stores it by digest."""
+    import shutil
+    import tempfile
+
+    skip = {p.resolve() for p in exclude}
+    dest = Path(tempfile.mkdtemp(prefix="pipeline-bundle-")) / "recipe"
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and d not in BUNDLE_SKIP_DIRS and (here / d).resolve() not in skip
+        )
+        for name in filenames:
+            if name.startswith(".") or name.endswith(".pyc"):
+                continue
+            src = here / name
+            target = dest / src.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, target)
+            except OSError:
+                shutil.copy2(src, target)
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[str, Any]:
+    """The Ray task: a fresh workspace on this node, the recipe's folder fetched by digest, the kind's code and
+    toolchain checked against the key's, then the stage run as the local worker runs it."""
+    import socket
+    import tempfile
+
+    from pipeline.worker import execute, open_store
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"pipeline-{task.stage}-"))
+    recipe_dir = task.recipe_dir
+    if bundle is not None:
+        recipe_dir = str(scratch / "recipe")
+        open_store(task.store).fetch(bundle, True, Path(recipe_dir))
+    local = dataclasses.replace(
+        task,
+        workspace=str(scratch / "ws"),
+        log=str(scratch / "stage.log"),
+        recipe_dir=recipe_dir,
+        inputs={k: _relocate(v, task.recipe_dir, recipe_dir) for k, v in task.inputs.items()},
+    )
+    (scratch / "ws" / "out").mkdir(parents=True)
+    node = os.environ.get("RAY_NODE_NAME") or socket.gethostname()
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()[:12]
+    except Exception:  # noqa: BLE001 - the node's name is for the record only
+        pass
+    problem = _image_problem(local, expect)
+    if problem is not None:
+        outcome = Outcome(Status.FAILED, {}, f"node {node}: {problem}")
+    else:
+        outcome = execute(local, lambda *a: None)
+    try:
+        log = Path(local.log).read_text(errors="replace")
+    except OSError:
+        log = ""
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"outcome": outcome, "log": log, "node": node}
+
+
+def _relocate(value: Any, old: str, new: str) -> Any:
+    """A path input or dataset under the recipe's folder on the driver, as it lies in this node's copy."""
+    from pipeline.stage import DatasetInput
+
+    if isinstance(value, DatasetInput):
+        return dataclasses.replace(value, base_dir=Path(_relocate(str(value.base_dir), old, new)))
+    if isinstance(value, (str, Path)) and old != new:
+        try:
+            return str(Path(new) / Path(value).relative_to(old))
+        except ValueError:
+            return value
+    return value
+
+
+def _image_problem(task: Task, expect: dict[str, Any]) -> str | None:
+    """Why this node must not run the task under its key: other code for the kind, or another toolchain."""
+    import importlib
+    import sys
+
+    from pipeline.hashing import DigestMemo
+    from pipeline.keys import kind_code
+
+    if task.recipe_dir not in sys.path:
+        sys.path.insert(0, task.recipe_dir)
+    try:
+        kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
+    except Exception as exc:  # noqa: BLE001 - reported as the stage's failure
+        return f"cannot import {task.kind_module}.{task.kind_class}: {type(exc).__name__}: {exc}"
+    if "code" in expect and kind_code(kind, DigestMemo(None)) != expect["code"]:
+        return f"its code for kind {kind.kind} differs from the driver's (another image or checkout)"
+    if "toolchain" in expect:
+        here = kind().toolchain_for(kind.Params.model_validate(task.params))
+        if here != expect["toolchain"]:
+            diff = sorted(k for k in set(here) | set(expect["toolchain"]) if here.get(k) != expect["toolchain"].get(k))
+            shown = ", ".join(f"{k} {expect['toolchain'].get(k)} -> {here.get(k)}" for k in diff[:3])
+            return f"its toolchain differs from the key's ({shown})"
+    return None
+
+
+@dataclasses.dataclass
+class _Submitted:
+    task: Task
+    ref: Any
+    started: float
+    attempts: int = 1
+
+
+class RayBackend:
+    """Submits each task to the cluster and polls for them; see the module docstring."""
+
+    def __init__(self, ray: Any, progress: ProgressSink):
+        self.ray = ray
+        self._progress = progress
+        self._running: dict[str, _Submitted] = {}
+        self.nodes: dict[str, str] = {}  # stage -> the node that ran it
+        self.logs: dict[str, str] = {}  # stage -> its log, brought back from the node
+
+    def submit(self, task: Task) -> None:
+        self._running[task.stage] = _Submitted(task, self._launch(task), time.perf_counter())
+
+    def _launch(self, task: Task) -> Any:
+        needs = task.needs
+        options: dict[str, Any] = {"num_cpus": needs.get("cpus", 1), "max_retries": 0}
+        if needs.get("accelerator"):
+            options["label_selector"] = {LABEL: needs["accelerator"]}
+            if self._has_gpus(needs["accelerator"]):  # a labelled node without GPUs (a test cluster) takes it as is
+                options["num_gpus"] = 1
+        fn = self.ray.remote(max_calls=1)(run_on_node)
+        return fn.options(**options).remote(task, needs.get("bundle"), needs.get("expect", {}))
+
+    def _has_gpus(self, accelerator: str) -> bool:
+        for node in self.ray.nodes():
+            if node.get("Alive") and (node.get("Labels") or {}).get(LABEL) == accelerator:
+                if node.get("Resources", {}).get("GPU"):
+                    return True
+        return False
+
+    def poll(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        if not self._running:
+            return []
+        by_ref = {s.ref: stage for stage, s in self._running.items()}
+        ready, _ = self.ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        ended = []
+        for ref in ready:
+            stage = by_ref[ref]
+            outcome = self._collect(stage, ref)
+            if outcome is not None:
+                del self._running[stage]
+                ended.append((stage, outcome))
+        return ended
+
+    def _collect(self, stage: str, ref: Any) -> Outcome | None:
+        from ray import exceptions as rx
+
+        sub = self._running[stage]
+        try:
+            result = self.ray.get(ref)
+        except (rx.NodeDiedError, rx.LocalRayletDiedError, rx.ObjectLostError) as exc:
+            if sub.attempts <= NODE_RETRIES:  # the node went away: another matching node gets the stage
+                sub.attempts += 1
+                sub.ref = self._launch(sub.task)
+                return None
+            return Outcome(Status.FAILED, {}, f"node lost {sub.attempts} times: {type(exc).__name__}", self._age(sub))
+        except rx.WorkerCrashedError:
+            return Outcome(
+                Status.FAILED, {}, "worker process died on its node (a crash in native code?)", self._age(sub)
+            )
+        except rx.TaskCancelledError:
+            return Outcome(Status.INTERRUPTED, {}, "cancelled", self._age(sub))
+        except rx.RayError as exc:
+            return Outcome(
+                Status.FAILED, {}, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", self._age(sub)
+            )
+        self.nodes[stage] = result["node"]
+        self.logs[stage] = result["log"]
+        return result["outcome"]
+
+    @staticmethod
+    def _age(sub: _Submitted) -> float:
+        return time.perf_counter() - sub.started
+
+    def cancel(self, stage: str) -> None:
+        sub = self._running.pop(stage, None)
+        if sub is not None:
+            self.ray.cancel(sub.ref, force=True)
+
+    def close(self) -> None:
+        for stage in list(self._running):
+            self.cancel(stage)
