@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError, did_you_mean
@@ -13,7 +13,6 @@ from pipeline.graph import StageGraph, stage_graph
 from pipeline.lockfile import lock_path, read_lock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
-from pipeline.stage import Stage
 from pipeline.status import Status
 
 
@@ -35,8 +34,6 @@ def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
 def _remote(args: argparse.Namespace, always: bool = True) -> Any:
     """The remote cache the flags or the environment name (None without one). `always=False`: only when
     `--remote` was given (`status`, whose plain form never looks beyond the local cache)."""
-    from pipeline.remote import remote_from
-
     if not always and args.remote is None:
         return None
     remote = remote_from(args.remote or None, args.remote_read_only, args.remote_trust, args.signing_key)
@@ -403,6 +400,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
+    from pipeline.reference import describe_kind, kind_summary, stage_reference
     from pipeline.registry import Registry
 
     registry = Registry()
@@ -420,7 +418,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
                 continue
             unmet = kind().unmet()
             note = f"  [unavailable: {unmet}]" if unmet else ""
-            print(f"{name:16} {_summary(kind)}{note}")
+            print(f"{name:16} {kind_summary(kind)}{note}")
         return EXIT_OK
     if args.kind not in registry.names():
         hint = "" if args.recipe else "; a kind a recipe's plugins define needs --recipe RECIPE"
@@ -429,92 +427,23 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _summary(kind: Any) -> str:
-    import sys
+def remote_from(
+    url: str | None, read_only: bool = False, trust: str | None = None, signing_key: str | None = None
+) -> Any:
+    """The run's remote from flags, else the environment (PIPELINE_REMOTE, PIPELINE_REMOTE_READ_ONLY,
+    PIPELINE_REMOTE_TRUST, PIPELINE_REMOTE_SIGNING_KEY); None when none is configured."""
+    import os
+    from pathlib import Path
 
-    if kind.summary:
-        return kind.summary
-    doc = kind.__doc__ if kind.__doc__ and kind.__doc__ is not Stage.__doc__ else sys.modules[kind.__module__].__doc__
-    return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+    from pipeline.remote import Remote
+    from pipeline.trust import Signer, Verifier
 
-
-def stage_reference(registry: Any) -> str:
-    """Every registered kind's description, in name order (the README embeds this verbatim)."""
-    return "\n\n".join(describe_kind(registry.get(name)) for name in registry.names())
-
-
-def describe_kind(kind: Any) -> str:
-    """A Markdown description of a kind: inputs, outputs and params (feeds the README's stage reference)."""
-    lines = [f"### `{kind.kind}`", "", _summary(kind), ""]
-    if kind.inputs:
-        lines.append(
-            "Inputs: "
-            + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})" for n, s in kind.inputs.items())
-        )
-    lines.append("Outputs: " + ", ".join(f"`{n}` (`{s.path}`)" for n, s in kind.outputs.items()))
-    if kind.extra:
-        lines.append(f"Needs: `pip install '.[{kind.extra}]'`")
-    return "\n".join(lines + ["", fields_table(kind.Params, "param")])
-
-
-def fields_table(model: Any, what: str = "key") -> str:
-    """A pydantic model's fields as a Markdown table: name, type, default, description."""
-    from pydantic import BaseModel
-
-    lines = [f"| {what} | type | default | description |", "|---|---|---|---|"]
-    for name, f in model.model_fields.items():
-        if name == "kind" and "Literal" in str(f.annotation):
-            continue  # a dataset's tag: its heading says it
-        value = None if f.is_required() else f.get_default(call_default_factory=True)
-        default = "required" if f.is_required() else "see below" if isinstance(value, BaseModel) else repr(value)
-        if get_origin(f.annotation) is Literal:
-            typ = " | ".join(repr(v) for v in get_args(f.annotation))
-        else:
-            typ = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        typ = typ.replace("pipeline.schema.", "").replace("|", "\\|")
-        desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{f.alias or name}` | `{typ}` | `{default}` | {desc} |")
-    return "\n".join(lines)
-
-
-def sections_reference(registry: Any = None) -> str:
-    """The recipe's `model:` section and every dataset kind's `data:` entry, from their schemas (the README
-    embeds this verbatim). Kinds sharing one spec (`npz`, `npy`) share a heading."""
-    from pydantic import BaseModel
-
-    from pipeline.registry import Registry
-    from pipeline.schema import DimRange, ModelSpec, TensorSpec
-
-    registry = registry or Registry()
-    parts = [
-        "### `model:`",
-        "",
-        (ModelSpec.__doc__ or "").strip(),
-        "",
-        fields_table(ModelSpec),
-        "",
-        "Each `tensors.NAME`:",
-        "",
-        fields_table(TensorSpec),
-        "",
-        "Each `dims.NAME`:",
-        "",
-        fields_table(DimRange),
-    ]
-    specs: dict[type[BaseModel], list[str]] = {}
-    for name in registry.datasets.names():
-        specs.setdefault(registry.datasets.get(name).Spec, []).append(name)
-    for spec, kinds in specs.items():
-        heading = " / ".join(f"`{k}`" for k in kinds)
-        parts += [
-            "",
-            f"### `data.NAME` with `kind:` {heading}",
-            "",
-            (spec.__doc__ or "").strip(),
-            "",
-            fields_table(spec),
-        ]
-        for field_name, f in spec.model_fields.items():
-            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
-                parts += ["", f"`{field_name}:`", "", fields_table(f.annotation)]
-    return "\n".join(parts)
+    url = url or os.environ.get("PIPELINE_REMOTE") or None
+    if url is None:
+        return None
+    read_only = read_only or os.environ.get("PIPELINE_REMOTE_READ_ONLY", "") not in ("", "0", "false")
+    trust = trust or os.environ.get("PIPELINE_REMOTE_TRUST") or None
+    signing_key = signing_key or os.environ.get("PIPELINE_REMOTE_SIGNING_KEY") or None
+    verifier = Verifier.load([Path(p) for p in trust.split(os.pathsep) if p]) if trust else None
+    signer = Signer.load(Path(signing_key)) if signing_key and not read_only else None
+    return Remote(url, read_only=read_only, verifier=verifier, signer=signer)

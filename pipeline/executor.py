@@ -16,7 +16,6 @@ import graphlib
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +45,10 @@ from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
-from pipeline.records import OutputRecord, StageRecord
-from pipeline.remote import provenance
+from pipeline.records import OutputRecord, StageRecord, provenance
 from pipeline.stage import DatasetInput
 from pipeline.status import Status
-from pipeline.sync import fetch
+from pipeline.sync import Uploads, fetch
 from pipeline.views import update_view
 from pipeline.worker import Outcome, Task
 from pipeline.workspace import clean_stale, new_workspace
@@ -118,7 +116,7 @@ class Executor:
         used = {p for parents in graph.parents.values() for p in parents}
         asked = set(options.targets) or {n for n in graph.order if n not in used}
         self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
-        self._uploads = _Uploads(remote, cache) if remote is not None and not remote.read_only else None
+        self._uploads = Uploads(remote, cache) if remote is not None and not remote.read_only else None
         self._remote_only: dict[str, Decision] = {}  # pulled stages whose objects are still only on the remote
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
@@ -409,13 +407,9 @@ class Executor:
         return self.cluster
 
     def _placement(self, target: str) -> str | None:
-        """Why no node of the cluster can take a stage for `target` (None when one can)."""
-        from pipeline.ray_backend import cluster_accelerators
+        from pipeline.ray_backend import placement_problem
 
-        offered = cluster_accelerators(self._connect())
-        if target in offered:
-            return None
-        return f"no node of the Ray cluster offers {target} (it has: {', '.join(sorted(offered)) or 'no accelerators'})"
+        return placement_problem(self._connect(), target)
 
     def _for_cluster(self, task: Task, decision: Decision) -> Task:
         """The task as a node runs it: everything through the remote store (its inputs, made sure to be there,
@@ -618,35 +612,3 @@ class Executor:
 
 class _PublishError(Exception):
     pass
-
-
-class _Uploads:
-    """Write-through: each record this run built goes to the remote (objects, then the record, signed when a
-    key is configured) on a background thread while later stages run; `wait` before the process exits."""
-
-    def __init__(self, remote: Remote, cache: Cache):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.remote, self.cache = remote, cache
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload")
-        self.futures: list[Any] = []
-
-    def submit(self, record: StageRecord) -> None:
-        if self.remote.signer is not None:
-            self.remote.signer.ready()  # a bad key fails here, in the engine, not in an upload thread
-        self.futures.append(self.pool.submit(self._push, record))
-
-    def _push(self, record: StageRecord) -> None:
-        from pipeline.remote import RemoteUnavailable
-
-        try:
-            self.remote.push(record, self.cache.objects, sign=True)
-        except RemoteUnavailable:
-            pass  # warned once by the remote; the local result stands
-        except Exception as exc:  # noqa: BLE001 - an upload never fails the run: the local result stands
-            warnings.warn(f"stage {record.stage} was not uploaded: {type(exc).__name__}: {exc}", stacklevel=1)
-
-    def wait(self) -> None:
-        for f in self.futures:
-            f.result()
-        self.pool.shutdown()

@@ -87,6 +87,14 @@ def cluster_accelerators(ray: Any) -> set[str]:
     return types
 
 
+def placement_problem(ray: Any, target: str) -> str | None:
+    """Why no node of the cluster can take a stage for `target` (None when one can), naming what it has."""
+    offered = cluster_accelerators(ray)
+    if target in offered:
+        return None
+    return f"no node of the Ray cluster offers {target} (it has: {', '.join(sorted(offered)) or 'no accelerators'})"
+
+
 def bundle_recipe_dir(root: Path, exclude: tuple[Path, ...]) -> Path:
     """A copy (hard links where possible) of what a recipe's folder holds for its stages: code, data, plugins;
     without the cache, hidden folders, bytecode and virtual environments. The caller stores it by digest."""

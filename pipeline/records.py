@@ -170,3 +170,20 @@ class RecordStore:
             if isinstance(key, str):
                 keys.add(key)
         return keys
+
+
+def provenance(run_id: str, components: dict[str, Any]) -> dict[str, Any]:
+    """Where and with what a record was built (travels with it; never part of its key)."""
+    import datetime
+    import platform
+    import socket
+
+    return {
+        "origin": "built",
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "toolchain": components.get("toolchain", {}),
+        "run_id": run_id,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

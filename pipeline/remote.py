@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 import warnings
@@ -91,7 +90,6 @@ class Remote:
         self._root = ""
         self._down: str | None = None  # why the remote was given up on, once
         self._rejected: dict[str, str] = {}  # key -> why this run will not take it from the remote
-        self._ignored: list[str] = []
         self._untrusted = 0  # records ignored for want of a trusted signature
 
     # -- the filesystem --------------------------------------------------------
@@ -198,7 +196,6 @@ class Remote:
     def _ignore(self, key: str, why: str, trust: bool = False) -> None:
         """A record this run will not use: warned about once per run, in one line for all of them."""
         self._rejected[key] = why
-        self._ignored.append(f"{key[:12]} ({why})")
         if trust:  # one line for all of them: a pull-request cache full of unsigned records is not news
             if not self._untrusted:
                 warnings.warn(
@@ -303,15 +300,12 @@ class Remote:
 
     def _serves(self, key: str, signed: bool) -> bool:
         """The remote already holds a usable record for `key` (a signed one, when we would sign)."""
+        doc = self.read_record(key)
         try:
-            raw = self._call("read record", self.fs.cat_file, self.record_path(key))
-            doc = json.loads(raw)
-            objects = {str(d): int(s) for d, s in doc["objects"].items()}
-        except FileNotFoundError:
+            objects = {str(d): int(s) for d, s in doc["objects"].items()} if doc is not None else None
+        except (KeyError, TypeError, ValueError, AttributeError):
             return False
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return False
-        if signed and not isinstance(doc.get("signature"), dict):
+        if doc is None or objects is None or (signed and not isinstance(doc.get("signature"), dict)):
             return False
         return all(self._present(d, size) for d, size in objects.items())
 
@@ -468,22 +462,6 @@ def _modified(info: dict[str, Any]) -> float:
     return 0.0
 
 
-def provenance(run_id: str, components: dict[str, Any]) -> dict[str, Any]:
-    """Where and with what a record was built (travels with it; never part of its key)."""
-    import datetime
-    import platform
-
-    return {
-        "origin": "built",
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "toolchain": components.get("toolchain", {}),
-        "run_id": run_id,
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:
     """A downloaded directory manifest, refused when a path would leave its directory."""
     try:
@@ -515,19 +493,3 @@ def _s3_options() -> dict[str, Any]:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
-
-
-def remote_from(
-    url: str | None, read_only: bool = False, trust: str | None = None, signing_key: str | None = None
-) -> Remote | None:
-    """The run's remote from flags, else the environment (PIPELINE_REMOTE, PIPELINE_REMOTE_READ_ONLY,
-    PIPELINE_REMOTE_TRUST, PIPELINE_REMOTE_SIGNING_KEY); None when none is configured."""
-    url = url or os.environ.get("PIPELINE_REMOTE") or None
-    if url is None:
-        return None
-    read_only = read_only or os.environ.get("PIPELINE_REMOTE_READ_ONLY", "") not in ("", "0", "false")
-    trust = trust or os.environ.get("PIPELINE_REMOTE_TRUST") or None
-    signing_key = signing_key or os.environ.get("PIPELINE_REMOTE_SIGNING_KEY") or None
-    verifier = Verifier.load([Path(p) for p in trust.split(os.pathsep) if p]) if trust else None
-    signer = Signer.load(Path(signing_key)) if signing_key and not read_only else None
-    return Remote(url, read_only=read_only, verifier=verifier, signer=signer)

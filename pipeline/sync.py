@@ -1,4 +1,5 @@
-"""Bringing remote results into the local cache: one place for `run`, `pull` and `show`.
+"""Moving results between the local cache and a remote: pulls for `run`, `pull`, `show` and `summary`,
+and the write-through uploads of a run.
 
 A pulled record is kept locally with provenance that says so (the remote, and
 whether a trusted key signed it), so a trusted job can tell it from what it
@@ -8,6 +9,8 @@ built itself.
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from typing import Any
 
 from pipeline.cache import Cache
 from pipeline.records import StageRecord
@@ -32,3 +35,35 @@ def fetch(remote: Remote, cache: Cache, recipe: str, found: RemoteRecord) -> tup
     cache.records.set_latest(recipe, record.stage, record.key)
     cache.memo.flush()
     return record, downloaded
+
+
+class Uploads:
+    """Write-through: each record this run built goes to the remote (objects, then the record, signed when a
+    key is configured) on a background thread while later stages run; `wait` before the process exits."""
+
+    def __init__(self, remote: Remote, cache: Cache):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.remote, self.cache = remote, cache
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload")
+        self.futures: list[Any] = []
+
+    def submit(self, record: StageRecord) -> None:
+        if self.remote.signer is not None:
+            self.remote.signer.ready()  # a bad key fails here, in the engine, not in an upload thread
+        self.futures.append(self.pool.submit(self._push, record))
+
+    def _push(self, record: StageRecord) -> None:
+        from pipeline.remote import RemoteUnavailable
+
+        try:
+            self.remote.push(record, self.cache.objects, sign=True)
+        except RemoteUnavailable:
+            pass  # warned once by the remote; the local result stands
+        except Exception as exc:  # noqa: BLE001 - an upload never fails the run: the local result stands
+            warnings.warn(f"stage {record.stage} was not uploaded: {type(exc).__name__}: {exc}", stacklevel=1)
+
+    def wait(self) -> None:
+        for f in self.futures:
+            f.result()
+        self.pool.shutdown()

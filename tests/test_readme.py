@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import sections_reference, stage_reference
+from pipeline.reference import sections_reference, stage_reference
 from pipeline.registry import Registry
 from stages._gates import gate_reference
 
