@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from pipeline.cache import RESERVED, Cache, cache_root
 from pipeline.errors import EXIT_FAILED, EXIT_OK, PipelineError, RecipeError, UsageError, did_you_mean
@@ -81,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--in-process and --executor ray exclude each other")
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
+    document = _reserve_stdout() if args.json else sys.stdout
     result = Executor(recipe, graph, cache, options, Fanout(record, console), remote=_remote(args)).run()
     if recipe.overrides and not args.quiet:
         print(
@@ -89,8 +91,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        dump_json(record.to_json())
+        dump_json(record.to_json(), document)
     return result.exit_code
+
+
+def _reserve_stdout() -> TextIO:
+    """With --json, stdout carries the run record alone: what a library prints meanwhile (Ray's notices that a
+    node died, at any moment, from its own threads) goes to stderr. Returns the stream for the record."""
+    sys.stdout.flush()
+    document = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return document
 
 
 def _plan(args: argparse.Namespace, remote: Any = None) -> tuple[Recipe, Cache, list[Decision]]:

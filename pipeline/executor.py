@@ -192,6 +192,8 @@ class Executor:
         return RunResult(self.run_id, code, dict(self.status))
 
     def _can_start(self, name: str) -> bool:
+        if self.on_cluster:  # a timing stage gets a node to itself there (ray_backend.task_options)
+            return len(self._running) < max(1, self.options.jobs)
         if any(self.recipe.stages[n].kind.exclusive for n in self._running):
             return False
         kind = self.recipe.stages[name].kind
@@ -234,7 +236,7 @@ class Executor:
         if not lock.acquire(blocking=False):
             self._wait_for(name, f"another run (pid {lock.holder()}) is building it")
             return "blocked"
-        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not node.kind.exclusive)
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not node.kind.exclusive or self.on_cluster)
         if not cpu.acquire(blocking=False):
             lock.release()
             self._wait_for(name, "another run holds the CPU" + (" (timing)" if not node.kind.exclusive else ""))
@@ -428,6 +430,8 @@ class Executor:
         node = self.recipe.stages[task.stage]
         needs: dict[str, Any] = {
             "cpus": 1,
+            "exclusive": node.kind.exclusive,
+            "threads": os.environ.get("OMP_NUM_THREADS"),
             "bundle": self._bundle,
             "expect": {"code": decision.components["code"], "toolchain": decision.components["toolchain"]},
         }

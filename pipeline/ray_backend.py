@@ -132,6 +132,7 @@ def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[
 
     from pipeline.worker import execute, open_store
 
+    _threads_as_on_the_driver(task.needs.get("threads"))
     scratch = Path(tempfile.mkdtemp(prefix=f"pipeline-{task.stage}-"))
     recipe_dir = task.recipe_dir
     if bundle is not None:
@@ -167,6 +168,16 @@ def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[
     return {"outcome": outcome, "log": log, "node": node}
 
 
+def _threads_as_on_the_driver(omp: str | None) -> None:
+    """Ray caps OMP_NUM_THREADS at a task's CPUs; a stage must compute what the local worker computes (torch's
+    training numerics depend on its thread count), so the driver's setting applies: unset is the library's
+    default. Runs before the stage imports anything that reads it (a fresh process per task)."""
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp
+
+
 def _relocate(value: Any, old: str, new: str) -> Any:
     """A path input or dataset under the recipe's folder on the driver, as it lies in this node's copy."""
     from pipeline.stage import DatasetInput
@@ -195,15 +206,59 @@ def _image_problem(task: Task, expect: dict[str, Any]) -> str | None:
         kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
     except Exception as exc:  # noqa: BLE001 - reported as the stage's failure
         return f"cannot import {task.kind_module}.{task.kind_class}: {type(exc).__name__}: {exc}"
-    if "code" in expect and kind_code(kind, DigestMemo(None)) != expect["code"]:
-        return f"its code for kind {kind.kind} differs from the driver's (another image or checkout)"
+    if "code" in expect:
+        here = kind_code(kind, DigestMemo(None))
+        if here != expect["code"]:
+            differs = _first_difference(expect["code"], here)
+            return f"its code for kind {kind.kind} differs from the driver's ({differs})"
     if "toolchain" in expect:
         here = kind().toolchain_for(kind.Params.model_validate(task.params))
         if here != expect["toolchain"]:
             diff = sorted(k for k in set(here) | set(expect["toolchain"]) if here.get(k) != expect["toolchain"].get(k))
             shown = ", ".join(f"{k} {expect['toolchain'].get(k)} -> {here.get(k)}" for k in diff[:3])
             return f"its toolchain differs from the key's ({shown})"
+    params = kind.Params.model_validate(task.params)
+    unmet = kind().unmet_for(params)
+    if unmet:  # the node probes what it has: a result is never built on one GPU for another
+        return unmet
     return None
+
+
+def task_options(needs: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a stage needs (pipeline.Task.needs) as Ray task options, given the cluster's nodes (`ray.nodes()`).
+
+    A target is a label selector, plus one GPU when the labelled nodes have GPUs (a test cluster labels
+    CPU-only nodes). A timing stage (`exclusive`) asks for every CPU of the largest matching node, so
+    nothing else runs beside it there. Ray never retries on its own: `RayBackend` decides what a retry is.
+    """
+    accelerator = needs.get("accelerator")
+    matching = [
+        n
+        for n in nodes
+        if n.get("Alive") and (accelerator is None or (n.get("Labels") or {}).get(LABEL) == accelerator)
+    ]
+    options: dict[str, Any] = {"num_cpus": needs.get("cpus", 1), "max_retries": 0}
+    if accelerator:
+        options["label_selector"] = {LABEL: accelerator}
+        if any(n.get("Resources", {}).get("GPU") for n in matching):
+            options["num_gpus"] = 1
+    if needs.get("exclusive"):
+        whole = max((int(n.get("Resources", {}).get("CPU", 0)) for n in matching), default=0)
+        options["num_cpus"] = max(whole, options["num_cpus"])
+    return options
+
+
+def _first_difference(driver: dict[str, Any], node: dict[str, Any]) -> str:
+    """The first module or distribution whose digest or version differs between two code closures."""
+    for part in sorted(set(driver) | set(node)):
+        a, b = driver.get(part), node.get(part)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            name = next(n for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n))
+            return f"{part} {name}: {str(a.get(name, 'absent'))[:16]} -> {str(b.get(name, 'absent'))[:16]}"
+        return f"{part} differs"
+    return "no difference"
 
 
 @dataclasses.dataclass
@@ -228,21 +283,9 @@ class RayBackend:
         self._running[task.stage] = _Submitted(task, self._launch(task), time.perf_counter())
 
     def _launch(self, task: Task) -> Any:
-        needs = task.needs
-        options: dict[str, Any] = {"num_cpus": needs.get("cpus", 1), "max_retries": 0}
-        if needs.get("accelerator"):
-            options["label_selector"] = {LABEL: needs["accelerator"]}
-            if self._has_gpus(needs["accelerator"]):  # a labelled node without GPUs (a test cluster) takes it as is
-                options["num_gpus"] = 1
         fn = self.ray.remote(max_calls=1)(run_on_node)
-        return fn.options(**options).remote(task, needs.get("bundle"), needs.get("expect", {}))
-
-    def _has_gpus(self, accelerator: str) -> bool:
-        for node in self.ray.nodes():
-            if node.get("Alive") and (node.get("Labels") or {}).get(LABEL) == accelerator:
-                if node.get("Resources", {}).get("GPU"):
-                    return True
-        return False
+        options = task_options(task.needs, self.ray.nodes())
+        return fn.options(**options).remote(task, task.needs.get("bundle"), task.needs.get("expect", {}))
 
     def poll(self, timeout: float | None) -> list[tuple[str, Outcome]]:
         if not self._running:

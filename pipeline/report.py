@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pipeline.events import (
     Event,
@@ -282,8 +282,10 @@ class ConsoleReporter:
             self.console.print(text)
 
 
-def dump_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+def dump_json(data: Any, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+    out.flush()
 
 
 def _mb(n: int) -> str:
