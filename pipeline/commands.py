@@ -391,6 +391,7 @@ def _gc_remote(args: argparse.Namespace, cache: Cache) -> int:
         f"{remote.url}: {verb} {result.records} records and {result.objects} objects ({result.bytes / 1e6:.1f} MB); "
         f"kept {result.kept_records} records, {result.kept_objects} objects they name, "
         f"{result.young} unreferenced objects younger than {args.grace_hours:g} h"
+        + (f"; {verb} {result.scratch} scratch prefixes of read-only cluster runs" if result.scratch else "")
     )
     return EXIT_OK
 

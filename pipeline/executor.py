@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import lockfile
 from pipeline.backends import Backend, backend_for
 from pipeline.cache import Cache
+from pipeline.cluster_run import ClusterRun
 from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted, UsageError
 from pipeline.events import (
     Reporter,
@@ -45,7 +46,7 @@ from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe
-from pipeline.records import OutputRecord, StageRecord, provenance
+from pipeline.records import StageRecord, provenance
 from pipeline.stage import DatasetInput
 from pipeline.status import Status
 from pipeline.sync import Uploads, fetch
@@ -100,9 +101,8 @@ class Executor:
     ):
         self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
         self.remote = remote
-        self.cluster: Any = None  # the Ray module once connected (--executor ray): only when a stage must run
-        if options.executor == "ray" and (remote is None or remote.read_only):
-            raise UsageError("--executor ray needs a writable remote store (--remote URL or PIPELINE_REMOTE)")
+        if options.executor == "ray" and remote is None:
+            raise UsageError("--executor ray needs a remote store (--remote URL or PIPELINE_REMOTE)")
         self.planner = Planner(
             recipe,
             cache,
@@ -121,11 +121,14 @@ class Executor:
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
+        self.cluster: ClusterRun | None = None
+        if options.executor == "ray":
+            assert remote is not None
+            self.cluster = ClusterRun(remote, recipe, cache.root, self.run_id, options.ray_address)
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
         # every key; stages find them here instead of reaching into the cache.
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
         self._backend: Backend | None = None
-        self._bundle: str | None = None  # the recipe's folder on the remote store, for cluster nodes
         self._running: dict[str, _Running] = {}
         self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
@@ -229,7 +232,8 @@ class Executor:
             decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
         if any(p in self._running for p in self.graph.parents[name]):
             return "blocked"  # a parent the remote could not deliver is being rebuilt
-        unfetched = self._unfetched_parent(name) if not self.on_cluster else None  # nodes fetch from the remote
+        # Nodes fetch from the remote itself; a read-only run's nodes only from its scratch prefix, through here.
+        unfetched = self._unfetched_parent(name) if not self.cluster or self.cluster.scratch else None
         if unfetched is not None:
             return self._rebuild(unfetched)
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
@@ -380,65 +384,28 @@ class Executor:
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
-        if self.on_cluster:
-            task = self._for_cluster(task, decision)
+        if self.cluster is not None:
+            task = self.cluster.task(task, decision, self.known, self.cache.objects)
         self.backend.submit(task)
 
-    # -- a cluster (--executor ray) ---------------------------------------------------
+    # -- where stages run ---------------------------------------------------------
     @property
     def on_cluster(self) -> bool:
-        return self.options.executor == "ray"
+        return self.cluster is not None
+
+    def _placement(self, target: str) -> str | None:
+        assert self.cluster is not None
+        return self.cluster.placement(target)
 
     @property
     def backend(self) -> Backend:
         """Made when a first stage must run: a fully cached run starts no worker and contacts no cluster."""
         if self._backend is None:
-            if self.on_cluster:
-                from pipeline.ray_backend import RayBackend
-
-                self._backend = RayBackend(self._connect(), self._progress)
+            if self.cluster is not None:
+                self._backend = self.cluster.backend(self._progress)
             else:
                 self._backend = backend_for(self.options.in_process, self._progress)
         return self._backend
-
-    def _connect(self) -> Any:
-        if self.cluster is None:
-            from pipeline.ray_backend import connect
-
-            self.cluster = connect(self.options.ray_address)
-        return self.cluster
-
-    def _placement(self, target: str) -> str | None:
-        from pipeline.ray_backend import placement_problem
-
-        return placement_problem(self._connect(), target)
-
-    def _for_cluster(self, task: Task, decision: Decision) -> Task:
-        """The task as a node runs it: everything through the remote store (its inputs, made sure to be there,
-        and the recipe's folder, by digest), the key's code digest and toolchain for the node to check."""
-        from pipeline.ray_backend import bundle_recipe_dir
-
-        assert self.remote is not None and decision.components is not None
-        for value in task.inputs.values():
-            if isinstance(value, OutputRecord) and not self.remote.has(value.digest, value.is_dir):
-                owner = next(r for r in self.known.values() if value in r.outputs.values())
-                self.remote.push(owner, self.cache.objects, sign=False)
-        if self._bundle is None:
-            folder = bundle_recipe_dir(self.recipe.dir.resolve(), exclude=(self.cache.root,))
-            self._bundle = self.remote.put(folder, is_dir=True)
-            shutil.rmtree(folder.parent, ignore_errors=True)
-        node = self.recipe.stages[task.stage]
-        needs: dict[str, Any] = {
-            "cpus": 1,
-            "exclusive": node.kind.exclusive,
-            "threads": os.environ.get("OMP_NUM_THREADS"),
-            "bundle": self._bundle,
-            "expect": {"code": decision.components["code"], "toolchain": decision.components["toolchain"]},
-        }
-        target = node.kind().hardware_target(node.params)
-        if target:
-            needs["accelerator"] = target
-        return dataclasses.replace(task, store=self.remote.url, needs=needs)
 
     def _progress(self, stage: str, done: float, total: float | None, desc: str) -> None:
         self.reporter.handle(StageProgress(stage, done, total, desc))
@@ -515,7 +482,7 @@ class Executor:
         """Write the record of what the worker stored: last, so a record never names absent objects."""
         kind = self.recipe.stages[name].kind
         outputs = outcome.outputs
-        store: Any = self.remote if self.on_cluster else self.cache.objects
+        store: Any = self.cluster.store if self.cluster is not None else self.cache.objects
         missing = [o.path for o in outputs.values() if not store.has(o.digest, o.is_dir)]
         if set(outputs) != set(kind.outputs) or missing:
             raise _PublishError(f"stage {name}: the worker did not store {', '.join(missing) or 'every output'}")
@@ -542,19 +509,18 @@ class Executor:
         return record
 
     def _publish_from_cluster(self, record: StageRecord) -> StageRecord:
-        """A node stored the outputs on the remote: the driver writes (and signs) the record there, then
-        brings the outputs here when they are wanted, as for a pulled stage."""
-        from pipeline.remote import BadObject, RemoteRecord, RemoteUnavailable
+        """A node stored the outputs: the record goes to the remote (ClusterRun.publish), the outputs come
+        here when they are wanted, as for a pulled stage (always from a read-only run's scratch prefix)."""
+        from pipeline.remote import BadObject, RemoteUnavailable
 
-        assert self.remote is not None
+        assert self.cluster is not None
         try:
-            objects = self.remote.named_objects(record)
-            self.remote.put_record(record, objects, sign=True)
+            found = self.cluster.publish(record)
+            if record.stage in self.wanted or self.cluster.scratch:
+                self.cluster.store.pull(found, self.cache.objects)
         except (RemoteUnavailable, BadObject) as exc:
             raise _PublishError(f"stage {record.stage}: {exc}") from None
-        found = RemoteRecord(record, objects, verified=True, signer="")
-        if record.stage in self.wanted:
-            self.remote.pull(found, self.cache.objects)
+        if record.stage in self.wanted or self.cluster.scratch:
             self.cache.records.put(record)
             self.cache.records.set_latest(self.recipe.name, record.stage, record.key)
         else:
@@ -576,6 +542,8 @@ class Executor:
     def _shutdown(self) -> None:
         if self._backend is not None:
             self._backend.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
     def _write_lock(self) -> None:
         """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one

@@ -83,6 +83,7 @@ class RemoteGcResult:
     kept_records: int
     kept_objects: int
     young: int  # unreferenced objects spared because they may belong to an upload whose record is not up yet
+    scratch: int = 0  # scratch prefixes that read-only cluster runs left (killed before they cleaned up)
 
 
 def collect_remote(
@@ -117,4 +118,11 @@ def collect_remote(
         size += nbytes
         if not dry_run:
             remote.delete_object(digest)
-    return RemoteGcResult(dropped, removed, size, len(kept), len(live), young)
+    left = 0
+    for run, (nbytes, newest) in remote.scratch_runs().items():
+        if now - newest >= grace_hours * 3600:
+            left += 1
+            size += nbytes
+            if not dry_run:
+                remote.delete_scratch(run)
+    return RemoteGcResult(dropped, removed, size, len(kept), len(live), young, left)

@@ -440,6 +440,30 @@ class Remote:
     def delete_record(self, key: str) -> None:
         self._call("delete", self.fs.rm_file, self.record_path(key))
 
+    def scratch_runs(self) -> dict[str, tuple[int, float]]:
+        """Read-only cluster runs' scratch prefixes (pipeline/cluster_run.py): run id -> (bytes, newest write)."""
+        base = self._path("scratch")
+        try:
+            found = self._call("list", self.fs.find, base, detail=True)
+        except FileNotFoundError:
+            return {}
+        out: dict[str, tuple[int, float]] = {}
+        for path, info in found.items():
+            run = path[len(base) :].strip("/").split("/")[0]
+            nbytes, newest = out.get(run, (0, 0.0))
+            out[run] = (nbytes + int(info.get("size") or 0), max(newest, _modified(info)))
+        return out
+
+    def delete_scratch(self, run: str) -> None:
+        self._call("delete", self.fs.rm, self._path("scratch", run), recursive=True)
+
+    def delete_all(self) -> None:
+        """Remove everything under this store's URL (a run's scratch prefix); best effort."""
+        try:
+            self.fs.rm(self._path(), recursive=True)
+        except Exception:  # noqa: BLE001 - cleanup only: gc --remote removes what is left
+            pass
+
     def delete_object(self, digest: str) -> None:
         self._call("delete", self.fs.rm_file, self.object_path(digest))
 

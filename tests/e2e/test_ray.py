@@ -212,3 +212,26 @@ def test_a_recipes_local_code_and_data_travel_by_digest_and_keys_match_the_local
     same = {n for n in here if (here[n]["key"], here[n]["outputs"]) == (on_cluster[n]["key"], on_cluster[n]["outputs"])}
     differ = set(here) - timing - same
     assert not differ, f"keys or output digests differ for {sorted(differ)}"
+
+
+def test_a_read_only_run_keeps_its_intermediates_in_a_scratch_prefix_it_deletes(
+    ray_cluster: RayCluster, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A pull-request run (--remote-read-only) on the cluster: its nodes share a scratch prefix of the
+    store; the remote itself gets no record and no object, and the scratch prefix is gone afterwards."""
+    path = recipe(
+        tmp_path / "r",
+        {
+            "first": {"uses": "ray.probe", "with": {"tag": "first"}},
+            "second": {"uses": "ray.probe", "with": {"target": "L4", "tag": "second"}},
+        },
+    )
+    proc, r = run(path, ray_cluster, bucket, "--remote-read-only")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {row["status"] for row in r.values()} == {"ran"} and where(r["second"])["label"] == "L4"
+    assert bucket.keys() == [], "a read-only run wrote to the remote"
+    usage = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(path), "--executor", "ray"],
+        cwd=path.parent, env={**env(path, bucket), "PIPELINE_REMOTE": ""}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert usage.returncode == 2 and "--executor ray needs a remote store" in usage.stderr

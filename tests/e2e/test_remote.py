@@ -340,8 +340,13 @@ def test_gc_remote_keeps_what_lock_files_name_and_young_objects(project: Project
     objects = sorted(p for p in (remote / "objects").rglob("*") if p.is_file())
     assert len(list((remote / "records").rglob("*.json"))) == 6  # 4 + the changed `other` and `join`
 
+    # What a killed read-only cluster run left in its scratch prefix goes once past the grace period.
+    left = remote / "scratch" / "20260101-000000-1" / "objects" / "ab"
+    left.mkdir(parents=True)
+    (left / "cdef").write_bytes(b"x" * 10)
     # Young objects are safe whatever names them; old records still go.
     gc = project.cli("gc", "--remote", remote.as_uri(), "--keep-days", "0", env=env)
+    assert (left / "cdef").exists() and "scratch" not in gc.stdout
     assert gc.returncode == 0, gc.stderr
     assert "removed 2 records and 0 objects" in gc.stdout, gc.stdout
     assert sorted(p for p in (remote / "objects").rglob("*") if p.is_file()) == objects
@@ -352,6 +357,7 @@ def test_gc_remote_keeps_what_lock_files_name_and_young_objects(project: Project
     assert sorted(p for p in (remote / "objects").rglob("*") if p.is_file()) == objects
     gc = project.cli("gc", "--remote", remote.as_uri(), "--keep-days", "0", "--grace-hours", "0", env=env)
     assert "removed 0 records and 2 objects" in gc.stdout, gc.stdout
+    assert "removed 1 scratch prefixes" in gc.stdout and not (remote / "scratch" / "20260101-000000-1").exists()
     # What the lock file names is still served whole to a fresh runner; the old build is gone.
     fresh = project.cli("run", "toy.yaml", "--remote", remote.as_uri(), "--json", env={"PIPELINE_CACHE": "c2"})
     assert {s["status"] for s in json.loads(fresh.stdout)["stages"]} == {"pulled"}
