@@ -6,6 +6,7 @@ Nothing here runs a stage or touches the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
         registry.load_plugins(spec.plugins, path.parent, path, line_for(lines, ("plugins",)))
     datasets = {name: _data_node(path, lines, spec, name, registry, overridden, raw) for name in spec.data}
     stages = {name: _stage_node(path, lines, spec, name, registry, overridden, raw) for name in spec.stages}
+    _inherit_targets(path, stages)
     return Recipe(
         path=path,
         name=_variant_name(spec.name or path.stem, overrides),
@@ -121,6 +123,31 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
         lines=lines,
         overrides=tuple(overrides),
     )
+
+
+def _inherit_targets(path: Path, stages: dict[str, StageNode]) -> None:
+    """A stage whose params have a `target` it leaves unset, and that reads results built for one (a check
+    of a TensorRT engine), takes that target: it is keyed by it and runs on a node of it, like the build."""
+    changed = True
+    while changed:  # a chain of such stages takes the target down the chain
+        changed = False
+        for name, node in stages.items():
+            if "target" not in type(node.params).model_fields or getattr(node.params, "target") is not None:
+                continue
+            found = {}
+            for ref in node.inputs.values():
+                producer = stages[ref.target] if ref.kind == "stage" else None
+                label = producer.kind().hardware_target(producer.params) if producer else None
+                if producer is not None and label and getattr(producer.params, "target", None) is not None:
+                    found[label] = getattr(producer.params, "target")
+            if len(found) > 1:
+                raise RecipeError(
+                    path, node.line, f"stages.{name}", f"reads results for {', '.join(sorted(found))}: set its target"
+                )
+            if found:
+                params = node.params.model_copy(update={"target": next(iter(found.values()))})
+                stages[name] = dataclasses.replace(node, params=params)
+                changed = True
 
 
 def _variant_name(name: str, overrides: Sequence[str]) -> str:

@@ -117,7 +117,7 @@ class Target(BaseModel):
     def describe(self) -> str:
         return f"{self.gpu} (sm {self.compute_capability}), TensorRT {self.tensorrt}, CUDA {self.cuda}"
 
-    def mismatch(self, probe: GpuProbe) -> str | None:
+    def mismatch(self, probe: GpuProbe, doing: str = "build for") -> str | None:
         """Why the probed node must not build for this target (one line naming both), or None if it may."""
         problems = []
         node = accelerator_type(probe.gpu)
@@ -138,7 +138,7 @@ class Target(BaseModel):
             problems.append(f"its driver supports CUDA {probe.cuda}")
         if not problems:
             return None
-        return f"this node cannot build for {self.describe()}: " + "; ".join(problems)
+        return f"this node cannot {doing} {self.describe()}: " + "; ".join(problems)
 
 
 def _version(text: str) -> tuple[int, ...]:

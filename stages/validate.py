@@ -33,6 +33,7 @@ from pipeline.errors import GateFailed, did_you_mean
 from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages._gates import GATES, GateValueError, check_gate_values
+from stages._targets import Target
 
 log = logging.getLogger("stages.validate")
 
@@ -92,6 +93,11 @@ class ValidateParams(Params):
     min_seconds: float = Field(3.0, gt=0, description="each timing runs at least this long (after warm-up)")
     warmup: int = Field(3, ge=1, description="warm-up inferences (per request in flight) before each timing")
     threads: int | None = Field(None, ge=1, description="CPU threads per engine (None: all cores)")
+    target: Target | None = Field(
+        None,
+        description="the GPU target of a TensorRT candidate: the key holds it instead of the machine, and only a "
+        "matching node validates (None: taken from a targeted build.tensorrt it reads, else this machine)",
+    )
     min_centered_spread: float = Field(
         1e-3,
         ge=0,
@@ -157,9 +163,22 @@ class Validate(Stage[ValidateParams]):
     exclusive = True
     deliverable = True  # the reports that vouch for an engine travel with it
 
+    def unmet(self, params: ValidateParams | None = None) -> str | None:
+        """With a target, only a node of that target validates (its figures are that GPU's)."""
+        reason = super().unmet(params)
+        if reason is None and params is not None and params.target is not None:
+            from stages._gpu_probe import probe_gpu
+
+            return params.target.mismatch(probe_gpu(), doing="validate on")
+        return reason
+
+    def hardware_target(self, params: ValidateParams) -> str | None:
+        return params.target.gpu if params.target is not None else None
+
     def toolchain(self, params: ValidateParams | None = None) -> dict[str, str]:
         """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
-        if any: they change both numerics (bf16/VNNI paths) and timings."""
+        if any: they change both numerics (bf16/VNNI paths) and timings. With a target, the target instead
+        of this machine: a CPU-only runner computes the key of a validation done on the GPU."""
         from stages._cpu import cpu_identity
 
         tc = {}
@@ -168,6 +187,8 @@ class Validate(Stage[ValidateParams]):
                 tc[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 tc[dist] = "missing"
+        if params is not None and params.target is not None:
+            return {**tc, **params.target.identity()}
         tc.update(cpu_identity())
         # A TensorRT candidate runs on the GPU: its timings (and kernels) depend on which one.
         from stages._gpu_probe import probe_gpu

@@ -134,3 +134,61 @@ def test_the_stage_refuses_to_build_for_another_gpu(monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match=r"cannot build for H100 .*its GPU is NVIDIA L4 \(L4\)"):
         BuildTensorrt().run(ctx)
     assert not (tmp_path / "out").exists()
+
+
+RECIPE = """
+name: t
+model:
+  tensors: {input: {shape: [1, 3], dtype: float32}}
+data:
+  val: {kind: synthetic, count: 4}
+stages:
+  build_h100:
+    uses: build.tensorrt
+    inputs: {model: m.onnx}
+    with: {target: {gpu: H100, tensorrt: "11.4", cuda: "12.9"}}
+  build_l4:
+    uses: build.tensorrt
+    inputs: {model: m.onnx}
+    with: {target: {gpu: L4, tensorrt: "11.4", cuda: "12.9"}}
+  check_h100:
+    uses: validate
+    inputs: {candidate: build_h100, reference: m.onnx, data: data.val}
+  check_own:
+    uses: validate
+    inputs: {candidate: build_h100, reference: m.onnx, data: data.val}
+    with: {target: {gpu: L4, tensorrt: "11.4", cuda: "12.9"}}
+  check_onnx:
+    uses: validate
+    inputs: {candidate: m.onnx, reference: m.onnx, data: data.val}
+"""
+
+
+def test_a_check_of_a_targeted_engine_takes_its_target_and_keys_by_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.errors import RecipeError
+    from pipeline.recipe import load_recipe
+    from stages.validate import Validate
+
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "t.yaml").write_text(RECIPE)
+    stages = load_recipe(tmp_path / "t.yaml").stages
+    check = stages["check_h100"].params
+    assert check.target == stages["build_h100"].params.target  # type: ignore[attr-defined]
+    assert Validate().hardware_target(check) == "H100"
+    assert Validate().hardware_target(stages["check_own"].params) == "L4"  # its own target stays
+    assert Validate().hardware_target(stages["check_onnx"].params) is None  # an ONNX check is this machine's
+    toolchain = Validate().toolchain(check)
+    assert toolchain["target_gpu"] == "H100" and "cpu" not in toolchain and "gpu" not in toolchain
+    assert "cpu" in Validate().toolchain(stages["check_onnx"].params)
+    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: NO_GPU)
+    assert "this node cannot validate on H100" in (Validate().unmet(check) or "")
+    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: H100_NODE)
+    assert Validate().unmet(check) is None
+    # A check that reads engines for two targets must say which it is for.
+    (tmp_path / "t.yaml").write_text(
+        RECIPE.replace("candidate: m.onnx, reference: m.onnx", "candidate: build_l4, reference: build_h100")
+    )
+    with pytest.raises(RecipeError, match="check_onnx.*reads results for H100, L4: set its target"):
+        load_recipe(tmp_path / "t.yaml")
