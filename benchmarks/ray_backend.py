@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -52,18 +51,17 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import CLK, CONTENTION_LIMIT, _busy_seconds  # noqa: E402
+from remote_cache import S3Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESNET = ROOT / "recipes" / "resnet50_int8.yaml"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 NODE_ARGS: dict[str, Any] = {"object_store_memory": 80 * 1024 * 1024, "include_dashboard": False}
 NODE_CPUS = 1
 DEAD = "127.0.0.1:9"  # the discard port: nothing listens there
@@ -211,64 +209,7 @@ def table(variants: list[Variant], baseline: Variant) -> str:
 
 
 # -- the S3 server and the cluster ----------------------------------------------------------------------------
-class S3Server:
-    """moto's S3 server as a subprocess (as benchmarks/remote_cache.py, with this interpreter)."""
-
-    def __init__(self, work: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.log = work / "moto.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise RuntimeError(f"moto server did not start: {self.log.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.1)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": self.endpoint}
-
-    def request_count(self) -> int:
-        """Requests the server has logged so far (werkzeug's access log: `"GET /bucket/key HTTP/1.1" 200 -`)."""
-        time.sleep(0.3)  # the server logs a request after answering it
-        text = re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
-        return sum(1 for line in text.splitlines() if line.count('"') >= 2 and "HTTP/" in line)
-
-    def new_bucket(self, tag: str) -> str:
-        import boto3
-
-        name = f"{tag}-{uuid.uuid4().hex[:12]}"
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
-        client.create_bucket(Bucket=name)
-        return name
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
+# moto's S3 server: the one benchmarks/remote_cache.py starts (env, request_count, new_bucket, close).
 def start_cluster() -> tuple[Any, dict[str, str]]:
     """A head with no CPUs and two worker nodes; node id -> its name here. Call with the S3 env in os.environ."""
     from ray.cluster_utils import Cluster
