@@ -11,7 +11,7 @@ from pipeline.records import RecordStore
 from pipeline.store import ObjectStore
 
 DEFAULT_ROOT = "artifacts"
-RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs"}
+RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs", "remote-index"}
 
 
 def cache_root(explicit: str | None = None) -> Path:

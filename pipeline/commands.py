@@ -38,6 +38,10 @@ def _remote(args: argparse.Namespace, always: bool = True) -> Any:
     if not always and args.remote is None:
         return None
     remote = remote_from(args.remote or None, args.remote_read_only, args.remote_trust, args.signing_key)
+    if remote is not None:  # what this machine saw there, so a rerun need not ask (pipeline/remote_index.py)
+        from pipeline.remote_index import RemoteIndex
+
+        remote.index = RemoteIndex(cache_root(args.cache_dir), remote.url)
     if remote is None and args.remote is not None:
         raise UsageError("--remote without a URL needs PIPELINE_REMOTE")
     return remote

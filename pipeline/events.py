@@ -22,6 +22,7 @@ class StageCached:
     outputs: dict[str, str]  # output name -> view path
     summary: dict[str, Any] = field(default_factory=dict)  # the figures recorded when it was built
     built: str = ""  # when it was built (ISO 8601, UTC)
+    on_remote: bool = False  # its outputs stay on the remote cache (a run before this one left them there)
 
 
 @dataclass(frozen=True)

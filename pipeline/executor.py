@@ -119,6 +119,7 @@ class Executor:
         self._uploads = Uploads(remote, cache) if remote is not None and not remote.read_only else None
         self._remote_only: dict[str, Decision] = {}  # pulled stages whose objects are still only on the remote
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
+        self._undeliverable: set[str] = set()  # pulled stages whose objects the remote could not deliver
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
         self.cluster: ClusterRun | None = None
@@ -290,9 +291,13 @@ class Executor:
         else:
             self._remote_only[name] = decision
         self.known[name] = record
-        self.status[name] = Status.PULLED
         views = self._view(name, record)
         kind = self.recipe.stages[name].kind.kind
+        if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
+            self.status[name] = Status.CACHED
+            self.reporter.handle(StageCached(name, kind, views, record.summary, record.created, on_remote=True))
+            return True
+        self.status[name] = Status.PULLED
         self.reporter.handle(StagePulled(name, kind, views, record.summary, record.created, fetched, bool(views)))
         return True
 
@@ -312,6 +317,8 @@ class Executor:
         from pipeline.remote import BadObject, RemoteUnavailable
 
         for parent in sorted(set(self.graph.parents[name]) & set(self._remote_only)):
+            if parent in self._undeliverable:
+                return parent
             decision = self._remote_only[parent]
             assert self.remote is not None and decision.remote is not None
             try:
@@ -319,6 +326,7 @@ class Executor:
             except (BadObject, RemoteUnavailable) as exc:
                 if isinstance(exc, BadObject):
                     self.remote.reject(decision.remote.record.key, str(exc))
+                self._undeliverable.add(parent)
                 return parent
             del self._remote_only[parent]
             update_view(self.cache, self.recipe.name, self.known[parent])
@@ -326,6 +334,8 @@ class Executor:
 
     def _rebuild(self, parent: str) -> str:
         """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
+        if any(p in self._running for p in self.graph.parents[parent]):
+            return "blocked"  # one of its own parents is being rebuilt
         decision = self.planner.decide(parent, self.known)
         if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
             del self._remote_only[parent]
@@ -335,6 +345,9 @@ class Executor:
             del self._remote_only[parent]
             self.status[parent] = decision.status
             return "blocked"
+        grandparent = self._unfetched_parent(parent)  # it reads its parents' outputs here, as any stage does
+        if grandparent is not None:
+            return self._rebuild(grandparent)
         lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
         if not lock.acquire(blocking=False):
             return "blocked"  # another run builds it; retried on the next turn of the loop

@@ -35,6 +35,7 @@ from pipeline.errors import UsageError
 from pipeline.faults import fault
 from pipeline.hashing import sha256_bytes, sha256_file
 from pipeline.records import StageRecord
+from pipeline.remote_index import RemoteIndex
 from pipeline.store import READ_ONLY, ObjectStore, UnsafeManifest, checked_manifest, manifest_bytes
 from pipeline.trust import Signer, Verifier
 
@@ -59,6 +60,7 @@ class RemoteRecord:
     objects: dict[str, int]  # digest -> size, manifests and the files they list
     verified: bool  # signed by a trusted key (False when no key is configured)
     signer: str  # key id, or "" when unsigned
+    remembered: bool = False  # served from this machine's index of the remote, without a request
 
 
 @dataclass
@@ -80,11 +82,13 @@ class Remote:
         read_only: bool = False,
         verifier: Verifier | None = None,
         signer: Signer | None = None,
+        index: RemoteIndex | None = None,
     ):
         self.url = url.rstrip("/")
         self.read_only = read_only
         self.verifier = verifier
         self.signer = signer
+        self.index = index  # what this machine saw on the remote (set by whoever holds the local cache)
         self.transfer = Transfer()
         self._fs: Any = None
         self._root = ""
@@ -143,48 +147,73 @@ class Remote:
 
     # -- lookups ----------------------------------------------------------------
     def lookup(self, key: str) -> RemoteRecord | None:
-        """The remote's record for `key` when it can be served (trusted if a key is configured), else None."""
-        if self._down is not None or key in self._rejected:
+        """The remote's record for `key` when it can be served (trusted if a key is configured), else None.
+
+        A record this machine saw there before (pipeline/remote_index.py) is served without a request,
+        its signature checked again; one first read here is remembered."""
+        if key in self._rejected:
+            return None
+        remembered = self.index.get(key) if self.index is not None else None
+        if remembered is not None:
+            found = self._servable(key, remembered, remembered=True)
+            if found is not None:
+                return found
+        if self._down is not None:
             return None
         try:
             raw = self._call("read record", self.fs.cat_file, self.record_path(key))
-        except FileNotFoundError:
-            return None
-        except RemoteUnavailable:
+        except (FileNotFoundError, RemoteUnavailable):
             return None
         try:
             doc = json.loads(raw)
-            body = {"schema": doc["schema"], "record": doc["record"], "objects": doc["objects"]}
-            if doc["schema"] != SCHEMA:
-                self._ignore(key, f"schema {doc['schema']}, this version reads {SCHEMA}")
-                return None
-            record = StageRecord.from_json(doc["record"])
-            objects = {str(d): int(s) for d, s in doc["objects"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._ignore(key, f"unreadable ({type(exc).__name__})")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            self._ignore(key, "unreadable (not a JSON object)")
             return None
-        if record.key != key:
-            self._ignore(key, f"it holds key {record.key[:12]}")
-            return None
-        signature = doc.get("signature")
-        if self.verifier is not None:
-            problem = self.verifier.problem(body, signature)
-            if problem is not None:
-                self._ignore(key, problem, trust=True)
-                return None
-        named = {o.digest for o in record.outputs.values()}
-        if not named <= set(objects):
-            self._ignore(key, "its object list misses an output")
+        found = self._servable(key, doc)
+        if found is None:
             return None
         try:
-            for digest, size in objects.items():
+            for digest, size in found.objects.items():
                 if not self._present(digest, size):
                     self._reject(key, f"object {digest[:12]} is missing or incomplete on the remote")
                     return None
         except RemoteUnavailable:
             return None
+        if self.index is not None:
+            self.index.put(key, doc)
+        return found
+
+    def _servable(self, key: str, doc: dict[str, Any], remembered: bool = False) -> RemoteRecord | None:
+        """`doc` as a RemoteRecord when it is well formed, holds `key` and is trusted; else None, warned
+        about unless `remembered` (a remembered document that fails is only a reason to ask the remote)."""
+        ignore = (lambda *_a, **_k: None) if remembered else self._ignore
+        try:
+            body = {"schema": doc["schema"], "record": doc["record"], "objects": doc["objects"]}
+            if doc["schema"] != SCHEMA:
+                ignore(key, f"schema {doc['schema']}, this version reads {SCHEMA}")
+                return None
+            record = StageRecord.from_json(doc["record"])
+            objects = {str(d): int(s) for d, s in doc["objects"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            ignore(key, f"unreadable ({type(exc).__name__})")
+            return None
+        if record.key != key:
+            ignore(key, f"it holds key {record.key[:12]}")
+            return None
+        signature = doc.get("signature")
+        if self.verifier is not None:
+            problem = self.verifier.problem(body, signature)
+            if problem is not None:
+                ignore(key, problem, trust=True)
+                return None
+        named = {o.digest for o in record.outputs.values()}
+        if not named <= set(objects):
+            ignore(key, "its object list misses an output")
+            return None
         signer = str(signature.get("key_id", "")) if isinstance(signature, dict) else ""
-        return RemoteRecord(record, objects, self.verifier is not None, signer)
+        return RemoteRecord(record, objects, self.verifier is not None, signer, remembered)
 
     def _present(self, digest: str, size: int) -> bool:
         try:
@@ -212,8 +241,10 @@ class Remote:
         warnings.warn(f"remote record {key[:12]} cannot be served: {why}; the stage builds locally", stacklevel=3)
 
     def reject(self, key: str, why: str) -> None:
-        """Stop serving `key` for the rest of this run (a download failed its check)."""
+        """Stop serving `key` for the rest of this run (a download failed its check), nor from the index."""
         self._reject(key, why)
+        if self.index is not None:
+            self.index.drop(key)
 
     # -- downloads ----------------------------------------------------------------
     def pull(self, found: RemoteRecord, store: ObjectStore) -> int:
@@ -287,6 +318,8 @@ class Remote:
             self._upload(Path(name), self.record_path(record.key))
         finally:
             Path(name).unlink(missing_ok=True)
+        if self.index is not None:
+            self.index.put(record.key, doc)
 
     def named_objects(self, record: StageRecord) -> dict[str, int]:
         """Every object `record` names (manifests and their files) with its size on the remote."""
@@ -439,6 +472,8 @@ class Remote:
 
     def delete_record(self, key: str) -> None:
         self._call("delete", self.fs.rm_file, self.record_path(key))
+        if self.index is not None:
+            self.index.drop(key)
 
     def scratch_runs(self) -> dict[str, tuple[int, float]]:
         """Read-only cluster runs' scratch prefixes (pipeline/cluster_run.py): run id -> (bytes, newest write)."""

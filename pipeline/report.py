@@ -56,6 +56,7 @@ class RunRecordReporter:
                 seconds=0.0,
                 summary=event.summary,
                 built=event.built,
+                **({"local": False} if event.on_remote else {}),
             )
         elif isinstance(event, StagePulled):
             self.rows[event.stage].update(
@@ -125,6 +126,14 @@ class ConsoleReporter:
         self._rows: list[Row] = []
         self._order: list[str] = []
 
+    def _add_row(self, row: Row) -> None:
+        """A stage's row in the summary; a stage settled twice (pulled, then rebuilt here) keeps its last."""
+        for i, old in enumerate(self._rows):
+            if old.stage == row.stage:
+                self._rows[i] = row
+                return
+        self._rows.append(row)
+
     def _bar(self) -> Any:
         if self._progress is None:
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -164,13 +173,15 @@ class ConsoleReporter:
             self._order = list(event.stages)
             self._rows = []
         elif isinstance(event, StageCached):
-            c.print(f"[green]cached[/]  {event.stage} ({event.kind})")
+            where = " (outputs left on the remote)" if event.on_remote else ""
+            c.print(f"[green]cached[/]  {event.stage} ({event.kind}){where}")
             when = event.built.replace("T", " ")
-            self._rows.append(
+            self._add_row(
                 Row(
                     event.stage,
                     Status.CACHED,
-                    f"unchanged, built {when[:16]} UTC" if event.built else "unchanged",
+                    (f"unchanged, built {when[:16]} UTC" if event.built else "unchanged")
+                    + ("; on the remote" if event.on_remote else ""),
                     brief=f"unchanged, built {when[5:16]}" if event.built else "",
                     outputs=tuple(event.outputs.values()),
                     summary=event.summary,
@@ -180,7 +191,7 @@ class ConsoleReporter:
             got = f", {_mb(event.downloaded)} downloaded" if event.downloaded else ""
             where = "" if event.local else " (outputs left on the remote)"
             c.print(f"[green]pulled[/]  {event.stage} ({event.kind}){got}{where}")
-            self._rows.append(
+            self._add_row(
                 Row(
                     event.stage,
                     Status.PULLED,
@@ -208,13 +219,13 @@ class ConsoleReporter:
             self._end_task(event.stage)
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
-                self._rows.append(
+                self._add_row(
                     Row(event.stage, Status.CACHED, "built by another run", outputs=tuple(event.outputs.values()))
                 )
                 return
             note = "; same output as before" if event.same_as_before else ""
             c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
-            self._rows.append(
+            self._add_row(
                 Row(
                     event.stage,
                     Status.RAN,
@@ -233,7 +244,7 @@ class ConsoleReporter:
                 )
             else:
                 c.print(f"[red]FAILED[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
-            self._rows.append(
+            self._add_row(
                 Row(
                     event.stage,
                     Status.GATE_FAILED if event.gate else Status.FAILED,
@@ -245,11 +256,11 @@ class ConsoleReporter:
             )
         elif isinstance(event, StageUnavailable):
             c.print(f"[yellow]skipped[/] {event.stage}: {esc(event.reason)}")
-            self._rows.append(Row(event.stage, Status.UNAVAILABLE, event.reason))
+            self._add_row(Row(event.stage, Status.UNAVAILABLE, event.reason))
         elif isinstance(event, StageSkipped):
-            self._rows.append(Row(event.stage, Status.SKIPPED, f"upstream: {event.because}"))
+            self._add_row(Row(event.stage, Status.SKIPPED, f"upstream: {event.because}"))
         elif isinstance(event, StageNotRun):
-            self._rows.append(Row(event.stage, Status.NOT_RUN, NOT_RUN, brief=NOT_RUN_BRIEF))
+            self._add_row(Row(event.stage, Status.NOT_RUN, NOT_RUN, brief=NOT_RUN_BRIEF))
         elif isinstance(event, RunFinished):
             if self._progress is not None:
                 self._progress.stop()

@@ -101,6 +101,43 @@ def test_a_cached_rerun_with_a_warm_local_cache_makes_no_request(project: Projec
     assert len(bucket.server.requests()) == before
 
 
+def test_a_rerun_asks_the_remote_nothing_about_intermediates_it_left_there(project: Project, bucket: Bucket) -> None:
+    """Bazel's "build without the bytes": what a run saw on the remote is remembered locally
+    (pipeline/remote_index.py), so the next run reports those stages cached without a request."""
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    assert set(statuses(run(project, bucket, "runner2")[1]).values()) == {"pulled"}
+    before = len(bucket.server.requests())
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(rows).values()) == {"cached"}
+    assert rows["upper"]["local"] is False and "local" not in rows["join"]
+    assert bucket.server.requests()[before:] == []
+    assert "cached  upper (toy.upper) (outputs left on the remote)" in proc.stderr
+
+
+@pytest.mark.parametrize("lost", [("upper",), ("write", "upper")])
+def test_a_remembered_intermediate_the_remote_lost_is_rebuilt_with_its_own_parents(
+    project: Project, bucket: Bucket, lost: tuple[str, ...]
+) -> None:
+    """The remote lost objects since this machine saw them (gc --remote, a bucket policy), and they are not
+    here either: a stage that reads one rebuilds its stage here, and that stage its own lost parents first."""
+    assert run(project, bucket, "runner1")[0].returncode == 0
+    assert run(project, bucket, "runner2")[0].returncode == 0  # join downloaded, write and upper remembered
+    docs = records(bucket)
+    for stage in lost:
+        digest = docs[stage]["record"]["outputs"]["model"]["digest"]
+        bucket.server.client().delete_object(Bucket=bucket.name, Key=f"cache/objects/{digest[:2]}/{digest[2:]}")
+        # join's copy of upper's bytes is the only one here: removed, as a local gc would
+        (project.root.parent / "runner2" / "objects" / digest[:2] / digest[2:]).unlink(missing_ok=True)
+    project.write_recipe(project.recipe.read_text().replace('text: "xyz"', 'text: "xyz!"'))
+    proc, rows = run(project, bucket, "runner2")
+    assert proc.returncode == 0, proc.stderr
+    expected = {"write": "cached", "upper": "ran", "other": "ran", "join": "ran"} | {s: "ran" for s in lost}
+    assert statuses(rows) == expected, proc.stderr
+    assert proc.stderr.count("missing on the remote") == len(lost), proc.stderr
+    assert (Path(rows["join"]["outputs"]["model"]) / "a.txt").read_text() == "ABC"
+
+
 def test_a_corrupted_remote_object_is_detected_rebuilt_and_never_served(project: Project, bucket: Bucket) -> None:
     assert run(project, bucket, "runner1")[0].returncode == 0
     upper = records(bucket)["upper"]
@@ -262,7 +299,8 @@ def test_a_trusted_job_never_serves_what_it_pulled_unverified(project: Project, 
     env = {"PIPELINE_REMOTE_TRUST": str(pub), "PIPELINE_REMOTE_SIGNING_KEY": str(key)}
     proc, rows = run(project, bucket, "shared", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert statuses(rows)["join"] == "ran", "the unverified local copy must not be served"
+    # Neither the local copy of the target nor what the untrusted run remembered seeing on the remote.
+    assert set(statuses(rows).values()) == {"ran"}, "the unverified local copy must not be served"
     signed = records(bucket)["join"]
     assert signed["signature"]["key_id"], "the trusted job's own build replaced the unsigned record"
 
