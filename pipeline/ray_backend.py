@@ -34,6 +34,8 @@ from pipeline.status import Status
 from pipeline.worker import Outcome, Task
 
 NODE_RETRIES = 2
+PROGRESS_EVERY = 0.5  # seconds between a node's progress reports for one stage
+RELAY_START = 60.0  # seconds the progress relay may take to start before a run goes on without it
 LABEL = "ray.io/accelerator-type"
 BUNDLE_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "venv"}
 
@@ -124,9 +126,10 @@ def bundle_recipe_dir(root: Path, exclude: tuple[Path, ...]) -> Path:
     return dest
 
 
-def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[str, Any]:
+def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any], relay: Any = None) -> dict[str, Any]:
     """The Ray task: a fresh workspace on this node, the recipe's folder fetched by digest, the kind's code and
-    toolchain checked against the key's, then the stage run as the local worker runs it."""
+    toolchain checked against the key's, then the stage run as the local worker runs it, its progress sent
+    to the driver's `ProgressRelay`."""
     import socket
     import tempfile
 
@@ -157,7 +160,7 @@ def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[
     if problem is not None:
         outcome = Outcome(Status.FAILED, {}, f"node {node}: {problem}")
     else:
-        outcome = execute(local, lambda *a: None)
+        outcome = execute(local, _reporter(task.stage, relay))
     try:
         log = Path(local.log).read_text(errors="replace")
     except OSError:
@@ -166,6 +169,51 @@ def run_on_node(task: Task, bundle: str | None, expect: dict[str, Any]) -> dict[
 
     shutil.rmtree(scratch, ignore_errors=True)
     return {"outcome": outcome, "log": log, "node": node}
+
+
+def _reporter(stage: str, relay: Any) -> Any:
+    """A stage's progress callback on a node: to the relay, fire and forget, at most every PROGRESS_EVERY
+    seconds (and always the last step)."""
+    last = [0.0]
+
+    def progress(done: float, total: float | None = None, desc: str = "") -> None:
+        now = time.monotonic()
+        if relay is None or (now - last[0] < PROGRESS_EVERY and (total is None or done < total)):
+            return
+        last[0] = now
+        relay.report.remote(stage, done, total, desc)
+
+    return progress
+
+
+class ProgressRelay:
+    """A Ray actor (async, no CPU) that holds the latest progress of each running stage; the driver
+    long-polls it with `take`, beside its tasks, so a report reaches the console as it happens."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._latest: dict[str, tuple[float, float | None, str]] = {}
+        self._ready = asyncio.Event()
+
+    async def ready(self) -> bool:
+        return True
+
+    async def report(self, stage: str, done: float, total: float | None, desc: str) -> None:
+        self._latest[stage] = (done, total, desc)
+        self._ready.set()
+
+    async def take(self, timeout: float) -> dict[str, tuple[float, float | None, str]]:
+        """The reports since the last take, once there is one (or after `timeout` seconds, none)."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._ready.clear()
+        latest, self._latest = self._latest, {}
+        return latest
 
 
 def _threads_as_on_the_driver(omp: str | None) -> None:
@@ -278,22 +326,38 @@ class RayBackend:
         self._running: dict[str, _Submitted] = {}
         self.nodes: dict[str, str] = {}  # stage -> the node that ran it
         self.logs: dict[str, str] = {}  # stage -> its log, brought back from the node
+        self._relay: Any = None  # the ProgressRelay actor, made with the first task (False: none this run)
+        self._take: Any = None  # its pending `take`
 
     def submit(self, task: Task) -> None:
+        if self._relay is None:  # up before the first task starts, so no stage's first reports wait on it
+            self._relay = self.ray.remote(num_cpus=0)(ProgressRelay).remote()
+            ready, _ = self.ray.wait([self._relay.ready.remote()], timeout=RELAY_START)
+            if not ready:  # a cluster too busy to start it: the run goes on, without live progress
+                self.ray.kill(self._relay)
+                self._relay = False
         self._running[task.stage] = _Submitted(task, self._launch(task), time.perf_counter())
 
     def _launch(self, task: Task) -> Any:
         fn = self.ray.remote(max_calls=1)(run_on_node)
         options = task_options(task.needs, self.ray.nodes())
-        return fn.options(**options).remote(task, task.needs.get("bundle"), task.needs.get("expect", {}))
+        bundle, expect = task.needs.get("bundle"), task.needs.get("expect", {})
+        return fn.options(**options).remote(task, bundle, expect, self._relay or None)
 
     def poll(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        """Wait for a task to end, or for progress (passed on; then no stage ended)."""
         if not self._running:
             return []
+        if self._take is None and self._relay:
+            self._take = self._relay.take.remote(30.0)
         by_ref = {s.ref: stage for stage, s in self._running.items()}
-        ready, _ = self.ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        waiting = [*by_ref, *([self._take] if self._take is not None else [])]
+        ready, _ = self.ray.wait(waiting, num_returns=1, timeout=timeout)
         ended = []
         for ref in ready:
+            if ref not in by_ref:
+                self._pass_on_progress()
+                continue
             stage = by_ref[ref]
             outcome = self._collect(stage, ref)
             if outcome is not None:
@@ -327,6 +391,17 @@ class RayBackend:
         self.logs[stage] = result["log"]
         return result["outcome"]
 
+    def _pass_on_progress(self) -> None:
+        take, self._take = self._take, None
+        try:
+            latest = self.ray.get(take)
+        except Exception:  # noqa: BLE001 - progress is for the eye only; the relay's end is not the stage's
+            self._relay = False
+            return
+        for stage, (done, total, desc) in latest.items():
+            if stage in self._running:
+                self._progress(stage, done, total, desc)
+
     @staticmethod
     def _age(sub: _Submitted) -> float:
         return time.perf_counter() - sub.started
@@ -339,3 +414,9 @@ class RayBackend:
     def close(self) -> None:
         for stage in list(self._running):
             self.cancel(stage)
+        if self._relay:
+            try:
+                self.ray.kill(self._relay)
+            except Exception:  # noqa: BLE001 - the cluster may be gone already; the actor ends with the job
+                pass
+            self._relay = self._take = None

@@ -32,8 +32,8 @@ class RayCluster:
     def node_id(self, label: str) -> str:
         return self.labelled[label].node_id
 
-    def add(self, label: str, cpus: int = 1) -> Any:
-        return self.cluster.add_node(num_cpus=cpus, labels={LABEL: label}, **NODE_ARGS)
+    def add(self, label: str, cpus: int = 1, gpus: int = 0) -> Any:
+        return self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, labels={LABEL: label}, **NODE_ARGS)
 
     def find(self, node_id_prefix: str) -> Any:
         return next(n for n in self.cluster.list_all_nodes() if n.node_id.startswith(node_id_prefix))

@@ -5,6 +5,7 @@ it is hardware-bound: the CLI keys it by the target, the cluster places it by la
 node it refuses unless the node's label matches. `meet` is a rendezvous folder: the stage says it has
 started there and waits until `expect` stages have, so a pass proves they ran at the same time.
 `hold` is a folder where the first attempt parks (saying where it is) until the test kills its node.
+`steps` reports that many steps of progress, one a second.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ProbeParams(Params):
     meet: str | None = Field(None, description="rendezvous folder")
     expect: int = Field(1, description="stages to meet there")
     hold: str | None = Field(None, description="folder where the first attempt parks")
+    steps: int = Field(0, description="steps of progress to report, one a second")
 
 
 class Probe(Stage[ProbeParams]):
@@ -70,6 +72,9 @@ class Probe(Stage[ProbeParams]):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{p.tag} waited alone: the other stages never ran beside it")
                 time.sleep(0.1)
+        for step in range(1, p.steps + 1):
+            time.sleep(1.0)
+            ctx.progress(step, p.steps, f"probing, step {step} of {p.steps}")
         where = {"node": node_id, "label": label, "pid": os.getpid(), "cwd": os.getcwd(), "tag": p.tag}
         (ctx.outdir / "where.json").write_text(json.dumps(where))
         return {}
