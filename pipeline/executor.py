@@ -18,13 +18,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline import lockfile
 from pipeline.backends import Backend, backend_for
 from pipeline.cache import Cache
 from pipeline.cluster_run import ClusterRun
-from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE, Interrupted, UsageError
+from pipeline.errors import Interrupted, UsageError
 from pipeline.events import (
     Reporter,
     RunFinished,
@@ -42,16 +42,16 @@ from pipeline.events import (
 )
 from pipeline.faults import fault
 from pipeline.graph import StageGraph
-from pipeline.hashing import sha256_bytes
 from pipeline.locks import KeyLock
 from pipeline.plan import Decision, Planner
+from pipeline.publish import Publisher, PublishError
 from pipeline.recipe import Recipe
-from pipeline.records import StageRecord, provenance
-from pipeline.stage import DatasetInput
-from pipeline.status import Status
-from pipeline.sync import Uploads, fetch
-from pipeline.views import update_view
-from pipeline.worker import Outcome, Task
+from pipeline.records import StageRecord
+from pipeline.status import Status, run_exit_code
+from pipeline.sync import LeftOnRemote, Uploads, fetch
+from pipeline.tasks import task_for
+from pipeline.views import update_view, view_if_local
+from pipeline.worker import Outcome
 from pipeline.workspace import clean_stale, new_workspace
 
 if TYPE_CHECKING:
@@ -117,15 +117,15 @@ class Executor:
         asked = set(options.targets) or {n for n in graph.order if n not in used}
         self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
         self._uploads = Uploads(remote, cache) if remote is not None and not remote.read_only else None
-        self._remote_only: dict[str, Decision] = {}  # pulled stages whose objects are still only on the remote
+        self.left = LeftOnRemote(remote, cache, recipe.name)  # pulled stages whose objects stayed on the remote
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
-        self._undeliverable: set[str] = set()  # pulled stages whose objects the remote could not deliver
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
         self.cluster: ClusterRun | None = None
         if options.executor == "ray":
             assert remote is not None
             self.cluster = ClusterRun(remote, recipe, cache.root, self.run_id, options.ray_address)
+        self.publisher = Publisher(cache, recipe.name, self.run_id, self.cluster, self._uploads, self.left, self.wanted)
         # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
         # every key; stages find them here instead of reaching into the cache.
         os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
@@ -185,7 +185,7 @@ class Executor:
             if self._uploads is not None:
                 self._uploads.wait()  # the CLI never exits with an upload in flight
         self._write_lock()
-        code = self._exit_code()
+        code = run_exit_code(self.status.values(), self.options.skip_unavailable)
         counts: dict[Status, int] = {}
         for s in self.status.values():
             counts[s] = counts.get(s, 0) + 1
@@ -289,9 +289,9 @@ class Executor:
                     self.remote.reject(decision.key, str(exc))
                 return False
         else:
-            self._remote_only[name] = decision
+            self.left.hold(name, decision.remote)
         self.known[name] = record
-        views = self._view(name, record)
+        views = view_if_local(self.cache, self.recipe.name, record)
         kind = self.recipe.stages[name].kind.kind
         if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
             self.status[name] = Status.CACHED
@@ -301,36 +301,14 @@ class Executor:
         self.reporter.handle(StagePulled(name, kind, views, record.summary, record.created, fetched, bool(views)))
         return True
 
-    def _view(self, name: str, record: StageRecord) -> dict[str, str]:
-        """The stage's view when its objects are here; a view of an older build is removed, never left stale."""
-        local = all(self.cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values())
-        if local:
-            return update_view(self.cache, self.recipe.name, record)
-        from pipeline.views import remove_view
-
-        remove_view(self.cache.view_dir(self.recipe.name, name))
-        return {}
-
     def _unfetched_parent(self, name: str) -> str | None:
-        """Download the outputs of pulled parents that `name` (about to run) reads; a parent whose download
-        fails its check is returned, to be rebuilt here."""
-        from pipeline.remote import BadObject, RemoteUnavailable
-
-        for parent in sorted(set(self.graph.parents[name]) & set(self._remote_only)):
-            if parent in self._undeliverable:
-                return parent
-            decision = self._remote_only[parent]
-            assert self.remote is not None and decision.remote is not None
-            try:
-                self.known[parent], _ = fetch(self.remote, self.cache, self.recipe.name, decision.remote)
-            except (BadObject, RemoteUnavailable) as exc:
-                if isinstance(exc, BadObject):
-                    self.remote.reject(decision.remote.record.key, str(exc))
-                self._undeliverable.add(parent)
-                return parent
-            del self._remote_only[parent]
-            update_view(self.cache, self.recipe.name, self.known[parent])
-        return None
+        """Download the outputs of pulled parents that `name` (about to run) reads; a parent whose objects
+        the remote cannot deliver is returned, to be rebuilt here."""
+        got, undelivered = self.left.deliver(self.graph.parents[name])
+        for parent, record in got.items():
+            self.known[parent] = record
+            update_view(self.cache, self.recipe.name, record)
+        return undelivered
 
     def _rebuild(self, parent: str) -> str:
         """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
@@ -338,11 +316,11 @@ class Executor:
             return "blocked"  # one of its own parents is being rebuilt
         decision = self.planner.decide(parent, self.known)
         if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
-            del self._remote_only[parent]
+            self.left.release(parent)
             self.known[parent] = decision.record
             return "blocked"
         if decision.status != Status.RUN:  # cannot be built here: its children are skipped
-            del self._remote_only[parent]
+            self.left.release(parent)
             self.status[parent] = decision.status
             return "blocked"
         grandparent = self._unfetched_parent(parent)  # it reads its parents' outputs here, as any stage does
@@ -355,7 +333,7 @@ class Executor:
         if not cpu.acquire(blocking=False):
             lock.release()
             return "blocked"
-        del self._remote_only[parent]
+        self.left.release(parent)
         del self.known[parent]
         self._rebuilding.add(parent)
         self._launch(parent, decision, lock, cpu)
@@ -367,33 +345,7 @@ class Executor:
         ws = new_workspace(self.cache.tmp, name)
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        inputs: dict[str, Any] = {}
-        for input_name, ref in node.inputs.items():
-            if ref.kind == "stage":
-                inputs[input_name] = self.known[ref.target].outputs[ref.output]
-            elif ref.kind == "data":
-                data = self.recipe.datasets[ref.target]
-                inputs[input_name] = DatasetInput(
-                    ref.target,
-                    data.spec.model_dump(mode="json"),
-                    self.recipe.dir,
-                    f"{data.kind.__module__}:{data.kind.__qualname__}",
-                )
-            else:
-                inputs[input_name] = ref.target
-        task = Task(
-            stage=name,
-            kind_module=node.kind.__module__,
-            kind_class=node.kind.__qualname__,
-            params=node.params.model_dump(mode="python"),
-            inputs=inputs,
-            outputs={out_name: (spec.path, spec.is_dir) for out_name, spec in node.kind.outputs.items()},
-            store=str(self.cache.root),
-            workspace=str(ws),
-            recipe_dir=str(self.recipe.dir.resolve()),
-            model=self.recipe.model.model_dump(mode="json") if self.recipe.model else None,
-            log=str(log),
-        )
+        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log)
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
@@ -442,17 +394,13 @@ class Executor:
         try:
             if outcome.status == Status.RAN:
                 try:
-                    record = self._publish(name, r, outcome)
-                except _PublishError as exc:
+                    record = self.publisher.publish(name, kind, r.decision, outcome)
+                except PublishError as exc:
                     outcome = Outcome(Status.FAILED, {}, str(exc), outcome.seconds)
                 else:
                     self.known[name] = record
                     self.status[name] = Status.RAN
-                    views = (
-                        self._view(name, record)
-                        if self.on_cluster
-                        else update_view(self.cache, self.recipe.name, record)
-                    )
+                    views = view_if_local(self.cache, self.recipe.name, record)  # a cluster's may stay remote
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
                         k: o.digest for k, o in record.outputs.items()
@@ -491,57 +439,6 @@ class Executor:
             shutil.rmtree(r.workspace, ignore_errors=True)
             del self._running[name]
 
-    def _publish(self, name: str, r: _Running, outcome: Outcome) -> StageRecord:
-        """Write the record of what the worker stored: last, so a record never names absent objects."""
-        kind = self.recipe.stages[name].kind
-        outputs = outcome.outputs
-        store: Any = self.cluster.store if self.cluster is not None else self.cache.objects
-        missing = [o.path for o in outputs.values() if not store.has(o.digest, o.is_dir)]
-        if set(outputs) != set(kind.outputs) or missing:
-            raise _PublishError(f"stage {name}: the worker did not store {', '.join(missing) or 'every output'}")
-        fault("publish", name)
-        assert r.decision.key is not None and r.decision.components is not None, "a stage runs with a known key"
-        record = StageRecord(
-            key=r.decision.key,
-            stage=name,
-            kind=kind.kind,
-            components=r.decision.components,
-            outputs=outputs,
-            summary=outcome.summary,
-            seconds=round(outcome.seconds, 3),
-            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            provenance=provenance(self.run_id, r.decision.components),
-        )
-        if self.on_cluster:
-            return self._publish_from_cluster(record)
-        self.cache.records.put(record)
-        self.cache.memo.flush()
-        self.cache.records.set_latest(self.recipe.name, name, record.key)
-        if self._uploads is not None:
-            self._uploads.submit(record)
-        return record
-
-    def _publish_from_cluster(self, record: StageRecord) -> StageRecord:
-        """A node stored the outputs: the record goes to the remote (ClusterRun.publish), the outputs come
-        here when they are wanted, as for a pulled stage (always from a read-only run's scratch prefix)."""
-        from pipeline.remote import BadObject, RemoteUnavailable
-
-        assert self.cluster is not None
-        try:
-            found = self.cluster.publish(record)
-            if record.stage in self.wanted or self.cluster.scratch:
-                self.cluster.store.pull(found, self.cache.objects)
-        except (RemoteUnavailable, BadObject) as exc:
-            raise _PublishError(f"stage {record.stage}: {exc}") from None
-        if record.stage in self.wanted or self.cluster.scratch:
-            self.cache.records.put(record)
-            self.cache.records.set_latest(self.recipe.name, record.stage, record.key)
-        else:
-            self._remote_only[record.stage] = Decision(
-                record.stage, Status.PULLED, (), record.key, record.components, record, None, found
-            )
-        return record
-
     # -- endings ----------------------------------------------------------------
     def _abort(self) -> None:
         for r in list(self._running.values()):
@@ -564,36 +461,5 @@ class Executor:
         recipe as written, so it leaves the lock file alone; so does a run that settled nothing."""
         if self.recipe.overrides or not self.known:
             return
-        path = lockfile.lock_path(self.recipe.path)
-        with KeyLock(self.cache.locks / "lockfiles" / f"{sha256_bytes(str(path.resolve()).encode())[:32]}.lock"):
-            stages = lockfile.read_lock(path)
-            for name, record in self.known.items():
-                stages[name] = lockfile.entry(record)
-            for name in list(stages):
-                if name not in self.recipe.stages:
-                    del stages[name]
-            lockfile.write_lock(path, stages, list(self.recipe.stages))
-        index = self.cache.lockfiles_index()
-        line = str(path.resolve())
-        try:
-            known = index.read_text().splitlines()
-        except OSError:
-            known = []
-        if line not in known:
-            index.parent.mkdir(parents=True, exist_ok=True)
-            with open(index, "a") as f:
-                f.write(line + "\n")
-
-    def _exit_code(self) -> int:
-        statuses = set(self.status.values())
-        if Status.FAILED in statuses:
-            return EXIT_FAILED
-        if Status.GATE_FAILED in statuses:
-            return EXIT_GATE
-        if Status.UNAVAILABLE in statuses and not self.options.skip_unavailable:
-            return EXIT_UNAVAILABLE
-        return EXIT_OK
-
-
-class _PublishError(Exception):
-    pass
+        order = list(self.recipe.stages)
+        lockfile.record_run(self.recipe.path, order, self.known, self.cache.locks, self.cache.lockfiles_index())

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import Cache
 from pipeline.lockfile import read_lock
@@ -93,7 +93,7 @@ def collect_remote(
     remaining record names. An object younger than `grace_hours` is never removed: uploads send objects
     first and the record last, so a fresh object without a record is an upload in flight."""
     now = time.time()
-    records = remote.listing("records")
+    records = _listing(remote, "records")
     kept: set[str] = set()
     live: set[str] = set()
     dropped = 0
@@ -108,7 +108,7 @@ def collect_remote(
         if not dry_run:
             remote.delete_record(key)
     removed = size = young = 0
-    for digest, (nbytes, modified) in remote.listing("objects").items():
+    for digest, (nbytes, modified) in _listing(remote, "objects").items():
         if digest in live:
             continue
         if now - modified < grace_hours * 3600:
@@ -119,10 +119,51 @@ def collect_remote(
         if not dry_run:
             remote.delete_object(digest)
     left = 0
-    for run, (nbytes, newest) in remote.scratch_runs().items():
+    for run, (nbytes, newest) in _scratch_runs(remote).items():
         if now - newest >= grace_hours * 3600:
             left += 1
             size += nbytes
             if not dry_run:
                 remote.delete_scratch(run)
     return RemoteGcResult(dropped, removed, size, len(kept), len(live), young, left)
+
+
+def _listing(remote: Remote, folder: str) -> dict[str, tuple[int, float]]:
+    """Every file under objects/ or records/: its name (digest, or key) -> (size, modified, epoch seconds)."""
+    base, found = remote.find(folder)
+    out = {}
+    for path, info in found.items():
+        rel = path[len(base) :].strip("/").split("/")
+        if len(rel) != 2 or ".tmp-" in rel[1]:
+            continue
+        out[rel[0] + rel[1].removesuffix(".json")] = (int(info.get("size") or 0), _modified(info))
+    return out
+
+
+def _scratch_runs(remote: Remote) -> dict[str, tuple[int, float]]:
+    """Read-only cluster runs' scratch prefixes (pipeline/cluster_run.py): run id -> (bytes, newest write)."""
+    base, found = remote.find("scratch")
+    out: dict[str, tuple[int, float]] = {}
+    for path, info in found.items():
+        run = path[len(base) :].strip("/").split("/")[0]
+        nbytes, newest = out.get(run, (0, 0.0))
+        out[run] = (nbytes + int(info.get("size") or 0), max(newest, _modified(info)))
+    return out
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """When a listed file was last written, from whichever field the backend gives."""
+    import datetime
+
+    for field in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0

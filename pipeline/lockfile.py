@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.locks import KeyLock
 from pipeline.records import StageRecord
 
 HEADER = "# Written by `pipeline run`; do not edit. Maps each stage to its key and outputs.\n"
@@ -59,3 +60,29 @@ def write_lock(path: Path, stages: dict[str, dict[str, Any]], order: list[str]) 
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return True
+
+
+def record_run(recipe_path: Path, order: list[str], known: dict[str, StageRecord], locks: Path, index: Path) -> None:
+    """Merge a run's records into `<recipe>.lock`, under a file lock in `locks` (concurrent runs of one
+    recipe each add their stages; stages no longer in the recipe leave), and list the lock file in
+    `index` (the lock files this cache knows: roots for gc)."""
+    from pipeline.hashing import sha256_bytes
+
+    path = lock_path(recipe_path)
+    with KeyLock(locks / "lockfiles" / f"{sha256_bytes(str(path.resolve()).encode())[:32]}.lock"):
+        stages = read_lock(path)
+        for name, record in known.items():
+            stages[name] = entry(record)
+        for name in list(stages):
+            if name not in order:
+                del stages[name]
+        write_lock(path, stages, order)
+    line = str(path.resolve())
+    try:
+        listed = index.read_text().splitlines()
+    except OSError:
+        listed = []
+    if line not in listed:
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with open(index, "a") as f:
+            f.write(line + "\n")

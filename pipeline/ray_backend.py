@@ -216,6 +216,18 @@ class ProgressRelay:
         return latest
 
 
+def relay_options(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The relay takes no CPU and prefers the head node (the one that lives as long as the cluster); where a
+    node it runs on goes away, Ray restarts it elsewhere and retries the calls it missed."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+    head = [n["NodeID"] for n in nodes if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
+    if head:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head[0], soft=True)
+    return options
+
+
 def _threads_as_on_the_driver(omp: str | None) -> None:
     """Ray caps OMP_NUM_THREADS at a task's CPUs; a stage must compute what the local worker computes (torch's
     training numerics depend on its thread count), so the driver's setting applies: unset is the library's
@@ -331,7 +343,7 @@ class RayBackend:
 
     def submit(self, task: Task) -> None:
         if self._relay is None:  # up before the first task starts, so no stage's first reports wait on it
-            self._relay = self.ray.remote(num_cpus=0)(ProgressRelay).remote()
+            self._relay = self.ray.remote(ProgressRelay).options(**relay_options(self.ray.nodes())).remote()
             ready, _ = self.ray.wait([self._relay.ready.remote()], timeout=RELAY_START)
             if not ready:  # a cluster too busy to start it: the run goes on, without live progress
                 self.ray.kill(self._relay)

@@ -444,22 +444,14 @@ class Remote:
         src.unlink()
         return digest
 
-    # -- listing and deleting (gc --remote) ----------------------------------------
-    def listing(self, folder: str) -> dict[str, tuple[int, float]]:
-        """Every file under objects/ or records/: its name (digest, or key) -> (size, modified, epoch seconds)."""
-        base = self._path(folder)
+    # -- listing and deleting (gc --remote, pipeline/gc.py) ----------------------------------------
+    def find(self, *parts: str) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Every file under `parts` of the store: the base path, and each file's path -> the backend's info."""
+        base = self._path(*parts)
         try:
-            found = self._call("list", self.fs.find, base, detail=True)
+            return base, self._call("list", self.fs.find, base, detail=True)
         except FileNotFoundError:
-            return {}
-        out = {}
-        for path, info in found.items():
-            rel = path[len(base) :].strip("/").split("/")
-            if len(rel) != 2 or ".tmp-" in rel[1]:
-                continue
-            name = rel[0] + rel[1].removesuffix(".json")
-            out[name] = (int(info.get("size") or 0), _modified(info))
-        return out
+            return base, {}
 
     def read_record(self, key: str) -> dict[str, Any] | None:
         try:
@@ -475,20 +467,6 @@ class Remote:
         if self.index is not None:
             self.index.drop(key)
 
-    def scratch_runs(self) -> dict[str, tuple[int, float]]:
-        """Read-only cluster runs' scratch prefixes (pipeline/cluster_run.py): run id -> (bytes, newest write)."""
-        base = self._path("scratch")
-        try:
-            found = self._call("list", self.fs.find, base, detail=True)
-        except FileNotFoundError:
-            return {}
-        out: dict[str, tuple[int, float]] = {}
-        for path, info in found.items():
-            run = path[len(base) :].strip("/").split("/")[0]
-            nbytes, newest = out.get(run, (0, 0.0))
-            out[run] = (nbytes + int(info.get("size") or 0), max(newest, _modified(info)))
-        return out
-
     def delete_scratch(self, run: str) -> None:
         self._call("delete", self.fs.rm, self._path("scratch", run), recursive=True)
 
@@ -501,24 +479,6 @@ class Remote:
 
     def delete_object(self, digest: str) -> None:
         self._call("delete", self.fs.rm_file, self.object_path(digest))
-
-
-def _modified(info: dict[str, Any]) -> float:
-    """When a listed file was last written, from whichever field the backend gives."""
-    import datetime
-
-    for field in ("LastModified", "last_modified", "mtime", "updated", "created"):
-        value = info.get(field)
-        if isinstance(value, datetime.datetime):
-            return value.timestamp()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                continue
-    return 0.0
 
 
 def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:

@@ -9,6 +9,9 @@ plain strings, JSON encoding and f-strings giving the bare word.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Iterable
+
+from pipeline.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_UNAVAILABLE
 
 
 class Status(str, Enum):
@@ -41,3 +44,16 @@ class Status(str, Enum):
     def built(self) -> bool:
         """Its outputs exist (a child may use them)."""
         return self in (Status.CACHED, Status.PULLED, Status.RAN)
+
+
+def run_exit_code(statuses: Iterable[Status], skip_unavailable: bool = False) -> int:
+    """A run's exit code from how its stages ended: a failure, then a failed gate, then a stage that cannot
+    run on this machine (unless skipped on purpose)."""
+    ended = set(statuses)
+    if Status.FAILED in ended:
+        return EXIT_FAILED
+    if Status.GATE_FAILED in ended:
+        return EXIT_GATE
+    if Status.UNAVAILABLE in ended and not skip_unavailable:
+        return EXIT_UNAVAILABLE
+    return EXIT_OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import Any, Iterable
 
 from pipeline.cache import Cache
 from pipeline.records import StageRecord
@@ -35,6 +35,46 @@ def fetch(remote: Remote, cache: Cache, recipe: str, found: RemoteRecord) -> tup
     cache.records.set_latest(recipe, record.stage, record.key)
     cache.memo.flush()
     return record, downloaded
+
+
+class LeftOnRemote:
+    """The stages a run took from the remote without their objects (not wanted here), until a stage that
+    runs here reads them; and those whose objects the remote then could not deliver."""
+
+    def __init__(self, remote: Remote | None, cache: Cache, recipe: str):
+        self.remote, self.cache, self.recipe = remote, cache, recipe
+        self.held: dict[str, RemoteRecord] = {}
+        self.undeliverable: set[str] = set()
+
+    def __contains__(self, stage: str) -> bool:
+        return stage in self.held
+
+    def hold(self, stage: str, found: RemoteRecord) -> None:
+        self.held[stage] = found
+
+    def release(self, stage: str) -> None:
+        self.held.pop(stage, None)
+
+    def deliver(self, stages: Iterable[str]) -> tuple[dict[str, StageRecord], str | None]:
+        """Download the held ones among `stages` (each checked): the records that came down, and the first
+        stage whose objects could not (a corrupted one is rejected on the remote for this run)."""
+        from pipeline.remote import BadObject, RemoteUnavailable
+
+        got: dict[str, StageRecord] = {}
+        for stage in sorted(set(stages) & set(self.held)):
+            if stage in self.undeliverable:
+                return got, stage
+            found = self.held[stage]
+            assert self.remote is not None, "only a remote's records are held"
+            try:
+                got[stage], _ = fetch(self.remote, self.cache, self.recipe, found)
+            except (BadObject, RemoteUnavailable) as exc:
+                if isinstance(exc, BadObject):
+                    self.remote.reject(found.record.key, str(exc))
+                self.undeliverable.add(stage)
+                return got, stage
+            del self.held[stage]
+        return got, None
 
 
 class Uploads:

@@ -23,6 +23,15 @@ def update_view(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str
         return _update(cache, cache.view_dir(recipe, record.stage), record)
 
 
+def view_if_local(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str]:
+    """The stage's view when its objects are here; a view of an older build is removed, never left stale
+    (a stage whose outputs stayed on a remote cache)."""
+    if all(cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values()):
+        return update_view(cache, recipe, record)
+    remove_view(cache.view_dir(recipe, record.stage))
+    return {}
+
+
 def _update(cache: Cache, view: Path, record: StageRecord) -> dict[str, str]:
     paths = {}
     wanted = {out.path for out in record.outputs.values()}

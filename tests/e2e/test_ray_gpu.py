@@ -53,6 +53,16 @@ def gpu_node(ray_cluster: RayCluster):  # noqa: F811 - the fixture
     ray_cluster.cluster.remove_node(node)
 
 
+def run_for(target: str, cluster: RayCluster, bucket: Bucket, tmp_path: Path, *stages: str):
+    """resnet50_int8's TensorRT FP16 branch through the cluster, built for `target`: (process, rows)."""
+    path = copy_recipe(tmp_path, "resnet50_int8.yaml") / "resnet50_int8.yaml"
+    proc = subprocess.run(
+        [*cli(path, cluster, bucket, *stages), "--set", f"stages.tensorrt_fp16.with.target={target}"],
+        cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    return proc, (rows(json.loads(proc.stdout)) if proc.stdout.strip() else {})
+
+
 @pytest.mark.slow
 def test_a_tensorrt_engine_is_built_and_validated_on_the_gpu_it_is_for(
     ray_cluster: RayCluster,  # noqa: F811 - the fixture
@@ -60,13 +70,8 @@ def test_a_tensorrt_engine_is_built_and_validated_on_the_gpu_it_is_for(
     bucket: Bucket,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    path = copy_recipe(tmp_path, "resnet50_int8.yaml") / "resnet50_int8.yaml"
-    proc = subprocess.run(
-        [*cli(path, ray_cluster, bucket, *BRANCH), "--set", f"stages.tensorrt_fp16.with.target={here_target()}"],
-        cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    proc, r = run_for(here_target(), ray_cluster, bucket, tmp_path, *BRANCH)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r = rows(json.loads(proc.stdout))
     assert r["tensorrt_fp16"]["status"] == "ran" and r["check_trt_fp16"]["status"] == "ran"
     assert r["tensorrt_fp16"]["node"] == gpu_node.node_id[:12] == r["check_trt_fp16"]["node"]
     info = json.loads((Path(r["tensorrt_fp16"]["outputs"]["model"]) / "engine.json").read_text())
@@ -81,12 +86,8 @@ def test_a_target_no_node_has_is_unavailable_naming_the_clusters_gpus(
     tmp_path: Path,
 ) -> None:
     other = next(gpu for gpu in sorted(COMPUTE_CAPABILITY) if gpu not in (LABEL, "H100", "L4") and "-" not in gpu)
-    path = copy_recipe(tmp_path, "resnet50_int8.yaml") / "resnet50_int8.yaml"
     target = here_target().replace(f"gpu: {LABEL}", f"gpu: {other}")
-    proc = subprocess.run(
-        [*cli(path, ray_cluster, bucket, "tensorrt_fp16"), "--set", f"stages.tensorrt_fp16.with.target={target}"],
-        cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    proc, r = run_for(target, ray_cluster, bucket, tmp_path, "tensorrt_fp16")
     assert proc.returncode == 4, proc.stderr[-3000:]
-    assert rows(json.loads(proc.stdout))["tensorrt_fp16"]["status"] == "unavailable"
+    assert r["tensorrt_fp16"]["status"] == "unavailable"
     assert f"no node of the Ray cluster offers {other}" in proc.stderr and str(LABEL) in proc.stderr

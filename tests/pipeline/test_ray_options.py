@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.ray_backend import LABEL, placement_problem, task_options
+import pytest
+
+from pipeline.ray_backend import LABEL, placement_problem, relay_options, task_options
 
 
 def node(label: str | None = None, cpus: int = 4, gpus: int = 0, alive: bool = True) -> dict:
@@ -40,3 +42,15 @@ def test_placement_names_what_the_cluster_offers_and_ignores_dead_nodes() -> Non
     cluster = _Cluster([node("L4"), node("H100", alive=False), node()])
     assert placement_problem(cluster, "L4") is None
     assert placement_problem(cluster, "H100") == "no node of the Ray cluster offers H100 (it has: L4)"
+
+
+def test_the_progress_relay_takes_no_cpu_prefers_the_live_head_and_survives_its_node() -> None:
+    pytest.importorskip("ray", reason="ray is the ray extra")
+    head = {**node(cpus=0), "NodeID": "aa" * 28}
+    head["Resources"]["node:__internal_head__"] = 1.0
+    dead_head = {**head, "Alive": False, "NodeID": "bb" * 28}
+    options = relay_options([{**node("H100"), "NodeID": "cc" * 28}, dead_head, head])
+    assert options["num_cpus"] == 0 and options["max_restarts"] == -1 and options["max_task_retries"] == -1
+    strategy = options["scheduling_strategy"]
+    assert strategy.node_id == "aa" * 28 and strategy.soft
+    assert "scheduling_strategy" not in relay_options([node("L4")])  # a cluster whose head is not listed
