@@ -45,9 +45,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/cold_overhead.py
 	$(PY) benchmarks/int8_build.py
 	$(PY) benchmarks/openvino_int8.py
+	$(PY) benchmarks/remote_cache.py
+	$(PY) benchmarks/ray_backend.py
 
 clean-cache:
-	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/state.db
+	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/state.db
 
 readme: $(STAMP)
 	$(PY) -c "import pathlib, tests.test_readme as t; p = pathlib.Path('README.md'); p.write_text(t.readme_with_reference(p.read_text()))"

@@ -367,12 +367,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         return _gc_remote(args, cache)
     result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants)
     cache.memo.flush()
-    verb = "would remove" if args.dry_run else "removed"
-    variants = f", {result.variants} --set variant(s) with their views" if result.variants else ""
-    print(
-        f"{verb} {result.objects} objects ({result.bytes / 1e6:.1f} MB) and {result.records} records{variants}; "
-        f"kept {result.kept} objects referenced by {result.roots} keys"
-    )
+    print(result.describe(args.dry_run))
     return EXIT_OK
 
 
@@ -390,13 +385,7 @@ def _gc_remote(args: argparse.Namespace, cache: Cache) -> int:
         result = collect_remote(remote, root_keys(cache), args.keep_days, args.grace_hours, dry_run=args.dry_run)
     except RemoteUnavailable as exc:
         raise PipelineError(str(exc)) from None
-    verb = "would remove" if args.dry_run else "removed"
-    print(
-        f"{remote.url}: {verb} {result.records} records and {result.objects} objects ({result.bytes / 1e6:.1f} MB); "
-        f"kept {result.kept_records} records, {result.kept_objects} objects they name, "
-        f"{result.young} unreferenced objects younger than {args.grace_hours:g} h"
-        + (f"; {verb} {result.scratch} scratch prefixes of read-only cluster runs" if result.scratch else "")
-    )
+    print(result.describe(remote.url, args.dry_run, args.grace_hours))
     return EXIT_OK
 
 

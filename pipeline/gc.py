@@ -29,6 +29,14 @@ class GcResult:
     roots: int
     variants: int = 0
 
+    def describe(self, dry_run: bool) -> str:
+        verb = "would remove" if dry_run else "removed"
+        variants = f", {self.variants} --set variant(s) with their views" if self.variants else ""
+        return (
+            f"{verb} {self.objects} objects ({self.bytes / 1e6:.1f} MB) and {self.records} records{variants}; "
+            f"kept {self.kept} objects referenced by {self.roots} keys"
+        )
+
 
 def root_keys(cache: Cache, keep_variants: bool = False) -> set[str]:
     keys = cache.records.all_latest_keys(variants=keep_variants)
@@ -84,6 +92,15 @@ class RemoteGcResult:
     kept_objects: int
     young: int  # unreferenced objects spared because they may belong to an upload whose record is not up yet
     scratch: int = 0  # scratch prefixes that read-only cluster runs left (killed before they cleaned up)
+
+    def describe(self, url: str, dry_run: bool, grace_hours: float) -> str:
+        verb = "would remove" if dry_run else "removed"
+        return (
+            f"{url}: {verb} {self.records} records and {self.objects} objects ({self.bytes / 1e6:.1f} MB); "
+            f"kept {self.kept_records} records, {self.kept_objects} objects they name, "
+            f"{self.young} unreferenced objects younger than {grace_hours:g} h"
+            + (f"; {verb} {self.scratch} scratch prefixes of read-only cluster runs" if self.scratch else "")
+        )
 
 
 def collect_remote(
