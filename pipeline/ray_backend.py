@@ -16,7 +16,9 @@ A stage that needs a GPU target is placed by Ray's label selector
 (`ray.io/accelerator-type`); a target no node offers is `unavailable`, naming
 what the cluster has. A node that dies mid-stage sends the stage to another
 matching node (up to `NODE_RETRIES` times); a worker that crashes in native
-code fails its stage, as with the local pool. Ray is imported only here.
+code fails its stage, as with the local pool. A stage's progress reaches the
+driver through `ProgressRelay`, an actor it long-polls beside its tasks. Ray is
+imported only here.
 """
 
 from __future__ import annotations
