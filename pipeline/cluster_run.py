@@ -30,12 +30,14 @@ SCRATCH = "scratch"
 class ClusterRun:
     def __init__(self, remote: Remote, recipe: Recipe, cache_root: Any, run_id: str, address: str | None):
         from pipeline.remote import Remote
+        from pipeline.remote_objects import RemoteObjects
 
         self.remote, self.recipe, self.address = remote, recipe, address
         self._cache_root = cache_root
         self.scratch = remote.read_only
         # A read-only run writes nothing where others read: its nodes share a prefix of their own.
         self.store = Remote(f"{remote.url}/{SCRATCH}/{run_id}") if self.scratch else remote
+        self.objects = RemoteObjects(self.store)  # the store as the nodes' object store, by digest
         self._ray: Any = None
         self._bundle: str | None = None  # the recipe's folder on the store, by digest
 
@@ -65,12 +67,12 @@ class ClusterRun:
 
         assert decision.components is not None
         for value in task.inputs.values():
-            if isinstance(value, OutputRecord) and not self.store.has(value.digest, value.is_dir):
+            if isinstance(value, OutputRecord) and not self.objects.has(value.digest, value.is_dir):
                 owner = next(r for r in owners.values() if value in r.outputs.values())
                 self.store.push(owner, local, sign=False)
         if self._bundle is None:
             folder = bundle_recipe_dir(self.recipe.dir.resolve(), exclude=(self._cache_root,))
-            self._bundle = self.store.put(folder, is_dir=True)
+            self._bundle = self.objects.put(folder, is_dir=True)
             shutil.rmtree(folder.parent, ignore_errors=True)
         node = self.recipe.stages[task.stage]
         needs: dict[str, Any] = {

@@ -42,7 +42,7 @@ class Publisher:
     def publish(self, name: str, kind: type[Stage], decision: Decision, outcome: Outcome) -> StageRecord:
         """Check the outputs are stored, then write the record; raises PublishError."""
         outputs = outcome.outputs
-        store: Any = self.cluster.store if self.cluster is not None else self.cache.objects
+        store: Any = self.cluster.objects if self.cluster is not None else self.cache.objects
         missing = [o.path for o in outputs.values() if not store.has(o.digest, o.is_dir)]
         if set(outputs) != set(kind.outputs) or missing:
             raise PublishError(f"stage {name}: the worker did not store {', '.join(missing) or 'every output'}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import uuid
 import warnings
@@ -36,7 +35,7 @@ from pipeline.faults import fault
 from pipeline.hashing import sha256_bytes, sha256_file
 from pipeline.records import StageRecord
 from pipeline.remote_index import RemoteIndex
-from pipeline.store import READ_ONLY, ObjectStore, UnsafeManifest, checked_manifest, manifest_bytes
+from pipeline.store import ObjectStore, UnsafeManifest, checked_manifest
 from pipeline.trust import Signer, Verifier
 
 SCHEMA = 1
@@ -132,7 +131,7 @@ class Remote:
     def available(self) -> bool:
         return self._down is None
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one filesystem call; an error of the connection gives the remote up for this run."""
         if self._down is not None:
             raise RemoteUnavailable(self._down)
@@ -161,7 +160,7 @@ class Remote:
         if self._down is not None:
             return None
         try:
-            raw = self._call("read record", self.fs.cat_file, self.record_path(key))
+            raw = self.call("read record", self.fs.cat_file, self.record_path(key))
         except (FileNotFoundError, RemoteUnavailable):
             return None
         try:
@@ -176,7 +175,7 @@ class Remote:
             return None
         try:
             for digest, size in found.objects.items():
-                if not self._present(digest, size):
+                if not self.present(digest, size):
                     self._reject(key, f"object {digest[:12]} is missing or incomplete on the remote")
                     return None
         except RemoteUnavailable:
@@ -215,9 +214,9 @@ class Remote:
         signer = str(signature.get("key_id", "")) if isinstance(signature, dict) else ""
         return RemoteRecord(record, objects, self.verifier is not None, signer, remembered)
 
-    def _present(self, digest: str, size: int) -> bool:
+    def present(self, digest: str, size: int) -> bool:
         try:
-            info = self._call("stat object", self.fs.info, self.object_path(digest))
+            info = self.call("stat object", self.fs.info, self.object_path(digest))
         except FileNotFoundError:
             return False
         return int(info.get("size", -1)) == size
@@ -267,7 +266,7 @@ class Remote:
             return
         tmp = store._tmpfile()
         try:
-            self._call("download", self.fs.get_file, self.object_path(digest), str(tmp))
+            self.call("download", self.fs.get_file, self.object_path(digest), str(tmp))
             got = tmp.stat().st_size
             if got != size or sha256_file(tmp) != digest:
                 raise BadObject(f"object {digest[:12]} from the remote is corrupted ({got} bytes, expected {size})")
@@ -297,8 +296,8 @@ class Remote:
                     objects[entry["digest"]] = store.stored_size(entry["digest"])
         before = self.transfer.uploaded
         for digest, size in objects.items():
-            if not self._present(digest, size):
-                self._upload(store.path(digest), self.object_path(digest))
+            if not self.present(digest, size):
+                self.upload(store.path(digest), self.object_path(digest))
                 self.transfer.uploaded += size
                 self.transfer.objects_up += 1
         fault("upload", record.stage)  # every object is up, the record is not: a crash here must leave no record
@@ -315,7 +314,7 @@ class Remote:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, sort_keys=True, indent=1)
         try:
-            self._upload(Path(name), self.record_path(record.key))
+            self.upload(Path(name), self.record_path(record.key))
         finally:
             Path(name).unlink(missing_ok=True)
         if self.index is not None:
@@ -325,11 +324,15 @@ class Remote:
         """Every object `record` names (manifests and their files) with its size on the remote."""
         objects: dict[str, int] = {}
         for out in record.outputs.values():
-            objects[out.digest] = self.size(out.digest, False)
+            objects[out.digest] = self.stored_size(out.digest)
             if out.is_dir:
-                for entry in self._manifest(out.digest):
-                    objects[entry["digest"]] = self.size(entry["digest"], False)
+                for entry in self.manifest(out.digest):
+                    objects[entry["digest"]] = self.stored_size(entry["digest"])
         return objects
+
+    def stored_size(self, digest: str) -> int:
+        """The size of an object on the remote; FileNotFoundError when it is not there."""
+        return int(self.call("stat object", self.fs.info, self.object_path(digest))["size"])
 
     def _serves(self, key: str, signed: bool) -> bool:
         """The remote already holds a usable record for `key` (a signed one, when we would sign)."""
@@ -340,75 +343,26 @@ class Remote:
             return False
         if doc is None or objects is None or (signed and not isinstance(doc.get("signature"), dict)):
             return False
-        return all(self._present(d, size) for d, size in objects.items())
+        return all(self.present(d, size) for d, size in objects.items())
 
-    def _upload(self, src: Path, dest: str) -> None:
+    def upload(self, src: Path, dest: str) -> None:
         """A local filesystem gets a temporary name and a rename; an object store's PUT is atomic already."""
         if _is_local(self.fs):
             tmp = f"{dest}.tmp-{uuid.uuid4().hex[:12]}"
-            self._call("upload", self.fs.makedirs, dest.rsplit("/", 1)[0], exist_ok=True)
+            self.call("upload", self.fs.makedirs, dest.rsplit("/", 1)[0], exist_ok=True)
             try:
-                self._call("upload", self.fs.put_file, str(src), tmp)
-                self._call("upload", self.fs.mv, tmp, dest)
+                self.call("upload", self.fs.put_file, str(src), tmp)
+                self.call("upload", self.fs.mv, tmp, dest)
             finally:
                 if self.fs.exists(tmp):
                     self.fs.rm_file(tmp)
         else:
-            self._call("upload", self.fs.put_file, str(src), dest)
+            self.call("upload", self.fs.put_file, str(src), dest)
 
-    # -- the Objects protocol: how a task on another machine reads its inputs and stores its outputs --
-    def has(self, digest: str, is_dir: bool) -> bool:
+    def manifest(self, digest: str) -> list[dict[str, str]]:
+        """A directory object's checked manifest; raises BadObject."""
         try:
-            if not self._exists(digest):
-                return False
-            return not is_dir or all(self._exists(e["digest"]) for e in self._manifest(digest))
-        except BadObject:
-            return False
-
-    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
-        """Download into `dest` (read-only), every file checked against its digest; raises BadObject."""
-        if not is_dir:
-            self._download(digest, dest)
-            return
-        entries = self._manifest(digest)
-        dest.mkdir(parents=True, exist_ok=True)
-        for e in entries:
-            self._download(e["digest"], dest / e["path"])
-
-    def put(self, src: Path, is_dir: bool) -> str:
-        """Upload the file or directory at `src` (consumed) and return its digest (a manifest's, for a directory)."""
-        if not is_dir:
-            return self._put_file(src)
-        data = manifest_bytes(src, self._put_file)
-        digest = sha256_bytes(data)
-        if not self._present(digest, len(data)):
-            tmp = src.with_name(f".{src.name}.manifest")
-            tmp.write_bytes(data)
-            try:
-                self._upload(tmp, self.object_path(digest))
-            finally:
-                tmp.unlink(missing_ok=True)
-        shutil.rmtree(src)
-        return digest
-
-    def size(self, digest: str, is_dir: bool) -> int:
-        if not is_dir:
-            return int(self._call("stat object", self.fs.info, self.object_path(digest))["size"])
-        return sum(self.size(e["digest"], False) for e in self._manifest(digest))
-
-    def flush(self) -> None:
-        return None  # every put is on the remote when it returns
-
-    def _exists(self, digest: str) -> bool:
-        try:
-            self._call("stat object", self.fs.info, self.object_path(digest))
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _manifest(self, digest: str) -> list[dict[str, str]]:
-        try:
-            data = self._call("read manifest", self.fs.cat_file, self.object_path(digest))
+            data = self.call("read manifest", self.fs.cat_file, self.object_path(digest))
         except FileNotFoundError:
             raise BadObject(f"manifest {digest[:12]} is missing on the remote") from None
         if sha256_bytes(data) != digest:
@@ -418,44 +372,18 @@ class Remote:
         except UnsafeManifest as exc:
             raise BadObject(str(exc)) from None
 
-    def _download(self, digest: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            self._call("download", self.fs.get_file, self.object_path(digest), str(tmp))
-            if sha256_file(tmp) != digest:
-                raise BadObject(f"object {digest[:12]} from the remote is corrupted")
-            os.chmod(tmp, READ_ONLY)
-            os.replace(tmp, dest)
-        except FileNotFoundError:
-            raise BadObject(f"object {digest[:12]} is missing on the remote") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.transfer.downloaded += dest.stat().st_size
-        self.transfer.objects_down += 1
-
-    def _put_file(self, src: Path) -> str:
-        digest = sha256_file(src)
-        size = src.stat().st_size
-        if not self._present(digest, size):
-            self._upload(src, self.object_path(digest))
-            self.transfer.uploaded += size
-            self.transfer.objects_up += 1
-        src.unlink()
-        return digest
-
     # -- listing and deleting (gc --remote, pipeline/gc.py) ----------------------------------------
     def find(self, *parts: str) -> tuple[str, dict[str, dict[str, Any]]]:
         """Every file under `parts` of the store: the base path, and each file's path -> the backend's info."""
         base = self._path(*parts)
         try:
-            return base, self._call("list", self.fs.find, base, detail=True)
+            return base, self.call("list", self.fs.find, base, detail=True)
         except FileNotFoundError:
             return base, {}
 
     def read_record(self, key: str) -> dict[str, Any] | None:
         try:
-            doc = json.loads(self._call("read record", self.fs.cat_file, self.record_path(key)))
+            doc = json.loads(self.call("read record", self.fs.cat_file, self.record_path(key)))
         except FileNotFoundError:
             return None
         except ValueError:
@@ -463,12 +391,12 @@ class Remote:
         return doc if isinstance(doc, dict) else None
 
     def delete_record(self, key: str) -> None:
-        self._call("delete", self.fs.rm_file, self.record_path(key))
+        self.call("delete", self.fs.rm_file, self.record_path(key))
         if self.index is not None:
             self.index.drop(key)
 
     def delete_scratch(self, run: str) -> None:
-        self._call("delete", self.fs.rm, self._path("scratch", run), recursive=True)
+        self.call("delete", self.fs.rm, self._path("scratch", run), recursive=True)
 
     def delete_all(self) -> None:
         """Remove everything under this store's URL (a run's scratch prefix); best effort."""
@@ -478,7 +406,7 @@ class Remote:
             pass
 
     def delete_object(self, digest: str) -> None:
-        self._call("delete", self.fs.rm_file, self.object_path(digest))
+        self.call("delete", self.fs.rm_file, self.object_path(digest))
 
 
 def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:

@@ -116,8 +116,9 @@ def open_store(where: str) -> Objects:
     if where not in _STORES:
         if "://" in where:
             from pipeline.remote import Remote
+            from pipeline.remote_objects import RemoteObjects
 
-            _STORES[where] = Remote(where)
+            _STORES[where] = RemoteObjects(Remote(where))
         else:
             from pipeline.cache import Cache
 

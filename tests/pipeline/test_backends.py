@@ -130,11 +130,12 @@ def test_a_task_whose_store_is_a_remote_reads_and_writes_only_there(tmp_path: Pa
     """What a worker on another machine does: inputs from the remote store, outputs to it, no local cache."""
     pytest.importorskip("fsspec")
     from pipeline.remote import Remote
+    from pipeline.remote_objects import RemoteObjects
 
     url = (tmp_path / "remote").as_uri()
     source = tmp_path / "src.txt"
     source.write_text("remote text\n")
-    digest = Remote(url).put(source, is_dir=False)
+    digest = RemoteObjects(Remote(url)).put(source, is_dir=False)
     task = toy_task(tmp_path, "up", "Upper", {})
     task = dataclasses.replace(task, store=url, inputs={"model": OutputRecord(digest, False, 12, "text.txt")})
     backend = make(lambda *a: None)
@@ -146,7 +147,7 @@ def test_a_task_whose_store_is_a_remote_reads_and_writes_only_there(tmp_path: Pa
     assert outcome.status == Status.RAN, outcome.error
     out = outcome.outputs["model"]
     fetched = tmp_path / "check.txt"
-    Remote(url).fetch(out.digest, False, fetched)
+    RemoteObjects(Remote(url)).fetch(out.digest, False, fetched)
     assert fetched.read_text() == "REMOTE TEXT" and out.size == len("REMOTE TEXT")
     assert not (tmp_path / "cache").exists(), "nothing went through a local cache"
 

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.hashing import DigestMemo
 from pipeline.remote import BadObject, Remote
+from pipeline.remote_objects import RemoteObjects
 from pipeline.store import Objects, ObjectStore
 
 
@@ -21,7 +22,7 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> Objects:
     if request.param == "local":
         return ObjectStore(tmp_path / "cache", DigestMemo(tmp_path / "cache" / "state.db"))
     pytest.importorskip("fsspec")
-    return Remote((tmp_path / "remote").as_uri())
+    return RemoteObjects(Remote((tmp_path / "remote").as_uri()))
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -60,7 +61,7 @@ def test_what_was_never_stored_is_not_there(objects: Objects) -> None:
 
 def test_a_remote_never_places_bytes_that_fail_their_digest(tmp_path: Path) -> None:
     pytest.importorskip("fsspec")
-    remote = Remote((tmp_path / "remote").as_uri())
+    remote = RemoteObjects(Remote((tmp_path / "remote").as_uri()))
     src = tmp_path / "f"
     src.write_bytes(b"good bytes")
     digest = remote.put(src, False)
@@ -75,7 +76,7 @@ def test_a_remote_never_places_bytes_that_fail_their_digest(tmp_path: Path) -> N
 
 def test_a_remote_manifest_that_leaves_its_directory_is_refused(tmp_path: Path) -> None:
     pytest.importorskip("fsspec")
-    remote = Remote((tmp_path / "remote").as_uri())
+    remote = RemoteObjects(Remote((tmp_path / "remote").as_uri()))
     f = tmp_path / "f"
     f.write_bytes(b"x")
     inner = remote.put(f, False)
