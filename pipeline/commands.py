@@ -14,6 +14,7 @@ from pipeline.graph import StageGraph, stage_graph
 from pipeline.lockfile import lock_path, read_lock
 from pipeline.plan import Decision, Planner
 from pipeline.recipe import Recipe, load_recipe
+from pipeline.remote_config import need_remote, remote_for
 from pipeline.status import Status
 
 
@@ -30,28 +31,6 @@ def _load(args: argparse.Namespace) -> tuple[Recipe, StageGraph, Cache]:
         )
     cache = Cache(cache_root(args.cache_dir))
     return recipe, stage_graph(recipe, getattr(args, "stages", []) or [], cache.graphs), cache
-
-
-def _remote(args: argparse.Namespace, always: bool = True) -> Any:
-    """The remote cache the flags or the environment name (None without one). `always=False`: only when
-    `--remote` was given (`status`, whose plain form never looks beyond the local cache)."""
-    if not always and args.remote is None:
-        return None
-    remote = remote_from(args.remote or None, args.remote_read_only, args.remote_trust, args.signing_key)
-    if remote is not None:  # what this machine saw there, so a rerun need not ask (pipeline/remote_index.py)
-        from pipeline.remote_index import RemoteIndex
-
-        remote.index = RemoteIndex(cache_root(args.cache_dir), remote.url)
-    if remote is None and args.remote is not None:
-        raise UsageError("--remote without a URL needs PIPELINE_REMOTE")
-    return remote
-
-
-def _need_remote(args: argparse.Namespace) -> Any:
-    remote = _remote(args)
-    if remote is None:
-        raise UsageError(f"`pipeline {args.command}` needs a remote: --remote URL or PIPELINE_REMOTE")
-    return remote
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = RunRecordReporter(cache.runs, recipe.path)
     console = ConsoleReporter(quiet=args.quiet)
     document = _reserve_stdout() if args.json else sys.stdout
-    result = Executor(recipe, graph, cache, options, Fanout(record, console), remote=_remote(args)).run()
+    result = Executor(recipe, graph, cache, options, Fanout(record, console), remote=remote_for(args)).run()
     if recipe.overrides and not args.quiet:
         print(
             f"note: a run with --set builds a variant: views under {cache.view_dir(recipe.name, '')}, "
@@ -120,7 +99,7 @@ def _plan(args: argparse.Namespace, remote: Any = None) -> tuple[Recipe, Cache, 
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    recipe, _, decisions = _plan(args, _remote(args))
+    recipe, _, decisions = _plan(args, remote_for(args))
     if args.json:
         print(
             json.dumps(
@@ -137,7 +116,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    recipe, _, decisions = _plan(args, _remote(args, always=False))
+    recipe, _, decisions = _plan(args, remote_for(args, always=False))
     lock = read_lock(lock_path(recipe.path))
     rows: list[tuple[str, Status, list[str]]] = []
     stale = False
@@ -214,7 +193,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.stage not in recipe.stages:
         raise UsageError(f"no stage {args.stage!r} in {recipe.path}")
     record = cache.records.latest(recipe.name, args.stage)
-    remote = _remote(args)
+    remote = remote_for(args)
     if remote is not None:  # the stage's current result, from the remote when it is not here
         args.stages = [args.stage]
         pulled = _pull(args, remote, quiet=True)
@@ -239,7 +218,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.append and args.output is None:
         raise UsageError("--append needs --output FILE")
     recipe, graph, cache = _load(args)
-    remote = _remote(args)
+    remote = remote_for(args)
     decisions = Planner(recipe, cache, remote=remote).plan(list(graph.order))
     graph.remember()
     if remote is not None:
@@ -297,7 +276,7 @@ def _pull(args: argparse.Namespace, remote: Any, quiet: bool = False) -> dict[st
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    _pull(args, _need_remote(args))
+    _pull(args, need_remote(args))
     return EXIT_FAILED if args.missing else EXIT_OK
 
 
@@ -305,7 +284,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     """Upload the selected stages' current local results, unsigned: only `run` signs, and only what it built."""
     from pipeline.remote import RemoteUnavailable
 
-    remote = _need_remote(args)
+    remote = need_remote(args)
     if remote.read_only:
         raise UsageError("push with --remote-read-only: nothing would be written")
     recipe, graph, cache = _load(args)
@@ -364,21 +343,21 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     cache = Cache(cache_root(args.cache_dir))
     if args.remote is not None:
-        return _gc_remote(args, cache)
+        return _gcremote_for(args, cache)
     result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants)
     cache.memo.flush()
     print(result.describe(args.dry_run))
     return EXIT_OK
 
 
-def _gc_remote(args: argparse.Namespace, cache: Cache) -> int:
+def _gcremote_for(args: argparse.Namespace, cache: Cache) -> int:
     """Remote records are kept when a lock file this cache knows names them (or this cache's latest
     builds do) or when they are younger than --keep-days; objects, when a kept record names them or
     they are younger than --grace-hours."""
     from pipeline.gc import collect_remote, root_keys
     from pipeline.remote import RemoteUnavailable
 
-    remote = _need_remote(args)
+    remote = need_remote(args)
     if remote.read_only and not args.dry_run:
         raise UsageError("gc --remote with --remote-read-only: nothing would be deleted (add --dry-run)")
     try:
@@ -431,25 +410,3 @@ def cmd_stages(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown stage kind {args.kind!r}{did_you_mean(args.kind, registry.names())}{hint}")
     print(describe_kind(registry.get(args.kind)))
     return EXIT_OK
-
-
-def remote_from(
-    url: str | None, read_only: bool = False, trust: str | None = None, signing_key: str | None = None
-) -> Any:
-    """The run's remote from flags, else the environment (PIPELINE_REMOTE, PIPELINE_REMOTE_READ_ONLY,
-    PIPELINE_REMOTE_TRUST, PIPELINE_REMOTE_SIGNING_KEY); None when none is configured."""
-    import os
-    from pathlib import Path
-
-    from pipeline.remote import Remote
-    from pipeline.trust import Signer, Verifier
-
-    url = url or os.environ.get("PIPELINE_REMOTE") or None
-    if url is None:
-        return None
-    read_only = read_only or os.environ.get("PIPELINE_REMOTE_READ_ONLY", "") not in ("", "0", "false")
-    trust = trust or os.environ.get("PIPELINE_REMOTE_TRUST") or None
-    signing_key = signing_key or os.environ.get("PIPELINE_REMOTE_SIGNING_KEY") or None
-    verifier = Verifier.load([Path(p) for p in trust.split(os.pathsep) if p]) if trust else None
-    signer = Signer.load(Path(signing_key)) if signing_key and not read_only else None
-    return Remote(url, read_only=read_only, verifier=verifier, signer=signer)

@@ -16,7 +16,7 @@ import graphlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ from pipeline.plan import Decision, Planner
 from pipeline.publish import Publisher, PublishError
 from pipeline.recipe import Recipe
 from pipeline.records import StageRecord
+from pipeline.run_options import RunOptions, RunResult
 from pipeline.status import Status, run_exit_code
 from pipeline.sync import LeftOnRemote, Uploads, fetch
 from pipeline.tasks import task_for
@@ -56,26 +57,6 @@ from pipeline.workspace import clean_stale, new_workspace
 
 if TYPE_CHECKING:
     from pipeline.remote import Remote
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    targets: tuple[str, ...] = ()
-    force: tuple[str, ...] = ()
-    force_all: bool = False
-    keep_going: bool = False
-    jobs: int = 1
-    in_process: bool = False
-    skip_unavailable: bool = False
-    executor: str = "local"  # or "ray": every stage a Ray task, artifacts through the remote store
-    ray_address: str | None = None
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    exit_code: int
-    status: dict[str, Status] = field(default_factory=dict)  # stage -> how it ended
 
 
 @dataclass
