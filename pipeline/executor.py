@@ -381,7 +381,11 @@ class Executor:
                 else:
                     self.known[name] = record
                     self.status[name] = Status.RAN
-                    views = view_if_local(self.cache, self.recipe.name, record)  # a cluster's may stay remote
+                    views = (  # a cluster's outputs may stay on the remote; a local worker's are here
+                        view_if_local(self.cache, self.recipe.name, record)
+                        if self.on_cluster
+                        else update_view(self.cache, self.recipe.name, record)
+                    )
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
                         k: o.digest for k, o in record.outputs.items()
