@@ -203,7 +203,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from pipeline.views import update_view
 
     if all(cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values()):
-        update_view(cache, recipe.name, record)
+        update_view(cache, recipe.name, args.stage, record)
     for name, out in record.outputs.items():
         view = cache.view_dir(recipe.name, args.stage) / out.path
         print(f"{name}\t{view}")
@@ -253,7 +253,7 @@ def _pull(args: argparse.Namespace, remote: Any, quiet: bool = False) -> dict[st
             missing.append(f"{d.stage} ({d.status})")
             continue
         try:
-            record, got = fetch(remote, cache, recipe.name, d.remote)
+            record, got = fetch(remote, cache, recipe.name, d.stage, d.remote)
         except BadObject as exc:
             remote.reject(d.remote.record.key, str(exc))
             missing.append(f"{d.stage} (corrupted on the remote)")
@@ -261,7 +261,7 @@ def _pull(args: argparse.Namespace, remote: Any, quiet: bool = False) -> dict[st
         except RemoteUnavailable:
             missing.append(f"{d.stage} (remote unreachable)")
             continue
-        update_view(cache, recipe.name, record)
+        update_view(cache, recipe.name, d.stage, record)
         local[d.stage] = record
         total += got
         if not quiet:
@@ -330,7 +330,7 @@ def _fetch_reports(recipe: Recipe, cache: Cache, remote: Any, d: Decision) -> De
     if d.status != Status.PULLED or d.remote is None or not any(o.path.endswith(".md") for o in kind.outputs.values()):
         return d
     try:
-        record, _ = fetch(remote, cache, recipe.name, d.remote)
+        record, _ = fetch(remote, cache, recipe.name, d.stage, d.remote)
     except (BadObject, RemoteUnavailable) as exc:
         if isinstance(exc, BadObject):
             remote.reject(d.remote.record.key, str(exc))

@@ -240,7 +240,7 @@ class Executor:
     def _settle_cached(self, name: str, record: StageRecord, built_elsewhere: bool = False) -> None:
         self.known[name] = record
         self.cache.records.set_latest(self.recipe.name, name, record.key)
-        views = update_view(self.cache, self.recipe.name, record)
+        views = update_view(self.cache, self.recipe.name, name, record)
         self.status[name] = Status.CACHED
         kind = self.recipe.stages[name].kind.kind
         if built_elsewhere:
@@ -264,7 +264,7 @@ class Executor:
         fetched = 0
         if name in self.wanted:
             try:
-                record, fetched = fetch(self.remote, self.cache, self.recipe.name, decision.remote)
+                record, fetched = fetch(self.remote, self.cache, self.recipe.name, name, decision.remote)
             except (BadObject, RemoteUnavailable) as exc:
                 if isinstance(exc, BadObject):  # unreachable: every later lookup is a miss already
                     self.remote.reject(decision.key, str(exc))
@@ -272,7 +272,7 @@ class Executor:
         else:
             self.left.hold(name, decision.remote)
         self.known[name] = record
-        views = view_if_local(self.cache, self.recipe.name, record)
+        views = view_if_local(self.cache, self.recipe.name, name, record)
         kind = self.recipe.stages[name].kind.kind
         if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
             self.status[name] = Status.CACHED
@@ -288,7 +288,7 @@ class Executor:
         got, undelivered = self.left.deliver(self.graph.parents[name])
         for parent, record in got.items():
             self.known[parent] = record
-            update_view(self.cache, self.recipe.name, record)
+            update_view(self.cache, self.recipe.name, parent, record)
         return undelivered
 
     def _rebuild(self, parent: str) -> str:
@@ -382,9 +382,9 @@ class Executor:
                     self.known[name] = record
                     self.status[name] = Status.RAN
                     views = (  # a cluster's outputs may stay on the remote; a local worker's are here
-                        view_if_local(self.cache, self.recipe.name, record)
+                        view_if_local(self.cache, self.recipe.name, name, record)
                         if self.on_cluster
-                        else update_view(self.cache, self.recipe.name, record)
+                        else update_view(self.cache, self.recipe.name, name, record)
                     )
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {

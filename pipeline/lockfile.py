@@ -41,6 +41,8 @@ def entry(record: StageRecord) -> dict[str, Any]:
             for name, o in sorted(record.outputs.items())
         },
         "toolchain": dict(sorted(record.components.get("toolchain", {}).items())),
+        # what its code opened by path: a review sees the weights and tables a stage read
+        **({"discovered": dict(sorted(record.discovered.items()))} if record.discovered else {}),
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pipeline.cache import Cache
+from pipeline.discovered import changes
 from pipeline.errors import KindBug, RecipeError
 from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.pyrefs import NameNotDefined
@@ -173,9 +174,13 @@ class Planner:
         elif record is not None:
             problems = {out.path: self.cache.objects.problem(out.digest, out.is_dir) for out in record.outputs.values()}
             bad = [f"output {path} {problem} in cache" for path, problem in problems.items() if problem]
+            bad = bad or self._reads_changed(record)
             if not bad:
                 return Decision(name, CACHED, (), result.key, result.components, record, previous)
         found = self.remote.lookup(result.key) if self.remote is not None else None
+        if found is not None and self._reads_changed(found.record):  # built from other files than these
+            bad = bad or self._reads_changed(found.record)
+            found = None
         if found is not None:
             why = f"on the remote ({'signed by ' + found.signer if found.verified else 'unverified'})"
             return Decision(name, PULLED, (why,), result.key, result.components, found.record, previous, found)
@@ -190,6 +195,10 @@ class Planner:
             labels = {k: self._label(v) for k, v in node.inputs.items()}
             reasons = tuple(explain(previous.components, result.components, labels))
         return Decision(name, RUN, reasons, result.key, result.components, None, previous)
+
+    def _reads_changed(self, record: StageRecord) -> list[str]:
+        """Why the files `record`'s code opened by path no longer hold here (pipeline/discovered.py)."""
+        return changes(record.discovered, self.recipe.dir, self.cache.memo) if record.discovered else []
 
     def _label(self, ref: Any) -> str:
         """An input as the recipe wrote it: `export.model`, `data.calib`, or a path relative to the recipe."""

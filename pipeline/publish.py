@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.cache import Cache
 from pipeline.cluster_run import ClusterRun
+from pipeline.discovered import without_keyed
 from pipeline.faults import fault
 from pipeline.plan import Decision
 from pipeline.records import StageRecord, provenance
@@ -58,6 +59,7 @@ class Publisher:
             seconds=round(outcome.seconds, 3),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             provenance=provenance(self.run_id, decision.components),
+            discovered=without_keyed(outcome.discovered, decision.components),
         )
         if self.cluster is not None:
             return self._from_cluster(record, self.cluster)

@@ -39,6 +39,8 @@ class StageRecord:
     created: str = ""
     # Where and with what it was built, or that it was pulled (and whether a trusted key signed it).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Files its code opened by path, `{label: digest}`, checked before it is served (pipeline/discovered.py).
+    discovered: dict[str, str] = field(default_factory=dict)
 
     @property
     def pulled_unverified(self) -> bool:
@@ -56,6 +58,7 @@ class StageRecord:
             "seconds": self.seconds,
             "created": self.created,
             "provenance": self.provenance,
+            **({"discovered": self.discovered} if self.discovered else {}),
         }
 
     @classmethod
@@ -70,6 +73,7 @@ class StageRecord:
             seconds=data.get("seconds", 0.0),
             created=data.get("created", ""),
             provenance=data.get("provenance", {}),
+            discovered={str(k): str(v) for k, v in (data.get("discovered") or {}).items()},
         )
 
 

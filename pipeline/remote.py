@@ -286,7 +286,7 @@ class Remote:
         """
         if self.read_only:
             return 0
-        if self._serves(record.key, signed=sign and self.signer is not None):
+        if self._serves(record.key, signed=sign and self.signer is not None, discovered=record.discovered):
             return 0  # first writer wins: a servable record is never replaced (nor a signed one by an unsigned)
         objects: dict[str, int] = {}
         for out in record.outputs.values():
@@ -334,11 +334,14 @@ class Remote:
         """The size of an object on the remote; FileNotFoundError when it is not there."""
         return int(self.call("stat object", self.fs.info, self.object_path(digest))["size"])
 
-    def _serves(self, key: str, signed: bool) -> bool:
-        """The remote already holds a usable record for `key` (a signed one, when we would sign)."""
+    def _serves(self, key: str, signed: bool, discovered: dict[str, str] | None = None) -> bool:
+        """The remote already holds a usable record for `key` (a signed one, when we would sign; one built
+        from the same files read by path, when `discovered` is given: else the newer build replaces it)."""
         doc = self.read_record(key)
         try:
             objects = {str(d): int(s) for d, s in doc["objects"].items()} if doc is not None else None
+            if doc is not None and discovered is not None and (doc["record"].get("discovered") or {}) != discovered:
+                return False
         except (KeyError, TypeError, ValueError, AttributeError):
             return False
         if doc is None or objects is None or (signed and not isinstance(doc.get("signature"), dict)):

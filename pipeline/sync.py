@@ -17,8 +17,9 @@ from pipeline.records import StageRecord
 from pipeline.remote import Remote, RemoteRecord
 
 
-def fetch(remote: Remote, cache: Cache, recipe: str, found: RemoteRecord) -> tuple[StageRecord, int]:
-    """Download `found`'s objects (each checked) and keep its record; return it and the bytes downloaded.
+def fetch(remote: Remote, cache: Cache, recipe: str, stage: str, found: RemoteRecord) -> tuple[StageRecord, int]:
+    """Download `found`'s objects (each checked) and keep its record as `recipe`'s latest `stage` (whatever
+    name it was built under); return it and the bytes downloaded.
 
     Raises BadObject or RemoteUnavailable, with nothing recorded.
     """
@@ -32,7 +33,7 @@ def fetch(remote: Remote, cache: Cache, recipe: str, found: RemoteRecord) -> tup
     }
     record = dataclasses.replace(found.record, provenance=provenance)
     cache.records.put(record)
-    cache.records.set_latest(recipe, record.stage, record.key)
+    cache.records.set_latest(recipe, stage, record.key)
     cache.memo.flush()
     return record, downloaded
 
@@ -67,7 +68,7 @@ class LeftOnRemote:
             found = self.held[stage]
             assert self.remote is not None, "only a remote's records are held"
             try:
-                got[stage], _ = fetch(self.remote, self.cache, self.recipe, found)
+                got[stage], _ = fetch(self.remote, self.cache, self.recipe, stage, found)
             except (BadObject, RemoteUnavailable) as exc:
                 if isinstance(exc, BadObject):
                     self.remote.reject(found.record.key, str(exc))

@@ -17,18 +17,21 @@ from pipeline.locks import KeyLock
 from pipeline.records import StageRecord
 
 
-def update_view(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str]:
-    """Make the view match `record`; return output name -> view path."""
-    with KeyLock(cache.locks / "views" / recipe / f"{record.stage}.lock"):
-        return _update(cache, cache.view_dir(recipe, record.stage), record)
+def update_view(cache: Cache, recipe: str, stage: str, record: StageRecord) -> dict[str, str]:
+    """Make the view of `recipe`'s `stage` match `record`; return output name -> view path.
+
+    The view is named by the stage that asks, not by `record.stage`: a result first built by another
+    recipe, or under a stage's old name, is served here under this recipe's names."""
+    with KeyLock(cache.locks / "views" / recipe / f"{stage}.lock"):
+        return _update(cache, cache.view_dir(recipe, stage), record)
 
 
-def view_if_local(cache: Cache, recipe: str, record: StageRecord) -> dict[str, str]:
+def view_if_local(cache: Cache, recipe: str, stage: str, record: StageRecord) -> dict[str, str]:
     """The stage's view when its objects are here; a view of an older build is removed, never left stale
     (a stage whose outputs stayed on a remote cache)."""
     if all(cache.objects.has(o.digest, o.is_dir) for o in record.outputs.values()):
-        return update_view(cache, recipe, record)
-    remove_view(cache.view_dir(recipe, record.stage))
+        return update_view(cache, recipe, stage, record)
+    remove_view(cache.view_dir(recipe, stage))
     return {}
 
 

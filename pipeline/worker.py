@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from pipeline import discovered
 from pipeline.errors import GateFailed
 from pipeline.faults import fault
 from pipeline.records import OutputRecord
+from pipeline.stage import DatasetInput
 from pipeline.status import Status
 
 if TYPE_CHECKING:
@@ -60,6 +62,9 @@ class Outcome:
     error: str = ""
     seconds: float = 0.0
     outputs: dict[str, OutputRecord] = field(default_factory=dict)  # stored, when RAN
+    # Files the kind's code opened by path, `{label: digest}` (pipeline/discovered.py), when RAN.
+    discovered: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # every warning the stage raised, one line each, in order
 
 
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
@@ -88,10 +93,18 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             )
             os.chdir(task.outdir)
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
-            summary = kind().run(ctx) or {}
+            with discovered.recording() as reads:
+                summary = kind().run(ctx) or {}
             fault("run", task.stage)
+            found = discovered.entries(reads, Path(task.recipe_dir), _declared_paths(task))
             outputs = _store_outputs(task, store)
-            return Outcome(Status.RAN, _jsonable(summary), seconds=time.perf_counter() - start, outputs=outputs)
+            return Outcome(
+                Status.RAN,
+                _jsonable(summary),
+                seconds=time.perf_counter() - start,
+                outputs=outputs,
+                discovered=found,
+            )
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
             return Outcome(Status.GATE_FAILED, {}, one_line(str(exc)), time.perf_counter() - start)
@@ -104,6 +117,21 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             os.chdir(cwd)
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def _declared_paths(task: Task) -> tuple[Path, ...]:
+    """What the key holds already, left out of the discovered inputs: the workspace (inputs and outputs),
+    a local store, and the files and folders named as inputs or in a dataset's spec."""
+    paths = [Path(task.workspace), Path(task.log)]
+    if "://" not in task.store:
+        paths.append(Path(task.store))
+    for value in task.inputs.values():
+        if isinstance(value, str):
+            paths.append(Path(task.recipe_dir, value))
+        elif isinstance(value, DatasetInput):
+            named = [v for v in value.spec.values() if isinstance(v, str) and v]
+            paths += [p for p in (value.base_dir / v for v in named) if p.exists()]
+    return tuple(paths)
 
 
 class MissingOutput(Exception):

@@ -518,3 +518,51 @@ def test_a_runner_that_cannot_build_a_targeted_stage_is_served_it(project: Proje
     assert json.loads(again.stdout)["stages"][0]["status"] == "cached"
     forced = project.cli("run", "toy.yaml", "--force", env={"PIPELINE_CACHE": "cpu1", "PIPELINE_REMOTE": ""})
     assert forced.returncode == 4, "forcing a rebuild where it cannot be built is unavailable, not a failure"
+
+
+def test_a_result_the_remote_serves_is_published_under_the_asking_recipes_names(
+    project: Project, bucket: Bucket
+) -> None:
+    proc, _ = run(project, bucket, "runner1")
+    assert proc.returncode == 0, proc.stderr
+    text = project.recipe.read_text().replace("upper:", "shout:").replace("a: upper", "a: shout")
+    project.write_recipe(text)
+    env = {**bucket.env, "PIPELINE_CACHE": str(project.root.parent / "runner2")}
+    shown = project.cli("show", "toy.yaml", "shout", "--remote", bucket.url, env=env)
+    assert shown.returncode == 0, shown.stderr
+    view = Path(shown.stdout.split("\t")[-1].strip())
+    assert view == project.root.parent / "runner2" / "toy" / "shout" / "upper.txt"
+    assert view.read_text() == "ABC"
+    proc, rows = run(project, bucket, "runner3", "shout")
+    assert rows["shout"]["status"] == "pulled" and rows["shout"]["local"]
+    assert Path(rows["shout"]["outputs"]["model"]).parent.name == "shout"
+
+
+def test_files_read_by_path_travel_with_the_record_and_are_checked_where_it_is_served(
+    project: Project, bucket: Bucket
+) -> None:
+    (project.root / "tables.py").write_text(
+        "from pathlib import Path\ndef make() -> str:\n    return (Path(__file__).parent / 'table.txt').read_text()\n"
+    )
+    (project.root / "table.txt").write_text("t1\n")
+    project.write_recipe("name: toy\nplugins: [toystages]\nstages:\n  t: {uses: toy.call, with: {fn: 'tables:make'}}\n")
+    proc, rows = run(project, bucket, "runner1")
+    assert proc.returncode == 0, proc.stderr
+    assert records(bucket)["t"]["record"]["discovered"] == {"file:table.txt": _sha("t1\n")}
+    proc, rows = run(project, bucket, "runner2")
+    assert rows["t"]["status"] == "pulled"
+    (project.root / "table.txt").write_text("t2\n")  # runner3's checkout has another table
+    proc, rows = run(project, bucket, "runner3")
+    assert rows["t"]["status"] == "ran", "a record built from another table.txt is never served"
+    assert rows["t"]["reasons"] == ["read file table.txt changed"]
+    assert Path(rows["t"]["outputs"]["model"]).read_text() == "t2\n"
+    # The newer build replaced the remote's record: a runner with this table is served it.
+    assert records(bucket)["t"]["record"]["discovered"] == {"file:table.txt": _sha("t2\n")}
+    proc, rows = run(project, bucket, "runner4")
+    assert rows["t"]["status"] == "pulled"
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
