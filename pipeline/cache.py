@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.failures import FailureStore
 from pipeline.hashing import DigestMemo
 from pipeline.records import RecordStore
 from pipeline.store import ObjectStore
 
 DEFAULT_ROOT = "artifacts"
-RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs", "remote-index"}
+RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs", "remote-index", "failures"}
 
 
 def cache_root(explicit: str | None = None) -> Path:
@@ -28,6 +29,7 @@ class Cache:
         self.memo = DigestMemo(root / "state.db")
         self.objects = ObjectStore(root, self.memo)
         self.records = RecordStore(root)
+        self.failures = FailureStore(root)  # how stages failed, by key (plan, status and summary say so)
         self.locks = root / "locks"
         self.tmp = root / "tmp"
         self.runs = root / "runs"

@@ -104,7 +104,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 [
-                    {"stage": d.stage, "status": str(d.status), "reasons": list(d.reasons), "key": d.key}
+                    {
+                        "stage": d.stage,
+                        "status": str(d.status),
+                        "reasons": list(d.reasons),
+                        "key": d.key,
+                        **({"failed": d.failure.to_json()} if d.failure is not None else {}),
+                    }
                     for d in decisions
                 ],
                 indent=1,
@@ -126,6 +132,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             rows.append((d.stage, Status.UP_TO_DATE, list(d.reasons)))
             continue
         stale = True
+        if d.failure is not None:
+            rows.append((d.stage, d.failure.status, list(d.reasons)))
+            continue
         if d.status in (Status.CACHED, Status.PULLED):
             why = [
                 "not in the lock file"
@@ -170,12 +179,10 @@ def _print_decisions(recipe: Recipe, decisions: list[Decision], title: str) -> N
     for col in ("stage", "kind", "decision", "why"):
         table.add_column(col, overflow="fold")
     for d in decisions:
-        table.add_row(
-            d.stage,
-            recipe.stages[d.stage].kind.kind,
-            f"[{style[d.status]}]{word.get(d.status, d.status)}[/]",
-            escape("\n".join(d.reasons)),
-        )
+        decided = f"[{style[d.status]}]{word.get(d.status, d.status)}[/]"
+        if d.failure is not None:  # it will run again: failures are not cached
+            decided = f"[red]{d.failure.status}[/], will run"
+        table.add_row(d.stage, recipe.stages[d.stage].kind.kind, decided, escape("\n".join(d.reasons)))
     Console(highlight=False).print(table)
 
 

@@ -11,13 +11,16 @@ listed; afterwards each becomes one entry of the record, `{label: digest}`:
   two share nothing but `/`, so records travel between checkouts, CI runners and cluster nodes;
 - `dir:PATH` -> the digest of the sorted names in a folder the code listed (a file added to an image
   folder changes what a loop over it reads);
-- `dist:NAME` -> the version of the installed distribution holding a file that was read (its files are
-  not hashed, as in the import closure); left out where the key already names that distribution (torch
-  reading its own files is torch's version).
+- `dist:NAME` -> the version of the installed distribution holding a file that code outside it read
+  (its files are not hashed, as in the import closure); left out where the key already names that
+  distribution, and where the distribution's own code read it (torch or a weights package loading its
+  own data: its version is all there is to it, as for its code).
 
-Left out as well: files the stage also wrote (caches, scratch), its workspace and the cache root, `/proc`,
-`/sys`, `/dev`, the standard library, Python modules (read by the import system or by `inspect`: the
-import closure covers code), and paths that no longer exist when the stage ends. Reads from native code
+Left out as well: files the stage also wrote (caches, scratch), its workspace and the cache root, the
+system's own files (`/proc`, `/sys`, `/dev`, `/etc`, `/usr/lib`, `/usr/share`, ...), the standard library,
+Python modules (read by the import system or by `inspect`: the import closure covers code), installed
+distributions' metadata (`*.dist-info`: entry-point and version lookups), and paths that no longer exist
+when the stage ends. Reads from native code
 (a C++ library opening a path it was given) raise no audit event: such files belong in `model.source`.
 
 Checking compares each entry with this machine (digests memoised by file stamp, as every other digest);
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from pipeline.hashing import DigestMemo
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_SYSTEM = ("/proc/", "/sys/", "/dev/")
+_SYSTEM = ("/proc/", "/sys/", "/dev/", "/etc/", "/usr/lib/", "/usr/lib64/", "/usr/share/", "/lib/", "/run/")
+_METADATA = (".dist-info" + os.sep, ".egg-info" + os.sep)
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyi", ".pyd", ".so", ".pth")
 
 
@@ -50,7 +54,7 @@ class _Recorder:
     """What one stage's code opened and listed (absolute paths, as the process saw them)."""
 
     def __init__(self) -> None:
-        self.read: set[str] = set()
+        self.read: dict[str, tuple[str, ...]] = {}  # path -> the files of the frames that first opened it
         self.written: set[str] = set()
         self.listed: set[str] = set()
 
@@ -74,11 +78,27 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         text = os.path.abspath(os.fsdecode(path) if path is not None else ".")
         if event == "open":
             flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-            (recorder.written if flags & _WRITE_FLAGS else recorder.read).add(text)
+            if flags & _WRITE_FLAGS:
+                recorder.written.add(text)
+            elif text not in recorder.read:
+                recorder.read[text] = _openers(sys._getframe(1))
         else:
             recorder.listed.add(text)
     except Exception:  # noqa: BLE001, S110 - a recorder must never change what the stage does
         pass
+
+
+def _openers(frame: Any) -> tuple[str, ...]:
+    """The source files of the innermost frames that led to an open (a library's own read is told apart
+    from user code asking a library to read a file: `np.load(path)`)."""
+    files: list[str] = []
+    while frame is not None and len(files) < _DEPTH:
+        files.append(frame.f_code.co_filename)
+        frame = frame.f_back
+    return tuple(files)
+
+
+_DEPTH = 12
 
 
 @contextmanager
@@ -105,13 +125,22 @@ def entries(recorder: _Recorder, recipe_dir: Path, leave_out: tuple[Path, ...]) 
     written = {os.path.realpath(p) for p in recorder.written}
     base = recipe_dir.resolve()
     out: dict[str, str] = {}
-    for path in sorted({os.path.realpath(p) for p in recorder.read} - written):
-        if path.startswith(_SYSTEM) or path.endswith(_MODULE_SUFFIXES) or not os.path.isfile(path):
+    read: dict[str, tuple[str, ...]] = {}
+    for p, openers in recorder.read.items():
+        read.setdefault(os.path.realpath(p), openers)
+    for path in sorted(set(read) - written):
+        if path.startswith(_SYSTEM) or path.endswith(_MODULE_SUFFIXES) or any(m in path for m in _METADATA):
+            continue
+        if not os.path.isfile(path):
             continue
         dist = distribution_of(path, search)  # before the standard library: a Python without a venv
         if dist is not None:  # keeps its site-packages inside it
+            if any(distribution_of(os.path.realpath(f), search) == dist for f in read[path] if f[:1] == "/"):
+                continue  # a distribution reading its own files: its version is all there is to it
             out[f"dist:{dist[0]}"] = dist[1]
-        elif not (path + os.sep).startswith(skip):
+        elif (path + os.sep).startswith(skip) or _library_state(path, read[path], base, skip, search):
+            continue
+        else:
             try:
                 out[f"file:{label(path, base)}"] = sha256_file(Path(path))
             except OSError:
@@ -125,6 +154,21 @@ def entries(recorder: _Recorder, recipe_dir: Path, leave_out: tuple[Path, ...]) 
             except OSError:
                 continue
     return out
+
+
+def _library_state(path: str, openers: tuple[str, ...], base: Path, skip: tuple[str, ...], search: set[str]) -> bool:
+    """A file in the user's home, outside the recipe's project, that only library code asked for (no frame
+    of the stage's or the user's code among those that opened it): a library's own state, such as
+    OpenVINO's telemetry id, not an input the user chose."""
+    home = str(Path.home())
+    if not path.startswith(home + os.sep) or path.startswith(str(base.parent) + os.sep):
+        return False
+    for f in openers:
+        if f.startswith("<") or (f + os.sep).startswith(skip):  # frozen, standard library, the engine
+            continue
+        if distribution_of(os.path.realpath(f), search) is None:
+            return False  # user code asked for it
+    return True
 
 
 def without_keyed(found: dict[str, str], components: dict[str, Any]) -> dict[str, str]:

@@ -23,6 +23,7 @@ class StageCached:
     summary: dict[str, Any] = field(default_factory=dict)  # the figures recorded when it was built
     built: str = ""  # when it was built (ISO 8601, UTC)
     on_remote: bool = False  # its outputs stay on the remote cache (a run before this one left them there)
+    warnings: tuple[str, ...] = ()  # what it warned about when it was built
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class StagePulled:
     built: str = ""
     downloaded: int = 0  # bytes this stage's pull downloaded
     local: bool = False  # its outputs are in the local cache now
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class StageFinished:
     same_as_before: bool
     built_elsewhere: bool = False
     node: str = ""  # the cluster node that ran it (--executor ray)
+    warnings: tuple[str, ...] = ()  # what it warned about (StageContext.warn)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class StageErrored:
     gate: bool = False
     kept: str = ""  # the stage's outputs as far as it got (a failed gate's reports), kept for inspection
     node: str = ""  # the cluster node that ran it (--executor ray)
+    warnings: tuple[str, ...] = ()  # what it warned about before it failed (often the cause)
 
 
 @dataclass(frozen=True)

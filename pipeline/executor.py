@@ -40,6 +40,7 @@ from pipeline.events import (
     StageUnavailable,
     StageWaiting,
 )
+from pipeline.failures import FailureRecord
 from pipeline.faults import fault
 from pipeline.graph import StageGraph
 from pipeline.locks import KeyLock
@@ -246,11 +247,21 @@ class Executor:
         if built_elsewhere:
             self.reporter.handle(
                 StageFinished(
-                    name, kind, ("built by another run",), 0.0, views, record.summary, False, built_elsewhere=True
+                    name,
+                    kind,
+                    ("built by another run",),
+                    0.0,
+                    views,
+                    record.summary,
+                    False,
+                    built_elsewhere=True,
+                    warnings=record.warnings,
                 )
             )
         else:
-            self.reporter.handle(StageCached(name, kind, views, record.summary, record.created))
+            self.reporter.handle(
+                StageCached(name, kind, views, record.summary, record.created, warnings=record.warnings)
+            )
 
     # -- the remote ----------------------------------------------------------------
     def _settle_pulled(self, name: str, decision: Decision) -> bool:
@@ -276,10 +287,16 @@ class Executor:
         kind = self.recipe.stages[name].kind.kind
         if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
             self.status[name] = Status.CACHED
-            self.reporter.handle(StageCached(name, kind, views, record.summary, record.created, on_remote=True))
+            self.reporter.handle(
+                StageCached(name, kind, views, record.summary, record.created, on_remote=True, warnings=record.warnings)
+            )
             return True
         self.status[name] = Status.PULLED
-        self.reporter.handle(StagePulled(name, kind, views, record.summary, record.created, fetched, bool(views)))
+        self.reporter.handle(
+            StagePulled(
+                name, kind, views, record.summary, record.created, fetched, bool(views), warnings=record.warnings
+            )
+        )
         return True
 
     def _unfetched_parent(self, name: str) -> str | None:
@@ -381,6 +398,7 @@ class Executor:
                 else:
                     self.known[name] = record
                     self.status[name] = Status.RAN
+                    self.cache.failures.remove(record.key)
                     views = (  # a cluster's outputs may stay on the remote; a local worker's are here
                         view_if_local(self.cache, self.recipe.name, name, record)
                         if self.on_cluster
@@ -400,12 +418,14 @@ class Executor:
                             outcome.summary,
                             same,
                             node=node,
+                            warnings=outcome.warnings,
                         )
                     )
             if outcome.status != Status.RAN:
                 self.status[name] = outcome.status
                 kept = self.run_dir / f"{name}.workdir"
                 shutil.move(str(r.workspace), kept)
+                self._remember_failure(name, r, outcome)
                 self.reporter.handle(
                     StageErrored(
                         name,
@@ -416,6 +436,7 @@ class Executor:
                         gate=outcome.status == Status.GATE_FAILED,
                         kept=str(kept / "out"),
                         node=node,
+                        warnings=outcome.warnings,
                     )
                 )
         finally:
@@ -423,6 +444,26 @@ class Executor:
             r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
             del self._running[name]
+
+    def _remember_failure(self, name: str, r: _Running, outcome: Outcome) -> None:
+        """Keep how the stage failed (pipeline/failures.py), with the reports it wrote that are here."""
+        if r.decision.key is None:
+            return
+        reports = {n: o for n, o in outcome.outputs.items() if self.cache.objects.has(o.digest, o.is_dir)}
+        self.cache.failures.put(
+            FailureRecord(
+                key=r.decision.key,
+                stage=name,
+                kind=self.recipe.stages[name].kind.kind,
+                status=outcome.status,
+                error=outcome.error,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                run_id=self.run_id,
+                log=str(r.log),
+                reports=reports,
+                warnings=outcome.warnings,
+            )
+        )
 
     # -- endings ----------------------------------------------------------------
     def _abort(self) -> None:

@@ -71,6 +71,8 @@ def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) ->
                     live.update(e["digest"] for e in cache.objects.manifest(out.digest))
                 except (OSError, ValueError):
                     pass
+    for failure in cache.failures.all():  # a failed gate's reports, which `plan` and `summary` show
+        live.update(o.digest for o in failure.reports.values())
     removed = size = 0
     for digest in cache.objects.all_objects():
         if digest in live:

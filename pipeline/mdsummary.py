@@ -3,7 +3,9 @@
 Stages already write Markdown for people (`validate`'s report.md, `report.compare`'s compare.md); CI wants
 them on the job's page. The engine knows no kind, so the rule is generic: every output whose path ends in
 `.md`, of every stage the plan finds cached (its current key has a record whose objects verify). A stage
-that is not built or stale gets a row saying so and no section: a summary never shows stale content. Each
+that is not built or stale gets a row saying so and no section: a summary never shows stale content. A
+stage that failed under its current key (pipeline/failures.py) gets a `failed` row with the error and the
+time, and the Markdown reports it wrote before failing (a failed gate's report.md says why). Each
 object is hashed again as it is read; one that is missing or does not match its digest is a warning and
 its stage counts as not built.
 
@@ -28,9 +30,10 @@ from pipeline.status import Status
 
 if TYPE_CHECKING:
     from pipeline.cache import Cache
+    from pipeline.failures import FailureRecord
     from pipeline.plan import Decision
     from pipeline.recipe import Recipe
-    from pipeline.records import OutputRecord
+    from pipeline.records import OutputRecord, StageRecord
 
 NOT_BUILT = "not built"  # no Status member: the plan says `run`, the summary says why there is nothing to show
 
@@ -83,6 +86,15 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
         if d.status == Status.PULLED:  # the remote serves it; its reports, if any, were fetched by the caller
             rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "on the remote"))
             continue
+        if d.failure is not None:  # it failed under this very key: say so, with the reports it wrote
+            rows.append(Row(d.stage, kind.kind, str(d.failure.status), "; ".join((*d.reasons, *_said(d.failure)))))
+            reports = [(o.path, _read(cache, o)) for o in d.failure.reports.values() if o.path.endswith(".md")]
+            for path, data in reports:
+                if data is not None:
+                    suffix = f": {path}" if len(reports) > 1 else ""
+                    heading = f"## {d.stage} ({kind.kind}): {d.failure.status}{suffix}"
+                    sections.append((heading, demote_headings(data.decode("utf-8", errors="replace"))))
+            continue
         record = d.record if d.status == Status.CACHED else cache.records.get(d.key) if d.key else None
         if record is None:  # never built, or built from other inputs, params or code
             built = d.previous or cache.records.latest(recipe.name, d.stage)
@@ -104,12 +116,17 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
             why = why or "; ".join(f"output {path} {what}" for _, path, what in damage)
             rows.append(Row(d.stage, kind.kind, NOT_BUILT, why))
             continue
-        rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE))
+        rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "; ".join(_said(record))))
         texts = [(record.outputs[n].path, data.decode("utf-8", errors="replace")) for n, data in found.items() if data]
         for path, text in texts:
             suffix = f": {path}" if len(texts) > 1 else ""
             sections.append((f"## {d.stage} ({kind.kind}){suffix}", demote_headings(text)))
     return Summary(recipe.name, tuple(rows), tuple(sections), tuple(warnings))
+
+
+def _said(record: StageRecord | FailureRecord) -> list[str]:
+    """The stage's warnings, as they read in a row: `warning: calibrated on 4 samples ...`."""
+    return [f"warning: {w}" for w in record.warnings]
 
 
 def _read(cache: Cache, out: OutputRecord) -> bytes | None:

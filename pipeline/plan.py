@@ -7,6 +7,7 @@ parents have published.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from pipeline.cache import Cache
 from pipeline.discovered import changes
 from pipeline.errors import KindBug, RecipeError
+from pipeline.failures import FailureRecord
 from pipeline.keys import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.pyrefs import NameNotDefined
 from pipeline.recipe import Recipe
@@ -25,6 +27,7 @@ from pipeline.status import Status
 if TYPE_CHECKING:
     from pipeline.remote import Remote, RemoteRecord
 
+NEVER_BUILT = "never built"
 # The plan's decisions (names kept for importers; the words are `plan --json`'s).
 CACHED, PULLED, RUN, WAITS, UNAVAILABLE = Status.CACHED, Status.PULLED, Status.RUN, Status.WAITS, Status.UNAVAILABLE
 
@@ -39,6 +42,7 @@ class Decision:
     record: StageRecord | None = field(default=None, repr=False)  # CACHED or PULLED: what it serves
     previous: StageRecord | None = field(default=None, repr=False)
     remote: RemoteRecord | None = field(default=None, repr=False)  # PULLED: what the remote holds
+    failure: FailureRecord | None = field(default=None, repr=False)  # RUN: how this key failed last time
 
 
 class Planner:
@@ -125,7 +129,17 @@ class Planner:
         return self._stages[name].unmet_for(params)
 
     def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
-        """Decide one stage, given the records of its already-built parents."""
+        """Decide one stage, given the records of its already-built parents; a stage that will run says
+        how its key failed before, if it did (pipeline/failures.py: failures are never served)."""
+        decision = self._decide(name, known)
+        if decision.status == RUN and decision.key is not None:
+            failure = self.cache.failures.get(decision.key)
+            if failure is not None:
+                since = tuple(r for r in decision.reasons if r != NEVER_BUILT)
+                return dataclasses.replace(decision, reasons=(failure.describe(), *since), failure=failure)
+        return decision
+
+    def _decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         node = self.recipe.stages[name]
         targeted = self._stages[name].hardware_target(node.params) is not None
         if not targeted:  # its key would name this machine: no cache has it where it cannot run
@@ -147,10 +161,10 @@ class Planner:
                 inputs[input_name] = dataset_digest(datasets[input_name])
             else:
                 inputs[input_name] = self.cache.memo.path_digest(self.keys.recipe_dir / ref.target)
-        if waiting:
-            return Decision(name, WAITS, (f"waits on {', '.join(sorted(set(waiting)))}; may be cut off",))
         if name not in self._fingerprints:
             self.prepare([name])
+        if waiting:
+            return self._waiting(name, inputs, datasets, sorted(set(waiting)))
         result = compute_key(
             node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys, datasets
         )
@@ -190,11 +204,33 @@ class Planner:
         if bad:
             return Decision(name, RUN, tuple(bad), result.key, result.components, None, previous)
         if previous is None:
-            reasons: tuple[str, ...] = ("never built",)
+            reasons: tuple[str, ...] = (NEVER_BUILT,)
         else:
             labels = {k: self._label(v) for k, v in node.inputs.items()}
             reasons = tuple(explain(previous.components, result.components, labels))
         return Decision(name, RUN, reasons, result.key, result.components, None, previous)
+
+    def _waiting(self, name: str, inputs: dict[str, str], datasets: dict[str, Any], parents: list[str]) -> Decision:
+        """A stage whose parents must run first: its key waits on their outputs (early cutoff), unless what
+        it holds of its own (params, code, data, files, toolchain) changed since its last build, which
+        makes the rerun certain whatever the parents produce."""
+        node = self.recipe.stages[name]
+        previous = self.cache.records.latest(self.recipe.name, name) or self.cache.records.latest(
+            self.recipe.base_name, name
+        )
+        reasons: list[str] = []
+        if previous is not None:
+            before = previous.components.get("inputs", {})
+            unknown = {k for k, ref in node.inputs.items() if ref.kind == "stage"}
+            assumed = {**inputs, **{k: before.get(k, "(new input)") for k in unknown}}
+            result = compute_key(
+                node, self.recipe, assumed, self._fingerprints[name], self._stages[name], self.keys, datasets
+            )
+            labels = {k: self._label(v) for k, v in node.inputs.items()}
+            reasons = [r for r in explain(previous.components, result.components, labels) if r != "key changed"]
+        if reasons:
+            return Decision(name, RUN, (*reasons, f"after {', '.join(parents)}"), previous=previous)
+        return Decision(name, WAITS, (f"waits on {', '.join(parents)}; may be cut off",))
 
     def _reads_changed(self, record: StageRecord) -> list[str]:
         """Why the files `record`'s code opened by path no longer hold here (pipeline/discovered.py)."""

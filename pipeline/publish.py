@@ -60,6 +60,7 @@ class Publisher:
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             provenance=provenance(self.run_id, decision.components),
             discovered=without_keyed(outcome.discovered, decision.components),
+            warnings=outcome.warnings,
         )
         if self.cluster is not None:
             return self._from_cluster(record, self.cluster)

@@ -41,6 +41,7 @@ class StageRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     # Files its code opened by path, `{label: digest}`, checked before it is served (pipeline/discovered.py).
     discovered: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what the stage warned about while it ran (StageContext.warn)
 
     @property
     def pulled_unverified(self) -> bool:
@@ -59,6 +60,7 @@ class StageRecord:
             "created": self.created,
             "provenance": self.provenance,
             **({"discovered": self.discovered} if self.discovered else {}),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class StageRecord:
             created=data.get("created", ""),
             provenance=data.get("provenance", {}),
             discovered={str(k): str(v) for k, v in (data.get("discovered") or {}).items()},
+            warnings=tuple(str(w) for w in data.get("warnings") or ()),
         )
 
 

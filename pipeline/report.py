@@ -40,6 +40,12 @@ class RunRecordReporter:
         self.run: dict[str, Any] = {}
 
     def handle(self, event: Event) -> None:
+        self._handle(event)
+        said = getattr(event, "warnings", ())
+        if said:
+            self.rows[event.stage]["warnings"] = list(said)  # type: ignore[union-attr]
+
+    def _handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.run = {
                 "run_id": event.run_id,
@@ -185,6 +191,7 @@ class ConsoleReporter:
                     brief=f"unchanged, built {when[5:16]}" if event.built else "",
                     outputs=tuple(event.outputs.values()),
                     summary=event.summary,
+                    warnings=event.warnings,
                 )
             )
         elif isinstance(event, StagePulled):
@@ -198,6 +205,7 @@ class ConsoleReporter:
                     f"from the remote{got}" if event.local else "on the remote; not downloaded",
                     outputs=tuple(event.outputs.values()),
                     summary=event.summary,
+                    warnings=event.warnings,
                 )
             )
         elif isinstance(event, StageStarted):
@@ -220,11 +228,19 @@ class ConsoleReporter:
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
                 self._add_row(
-                    Row(event.stage, Status.CACHED, "built by another run", outputs=tuple(event.outputs.values()))
+                    Row(
+                        event.stage,
+                        Status.CACHED,
+                        "built by another run",
+                        outputs=tuple(event.outputs.values()),
+                        warnings=event.warnings,
+                    )
                 )
                 return
             note = "; same output as before" if event.same_as_before else ""
             c.print(f"[green]done[/]    {event.stage} in {event.seconds:.1f}s{note}")
+            for w in event.warnings:
+                c.print(f"[yellow]warning[/] {event.stage}: {esc(w)}")
             self._add_row(
                 Row(
                     event.stage,
@@ -233,6 +249,7 @@ class ConsoleReporter:
                     event.seconds,
                     outputs=tuple(event.outputs.values()),
                     summary=event.summary,
+                    warnings=event.warnings,
                 )
             )
         elif isinstance(event, StageErrored):
@@ -244,6 +261,8 @@ class ConsoleReporter:
                 )
             else:
                 c.print(f"[red]FAILED[/]  stage {event.stage} failed: {esc(event.error)} (log: {esc(event.log)})")
+            for w in event.warnings:
+                c.print(f"[yellow]warning[/] {event.stage}: {esc(w)}")
             self._add_row(
                 Row(
                     event.stage,
@@ -252,6 +271,7 @@ class ConsoleReporter:
                     event.seconds,
                     brief=event.error.removeprefix("gate failed: "),
                     log=event.log,
+                    warnings=event.warnings,
                 )
             )
         elif isinstance(event, StageUnavailable):

@@ -106,9 +106,21 @@ class StageContext(Generic[P]):
     recipe_dir: Path
     model: ModelSpec | None = None
     progress: ProgressFn = field(default=_no_progress, repr=False)
+    warnings: list[str] = field(default_factory=list, repr=False)  # what `warn` said, in order
 
     def __post_init__(self) -> None:
         self.inputs = {k: v if isinstance(v, DatasetInput) else Path(v) for k, v in self.inputs.items()}
+
+    def warn(self, message: str) -> None:
+        """Tell the user something that may make this result unfit (calibrated on 4 samples, noisy timing).
+
+        Printed to the stage's log now, and kept with the result: the console shows it under the stage's
+        row at the end of the run (cached or not), and the `--json` record and `pipeline summary` carry it.
+        A message said twice is kept once."""
+        line = " ".join(message.split())
+        print(f"WARNING: {self.stage}: {line}", flush=True)
+        if line not in self.warnings:
+            self.warnings.append(line)
 
     def path(self, name: str) -> Path:
         """The artifact (file or directory) connected to input `name`."""

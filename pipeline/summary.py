@@ -46,6 +46,7 @@ class Row:
     outputs: tuple[str, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
     log: str = ""
+    warnings: tuple[str, ...] = ()  # one line each under the row: what the stage warned about
 
     @property
     def short(self) -> str:
@@ -107,6 +108,10 @@ def compact_lines(rows: list[Row], title: str, footer: list[str], width: int) ->
         figures = headline(r.summary)
         if figures:
             out.append((indent + _fit(figures, max(20, width - len(indent))), 0, 0, ""))
+        for w in r.warnings:
+            out.append(
+                (indent + _cut(f"warning: {w}", max(20, width - len(indent))), len(indent), len(indent) + 8, "yellow")
+            )
     out += [(line, 0, 0, "dim") for line in footer]
     return out
 
@@ -143,7 +148,8 @@ def wide_table(rows: list[Row], title: str) -> Any:
             detail = f"log: {r.log}"
         else:
             detail = "\n".join(relative(p) for p in r.outputs) + _all_figures(r.summary)
-        table.add_row(r.stage, status, esc(r.why), _seconds(r.seconds), esc(detail))
+        why = "\n".join([r.why, *(f"warning: {w}" for w in r.warnings)])
+        table.add_row(r.stage, status, esc(why), _seconds(r.seconds), esc(detail))
     return table
 
 

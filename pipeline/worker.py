@@ -13,6 +13,7 @@ native libraries' output) and warnings go to the stage's log file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from pipeline import discovered
 from pipeline.errors import GateFailed
 from pipeline.faults import fault
 from pipeline.records import OutputRecord
-from pipeline.stage import DatasetInput
+from pipeline.stage import DatasetInput, StageContext
 from pipeline.status import Status
 
 if TYPE_CHECKING:
@@ -72,10 +73,10 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
     import importlib
 
     from pipeline.schema import ModelSpec
-    from pipeline.stage import StageContext
 
     start = time.perf_counter()
     cwd = os.getcwd()
+    ctx: StageContext[Any] | None = None
     with _captured(Path(task.log), capture):
         try:
             if task.recipe_dir not in sys.path:
@@ -104,19 +105,45 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
                 seconds=time.perf_counter() - start,
                 outputs=outputs,
                 discovered=found,
+                warnings=tuple(ctx.warnings),
             )
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
-            return Outcome(Status.GATE_FAILED, {}, one_line(str(exc)), time.perf_counter() - start)
+            failed = _failed(Status.GATE_FAILED, one_line(str(exc)), start, ctx)
+            return dataclasses.replace(failed, outputs=_store_reports(task, open_store(task.store)))
         except MissingOutput as exc:
-            return Outcome(Status.FAILED, {}, str(exc), time.perf_counter() - start)
+            return _failed(Status.FAILED, str(exc), start, ctx)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
             _print_traceback(Path(task.log), capture)
-            return Outcome(Status.FAILED, {}, one_line(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
+            return _failed(Status.FAILED, one_line(f"{type(exc).__name__}: {exc}"), start, ctx)
         finally:
             os.chdir(cwd)
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def _store_reports(task: Task, store: Objects) -> dict[str, OutputRecord]:
+    """The declared files a stage wrote before a gate failed it (its reports), stored so that `plan`,
+    `status` and `pipeline summary` can show them; best effort, a failure is reported either way."""
+    stored = {}
+    try:
+        for name, (path, is_dir) in task.outputs.items():
+            p = task.outdir / path
+            if not is_dir and p.is_file():
+                digest = store.put(p, False)
+                stored[name] = OutputRecord(digest, False, store.size(digest, False), path)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                store.fetch(digest, False, p)  # kept for inspection beside the log, as before
+        store.flush()
+    except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+        print(f"[pipeline] reports of the failed stage not stored: {type(exc).__name__}: {exc}", flush=True)
+    return stored
+
+
+def _failed(status: Status, error: str, start: float, ctx: StageContext[Any] | None) -> Outcome:
+    """A failure, with the warnings said before it (often its cause: calibrated on 4 samples)."""
+    said = tuple(ctx.warnings) if ctx is not None else ()
+    return Outcome(status, {}, error, time.perf_counter() - start, warnings=said)
 
 
 def _declared_paths(task: Task) -> tuple[Path, ...]:

@@ -81,7 +81,7 @@ class CompareReports(Stage[CompareParams]):
         (ctx.outdir / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         (ctx.outdir / "compare.md").write_text(markdown(result))
         for flag in flags:
-            print(f"WARNING: {flag}", flush=True)
+            ctx.warn(flag)
         summary: dict[str, Any] = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}
         labelled = result["candidate"]["labels_output"]
         if labelled:

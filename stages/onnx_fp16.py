@@ -113,10 +113,9 @@ class OnnxFp16(Stage[OnnxFp16Params]):
             feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
             check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
         if clamped["too_large"]:
-            print(
-                f"WARNING: {ctx.stage}: {clamped['too_large']} constant values clamped to +-{p.max_finite_val:g} "
-                f"(in {', '.join(clamped['tensors'][:5])}): check the accuracy",
-                flush=True,
+            ctx.warn(
+                f"{clamped['too_large']} constant values clamped to +-{p.max_finite_val:g} "
+                f"(in {', '.join(clamped['tensors'][:5])}): check the accuracy"
             )
         if clamped["too_small"]:
             print(

@@ -144,7 +144,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
             raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
         synthetic = _data.warn_if_synthetic(calib)
         if synthetic:
-            print(f"WARNING: {ctx.stage}: {synthetic}", flush=True)
+            ctx.warn(synthetic)
 
         nncf = _import_nncf()
         import openvino as ov
@@ -194,8 +194,8 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
             quantized = nncf.quantize(model, dataset, **options)
         seconds = time.perf_counter() - started
         warnings = calibration_warnings(calib, stats, p.subset_size, synthetic)
-        for line in warnings[1 if synthetic else 0 :]:
-            print(f"WARNING: {ctx.stage}: {line}", flush=True)
+        for line in warnings:  # the synthetic one again is kept once
+            ctx.warn(line)
         figures: dict[str, Any] = {}
         accuracy: dict[str, Any] | None = None
         if metric is not None and val_feed is not None:

@@ -125,7 +125,7 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         synthetic = _data.warn_if_synthetic(calib)
         if synthetic:
-            print(f"WARNING: {ctx.stage}: {synthetic}", flush=True)
+            ctx.warn(synthetic)
         original = onnx.load(str(source), load_external_data=False)
         names = [i.name for i in original.graph.input if i.name not in {t.name for t in original.graph.initializer}]
         wanted = p.samples if calib.count is None else min(p.samples, calib.count)  # 0 was caught above
@@ -166,8 +166,8 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
             quantized = onnx.load(str(Path(tmp) / "q.onnx"), load_external_data=True)
         seconds = time.perf_counter() - started
         warnings = calibration_warnings(calib, stats, p.samples, synthetic)
-        for line in warnings[1 if synthetic else 0 :]:
-            print(f"WARNING: {ctx.stage}: {line}", flush=True)
+        for line in warnings:  # the synthetic one again is kept once
+            ctx.warn(line)
         fused_adds = _qdq_graph.drop_residual_qdq(quantized) if p.residual_add else 0
         _qdq_graph.prune_opset_imports(quantized)
         onnx.checker.check_model(quantized)

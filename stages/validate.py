@@ -278,8 +278,8 @@ class Validate(Stage[ValidateParams]):
         report = VR.jsonable(report)
         (ctx.outdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         (ctx.outdir / "report.md").write_text(VR.markdown(report, results))
-        for w in warnings:
-            log.warning("validate: %s", w)
+        for w in warnings:  # before a failed gate raises: a warning is often why it failed
+            ctx.warn(w)
         for g in results:
             (log.info if g.passed else log.error)("%s", g)
 

@@ -212,3 +212,28 @@ class Report(Stage[ReportParams]):
             "## Input\n\n```text\n# not a heading\n" + text.rstrip("\n") + "\n```\n\nDone.\n"
         )
         return {}
+
+
+class CheckParams(Params):
+    warn: list[str] = Field(default_factory=list, description="warnings to raise (StageContext.warn)")
+    fail: bool = Field(False, description="fail the gate after writing the reports")
+    factor: int = Field(1, description="a parameter that changes the result")
+
+
+class Check(Stage[CheckParams]):
+    """A validate-like stage: writes report.md and report.json, warns, and may fail its gate."""
+
+    kind = "toy.check"
+    inputs = {"model": InputSpec(), "data": InputSpec(kind="data", optional=True)}
+    outputs = {"report": OutputSpec("report.json"), "markdown": OutputSpec("report.md")}
+
+    def run(self, ctx: StageContext[CheckParams]) -> dict:
+        _log_run(ctx)
+        for w in ctx.params.warn:
+            ctx.warn(w)
+        verdict = "FAIL" if ctx.params.fail else "PASS"
+        (ctx.outdir / "report.json").write_text(f'{{"verdict": "{verdict}"}}\n')
+        (ctx.outdir / "report.md").write_text(f"# Check\n\nverdict: {verdict} x{ctx.params.factor}\n")
+        if ctx.params.fail:
+            raise GateFailed(["out: cosine 0.5 < 0.99"])
+        return {"factor": ctx.params.factor}
