@@ -39,6 +39,7 @@ class ProbeParams(Params):
     expect: int = Field(1, description="stages to meet there")
     hold: str | None = Field(None, description="folder where the first attempt parks")
     steps: int = Field(0, description="steps of progress to report, one a second")
+    read: str | None = Field(None, description="a file beside the recipe to read by path (a discovered input)")
 
 
 class Probe(Stage[ProbeParams]):
@@ -76,5 +77,7 @@ class Probe(Stage[ProbeParams]):
             time.sleep(1.0)
             ctx.progress(step, p.steps, f"probing, step {step} of {p.steps}")
         where = {"node": node_id, "label": label, "pid": os.getpid(), "cwd": os.getcwd(), "tag": p.tag}
+        if p.read is not None:
+            where["read"] = (ctx.recipe_dir / p.read).read_text()
         (ctx.outdir / "where.json").write_text(json.dumps(where))
         return {}

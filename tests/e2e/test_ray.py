@@ -80,9 +80,13 @@ def test_a_targeted_stage_lands_on_its_labels_node_and_a_missing_target_is_unava
 
 
 def test_a_cached_rerun_contacts_no_cluster(ray_cluster: RayCluster, bucket: Bucket, tmp_path: Path) -> None:
-    path = recipe(tmp_path / "r", {"a": {"uses": "ray.probe", "with": {"tag": "a"}}})
+    path = recipe(tmp_path / "r", {"a": {"uses": "ray.probe", "with": {"tag": "a", "read": "table.txt"}}})
+    (path.parent / "table.txt").write_text("t1\n")
     first, _ = run(path, ray_cluster, bucket)
     assert first.returncode == 0, first.stderr[-2000:]
+    # The node read table.txt from its copy of the recipe's folder: the record names it as the recipe does.
+    lock = yaml.safe_load((path.parent / "probe.lock").read_text())["stages"]
+    assert list(lock["a"]["discovered"]) == ["file:table.txt"]
     dead = subprocess.run(
         [*cli(path, ray_cluster, bucket), "--ray-address", "127.0.0.1:9"],
         cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=120,
@@ -99,6 +103,12 @@ def test_a_cached_rerun_contacts_no_cluster(ray_cluster: RayCluster, bucket: Buc
         cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert forced.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:9" in forced.stderr
+    (path.parent / "table.txt").write_text("t2\n")  # the file the node read changed: no cache serves it now
+    changed = subprocess.run(
+        [*cli(path, ray_cluster, bucket), "--ray-address", "127.0.0.1:9"],
+        cwd=path.parent, env=env(path, bucket, "fresh"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert changed.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:9" in changed.stderr
 
 
 def test_two_branches_run_on_two_nodes_at_once(ray_cluster: RayCluster, bucket: Bucket, tmp_path: Path) -> None:

@@ -61,3 +61,14 @@ def test_asking_for_the_wrong_sort_of_input_names_stage_input_and_what_it_is(tmp
         ctx.dataset("model")
     with pytest.raises(LookupError, match=r"^stage scale: no input 'weights' connected \(inputs: data, model\)$"):
         ctx.path("weights")
+
+
+def test_warn_keeps_each_warning_once_as_one_line_and_prints_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = context(tmp_path)
+    ctx.warn("calibrated on 4 samples:\n  scales are unreliable")
+    ctx.warn("calibrated on 4 samples: scales are unreliable")
+    ctx.warn("timing is noisy")
+    assert ctx.warnings == ["calibrated on 4 samples: scales are unreliable", "timing is noisy"]
+    assert "WARNING: quant: calibrated on 4 samples: scales are unreliable\n" in capsys.readouterr().out
