@@ -118,9 +118,9 @@ class StageContext(Generic[P]):
         row at the end of the run (cached or not), and the `--json` record and `pipeline summary` carry it.
         A message said twice is kept once."""
         line = " ".join(message.split())
-        print(f"WARNING: {self.stage}: {line}", flush=True)
         if line not in self.warnings:
             self.warnings.append(line)
+            print(f"WARNING: {self.stage}: {line}", flush=True)
 
     def path(self, name: str) -> Path:
         """The artifact (file or directory) connected to input `name`."""

@@ -71,4 +71,6 @@ def test_warn_keeps_each_warning_once_as_one_line_and_prints_it(
     ctx.warn("calibrated on 4 samples: scales are unreliable")
     ctx.warn("timing is noisy")
     assert ctx.warnings == ["calibrated on 4 samples: scales are unreliable", "timing is noisy"]
-    assert "WARNING: quant: calibrated on 4 samples: scales are unreliable\n" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        "WARNING: scale: calibrated on 4 samples: scales are unreliable\nWARNING: scale: timing is noisy\n"
+    )
