@@ -96,6 +96,19 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
     deliverable = True
     model_fields = ("tensors", "dims")
 
+    def unmet(self, params: BuildOpenvinoParams | None = None) -> str | None:
+        """bf16 on a CPU without AVX512_BF16 or AMX cannot be built as asked: unavailable here (skipped with
+        `--skip-unavailable`), not a failure after the build; the compile check stays the last word."""
+        missing = super().unmet(params)
+        if missing or params is None or params.inference_precision != "bf16" or params.device != "CPU":
+            return missing
+        from stages._cpu import cpu_identity
+
+        flags = cpu_identity()["cpu_flags"].split()
+        if "avx512_bf16" in flags or "amx_bf16" in flags:
+            return None
+        return "inference_precision bf16 needs a CPU with AVX512_BF16 or AMX (this one has none); choose f32"
+
     def run(self, ctx: StageContext[BuildOpenvinoParams]) -> dict[str, Any]:
         import openvino as ov
 
@@ -142,7 +155,8 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
             if effective != p.inference_precision:
                 raise ValueError(
                     f"{p.device} compiled the engine with inference precision {effective}, not the "
-                    f"requested {p.inference_precision} (this device lacks it); choose f32 or {effective}"
+                    f"requested {p.inference_precision} (this device lacks it); choose "
+                    + " or ".join(sorted({"f32", effective}))
                 )
             summary["compile_s"] = round(time.perf_counter() - started, 3)
             check = _run_points(compiled, saved, ctx.model, p.shapes, p.check_seed)

@@ -106,7 +106,35 @@ def test_the_reproduce_command_rebuilds_the_ir(tmp_path: Path, onnx_model: Path)
     np.testing.assert_array_equal(rebuilt({"input": x(3)})[0], built({"input": x(3)})[0])
 
 
+def _cpu_runs_bf16() -> bool:
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_bf16_is_unavailable_exactly_where_openvino_cannot_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = BuildOpenvino.Params(inference_precision="bf16")
+    unmet = BuildOpenvino().unmet(params)
+    assert (unmet is None) == _cpu_runs_bf16()  # the CPU flags read here agree with OpenVINO's own probe
+    assert BuildOpenvino().unmet(BuildOpenvino.Params(inference_precision="f32")) is None
+    from stages import _cpu
+
+    monkeypatch.setattr(_cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx2 avx512f", "cpus": "2"})
+    assert BuildOpenvino().unmet(params) == (
+        "inference_precision bf16 needs a CPU with AVX512_BF16 or AMX (this one has none); choose f32"
+    )
+    monkeypatch.setattr(_cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx512f amx_bf16", "cpus": "2"})
+    assert BuildOpenvino().unmet(params) is None
+
+
+def test_bf16_on_a_cpu_without_it_fails_rather_than_run_f32(tmp_path: Path, onnx_model: Path) -> None:
+    if _cpu_runs_bf16():
+        pytest.skip("this CPU runs bf16")
+    with pytest.raises(ValueError, match=r"not the requested bf16 \(this device lacks it\); choose f32$"):
+        build(tmp_path / "bf16", onnx_model, inference_precision="bf16")
+
+
 def test_bf16_precision_is_applied_and_moves_the_numbers(tmp_path: Path, onnx_model: Path) -> None:
+    if not _cpu_runs_bf16():
+        pytest.skip("this CPU has no bf16 (AVX512_BF16 or AMX): OpenVINO runs f32 and the stage refuses")
     _, info = build(tmp_path / "bf16", onnx_model, inference_precision="bf16")
     assert (info.precision, info.inference_precision) == ("bf16", "bf16")
     got = engine(tmp_path / "bf16")({"input": x(4)})["out"]
