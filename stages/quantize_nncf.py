@@ -77,6 +77,11 @@ class QuantizeNncfParams(Params):
     )
     ignored_scope: IgnoredScope = Field(default_factory=lambda: IgnoredScope(), description="nodes left in float")
     target_device: Literal["ANY", "CPU", "GPU", "NPU"] = Field("CPU", description="device whose INT8 rules apply")
+    overflow_fix: Literal["first_layer_only", "enable", "disable"] = Field(
+        "first_layer_only",
+        description="NNCF's fix for int8 overflow on CPUs without VNNI (AVX2's u8 x s8 multiply-add saturates): "
+        "`enable` stores every layer's weights in 7 bits, which keeps such CPUs accurate at a small cost elsewhere",
+    )
     batch_size: int = Field(
         1, ge=1, description="samples per calibration inference (>1 turns on NNCF's batch-wise statistics)"
     )
@@ -179,6 +184,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
             model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
             ignored_scope=_ignored_scope(nncf, p.ignored_scope),
         )
+        advanced = _advanced(p.overflow_fix)
         started = time.perf_counter()
         if p.max_drop is not None and val_feed is not None and metric is not None:
             quantized = nncf.quantize_with_accuracy_control(
@@ -188,10 +194,11 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
                 metric,
                 max_drop=p.max_drop,
                 drop_type=nncf.DropType(p.drop_type),
+                advanced_quantization_parameters=advanced,
                 **options,
             )
         else:
-            quantized = nncf.quantize(model, dataset, **options)
+            quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **options)
         seconds = time.perf_counter() - started
         warnings = calibration_warnings(calib, stats, p.subset_size, synthetic)
         for line in warnings:  # the synthetic one again is kept once
@@ -270,6 +277,12 @@ def _model_type(choice: str, model: "ov.Model") -> tuple[str, str]:
     if found:
         return "transformer", f"auto: attention found at {len(found)} Softmax node{'s' if len(found) > 1 else ''}"
     return "none", "auto: no attention found"
+
+
+def _advanced(overflow_fix: str) -> Any:
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    return AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
 
 
 def _smooth_quant(model_type: str) -> dict[str, float] | None:

@@ -40,6 +40,21 @@ def run_stage(
     return summary
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX). Without them
+    OpenVINO's int8 kernels (AVX2's u8 x s8 multiply-add) saturate, and an INT8 engine that is accurate on
+    a VNNI machine loses accuracy here: its gates fail it, as they should."""
+    from stages._cpu import cpu_identity
+
+    flags = cpu_identity()["cpu_flags"].split()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+needs_vnni = pytest.mark.skipif(
+    not cpu_has_vnni(), reason="INT8 accuracy figures assume a CPU with VNNI (AVX512_VNNI, AVX_VNNI or AMX)"
+)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

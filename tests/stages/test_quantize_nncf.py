@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_stage
+from conftest import needs_vnni, run_stage
 from onnx import TensorProto, helper, numpy_helper
 from onnxgraphs import CONV_SPEC, conv_bn, save
 
@@ -149,6 +149,7 @@ def test_labelled_val_reports_accuracy(tmp_path: Path, digits: Path) -> None:
     assert summary["accuracy_float"] > 0.85 and abs(summary["drop"]) < 0.05
 
 
+@needs_vnni
 def test_accuracy_control_reverts_layers_to_keep_the_drop(tmp_path: Path, digits: Path) -> None:
     """Calibrating on uniform [0, 0.5) while the pixels span [0, 1] clips activations: accuracy drops;
     accuracy control puts the worst layer back in float until the drop fits max_drop."""
@@ -281,6 +282,7 @@ def attn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@needs_vnni
 def test_attention_graph_calibrates_on_mixed_lengths_in_transformer_mode(
     tmp_path: Path, attn: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -432,3 +434,21 @@ def test_empty_calibration_or_val_data_is_one_line_naming_the_dataset(
             val=data("val", {"kind": "python", "python": "d.py:none"}, tmp_path),
             max_drop=0.01,
         )
+
+
+def test_overflow_fix_reaches_nncf_and_changes_the_weights(tmp_path: Path, conv_onnx: Path) -> None:
+    """`enable` quantizes every layer's weights to 7 bits (NNCF's overflow fix, for CPUs without VNNI)."""
+    calib = data("calib", {"kind": "synthetic", "count": 8, "seed": 1})
+
+    def widest_weight(params: dict) -> int:
+        out = tmp_path / params["overflow_fix"]
+        quantize(out, conv_onnx, calib, CONV_SPEC, **params)
+        model = ov.Core().read_model(str(out / "model" / "model.xml"))
+        int8 = [
+            op for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8
+        ]
+        assert int8, "the conv's weights are stored as int8"
+        return max(int(np.abs(op.get_data().astype(np.int32)).max()) for op in int8)
+
+    assert widest_weight({"overflow_fix": "disable"}) > 64
+    assert widest_weight({"overflow_fix": "enable"}) <= 64  # 7 bits: no u8 x s8 product saturates
