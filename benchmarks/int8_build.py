@@ -1,13 +1,15 @@
 """Cold build of recipes/resnet50_int8.yaml, stage by stage, then the fully cached rerun.
 
-    .venv/bin/python benchmarks/int8_build.py [--repeat 5] [--base REV]
+    .venv/bin/python benchmarks/int8_build.py [--repeat 5] [--base REV] [--set KEY=VALUE ...]
 
 The cold build uses a fresh cache directory (TensorRT stages are skipped on a machine without a
 GPU); the cached rerun is the whole `pipeline run` process, median of `--repeat`, beside
 `python -c pass`. With `--base REV`, the same recipe is also built and rerun by the code at git
 revision REV (checked out in a temporary worktree, byte-compiled like `make install` does), and
 both cached reruns are measured interleaved in one run: the ratio says what this checkout's
-changes cost a cached run.
+changes cost a cached run. `--set` overrides go to every build and rerun, both trees alike (on a CPU
+without bf16: `--set stages.openvino_int8.with.inference_precision=f32`, which a base that predates
+bf16 being unavailable there needs to build at all).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from _timing import Variant, measure, table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str) -> None:
+def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str, sets: list[str]) -> None:
     proc = subprocess.run(
-        [*cmd, "run", recipe, "--skip-unavailable", "--json", "-q"],
+        [*cmd, "run", recipe, "--skip-unavailable", "--json", "-q", *sets],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -58,7 +60,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--base", help="also measure the code at this git revision, side by side")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override, for both")
     args = ap.parse_args()
+    sets = [arg for kv in args.set for arg in ("--set", kv)]
     python = str(ROOT / ".venv" / "bin" / "python")
     # `python -m pipeline.cli` with the checkout first on PYTHONPATH runs that checkout's code (kinds
     # are found by module name), so both trees start the same way.
@@ -68,12 +72,9 @@ def main() -> None:
         for label, tree in trees:
             env = {"PIPELINE_CACHE": tempfile.mkdtemp(prefix="int8-bench-"), "PYTHONPATH": str(tree)}
             recipe = str(tree / "recipes" / "resnet50_int8.yaml")
-            cold_build([python, "-m", "pipeline.cli"], recipe, env, label)
-            variants.append(
-                Variant(
-                    f"cached run ({label})", [python, "-m", "pipeline.cli", "run", recipe, "--skip-unavailable"], env
-                )
-            )
+            cold_build([python, "-m", "pipeline.cli"], recipe, env, label, sets)
+            rerun = [python, "-m", "pipeline.cli", "run", recipe, "--skip-unavailable", *sets]
+            variants.append(Variant(f"cached run ({label})", rerun, env))
         measure(variants, repeat=args.repeat)
         print(table(variants, baseline=variants[0]))
         print(f"\nfully cached rerun: {variants[1].median:.3f} s (target <= 0.5 s)")

@@ -278,10 +278,13 @@ def code_closure(
         python_source: Path | None = file
         closure = finder.of_file(file, _relative_name(file, base))
     else:
-        find_module(module, finder.search, finder.look)  # ModuleNotFoundError naming the missing part
+        # ModuleNotFoundError naming the missing part; the source is read even in an installed
+        # distribution, whose closure is only its version: a typo there must not wait for torch to load
+        _, found = find_module(module, finder.search, finder.look)
         closure, python_source = closure_of_module(finder, module)
+        python_source = python_source or found
     if attr:
-        check_name(python_source, attr, module, lambda p: memo.derived(p, "names", defined_names))
+        check_name(python_source, attr, module, lambda p: memo.derived(p, "module_names", defined_names))
     out = closure.as_dict()
     if source is not None:
         root = (base / source).resolve()

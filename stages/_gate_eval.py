@@ -18,7 +18,8 @@ reason, and warned about. Only the accuracy gates stay quietly off without label
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 from stages import _gates as G
 from stages._gate_result import GateResult, check_gate, passes
@@ -32,8 +33,13 @@ def evaluate(
     points: dict[str, Any],
     warnings: list[str],
     uninformative: dict[str, set[str]],
+    declared: Mapping[str, str] | None = None,
+    labels_output: str | None = None,
 ) -> list[GateResult]:
-    """Every gate's verdict; `outputs[o]` holds role, figures, counts, worst; `entry['gates']` is filled in."""
+    """Every gate's verdict; `outputs[o]` holds role, figures, counts, worst; `entry['gates']` is filled in.
+    `declared` (model.roles) and `labels_output` (as the recipe sets it) only shape the advice given when
+    a gate fits no output's role."""
+    hint = RoleHint(dict(declared or {}), labels_output)
     user_set = gates is not None
     results: list[GateResult] = []
     not_applicable: dict[str, list[str]] = {}
@@ -93,7 +99,7 @@ def evaluate(
     for metric, outs in not_applicable.items():
         if metric in evaluated:
             warnings.append(
-                f"gate {metric} does not apply to {', '.join(outs)}: " + _why_skipped(metric, outputs, outs)
+                f"gate {metric} does not apply to {', '.join(outs)}: " + _why_skipped(metric, outputs, outs, hint)
             )
         else:
             assert gates is not None  # not_applicable is filled only when the recipe sets gates
@@ -103,7 +109,7 @@ def evaluate(
                     ", ".join(outs),
                     None,
                     gates[metric],
-                    "no output could be evaluated: " + _why_skipped(metric, outputs, outs),
+                    "no output could be evaluated: " + _why_skipped(metric, outputs, outs, hint),
                 )
             )
     return results
@@ -153,11 +159,31 @@ def why_na(metric: str) -> str:
     return "the figure could not be computed"
 
 
-def _why_skipped(metric: str, outputs: dict[str, dict[str, Any]], outs: list[str]) -> str:
+@dataclass(frozen=True)
+class RoleHint:
+    """What the recipe already says about roles, so the advice for a gate that fits no role is true."""
+
+    declared: dict[str, str]  # model.roles
+    labels_output: str | None  # validate's labels_output param, None when left to the default
+
+    def advice(self, metric: str, outs: list[str]) -> str:
+        """` (set model.roles or labels_output)`, less what is set already; empty when every role was declared.
+
+        labels_output is offered only for a classification gate (it makes its output classification) and
+        only when unset: once set, naming another output would take labels away from the one it names."""
+        if all(o in self.declared for o in outs):
+            return ""
+        knobs = ["model.roles"]
+        if self.labels_output is None and "classification" in G.GATES[metric].roles:
+            knobs.append("labels_output")
+        return f" (set {' or '.join(knobs)})"
+
+
+def _why_skipped(metric: str, outputs: dict[str, dict[str, Any]], outs: list[str], hint: RoleHint) -> str:
     roles = {outputs[o]["role"] for o in outs}
     if not any(G.applies(metric, r) for r in roles):
         return (
-            f"it applies to {', '.join(G.GATES[metric].roles)} outputs, not {', '.join(sorted(roles))} "
-            "(set model.roles or labels_output)"
+            f"it applies to {', '.join(G.GATES[metric].roles)} outputs, not {', '.join(sorted(roles))}"
+            + hint.advice(metric, outs)
         )
     return why_na(metric)

@@ -1,8 +1,9 @@
 """A gate's verdict and how it prints: `FAILED | logits | cosine 0.981 < 0.990 (would pass at 0.981)`.
 
 Display rounding never contradicts the verdict: an observation is rounded down
-for min gates and up for max gates, and more digits are shown while a differing
-observation would print equal to its threshold.
+for min gates and up for max gates, and more digits are shown (up to
+MAX_DIGITS, then the exact shortest forms) while the printed pair would look
+equal or compare the other way round (`distinct`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from stages._gates import GATES
+
+MAX_DIGITS = 10  # past this many digits a pair that still looks equal prints in full (repr)
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,8 @@ def display_digits(metric: str, threshold: float) -> int:
     d = Decimal(repr(float(threshold))).normalize()
     sign, digits, exponent = d.as_tuple()
     if GATES[metric].unit:
-        return min(max(3, -int(exponent)), 9)
-    return min(max(3, len(digits)), 9)
+        return min(max(3, -int(exponent)), MAX_DIGITS)
+    return min(max(3, len(digits)), MAX_DIGITS)
 
 
 def figure_digits(metric: str, value: float) -> int:
@@ -151,19 +154,58 @@ def format_value(metric: str, value: float, digits: int = 3) -> str:
 
 
 def pair_digits(metric: str, observed: float, threshold: float) -> int:
-    """`display_digits`, plus more while a differing observation would print equal to the threshold."""
+    """`display_digits`, plus more while the printed pair would not compare as the numbers do."""
     digits = display_digits(metric, threshold)
-    while digits < 9 and observed != threshold and math.isfinite(observed):
-        a, b = _format_pair(metric, observed, threshold, digits)
-        if a != b:
-            break
+    while digits < MAX_DIGITS and not _faithful(
+        observed, threshold, *_format_pair(metric, observed, threshold, digits)
+    ):
         digits += 1
     return digits
 
 
 def format_pair(metric: str, observed: float, threshold: float) -> tuple[str, str]:
     """Observed (rounded the safe way, so the printed pair never contradicts the verdict) and threshold."""
-    return _format_pair(metric, observed, threshold, pair_digits(metric, observed, threshold))
+    return distinct(observed, threshold, metric)
+
+
+def distinct(
+    observed: float, threshold: float, metric: str | None = None, decimals: int | None = None
+) -> tuple[str, str]:
+    """`observed` and `threshold` as two strings that compare as the numbers do: never equal-looking when
+    they differ (`0.9999 < 0.9999`), never reversed (`0.999999999 >= 1.000000000`), with the fewest
+    digits that achieve it, up to MAX_DIGITS (then the exact shortest forms).
+
+    With a gate `metric`: in its style (`format_value`) from `display_digits`, the observation rounded the
+    safe way. Else with `decimals`: fixed-point from that many decimals (`0.99 < 1.00`, `0.998 < 1.000`).
+    Else significant digits, from as many as the threshold is written with (at least 2), so short numbers
+    that already differ stay short (`0.73 < 1`, `1.049 < 1.05`)."""
+    if metric is not None:
+        pair = _format_pair(metric, observed, threshold, pair_digits(metric, observed, threshold))
+    else:
+        style = "f" if decimals is not None else "g"
+        pair = ("", "")
+        for digits in range(decimals if decimals is not None else max(2, _significant(threshold)), MAX_DIGITS + 1):
+            pair = (f"{observed:.{digits}{style}}", f"{threshold:.{digits}{style}}")
+            if _faithful(observed, threshold, *pair):
+                break
+    if _faithful(observed, threshold, *pair):
+        return pair
+    return repr(float(observed)), repr(float(threshold))
+
+
+def _faithful(observed: float, threshold: float, a: str, b: str) -> bool:
+    """Do the printed `a` and `b` compare as `observed` and `threshold` do (NaN and infinities as printed)?"""
+    if not (math.isfinite(observed) and math.isfinite(threshold)):
+        return True
+    x, y = float(a), float(b)
+    return (x > y) - (x < y) == (observed > threshold) - (observed < threshold)
+
+
+def _significant(value: float) -> int:
+    """Significant digits in the shortest form of `value` (0.9999 -> 4, 1.0 -> 1)."""
+    if not math.isfinite(value) or value == 0:
+        return 1
+    return len(Decimal(repr(float(value))).normalize().as_tuple().digits)
 
 
 def _format_pair(metric: str, observed: float, threshold: float, digits: int) -> tuple[str, str]:

@@ -1,5 +1,8 @@
 """validate's timing: latency at batch 1 and throughput at each requested batch, on real samples tiled.
 
+Each timing names the input shapes it fed (`input`: {name: shape}), since a
+figure per batch depends on the sample shape too (the largest shape group).
+
 Each timing holds the CPU slot the stage was given (validate is `exclusive`); a
 timing that cannot run, or that other processes disturbed, is a warning in the
 report, never a failure.
@@ -52,12 +55,13 @@ def time_engines(
     timing: dict[str, list[dict[str, Any]]] = {"candidate": [], "reference": []}
     for i, (who, runner, mode, b) in enumerate(jobs):
         ctx.progress(i, len(jobs), f"timing {who} {mode} b{b}")
+        batch = tile(inputs, b)
         try:
-            t = runner.benchmark(tile(inputs, b), mode, p.min_seconds, p.warmup)
+            t = runner.benchmark(batch, mode, p.min_seconds, p.warmup)
         except Exception as exc:  # noqa: BLE001 - a timing that cannot run is reported, not fatal
             warnings.append(f"timing of the {who} ({mode}, batch {b}) failed: {one_line(exc)}")
             continue
-        timing[who].append(t.as_dict())
+        timing[who].append({**t.as_dict(), "input": input_shapes(batch)})
         if t.cpu_other_fraction > OTHER_CPU_LIMIT:
             warnings.append(
                 f"timing of the {who} ({mode}, batch {b}) is noisy: other processes used "
@@ -65,6 +69,12 @@ def time_engines(
             )
     ctx.progress(len(jobs), len(jobs), "timing")
     return timing
+
+
+def input_shapes(batch: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """{input name: shape} of what a timing fed the engine: a figure per batch means little without it
+    (the largest shape group is tiled, so a sequence length or image size is this group's)."""
+    return {name: [int(d) for d in array.shape] for name, array in batch.items()}
 
 
 def environment(threads: int | None, candidate: Any, reference: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 report.md puts warnings first, then every gate (PASS/FAIL, observed, threshold, and the
 tightest threshold that would have passed), then each output's role and figures with the
 same would-pass column and 95% intervals, the worst samples, the figures per shape group,
-the reference's sensitivity, the shapes exercised, timings and the environment.
+the reference's sensitivity, the shapes exercised, timings (with the input shapes timed) and the environment.
 """
 
 from __future__ import annotations
@@ -219,14 +219,15 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
         "",
         "## Timing",
         "",
-        "| engine | mode | batch | requests | p50 ms | p90 ms | p99 ms | samples/s | other CPU (cores) | attempts |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | mode | batch | input | requests | p50 ms | p90 ms | p99 ms | samples/s | other CPU (cores) "
+        "| attempts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for who in ("candidate", "reference"):
         for t in report["timing"][who]:
             lines.append(
-                f"| {who} | {t['mode']} | {t['batch']} | {t['requests']} | {t['p50_ms']:.3f} | "
-                f"{t['p90_ms']:.3f} | {t['p99_ms']:.3f} | {t['throughput']:.1f} | "
+                f"| {who} | {t['mode']} | {t['batch']} | {_shapes(t.get('input'))} | {t['requests']} | "
+                f"{t['p50_ms']:.3f} | {t['p90_ms']:.3f} | {t['p99_ms']:.3f} | {t['throughput']:.1f} | "
                 f"{t['cpu_other_fraction']:.2f} | {t['attempts']} |"
             )
     env = report["environment"]
@@ -275,6 +276,13 @@ def _groups(outs: dict[str, Any]) -> list[str]:
                 f"| {name} | {key} | {g['count']} | " + " | ".join(_g(g["figures"].get(k)) for k in keys) + " |"
             )
     return lines if len(lines) > 5 else []
+
+
+def _shapes(shapes: dict[str, list[int]] | None) -> str:
+    """A timing's input shapes, `input: [8, 3, 224, 224]` per input (— in a report written before they were)."""
+    if not shapes:
+        return "—"
+    return ", ".join(f"{name}: [{', '.join(str(d) for d in shape)}]" for name, shape in shapes.items())
 
 
 def _runs(sizes: list[int]) -> str:

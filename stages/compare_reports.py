@@ -28,6 +28,7 @@ from pipeline.errors import GateFailed
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages import _engine_info
 from stages._engine_info import EngineInfo
+from stages._gate_result import distinct
 from stages._gates import TABLE
 
 # Every figure a gate reads, in the table's order (each once).
@@ -63,7 +64,7 @@ class CompareReports(Stage[CompareParams]):
         cand, base = (_load(paths[n], n) for n in ("candidate", "baseline"))
         speed = speedups(cand, base)
         flags = [
-            f"{cand['stage']} is not faster than {base['stage']} at batch {b}: {r:.2f}x"
+            f"{cand['stage']} is not faster than {base['stage']} at batch {b}: {' < '.join(_ratios(r, p.warn_below))}"
             for b, r in speed.items()
             if r < p.warn_below
         ]
@@ -94,13 +95,20 @@ class CompareReports(Stage[CompareParams]):
         summary["flags"] = len(flags)
         if p.min_speedup is not None:
             failed = [
-                f"throughput at batch {b}: {r:.2f}x < {p.min_speedup:.2f}x"
+                f"throughput at batch {b}: {' < '.join(_ratios(r, p.min_speedup))}"
                 for b, r in speed.items()
                 if r < p.min_speedup
             ]
             if failed or not speed:
                 raise GateFailed(failed or ["no common batch size was timed"])
         return summary
+
+
+def _ratios(ratio: float, bound: float) -> tuple[str, str]:
+    """A throughput ratio and the bound it missed, with the digits that keep them apart: `0.998x < 1.000x`,
+    never `1.00x < 1.00x`."""
+    a, b = distinct(ratio, bound, decimals=2)
+    return f"{a}x", f"{b}x"
 
 
 def _load(path: Path, name: str) -> dict[str, Any]:

@@ -240,7 +240,17 @@ class Validate(Stage[ValidateParams]):
         outputs, labels_output = _outputs(p, model, col, groups, warnings)
         points = N.check_points(p.shapes, col.ran, groups, model, reference, candidate, names)
         uninformative = {o: e.pop("_uninformative") for o, e in outputs.items()}
-        results = evaluate(p.gates, p.per_output, candidate.precision, outputs, points, warnings, uninformative)
+        results = evaluate(
+            p.gates,
+            p.per_output,
+            candidate.precision,
+            outputs,
+            points,
+            warnings,
+            uninformative,
+            declared=model.roles,
+            labels_output=p.labels_output,
+        )
         largest = max(groups, key=len)
         timing = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, warnings, ctx)
 

@@ -55,6 +55,9 @@ def test_an_int8_engine_that_is_not_faster_is_flagged_and_can_fail(tmp_path: Pat
     with pytest.raises(GateFailed, match=r"throughput at batch 1: 0.99x < 1.00x"):
         run_stage(CompareReports, tmp_path / "gate", {"min_speedup": 1.0}, inputs={"candidate": a, "baseline": b})
     assert (tmp_path / "gate" / "compare.md").exists()  # written before the gate fails
+    close = report(tmp_path / "close.json", "int8", {1: 99.8}, 5.0, 25.0, 0.97)  # 0.998x: not "1.00x < 1.00x"
+    with pytest.raises(GateFailed, match=r"throughput at batch 1: 0\.998x < 1\.000x"):
+        run_stage(CompareReports, tmp_path / "close", {"min_speedup": 1.0}, inputs={"candidate": close, "baseline": b})
 
 
 def test_not_a_validate_report_is_a_clear_error(tmp_path: Path) -> None:

@@ -101,3 +101,29 @@ def test_a_default_gate_that_fits_but_cannot_be_computed_is_not_evaluated_and_sa
     assert warnings == [said]
     # the accuracy-drop gate is on only with labels: off without a word, and not listed as applied
     assert outputs["logits"]["not_evaluated"] == {} and "accuracy_drop_max" not in outputs["logits"]["gates"]
+
+
+def test_a_gate_that_fits_no_role_advises_only_the_settings_that_would_help() -> None:
+    """'set model.roles or labels_output' only while both could change the role; never a setting already made."""
+
+    def skipped(gates: dict, declared: dict | None = None, labels_output: str | None = None) -> list[str]:
+        outputs = {
+            "logits": entry("classification", {"top1_agreement": 1.0}),
+            "boxes": entry("regression", {"top1_agreement": None, "iou": None}),
+        }
+        warnings: list[str] = []
+        evaluate(gates, {}, "int8", outputs, {}, warnings, {}, declared=declared, labels_output=labels_output)
+        return [w for w in warnings if "does not apply" in w]
+
+    top1 = {"top1_agreement_min": 0.9}
+    neither = "gate top1_agreement_min does not apply to boxes: it applies to classification outputs, not regression"
+    assert skipped(top1) == [neither + " (set model.roles or labels_output)"]
+    assert skipped(top1, labels_output="logits") == [neither + " (set model.roles)"]  # labels_output is set
+    assert skipped(top1, declared={"boxes": "regression"}, labels_output="logits") == [neither]  # both are set
+    assert skipped(top1, declared={"boxes": "regression"}) == [neither]  # boxes' role is declared, not guessed
+    # labels_output can only make an output classification: it is no advice for a dense gate
+    outputs = {"boxes": entry("regression", {"iou": None})}
+    results = evaluate({"iou_min": 0.5}, {}, "int8", outputs, {}, [], {})
+    assert [r.note for r in results if r.metric == "iou_min"] == [
+        "no output could be evaluated: it applies to dense outputs, not regression (set model.roles)"
+    ]

@@ -156,6 +156,33 @@ def test_gate_result_renders_and_says_what_would_pass() -> None:
     assert near_one.describe() == "cosine 0.999 >= 0.990"
 
 
+def test_distinct_prints_a_pair_that_compares_as_the_numbers_do() -> None:
+    assert GR.distinct(0.73, 1.0) == ("0.73", "1")  # short numbers that already differ stay short
+    assert GR.distinct(1.049, 1.05) == ("1.049", "1.05")  # not 1.05 < 1.05
+    assert GR.distinct(0.99989, 0.9999) == ("0.99989", "0.9999")  # not 0.9999 < 0.9999 nor 1 > 0.9999
+    assert GR.distinct(1.05, 1.05) == ("1.05", "1.05")
+    assert GR.distinct(0.99, 1.0, decimals=2) == ("0.99", "1.00")
+    assert GR.distinct(0.998, 1.0, decimals=2) == ("0.998", "1.000")
+    assert GR.distinct(1 - 1e-13, 1.0) == ("0.9999999999999", "1.0")  # past MAX_DIGITS: the exact forms
+    assert GR.distinct(float("nan"), 0.5) == ("nan", "0.5")
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        threshold = float(rng.choice([0.9999, 0.99, 0.5, 1.0, 1e-3, 0.0123, 2.5]))
+        observed = threshold + float(rng.choice([-1.0, 1.0]) * 10 ** rng.uniform(-16, -1)) * threshold
+        sign = (observed > threshold) - (observed < threshold)
+        for metric in (None, "cosine_min", "centered_cosine_min", "max_abs", "rel_error_max"):
+            a, b = GR.distinct(observed, threshold, metric)
+            assert ((float(a) > float(b)) - (float(a) < float(b))) == sign, (metric, observed, threshold, a, b)
+
+
+def test_a_gate_line_never_prints_its_pair_equal_or_reversed() -> None:
+    line = str(GR.check_gate("cosine_min", "logits", 0.99999999995, 0.9999999999))
+    assert line == "passed | logits | cosine 0.99999999995 >= 0.9999999999"  # was 0.999999999 >= 1.000000000
+    assert GR.check_gate("cosine_min", "logits", 0.99990000001, 0.9999).describe() == "cosine 0.99990000001 >= 0.9999"
+    failed = GR.check_gate("cosine_min", "logits", 0.99989999999, 0.9999)
+    assert failed.failure() == "logits: cosine 0.9998 < 0.9999"  # rounded down: never shown passing
+
+
 def test_max_gate_would_pass_rounds_up() -> None:
     g = GR.check_gate("max_abs", "out", 2.3456e-3, 1e-3)
     assert not g.passed and g.describe() == "max_abs 0.00235 > 0.001"

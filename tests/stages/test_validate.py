@@ -128,6 +128,24 @@ def test_a_candidate_without_engine_json_is_described_by_its_runner(tmp_path: Pa
     assert "engine (engine.json)" not in (tmp_path / "plain" / "report.md").read_text()
 
 
+def test_each_timing_names_the_input_shape_it_timed(tmp_path: Path, reference: Path) -> None:
+    """A latency or throughput figure means little without the shape fed: report.json and report.md say it."""
+    out = tmp_path / "timed"
+    quick = {"min_seconds": 0.02, "warmup": 1, "time_reference": True}
+    validate(out, reference, reference, synthetic(tmp_path), throughput_batches=[4], **quick)
+    timing = report(out)["timing"]
+    shapes = {(who, t["mode"], t["batch"]): t["input"] for who in timing for t in timing[who]}
+    assert shapes == {
+        (who, mode, b): {"input": [b, 3, 8, 8]}
+        for who in ("candidate", "reference")
+        for mode, b in (("latency", 1), ("throughput", 4))
+    }
+    md = (out / "report.md").read_text().split("## Timing")[1]
+    assert "| engine | mode | batch | input | requests |" in md
+    assert "| candidate | throughput | 4 | input: [4, 3, 8, 8] |" in md
+    assert "| reference | latency | 1 | input: [1, 3, 8, 8] |" in md
+
+
 def ov_version() -> str:
     import openvino as ov
 

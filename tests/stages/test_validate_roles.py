@@ -113,6 +113,18 @@ def test_the_output_declared_classification_is_the_labels_output(tmp_path: Path)
         validate(tmp_path / "wrong", ref, ref, data, spec, labels_output="emb")
 
 
+def test_a_gate_that_fits_no_output_does_not_ask_for_the_labels_output_the_recipe_set(tmp_path: Path) -> None:
+    ref = save(two_heads(), tmp_path / "ref.onnx")
+    gates = {"top1_agreement_min": 0.9}
+    validate(tmp_path / "set", ref, ref, dataset(tmp_path, labels=True), labels_output="logits", gates=gates)
+    said = [w for w in report(tmp_path / "set")["warnings"] if w.startswith("gate top1_agreement_min")]
+    assert said == [
+        "gate top1_agreement_min does not apply to emb: it applies to classification outputs, not regression "
+        "(set model.roles)"
+    ]
+    assert "labels_output" not in (tmp_path / "set" / "report.md").read_text().split("## Gates")[0]
+
+
 def test_a_default_gate_whose_figure_cannot_be_computed_is_reported_not_dropped(tmp_path: Path) -> None:
     ref = save(score_model(), tmp_path / "ref.onnx")
     spec = {**SPEC, "roles": {"score": "classification"}}  # one column: no top-1 to agree on
