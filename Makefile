@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/openvino_int8.py
 	$(PY) benchmarks/remote_cache.py
 	$(PY) benchmarks/ray_backend.py
+	$(PY) benchmarks/discovered_inputs.py --recipe recipes/digits_int8.yaml
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/state.db
