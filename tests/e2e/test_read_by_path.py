@@ -60,6 +60,16 @@ def _setup(project: Project) -> Path:
     return outside
 
 
+def _assert_recorded(lock: dict) -> None:
+    """What the toy recipe's stages read by path, as their lock entries name it."""
+    assert set(lock["weights"]["discovered"]) == {"file:weights/w.txt", "file:../outside/bias.txt"}
+    assert set(lock["count"]["discovered"]) == {
+        "file:userpkg/rows.csv",
+        "file:userpkg/extra/a.txt",
+        "dir:userpkg/extra",
+    }
+
+
 def _plan(project: Project, *args: str) -> dict[str, dict]:
     proc = project.cli("plan", "toy.yaml", "--json", *args)
     assert proc.returncode == 0, proc.stderr
@@ -71,12 +81,7 @@ def test_a_file_read_by_path_is_recorded_and_an_edit_reruns_only_its_readers(pro
     assert project.cli("run", "toy.yaml").returncode == 0
     assert sorted(project.runs()) == ["count", "plain", "weights"]
     lock = project.lock()
-    assert set(lock["weights"]["discovered"]) == {"file:weights/w.txt", "file:../outside/bias.txt"}
-    assert set(lock["count"]["discovered"]) == {
-        "file:userpkg/rows.csv",
-        "file:userpkg/extra/a.txt",
-        "dir:userpkg/extra",
-    }
+    _assert_recorded(lock)
     assert "discovered" not in lock["plain"]  # nothing read by path: the record is as before
     assert project.cli("run", "toy.yaml").returncode == 0
     assert len(project.runs()) == 3  # all cached
@@ -156,9 +161,4 @@ def test_in_process_runs_record_the_same_inputs(project: Project) -> None:
     _setup(project)
     assert project.cli("run", "toy.yaml", "--in-process").returncode == 0
     lock = project.lock()
-    assert set(lock["weights"]["discovered"]) == {"file:weights/w.txt", "file:../outside/bias.txt"}
-    assert set(lock["count"]["discovered"]) == {
-        "file:userpkg/rows.csv",
-        "file:userpkg/extra/a.txt",
-        "dir:userpkg/extra",
-    }
+    _assert_recorded(lock)
