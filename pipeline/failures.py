@@ -33,7 +33,8 @@ class FailureRecord:
 
     def describe(self) -> str:
         """`gate failed 2026-12-07 10:04 UTC: cosine_min ...` (the reason rows of plan and status)."""
-        return f"{self.status} {self.created.replace('T', ' ')[:16]} UTC: {self.error}"
+        error = self.error.removeprefix(f"{self.status}: ")  # a gate's error already says `gate failed:`
+        return f"{self.status} {self.created.replace('T', ' ')[:16]} UTC: {error}"
 
     def to_json(self) -> dict[str, Any]:
         return {

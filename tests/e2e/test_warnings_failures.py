@@ -54,7 +54,7 @@ def test_a_failed_gate_is_remembered_with_its_report_and_runs_again(project: Pro
     failed = plan["check"]["failed"]
     assert failed["status"] == "gate failed" and failed["error"] == "gate failed: out: cosine 0.5 < 0.99"
     reason = plan["check"]["reasons"][0]
-    assert reason.startswith("gate failed 20") and reason.endswith("UTC: gate failed: out: cosine 0.5 < 0.99")
+    assert reason.startswith("gate failed 20") and reason.endswith(" UTC: out: cosine 0.5 < 0.99")
     assert not any("never built" in r for r in plan["check"]["reasons"])
     table = project.cli("plan", "toy.yaml").stdout
     assert "gate failed, will run" in table and "never built" not in table
