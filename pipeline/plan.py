@@ -192,9 +192,9 @@ class Planner:
             if not bad:
                 return Decision(name, CACHED, (), result.key, result.components, record, previous)
         found = self.remote.lookup(result.key) if self.remote is not None else None
-        if found is not None and self._reads_changed(found.record):  # built from other files than these
-            bad = bad or self._reads_changed(found.record)
-            found = None
+        changed = self._reads_changed(found.record) if found is not None else []
+        if changed:  # the remote's was built from other files than these
+            bad, found = bad or changed, None
         if found is not None:
             why = f"on the remote ({'signed by ' + found.signer if found.verified else 'unverified'})"
             return Decision(name, PULLED, (why,), result.key, result.components, found.record, previous, found)
