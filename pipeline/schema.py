@@ -86,8 +86,9 @@ class ModelSpec(Strict):
     checkpoint: str | None = Field(None, description="state_dict file loaded with weights_only=True")
     source: str | None = Field(
         None,
-        description="file or folder whose every file enters the export's key, besides the "
-        "factory's import closure (code `ast` cannot see, data files)",
+        description="file or folder whose every file enters the export's key, for what the code cannot "
+        "reveal by opening it (a module imported by a computed name, files native code opens): its imports and "
+        "the files it opens in Python are found anyway",
     )
     tensors: dict[str, TensorSpec] = Field(default_factory=dict, description="input name -> shape and dtype")
     outputs: list[str] | None = Field(None, description="output names (default: the exporter's own names)")
