@@ -336,12 +336,14 @@ class Remote:
 
     def _serves(self, key: str, signed: bool, discovered: dict[str, str] | None = None) -> bool:
         """The remote already holds a usable record for `key` (a signed one, when we would sign; one built
-        from the same files read by path, when `discovered` is given: else the newer build replaces it)."""
+        from the same files read by path, when `discovered` is given: else the newer build replaces it,
+        except that an unsigned push never replaces a signed record)."""
         doc = self.read_record(key)
         try:
             objects = {str(d): int(s) for d, s in doc["objects"].items()} if doc is not None else None
             if doc is not None and discovered is not None and (doc["record"].get("discovered") or {}) != discovered:
-                return False
+                if signed or not isinstance(doc.get("signature"), dict):
+                    return False
         except (KeyError, TypeError, ValueError, AttributeError):
             return False
         if doc is None or objects is None or (signed and not isinstance(doc.get("signature"), dict)):

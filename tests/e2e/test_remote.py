@@ -562,6 +562,27 @@ def test_files_read_by_path_travel_with_the_record_and_are_checked_where_it_is_s
     assert rows["t"]["status"] == "pulled"
 
 
+def test_an_unsigned_push_never_replaces_a_signed_record_built_from_other_files(
+    project: Project, bucket: Bucket, tmp_path: Path
+) -> None:
+    (project.root / "tables.py").write_text(
+        "from pathlib import Path\ndef make() -> str:\n    return (Path(__file__).parent / 'table.txt').read_text()\n"
+    )
+    (project.root / "table.txt").write_text("t1\n")
+    project.write_recipe("name: toy\nplugins: [toystages]\nstages:\n  t: {uses: toy.call, with: {fn: 'tables:make'}}\n")
+    key, _ = keypair(tmp_path, "trusted")
+    proc, _ = run(project, bucket, "runner1", env={"PIPELINE_REMOTE_SIGNING_KEY": str(key)})
+    assert proc.returncode == 0, proc.stderr
+    assert "signature" in records(bucket)["t"]
+    (project.root / "table.txt").write_text("t2\n")
+    env = {**bucket.env, "PIPELINE_CACHE": str(project.root.parent / "runner2")}
+    assert project.cli("run", "toy.yaml", env=env).returncode == 0  # built here, no remote
+    pushed = project.cli("push", "toy.yaml", "--remote", bucket.url, env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    record = records(bucket)["t"]
+    assert "signature" in record and record["record"]["discovered"] == {"file:table.txt": _sha("t1\n")}
+
+
 def _sha(text: str) -> str:
     import hashlib
 
