@@ -35,7 +35,7 @@ out = tempfile.mkdtemp() + "/m.onnx"
 def export():
     torch.onnx.export(model, (x,), out, opset_version=20, dynamo=True, optimize=False, verbose=False)
 if sys.argv[1] == "hook":
-    from pipeline import discovered
+    from pipeline.keys import discovered
     with discovered.recording():
         start = time.perf_counter(); export(); seconds = time.perf_counter() - start
 else:
@@ -66,7 +66,7 @@ def hook_cost(repeat: int) -> None:
 def recorded(recipe: Path) -> None:
     cache = tempfile.mkdtemp(prefix="discovered-bench-")
     proc = subprocess.run(
-        [PYTHON, "-m", "pipeline.cli", "run", str(recipe), "--skip-unavailable", "--json", "-q"],
+        [PYTHON, "-m", "pipeline.cli.main", "run", str(recipe), "--skip-unavailable", "--json", "-q"],
         env={**os.environ, "PIPELINE_CACHE": cache, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

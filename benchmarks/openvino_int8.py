@@ -138,9 +138,9 @@ def bare_int8(core, onnx_path: Path) -> Path:
     import nncf
     import openvino as ov
 
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe.load import load_recipe
     from pipeline.stage import DatasetInput
-    from stages._data import open_dataset
+    from stages.data import open_dataset
 
     recipe = load_recipe(ROOT / "recipes" / "resnet50_int8.yaml")
     spec = recipe.datasets["calib"].spec.model_dump(mode="json")
@@ -161,7 +161,7 @@ def bare_int8(core, onnx_path: Path) -> Path:
 
 def validate_vs_benchmark_app(xml: Path, seconds: float) -> None:
     """Our validate runner's throughput mode vs benchmark_app -hint throughput, same IR, same precision."""
-    from stages._ov_runner import OpenVinoRunner
+    from stages.runtimes.openvino.runner import OpenVinoRunner
 
     runner = OpenVinoRunner(xml.parent, precision="bf16")
     feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)}

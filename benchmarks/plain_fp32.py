@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.recipe import load_recipe  # noqa: E402
+from pipeline.recipe.load import load_recipe  # noqa: E402
 from pipeline.stage import StageContext  # noqa: E402
 
 

@@ -11,7 +11,7 @@ executor differs. Everything runs against a moto S3 server on 127.0.0.1 (fresh b
 of 1 CPU each (the machine has 2 cores: 2 x 1 CPU is all of it, and matches `--jobs 2` of the local
 executor). The S3 endpoint and credentials are in the environment before the cluster starts, so its
 workers reach the remote as the CLI does. Every command is the real CLI in a subprocess
-(`python -m pipeline.cli run ...`), the repository this file lives in first on PYTHONPATH.
+(`python -m pipeline.cli.main run ...`), the repository this file lives in first on PYTHONPATH.
 
 1. One toy stage (`bench.noop`: writes one small file; a plugin beside a one-stage recipe in a temp
    folder), `--force` so it runs every time: `--executor ray --ray-address <cluster>` against the local
@@ -237,7 +237,7 @@ def listening(hostport: str) -> bool:
 
 
 def cli(recipe: Path, cache: Path, remote: str, *extra: str) -> list[str]:
-    return [PY, "-m", "pipeline.cli", "run", str(recipe), "--cache-dir", str(cache), "--remote", remote, "--json",
+    return [PY, "-m", "pipeline.cli.main", "run", str(recipe), "--cache-dir", str(cache), "--remote", remote, "--json",
             "-q", *extra]  # fmt: skip
 
 

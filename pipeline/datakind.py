@@ -42,5 +42,5 @@ class DataKind:
         return {}
 
     def open(self, name: str, spec: Any, base_dir: Path, model: ModelSpec | None) -> Any:
-        """The reader stages iterate (`stages._data.Dataset`); relative paths in `spec` start at `base_dir`."""
+        """The reader stages iterate (`stages.data.Dataset`); relative paths in `spec` start at `base_dir`."""
         raise NotImplementedError

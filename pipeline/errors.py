@@ -78,3 +78,12 @@ class Interrupted(PipelineError):
 
     def __init__(self) -> None:
         super().__init__("interrupted")
+
+
+class NameNotDefined(AttributeError):
+    """A recipe names a function its module does not define: the user's to fix (a plain AttributeError
+    raised while computing a key is a bug in the code that raised it). Messages name it as the
+    AttributeError Python itself would raise on import."""
+
+
+NameNotDefined.__name__ = "AttributeError"

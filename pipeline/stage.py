@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Generic, Literal, Protocol, TypeVar,
 
 from pydantic import BaseModel
 
-from pipeline.pyrefs import NameNotDefined  # noqa: F401 - re-exported: what KeyContext.code_digest raises for
+from pipeline.errors import NameNotDefined  # noqa: F401 - re-exported: what KeyContext.code_digest raises for
 from pipeline.schema import ModelSpec, Strict  # a function the recipe names but its module does not define
 
 
@@ -179,7 +179,7 @@ class Stage(Generic[P]):
     # cache serves downloads them even when no stage below needs them (other intermediates stay remote).
     deliverable: ClassVar[bool] = False
     # The code that enters the key is derived: the kind's module and its import closure
-    # (pipeline/closure.py). Bump `version` when a change outside that closure alters results.
+    # (pipeline/keys/closure.py). Bump `version` when a change outside that closure alters results.
 
     def unmet(self, params: P | None = None) -> str | None:
         """Why this kind cannot run here (with these params, when given), or None. Must not import heavy

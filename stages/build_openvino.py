@@ -1,7 +1,7 @@
 """build.openvino: an ONNX file or IR -> a deployable OpenVINO IR directory, checked on the device.
 
 The output directory holds `model.xml`, `model.bin` and `engine.json`, a typed
-`_engine_info.EngineInfo` (what a runner needs besides the IR: device,
+`engine_info.EngineInfo` (what a runner needs besides the IR: device,
 precision and inference precision, the inputs and outputs with dtypes and
 dims; the performance hint, weights mode and op counts under `details`).
 Inputs are reshaped to the recipe's `dims`: as ranges (`Dimension(min, max)`)
@@ -40,16 +40,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
-from stages import _engine_info
-from stages._engine_info import EngineInfo, Precision, Target, TensorInfo
-from stages._ovio import IR_XML
+from stages.runtimes import engine_info as info_file
+from stages.runtimes.engine_info import EngineInfo, Precision, Target, TensorInfo
+from stages.runtimes.openvino.io import IR_XML
 
 if TYPE_CHECKING:
     import openvino as ov
 
     from pipeline.schema import ModelSpec
 
-ENGINE_JSON = _engine_info.FILENAME
+ENGINE_JSON = info_file.FILENAME
 # OpenVINO's element types numpy lacks (Type.to_dtype() gives float16 for bf16), by their ml_dtypes names.
 _NON_NUMPY = {
     "bf16": "bfloat16",
@@ -102,7 +102,7 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
         missing = super().unmet(params)
         if missing or params is None or params.inference_precision != "bf16" or params.device != "CPU":
             return missing
-        from stages._cpu import cpu_identity
+        from stages.runtimes.cpu import cpu_identity
 
         flags = cpu_identity()["cpu_flags"].split()
         if "avx512_bf16" in flags or "amx_bf16" in flags:
@@ -112,14 +112,14 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
     def run(self, ctx: StageContext[BuildOpenvinoParams]) -> dict[str, Any]:
         import openvino as ov
 
-        from stages import _ovio
+        from stages.runtimes.openvino import io as ovio
 
         p = ctx.params
         core = ov.Core()
         if not any(d == p.device or d.startswith(p.device + ".") for d in core.available_devices):
             raise ValueError(f"device {p.device!r} is not available here (has: {', '.join(core.available_devices)})")
-        model = _ovio.model_from_artifact(core, ctx.path("model"))
-        fp16_in = _ovio.compressed_fp16_constants(model)
+        model = ovio.model_from_artifact(core, ctx.path("model"))
+        fp16_in = ovio.compressed_fp16_constants(model)
         if p.weights == "fp32" and fp16_in:
             raise ValueError(
                 f"weights: fp32, but the input holds {fp16_in} FP16-compressed weight constants; "
@@ -127,9 +127,9 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
             )
         _reshape(model, ctx.model, p.shapes)
         outdir = ctx.output("model", type(self))
-        xml = _ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
+        xml = ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
         saved = core.read_model(str(xml))  # everything below looks at the bytes that ship
-        fp16_out = _ovio.compressed_fp16_constants(saved)
+        fp16_out = ovio.compressed_fp16_constants(saved)
         if p.weights == "fp16" and not fp16_out:
             print(
                 "note: weights: fp16 compressed nothing (an INT8 IR's weights are already 8-bit and OpenVINO keeps "
@@ -139,8 +139,8 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
         summary: dict[str, Any] = {
             "weights": p.weights,
             "inference_precision": p.inference_precision,
-            "size_mb": round((outdir / _ovio.IR_BIN).stat().st_size / 1e6, 3),
-            "int8_ops": _ovio.count_ops(saved),
+            "size_mb": round((outdir / ovio.IR_BIN).stat().st_size / 1e6, 3),
+            "int8_ops": ovio.count_ops(saved),
             "fp16_weight_constants": fp16_out,
         }
         check: dict[str, Any] = {}
@@ -167,15 +167,15 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
             ctx.path("model"),
             ctx.model,
             ov.get_version(),
-            fake_quantize=_ovio.count_ops(saved, ("FakeQuantize",)),
-            fake_convert=_ovio.count_ops(saved, ("FakeConvert",)),
+            fake_quantize=ovio.count_ops(saved, ("FakeQuantize",)),
+            fake_convert=ovio.count_ops(saved, ("FakeConvert",)),
             fp16_weight_constants=fp16_out,
         )
         summary["precision"] = info.precision
         # Where it was built goes in the run record, not the artifact: the IR bytes (and so early
         # cutoff on a shared cache) must not depend on the machine.
         summary["built_on"] = core.get_property(p.device, "FULL_DEVICE_NAME")
-        _engine_info.write(info, outdir / ENGINE_JSON)
+        info_file.write(info, outdir / ENGINE_JSON)
         return summary
 
 
@@ -294,7 +294,7 @@ def _run_points(
     """Run one inference at each shape point the engine must accept; returns {point: {output: shape}}."""
     import numpy as np
 
-    from stages._onnxio import random_array
+    from stages.runtimes.onnx.io import random_array
 
     points = ("opt",) if mode == "static" else ("min", "opt", "max")
     if spec is None or not spec.tensors:

@@ -14,9 +14,9 @@ to choose them. Its timing cache is a side cache outside every key
 (`$PIPELINE_SIDE_CACHE/tensorrt-timing/<trt>-<gpu>-sm<cc>-cuda<v>.cache`),
 shared across builds under a file lock: it makes rebuilds fast, not different.
 
-Decisions live in `_trt_plan` (pure data, testable without a GPU); `_trt_build`
+Decisions live in `runtimes.tensorrt.plan` (pure data, testable without a GPU); `runtimes.tensorrt.build`
 applies them to the API; `engine_info` (pure data too) turns the plan, the
-probe and what the build returned into the typed sidecar (`_engine_info`):
+probe and what the build returned into the typed sidecar (`runtimes.engine_info`):
 the engine's I/O with dtypes, dims and profile shapes, the precision its layers
 compute in, TensorRT/CUDA/driver versions, the GPU and its compute capability,
 and the equivalent `trtexec` argv as `reproduce`; the plan's settings, the
@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
-from stages import _engine_info
-from stages._engine_info import EngineInfo, Target, TensorInfo
-from stages._targets import Target as HardwareTarget
+from stages.runtimes import engine_info as info_file
+from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.tensorrt.targets import Target as HardwareTarget
 
 ENGINE_FILE = "model.engine"
 
 if TYPE_CHECKING:
-    from stages._gpu_probe import GpuProbe
-    from stages._trt_plan import BuildPlan
+    from stages.runtimes.tensorrt.plan import BuildPlan
+    from stages.runtimes.tensorrt.probe import GpuProbe
 
-# TensorRT I/O types numpy lacks (the one table, `_dtypes`, maps the rest), by their ml_dtypes names.
+# TensorRT I/O types numpy lacks (the one table, `runtimes.dtypes`, maps the rest), by their ml_dtypes names.
 _NON_NUMPY = {"BF16": "bfloat16", "FP8": "float8_e4m3fn", "INT4": "int4", "FP4": "float4_e2m1fn"}
 
 
@@ -139,7 +139,7 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     version = "1"
     summary = "Build a TensorRT engine (strongly typed) for this GPU from an ONNX file: model.engine + engine.json"
     inputs = {"model": InputSpec(description="the .onnx file (FP32, FP16 mixed precision, or Q/DQ INT8)")}
-    # One directory, as build.openvino's: the engine travels with its EngineInfo (stages/_engine_info.py),
+    # One directory, as build.openvino's: the engine travels with its EngineInfo (stages/runtimes/engine_info.py),
     # so validate, runners and packaging stages downstream read what it is instead of guessing.
     outputs = {
         "model": OutputSpec(
@@ -158,7 +158,7 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     deliverable = True
 
     def unmet(self, params: BuildTensorrtParams | None = None) -> str | None:
-        from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
+        from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
 
         probe = probe_gpu()
         reason = unmet_reason(probe, cuda_python_available())
@@ -173,13 +173,14 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         """The declared target when there is one (the same key on every machine), else this host's GPU."""
         if params is not None and params.target is not None:
             return params.target.identity()
-        from stages._gpu_probe import probe_gpu
+        from stages.runtimes.tensorrt.probe import probe_gpu
 
         return probe_gpu().identity()
 
     def run(self, ctx: StageContext[BuildTensorrtParams]) -> dict[str, Any]:
-        from stages import _trt_build, _trt_plan
-        from stages._gpu_probe import probe_gpu
+        from stages.runtimes.tensorrt import build as trt_build
+        from stages.runtimes.tensorrt import plan as trt_plan
+        from stages.runtimes.tensorrt.probe import probe_gpu
 
         p = ctx.params
         probe = probe_gpu()
@@ -188,16 +189,16 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
             if mismatch is not None:
                 raise RuntimeError(mismatch)
         source = ctx.path("model")
-        plan = _trt_plan.build_plan(p, ctx.model, probe, source, _trt_plan.side_cache_root())
+        plan = trt_plan.build_plan(p, ctx.model, probe, source, trt_plan.side_cache_root())
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
-        result = _trt_build.engine_from_plan(plan)
+        result = trt_build.engine_from_plan(plan)
         outdir = ctx.output("model", type(self))
         outdir.mkdir(parents=True, exist_ok=True)
         engine_path = outdir / ENGINE_FILE
         engine_path.write_bytes(result.engine)
         check = _check(engine_path, source, plan, p.check_seed, p.check_max_abs) if p.check else None
         info = engine_info(plan, probe, result.io, result.layers, source.name, check, p.target)
-        _engine_info.write(info, outdir)
+        info_file.write(info, outdir)
         summary: dict[str, Any] = {
             "precision": info.precision,
             "gpu": probe.gpu,
@@ -223,10 +224,10 @@ def engine_info(
     check: dict[str, Any] | None = None,
     target: HardwareTarget | None = None,
 ) -> EngineInfo:
-    """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`_trt_build.
+    """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`trt_build.
     io_tensors`: name, mode, TensorRT dtype, shape with -1 for dynamic dims, [min, opt, max] profile of a dynamic
     input) and the inspector's layer JSON. Pure data: no tensorrt, no GPU."""
-    from stages import _trt_layers
+    from stages.runtimes.tensorrt import layers as trt_layers
 
     plan_data = plan.as_dict()
     details: dict[str, Any] = {
@@ -249,7 +250,7 @@ def engine_info(
     }
     return EngineInfo(
         backend="tensorrt",
-        precision=_trt_layers.precision_from_layers(layers),
+        precision=trt_layers.precision_from_layers(layers),
         inputs=tuple(_tensor(t) for t in io if t["mode"] == "input"),
         outputs=tuple(_tensor(t) for t in io if t["mode"] != "input"),
         toolchain=toolchain,
@@ -264,9 +265,9 @@ def engine_info(
 
 
 def _tensor(entry: dict[str, Any]) -> TensorInfo:
-    """One `_trt_build.io_tensors` entry as a TensorInfo: a -1 dim becomes the profile's "min..max" ("?" for an
+    """One `trt_build.io_tensors` entry as a TensorInfo: a -1 dim becomes the profile's "min..max" ("?" for an
     output, whose range TensorRT does not state), the dtype its numpy name."""
-    from stages._dtypes import dtype_of_trt
+    from stages.runtimes.dtypes import dtype_of_trt
 
     dtype = dtype_of_trt(entry["dtype"])
     name = dtype.name if dtype is not None else _NON_NUMPY.get(entry["dtype"])
@@ -284,11 +285,12 @@ def _tensor(entry: dict[str, Any]) -> TensorInfo:
 
 def _check(engine: Path, onnx_path: Path, plan: Any, seed: int, max_abs: float | None) -> dict[str, Any]:
     """Run the engine and ONNX Runtime at each distinct profile point; figures per point and output."""
-    from stages import _onnx_check, _onnxio
-    from stages._trt_runner import TensorRTRunner
+    from stages.runtimes.onnx import check as onnx_check
+    from stages.runtimes.onnx import io as onnxio
+    from stages.runtimes.tensorrt.runner import TensorRTRunner
 
     runner = TensorRTRunner(engine)
-    session = _onnxio.session_from_onnx(onnx_path)
+    session = onnxio.session_from_onnx(onnx_path)
     ranges = plan.profile()
     static = {i.name: tuple(i.shape) for i in session.get_inputs() if i.name not in ranges}
     if any(not all(isinstance(d, int) for d in s) for s in static.values()):
@@ -302,16 +304,16 @@ def _check(engine: Path, onnx_path: Path, plan: Any, seed: int, max_abs: float |
             if key in seen:
                 continue
             seen.add(key)
-            feeds = _onnxio.random_inputs(session, shapes, seed)
-            reference = _onnxio.run_onnx(session, feeds)
+            feeds = onnxio.random_inputs(session, shapes, seed)
+            reference = onnxio.run_onnx(session, feeds)
             try:
-                per_output = _onnx_check.compare_outputs(reference, runner.infer(feeds), max_abs)
+                per_output = onnx_check.compare_outputs(reference, runner.infer(feeds), max_abs)
             except ValueError as exc:
                 raise ValueError(f"engine check at the {point} shape {dict(shapes)}: {exc}") from None
             results[point] = {
                 "shapes": {n: list(s) for n, s in shapes.items()},
                 "outputs": per_output,
-                **_onnx_check.worst(per_output),
+                **onnx_check.worst(per_output),
             }
     finally:
         runner.close()

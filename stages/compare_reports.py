@@ -7,11 +7,11 @@ place, a layer falling back to FP32. This kind puts the figures of two
 figures, the accuracy of the output labels score, latency, throughput at each
 batch both measured, file size) and warns, or fails when `min_speedup` is
 set, when the candidate's throughput is not ahead of the baseline's. The
-figures compared are those the gate table (`stages._gates`) gates on.
+figures compared are those the gate table (`stages.validation.gates`) gates on.
 
 What each side is (backend, precision, device, toolchain) is read from the
 EngineInfo validate embeds (`candidate.engine_info`, the build's typed
-engine.json, parsed by `_engine_info`); a side without one (an ONNX file run
+engine.json, parsed by `runtimes.engine_info`); a side without one (an ONNX file run
 in ONNX Runtime) is described by its runner (`candidate.runner`, `precision`
 and the runner's version).
 """
@@ -26,10 +26,10 @@ from pydantic import Field
 
 from pipeline.errors import GateFailed
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
-from stages import _engine_info
-from stages._engine_info import EngineInfo
-from stages._gate_result import distinct
-from stages._gates import TABLE
+from stages.runtimes import engine_info
+from stages.runtimes.engine_info import EngineInfo
+from stages.validation.gate_result import distinct
+from stages.validation.gates import TABLE
 
 # Every figure a gate reads, in the table's order (each once).
 FIGURES = tuple(dict.fromkeys(g.figure for g in TABLE if g.direction != "bool"))
@@ -143,7 +143,7 @@ def engine_of(report: dict[str, Any], where: str) -> EngineInfo | None:
     """The candidate's EngineInfo a validate report embeds (None for an engine without engine.json, or a report
     from before it was embedded); ValueError naming `where` when it does not parse."""
     data = report.get("candidate", {}).get("engine_info")
-    return None if data is None else _engine_info.parse(data, f"{where} candidate.engine_info")
+    return None if data is None else engine_info.parse(data, f"{where} candidate.engine_info")
 
 
 def _side(report: dict[str, Any], engine: EngineInfo | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pipeline.stage import (
     Stage,
     StageContext,
 )
-from stages._params import SelfCheckParams
+from stages.common.params import SelfCheckParams
 
 if TYPE_CHECKING:
     import onnx
@@ -85,13 +85,14 @@ class ExportOnnx(Stage[ExportOnnxParams]):
         return {"factory_code": code, "checkpoint": checkpoint}
 
     def run(self, ctx: StageContext[ExportOnnxParams]) -> dict[str, Any]:
-        from stages import _models, _onnxio
+        from stages.common import models
+        from stages.runtimes.onnx import io as onnxio
 
         p = ctx.params
         model = ctx.model
         if model is None or not model.tensors:
             raise ValueError("export.onnx needs model.tensors (the inputs' shapes) in the recipe")
-        module = _models.module_from_spec(model, ctx.recipe_dir, ctx.optional_path("checkpoint"))
+        module = models.module_from_spec(model, ctx.recipe_dir, ctx.optional_path("checkpoint"))
         out = ctx.output("model", type(self))
         started = time.perf_counter()
         proto = (_export_dynamo if p.dynamo else _export_torchscript)(module, model, p.opset, ctx.outdir)
@@ -102,8 +103,8 @@ class ExportOnnx(Stage[ExportOnnxParams]):
                 f"exported outputs {[o.name for o in proto.graph.output]} != model.outputs {model.outputs}"
             )
         if not p.keep_debug_metadata:
-            _onnxio.strip_debug_info(proto)
-        _onnxio.save_onnx(proto, out)
+            onnxio.strip_debug_info(proto)
+        onnxio.save_onnx(proto, out)
         summary: dict[str, Any] = {
             "opset": p.opset,
             "exporter": "dynamo" if p.dynamo else "torchscript",
@@ -136,7 +137,7 @@ def _is_dynamic(model: "ModelSpec", dim: int | str) -> bool:
 def _example_args(model: "ModelSpec") -> tuple["torch.Tensor", ...]:
     import torch
 
-    from stages._models import torch_dtype
+    from stages.common.models import torch_dtype
 
     gen = torch.Generator().manual_seed(0)
     args = []
@@ -183,7 +184,7 @@ def _export_dynamo(module: "torch.nn.Module", model: "ModelSpec", opset: int, wo
 def _export_torchscript(module: "torch.nn.Module", model: "ModelSpec", opset: int, workdir: Path) -> "onnx.ModelProto":
     import torch
 
-    from stages._onnxio import load_onnx
+    from stages.runtimes.onnx.io import load_onnx
 
     dynamic_axes = {
         name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str) and _is_dynamic(model, d)}
@@ -223,14 +224,15 @@ def _restore_dim_names(proto: "onnx.ModelProto", model: "ModelSpec") -> None:
 
 def _check(module: "torch.nn.Module", model: "ModelSpec", path: Path, p: ExportOnnxParams) -> float:
     """ONNX Runtime vs torch at the opt shape; ValueError naming the output that disagrees."""
-    from stages import _models, _onnxio
+    from stages.common import models
+    from stages.runtimes.onnx import io as onnxio
 
-    feeds = _models.numpy_inputs(model, _onnxio.input_shapes(model, "opt"), p.check_seed)
-    expected = _models.run_torch(module, model, feeds)
-    session = _onnxio.session_from_onnx(path)
-    got = _onnxio.run_onnx(session, feeds)
+    feeds = models.numpy_inputs(model, onnxio.input_shapes(model, "opt"), p.check_seed)
+    expected = models.run_torch(module, model, feeds)
+    session = onnxio.session_from_onnx(path)
+    got = onnxio.run_onnx(session, feeds)
     if len(got) != len(expected):
         raise ValueError(f"ONNX model has {len(got)} outputs, torch returned {len(expected)}")
     reference = dict(zip(got, expected))
-    diffs = _onnxio.compare_outputs(reference, got, p.check_atol, p.check_rtol)
+    diffs = onnxio.compare_outputs(reference, got, p.check_atol, p.check_rtol)
     return max(diffs.values(), default=0.0)

@@ -78,11 +78,12 @@ class OnnxFp16(Stage[OnnxFp16Params]):
         import onnx
         from onnxconverter_common import float16
 
-        from stages import _onnx_check, _onnxio
+        from stages.runtimes.onnx import check as onnx_check
+        from stages.runtimes.onnx import io as onnxio
 
         p = ctx.params
         source = ctx.path("model")
-        model = _onnxio.load_onnx(source)
+        model = onnxio.load_onnx(source)
         names = {n.name for n in model.graph.node}
         unknown = sorted(set(p.keep_nodes) - names)
         if unknown:
@@ -105,13 +106,13 @@ class OnnxFp16(Stage[OnnxFp16Params]):
         fp16_inits = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in converted.graph.initializer)
         casts = sum(n.op_type == "Cast" for n in converted.graph.node)
         out = ctx.output("model", type(self))
-        _onnxio.save_onnx(converted, out)
+        onnxio.save_onnx(converted, out)
         del converted
         check: dict[str, Any] = {}
         if p.check and ctx.model is not None and ctx.model.tensors:
-            session = _onnxio.session_from_onnx(source)
-            feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
-            check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
+            session = onnxio.session_from_onnx(source)
+            feeds = onnxio.random_inputs(session, onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
+            check = onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
         if clamped["too_large"]:
             ctx.warn(
                 f"{clamped['too_large']} constant values clamped to +-{p.max_finite_val:g} "
@@ -138,7 +139,7 @@ class OnnxFp16(Stage[OnnxFp16Params]):
             "casts": casts,
             "clamped_values": clamped["too_large"] + clamped["too_small"],
             "size_mb": round(out.stat().st_size / 1e6, 2),
-            **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()},
+            **{f"check_{k}": round(v, 6) for k, v in onnx_check.worst(check).items()},
         }
 
 

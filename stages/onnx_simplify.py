@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Stage, StageContext
-from stages._params import SelfCheckParams
+from stages.common.params import SelfCheckParams
 
 
 class OnnxSimplifyParams(SelfCheckParams):
@@ -43,11 +43,11 @@ class OnnxSimplify(Stage[OnnxSimplifyParams]):
         import onnx
         import onnxsim
 
-        from stages import _onnxio
+        from stages.runtimes.onnx import io as onnxio
 
         p = ctx.params
         source = ctx.path("model")
-        original = _onnxio.load_onnx(source)
+        original = onnxio.load_onnx(source)
         kwargs: dict[str, Any] = dict(
             check_n=0,
             perform_optimization=p.perform_optimization,
@@ -65,7 +65,7 @@ class OnnxSimplify(Stage[OnnxSimplifyParams]):
         _check_dims_kept(original, simplified)
         onnx.checker.check_model(simplified)
         out = ctx.output("model", type(self))
-        _onnxio.save_onnx(simplified, out)
+        onnxio.save_onnx(simplified, out)
         summary: dict[str, Any] = {
             "nodes_before": len(original.graph.node),
             "nodes_after": len(simplified.graph.node),
@@ -73,9 +73,9 @@ class OnnxSimplify(Stage[OnnxSimplifyParams]):
         }
         del original
         if p.check and ctx.model is not None:
-            session = _onnxio.session_from_onnx(source)
-            feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
-            diffs = _onnxio.check_agreement(source, out, feeds, p.check_atol, p.check_rtol)
+            session = onnxio.session_from_onnx(source)
+            feeds = onnxio.random_inputs(session, onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
+            diffs = onnxio.check_agreement(source, out, feeds, p.check_atol, p.check_rtol)
             summary["check_max_abs"] = max(diffs.values(), default=0.0)
         return summary
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from pipeline.errors import did_you_mean
 from pipeline.stage import InputSpec, KeyContext, OutputSpec, Stage, StageContext
-from stages._params import SelfCheckParams
+from stages.common.params import SelfCheckParams
 
 if TYPE_CHECKING:
     import onnx_graphsurgeon as gs
@@ -112,7 +112,7 @@ def _python(graph: "gs.Graph", arg: str, base: Path) -> "gs.Graph":
     """Call user code `module:function` (graph -> graph), resolved from the recipe's directory."""
     import onnx_graphsurgeon as gs
 
-    from stages._refs import callable_from_ref
+    from stages.common.refs import callable_from_ref
 
     result = callable_from_ref(arg, base)(graph)
     if not isinstance(result, gs.Graph):
@@ -245,13 +245,13 @@ class OnnxSurgery(Stage[OnnxSurgeryParams]):
     def run(self, ctx: StageContext[OnnxSurgeryParams]) -> dict[str, Any]:
         import onnx_graphsurgeon as gs
 
-        from stages import _onnxio
+        from stages.runtimes.onnx import io as onnxio
 
         p = ctx.params
         source = ctx.path("model")
-        original = _onnxio.load_onnx(source)
+        original = onnxio.load_onnx(source)
         graph = gs.import_onnx(original)
-        shapes = dict(_onnxio.input_shapes(ctx.model, "opt")) if ctx.model is not None else {}
+        shapes = dict(onnxio.input_shapes(ctx.model, "opt")) if ctx.model is not None else {}
         renames: dict[str, str] = {}  # reference name -> current name
         for i, op in enumerate(p.ops):
             try:
@@ -267,7 +267,7 @@ class OnnxSurgery(Stage[OnnxSurgeryParams]):
             setattr(edited, field, getattr(original, field))
         edited.metadata_props.extend(original.metadata_props)
         out = ctx.output("model", type(self))
-        _onnxio.save_onnx(edited, out)
+        onnxio.save_onnx(edited, out)
         summary: dict[str, Any] = {
             "ops": len(p.ops),
             "nodes_before": len(original.graph.node),
@@ -275,10 +275,10 @@ class OnnxSurgery(Stage[OnnxSurgeryParams]):
         }
         del original, edited, graph
         if p.check:
-            session = _onnxio.session_from_onnx(source)
-            feeds = _onnxio.random_inputs(session, shapes, p.check_seed)
+            session = onnxio.session_from_onnx(source)
+            feeds = onnxio.random_inputs(session, shapes, p.check_seed)
             try:
-                diffs = _onnxio.check_agreement(source, out, feeds, p.check_atol, p.check_rtol, renames)
+                diffs = onnxio.check_agreement(source, out, feeds, p.check_atol, p.check_rtol, renames)
             except ValueError as exc:
                 raise ValueError(f"{exc} (if the edit is meant to change this, set check: false)") from None
             summary["check_max_abs"] = max(diffs.values(), default=0.0)

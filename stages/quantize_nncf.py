@@ -9,20 +9,20 @@ calibrate a dynamic-shape model), and saved as an IR with FP32 float weights
 whether the rest goes FP16 is build.openvino's decision.
 
 Calibration that quantizes fine but ships a broken engine warns (synthetic,
-too few samples, nearly constant inputs: `stages._calibration`), in the
+too few samples, nearly constant inputs: `stages.common.calibration`), in the
 summary, quantize.json and the log. `model_type: auto` looks for attention
 (MatMul -> Softmax -> MatMul) and uses NNCF's transformer mode when it finds
 it; with `nncf.ModelType.TRANSFORMER` NNCF's own pipeline
 (`post_training/pipeline.py`) runs SmoothQuant on MatMuls first (alpha 0.95 by
 default in `AdvancedSmoothQuantParameters`, OpenVINO backend included), so no
 extra switch is needed. `max_drop` keeps the figure that suits the metric
-output's role (`stages._control_metric`): top-1 for a classifier, worst-sample
+output's role (`stages.common.control_metric`): top-1 for a classifier, worst-sample
 cosine for an embedding or regression, mean IoU for a dense map.
 
 Reproducibility: NNCF's post-training algorithms are deterministic given the
 same data, and NNCF collects statistics with FP32 inference; the one source of
 byte differences we found is OpenVINO's process-wide node counter in
-auto-generated names, which `_ovio.save_ir` renumbers. NNCF's telemetry is
+auto-generated names, which `ovio.save_ir` renumbers. NNCF's telemetry is
 switched off (`NNCF_CI`) before nncf is first imported.
 """
 
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     import openvino as ov
 
     from pipeline.schema import ModelSpec
-    from stages._calibration import CalibrationStats, Item
-    from stages._control_metric import ControlMetric
-    from stages._data import Dataset
+    from stages.common.calibration import CalibrationStats, Item
+    from stages.common.control_metric import ControlMetric
+    from stages.data import Dataset
 
 
 class IgnoredScope(BaseModel):
@@ -136,18 +136,19 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         return {"model.roles": dict(sorted(roles.items()))} if roles else {}
 
     def run(self, ctx: StageContext[QuantizeNncfParams]) -> dict[str, Any]:
-        from stages import _data, _ovio
-        from stages._calibration import CalibrationStats, calibration_warnings, no_samples
-        from stages._control_metric import NeedsLabels, control_metric
+        from stages import data
+        from stages.common.calibration import CalibrationStats, calibration_warnings, no_samples
+        from stages.common.control_metric import NeedsLabels, control_metric
+        from stages.runtimes.openvino import io as ovio
 
         p = ctx.params
-        calib = _data.open_dataset(ctx.dataset("data"), ctx.model)
-        val = _data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
+        calib = data.open_dataset(ctx.dataset("data"), ctx.model)
+        val = data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
         if p.max_drop is not None and val is None:
             raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
-        synthetic = _data.warn_if_synthetic(calib)
+        synthetic = data.warn_if_synthetic(calib)
         if synthetic:
             ctx.warn(synthetic)
 
@@ -155,8 +156,8 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         import openvino as ov
 
         core = ov.Core()
-        model = _ovio.model_from_artifact(core, ctx.path("model"))
-        inputs, _ = _ovio.io_names(model)
+        model = ovio.model_from_artifact(core, ctx.path("model"))
+        inputs, _ = ovio.io_names(model)
         samples = min(p.subset_size, calib.count) if calib.count is not None else p.subset_size
         samples = _fit_static_batch(model, p.batch_size, samples)
         stats = CalibrationStats()
@@ -218,7 +219,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
                 **figures,
             }
 
-        int8_ops = _ovio.count_ops(quantized)
+        int8_ops = ovio.count_ops(quantized)
         if int8_ops == 0:
             if p.max_drop is not None and metric is not None:
                 raise ValueError(
@@ -230,8 +231,8 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
                 "NNCF inserted no FakeQuantize nodes: nothing in this model was quantized "
                 "(check ignored_scope and model_type)"
             )
-        int8_weights = _ovio.int8_constants(quantized)
-        _ovio.save_ir(quantized, ctx.output("model", type(self)), compress_to_fp16=False)
+        int8_weights = ovio.int8_constants(quantized)
+        ovio.save_ir(quantized, ctx.output("model", type(self)), compress_to_fp16=False)
         used = source.samples_seen
         report = {
             "settings": p.model_dump(mode="json"),
@@ -269,7 +270,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
 
 def _model_type(choice: str, model: "ov.Model") -> tuple[str, str]:
     """(transformer | none, why): `auto` looks for attention in the graph."""
-    from stages._ovio import attention_ops
+    from stages.runtimes.openvino.io import attention_ops
 
     if choice != "auto":
         return choice, "set in the recipe"
@@ -305,7 +306,7 @@ def _import_nncf() -> Any:
 
 def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:
     """Samples to use so every batch fits the model: all of them unless its batch dim is static."""
-    from stages._data import whole_batches
+    from stages.data import whole_batches
 
     shapes = [i.get_partial_shape() for i in model.inputs]
     fixed = {s[0].get_length() for s in shapes if s.rank.is_static and s.rank.get_length() > 0 and s[0].is_static}
@@ -351,13 +352,13 @@ class _Feed:
 
     def __len__(self) -> int:
         if self._length is None:
-            from stages._calibration import batch_count
+            from stages.common.calibration import batch_count
 
             self._length = batch_count(self.ds, self.batch_size, self.limit, self.model_inputs)
         return self._length
 
     def __iter__(self) -> Iterator["Item"]:
-        from stages._calibration import limited_batches
+        from stages.common.calibration import limited_batches
 
         self._passes += 1
         for inputs, labels, first in limited_batches(self.ds, self.batch_size, self.limit, self.model_inputs):

@@ -3,7 +3,7 @@
 TensorRT 11 has no INT8 calibrator and no INT8 builder flag: INT8 exists only
 where the ONNX says so, with Q/DQ nodes. This stage writes them with ONNX
 Runtime's static quantizer (`quantize_static`, `QuantFormat.QDQ`), calibrated
-on the `data` input (streamed through `stages._data`, in batches of one shape
+on the `data` input (streamed through `stages.data`, in batches of one shape
 each, so a model with a dynamic sequence length or image size calibrates on
 mixed shapes), in the form TensorRT
 wants (NVIDIA's explicit-quantization guidance, and the ORT options ModelOpt
@@ -18,13 +18,13 @@ passes for TensorRT):
 - biases stay float (`QuantizeBias: False`): TensorRT folds them in its kernels;
 - `QDQKeepRemovableActivations`: ReLU/Clip are kept, as TensorRT's fusions expect;
 - residual Adds: the input coming straight from a conv is left unquantized so
-  TensorRT fuses conv + add (see `_qdq_graph`).
+  TensorRT fuses conv + add (see `runtimes.onnx.qdq`).
 
 `quant_pre_process` (symbolic shape inference + ONNX Runtime's basic graph
 optimizations) runs first unless `preprocess: false`; it takes ~4.5 s on
 ResNet50 and gives the quantizer the shapes it needs. Calibration data that
 quantizes fine but ships a broken engine (synthetic, too few samples, nearly
-constant: `stages._calibration`) warns in the summary, quantize.json and the
+constant: `stages.common.calibration`) warns in the summary, quantize.json and the
 log. The result is checked
 in ONNX Runtime against the input model on a seeded input (figures in the
 summary and quantize.json; `check_min_cosine`/`check_max_abs` gate loosely).
@@ -47,8 +47,8 @@ from pydantic import Field
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
-    from stages._calibration import CalibrationStats
-    from stages._data import Dataset
+    from stages.common.calibration import CalibrationStats
+    from stages.data import Dataset
 
 DEFAULT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool"]
 
@@ -115,15 +115,18 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        from stages import _data, _onnx_check, _onnxio, _qdq_graph
-        from stages._calibration import CalibrationStats, calibration_warnings, no_samples
+        from stages import data
+        from stages.common.calibration import CalibrationStats, calibration_warnings, no_samples
+        from stages.runtimes.onnx import check as onnx_check
+        from stages.runtimes.onnx import io as onnxio
+        from stages.runtimes.onnx import qdq as qdq_graph
 
         p = ctx.params
         source = ctx.path("model")
-        calib = _data.open_dataset(ctx.dataset("data"), ctx.model)
+        calib = data.open_dataset(ctx.dataset("data"), ctx.model)
         if calib.count == 0:
             raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
-        synthetic = _data.warn_if_synthetic(calib)
+        synthetic = data.warn_if_synthetic(calib)
         if synthetic:
             ctx.warn(synthetic)
         original = onnx.load(str(source), load_external_data=False)
@@ -168,22 +171,22 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
         warnings = calibration_warnings(calib, stats, p.samples, synthetic)
         for line in warnings:  # the synthetic one again is kept once
             ctx.warn(line)
-        fused_adds = _qdq_graph.drop_residual_qdq(quantized) if p.residual_add else 0
-        _qdq_graph.prune_opset_imports(quantized)
+        fused_adds = qdq_graph.drop_residual_qdq(quantized) if p.residual_add else 0
+        qdq_graph.prune_opset_imports(quantized)
         onnx.checker.check_model(quantized)
-        qdq = _qdq_graph.qdq_stats(quantized)
+        qdq = qdq_graph.qdq_stats(quantized)
         if qdq["quantize_linear"] + qdq["dequantize_linear"] == 0:
             raise ValueError(
                 f"no Q/DQ nodes were inserted: the model has none of the op types {p.op_types} (or all were excluded)"
             )
         out = ctx.output("model", type(self))
-        _onnxio.save_onnx(_onnxio.strip_debug_info(quantized), out)
+        onnxio.save_onnx(onnxio.strip_debug_info(quantized), out)
         del quantized
         check: dict[str, Any] = {}
         if p.check and ctx.model is not None and ctx.model.tensors:
-            session = _onnxio.session_from_onnx(source)
-            feeds = _onnxio.random_inputs(session, _onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
-            check = _onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
+            session = onnxio.session_from_onnx(source)
+            feeds = onnxio.random_inputs(session, onnxio.input_shapes(ctx.model, "opt"), p.check_seed)
+            check = onnx_check.compare_onnx(source, out, feeds, p.check_max_abs, p.check_min_cosine)
         report = {
             "settings": p.model_dump(mode="json"),
             "calibration": {**calib.info(), "samples": reader.seen},
@@ -203,7 +206,7 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
             "quantized_ops": sum(qdq["quantized_ops"].values()),
             "residual_adds_fused": fused_adds,
             "size_mb": round(out.stat().st_size / 1e6, 2),
-            **{f"check_{k}": round(v, 6) for k, v in _onnx_check.worst(check).items()},
+            **{f"check_{k}": round(v, 6) for k, v in onnx_check.worst(check).items()},
         }
         if warnings:
             summary["warnings"] = len(warnings)
@@ -225,7 +228,7 @@ class _Reader:
     def __init__(
         self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any, stats: "CalibrationStats"
     ) -> None:
-        from stages._calibration import batch_count
+        from stages.common.calibration import batch_count
 
         self.ds, self.batch_size, self.limit, self.names, self.progress = ds, batch_size, limit, names, progress
         self.stats = stats
@@ -247,7 +250,7 @@ class _Reader:
         return next(self._it, None)
 
     def _batches(self) -> Any:
-        from stages._calibration import limited_batches
+        from stages.common.calibration import limited_batches
 
         for inputs, _, first in limited_batches(self.ds, self.batch_size, self.limit, self.names):
             self.seen = first + len(next(iter(inputs.values())))
@@ -286,7 +289,7 @@ def _stride(batches: int, chunk: int) -> int:
 
 def _fit_static_batch(model: Any, batch_size: int, samples: int) -> int:
     """Samples to use so every batch fits: all unless the batch dim is static, then whole batches of it."""
-    from stages._data import whole_batches
+    from stages.data import whole_batches
 
     weights = {t.name for t in model.graph.initializer}
     fixed = {

@@ -1,18 +1,18 @@
 """validate: run a candidate engine and its FP32 reference on the same data, report, and gate.
 
 The steps, one module each: samples are read and kept apart by shape
-(`_sample_groups`); each shape group runs through both engines, re-batched
-within the group (`_numerics`); each output gets a role (`_roles`) and its
-figures per sample, over all samples and per group (`_output_figures`, built on
-`_metrics`); gates come from one table (`_gates`) and are evaluated per output
-(`_gate_eval`); then timing (`_timing`) and the report (`_validation_report`).
+(`validation.samples`); each shape group runs through both engines, re-batched
+within the group (`validation.numerics`); each output gets a role (`common.roles`) and its
+figures per sample, over all samples and per group (`validation.figures`, built on
+`common.metrics`); gates come from one table (`validation.gates`) and are evaluated per output
+(`validation.gate_eval`); then timing (`validation.timing`) and the report (`validation.report`).
 
 report.json and report.md are written before a failed gate raises GateFailed,
 so the engine keeps them with the failed run.
 
 The candidate is described by the runner that ran it (`candidate.runner`,
 `precision`, versions and settings) and, when it has a typed engine.json
-(`_engine_info`), by that too: `candidate.engine_info` holds the build's
+(`runtimes.engine_info`), by that too: `candidate.engine_info` holds the build's
 EngineInfo (backend, precision, I/O, toolchain, device, the command that
 rebuilds it; its backend-specific `details` left out) and `candidate.backend`
 names the runtime either way. A pipeline hands a stage one output per input, so
@@ -32,8 +32,8 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.errors import GateFailed, did_you_mean
 from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
-from stages._gates import GATES, GateValueError, check_gate_values
-from stages._targets import Target
+from stages.runtimes.tensorrt.targets import Target
+from stages.validation.gates import GATES, GateValueError, check_gate_values
 
 log = logging.getLogger("stages.validate")
 
@@ -167,7 +167,7 @@ class Validate(Stage[ValidateParams]):
         """With a target, only a node of that target validates (its figures are that GPU's)."""
         reason = super().unmet(params)
         if reason is None and params is not None and params.target is not None:
-            from stages._gpu_probe import probe_gpu
+            from stages.runtimes.tensorrt.probe import probe_gpu
 
             return params.target.mismatch(probe_gpu(), doing="validate on")
         return reason
@@ -179,7 +179,7 @@ class Validate(Stage[ValidateParams]):
         """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
         if any: they change both numerics (bf16/VNNI paths) and timings. With a target, the target instead
         of this machine: a CPU-only runner computes the key of a validation done on the GPU."""
-        from stages._cpu import cpu_identity
+        from stages.runtimes.cpu import cpu_identity
 
         tc = {}
         for dist in ("onnx", "onnxruntime", "openvino", "numpy"):
@@ -191,21 +191,21 @@ class Validate(Stage[ValidateParams]):
             return {**tc, **params.target.identity()}
         tc.update(cpu_identity())
         # A TensorRT candidate runs on the GPU: its timings (and kernels) depend on which one.
-        from stages._gpu_probe import probe_gpu
+        from stages.runtimes.tensorrt.probe import probe_gpu
 
         gpu = probe_gpu()
         tc["gpu"] = f"{gpu.gpu} ({gpu.sm})" if gpu.has_gpu else "none"
         return tc
 
     def run(self, ctx: StageContext[ValidateParams]) -> dict[str, Any]:
-        from stages import _numerics as N
-        from stages import _runners as R
-        from stages import _sample_groups as SG
-        from stages import _timing as T
-        from stages import _validation_report as VR
-        from stages._data import open_dataset, warn_if_synthetic
-        from stages._gate_eval import evaluate
-        from stages._ort_runner import OrtRunner
+        from stages.data import open_dataset, warn_if_synthetic
+        from stages.runtimes import runners as R
+        from stages.runtimes.onnxrt.runner import OrtRunner
+        from stages.validation import numerics as N
+        from stages.validation import report as VR
+        from stages.validation import samples as SG
+        from stages.validation import timing as T
+        from stages.validation.gate_eval import evaluate
 
         p = ctx.params
         model = ctx.model
@@ -305,9 +305,9 @@ def _outputs(
     p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]
 ) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Each output's role and figures (or why it has none), and the output labels score."""
-    from stages import _metrics as M
-    from stages._output_figures import failed_entry, output_entry
-    from stages._roles import check_declared, infer_role, labels_output
+    from stages.common import metrics as M
+    from stages.common.roles import check_declared, infer_role, labels_output
+    from stages.validation.figures import failed_entry, output_entry
 
     names = list(col.parts)
     check_declared(model.roles, names)

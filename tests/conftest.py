@@ -44,7 +44,7 @@ def cpu_has_vnni() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX). Without them
     OpenVINO's int8 kernels (AVX2's u8 x s8 multiply-add) saturate, and an INT8 engine that is accurate on
     a VNNI machine loses accuracy here: its gates fail it, as they should."""
-    from stages._cpu import cpu_identity
+    from stages.runtimes.cpu import cpu_identity
 
     flags = cpu_identity()["cpu_flags"].split()
     return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.reference import sections_reference, stage_reference
-from pipeline.registry import Registry
-from stages._gates import gate_reference
+from pipeline.recipe.registry import Registry
+from pipeline.report.reference import sections_reference, stage_reference
+from stages.validation.gates import gate_reference
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_quickstart_recipe_runs_then_is_cached(tmp_path: Path) -> None:
     recipe = tmp_path / "resnet50_fp32.yaml"
     recipe.write_text((REPO / "recipes" / "resnet50_fp32.yaml").read_text())
     small = ["--set", "model.factory=torchvision.models:resnet18", "--set", "model.dims.batch.opt=2"]
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(recipe), *small, "--json"]
+    cmd = [sys.executable, "-m", "pipeline.cli.main", "run", str(recipe), *small, "--json"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert [s["status"] for s in json.loads(first.stdout)["stages"]] == ["ran", "ran", "ran"]

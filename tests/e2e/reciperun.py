@@ -37,7 +37,7 @@ def run_recipe(root: Path, recipe: str, *args: str) -> tuple[subprocess.Complete
     """`pipeline run RECIPE ARGS --json` in `root` with its own cache: the process and the run record."""
     env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", recipe, *args, "--json"],
+        [sys.executable, "-m", "pipeline.cli.main", "run", recipe, *args, "--json"],
         cwd=root,
         env=env,
         capture_output=True,

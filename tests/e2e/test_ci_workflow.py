@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
-from stages._targets import COMPUTE_CAPABILITY
+from stages.runtimes.tensorrt.targets import COMPUTE_CAPABILITY
 
 ROOT = Path(__file__).resolve().parents[2]
 CI = ROOT / "examples" / "ci"
 WORKFLOW = CI / "pipeline.yml"
 ZIZMOR_CONFIG = CI / "zizmor.yml"
 RAYCLUSTER = ROOT / "examples" / "kuberay" / "raycluster.yaml"
-ACCELERATOR = "ray.io/accelerator-type"  # the node label a stage's target is placed by (pipeline/ray_backend.py)
+ACCELERATOR = (
+    "ray.io/accelerator-type"  # the node label a stage's target is placed by (pipeline/backends/ray/driver.py)
+)
 
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 # The events the workflow runs on, as (github.event_name, github.ref).
@@ -415,7 +417,9 @@ def raycluster_problems(doc: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: labels in rayStartParams (KubeRay rejects them: use the group's labels)")
         accelerator = (group.get("labels") or {}).get(ACCELERATOR)
         if accelerator not in COMPUTE_CAPABILITY:
-            problems.append(f"{name}: {ACCELERATOR}={accelerator!r} is not a GPU of stages/_targets.py")
+            problems.append(
+                f"{name}: {ACCELERATOR}={accelerator!r} is not a GPU of stages/runtimes/tensorrt/targets.py"
+            )
         elif accelerator in seen:
             problems.append(f"{name}: a second group of {accelerator}")
         seen.add(str(accelerator))

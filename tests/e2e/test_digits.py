@@ -81,11 +81,11 @@ def test_keys_travel_between_machines_except_validation(digits: Path, monkeypatc
     keys name no machine); `validate`, whose verdict is measured on the machine (timings, and numerics
     that follow the ISA: bf16 where the CPU has it), is keyed by the CPU and reruns on each kind of runner."""
     from pipeline.cache import Cache
-    from pipeline.graph import stage_graph
-    from pipeline.plan import Planner
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe.graph import stage_graph
+    from pipeline.recipe.load import load_recipe
+    from pipeline.run.plan import Planner
     from pipeline.status import Status
-    from stages import _cpu
+    from stages.runtimes import cpu
 
     proc, record = run(digits)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -93,8 +93,8 @@ def test_keys_travel_between_machines_except_validation(digits: Path, monkeypatc
     assert set(here.values()) <= {"cached", "ran"}
 
     def plan_on(model: str, flags: set[str], cpus: int) -> dict[str, tuple[Status, str | None, tuple[str, ...]]]:
-        monkeypatch.setattr(_cpu, "_cpuinfo", lambda: (model, frozenset(flags)))
-        monkeypatch.setattr(_cpu, "available_cpus", lambda: cpus)
+        monkeypatch.setattr(cpu, "_cpuinfo", lambda: (model, frozenset(flags)))
+        monkeypatch.setattr(cpu, "available_cpus", lambda: cpus)
         recipe = load_recipe(digits / "digits_int8.yaml", QUICK[1::2])
         cache = Cache(digits / "cache")
         decisions = Planner(recipe, cache).plan(list(stage_graph(recipe).order))
@@ -128,7 +128,7 @@ def test_a_fresh_runner_gets_engines_and_reports_from_the_remote(digits: Path, t
 
     def cli(*args: str, cache: str) -> subprocess.CompletedProcess:
         env = {**base, "PIPELINE_CACHE": str(digits / cache)}
-        cmd = [sys.executable, "-m", "pipeline.cli", *args]
+        cmd = [sys.executable, "-m", "pipeline.cli.main", *args]
         return subprocess.run(cmd, cwd=digits, env=env, capture_output=True, text=True, timeout=600)
 
     pushed = cli("push", "digits_int8.yaml", *QUICK, cache="cache")

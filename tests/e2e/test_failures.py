@@ -342,7 +342,7 @@ def test_install_hints_survive_the_terminal(project: Project) -> None:
 def test_a_reader_that_leaves_early_gets_no_traceback(project: Project) -> None:
     """`pipeline stages --markdown | head -1`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "stages", "--markdown"],
+        [sys.executable, "-m", "pipeline.cli.main", "stages", "--markdown"],
         cwd=project.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -56,7 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(root: Path) -> tuple[subprocess.CompletedProcess, dict]:
     env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "recipe.yaml", "--json"],
+        [sys.executable, "-m", "pipeline.cli.main", "run", "recipe.yaml", "--json"],
         cwd=root,
         env=env,
         capture_output=True,

@@ -32,7 +32,7 @@ def recipe(root: Path, stages: dict) -> Path:
 
 
 def cli(path: Path, cluster: RayCluster, bucket: Bucket, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "run", str(path), "--executor", "ray", "--ray-address",
+    return [sys.executable, "-m", "pipeline.cli.main", "run", str(path), "--executor", "ray", "--ray-address",
             cluster.address, "--remote", bucket.url, "--json", *args]  # fmt: skip
 
 
@@ -232,7 +232,7 @@ def test_a_recipes_keys_and_outputs_on_the_cluster_match_the_local_executor(
     assert all(r[n].get("node") for n in ran) and {"train", "export"} & ran
     on_cluster = yaml.safe_load(lock.read_text())["stages"]
     local = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(path), "--json", "--skip-unavailable"],
+        [sys.executable, "-m", "pipeline.cli.main", "run", str(path), "--json", "--skip-unavailable"],
         cwd=root, env={**os.environ, "PIPELINE_CACHE": str(tmp_path / "local")}, capture_output=True, text=True,
         timeout=900,
     )  # fmt: skip
@@ -264,7 +264,7 @@ def test_a_read_only_run_keeps_its_intermediates_in_a_scratch_prefix_it_deletes(
     assert {row["status"] for row in r.values()} == {"ran"} and where(r["second"])["label"] == "L4"
     assert bucket.keys() == [], "a read-only run wrote to the remote"
     usage = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(path), "--executor", "ray"],
+        [sys.executable, "-m", "pipeline.cli.main", "run", str(path), "--executor", "ray"],
         cwd=path.parent, env={**env(path, bucket), "PIPELINE_REMOTE": ""}, capture_output=True, text=True,
     )  # fmt: skip
     assert usage.returncode == 2 and "--executor ray needs a remote store" in usage.stderr

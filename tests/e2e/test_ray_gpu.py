@@ -20,8 +20,8 @@ from reciperun import copy_recipe, rows
 from s3server import Bucket, S3Server, bucket, s3_server  # noqa: F401 (fixtures)
 from test_ray import cli, env
 
-from stages._gpu_probe import cuda_python_available, probe_gpu, unmet_reason
-from stages._targets import COMPUTE_CAPABILITY, accelerator_type
+from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
+from stages.runtimes.tensorrt.targets import COMPUTE_CAPABILITY, accelerator_type
 
 PROBE = probe_gpu()
 UNMET = unmet_reason(PROBE, cuda_python_available())

@@ -47,7 +47,7 @@ def records(bucket: Bucket) -> dict[str, dict]:
 
 
 def keypair(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    from pipeline.trust import generate_keypair
+    from pipeline.remote.trust import generate_keypair
 
     private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub"
     generate_keypair(private, public)
@@ -103,7 +103,7 @@ def test_a_cached_rerun_with_a_warm_local_cache_makes_no_request(project: Projec
 
 def test_a_rerun_asks_the_remote_nothing_about_intermediates_it_left_there(project: Project, bucket: Bucket) -> None:
     """Bazel's "build without the bytes": what a run saw on the remote is remembered locally
-    (pipeline/remote_index.py), so the next run reports those stages cached without a request."""
+    (pipeline/remote/index.py), so the next run reports those stages cached without a request."""
     assert run(project, bucket, "runner1")[0].returncode == 0
     assert set(statuses(run(project, bucket, "runner2")[1]).values()) == {"pulled"}
     before = len(bucket.server.requests())
@@ -279,7 +279,7 @@ def test_a_verifying_reader_ignores_unsigned_and_forged_records(
     write["record"]["summary"]["chars"] = 999
     bucket.put(write.pop("s3key"), json.dumps(write).encode())
     upper = docs["upper"]
-    from pipeline.trust import Signer
+    from pipeline.remote.trust import Signer
 
     body = {k: upper[k] for k in ("schema", "record", "objects")}
     upper["signature"] = Signer.load(other_key).sign(body)
@@ -436,7 +436,7 @@ def test_a_cached_rerun_with_a_remote_and_trust_imports_no_remote_library(projec
     }
     assert project.cli("run", "toy.yaml", env=env).returncode == 0
     probe = (
-        "import sys\nfrom pipeline.cli import main\nrc = main(['run', 'toy.yaml', '-q'])\n"
+        "import sys\nfrom pipeline.cli.main import main\nrc = main(['run', 'toy.yaml', '-q'])\n"
         "print(rc, sorted(m for m in ('fsspec', 's3fs', 'botocore', 'cryptography') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from toyproject import Project, project  # noqa: F401 (the fixture)
 
-from pipeline.mdsummary import demote_headings
+from pipeline.report.markdown import demote_headings
 
 RECIPE = """\
 name: summ

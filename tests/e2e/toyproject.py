@@ -35,7 +35,7 @@ class Project:
             **(env or {}),
         }
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "pipeline.cli.main", *args],
             cwd=self.root,
             env=full_env,
             capture_output=True,
@@ -47,7 +47,7 @@ class Project:
         """Start the CLI without waiting; `ctrl_c=True` gives it default SIGINT handling (see `_default_sigint`)."""
         full_env = {**os.environ, "TOY_RUNLOG": str(self.runlog), "PIPELINE_CACHE": str(self.cache), **(env or {})}
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "pipeline.cli.main", *args],
             cwd=self.root,
             env=full_env,
             stdout=subprocess.PIPE,

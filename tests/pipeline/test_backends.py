@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.backends import Backend, InProcess, ProcessPool
+from pipeline.backends.worker import Outcome, Task
 from pipeline.cache import Cache
-from pipeline.records import OutputRecord
+from pipeline.cache.records import OutputRecord
 from pipeline.status import Status
-from pipeline.worker import Outcome, Task
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 
@@ -129,8 +129,8 @@ def test_inputs_named_by_digest_are_fetched_from_the_store_into_the_workspace(tm
 def test_a_task_whose_store_is_a_remote_reads_and_writes_only_there(tmp_path: Path, make) -> None:
     """What a worker on another machine does: inputs from the remote store, outputs to it, no local cache."""
     pytest.importorskip("fsspec")
-    from pipeline.remote import Remote
-    from pipeline.remote_objects import RemoteObjects
+    from pipeline.remote.objects import RemoteObjects
+    from pipeline.remote.store import Remote
 
     url = (tmp_path / "remote").as_uri()
     source = tmp_path / "src.txt"

@@ -1,4 +1,4 @@
-"""Import closures: the code a stage runs, found by reading imports (pipeline/closure.py)."""
+"""Import closures: the code a stage runs, found by reading imports (pipeline/keys/closure.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.closure import MISSING, ClosureFinder, code_closure, kind_closure
-from pipeline.hashing import DigestMemo
+from pipeline.cache.hashing import DigestMemo
+from pipeline.keys.closure import MISSING, ClosureFinder, code_closure, kind_closure
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -140,7 +140,7 @@ def test_every_kind_closure_holds_every_project_module_its_import_loads() -> Non
     """The derived closure never misses a stages module that importing the kind actually loads."""
     import importlib
 
-    from pipeline.registry import Registry
+    from pipeline.recipe.registry import Registry
 
     registry = Registry()
     kinds = {name: registry.get(name).__module__ for name in registry.names()}
@@ -165,16 +165,16 @@ def test_every_kind_closure_holds_every_project_module_its_import_loads() -> Non
 
 
 def test_a_dataset_kind_closure_reaches_what_its_reader_imports_and_a_stage_reaches_open_dataset() -> None:
-    """The hand-kept lists once missed stages._refs (reached through the python dataset reader). Readers are
+    """The hand-kept lists once missed stages.common.refs (reached through the python dataset reader). Readers are
     found through entry points at run time, so a dataset's key holds its kind's closure (keys.dataset_parts)."""
-    import stages._data.python as python_kind
+    import stages.data.python as python_kind
     import stages.quantize_qdq as qdq
 
     reader = kind_closure(python_kind.__name__, Path(python_kind.__file__), DigestMemo(None))
-    assert {"stages._refs", "stages._data.batching", "stages._data.base"} <= set(reader["modules"])
+    assert {"stages.common.refs", "stages.data.batching", "stages.data.base"} <= set(reader["modules"])
     assert reader["distributions"]["numpy"] != MISSING
     stage = kind_closure(qdq.__name__, Path(qdq.__file__), DigestMemo(None))
-    assert "stages._data" in stage["modules"] and "stages._data.python" not in stage["modules"]
+    assert "stages.data" in stage["modules"] and "stages.data.python" not in stage["modules"]
 
 
 def test_a_folder_without_init_does_not_hide_the_module_import_finds(tmp_path: Path) -> None:

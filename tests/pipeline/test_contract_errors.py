@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.cache import Cache
 from pipeline.errors import KindBug, RecipeError
-from pipeline.plan import Planner
-from pipeline.recipe import load_recipe
+from pipeline.recipe.load import load_recipe
+from pipeline.run.plan import Planner
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 

@@ -17,9 +17,9 @@ from toyrecipe import (
 
 from pipeline.datakind import GROUP
 from pipeline.errors import KindBug, RecipeError
-from pipeline.registry import Registry
+from pipeline.recipe.registry import Registry
 from pipeline.stage import DatasetInput
-from stages._data import open_dataset
+from stages.data import open_dataset
 
 LINES = HEAD.replace("plugins: [toystages]", "plugins: [toystages, toydata]") + (
     "data:\n  d:\n    kind: toy.lines\n    path: numbers.txt\n"
@@ -86,7 +86,7 @@ def test_a_plugin_may_not_redefine_a_built_in_dataset_kind(toy: Toy) -> None:
     with pytest.raises(
         RecipeError,
         match=r"kind 'npz' is defined twice: by fake_npz\.Npz and by "
-        r"stages\._data\.arrays\.Npz",
+        r"stages\.data\.arrays\.Npz",
     ):
         toy.recipe(LINES.replace("toydata]", "toydata, fake_npz]"))
 

@@ -1,4 +1,4 @@
-"""Discovered inputs recorded in this process (pipeline/discovered.py): what enters, what is left out, and
+"""Discovered inputs recorded in this process (pipeline/keys/discovered.py): what enters, what is left out, and
 how a record's entries are checked against the machine."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import discovered
-from pipeline.hashing import DigestMemo, sha256_file
+from pipeline.cache.hashing import DigestMemo, sha256_file
+from pipeline.keys import discovered
 
 
 def _record(fn, base: Path, leave_out: tuple[Path, ...] = ()) -> dict[str, str]:  # noqa: ANN001

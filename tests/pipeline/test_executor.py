@@ -1,4 +1,4 @@
-"""pipeline.executor through its in-process path (`RunOptions(in_process=True)`), wired as `cmd_run` wires it:
+"""pipeline.run.executor through its in-process path (`RunOptions(in_process=True)`), wired as `cmd_run` wires it:
 what runs, what is published, what a failure leaves behind, early cutoff."""
 
 from __future__ import annotations

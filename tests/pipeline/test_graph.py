@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.graph import CycleError, build_graph, order_of, select, stage_graph
-from pipeline.recipe import load_recipe
+from pipeline.recipe.graph import CycleError, build_graph, order_of, select, stage_graph
+from pipeline.recipe.load import load_recipe
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 DIAMOND = (
@@ -62,7 +62,7 @@ def test_remembered_order_equals_networkx_and_is_reused(tmp_path: Path, monkeypa
     assert first.order == tuple(order_of(select(build_graph(recipe), ["join"])))
     assert len(_memos(memo_dir)) == 1
 
-    import pipeline.graph as graph_module
+    import pipeline.recipe.graph as graph_module
 
     def no_networkx(*_):
         raise AssertionError("networkx consulted although the structure is unchanged")
@@ -138,7 +138,7 @@ def test_a_cached_rerun_imports_no_networkx(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(DIAMOND)
     probe = (
-        "import sys\nfrom pipeline.cli import main\n"
+        "import sys\nfrom pipeline.cli.main import main\n"
         "code = main(sys.argv[1:])\nprint('EXIT', code, 'networkx' in sys.modules)"
     )
     run = [sys.executable, "-c", probe, "run", str(recipe), "--cache-dir", str(tmp_path / "cache"), "-q"]

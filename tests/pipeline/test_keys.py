@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.hashing import DigestMemo, canonical_json
-from pipeline.keys import explain
+from pipeline.cache.hashing import DigestMemo, canonical_json
+from pipeline.keys.compute import explain
 
 
 def test_canonical_json_is_order_independent() -> None:
@@ -99,7 +99,7 @@ def test_digest_memo_skips_rehash_until_the_file_changes(tmp_path: Path, monkeyp
     first = memo.file_digest(f)
     memo.flush()
     calls = []
-    import pipeline.hashing as hashing
+    import pipeline.cache.hashing as hashing
 
     real = hashing.sha256_file
     monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or real(p))

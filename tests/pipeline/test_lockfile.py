@@ -1,4 +1,4 @@
-"""pipeline.lockfile: deterministic output (diffs cleanly in review), and runs merging into one lock file."""
+"""pipeline.cache.lockfile: deterministic output (diffs cleanly in review), and runs merging into one lock file."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from toyrecipe import (
     toy,  # noqa: F401 (the fixture)
 )
 
-from pipeline import lockfile
-from pipeline.records import OutputRecord, StageRecord
+from pipeline.cache import lockfile
+from pipeline.cache.records import OutputRecord, StageRecord
 
 
 def _record(stage: str, key: str) -> StageRecord:

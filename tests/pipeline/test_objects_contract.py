@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hashing import DigestMemo
-from pipeline.remote import BadObject, Remote
-from pipeline.remote_objects import RemoteObjects
-from pipeline.store import Objects, ObjectStore
+from pipeline.cache.hashing import DigestMemo
+from pipeline.cache.objects import Objects, ObjectStore
+from pipeline.remote.objects import RemoteObjects
+from pipeline.remote.store import BadObject, Remote
 
 
 @pytest.fixture(params=["local", "remote"])

@@ -1,4 +1,4 @@
-"""pipeline.plan.Planner called directly: each stage's decision and its reasons, and that planning runs nothing."""
+"""pipeline.run.plan.Planner called directly: each stage's decision and its reasons, and that planning runs nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from toyrecipe import (
     word,
 )
 
-from pipeline.plan import Planner
-from pipeline.recipe import Recipe
+from pipeline.recipe.load import Recipe
+from pipeline.run.plan import Planner
 
 
 def test_a_fresh_cache_runs_the_roots_and_everything_below_waits(toy: Toy) -> None:

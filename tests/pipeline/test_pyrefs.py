@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hashing import DigestMemo
-from pipeline.pyrefs import UNKNOWN, NameNotDefined, check_name, defined_names, find_module
+from pipeline.cache.hashing import DigestMemo
+from pipeline.keys.pyrefs import UNKNOWN, NameNotDefined, check_name, defined_names, find_module
 
 
 def _pkg(root: Path) -> Path:
@@ -272,8 +272,8 @@ import sys
 from pathlib import Path
 from pipeline.cache import Cache
 from pipeline.errors import RecipeError
-from pipeline.plan import Planner
-from pipeline.recipe import load_recipe
+from pipeline.run.plan import Planner
+from pipeline.recipe.load import load_recipe
 
 for factory in ("torchvision.models:resnet5", "torchvision.models:resnet50"):
     Path("r.yaml").write_text(

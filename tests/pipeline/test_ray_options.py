@@ -1,10 +1,10 @@
-"""What a stage needs, as Ray task options: plain data, decided without a cluster (pipeline.ray_backend)."""
+"""What a stage needs, as Ray task options: plain data, decided without a cluster (pipeline.backends.ray.driver)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.ray_backend import LABEL, placement_problem, relay_options, task_options
+from pipeline.backends.ray.driver import LABEL, placement_problem, relay_options, task_options
 
 
 def node(label: str | None = None, cpus: int = 4, gpus: int = 0, alive: bool = True) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RecipeError
-from pipeline.recipe import load_recipe
+from pipeline.recipe.load import load_recipe
 
 TOY = Path(__file__).parents[1] / "e2e" / "toy"
 

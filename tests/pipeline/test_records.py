@@ -1,4 +1,4 @@
-"""pipeline.records called directly: records by key, refs by (recipe, stage); damage is a miss with a warning."""
+"""pipeline.cache.records called directly: records by key, refs by (recipe, stage); damage is a miss with a warning."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import OutputRecord, RecordStore, StageRecord, write_json_atomic
+from pipeline.cache.records import OutputRecord, RecordStore, StageRecord, write_json_atomic
 
 KEY = "a1" * 32
 OTHER = "b2" * 32

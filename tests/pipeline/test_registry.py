@@ -1,4 +1,4 @@
-"""pipeline.registry called directly: kinds from entry points (imported only when asked for), plugin modules
+"""pipeline.recipe.registry called directly: kinds from entry points (imported only when asked for), plugin modules
 beside a recipe, and unknown kinds with a did-you-mean."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import PipelineError, RecipeError
-from pipeline.registry import GROUP, Registry, UnknownStageKind
+from pipeline.recipe.registry import GROUP, Registry, UnknownStageKind
 from pipeline.stage import Stage
 
 PLUGIN = '''

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.events import (
+from pipeline.report.console import ConsoleReporter, RunRecordReporter
+from pipeline.report.summary import headline
+from pipeline.run.events import (
     Event,
     RunFinished,
     RunStarted,
@@ -20,9 +22,7 @@ from pipeline.events import (
     StageSkipped,
     StageUnavailable,
 )
-from pipeline.report import ConsoleReporter, RunRecordReporter
 from pipeline.status import Status
-from pipeline.summary import headline
 
 RUN_ID = "20261204-165226-20600"
 VALIDATE = {

@@ -1,4 +1,4 @@
-"""pipeline.store.ObjectStore called directly: objects named by content, read-only, verified; directory manifests."""
+"""cache.objects.ObjectStore called directly: objects named by content, read-only, verified; directory manifests."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hashing import DigestMemo
-from pipeline.store import ObjectStore
+from pipeline.cache.hashing import DigestMemo
+from pipeline.cache.objects import ObjectStore
 
 
 @pytest.fixture

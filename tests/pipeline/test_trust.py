@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.trust import Signer, Verifier, generate_keypair
+from pipeline.remote.trust import Signer, Verifier, generate_keypair
 
 BODY = {"schema": 1, "record": {"key": "ab" * 32, "outputs": {"model": {"digest": "cd" * 32}}}, "objects": {}}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import RecipeError
-from pipeline.yamlio import line_for, parse_yaml
+from pipeline.recipe.yamlio import line_for, parse_yaml
 
 
 def test_lines_are_recorded_for_every_path() -> None:

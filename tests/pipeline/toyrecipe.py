@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from pipeline.cache import Cache
-from pipeline.executor import Executor, RunOptions, RunResult
-from pipeline.graph import stage_graph
-from pipeline.plan import Decision, Planner
-from pipeline.recipe import Recipe, load_recipe
+from pipeline.recipe.graph import stage_graph
+from pipeline.recipe.load import Recipe, load_recipe
+from pipeline.run.executor import Executor, RunOptions, RunResult
+from pipeline.run.plan import Decision, Planner
 
 TOY = Path(__file__).resolve().parents[1] / "e2e" / "toy"
 HEAD = "name: toy\nplugins: [toystages]\n"

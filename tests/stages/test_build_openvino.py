@@ -13,10 +13,10 @@ from conftest import run_stage
 from onnxgraphs import CONV_SPEC, conv_bn, save
 from pydantic import ValidationError
 
-from stages import _engine_info
-from stages._engine_info import EngineInfo
-from stages._onnxio import run_onnx, session_from_onnx
 from stages.build_openvino import BuildOpenvino
+from stages.runtimes import engine_info
+from stages.runtimes.engine_info import EngineInfo
+from stages.runtimes.onnx.io import run_onnx, session_from_onnx
 
 ov = pytest.importorskip("openvino")
 
@@ -28,12 +28,12 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def build(outdir: Path, source: Path, **params) -> tuple[dict, EngineInfo]:
     summary = run_stage(BuildOpenvino, outdir, params, inputs={"model": str(source)}, model=CONV_SPEC)
-    return summary, _engine_info.read(outdir / "model")
+    return summary, engine_info.read(outdir / "model")
 
 
 def engine(outdir: Path) -> "ov.CompiledModel":
     """Compile an engine the way a runner would: the device and precision engine.json records."""
-    info = _engine_info.read(outdir / "model")
+    info = engine_info.read(outdir / "model")
     return ov.Core().compile_model(
         str(outdir / "model" / "model.xml"), info.device.device, {"INFERENCE_PRECISION_HINT": info.inference_precision}
     )
@@ -65,7 +65,7 @@ def test_fp32_engine_agrees_with_onnxruntime_at_every_batch(tmp_path: Path, onnx
         "f32",
         "CPU",
     )
-    assert info.device.compute_capability is None and info.schema_version == _engine_info.SCHEMA
+    assert info.device.compute_capability is None and info.schema_version == engine_info.SCHEMA
     d = info.details
     assert (d["weights"], d["shapes"], d["performance_hint"]) == ("as_is", "dynamic", "LATENCY")
     assert d["benchmark_app"] == [
@@ -115,13 +115,13 @@ def test_bf16_is_unavailable_exactly_where_openvino_cannot_run_it(monkeypatch: p
     unmet = BuildOpenvino().unmet(params)
     assert (unmet is None) == _cpu_runs_bf16()  # the CPU flags read here agree with OpenVINO's own probe
     assert BuildOpenvino().unmet(BuildOpenvino.Params(inference_precision="f32")) is None
-    from stages import _cpu
+    from stages.runtimes import cpu
 
-    monkeypatch.setattr(_cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx2 avx512f", "cpus": "2"})
+    monkeypatch.setattr(cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx2 avx512f", "cpus": "2"})
     assert BuildOpenvino().unmet(params) == (
         "inference_precision bf16 needs a CPU with AVX512_BF16 or AMX (this one has none); choose f32"
     )
-    monkeypatch.setattr(_cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx512f amx_bf16", "cpus": "2"})
+    monkeypatch.setattr(cpu, "cpu_identity", lambda: {"cpu": "x", "cpu_flags": "avx512f amx_bf16", "cpus": "2"})
     assert BuildOpenvino().unmet(params) is None
 
 

@@ -18,10 +18,18 @@ from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, synthetic, tin
 
 from pipeline.schema import ModelSpec
 from pipeline.stage import default_output
-from stages import _engine_info, _trt_build, _trt_layers
-from stages._gpu_probe import GpuProbe, cuda_python_available, parse_smi_csv, probe_gpu, unmet_reason
-from stages._trt_plan import ShapeRange, build_plan, profiles_from_model, side_cache_root, timing_cache_name
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams, engine_info
+from stages.runtimes import engine_info
+from stages.runtimes.tensorrt import build as trt_build
+from stages.runtimes.tensorrt import layers as trt_layers
+from stages.runtimes.tensorrt.plan import (
+    ShapeRange,
+    build_plan,
+    profiles_from_model,
+    side_cache_root,
+    timing_cache_name,
+)
+from stages.runtimes.tensorrt.probe import GpuProbe, cuda_python_available, parse_smi_csv, probe_gpu, unmet_reason
 
 SPEC = ModelSpec.model_validate(
     {"tensors": {"input": {"shape": ["batch", 3, 224, 224]}}, "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}}
@@ -202,7 +210,7 @@ def test_side_cache_root_from_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 # -- engine.json from the build's data -------------------------------------------------------------
 
-# What `_trt_build.io_tensors` returns for TWO's inputs (profiles for the dynamic ones) and one output.
+# What `trt_build.io_tensors` returns for TWO's inputs (profiles for the dynamic ones) and one output.
 TWO_IO = [
     {"name": "x", "mode": "input", "dtype": "FLOAT", "shape": [-1, 4], "profile": [[1, 4], [4, 4], [16, 4]]},
     {
@@ -243,7 +251,7 @@ def test_engine_info_from_the_plan_the_probe_and_the_build(tmp_path: Path) -> No
         "WORKSPACE": 512 * 2**20
     }
     assert not {"onnx_path", "timing_cache", "profiles"} & set(d["settings"])
-    assert _engine_info.read(_engine_info.write(info, tmp_path)) == info  # and it round-trips as written
+    assert engine_info.read(engine_info.write(info, tmp_path)) == info  # and it round-trips as written
     assert "check" not in engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").details
     assert engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").precision == "fp32"
 
@@ -261,7 +269,7 @@ def test_engine_info_names_types_numpy_lacks_and_refuses_unknown_ones(tmp_path: 
 
 
 def test_the_runner_checks_the_sidecar_against_the_engine_without_tensorrt() -> None:
-    from stages._trt_runner import built_for, check_io
+    from stages.runtimes.tensorrt.runner import built_for, check_io
 
     info = engine_info(build_plan(params(), TWO, L4, "m.onnx", None), L4, TWO_IO, INT8_LAYERS, "m.onnx")
     assert built_for(info) == "built for NVIDIA L4 (sm 8.9) with TensorRT 10.13.0.35"
@@ -284,15 +292,15 @@ def test_outputs_default_to_the_engine() -> None:
 
 
 def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipeline.hashing import DigestMemo
-    from pipeline.keys import KeyContextImpl, compute_key, explain
+    from pipeline.cache.hashing import DigestMemo
+    from pipeline.keys.compute import KeyContextImpl, compute_key, explain
 
     node = SimpleNamespace(kind=BuildTensorrt, params=params())
     recipe = SimpleNamespace(model=SPEC)
     keys = KeyContextImpl(DigestMemo(None), tmp_path)
     results = {}
     for name, probe in (("a100", A100), ("l4", L4), ("trt11", A100_TRT11)):
-        monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda probe=probe: probe)
+        monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda probe=probe: probe)
         results[name] = compute_key(node, recipe, {"model": "0" * 64}, {}, BuildTensorrt(), keys)
     tc = results["a100"].components["toolchain"]
     assert tc == {
@@ -306,7 +314,7 @@ def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch
     why = explain(results["a100"].components, results["l4"].components)
     assert "gpu NVIDIA A100-SXM4-80GB -> NVIDIA L4" in why and "compute_capability 8.0 -> 8.9" in why
     assert "tensorrt 10.13.0.35 -> 11.4.0.10" in explain(results["a100"].components, results["trt11"].components)
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: NO_GPU)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: NO_GPU)
     assert BuildTensorrt().toolchain()["gpu"] == "none"
 
 
@@ -335,8 +343,8 @@ def test_unmet_on_this_machine() -> None:
 
 
 def test_runner_is_unavailable_here_with_the_reason(tmp_path: Path) -> None:
-    from stages._runner_protocol import RunnerUnavailable
-    from stages._trt_runner import runner_from_engine
+    from stages.runtimes.base import RunnerUnavailable
+    from stages.runtimes.tensorrt.runner import runner_from_engine
 
     reason = unmet_reason(probe_gpu(), cuda_python_available())
     if reason is None:
@@ -375,7 +383,7 @@ class FakeParserError:
 
 
 def test_parser_errors_name_index_node_and_op() -> None:
-    text = _trt_build.parser_errors(
+    text = trt_build.parser_errors(
         [
             FakeParserError(12, "Conv_3", "Conv", "unsupported auto_pad"),
             FakeParserError(-1, "", "", "model has no graph"),
@@ -398,9 +406,9 @@ def test_precision_from_inspector_json_of_tensorrt_10_and_11() -> None:
     }
     trt11 = {"Layers": [{"Name": "conv1", "Outputs": [{"Format": "Channel major", "DataType": "Half"}]}]}
     fp32 = {"Layers": [{"Name": "fc", "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "LayerType": "gemm"}]}
-    assert _trt_layers.precision_from_layers(trt10) == "int8"
-    assert _trt_layers.precision_from_layers(trt11) == "fp16"
-    assert _trt_layers.precision_from_layers(fp32) == "fp32"
+    assert trt_layers.precision_from_layers(trt10) == "int8"
+    assert trt_layers.precision_from_layers(trt11) == "fp16"
+    assert trt_layers.precision_from_layers(fp32) == "fp32"
     # UINT8 I/O is not INT8 compute; TensorRT 11's "I/O Tensors" list is not read; BF16 either spelling.
     uint8 = {
         "Layers": [
@@ -416,17 +424,17 @@ def test_precision_from_inspector_json_of_tensorrt_10_and_11() -> None:
         "Layers": [{"Name": "fc", "Outputs": [{"Format": "Row major linear", "DataType": "Float"}]}],
     }
     bf16 = {"Layers": [{"Name": "mm", "Outputs": [{"Format": "Row major linear", "DataType": "BFloat16"}]}]}
-    assert _trt_layers.precision_from_layers(uint8) == "fp32"
-    assert _trt_layers.precision_from_layers(io_only) == "fp32"
-    assert _trt_layers.precision_from_layers(bf16) == "bf16"
-    assert _trt_layers.precision_from_layers({"Layers": ["conv1", "fc"]}) == "fp32"  # LAYER_NAMES_ONLY
+    assert trt_layers.precision_from_layers(uint8) == "fp32"
+    assert trt_layers.precision_from_layers(io_only) == "fp32"
+    assert trt_layers.precision_from_layers(bf16) == "bf16"
+    assert trt_layers.precision_from_layers({"Layers": ["conv1", "fc"]}) == "fp32"  # LAYER_NAMES_ONLY
 
 
 def test_cuda_python_result_unpacking() -> None:
     """cuda-python calls return `(cudaError_t, values...)`; cudaSuccess is 0."""
     import enum
 
-    from stages._trt_runner import _handle, _ok
+    from stages.runtimes.tensorrt.runner import _handle, _ok
 
     class Err(enum.IntEnum):
         cudaSuccess = 0
@@ -468,19 +476,19 @@ class FakeConfig:
 def test_timing_cache_is_merged_under_a_lock(tmp_path: Path) -> None:
     path = tmp_path / "side" / "tensorrt-timing" / "x.cache"
     path.parent.mkdir(parents=True)
-    assert _trt_build.save_timing_cache(FakeConfig(), FakeCache(["a", "b"]), path) == {
+    assert trt_build.save_timing_cache(FakeConfig(), FakeCache(["a", "b"]), path) == {
         "bytes_after": 3,
         "entries_saved": 2,
     }
     # Another build finished meanwhile with different entries: they are kept, ours are added.
-    stats = _trt_build.save_timing_cache(FakeConfig(), FakeCache(["b", "c"]), path)
+    stats = trt_build.save_timing_cache(FakeConfig(), FakeCache(["b", "c"]), path)
     assert path.read_bytes() == b"a,b,c" and stats["entries_saved"] == 3
     assert (tmp_path / "side" / "tensorrt-timing" / "x.cache.lock").exists()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".timing-")]
 
 
 def test_runner_dtypes_come_from_the_table_without_tensorrt() -> None:
-    from stages._trt_runner import _np_dtype
+    from stages.runtimes.tensorrt.runner import _np_dtype
 
     assert _np_dtype(SimpleNamespace(name="HALF"), "x") == np.float16
     assert _np_dtype(SimpleNamespace(name="INT64"), "ids") == np.int64
@@ -490,10 +498,11 @@ def test_runner_dtypes_come_from_the_table_without_tensorrt() -> None:
 
 def test_kind_modules_import_cheaply() -> None:
     code = (
-        "import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, stages._trt_plan, "
-        "stages._trt_build, stages._trt_runner, stages._gpu_probe, stages._qdq_graph, stages._onnx_check, "
-        "stages._trt_layers, stages._runners, stages._ort_runner, stages._ov_runner, stages._measure, "
-        "stages._dtypes, stages._runner_protocol; "
+        "import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, "
+        "stages.runtimes.tensorrt.plan, stages.runtimes.tensorrt.build, stages.runtimes.tensorrt.runner, "
+        "stages.runtimes.tensorrt.probe, stages.runtimes.tensorrt.layers, stages.runtimes.onnx.qdq, "
+        "stages.runtimes.onnx.check, stages.runtimes.runners, stages.runtimes.onnxrt.runner, "
+        "stages.runtimes.openvino.runner, stages.runtimes.measure, stages.runtimes.dtypes, stages.runtimes.base; "
         "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'nncf', 'onnxconverter_common', "
         "'cuda'} & set(sys.modules); print(sorted(heavy))"
     )
@@ -524,14 +533,14 @@ def side_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Path) -> None:
     import numpy as np
 
-    from stages._onnxio import random_inputs, run_onnx, session_from_onnx
-    from stages._trt_runner import TensorRTRunner
+    from stages.runtimes.onnx.io import random_inputs, run_onnx, session_from_onnx
+    from stages.runtimes.tensorrt.runner import TensorRTRunner
 
     src = tiny_resnet(tmp_path / "tiny.onnx")
     summary = run_stage(BuildTensorrt, tmp_path / "b", {"tf32": False}, inputs={"model": str(src)}, model=TINY_SPEC)
     assert set(summary["check"]) == {"min", "opt", "max"} and summary["precision"] == "fp32"
     assert all(point["cosine"] > 0.9999 for point in summary["check"].values())
-    info = _engine_info.read(tmp_path / "b" / "engine" / "engine.json")
+    info = engine_info.read(tmp_path / "b" / "engine" / "engine.json")
     assert info.device.device == PROBE.gpu and info.toolchain["tensorrt"] == PROBE.tensorrt
     assert info.details["strongly_typed"] and info.precision == summary["precision"] == "fp32"
     assert info.details["profiles"]["input"] == {"min": [1, 3, 8, 8], "opt": [2, 3, 8, 8], "max": [8, 3, 8, 8]}
@@ -540,7 +549,7 @@ def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Pa
     assert info.details["layers"] and info.details["check"] == summary["check"]
     assert Path(summary["timing_cache"]["path"]).parent == side_cache / "tensorrt-timing"
 
-    from stages._runners import runner_for
+    from stages.runtimes.runners import runner_for
 
     chosen = runner_for(tmp_path / "b" / "engine")  # the build's directory: engine.json says tensorrt
     assert isinstance(chosen, TensorRTRunner) and chosen.info == info and chosen.precision == "fp32 (tensorrt)"
@@ -603,11 +612,11 @@ def test_parser_error_names_the_node(tmp_path: Path, side_cache: Path) -> None:
 def test_resnet50_int8_and_fp16_engines_against_onnxruntime(
     tmp_path: Path, side_cache: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from stages._onnx_check import figures
-    from stages._onnxio import random_inputs, run_onnx, session_from_onnx
-    from stages._trt_runner import TensorRTRunner
     from stages.onnx_fp16 import OnnxFp16
     from stages.quantize_qdq import QuantizeQdq
+    from stages.runtimes.onnx.check import figures
+    from stages.runtimes.onnx.io import random_inputs, run_onnx, session_from_onnx
+    from stages.runtimes.tensorrt.runner import TensorRTRunner
 
     src = resnet50_onnx(tmp_path)
     run_stage(

@@ -1,4 +1,4 @@
-"""stages._calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
+"""stages.common.calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.stage import DatasetInput
-from stages._calibration import CalibrationStats, calibration_warnings
-from stages._data import SYNTHETIC_WARNING, open_dataset
+from stages.common.calibration import CalibrationStats, calibration_warnings
+from stages.data import SYNTHETIC_WARNING, open_dataset
 
 SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}
 

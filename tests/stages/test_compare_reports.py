@@ -11,8 +11,8 @@ import pytest
 from conftest import run_stage
 
 from pipeline.errors import GateFailed
-from stages._engine_info import EngineInfo, Target, TensorInfo
 from stages.compare_reports import CompareReports
+from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
 
 
 def report(path: Path, stage: str, fps: dict[int, float], p50: float, size: float, cos: float) -> Path:

@@ -1,12 +1,12 @@
-"""stages._control_metric: the figure accuracy control keeps, per role, on a stand-in compiled model."""
+"""stages.common.control_metric: the figure accuracy control keeps, per role, on a stand-in compiled model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages._control_metric import ControlMetric, metric_choice
-from stages._roles import AmbiguousLabelsOutput
+from stages.common.control_metric import ControlMetric, metric_choice
+from stages.common.roles import AmbiguousLabelsOutput
 
 
 def items(n_batches: int = 3, size: int = 2) -> list:

@@ -1,4 +1,4 @@
-"""stages._data: every dataset kind, batching with a remainder, labels, preprocessing numbers, errors."""
+"""stages.data: every dataset kind, batching with a remainder, labels, preprocessing numbers, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.schema import ModelSpec
 from pipeline.stage import DatasetInput
-from stages._data import SYNTHETIC_WARNING, open_dataset, warn_if_synthetic
+from stages.data import SYNTHETIC_WARNING, open_dataset, warn_if_synthetic
 
 IMG = ModelSpec.model_validate(
     {"tensors": {"x": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 16}}}

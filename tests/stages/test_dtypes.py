@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from stages import _dtypes as D
+from stages.runtimes import dtypes as D
 
 STAGES = Path(D.__file__).resolve().parent
 
@@ -19,7 +19,7 @@ def test_onnx_names_map_to_onnx_own_numpy_types() -> None:
 
 
 def test_onnxruntime_reports_the_table_type_strings(tmp_path: Path) -> None:
-    from stages._onnxio import session_from_onnx
+    from stages.runtimes.onnx.io import session_from_onnx
 
     inputs = [helper.make_tensor_value_info(f"x_{name}", getattr(TensorProto, name), [1]) for name in D.ONNX_TO_NUMPY]
     nodes = [helper.make_node("Identity", [i.name], [f"y{k}"]) for k, i in enumerate(inputs)]

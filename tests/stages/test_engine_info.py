@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO
 from pydantic import ValidationError
 
-from stages import _engine_info as E
-from stages._engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes import engine_info as E
+from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
 
 INFO = EngineInfo(
     backend="tensorrt",
@@ -79,7 +79,7 @@ def test_the_model_is_frozen_and_strict() -> None:
 
 def test_numpy_dtype_names_are_numpys_own() -> None:
     assert all(np.dtype(name).name == name for name in E.NUMPY_DTYPES)
-    from stages._dtypes import ELEMENT_TYPES
+    from stages.runtimes.dtypes import ELEMENT_TYPES
 
     assert {np.dtype(t).name for *_, t in ELEMENT_TYPES} <= E.NUMPY_DTYPES  # every type the one table knows
 
@@ -137,7 +137,7 @@ def test_sidecar_and_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_the_module_imports_only_pydantic_and_the_standard_library() -> None:
     code = (
-        "import sys; import stages._engine_info; "
+        "import sys; import stages.runtimes.engine_info; "
         "print(sorted({'numpy', 'onnx', 'openvino', 'tensorrt', 'torch'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

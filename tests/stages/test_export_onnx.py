@@ -15,8 +15,8 @@ import onnx
 import pytest
 from conftest import REPO, run_stage
 
-from stages._onnxio import run_onnx, session_from_onnx
 from stages.export_onnx import ExportOnnx
+from stages.runtimes.onnx.io import run_onnx, session_from_onnx
 
 HERE = Path(__file__).resolve().parent
 TINY = {

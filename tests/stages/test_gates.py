@@ -8,10 +8,10 @@ import re
 import pytest
 
 from pipeline.schema import ROLES
-from stages import _gates as G
-from stages._gate_eval import evaluate, one_sample_decides
-from stages._gate_result import check_gate
 from stages.validate import Validate
+from stages.validation import gates as G
+from stages.validation.gate_eval import evaluate, one_sample_decides
+from stages.validation.gate_result import check_gate
 
 
 def test_every_default_gate_fits_its_role_and_every_role_gets_finite_and_shape() -> None:

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from stages import _gate_result as GR
-from stages import _gates as G
-from stages import _metrics as M
-from stages._numerics import Part
-from stages._output_figures import output_entry
+from stages.common import metrics as M
+from stages.validation import gate_result as GR
+from stages.validation import gates as G
+from stages.validation.figures import output_entry
+from stages.validation.numerics import Part
 
 # Four samples, three classes. Reference top-1: 0, 1, 2, 0; candidate top-1: 0, 1, 2, 1 -> agreement 3/4.
 REF = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 4.0], [2.0, 1.0, 0.0]])

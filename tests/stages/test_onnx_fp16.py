@@ -13,9 +13,9 @@ from conftest import run_stage
 from onnx import TensorProto, numpy_helper
 from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, tiny_resnet
 
-from stages._onnx_check import compare_onnx
-from stages._onnxio import random_inputs, session_from_onnx
 from stages.onnx_fp16 import OnnxFp16
+from stages.runtimes.onnx.check import compare_onnx
+from stages.runtimes.onnx.io import random_inputs, session_from_onnx
 
 
 @pytest.fixture(scope="module")

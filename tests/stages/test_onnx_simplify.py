@@ -11,8 +11,8 @@ import pytest
 from conftest import run_stage
 from onnxgraphs import CONV_SPEC, conv_bn, save
 
-from stages._onnxio import run_onnx, session_from_onnx
 from stages.onnx_simplify import OnnxSimplify
+from stages.runtimes.onnx.io import run_onnx, session_from_onnx
 
 HERE = Path(__file__).resolve().parent
 

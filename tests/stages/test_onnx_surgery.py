@@ -12,8 +12,8 @@ from conftest import run_stage
 from onnxgraphs import MLP_SPEC, mlp, save
 from pydantic import ValidationError
 
-from stages._onnxio import run_onnx, session_from_onnx
 from stages.onnx_surgery import OnnxSurgery
+from stages.runtimes.onnx.io import run_onnx, session_from_onnx
 
 OPS_FILE = textwrap.dedent('''
     import numpy as np

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxgraphs import CONV_SPEC, conv_bn, save
 
 from pipeline.stage import DatasetInput
-from stages._data import SYNTHETIC_WARNING
-from stages._onnxio import run_onnx, session_from_onnx
+from stages.data import SYNTHETIC_WARNING
 from stages.quantize_nncf import QuantizeNncf
+from stages.runtimes.onnx.io import run_onnx, session_from_onnx
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -378,8 +378,8 @@ stages:
 def quant_key(root: Path, digits: Path, roles: str, with_: str) -> str:
     """quantize.nncf's key as `pipeline plan` computes it, for a recipe in `root` with these roles and params."""
     from pipeline.cache import Cache
-    from pipeline.plan import Planner
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe.load import load_recipe
+    from pipeline.run.plan import Planner
 
     for name in ("model.onnx", "calib.npz", "val.npz"):
         if not (root / name).exists():

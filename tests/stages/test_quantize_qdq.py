@@ -14,10 +14,10 @@ from conftest import REPO, run_stage
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.stage import DatasetInput
-from stages._data import SYNTHETIC_WARNING
-from stages._onnx_check import compare_onnx
-from stages._onnxio import random_inputs, session_from_onnx
+from stages.data import SYNTHETIC_WARNING
 from stages.quantize_qdq import QuantizeQdq, _stride
+from stages.runtimes.onnx.check import compare_onnx
+from stages.runtimes.onnx.io import random_inputs, session_from_onnx
 
 TINY_SPEC = {"tensors": {"input": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}
 RESNET50 = {

@@ -12,11 +12,11 @@ import onnx
 import pytest
 from conftest import REPO, run_stage
 
-from stages import _models
-from stages._onnxio import compare_outputs, run_onnx, session_from_onnx
+from stages.common import models
 from stages.export_onnx import ExportOnnx
 from stages.onnx_simplify import OnnxSimplify
 from stages.onnx_surgery import OnnxSurgery
+from stages.runtimes.onnx.io import compare_outputs, run_onnx, session_from_onnx
 
 RESNET50 = {
     "factory": "torchvision.models:resnet50",
@@ -29,7 +29,7 @@ RESNET50 = {
 
 
 def test_recipe_loads(repo: Path) -> None:
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe.load import load_recipe
 
     recipe = load_recipe(repo / "recipes" / "resnet50_fp32.yaml")
     assert [s.kind.kind for s in recipe.stages.values()] == ["export.onnx", "onnx.simplify", "onnx.surgery"]
@@ -58,7 +58,7 @@ def test_resnet50_export_simplify_surgery(tmp_path: Path) -> None:
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
     spec = ModelSpec.model_validate(RESNET50)
-    module = _models.module_from_spec(spec, REPO)
+    module = models.module_from_spec(spec, REPO)
     x = np.random.default_rng(7).standard_normal((3, 3, 224, 224)).astype(np.float32)  # batch 3: not the traced size
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages._roles import AmbiguousLabelsOutput, check_declared, infer_role, labels_output
+from stages.common.roles import AmbiguousLabelsOutput, check_declared, infer_role, labels_output
 
 
 def test_declared_role_wins_over_everything() -> None:

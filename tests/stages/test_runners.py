@@ -18,11 +18,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from stages import _cpu, _engine_info, _measure, _runners
-from stages._engine_info import EngineInfo, Target, TensorInfo
-from stages._ort_runner import OrtRunner
-from stages._ov_runner import OpenVinoRunner
-from stages._runner_protocol import Runner, RunnerUnavailable
+from stages.runtimes import cpu, engine_info, measure, runners
+from stages.runtimes.base import Runner, RunnerUnavailable
+from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.onnxrt.runner import OrtRunner
+from stages.runtimes.openvino.runner import OpenVinoRunner
 
 
 def classifier(
@@ -75,7 +75,7 @@ def ir_from_onnx(
     outdir.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(outdir / "model.xml"), compress_to_fp16=False)
     if precision is not None:
-        _engine_info.write(
+        engine_info.write(
             ov_info(precision, [i.get_any_name() for i in model.inputs], [o.get_any_name() for o in model.outputs]),
             outdir,
         )
@@ -131,7 +131,7 @@ def feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_openvino_f32_agrees_with_onnxruntime(tiny: tuple[Path, Path]) -> None:
     onnx_path, ir = tiny
-    ort_runner, ov_runner = _runners.runner_for(onnx_path), _runners.runner_for(ir)
+    ort_runner, ov_runner = runners.runner_for(onnx_path), runners.runner_for(ir)
     assert isinstance(ort_runner, OrtRunner) and isinstance(ov_runner, OpenVinoRunner)
     assert isinstance(ort_runner, Runner) and isinstance(ov_runner, Runner)
     assert ort_runner.precision == "fp32 (onnxruntime)" and ov_runner.precision == "f32"
@@ -149,7 +149,7 @@ def test_openvino_precision_comes_from_engine_json_unless_overridden(tmp_path: P
     bf16 = OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bf16", "bf16"))
     assert bf16.requested_precision == "bf16"
     # the execution precision is what the device chose: bf16 where the CPU has it, else f32
-    cpu_bf16 = "avx512_bf16" in _cpu.cpu_identity()["cpu_flags"] or "amx_bf16" in _cpu.cpu_identity()["cpu_flags"]
+    cpu_bf16 = "avx512_bf16" in cpu.cpu_identity()["cpu_flags"] or "amx_bf16" in cpu.cpu_identity()["cpu_flags"]
     assert bf16.precision == ("bf16" if cpu_bf16 else "f32")
     assert OpenVinoRunner(tmp_path / "bf16", precision="f32").precision == "f32"
     bare = OpenVinoRunner(ir_from_onnx(onnx_path, tmp_path / "bare", None))  # no engine.json: f32, explicitly
@@ -165,44 +165,44 @@ def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
     plan.write_bytes(b"\0")
     for artifact in (plan, plan.parent):  # the plan file, or a build directory holding one
         with pytest.raises(RunnerUnavailable, match="TensorRT runner: needs an NVIDIA GPU \\(probed: "):
-            _runners.runner_for(artifact)
+            runners.runner_for(artifact)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no runner"):
-        _runners.runner_for(tmp_path / "empty")
+        runners.runner_for(tmp_path / "empty")
 
 
 def test_runner_for_goes_by_engine_json(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     onnx_path, ir = tiny
     # An OpenVINO build directory: OpenVINO, with the device and precision its engine.json records.
-    runner = _runners.runner_for(ir)
-    assert isinstance(runner, OpenVinoRunner) and runner.info == _engine_info.read(ir)
+    runner = runners.runner_for(ir)
+    assert isinstance(runner, OpenVinoRunner) and runner.info == engine_info.read(ir)
     assert runner.requested_precision == "f32" and runner.device == "CPU"
     # A TensorRT sidecar wins over the IR beside it: the engine is what was built, the .xml a leftover.
     both = tmp_path / "both"
     ir_from_onnx(onnx_path, both, precision=None)
-    _engine_info.write(trt_info(), both)
+    engine_info.write(trt_info(), both)
     with pytest.raises(ValueError, match=r"^\S+/both: engine.json says tensorrt, but there is no .engine/.plan file"):
-        _runners.runner_for(both)  # not a guess at the IR, not a GPU probe: the artifact is incomplete
+        runners.runner_for(both)  # not a guess at the IR, not a GPU probe: the artifact is incomplete
     (both / "model.engine").write_bytes(b"\0")
-    assert _runners.engine_info_for(both / "model.engine") == trt_info()  # the sidecar beside the engine file
+    assert runners.engine_info_for(both / "model.engine") == trt_info()  # the sidecar beside the engine file
     for artifact in (both, both / "model.engine"):
         with pytest.raises(RunnerUnavailable, match="TensorRT runner: needs an NVIDIA GPU"):
-            _runners.runner_for(artifact)
+            runners.runner_for(artifact)
     # An OpenVINO sidecar with no IR beside it is an error, not a fallback.
     lone = tmp_path / "lone"
     lone.mkdir()
-    _engine_info.write(ov_info(), lone)
+    engine_info.write(ov_info(), lone)
     with pytest.raises(ValueError, match="engine.json says openvino, but there is no model.xml"):
-        _runners.runner_for(lone)
+        runners.runner_for(lone)
     # An .onnx file runs in ONNX Runtime whatever sits beside it; an explicit EngineInfo beats the directory's.
     (onnx_path.parent / "engine.json").write_text(trt_info().model_dump_json(by_alias=True))
-    assert isinstance(_runners.runner_for(onnx_path), OrtRunner) and _runners.engine_info_for(onnx_path) is None
-    explicit = _runners.runner_for(both, info=ov_info("f16"), precision="f32")
+    assert isinstance(runners.runner_for(onnx_path), OrtRunner) and runners.engine_info_for(onnx_path) is None
+    explicit = runners.runner_for(both, info=ov_info("f16"), precision="f32")
     assert isinstance(explicit, OpenVinoRunner) and explicit.info == ov_info("f16")
     assert explicit.requested_precision == "f32"  # the caller's precision still wins over engine.json's
     # A malformed sidecar is one line naming it, from runner_for as from the runner.
     (ir / "engine.json").write_text('{"schema": 1, "backend": "onnx"}')
-    for make in (_runners.runner_for, OpenVinoRunner):
+    for make in (runners.runner_for, OpenVinoRunner):
         with pytest.raises(
             ValueError,
             match=r"^\S+/ir/engine.json: backend: Input should be 'openvino' or "
@@ -227,7 +227,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
     path = save_onnx(
         helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "qdq.onnx"
     )
-    runner = _runners.runner_for(path)
+    runner = runners.runner_for(path)
     assert runner.precision == "int8 (onnxruntime)"
     x = np.array([[0.0, 0.1, -0.52, 3.0]], np.float32)
     np.testing.assert_allclose(runner.infer({"x": x})["y"], np.round(x / 0.05) * 0.05, atol=1e-6)
@@ -240,7 +240,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
     path = save_onnx(
         helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "half.onnx"
     )
-    runner = _runners.runner_for(path)
+    runner = runners.runner_for(path)
     assert runner.precision == "fp16 (onnxruntime)"
     assert runner.infer({"x": -x})["y"].dtype == np.float16  # float32 feeds are cast to the model's dtype
 
@@ -248,12 +248,12 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("mode", ["latency", "throughput"])
 def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, mode: str) -> None:
-    runner = _runners.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
+    runner = runners.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
     t = runner.benchmark(feeds(4), mode, min_seconds=0.2, warmup=2)
     assert t.mode == mode and t.batch == 4 and t.iterations >= 1 and t.seconds >= 0.2
     assert 0 < t.p50_ms <= t.p90_ms <= t.p99_ms
     assert t.throughput == pytest.approx(4 * t.iterations / t.seconds)
-    assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= _measure.MAX_ATTEMPTS
+    assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= measure.MAX_ATTEMPTS
     if engine == "openvino" and mode == "throughput":
         optimal = int(runner._compile("THROUGHPUT").get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         assert t.requests == optimal and t.iterations % optimal == 0  # whole rounds, as benchmark_app
@@ -276,17 +276,17 @@ def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, m
 def test_measure_repeats_while_other_processes_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = lambda s: ([1.0, 2.0, 3.0], 3, 0.01)  # noqa: E731
     noise = iter([(0.5, 0.0), (0.3, 0.0), (0.02, 0.0)])
-    monkeypatch.setattr(_measure.CpuMeter, "stop", lambda self: next(noise))
-    t = _measure.measure(loop, mode="latency", batch=2, requests=1, min_seconds=0.0)
+    monkeypatch.setattr(measure.CpuMeter, "stop", lambda self: next(noise))
+    t = measure.measure(loop, mode="latency", batch=2, requests=1, min_seconds=0.0)
     assert t.attempts == 3 and t.cpu_other_fraction == 0.02 and t.p50_ms == 2.0 and t.throughput == 600
     noise = iter([(0.9, 0.0), (0.5, 0.0), (0.7, 0.0)])  # never quiet: the least noisy attempt is kept
-    assert _measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).cpu_other_fraction == 0.5
+    assert measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).cpu_other_fraction == 0.5
     noise = iter([(0.0, 0.0)])
-    assert _measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).attempts == 1
+    assert measure.measure(loop, mode="latency", batch=1, requests=1, min_seconds=0.0).attempts == 1
 
 
 def test_cpu_meter_sees_another_process() -> None:
-    meter = _measure.CpuMeter()
+    meter = measure.CpuMeter()
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
     try:
         time.sleep(0.2)
@@ -299,15 +299,15 @@ def test_cpu_meter_sees_another_process() -> None:
 
 
 def test_cpu_identity_reads_proc_cpuinfo() -> None:
-    ident = _cpu.cpu_identity()
-    assert ident["cpu"] and ident["cpus"] == str(_cpu.available_cpus())
-    assert set(ident["cpu_flags"].split()) <= set(_cpu.ISA_FLAGS) | {"none"}
+    ident = cpu.cpu_identity()
+    assert ident["cpu"] and ident["cpus"] == str(cpu.available_cpus())
+    assert set(ident["cpu_flags"].split()) <= set(cpu.ISA_FLAGS) | {"none"}
 
 
 # -- the runner modules' import graph ----------------------------------------------------------------
 
-STAGES = Path(_runners.__file__).resolve().parent
-RUNNERS = {"stages._ort_runner", "stages._ov_runner", "stages._trt_runner"}
+STAGES = Path(runners.__file__).resolve().parent
+RUNNERS = {"stages.runtimes.onnxrt.runner", "stages.runtimes.openvino.runner", "stages.runtimes.tensorrt.runner"}
 
 
 def stage_modules() -> dict[str, Path]:
@@ -321,8 +321,8 @@ def stage_modules() -> dict[str, Path]:
 
 def import_graph() -> dict[str, set[str]]:
     """stages module -> the stages modules it can import (module level or inside functions), read with
-    `pipeline.closure.imports_json` as the keys read them."""
-    from pipeline.closure import _absolute, imports_json
+    `pipeline.keys.closure.imports_json` as the keys read them."""
+    from pipeline.keys.closure import _absolute, imports_json
 
     modules = stage_modules()
     graph: dict[str, set[str]] = {}
@@ -352,29 +352,33 @@ def test_no_import_cycle_among_stages_modules() -> None:
     import graphlib
 
     graph = import_graph()
-    assert graph["stages._runners"] >= RUNNERS  # the graph sees function-level and `from stages import x` imports
-    assert {"stages._data.base", "stages._data.batching"} <= graph["stages._data.python"]  # it sees the data package
+    assert (
+        graph["stages.runtimes.runners"] >= RUNNERS
+    )  # the graph sees function-level and `from stages import x` imports
+    assert {"stages.data.base", "stages.data.batching"} <= graph["stages.data.python"]  # it sees the data package
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
     with pytest.raises(graphlib.CycleError):  # and would see the old _runners <-> _trt_runner cycle
-        graphlib.TopologicalSorter({**graph, "stages._trt_runner": {"stages._runners"}}).prepare()
+        graphlib.TopologicalSorter({**graph, "stages.runtimes.tensorrt.runner": {"stages.runtimes.runners"}}).prepare()
     with pytest.raises(graphlib.CycleError):  # or one like the old _data <-> _images (a reader importing a kind)
-        graphlib.TopologicalSorter({**graph, "stages._data.base": {"stages._data.images"}}).prepare()
+        graphlib.TopologicalSorter({**graph, "stages.data.base": {"stages.data.images"}}).prepare()
 
 
 def test_a_runner_imports_no_other_runner_and_the_runtime_not_the_builder() -> None:
     graph = import_graph()
     for runner in RUNNERS:
-        assert not reachable(graph, runner) & (RUNNERS | {"stages._runners"}), runner
-    assert "stages._trt_build" not in reachable(graph, "stages._trt_runner")
-    assert "stages._trt_layers" in graph["stages._trt_runner"] & graph["stages.build_tensorrt"]  # what they share
+        assert not reachable(graph, runner) & (RUNNERS | {"stages.runtimes.runners"}), runner
+    assert "stages.runtimes.tensorrt.build" not in reachable(graph, "stages.runtimes.tensorrt.runner")
+    assert (
+        "stages.runtimes.tensorrt.layers" in graph["stages.runtimes.tensorrt.runner"] & graph["stages.build_tensorrt"]
+    )  # what they share
     # runner_for is the one place that picks a runner: no stage kind names one but validate's reference
-    pickers = {m for m, edges in graph.items() if edges & RUNNERS} - {"stages._runners"}
+    pickers = {m for m, edges in graph.items() if edges & RUNNERS} - {"stages.runtimes.runners"}
     assert pickers <= {"stages.validate", "stages.build_tensorrt"}, pickers
 
 
 def test_kind_keys_hold_only_the_runtimes_they_run() -> None:
-    from pipeline.closure import kind_closure
-    from pipeline.hashing import DigestMemo
+    from pipeline.cache.hashing import DigestMemo
+    from pipeline.keys.closure import kind_closure
 
     def distributions(module: str) -> set[str]:
         file = STAGES / f"{module.rpartition('.')[2]}.py"
@@ -387,7 +391,7 @@ def test_kind_keys_hold_only_the_runtimes_they_run() -> None:
 
 
 def test_one_onnxruntime_session_factory(tiny: tuple[Path, Path]) -> None:
-    from stages._onnxio import SELF_CHECK_THREADS, session_from_onnx
+    from stages.runtimes.onnx.io import SELF_CHECK_THREADS, session_from_onnx
 
     def threads(session: object) -> int:
         return session.get_session_options().intra_op_num_threads  # type: ignore[attr-defined]
@@ -397,6 +401,6 @@ def test_one_onnxruntime_session_factory(tiny: tuple[Path, Path]) -> None:
     assert threads(session_from_onnx(onnx_path, threads=3)) == 3
     assert threads(OrtRunner(onnx_path, threads=3).session) == 3  # the runner's explicit threads win
     default = OrtRunner(onnx_path)
-    assert default.threads == _cpu.available_cpus() and threads(default.session) == default.threads
+    assert default.threads == cpu.available_cpus() and threads(default.session) == default.threads
     makers = [p.name for p in STAGES.rglob("*.py") if "InferenceSession(" in p.read_text()]
     assert makers == ["_onnxio.py"]

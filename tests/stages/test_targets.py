@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from pipeline.hashing import DigestMemo
-from pipeline.keys import KeyContextImpl, compute_key
-from stages._gpu_probe import GpuProbe
-from stages._targets import COMPUTE_CAPABILITY, Target, accelerator_type
+from pipeline.cache.hashing import DigestMemo
+from pipeline.keys.compute import KeyContextImpl, compute_key
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams
+from stages.runtimes.tensorrt.probe import GpuProbe
+from stages.runtimes.tensorrt.targets import COMPUTE_CAPABILITY, Target, accelerator_type
 
 H100_NODE = GpuProbe(
     gpu="NVIDIA H100 80GB HBM3",
@@ -93,7 +93,7 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     p = BuildTensorrtParams.model_validate({"target": H100})
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: NO_GPU)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: NO_GPU)
     on_cpu, components = _key(tmp_path, p)
     assert components["toolchain"] == {
         "target_gpu": "H100",
@@ -102,8 +102,8 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
         "cuda": "12.9",
     }
     assert BuildTensorrt().hardware_target(p) == "H100" and BuildTensorrt().unmet(p) is not None
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: H100_NODE)
-    monkeypatch.setattr("stages._gpu_probe.cuda_python_available", lambda: True)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: H100_NODE)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.cuda_python_available", lambda: True)
     on_gpu, _ = _key(tmp_path, p)
     assert on_cpu == on_gpu
     assert BuildTensorrt().unmet(p) is None
@@ -121,7 +121,9 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
 def test_the_stage_refuses_to_build_for_another_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from pipeline.stage import StageContext
 
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: dataclasses.replace(H100_NODE, gpu="NVIDIA L4"))
+    monkeypatch.setattr(
+        "stages.runtimes.tensorrt.probe.probe_gpu", lambda: dataclasses.replace(H100_NODE, gpu="NVIDIA L4")
+    )
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"not used")
     ctx = StageContext(
@@ -168,7 +170,7 @@ def test_a_check_of_a_targeted_engine_takes_its_target_and_keys_by_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from pipeline.errors import RecipeError
-    from pipeline.recipe import load_recipe
+    from pipeline.recipe.load import load_recipe
     from stages.validate import Validate
 
     (tmp_path / "m.onnx").write_bytes(b"onnx")
@@ -182,9 +184,9 @@ def test_a_check_of_a_targeted_engine_takes_its_target_and_keys_by_it(
     toolchain = Validate().toolchain(check)
     assert toolchain["target_gpu"] == "H100" and "cpu" not in toolchain and "gpu" not in toolchain
     assert "cpu" in Validate().toolchain(stages["check_onnx"].params)
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: NO_GPU)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: NO_GPU)
     assert "this node cannot validate on H100" in (Validate().unmet(check) or "")
-    monkeypatch.setattr("stages._gpu_probe.probe_gpu", lambda: H100_NODE)
+    monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: H100_NODE)
     assert Validate().unmet(check) is None
     # A check that reads engines for two targets must say which it is for.
     (tmp_path / "t.yaml").write_text(

@@ -19,7 +19,7 @@ from test_runners import classifier, ir_from_onnx, save_onnx
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
-from stages import _engine_info
+from stages.runtimes import engine_info
 from stages.validate import Validate
 
 SPEC = {"tensors": {"input": {"shape": ["batch", 3, 8, 8]}}, "dims": {"batch": {"min": 1, "opt": 4, "max": 16}}}
@@ -112,10 +112,10 @@ def test_an_engine_from_build_openvino_passes(tmp_path: Path, reference: Path, l
     assert r["passed"] and summary["precision"] == "f32" and r["candidate"]["requested_precision"] == "f32"
     assert r["outputs"]["logits"]["figures"]["max_abs"] < 1e-4
     # The candidate's description embeds the build's EngineInfo (no details), next to what the runner reports.
-    built = _engine_info.read(tmp_path / "build" / "model")
+    built = engine_info.read(tmp_path / "build" / "model")
     c = r["candidate"]
     assert c["engine_info"] == built.as_json(details=False) and c["backend"] == "openvino"
-    assert _engine_info.parse(c["engine_info"], "report") == built.model_copy(update={"details": {}})
+    assert engine_info.parse(c["engine_info"], "report") == built.model_copy(update={"details": {}})
     assert c["runner"] == "openvino" and c["precision"] == "f32" and c["size_mb"] > 0  # the fields CI reads stay
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"- engine (engine.json): openvino, fp32 (inference precision f32), for CPU; openvino {ov_version()}" in md
@@ -270,7 +270,7 @@ def test_toolchain_names_the_cpu_and_its_isa() -> None:
 
 def test_batch_schedule_covers_every_sample_once_and_every_point_it_can() -> None:
     from pipeline.schema import ModelSpec
-    from stages._sample_groups import schedule as _schedule
+    from stages.validation.samples import schedule as _schedule
 
     dyn = ModelSpec.model_validate(SPEC)
     plan = _schedule(32, [1, 4, 16], "batch", dyn)

@@ -20,9 +20,9 @@ from shapegraphs import _c, _model, save, score_model
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
-from stages._numerics import Part
-from stages._output_figures import output_entry
 from stages.validate import Validate
+from stages.validation.figures import output_entry
+from stages.validation.numerics import Part
 
 QUICK = {"latency": False, "throughput_batches": []}
 SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 8, "max": 32}}}

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from pipeline.datakind import DataKind, DataSpec
 from pipeline.stage import KeyContext, RecipeValueError
-from stages._data import Dataset
+from stages.data import Dataset
 
 
 class LinesData(DataSpec):

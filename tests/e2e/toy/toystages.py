@@ -155,14 +155,14 @@ class DataSummary(Stage):
 
 
 class CountSamples(Stage):
-    """Reads its dataset through `stages._data.open_dataset` (as the real kinds do): sample count and sum."""
+    """Reads its dataset through `stages.data.open_dataset` (as the real kinds do): sample count and sum."""
 
     kind = "toy.count"
     inputs = {"data": InputSpec(kind="data")}
     outputs = {"model": OutputSpec("count.txt")}
 
     def run(self, ctx: StageContext) -> dict:
-        from stages._data import open_dataset
+        from stages.data import open_dataset
 
         _log_run(ctx)
         count, total = 0, 0.0

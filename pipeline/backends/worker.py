@@ -1,0 +1,294 @@
+"""Runs stages: in a persistent worker process (default) or in the caller (debugging).
+
+A task names its inputs by digest and the store that holds them; the worker
+fetches them into its workspace, runs the kind, checks and stores the declared
+outputs and returns their digests. Where it runs is thus the backend's choice
+(pipeline/backends/__init__.py). The engine writes the record; a worker never does.
+
+A worker imports a kind's libraries once and keeps them for the rest of the
+run (like Bazel's persistent workers). Each task's stdout, stderr (including
+native libraries' output) and warnings go to the stage's log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from pipeline.cache.records import OutputRecord
+from pipeline.errors import GateFailed
+from pipeline.faults import fault
+from pipeline.keys import discovered
+from pipeline.stage import DatasetInput, StageContext
+from pipeline.status import Status
+
+if TYPE_CHECKING:
+    from pipeline.cache.objects import Objects
+
+
+@dataclass(frozen=True)
+class Task:
+    """A stage run as plain, picklable data."""
+
+    stage: str
+    kind_module: str
+    kind_class: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]  # an artifact: OutputRecord (by digest); a dataset: DatasetInput; a file: its path
+    outputs: dict[str, tuple[str, bool]]  # declared outputs: name -> (path inside out/, is a directory)
+    store: str  # where the inputs are and the outputs go: a local cache root, or a remote store's URL
+    workspace: str  # a fresh directory: inputs are fetched under in/, the kind writes under out/
+    recipe_dir: str
+    model: dict[str, Any] | None
+    log: str
+    # What a cluster backend needs to place it: cpus, a hardware target's accelerator type, and the key's
+    # code digest and toolchain the node must match (`expect`). The local backends ignore it.
+    needs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outdir(self) -> Path:
+        return Path(self.workspace) / "out"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status  # RAN, FAILED or GATE_FAILED
+    summary: dict[str, Any]
+    error: str = ""
+    seconds: float = 0.0
+    outputs: dict[str, OutputRecord] = field(default_factory=dict)  # stored, when RAN
+    # Files the kind's code opened by path, `{label: digest}` (pipeline/keys/discovered.py), when RAN.
+    discovered: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # every warning the stage raised, one line each, in order
+
+
+def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
+    """Import the kind, build its context and call run(); never raises for a stage's own error."""
+    import importlib
+
+    from pipeline.schema import ModelSpec
+
+    start = time.perf_counter()
+    cwd = os.getcwd()
+    ctx: StageContext[Any] | None = None
+    with _captured(Path(task.log), capture):
+        try:
+            if task.recipe_dir not in sys.path:
+                sys.path.insert(0, task.recipe_dir)
+            kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
+            store = open_store(task.store)
+            ctx = StageContext(
+                stage=task.stage,
+                params=kind.Params.model_validate(task.params),
+                inputs=_fetch_inputs(task, store),
+                outdir=task.outdir,
+                recipe_dir=Path(task.recipe_dir),
+                model=ModelSpec.model_validate(task.model) if task.model is not None else None,
+                progress=progress,
+            )
+            os.chdir(task.outdir)
+            print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
+            with discovered.recording() as reads:
+                summary = kind().run(ctx) or {}
+            fault("run", task.stage)
+            found = discovered.entries(reads, Path(task.recipe_dir), _declared_paths(task))
+            outputs = _store_outputs(task, store)
+            return Outcome(
+                Status.RAN,
+                _jsonable(summary),
+                seconds=time.perf_counter() - start,
+                outputs=outputs,
+                discovered=found,
+                warnings=tuple(ctx.warnings),
+            )
+        except GateFailed as exc:
+            _print_traceback(Path(task.log), capture)
+            failed = _failed(Status.GATE_FAILED, one_line(str(exc)), start, ctx)
+            return dataclasses.replace(failed, outputs=_store_reports(task, open_store(task.store)))
+        except MissingOutput as exc:
+            return _failed(Status.FAILED, str(exc), start, ctx)
+        except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
+            _print_traceback(Path(task.log), capture)
+            return _failed(Status.FAILED, one_line(f"{type(exc).__name__}: {exc}"), start, ctx)
+        finally:
+            os.chdir(cwd)
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+def _store_reports(task: Task, store: Objects) -> dict[str, OutputRecord]:
+    """The declared files a stage wrote before a gate failed it (its reports), stored so that `plan`,
+    `status` and `pipeline summary` can show them; best effort, a failure is reported either way."""
+    stored = {}
+    try:
+        for name, (path, is_dir) in task.outputs.items():
+            p = task.outdir / path
+            if not is_dir and p.is_file():
+                digest = store.put(p, False)
+                stored[name] = OutputRecord(digest, False, store.size(digest, False), path)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                store.fetch(digest, False, p)  # kept for inspection beside the log, as before
+        store.flush()
+    except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+        print(f"[pipeline] reports of the failed stage not stored: {type(exc).__name__}: {exc}", flush=True)
+    return stored
+
+
+def _failed(status: Status, error: str, start: float, ctx: StageContext[Any] | None) -> Outcome:
+    """A failure, with the warnings said before it (often its cause: calibrated on 4 samples)."""
+    said = tuple(ctx.warnings) if ctx is not None else ()
+    return Outcome(status, {}, error, time.perf_counter() - start, warnings=said)
+
+
+def _declared_paths(task: Task) -> tuple[Path, ...]:
+    """What the key holds already, left out of the discovered inputs: the workspace (inputs and outputs),
+    a local store, and the files and folders named as inputs or in a dataset's spec."""
+    paths = [Path(task.workspace), Path(task.log)]
+    if "://" not in task.store:
+        paths.append(Path(task.store))
+    for value in task.inputs.values():
+        if isinstance(value, str):
+            paths.append(Path(task.recipe_dir, value))
+        elif isinstance(value, DatasetInput):
+            named = [v for v in value.spec.values() if isinstance(v, str) and v]
+            paths += [p for p in (value.base_dir / v for v in named) if p.exists()]
+    return tuple(paths)
+
+
+class MissingOutput(Exception):
+    """The kind returned without writing an output it declares."""
+
+
+def open_store(where: str) -> Objects:
+    """The store a task names, opened once per worker: a local cache root (its digest memo is what makes
+    reruns cheap) or, on another machine, the remote store's URL."""
+    if where not in _STORES:
+        if "://" in where:
+            from pipeline.remote.objects import RemoteObjects
+            from pipeline.remote.store import Remote
+
+            _STORES[where] = RemoteObjects(Remote(where))
+        else:
+            from pipeline.cache import Cache
+
+            _STORES[where] = Cache(Path(where)).objects
+    return _STORES[where]
+
+
+_STORES: dict[str, Objects] = {}
+
+
+def _fetch_inputs(task: Task, store: Objects) -> dict[str, Any]:
+    """Artifacts named by digest appear under in/<input>/<their file name>; the rest pass as they are."""
+    inputs: dict[str, Any] = {}
+    for name, value in task.inputs.items():
+        if isinstance(value, OutputRecord):
+            dest = Path(task.workspace) / "in" / name / value.path
+            store.fetch(value.digest, value.is_dir, dest)
+            inputs[name] = dest
+        else:
+            inputs[name] = value
+    return inputs
+
+
+def _store_outputs(task: Task, store: Objects) -> dict[str, OutputRecord]:
+    """Check every declared output was written, then move them into the store (all or none recorded)."""
+    for name, (path, is_dir) in task.outputs.items():
+        p = task.outdir / path
+        if not (p.is_dir() if is_dir else p.is_file()):
+            raise MissingOutput(f"stage {task.stage} did not write its output {name!r} ({path})")
+    stored = {}
+    for name, (path, is_dir) in task.outputs.items():
+        digest = store.put(task.outdir / path, is_dir)
+        stored[name] = OutputRecord(digest, is_dir, store.size(digest, is_dir), path)
+    store.flush()  # locally: the next plan verifies these objects by stamp instead of rehashing them
+    return stored
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A multi-line message as one line: its lines joined (the detail is often past the first: torch's
+    `Error(s) in loading state_dict ...:`), cut at `limit` characters; the log holds all of it."""
+    joined = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return joined if len(joined) <= limit else joined[: limit - 3].rstrip() + "..."
+
+
+def _print_traceback(log: Path, captured: bool) -> None:
+    """To stderr, which is the log when captured; in-process (debugging) also into the log, so the
+    path the failure line names always holds the traceback."""
+    import traceback
+
+    text = traceback.format_exc()
+    sys.stderr.write(text)
+    if not captured:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text)
+
+
+@contextlib.contextmanager
+def _captured(log: Path, capture: bool) -> Iterator[None]:
+    """Point fds 1 and 2 (so native code too), Python warnings and logging at the log file."""
+    import logging
+    import warnings
+
+    if not capture:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab", buffering=0) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        handler = logging.StreamHandler(sys.stderr)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.getLogger().removeHandler(handler)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def worker_main(conn: Any) -> None:
+    """Entry point of a worker process: run tasks from `conn` until it closes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine handles Ctrl-C and stops us
+
+    last = [0.0]
+
+    def progress(done: float, total: float | None = None, desc: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1 or (total is not None and done >= total):  # at most ~10 updates a second
+            last[0] = now
+            conn.send(("progress", done, total, desc))
+
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(("done", execute(task, progress)))

@@ -1,0 +1,80 @@
+"""Garbage collection: remove objects that no lock file and no latest record reference.
+
+A --set variant's latest records are not roots unless asked for (`keep_variants`): a
+smoke build is not something to keep, and its views and refs go with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cache import Cache
+from pipeline.cache.lockfile import read_lock
+from pipeline.cache.views import remove_view
+
+
+@dataclass(frozen=True)
+class GcResult:
+    objects: int
+    bytes: int
+    records: int
+    kept: int
+    roots: int
+    variants: int = 0
+
+    def describe(self, dry_run: bool) -> str:
+        verb = "would remove" if dry_run else "removed"
+        variants = f", {self.variants} --set variant(s) with their views" if self.variants else ""
+        return (
+            f"{verb} {self.objects} objects ({self.bytes / 1e6:.1f} MB) and {self.records} records{variants}; "
+            f"kept {self.kept} objects referenced by {self.roots} keys"
+        )
+
+
+def root_keys(cache: Cache, keep_variants: bool = False) -> set[str]:
+    keys = cache.records.all_latest_keys(variants=keep_variants)
+    try:
+        lockfiles = cache.lockfiles_index().read_text().splitlines()
+    except OSError:
+        lockfiles = []
+    for line in lockfiles:
+        for entry in read_lock(Path(line)).values():
+            if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                keys.add(entry["key"])
+    return keys
+
+
+def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) -> GcResult:
+    roots = root_keys(cache, keep_variants)
+    variants = [] if keep_variants else cache.records.variants()
+    if not dry_run:
+        for name in variants:
+            shutil.rmtree(cache.records.refs / name, ignore_errors=True)
+            remove_view(cache.root / name)
+    live: set[str] = set()
+    dead_records = []
+    for record in cache.records.all():
+        if record.key not in roots:
+            dead_records.append(record)
+            continue
+        for out in record.outputs.values():
+            live.add(out.digest)
+            if out.is_dir:
+                try:
+                    live.update(e["digest"] for e in cache.objects.manifest(out.digest))
+                except (OSError, ValueError):
+                    pass
+    for failure in cache.failures.all():  # a failed gate's reports, which `plan` and `summary` show
+        live.update(o.digest for o in failure.reports.values())
+    removed = size = 0
+    for digest in cache.objects.all_objects():
+        if digest in live:
+            continue
+        removed += 1
+        size += cache.objects.stored_size(digest) if dry_run else cache.objects.remove(digest)
+    if not dry_run:
+        for record in dead_records:
+            (cache.records.records / record.key[:2] / f"{record.key[2:]}.json").unlink(missing_ok=True)
+    return GcResult(removed, size, len(dead_records), len(live), len(roots), len(variants))

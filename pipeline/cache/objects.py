@@ -1,0 +1,217 @@
+"""The content-addressed object store: write once by rename, verify before use.
+
+A file output is one object named by its sha256. A directory output is its
+files' objects plus a manifest object (sorted relative path -> digest), named
+by the manifest's own digest, as DVC's `.dir` entries are.
+
+Callers go through `Objects` (has / fetch to a path / put from a path), which the
+remote store (pipeline/remote/store.py) implements too; only this module and the local cache's own
+maintenance (`gc`, `verify`) know where an object lies on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Callable, Protocol
+
+from pipeline.cache.hashing import DigestMemo, canonical_json, sha256_file
+
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+class Objects(Protocol):
+    """What a stage's task needs of a store: objects by digest, never by where they lie."""
+
+    def has(self, digest: str, is_dir: bool) -> bool:
+        """Present (a directory: its manifest and every file it lists); the local store also checks the
+        bytes (by stamp), a remote checks them on `fetch`."""
+        ...
+
+    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
+        """Make the object appear at `dest` (read-only; the caller owns `dest`); never bytes that fail
+        their digest from a remote."""
+        ...
+
+    def put(self, src: Path, is_dir: bool) -> str:
+        """Store the file or directory at `src` (consumed) and return its digest."""
+        ...
+
+    def size(self, digest: str, is_dir: bool) -> int: ...
+
+    def flush(self) -> None:
+        """Persist what the store remembers about what was put (the local digest memo)."""
+        ...
+
+
+class ObjectStore:
+    """The local store: objects/<2 hex>/<62 hex>, read-only files, written by rename."""
+
+    def __init__(self, root: Path, memo: DigestMemo):
+        self.root = root
+        self.objects = root / "objects"
+        self.memo = memo
+
+    def path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    # -- the Objects protocol ----------------------------------------------
+    def has(self, digest: str, is_dir: bool) -> bool:
+        return self.verify(digest, is_dir)
+
+    def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
+        self.materialize(digest, is_dir, dest, link=True)
+
+    def put(self, src: Path, is_dir: bool) -> str:
+        return self.put_dir(src) if is_dir else self.put_file(src)
+
+    def flush(self) -> None:
+        self.memo.flush()
+
+    def problem(self, digest: str, is_dir: bool) -> str | None:
+        """Why the object cannot be used ("missing" or "corrupted"), or None when `has` holds."""
+        if self.verify(digest, is_dir):
+            return None
+        return "corrupted" if self.path(digest).exists() else "missing"
+
+    # -- writing ---------------------------------------------------------
+    def put_file(self, src: Path) -> str:
+        """Move `src` into the store (it is consumed); return its digest."""
+        digest = sha256_file(src)
+        dest = self.path(digest)
+        if dest.exists() and self.verify_file(digest):
+            src.unlink()
+            return digest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(src, READ_ONLY)
+        os.replace(src, dest)
+        self.memo.remember(dest, digest)
+        return digest
+
+    def put_bytes(self, data: bytes) -> str:
+        tmp = self._tmpfile()
+        tmp.write_bytes(data)
+        return self.put_file(tmp)
+
+    def put_dir(self, src: Path) -> str:
+        """Store every file below `src` and a manifest; return the manifest's digest (`src` is consumed)."""
+        digest = self.put_bytes(manifest_bytes(src, self.put_file))
+        shutil.rmtree(src)  # only empty folders are left
+        return digest
+
+    def _tmpfile(self) -> Path:
+        tmpdir = self.root / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmpdir, prefix=f"{os.getpid()}-obj-")
+        os.close(fd)
+        return Path(name)
+
+    # -- reading ---------------------------------------------------------
+    def manifest(self, digest: str) -> list[dict[str, str]]:
+        return json.loads(self.path(digest).read_bytes())
+
+    def verify_file(self, digest: str, rehash: bool = False) -> bool:
+        p = self.path(digest)
+        try:
+            if rehash:
+                self.memo.forget(p)
+            return self.memo.file_digest(p) == digest
+        except OSError:
+            return False
+
+    def verify(self, digest: str, is_dir: bool, rehash: bool = False) -> bool:
+        """True when the object (and, for a directory, every file it lists) is present and intact."""
+        if not self.verify_file(digest, rehash):
+            return False
+        if not is_dir:
+            return True
+        try:
+            entries = self.manifest(digest)
+        except (OSError, ValueError):
+            return False
+        return all(self.verify_file(e["digest"], rehash) for e in entries)
+
+    def size(self, digest: str, is_dir: bool) -> int:
+        if not is_dir:
+            return self.path(digest).stat().st_size
+        return sum(self.path(e["digest"]).stat().st_size for e in self.manifest(digest))
+
+    def materialize(self, digest: str, is_dir: bool, dest: Path, link: bool = True) -> None:
+        """Make the object appear at `dest`: hard links (cheap) for stage inputs, copies for views."""
+        if not is_dir:
+            _place(self.path(digest), dest, link)
+            return
+        dest.mkdir(parents=True, exist_ok=True)
+        for e in self.manifest(digest):
+            target = dest / e["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(self.path(e["digest"]), target, link)
+
+    def all_objects(self) -> list[str]:
+        if not self.objects.is_dir():
+            return []
+        return sorted(p.parent.name + p.name for p in self.objects.glob("??/*"))
+
+    def stored_size(self, digest: str) -> int:
+        """Bytes one object (not what a manifest lists) takes in the store."""
+        return self.path(digest).stat().st_size
+
+    def remove(self, digest: str) -> int:
+        p = self.path(digest)
+        size = p.stat().st_size
+        p.unlink()
+        self.memo.forget(p)
+        return size
+
+
+def manifest_bytes(src: Path, put_file: Callable[[Path], str]) -> bytes:
+    """A directory's manifest (sorted relative path -> digest), each file stored by `put_file` on the way."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            entries.append({"path": p.relative_to(src).as_posix(), "digest": put_file(p)})
+    entries.sort(key=lambda e: e["path"])
+    return canonical_json(entries).encode()
+
+
+class UnsafeManifest(ValueError):
+    """A manifest from elsewhere names a path outside its directory, or is not a manifest at all."""
+
+
+def checked_manifest(data: bytes, digest: str) -> list[dict[str, str]]:
+    """Parse a manifest that came from another machine, refusing a path that would leave its directory
+    (`..`, absolute, a backslash) or an entry that is not a path and a digest."""
+    try:
+        entries = json.loads(data)
+        pairs = [(e["path"], e["digest"]) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnsafeManifest(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
+    for path, d in pairs:
+        p = PurePosixPath(path) if isinstance(path, str) else None
+        if p is None or not path or p.is_absolute() or ".." in p.parts or "\\" in path:
+            raise UnsafeManifest(f"manifest {digest[:12]} names an unsafe path {path!r}")
+        if not isinstance(d, str) or len(d) != 64:
+            raise UnsafeManifest(f"manifest {digest[:12]} names a bad digest for {path!r}")
+    return entries
+
+
+def _place(src: Path, dest: Path, link: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, READ_ONLY)
+    os.replace(tmp, dest)

@@ -1,0 +1,1 @@
+"""The command line: parse arguments, call one operation, print what it returned."""

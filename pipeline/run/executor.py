@@ -1,0 +1,490 @@
+"""Executes a plan: topological order, a backend that runs the tasks (pipeline/backends/), atomic publish, events out.
+
+The loop is graphlib's prepare / get_ready / done. For each ready stage the
+key is computed just before it would run (its parents' output digests are
+known by then: early cutoff). A miss takes the key's OS lock, runs the stage
+in a worker inside a fresh directory, and only on success moves its outputs
+into the object store and writes the record. A failure keeps its work
+directory and log under runs/<run id>/ and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import graphlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.backends import Backend, backend_for
+from pipeline.backends.worker import Outcome
+from pipeline.cache import Cache, lockfile
+from pipeline.cache.failures import FailureRecord
+from pipeline.cache.flock import KeyLock
+from pipeline.cache.records import StageRecord
+from pipeline.cache.views import update_view, view_if_local
+from pipeline.cache.workspace import clean_stale, new_workspace
+from pipeline.errors import Interrupted, UsageError
+from pipeline.faults import fault
+from pipeline.recipe.graph import StageGraph
+from pipeline.recipe.load import Recipe
+from pipeline.remote.sync import LeftOnRemote, Uploads, fetch
+from pipeline.run.cluster import ClusterRun
+from pipeline.run.events import (
+    Reporter,
+    RunFinished,
+    RunStarted,
+    StageCached,
+    StageErrored,
+    StageFinished,
+    StageNotRun,
+    StageProgress,
+    StagePulled,
+    StageSkipped,
+    StageStarted,
+    StageUnavailable,
+    StageWaiting,
+)
+from pipeline.run.options import RunOptions, RunResult
+from pipeline.run.plan import Decision, Planner
+from pipeline.run.publish import Publisher, PublishError
+from pipeline.run.tasks import task_for
+from pipeline.status import Status, run_exit_code
+
+if TYPE_CHECKING:
+    from pipeline.remote.store import Remote
+
+
+@dataclass
+class _Running:
+    stage: str
+    decision: Decision
+    workspace: Path
+    lock: KeyLock
+    cpu: KeyLock  # shared; exclusive for stages that time things (across runs on this cache)
+    log: Path
+    started: float
+
+
+class Executor:
+    def __init__(
+        self,
+        recipe: Recipe,
+        graph: StageGraph,
+        cache: Cache,
+        options: RunOptions,
+        reporter: Reporter,
+        remote: Remote | None = None,
+    ):
+        self.recipe, self.graph, self.cache, self.options, self.reporter = recipe, graph, cache, options, reporter
+        self.remote = remote
+        if options.executor == "ray" and remote is None:
+            raise UsageError("--executor ray needs a remote store (--remote URL or PIPELINE_REMOTE)")
+        self.planner = Planner(
+            recipe,
+            cache,
+            force=options.force,
+            force_all=options.force_all,
+            remote=remote,
+            placement=self._placement if options.executor == "ray" else None,
+        )
+        # What a remote serves is downloaded for the stages asked for (else the final ones) and for the
+        # engines; other intermediates stay there until a stage that runs here reads them.
+        used = {p for parents in graph.parents.values() for p in parents}
+        asked = set(options.targets) or {n for n in graph.order if n not in used}
+        self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
+        self._uploads = Uploads(remote, cache) if remote is not None and not remote.read_only else None
+        self.left = LeftOnRemote(remote, cache, recipe.name)  # pulled stages whose objects stayed on the remote
+        self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
+        self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
+        self.run_dir = cache.runs / self.run_id
+        self.cluster: ClusterRun | None = None
+        if options.executor == "ray":
+            assert remote is not None
+            self.cluster = ClusterRun(remote, recipe, cache.root, self.run_id, options.ray_address)
+        self.publisher = Publisher(cache, recipe.name, self.run_id, self.cluster, self._uploads, self.left, self.wanted)
+        # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
+        # every key; stages find them here instead of reaching into the cache.
+        os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
+        self._backend: Backend | None = None
+        self._running: dict[str, _Running] = {}
+        self._waiting: set[str] = set()
+        self.known: dict[str, StageRecord] = {}
+        self.status: dict[str, Status] = {}
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> RunResult:
+        start = time.perf_counter()
+        order = list(self.graph.order)
+        self.planner.prepare(order)  # recipe errors surface before anything runs
+        self.graph.remember()
+        clean_stale(self.cache.tmp)
+        position = {n: i for i, n in enumerate(order)}
+        self.reporter.handle(RunStarted(self.recipe.name, self.run_id, order))
+        sorter = graphlib.TopologicalSorter(self.graph.parents)
+        sorter.prepare()
+        pending: list[str] = []
+        stopping = False
+        try:
+            while sorter.is_active():
+                pending.extend(sorted(sorter.get_ready(), key=position.__getitem__))
+                for name in list(pending):
+                    if not stopping and not self._can_start(name):
+                        continue
+                    if stopping:
+                        self.status[name] = Status.NOT_RUN
+                        self.reporter.handle(StageNotRun(name, self.recipe.stages[name].kind.kind))
+                        outcome = "settled"
+                    else:
+                        outcome = self._start_or_settle(name)
+                    if outcome != "blocked":
+                        pending.remove(name)
+                        self._waiting.discard(name)
+                    if outcome == "settled":
+                        sorter.done(name)
+                if not self._running:
+                    if pending:  # everything left waits on another process's lock
+                        time.sleep(0.2)
+                    continue
+                for name in self._wait(timeout=0.2 if self._waiting else None):
+                    if name in self._rebuilding:  # the sorter settled it when it was pulled
+                        self._rebuilding.discard(name)
+                    else:
+                        sorter.done(name)
+                    if self.status[name].failed and not self.options.keep_going:
+                        stopping = True
+        except KeyboardInterrupt:
+            self._abort()
+            raise Interrupted() from None
+        finally:
+            self._shutdown()
+            self.cache.memo.flush()
+            if self._uploads is not None:
+                self._uploads.wait()  # the CLI never exits with an upload in flight
+        self._write_lock()
+        code = run_exit_code(self.status.values(), self.options.skip_unavailable)
+        counts: dict[Status, int] = {}
+        for s in self.status.values():
+            counts[s] = counts.get(s, 0) + 1
+        transfer = dataclasses.asdict(self.remote.transfer) if self.remote is not None else {}
+        self.reporter.handle(
+            RunFinished(self.run_id, time.perf_counter() - start, code, counts, str(self.run_dir), transfer)
+        )
+        return RunResult(self.run_id, code, dict(self.status))
+
+    def _can_start(self, name: str) -> bool:
+        if self.on_cluster:  # a timing stage gets a node to itself there (ray_backend.task_options)
+            return len(self._running) < max(1, self.options.jobs)
+        if any(self.recipe.stages[n].kind.exclusive for n in self._running):
+            return False
+        kind = self.recipe.stages[name].kind
+        if kind.exclusive and self._running:
+            return False
+        return len(self._running) < max(1, self.options.jobs)
+
+    def _start_or_settle(self, name: str) -> str:
+        """Settle a stage that needs no worker (cached, skipped, unavailable), else start it.
+
+        Returns "settled", "started", or "blocked" (another process holds its key or the CPU;
+        retried on the next turn of the loop, after which a result built meanwhile is a hit).
+        """
+        node = self.recipe.stages[name]
+        kind = node.kind.kind
+        bad = [p for p in self.graph.parents[name] if not (p in self.status and self.status[p].built)]
+        if bad:
+            why = ", ".join(f"{p} {self.status.get(p, Status.NOT_RUN)}" for p in bad)
+            self.status[name] = Status.SKIPPED
+            self.reporter.handle(StageSkipped(name, kind, why))
+            return "settled"
+        decision = self.planner.decide(name, self.known)
+        if decision.status == Status.UNAVAILABLE:
+            self.status[name] = Status.UNAVAILABLE
+            self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
+            return "settled"
+        if decision.status == Status.CACHED and decision.record is not None:
+            self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
+            return "settled"
+        if decision.status == Status.PULLED:
+            if self._settle_pulled(name, decision):
+                return "settled"
+            decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
+        if any(p in self._running for p in self.graph.parents[name]):
+            return "blocked"  # a parent the remote could not deliver is being rebuilt
+        # Nodes fetch from the remote itself; a read-only run's nodes only from its scratch prefix, through here.
+        unfetched = self._unfetched_parent(name) if not self.cluster or self.cluster.scratch else None
+        if unfetched is not None:
+            return self._rebuild(unfetched)
+        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
+        if not lock.acquire(blocking=False):
+            self._wait_for(name, f"another run (pid {lock.holder()}) is building it")
+            return "blocked"
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not node.kind.exclusive or self.on_cluster)
+        if not cpu.acquire(blocking=False):
+            lock.release()
+            self._wait_for(name, "another run holds the CPU" + (" (timing)" if not node.kind.exclusive else ""))
+            return "blocked"
+        fault("locked", name)
+        self._launch(name, decision, lock, cpu)
+        return "started"
+
+    def _wait_for(self, name: str, why: str) -> None:
+        """Report a stage blocked by another process, once; the loop retries it without stalling others."""
+        if name not in self._waiting:
+            self._waiting.add(name)
+            self.reporter.handle(StageWaiting(name, why))
+
+    def _settle_cached(self, name: str, record: StageRecord, built_elsewhere: bool = False) -> None:
+        self.known[name] = record
+        self.cache.records.set_latest(self.recipe.name, name, record.key)
+        views = update_view(self.cache, self.recipe.name, name, record)
+        self.status[name] = Status.CACHED
+        kind = self.recipe.stages[name].kind.kind
+        if built_elsewhere:
+            self.reporter.handle(
+                StageFinished(
+                    name,
+                    kind,
+                    ("built by another run",),
+                    0.0,
+                    views,
+                    record.summary,
+                    False,
+                    built_elsewhere=True,
+                    warnings=record.warnings,
+                )
+            )
+        else:
+            self.reporter.handle(
+                StageCached(name, kind, views, record.summary, record.created, warnings=record.warnings)
+            )
+
+    # -- the remote ----------------------------------------------------------------
+    def _settle_pulled(self, name: str, decision: Decision) -> bool:
+        """Take a stage from the remote: its record now, its objects only if it is a target (else when a
+        stage that runs here needs them). False when a download failed its check (the stage is a miss)."""
+        from pipeline.remote.store import BadObject, RemoteUnavailable
+
+        assert self.remote is not None and decision.remote is not None and decision.key is not None
+        record = decision.record
+        assert record is not None
+        fetched = 0
+        if name in self.wanted:
+            try:
+                record, fetched = fetch(self.remote, self.cache, self.recipe.name, name, decision.remote)
+            except (BadObject, RemoteUnavailable) as exc:
+                if isinstance(exc, BadObject):  # unreachable: every later lookup is a miss already
+                    self.remote.reject(decision.key, str(exc))
+                return False
+        else:
+            self.left.hold(name, decision.remote)
+        self.known[name] = record
+        views = view_if_local(self.cache, self.recipe.name, name, record)
+        kind = self.recipe.stages[name].kind.kind
+        if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
+            self.status[name] = Status.CACHED
+            self.reporter.handle(
+                StageCached(name, kind, views, record.summary, record.created, on_remote=True, warnings=record.warnings)
+            )
+            return True
+        self.status[name] = Status.PULLED
+        self.reporter.handle(
+            StagePulled(
+                name, kind, views, record.summary, record.created, fetched, bool(views), warnings=record.warnings
+            )
+        )
+        return True
+
+    def _unfetched_parent(self, name: str) -> str | None:
+        """Download the outputs of pulled parents that `name` (about to run) reads; a parent whose objects
+        the remote cannot deliver is returned, to be rebuilt here."""
+        got, undelivered = self.left.deliver(self.graph.parents[name])
+        for parent, record in got.items():
+            self.known[parent] = record
+            update_view(self.cache, self.recipe.name, parent, record)
+        return undelivered
+
+    def _rebuild(self, parent: str) -> str:
+        """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
+        if any(p in self._running for p in self.graph.parents[parent]):
+            return "blocked"  # one of its own parents is being rebuilt
+        decision = self.planner.decide(parent, self.known)
+        if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
+            self.left.release(parent)
+            self.known[parent] = decision.record
+            return "blocked"
+        if decision.status != Status.RUN:  # cannot be built here: its children are skipped
+            self.left.release(parent)
+            self.status[parent] = decision.status
+            return "blocked"
+        grandparent = self._unfetched_parent(parent)  # it reads its parents' outputs here, as any stage does
+        if grandparent is not None:
+            return self._rebuild(grandparent)
+        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
+        if not lock.acquire(blocking=False):
+            return "blocked"  # another run builds it; retried on the next turn of the loop
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not self.recipe.stages[parent].kind.exclusive)
+        if not cpu.acquire(blocking=False):
+            lock.release()
+            return "blocked"
+        self.left.release(parent)
+        del self.known[parent]
+        self._rebuilding.add(parent)
+        self._launch(parent, decision, lock, cpu)
+        return "blocked"
+
+    # -- running ----------------------------------------------------------------
+    def _launch(self, name: str, decision: Decision, lock: KeyLock, cpu: KeyLock) -> None:
+        node = self.recipe.stages[name]
+        ws = new_workspace(self.cache.tmp, name)
+        log = self.run_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log)
+        running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
+        self._running[name] = running
+        self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
+        if self.cluster is not None:
+            task = self.cluster.task(task, decision, self.known, self.cache.objects)
+        self.backend.submit(task)
+
+    # -- where stages run ---------------------------------------------------------
+    @property
+    def on_cluster(self) -> bool:
+        return self.cluster is not None
+
+    def _placement(self, target: str) -> str | None:
+        assert self.cluster is not None
+        return self.cluster.placement(target)
+
+    @property
+    def backend(self) -> Backend:
+        """Made when a first stage must run: a fully cached run starts no worker and contacts no cluster."""
+        if self._backend is None:
+            if self.cluster is not None:
+                self._backend = self.cluster.backend(self._progress)
+            else:
+                self._backend = backend_for(self.options.in_process, self._progress)
+        return self._backend
+
+    def _progress(self, stage: str, done: float, total: float | None, desc: str) -> None:
+        self.reporter.handle(StageProgress(stage, done, total, desc))
+
+    def _wait(self, timeout: float | None = None) -> list[str]:
+        """Block (up to `timeout`) until some running stage ends; settle and return the stages that did."""
+        finished = []
+        for name, outcome in self.backend.poll(timeout):
+            if name in self._running:
+                self._complete(name, outcome)
+                finished.append(name)
+        return finished
+
+    def _complete(self, name: str, outcome: Outcome) -> None:
+        r = self._running[name]
+        kind = self.recipe.stages[name].kind
+        node = getattr(self._backend, "nodes", {}).get(name, "")
+        log = getattr(self._backend, "logs", {}).pop(name, None)
+        if log is not None:  # a cluster node's log, brought back with the outcome
+            r.log.write_text(log)
+        try:
+            if outcome.status == Status.RAN:
+                try:
+                    record = self.publisher.publish(name, kind, r.decision, outcome)
+                except PublishError as exc:
+                    outcome = Outcome(Status.FAILED, {}, str(exc), outcome.seconds)
+                else:
+                    self.known[name] = record
+                    self.status[name] = Status.RAN
+                    self.cache.failures.remove(record.key)
+                    views = (  # a cluster's outputs may stay on the remote; a local worker's are here
+                        view_if_local(self.cache, self.recipe.name, name, record)
+                        if self.on_cluster
+                        else update_view(self.cache, self.recipe.name, name, record)
+                    )
+                    prev = r.decision.previous
+                    same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
+                        k: o.digest for k, o in record.outputs.items()
+                    }
+                    self.reporter.handle(
+                        StageFinished(
+                            name,
+                            kind.kind,
+                            r.decision.reasons,
+                            outcome.seconds,
+                            views,
+                            outcome.summary,
+                            same,
+                            node=node,
+                            warnings=outcome.warnings,
+                        )
+                    )
+            if outcome.status != Status.RAN:
+                self.status[name] = outcome.status
+                kept = self.run_dir / f"{name}.workdir"
+                shutil.move(str(r.workspace), kept)
+                self._remember_failure(name, r, outcome)
+                self.reporter.handle(
+                    StageErrored(
+                        name,
+                        kind.kind,
+                        outcome.error,
+                        str(r.log),
+                        outcome.seconds,
+                        gate=outcome.status == Status.GATE_FAILED,
+                        kept=str(kept / "out"),
+                        node=node,
+                        warnings=outcome.warnings,
+                    )
+                )
+        finally:
+            r.lock.release()
+            r.cpu.release()
+            shutil.rmtree(r.workspace, ignore_errors=True)
+            del self._running[name]
+
+    def _remember_failure(self, name: str, r: _Running, outcome: Outcome) -> None:
+        """Keep how the stage failed (pipeline/cache/failures.py), with the reports it wrote that are here."""
+        if r.decision.key is None:
+            return
+        reports = {n: o for n, o in outcome.outputs.items() if self.cache.objects.has(o.digest, o.is_dir)}
+        self.cache.failures.put(
+            FailureRecord(
+                key=r.decision.key,
+                stage=name,
+                kind=self.recipe.stages[name].kind.kind,
+                status=outcome.status,
+                error=outcome.error,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                run_id=self.run_id,
+                log=str(r.log),
+                reports=reports,
+                warnings=outcome.warnings,
+            )
+        )
+
+    # -- endings ----------------------------------------------------------------
+    def _abort(self) -> None:
+        for r in list(self._running.values()):
+            self.backend.cancel(r.stage)
+            r.lock.release()
+            r.cpu.release()
+            shutil.rmtree(r.workspace, ignore_errors=True)
+            self.status[r.stage] = Status.INTERRUPTED
+        self._running.clear()
+
+    def _shutdown(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def _write_lock(self) -> None:
+        """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one
+        recipe each add their stages). A run with --set overrides built something other than the
+        recipe as written, so it leaves the lock file alone; so does a run that settled nothing."""
+        if self.recipe.overrides or not self.known:
+            return
+        order = list(self.recipe.stages)
+        lockfile.record_run(self.recipe.path, order, self.known, self.cache.locks, self.cache.lockfiles_index())

@@ -1,0 +1,44 @@
+"""A recipe's stage as the Task a worker runs (pipeline/backends/worker.py): plain, picklable data, with its inputs
+resolved (a parent's output record, a dataset's spec and code, a path), so a worker needs no recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends.worker import Task
+from pipeline.cache.records import StageRecord
+from pipeline.recipe.load import Recipe
+from pipeline.stage import DatasetInput
+
+
+def task_for(recipe: Recipe, name: str, known: dict[str, StageRecord], store: Path, workspace: Path, log: Path) -> Task:
+    """The task for stage `name`, whose parents' records are in `known`."""
+    node = recipe.stages[name]
+    inputs: dict[str, Any] = {}
+    for input_name, ref in node.inputs.items():
+        if ref.kind == "stage":
+            inputs[input_name] = known[ref.target].outputs[ref.output]
+        elif ref.kind == "data":
+            data = recipe.datasets[ref.target]
+            inputs[input_name] = DatasetInput(
+                ref.target,
+                data.spec.model_dump(mode="json"),
+                recipe.dir,
+                f"{data.kind.__module__}:{data.kind.__qualname__}",
+            )
+        else:
+            inputs[input_name] = ref.target
+    return Task(
+        stage=name,
+        kind_module=node.kind.__module__,
+        kind_class=node.kind.__qualname__,
+        params=node.params.model_dump(mode="python"),
+        inputs=inputs,
+        outputs={out_name: (spec.path, spec.is_dir) for out_name, spec in node.kind.outputs.items()},
+        store=str(store),
+        workspace=str(workspace),
+        recipe_dir=str(recipe.dir.resolve()),
+        model=recipe.model.model_dump(mode="json") if recipe.model else None,
+        log=str(log),
+    )

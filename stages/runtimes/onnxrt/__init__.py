@@ -1,0 +1,1 @@
+"""ONNX Runtime: the FP32 reference and ONNX candidates as runners."""

@@ -1,0 +1,1 @@
+"""OpenVINO: reading and saving IR, and the compiled model as a runner."""

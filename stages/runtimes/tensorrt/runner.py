@@ -1,0 +1,329 @@
+"""A TensorRT engine as a `runtimes.base.Runner`: deserialize, one execution context, one CUDA stream.
+
+Device memory, copies, the stream and timing events come from cuda-python's
+runtime bindings (`cuda.bindings.runtime`; NVIDIA's TensorRT samples,
+samples/python/common_runtime.py, use the same calls through the older
+`cuda.cudart` path), not torch: the tensorrt extra stays small and the
+bindings are thin wrappers over the CUDA runtime API (statically linked into
+`cuda.bindings.runtime`; it uses the device's primary context, as TensorRT
+does). Per
+call, `infer` sets each input's shape on the context (`set_input_shape`, so
+any batch inside the engine's profile works), grows device buffers when a
+shape needs more, binds addresses (`set_tensor_address`), enqueues
+`execute_async_v3` and copies outputs back. `benchmark` uploads inputs once
+and times only the engine on the GPU with CUDA events: latency is one
+synchronised inference at a time; throughput enqueues inferences back to back
+and divides by wall time.
+
+Engines are executable artifacts: this runner only loads engines from the
+pipeline's own, digest-verified store, which is why it allows the host code a
+version-compatible engine embeds (`Runtime.engine_host_code_allowed`).
+
+With the build's EngineInfo (engine.json, `runtimes.engine_info`), the precision label
+is the build's (no inspector call), a deserialization failure names the GPU and
+TensorRT the engine was built for, and an engine.json whose I/O names are not
+this engine's is an error rather than a silently wrong description.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from stages.runtimes.base import Mode, RunnerUnavailable, cast_feeds
+from stages.runtimes.dtypes import dtype_of_trt
+from stages.runtimes.engine_info import EngineInfo
+from stages.runtimes.measure import Timing, batch_of, measure
+from stages.runtimes.tensorrt.layers import precision_from_layers
+
+THROUGHPUT_GROUP = 16  # inferences enqueued between synchronisations in throughput mode
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1 (the only layout in 13.x)
+    except ImportError:
+        from cuda import cudart  # cuda-python < 12.6.1 (deprecated in 12.6.1, removed in 13.0)
+    return cudart
+
+
+def _ok(result: Any) -> Any:
+    """Unpack a cuda-python `(error, value...)` result, raising on any error (cudaSuccess is 0)."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(getattr(err, "value", err) or 0) != 0:
+        raise RuntimeError(f"CUDA error: {getattr(err, 'name', err)}")
+    return rest[0] if len(rest) == 1 else (tuple(rest) or None)
+
+
+def _handle(obj: Any) -> int:
+    """The raw handle of a cuda-python object, e.g. the cudaStream_t that `execute_async_v3` takes as an int.
+
+    cuda-bindings 13.0 added `cuda.bindings.utils.get_cuda_native_handle` and deprecated `int(obj)`
+    (its release notes); bindings without the helper only have `int(obj)`. (`getPtr()` is the
+    address of the handle's storage, not the handle.)
+    """
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    try:
+        return int(get_cuda_native_handle(obj))
+    except TypeError:  # a type the helper does not know
+        return int(obj)
+
+
+def _np_dtype(dtype: Any, name: str) -> np.dtype:
+    """The numpy dtype of an I/O tensor's TensorRT DataType (from the one table, `runtimes.dtypes`)."""
+    found = dtype_of_trt(getattr(dtype, "name", str(dtype)))
+    if found is None:  # BF16, FP8, INT4: no numpy type
+        raise ValueError(
+            f"I/O tensor {name!r} is {getattr(dtype, 'name', dtype)}, which numpy cannot hold; keep the "
+            "model's inputs and outputs FP32/FP16 (onnx.fp16 keep_io_types)"
+        )
+    return found
+
+
+def engine_file(path: Path | str) -> Path:
+    """The engine file itself, or the one `.engine`/`.plan` file inside a directory."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted([*path.glob("*.engine"), *path.glob("*.plan")])
+        if len(found) != 1:
+            raise ValueError(f"{path}: expected one .engine or .plan file, found {len(found)}")
+        return found[0]
+    return path
+
+
+class TensorRTRunner:
+    """A serialized TensorRT engine on the current CUDA device (optimization profile 0)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        path: Path | str,
+        precision: str | None = None,
+        threads: int | None = None,
+        device: str | int | None = None,
+        info: EngineInfo | None = None,
+    ) -> None:
+        from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
+
+        if info is not None and info.backend != "tensorrt":
+            raise ValueError(f"{path}: its engine.json describes a {info.backend} engine, not a TensorRT engine")
+
+        probe = probe_gpu()
+        reason = unmet_reason(probe, cuda_python_available())
+        if reason:
+            raise RunnerUnavailable(f"TensorRT runner: {reason}")
+        import tensorrt as trt
+
+        self._trt, self._cudart = trt, _cudart()
+        if device is not None and str(device).removeprefix("cuda:").isdigit():
+            _ok(self._cudart.cudaSetDevice(int(str(device).removeprefix("cuda:"))))
+        self.path = engine_file(path)
+        self.probe = probe
+        self._buffers: dict[str, tuple[int, int]] = {}  # tensor -> (device pointer, bytes)
+        self._stream: Any = None
+        self._pending: dict[str, np.ndarray] = {}  # host inputs of the last upload, alive until the stream syncs
+        self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+        self.runtime = trt.Runtime(self._logger)
+        self.runtime.engine_host_code_allowed = True
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise ValueError(
+                f"{self.path.name}: TensorRT {trt.__version__} cannot deserialize this engine "
+                + (
+                    f"({built_for(info)}; this host: {probe.gpu}, sm {probe.compute_capability})"
+                    if info
+                    else f"(built with another TensorRT version, or for another GPU than {probe.gpu}?)"
+                )
+            )
+        self.info = info
+        self.context = self.engine.create_execution_context()
+        self._stream = _ok(self._cudart.cudaStreamCreate())
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        if info is not None:
+            check_io(info, self.path.name, self.input_names, self.output_names)
+        self._dtypes = {n: _np_dtype(self.engine.get_tensor_dtype(n), n) for n in names}
+        self.precision = precision or f"{info.precision if info else self._inspected_precision()} (tensorrt)"
+
+    def _inspected_precision(self) -> str:
+        """The lowest precision the engine's layers compute in, from its inspector (fp32 when it says nothing)."""
+        try:
+            import json
+
+            layers = json.loads(
+                self.engine.create_engine_inspector().get_engine_information(self._trt.LayerInformationFormat.JSON)
+            )
+            return precision_from_layers(layers)
+        except Exception:  # noqa: BLE001 - an engine built without detailed verbosity says less; fall back
+            return "fp32"
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self._cudart
+        outputs = self._bind(feeds)
+        if not self.context.execute_async_v3(_handle(self._stream)):
+            raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
+        for name, host in outputs.items():
+            if host.nbytes:
+                _ok(
+                    cudart.cudaMemcpyAsync(
+                        host.ctypes.data,
+                        self._buffers[name][0],
+                        host.nbytes,
+                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                        self._stream,
+                    )
+                )
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        return outputs
+
+    def benchmark(
+        self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
+    ) -> Timing:
+        cudart = self._cudart
+        self._bind(feeds)
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        stream, enqueue = _handle(self._stream), self.context.execute_async_v3
+
+        def run(handle: int) -> None:  # execute_async_v3 reports failure by returning False
+            if not enqueue(handle):
+                raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
+
+        for _ in range(max(1, warmup)):
+            run(stream)
+        _ok(cudart.cudaStreamSynchronize(self._stream))
+        events = [_ok(cudart.cudaEventCreate()) for _ in range(THROUGHPUT_GROUP + 1)]
+
+        def loop(seconds: float) -> tuple[list[float], int, float]:
+            times: list[float] = []
+            start = time.perf_counter()
+            group = 1 if mode == "latency" else THROUGHPUT_GROUP
+            while True:
+                _ok(cudart.cudaEventRecord(events[0], self._stream))
+                for i in range(group):
+                    run(stream)
+                    _ok(cudart.cudaEventRecord(events[i + 1], self._stream))
+                _ok(cudart.cudaEventSynchronize(events[group]))
+                times += [_ok(cudart.cudaEventElapsedTime(events[i], events[i + 1])) for i in range(group)]
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return times, len(times), elapsed
+
+        try:
+            return measure(loop, mode=mode, batch=batch_of(feeds), requests=1, min_seconds=min_seconds)
+        finally:
+            for e in events:
+                cudart.cudaEventDestroy(e)
+
+    def describe(self) -> dict[str, Any]:
+        profile = {}
+        for n in self.input_names:
+            if any(d < 0 for d in self.engine.get_tensor_shape(n)):
+                profile[n] = [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)]
+        return {
+            "runner": self.name,
+            "precision": self.precision,
+            "tensorrt": self._trt.__version__,
+            "gpu": self.probe.gpu,
+            "compute_capability": self.probe.compute_capability,
+            "driver": self.probe.driver,
+            "engine": self.path.name,
+            "profile": profile,
+        }
+
+    def close(self) -> None:
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for ptr, _ in self._buffers.values():
+            cudart.cudaFree(ptr)
+        self._buffers.clear()
+        if self._stream is not None:
+            cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- buffers ---------------------------------------------------------------------------------
+
+    def _bind(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Set input shapes, upload inputs and bind every address; returns empty host arrays for the outputs."""
+        cudart = self._cudart
+        uploads = cast_feeds(self.path.name, {n: self._dtypes[n] for n in self.input_names}, feeds)
+        for name, arr in uploads.items():
+            if not self.context.set_input_shape(name, arr.shape):
+                rng = [list(s) for s in self.engine.get_tensor_profile_shape(name, 0)]
+                raise ValueError(
+                    f"{self.path.name}: input {name!r} shape {list(arr.shape)} is outside the engine's "
+                    f"profile (min, opt, max) {rng}"
+                )
+            ptr = self._buffer(name, arr.nbytes)
+            if arr.nbytes:
+                _ok(
+                    cudart.cudaMemcpyAsync(
+                        ptr, arr.ctypes.data, arr.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream
+                    )
+                )
+            self.context.set_tensor_address(name, ptr)
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ValueError(
+                    f"{self.path.name}: output {name!r} has a data-dependent shape {list(shape)}, "
+                    "which this runner does not support"
+                )
+            outputs[name] = np.empty(shape, dtype=self._dtypes[name])
+            self.context.set_tensor_address(name, self._buffer(name, outputs[name].nbytes))
+        self._pending = uploads
+        return outputs
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer of at least `nbytes` for `name`, reallocated only when it must grow."""
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < max(nbytes, 1):
+            if ptr:
+                _ok(self._cudart.cudaFree(ptr))
+            size = max(nbytes, 256)
+            ptr = int(_ok(self._cudart.cudaMalloc(size)))
+            self._buffers[name] = (ptr, size)
+        return ptr
+
+
+def built_for(info: EngineInfo) -> str:
+    """What an engine was built for, from its EngineInfo: `built for NVIDIA L4 (sm 8.9) with TensorRT 10.13.0.35`."""
+    return f"built for {info.device} with TensorRT {info.toolchain.get('tensorrt', 'unknown')}"
+
+
+def check_io(info: EngineInfo, engine: str, inputs: list[str], outputs: list[str]) -> None:
+    """ValueError when engine.json's I/O names are not the engine's (a sidecar of another engine)."""
+    if sorted(info.input_names) != sorted(inputs) or sorted(info.output_names) != sorted(outputs):
+        raise ValueError(
+            f"{engine}: its engine.json lists inputs {info.input_names} and outputs {info.output_names}, "
+            f"the engine has {inputs} and {outputs}: the sidecar belongs to another engine"
+        )
+
+
+def runner_from_engine(
+    path: Path | str,
+    precision: str | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    info: EngineInfo | None = None,
+) -> TensorRTRunner:
+    """`runner_for`'s TensorRT branch: RunnerUnavailable (naming what was probed) where it cannot run."""
+    return TensorRTRunner(path, precision=precision, threads=threads, device=device, info=info)
