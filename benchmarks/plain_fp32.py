@@ -29,7 +29,13 @@ def main() -> None:
         outdir.mkdir()
         inputs = {"model": previous} if previous is not None else {}
         ctx = StageContext(
-            stage=name, params=node.params, inputs=inputs, outdir=outdir, recipe_dir=recipe.dir, model=recipe.model
+            stage=name,
+            params=node.params,
+            inputs=inputs,
+            outdir=outdir,
+            recipe_dir=recipe.dir,
+            model=recipe.model,
+            outputs=dict(node.kind.outputs),
         )
         node.kind().run(ctx)
         previous = outdir / node.kind.outputs["model"].path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
@@ -107,6 +106,7 @@ class StageContext(Generic[P]):
     model: ModelSpec | None = None
     progress: ProgressFn = field(default=_no_progress, repr=False)
     warnings: list[str] = field(default_factory=list, repr=False)  # what `warn` said, in order
+    outputs: dict[str, OutputSpec] = field(default_factory=dict, repr=False)  # the kind's declared outputs
 
     def __post_init__(self) -> None:
         self.inputs = {k: v if isinstance(v, DatasetInput) else Path(v) for k, v in self.inputs.items()}
@@ -144,8 +144,13 @@ class StageContext(Generic[P]):
         """`dataset(name)`, or None when the recipe leaves that optional input out."""
         return self.dataset(name) if name in self.inputs else None
 
-    def output(self, name: str, kind: type[Stage[Any]]) -> Path:
-        return self.outdir / kind.outputs[name].path
+    def output(self, name: str) -> Path:
+        """Where the kind's declared output `name` goes (its path is spelled once, in `outputs`)."""
+        try:
+            return self.outdir / self.outputs[name].path
+        except KeyError:
+            declared = ", ".join(sorted(self.outputs)) or "none"
+            raise LookupError(f"stage {self.stage}: no output {name!r} declared (outputs: {declared})") from None
 
     def _input(self, name: str) -> Path | DatasetInput:
         try:
@@ -169,10 +174,9 @@ class Stage(Generic[P]):
     # absence makes the kind unavailable with a hint to install `extra`.
     packages: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
-    # Reads the recipe's `model:` section; its validated form enters the key,
-    # limited to `model_fields` when a kind needs only some (e.g. shapes).
-    uses_model: ClassVar[bool] = False
-    model_fields: ClassVar[tuple[str, ...] | None] = None
+    # The fields of the recipe's `model:` section the kind reads (e.g. its tensors and dims): their validated
+    # form enters the key, and a recipe without `model:` is an error for it. Empty: it reads none.
+    model_fields: ClassVar[tuple[str, ...]] = ()
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
     # Its outputs are what a recipe ships (engines, and the reports that vouch for them): a run the remote
@@ -189,14 +193,6 @@ class Stage(Generic[P]):
             return None
         hint = f": pip install '.[{self.extra}]'" if self.extra else ""
         return f"needs {', '.join(missing)}{hint}"
-
-    # The engine calls these two (not `unmet`/`toolchain` directly): a kind written before they took the
-    # stage's params, with `def unmet(self)`, keeps working.
-    def unmet_for(self, params: P) -> str | None:
-        return self.unmet(params) if _takes_params(self.unmet) else self.unmet()
-
-    def toolchain_for(self, params: P) -> dict[str, str]:
-        return self.toolchain(params) if _takes_params(self.toolchain) else self.toolchain()
 
     def hardware_target(self, params: P) -> str | None:
         """The accelerator type (Ray's name: "H100") the params declare, when the key holds that target
@@ -221,6 +217,11 @@ class Stage(Generic[P]):
             )
         cls.Params = declared[0]
 
+    @classmethod
+    def uses_model(cls) -> bool:
+        """Whether the kind reads the recipe's `model:` section (it names fields of it)."""
+        return bool(cls.model_fields)
+
     def fingerprint(self, params: P, model: ModelSpec | None, keys: KeyContext) -> dict[str, Any]:
         """Extra key material a kind derives from its params (code it loads, files it reads)."""
         return {}
@@ -235,13 +236,6 @@ def default_output(kind: type[Stage]) -> str:
     if "model" in kind.outputs:
         return "model"
     return next(iter(kind.outputs))
-
-
-def _takes_params(method: Any) -> bool:
-    try:
-        return len(inspect.signature(method).parameters) >= 1
-    except (TypeError, ValueError):
-        return False
 
 
 def _installed(dist: str) -> bool:

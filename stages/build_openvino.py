@@ -92,7 +92,6 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
     outputs = {"model": OutputSpec("model", is_dir=True, description="model.xml, model.bin and engine.json")}
     packages = ("openvino",)
     extra = "openvino"
-    uses_model = True
     deliverable = True
     model_fields = ("tensors", "dims")
 
@@ -126,7 +125,7 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
                 "FP32 cannot be restored (use weights: as_is, or build from the FP32 ONNX)"
             )
         _reshape(model, ctx.model, p.shapes)
-        outdir = ctx.output("model", type(self))
+        outdir = ctx.output("model")
         xml = ovio.save_ir(model, outdir, compress_to_fp16=p.weights == "fp16")
         saved = core.read_model(str(xml))  # everything below looks at the bytes that ship
         fp16_out = ovio.compressed_fp16_constants(saved)

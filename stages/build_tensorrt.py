@@ -152,7 +152,6 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     }
     packages = ("tensorrt",)
     extra = "tensorrt"
-    uses_model = True
     model_fields = ("tensors", "dims")
     exclusive = True
     deliverable = True
@@ -192,7 +191,7 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         plan = trt_plan.build_plan(p, ctx.model, probe, source, trt_plan.side_cache_root())
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
         result = trt_build.engine_from_plan(plan)
-        outdir = ctx.output("model", type(self))
+        outdir = ctx.output("model")
         outdir.mkdir(parents=True, exist_ok=True)
         engine_path = outdir / ENGINE_FILE
         engine_path.write_bytes(result.engine)

@@ -79,8 +79,8 @@ class CompareReports(Stage[CompareParams]):
             "size_ratio": _ratio(_size(cand), _size(base)),
             "flags": flags,
         }
-        (ctx.outdir / "compare.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-        (ctx.outdir / "compare.md").write_text(markdown(result))
+        ctx.output("report").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        ctx.output("markdown").write_text(markdown(result))
         for flag in flags:
             ctx.warn(flag)
         summary: dict[str, Any] = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}

@@ -63,7 +63,6 @@ class ExportOnnx(Stage[ExportOnnxParams]):
     outputs = {"model": OutputSpec("model.onnx", description="the exported model, weights inline")}
     packages = ("torch", "onnx", "onnxscript", "onnxruntime")
     extra = "torch,onnx"
-    uses_model = True
     # Everything export reads from `model:`; not `roles`, which only validation and accuracy control read.
     model_fields = tuple(f for f in ModelSpec.model_fields if f != "roles")
 
@@ -93,7 +92,7 @@ class ExportOnnx(Stage[ExportOnnxParams]):
         if model is None or not model.tensors:
             raise ValueError("export.onnx needs model.tensors (the inputs' shapes) in the recipe")
         module = models.module_from_spec(model, ctx.recipe_dir, ctx.optional_path("checkpoint"))
-        out = ctx.output("model", type(self))
+        out = ctx.output("model")
         started = time.perf_counter()
         proto = (_export_dynamo if p.dynamo else _export_torchscript)(module, model, p.opset, ctx.outdir)
         seconds = time.perf_counter() - started

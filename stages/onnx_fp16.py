@@ -71,7 +71,6 @@ class OnnxFp16(Stage[OnnxFp16Params]):
     }
     packages = ("onnx", "onnxconverter-common", "onnxruntime")
     extra = "onnx"
-    uses_model = True
     model_fields = ("tensors", "dims")
 
     def run(self, ctx: StageContext[OnnxFp16Params]) -> dict[str, Any]:
@@ -105,7 +104,7 @@ class OnnxFp16(Stage[OnnxFp16Params]):
         kept = sorted(n.name for n in converted.graph.node if n.op_type in block_ops or n.name in p.keep_nodes)
         fp16_inits = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in converted.graph.initializer)
         casts = sum(n.op_type == "Cast" for n in converted.graph.node)
-        out = ctx.output("model", type(self))
+        out = ctx.output("model")
         onnxio.save_onnx(converted, out)
         del converted
         check: dict[str, Any] = {}
@@ -132,7 +131,7 @@ class OnnxFp16(Stage[OnnxFp16Params]):
             "clamped": clamped,
             "check": check,
         }
-        ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         return {
             "fp16_initializers": fp16_inits,
             "kept_fp32_nodes": len(kept),

@@ -36,7 +36,6 @@ class OnnxSimplify(Stage[OnnxSimplifyParams]):
     outputs = {"model": OutputSpec("model.onnx", description="the simplified model, weights inline")}
     packages = ("onnx", "onnxsim", "onnxruntime")
     extra = "onnx"
-    uses_model = True
     model_fields = ("tensors", "dims")
 
     def run(self, ctx: StageContext[OnnxSimplifyParams]) -> dict[str, Any]:
@@ -64,7 +63,7 @@ class OnnxSimplify(Stage[OnnxSimplifyParams]):
             raise ValueError("onnxsim reported that the simplified model is invalid")
         _check_dims_kept(original, simplified)
         onnx.checker.check_model(simplified)
-        out = ctx.output("model", type(self))
+        out = ctx.output("model")
         onnxio.save_onnx(simplified, out)
         summary: dict[str, Any] = {
             "nodes_before": len(original.graph.node),

@@ -234,7 +234,6 @@ class OnnxSurgery(Stage[OnnxSurgeryParams]):
     outputs = {"model": OutputSpec("model.onnx", description="the edited model, weights inline")}
     packages = ("onnx", "onnx-graphsurgeon", "onnxruntime")
     extra = "onnx"
-    uses_model = True
     model_fields = ("tensors", "dims")
 
     def fingerprint(self, params: OnnxSurgeryParams, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
@@ -266,7 +265,7 @@ class OnnxSurgery(Stage[OnnxSurgeryParams]):
         for field in ("doc_string", "domain", "model_version"):
             setattr(edited, field, getattr(original, field))
         edited.metadata_props.extend(original.metadata_props)
-        out = ctx.output("model", type(self))
+        out = ctx.output("model")
         onnxio.save_onnx(edited, out)
         summary: dict[str, Any] = {
             "ops": len(p.ops),

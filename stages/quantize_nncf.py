@@ -123,7 +123,6 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
     }
     packages = ("openvino", "nncf")
     extra = "openvino"
-    uses_model = True
     model_fields = ("tensors", "dims")  # roles enter through `fingerprint` (only the metric output's, when named)
 
     def fingerprint(self, params: QuantizeNncfParams, model: "ModelSpec | None", keys: KeyContext) -> dict[str, Any]:
@@ -232,7 +231,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
                 "(check ignored_scope and model_type)"
             )
         int8_weights = ovio.int8_constants(quantized)
-        ovio.save_ir(quantized, ctx.output("model", type(self)), compress_to_fp16=False)
+        ovio.save_ir(quantized, ctx.output("model"), compress_to_fp16=False)
         used = source.samples_seen
         report = {
             "settings": p.model_dump(mode="json"),
@@ -250,7 +249,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
             "int8_weights": int8_weights,
             "accuracy": accuracy,
         }
-        ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         summary: dict[str, Any] = {
             "samples": used,
             "seconds": round(seconds, 2),

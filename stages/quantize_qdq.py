@@ -108,7 +108,6 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
     }
     packages = ("onnx", "onnxruntime")
     extra = "onnx"
-    uses_model = True
     model_fields = ("tensors", "dims")
 
     def run(self, ctx: StageContext[QuantizeQdqParams]) -> dict[str, Any]:
@@ -179,7 +178,7 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
             raise ValueError(
                 f"no Q/DQ nodes were inserted: the model has none of the op types {p.op_types} (or all were excluded)"
             )
-        out = ctx.output("model", type(self))
+        out = ctx.output("model")
         onnxio.save_onnx(onnxio.strip_debug_info(quantized), out)
         del quantized
         check: dict[str, Any] = {}
@@ -198,7 +197,7 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
             "qdq": qdq,
             "check": check,
         }
-        ctx.output("report", type(self)).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         summary: dict[str, Any] = {
             "samples": reader.seen,
             "seconds": round(seconds, 2),

@@ -158,7 +158,6 @@ class Validate(Stage[ValidateParams]):
     }
     packages = ("onnx", "onnxruntime")
     extra = "onnx"
-    uses_model = True
     model_fields = ("tensors", "dims", "roles")
     exclusive = True
     deliverable = True  # the reports that vouch for an engine travel with it
@@ -286,8 +285,8 @@ class Validate(Stage[ValidateParams]):
             "warnings": warnings,
         }
         report = VR.jsonable(report)
-        (ctx.outdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        (ctx.outdir / "report.md").write_text(VR.markdown(report, results))
+        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        ctx.output("markdown").write_text(VR.markdown(report, results))
         for w in warnings:  # before a failed gate raises: a warning is often why it failed
             ctx.warn(w)
         for g in results:

@@ -32,6 +32,7 @@ def run_stage(
         outdir=outdir,
         recipe_dir=recipe_dir or outdir,
         model=model,
+        outputs=dict(kind.outputs),
     )
     summary = kind().run(ctx) or {}
     for name, spec in kind.outputs.items():

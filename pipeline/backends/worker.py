@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pipeline.cache.records import OutputRecord
-from pipeline.errors import GateFailed
+from pipeline.errors import GateFailed, one_line
 from pipeline.faults import fault
 from pipeline.keys import discovered
 from pipeline.stage import DatasetInput, StageContext
@@ -91,6 +91,7 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
                 recipe_dir=Path(task.recipe_dir),
                 model=ModelSpec.model_validate(task.model) if task.model is not None else None,
                 progress=progress,
+                outputs=dict(kind.outputs),
             )
             os.chdir(task.outdir)
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
@@ -115,7 +116,7 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             return _failed(Status.FAILED, str(exc), start, ctx)
         except Exception as exc:  # noqa: BLE001 - a stage's failure is data, not a crash of the engine
             _print_traceback(Path(task.log), capture)
-            return _failed(Status.FAILED, one_line(f"{type(exc).__name__}: {exc}"), start, ctx)
+            return _failed(Status.FAILED, one_line(exc), start, ctx)
         finally:
             os.chdir(cwd)
             sys.stdout.flush()
@@ -209,13 +210,6 @@ def _store_outputs(task: Task, store: Objects) -> dict[str, OutputRecord]:
         stored[name] = OutputRecord(digest, is_dir, store.size(digest, is_dir), path)
     store.flush()  # locally: the next plan verifies these objects by stamp instead of rehashing them
     return stored
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    """A multi-line message as one line: its lines joined (the detail is often past the first: torch's
-    `Error(s) in loading state_dict ...:`), cut at `limit` characters; the log holds all of it."""
-    joined = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    return joined if len(joined) <= limit else joined[: limit - 3].rstrip() + "..."
 
 
 def _print_traceback(log: Path, captured: bool) -> None:

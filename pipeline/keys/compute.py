@@ -87,12 +87,11 @@ def compute_key(
         "code": kind_code(kind, keys.memo),
         "params": node.params.model_dump(mode="json"),
         "inputs": dict(sorted(inputs.items())),
-        "toolchain": stage.toolchain_for(node.params),
+        "toolchain": stage.toolchain(node.params),
     }
-    if kind.uses_model and recipe.model is not None:
+    if kind.uses_model() and recipe.model is not None:
         model = recipe.model.model_dump(mode="json")
-        if kind.model_fields is not None:
-            model = {k: model[k] for k in kind.model_fields}
+        model = {k: model[k] for k in kind.model_fields}
         comp["model"] = model
     if fingerprint:
         comp["fingerprint"] = fingerprint

@@ -211,7 +211,7 @@ def _stage_node(
         params = kind.Params.model_validate(stage.with_)
     except ValidationError as exc:
         raise _recipe_error(path, lines, at + ("with",), exc, raw, overridden) from None
-    if kind.uses_model and spec.model is None:
+    if kind.uses_model() and spec.model is None:
         raise RecipeError(
             path, line_for(lines, at), f"stages.{name}", f"kind {kind.kind} needs the recipe's `model:` section"
         )

@@ -33,7 +33,7 @@ from typing import Any
 from pipeline.cache.hashing import sha256_bytes, sha256_file
 from pipeline.cache.objects import ObjectStore, UnsafeManifest, checked_manifest
 from pipeline.cache.records import StageRecord
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, one_line
 from pipeline.faults import fault
 from pipeline.remote.index import RemoteIndex
 from pipeline.remote.trust import Signer, Verifier
@@ -112,7 +112,7 @@ class Remote:
             except ImportError as exc:
                 raise UsageError(f"remote {self.url}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - a bad URL or backend configuration
-                raise UsageError(f"remote {self.url}: {type(exc).__name__}: {_one_line(exc)}") from None
+                raise UsageError(f"remote {self.url}: {one_line(exc, 200)}") from None
             if protocol in ("s3", "s3a"):
                 self._fs.retries = RETRIES  # s3fs's own retry loop, on top of botocore's
         return self._fs
@@ -140,7 +140,7 @@ class Remote:
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - botocore, aiohttp, OSError: all mean "cannot use it"
-            self._down = f"remote {self.url} cannot be used ({what}: {type(exc).__name__}: {_one_line(exc)})"
+            self._down = f"remote {self.url} cannot be used ({what}: {one_line(exc, 200)})"
             warnings.warn(f"{self._down}; building locally", stacklevel=2)
             raise RemoteUnavailable(self._down) from None
 
@@ -441,7 +441,3 @@ def _s3_options() -> dict[str, Any]:
     user.setdefault("read_timeout", timeout)
     user.setdefault("retries", {"max_attempts": RETRIES, "mode": "standard"})
     return {"config_kwargs": user}
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -125,7 +125,7 @@ class Planner:
         target = self._stages[name].hardware_target(params)
         if target and self.placement is not None:
             return self.placement(target)
-        return self._stages[name].unmet_for(params)
+        return self._stages[name].unmet(params)
 
     def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         """Decide one stage, given the records of its already-built parents; a stage that will run says

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.errors import one_line
 from stages.validation import samples as SG
 
 
@@ -105,7 +106,9 @@ def run(
             except Exception as exc:  # noqa: BLE001 - an engine that rejects a declared shape fails the shape gate
                 c = {}
                 for o in outs:
-                    col.shape_notes.setdefault(o, f"batch {size} ({group.key}): the candidate raised {one_line(exc)}")
+                    col.shape_notes.setdefault(
+                        o, f"batch {size} ({group.key}): the candidate raised {one_line(exc, 300)}"
+                    )
             m = None if mask is None else feeds[mask][:count]
             for o in outs:
                 _keep(col, o, group, r[o], c.get(o), start, count, size, m)
@@ -196,7 +199,7 @@ def check_points(
         try:
             c, error = renamed(candidate.infer(feeds), names), ""
         except Exception as exc:  # noqa: BLE001 - recorded as a failed shape check
-            c, error = {}, f"the candidate raised {one_line(exc)}"
+            c, error = {}, f"the candidate raised {one_line(exc, 300)}"
         outs = {}
         for o, ro in r.items():
             co = c.get(o)
@@ -228,15 +231,3 @@ def match_outputs(ref_names: list[str], cand_names: list[str], warnings: list[st
 
 def renamed(outputs: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:
     return {names.get(k, k): v for k, v in outputs.items()}
-
-
-def one_line(exc: BaseException) -> str:
-    """The line of an error that says what went wrong (OpenVINO puts it last, after source locations)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
-    text = (
-        (useful[-1] if useful else lines[0])
-        if lines and lines[0].startswith("Exception from ")
-        else (lines[0] if lines else "")
-    )
-    return f"{type(exc).__name__}: {text}"[:300]

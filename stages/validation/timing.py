@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.validation.numerics import one_line
+from pipeline.errors import one_line
 from stages.validation.samples import tile
 
 
@@ -59,7 +59,7 @@ def time_engines(
         try:
             t = runner.benchmark(batch, mode, p.min_seconds, p.warmup)
         except Exception as exc:  # noqa: BLE001 - a timing that cannot run is reported, not fatal
-            warnings.append(f"timing of the {who} ({mode}, batch {b}) failed: {one_line(exc)}")
+            warnings.append(f"timing of the {who} ({mode}, batch {b}) failed: {one_line(exc, 300)}")
             continue
         timing[who].append({**t.as_dict(), "input": input_shapes(batch)})
         if t.cpu_other_fraction > OTHER_CPU_LIMIT:

@@ -74,3 +74,17 @@ def test_warn_keeps_each_warning_once_as_one_line_and_prints_it(
     assert capsys.readouterr().out == (
         "WARNING: scale: calibrated on 4 samples: scales are unreliable\nWARNING: scale: timing is noisy\n"
     )
+
+
+def test_an_output_is_found_by_its_declared_name_and_a_wrong_name_says_which_exist(tmp_path: Path) -> None:
+    ctx = StageContext(
+        stage="scale",
+        params=ScaleParams(),
+        inputs={},
+        outdir=tmp_path,
+        recipe_dir=tmp_path,
+        outputs={"model": OutputSpec("m.onnx"), "report": OutputSpec("r.json")},
+    )
+    assert ctx.output("report") == tmp_path / "r.json"
+    with pytest.raises(LookupError, match=r"stage scale: no output 'repotr' declared \(outputs: model, report\)"):
+        ctx.output("repotr")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.backends.worker import one_line
+from pipeline.errors import one_line
 
 
 def test_multi_line_messages_keep_their_detail_on_one_line() -> None:

@@ -132,6 +132,7 @@ def test_the_stage_refuses_to_build_for_another_gpu(monkeypatch: pytest.MonkeyPa
         inputs={"model": onnx},
         outdir=tmp_path / "out",
         recipe_dir=tmp_path,
+        outputs=dict(BuildTensorrt.outputs),
     )
     with pytest.raises(RuntimeError, match=r"cannot build for H100 .*its GPU is NVIDIA L4 \(L4\)"):
         BuildTensorrt().run(ctx)

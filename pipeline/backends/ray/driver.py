@@ -32,7 +32,7 @@ from typing import Any
 
 from pipeline.backends import ProgressSink
 from pipeline.backends.worker import Outcome, Task
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, one_line
 from pipeline.status import Status
 
 NODE_RETRIES = 2
@@ -56,7 +56,7 @@ def connect(address: str | None) -> Any:
     try:
         ray.init(address=where, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot reach a Ray cluster at {where}: {' '.join(str(exc).split())[:200]}") from None
+        raise UsageError(f"cannot reach a Ray cluster at {where}: {one_line(str(exc), 200)}") from None
     return ray
 
 
@@ -274,13 +274,13 @@ def _image_problem(task: Task, expect: dict[str, Any]) -> str | None:
             differs = _first_difference(expect["code"], here)
             return f"its code for kind {kind.kind} differs from the driver's ({differs})"
     if "toolchain" in expect:
-        here = kind().toolchain_for(kind.Params.model_validate(task.params))
+        here = kind().toolchain(kind.Params.model_validate(task.params))
         if here != expect["toolchain"]:
             diff = sorted(k for k in set(here) | set(expect["toolchain"]) if here.get(k) != expect["toolchain"].get(k))
             shown = ", ".join(f"{k} {expect['toolchain'].get(k)} -> {here.get(k)}" for k in diff[:3])
             return f"its toolchain differs from the key's ({shown})"
     params = kind.Params.model_validate(task.params)
-    unmet = kind().unmet_for(params)
+    unmet = kind().unmet(params)
     if unmet:  # the node probes what it has: a result is never built on one GPU for another
         return unmet
     return None
@@ -398,9 +398,7 @@ class RayBackend:
         except rx.TaskCancelledError:
             return Outcome(Status.INTERRUPTED, {}, "cancelled", self._age(sub))
         except rx.RayError as exc:
-            return Outcome(
-                Status.FAILED, {}, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", self._age(sub)
-            )
+            return Outcome(Status.FAILED, {}, one_line(exc, 300), self._age(sub))
         self.nodes[stage] = result["node"]
         self.logs[stage] = result["log"]
         return result["outcome"]

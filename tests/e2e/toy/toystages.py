@@ -110,7 +110,7 @@ class NeedsGpu(Stage):
     inputs = {"model": InputSpec(optional=True)}
     outputs = {"model": OutputSpec("engine.bin")}
 
-    def unmet(self) -> str | None:
+    def unmet(self, params: Params | None = None) -> str | None:
         return "needs an NVIDIA GPU (probed: no /dev/nvidia0): pip install '.[tensorrt]'"
 
     def run(self, ctx: StageContext) -> dict:
