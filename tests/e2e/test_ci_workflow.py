@@ -474,7 +474,7 @@ BREAKAGES = {
     ),
     "public head": (lambda d: d["spec"]["headGroupSpec"].update({"serviceType": "LoadBalancer"}), "public"),
     "unknown GPU": (lambda d: _workers(d)[0]["labels"].update({ACCELERATOR: "H1000"}), "_targets"),
-    "no label": (lambda d: _workers(d)[1].pop("labels"), "_targets"),
+    "no label": (lambda d: _workers(d)[1].pop("labels"), "tensorrt/targets.py"),
     "labels in rayStartParams": (
         lambda d: _workers(d)[0]["rayStartParams"].update({"labels": f"{ACCELERATOR}=H100"}),
         "rayStartParams",
