@@ -473,7 +473,7 @@ BREAKAGES = {
         "num-cpus",
     ),
     "public head": (lambda d: d["spec"]["headGroupSpec"].update({"serviceType": "LoadBalancer"}), "public"),
-    "unknown GPU": (lambda d: _workers(d)[0]["labels"].update({ACCELERATOR: "H1000"}), "_targets"),
+    "unknown GPU": (lambda d: _workers(d)[0]["labels"].update({ACCELERATOR: "H1000"}), "tensorrt/targets.py"),
     "no label": (lambda d: _workers(d)[1].pop("labels"), "tensorrt/targets.py"),
     "labels in rayStartParams": (
         lambda d: _workers(d)[0]["rayStartParams"].update({"labels": f"{ACCELERATOR}=H100"}),
