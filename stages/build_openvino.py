@@ -42,7 +42,7 @@ from pydantic import Field
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
 from stages.runtimes.engine_info import EngineInfo, Precision, Target, TensorInfo
-from stages.runtimes.openvino.io import IR_XML
+from stages.runtimes.openvino.io import IR_XML, ir_xml
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -191,7 +191,7 @@ def engine_info(
     """The EngineInfo of the saved IR `model`, built from `source` with params `p` (machine-independent)."""
     precision: Precision = "int8" if fake_quantize else "fp8" if fake_convert else _PRECISION[p.inference_precision]
     inputs = tuple(_tensor(port) for port in model.inputs)
-    source_file = f"{source.name}/{IR_XML}" if source.is_dir() else source.name
+    source_file = f"{source.name}/{ir_xml(source).name}" if source.is_dir() else source.name
     reshape = {t.name: _shape_text(t.dims) for t in inputs} if spec is not None and spec.tensors else None
     run_with = [
         "benchmark_app",

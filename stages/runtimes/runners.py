@@ -6,10 +6,10 @@ the engine file beside one) runs where the sidecar's `backend` says, and the
 artifact must hold that backend's file: a TensorRT sidecar beside no
 ``.engine`` is an error, not a guess. Only artifacts without one fall back on
 file types: an ``.onnx`` file runs in ONNX Runtime (`runtimes.onnxrt.runner`, always: an
-ONNX file is never a built engine), a directory holding ``model.xml`` (or the
-``.xml`` itself; an NNCF IR has no sidecar) in OpenVINO (`runtimes.openvino.runner`), a
-TensorRT plan (``.engine``/``.plan``, or a directory holding one and no IR)
-in TensorRT (`runtimes.tensorrt.runner`).
+ONNX file is never a built engine), an IR found by `openvino.io.ir_xml` (the ``.xml``,
+a directory's ``model.xml`` or its only ``.xml``; an NNCF IR has no sidecar) in
+OpenVINO (`runtimes.openvino.runner`), a TensorRT plan (``.engine``/``.plan``,
+or a directory holding one and no IR) in TensorRT (`runtimes.tensorrt.runner`).
 
 What a runner is lives in `runtimes.base`, how it is timed in `runtimes.measure`;
 no runner module imports this one, so a kind that needs one runtime
@@ -25,7 +25,8 @@ from stages.runtimes import engine_info
 from stages.runtimes.base import Runner
 from stages.runtimes.engine_info import EngineInfo
 from stages.runtimes.onnxrt.runner import OrtRunner
-from stages.runtimes.openvino.runner import OpenVinoRunner, xml_of
+from stages.runtimes.openvino.io import ir_xml
+from stages.runtimes.openvino.runner import OpenVinoRunner
 from stages.runtimes.tensorrt.runner import TensorRTRunner
 
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -56,11 +57,11 @@ def runner_for(
         info = engine_info_for(path)
     if info is not None:
         return _by_backend(path, info, precision, threads, device)
-    if path.suffix in ENGINE_SUFFIXES or (path.is_dir() and _engine_files(path) and not xml_of(path)):
+    if path.suffix in ENGINE_SUFFIXES or (path.is_dir() and _engine_files(path) and not _holds_ir(path)):
         return TensorRTRunner(path, precision=precision, threads=threads, device=device)
     if path.is_file() and path.suffix == ".onnx":
         return OrtRunner(path, threads=threads, precision=precision)
-    if (path.is_dir() and xml_of(path)) or (path.is_file() and path.suffix == ".xml"):
+    if _holds_ir(path):
         return OpenVinoRunner(path, precision=precision, threads=threads, device=device)
     raise ValueError(
         f"no runner for {path}: expected an .onnx file, a directory holding model.xml, or a TensorRT "
@@ -71,7 +72,7 @@ def runner_for(
 def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: int | None, device: str | None) -> Runner:
     """The runner of `info.backend`, once the artifact is checked to hold that backend's file."""
     if info.backend == "openvino":
-        if xml_of(path) is None:
+        if not _holds_ir(path):
             raise ValueError(f"{path}: engine.json says openvino, but there is no model.xml")
         return OpenVinoRunner(path, precision=precision, threads=threads, device=device, info=info)
     found = [path] if path.is_file() and path.suffix in ENGINE_SUFFIXES else _engine_files(path)
@@ -82,6 +83,15 @@ def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: in
             + (" (pass the engine file itself, or a directory holding it and engine.json)" if not found else "")
         )
     return TensorRTRunner(found[0], precision=precision, threads=threads, device=device, info=info)
+
+
+def _holds_ir(path: Path) -> bool:
+    """Whether `path` is an OpenVINO IR by `ir_xml`'s rule (the .xml itself, model.xml, or a folder's only .xml)."""
+    try:
+        ir_xml(path)
+    except ValueError:
+        return False
+    return True
 
 
 def _engine_files(path: Path) -> list[Path]:

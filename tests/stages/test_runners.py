@@ -171,6 +171,44 @@ def test_runner_for_chooses_by_artifact_type(tmp_path: Path) -> None:
         runners.runner_for(tmp_path / "empty")
 
 
+def test_one_rule_finds_an_ir(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    """`ir_xml` is the rule both the kinds that read an IR (build.openvino, quantize.nncf) and the runners go by:
+    the .xml itself, a directory's model.xml, else its only .xml; anything else is one line naming the folder
+    and what it holds."""
+    import openvino as ov
+
+    from stages.runtimes.openvino.io import ir_xml, model_from_artifact
+
+    onnx_path, ir = tiny
+    assert ir_xml(ir) == ir / "model.xml" and ir_xml(ir / "model.xml") == ir / "model.xml"
+    named = tmp_path / "named"
+    named.mkdir()
+    for name in ("model.xml", "model.bin"):
+        (named / name.replace("model", "resnet")).write_bytes((ir / name).read_bytes())
+    assert ir_xml(named) == named / "resnet.xml"  # a foreign IR, named its own way
+    assert isinstance(runners.runner_for(named), OpenVinoRunner)
+    assert len(model_from_artifact(ov.Core(), named).outputs) == 1
+    (named / "other.xml").write_text("<net/>")
+    with pytest.raises(
+        ValueError,
+        match=r"^named/ is not an OpenVINO IR directory: no model.xml and not exactly "
+        r"one .xml \(has: other.xml, resnet.bin, resnet.xml\)$",
+    ):
+        ir_xml(named)
+    with pytest.raises(ValueError, match="no runner"):
+        runners.runner_for(named)
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(10):
+        (crowded / f"f{i}.txt").write_text("")
+    with pytest.raises(ValueError, match=r"\(has: f0.txt, .*, f7.txt, and 2 more\)$"):
+        ir_xml(crowded)
+    with pytest.raises(ValueError, match=r"model.onnx: not an OpenVINO IR"):
+        ir_xml(onnx_path)
+    with pytest.raises(ValueError, match=r"no such model file"):
+        ir_xml(tmp_path / "missing")
+
+
 def test_runner_for_goes_by_engine_json(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     onnx_path, ir = tiny
     # An OpenVINO build directory: OpenVINO, with the device and precision its engine.json records.

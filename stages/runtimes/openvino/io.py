@@ -23,27 +23,49 @@ QUANT_OPS = ("FakeQuantize", "FakeConvert")
 _GENERATED = re.compile(r"([A-Z][A-Za-z0-9]*)_(\d+)")
 
 
-def ir_path(path: Path | str) -> Path:
-    """The file OpenVINO should read for an artifact: a .onnx or .xml file, or an IR directory's model.xml."""
+def ir_xml(path: Path | str) -> Path:
+    """The .xml of an OpenVINO IR: the .xml file itself, or a directory's model.xml, else its only .xml.
+
+    The one rule every kind and runner finds an IR by; ValueError, one line naming the folder and what it
+    holds, for anything else."""
     path = Path(path)
     if path.is_dir():
         xml = path / IR_XML
-        if not xml.is_file():
-            found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-            raise ValueError(f"{path.name}/ is not an OpenVINO IR directory: no {IR_XML} (has: {found})")
-        return xml
+        if xml.is_file():
+            return xml
+        xmls = sorted(p for p in path.glob("*.xml") if p.is_file())
+        if len(xmls) == 1:
+            return xmls[0]
+        raise ValueError(
+            f"{path.name}/ is not an OpenVINO IR directory: no {IR_XML} and not exactly one .xml "
+            f"(has: {_listing(path)})"
+        )
     if not path.is_file():
         raise ValueError(f"no such model file {path}")
-    if path.suffix.lower() not in (".onnx", ".xml"):
-        raise ValueError(
-            f"{path.name}: expected an .onnx file or an OpenVINO IR (.xml, or a directory holding {IR_XML})"
-        )
+    if path.suffix.lower() != ".xml":
+        raise ValueError(f"{path.name}: not an OpenVINO IR (an .xml file, or a directory holding {IR_XML})")
     return path
 
 
+def _listing(directory: Path, most: int = 8) -> str:
+    """A directory's entries by name, at most `most` of them, for an error line."""
+    names = sorted(p.name for p in directory.iterdir())
+    if not names:
+        return "nothing"
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def model_from_artifact(core: "ov.Core", path: Path | str) -> "ov.Model":
-    """Read an ONNX file or an IR with OpenVINO's frontends (core.read_model: no conversion telemetry)."""
-    return core.read_model(str(ir_path(path)))
+    """Read an ONNX file or an IR (`ir_xml`) with OpenVINO's frontends (core.read_model: no conversion telemetry)."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return core.read_model(str(path))
+    if path.is_file() and path.suffix.lower() != ".xml":
+        raise ValueError(
+            f"{path.name}: expected an .onnx file or an OpenVINO IR (.xml, or a directory holding {IR_XML})"
+        )
+    return core.read_model(str(ir_xml(path)))
 
 
 def canonical_names(model: "ov.Model") -> int:

@@ -24,21 +24,12 @@ from stages.runtimes import engine_info
 from stages.runtimes.base import Mode, cast_feeds
 from stages.runtimes.engine_info import EngineInfo
 from stages.runtimes.measure import LoopFn, Timing, batch_of, measure, timed_loop
+from stages.runtimes.openvino.io import ir_xml
 
 if TYPE_CHECKING:
     import openvino
 
 OV_PRECISIONS = ("f32", "bf16", "f16")
-
-
-def xml_of(path: Path) -> Path | None:
-    """The IR's .xml: the file itself, model.xml in a directory, or the directory's only .xml."""
-    if path.is_file():
-        return path if path.suffix == ".xml" else None
-    if (path / "model.xml").is_file():
-        return path / "model.xml"
-    xmls = sorted(path.glob("*.xml"))
-    return xmls[0] if len(xmls) == 1 else None
 
 
 class OpenVinoRunner:
@@ -63,9 +54,7 @@ class OpenVinoRunner:
         import openvino as ov
 
         self.path = Path(path)
-        xml = xml_of(self.path)
-        if xml is None:
-            raise ValueError(f"{self.path}: no model.xml")
+        xml = ir_xml(self.path)
         if info is None and engine_info.sidecar(xml) is not None:
             info = engine_info.read(xml)
         if info is not None and info.backend != "openvino":
