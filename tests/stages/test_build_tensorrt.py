@@ -19,7 +19,7 @@ from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, synthetic, tin
 from pipeline.schema import ModelSpec
 from pipeline.stage import default_output
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams, engine_info
-from stages.runtimes import engine_info
+from stages.runtimes import engine_info as info_file
 from stages.runtimes.tensorrt import build as trt_build
 from stages.runtimes.tensorrt import layers as trt_layers
 from stages.runtimes.tensorrt.plan import (
@@ -251,7 +251,7 @@ def test_engine_info_from_the_plan_the_probe_and_the_build(tmp_path: Path) -> No
         "WORKSPACE": 512 * 2**20
     }
     assert not {"onnx_path", "timing_cache", "profiles"} & set(d["settings"])
-    assert engine_info.read(engine_info.write(info, tmp_path)) == info  # and it round-trips as written
+    assert info_file.read(info_file.write(info, tmp_path)) == info  # and it round-trips as written
     assert "check" not in engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").details
     assert engine_info(plan, A100, TWO_IO, {"Layers": ["fc"]}, "model.onnx").precision == "fp32"
 
@@ -540,7 +540,7 @@ def test_tiny_engine_runs_and_matches_onnxruntime(tmp_path: Path, side_cache: Pa
     summary = run_stage(BuildTensorrt, tmp_path / "b", {"tf32": False}, inputs={"model": str(src)}, model=TINY_SPEC)
     assert set(summary["check"]) == {"min", "opt", "max"} and summary["precision"] == "fp32"
     assert all(point["cosine"] > 0.9999 for point in summary["check"].values())
-    info = engine_info.read(tmp_path / "b" / "engine" / "engine.json")
+    info = info_file.read(tmp_path / "b" / "engine" / "engine.json")
     assert info.device.device == PROBE.gpu and info.toolchain["tensorrt"] == PROBE.tensorrt
     assert info.details["strongly_typed"] and info.precision == summary["precision"] == "fp32"
     assert info.details["profiles"]["input"] == {"min": [1, 3, 8, 8], "opt": [2, 3, 8, 8], "max": [8, 3, 8, 8]}
