@@ -50,15 +50,6 @@ if TYPE_CHECKING:
     from pipeline.schema import ModelSpec
 
 ENGINE_JSON = info_file.FILENAME
-# OpenVINO's element types numpy lacks (Type.to_dtype() gives float16 for bf16), by their ml_dtypes names.
-_NON_NUMPY = {
-    "bf16": "bfloat16",
-    "f8e4m3": "float8_e4m3fn",
-    "f8e5m2": "float8_e5m2",
-    "i4": "int4",
-    "u4": "uint4",
-    "f4e2m1": "float4_e2m1fn",
-}
 # inference precision hint -> EngineInfo.precision
 _PRECISION: dict[str, Precision] = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
@@ -238,12 +229,14 @@ def _reproduce(source: str, reshape: dict[str, str] | None, compress_to_fp16: bo
 
 
 def _tensor(port: Any) -> TensorInfo:
-    """A port as a TensorInfo: dims as OpenVINO prints them ("1..8" for a range), dtype by its numpy name."""
+    """A port as a TensorInfo: dims as OpenVINO prints them ("1..8" for a range), dtype by the one table's name
+    (`runtimes.dtypes`; numpy's name, by OpenVINO's own mapping, for a type the table lacks)."""
     import numpy as np
 
+    from stages.runtimes.dtypes import name_of_openvino
+
     etype = port.get_element_type()
-    name = etype.get_type_name()
-    dtype = _NON_NUMPY.get(name) or np.dtype(etype.to_dtype()).name
+    dtype = name_of_openvino(etype.get_type_name()) or np.dtype(etype.to_dtype()).name
     shape = port.get_partial_shape()
     dims = None if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else str(d) for d in shape)
     return TensorInfo(name=port.get_any_name(), dtype=dtype, dims=dims)

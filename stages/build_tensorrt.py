@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from stages.runtimes.tensorrt.plan import BuildPlan
     from stages.runtimes.tensorrt.probe import GpuProbe
 
-# TensorRT I/O types numpy lacks (the one table, `runtimes.dtypes`, maps the rest), by their ml_dtypes names.
-_NON_NUMPY = {"BF16": "bfloat16", "FP8": "float8_e4m3fn", "INT4": "int4", "FP4": "float4_e2m1fn"}
-
 
 class ProfileOverride(BaseModel):
     """One input's optimization-profile shapes, replacing the ones derived from the recipe's dims."""
@@ -265,11 +262,10 @@ def engine_info(
 
 def _tensor(entry: dict[str, Any]) -> TensorInfo:
     """One `trt_build.io_tensors` entry as a TensorInfo: a -1 dim becomes the profile's "min..max" ("?" for an
-    output, whose range TensorRT does not state), the dtype its numpy name."""
-    from stages.runtimes.dtypes import dtype_of_trt
+    output, whose range TensorRT does not state), the dtype by the one table's name (`runtimes.dtypes`)."""
+    from stages.runtimes.dtypes import name_of_trt
 
-    dtype = dtype_of_trt(entry["dtype"])
-    name = dtype.name if dtype is not None else _NON_NUMPY.get(entry["dtype"])
+    name = name_of_trt(entry["dtype"])
     if name is None:
         raise ValueError(
             f"I/O tensor {entry['name']!r} has TensorRT type {entry['dtype']}, which engine.json cannot name"
