@@ -107,6 +107,9 @@ class StageContext(Generic[P]):
     progress: ProgressFn = field(default=_no_progress, repr=False)
     warnings: list[str] = field(default_factory=list, repr=False)  # what `warn` said, in order
     outputs: dict[str, OutputSpec] = field(default_factory=dict, repr=False)  # the kind's declared outputs
+    # Where tuning aids that outlive a run may be kept (TensorRT's timing cache): outside every key, so
+    # nothing there may change a result, only how long it takes. None: the kind keeps none.
+    side_cache: Path | None = None
 
     def __post_init__(self) -> None:
         self.inputs = {k: v if isinstance(v, DatasetInput) else Path(v) for k, v in self.inputs.items()}

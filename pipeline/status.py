@@ -18,8 +18,9 @@ class Status(str, Enum):
     # `plan` / `status` decisions, before anything runs
     RUN = "run"  # will run (`plan --json`)
     WAITS = "waits"  # its key needs a parent that must run first (early cutoff)
-    UP_TO_DATE = "up to date"  # `status`: cached and the lock file holds its key
-    STALE = "stale"  # `status`: anything else that could run
+    UP_TO_DATE = "up to date"  # `status`, `summary`: its current key's result is in the cache (run/freshness.py)
+    STALE = "stale"  # `status`, `summary`: anything else that could run
+    NOT_BUILT = "not built"  # `status`, `summary`: stale, and never built under any key
     # a run, per stage (`run --json`, run.json)
     PENDING = "pending"
     RUNNING = "running"

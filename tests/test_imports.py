@@ -64,7 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Who may import whom, by folder of `pipeline/` ("top" is the contract a kind or plugin imports: stage,
 # datakind, schema, errors, status, faults). Data flows recipe -> keys -> run -> backends / cache / remote;
-# cli and report read everything; nothing below imports what is above it.
+# ops are the typed operations cli calls; report reads runs; nothing below imports what is above it.
 MAY_IMPORT = {
     "top": {"top"},
     "cache": {"top"},
@@ -75,7 +75,8 @@ MAY_IMPORT = {
     "backends.ray": {"top", "cache", "keys", "remote", "backends"},
     "run": {"top", "cache", "recipe", "keys", "remote", "backends", "backends.ray"},
     "report": {"top", "cache", "recipe", "run"},
-    "cli": {"top", "cache", "recipe", "keys", "remote", "backends", "run", "report"},
+    "ops": {"top", "cache", "recipe", "keys", "remote", "run"},
+    "cli": {"top", "cache", "recipe", "keys", "remote", "backends", "run", "report", "ops"},
 }
 # What a stage kind may use of the engine: the contract, and the registry (to open a dataset by its kind).
 STAGES_MAY_IMPORT = {"top", "recipe.registry"}

@@ -33,8 +33,28 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """What a task needs of a machine, for a backend that places it (a cluster); the local backends run
+    every task here."""
+
+    cpus: int = 1
+    exclusive: bool = False  # times things: nothing else runs beside it
+    accelerator: str | None = None  # a hardware target's accelerator type ("H100"), placed by node label
+    threads: str | None = None  # the driver's OMP_NUM_THREADS (unset: None), so numerics match a local run
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the key was computed with: a machine whose code or toolchain for the kind differs must not
+    build under that key (a cluster node with another image)."""
+
+    code: dict[str, Any]
+    toolchain: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Task:
-    """A stage run as plain, picklable data."""
+    """A stage run as plain, picklable data: all a worker needs, here or on another machine."""
 
     stage: str
     kind_module: str
@@ -47,9 +67,10 @@ class Task:
     recipe_dir: str
     model: dict[str, Any] | None
     log: str
-    # What a cluster backend needs to place it: cpus, a hardware target's accelerator type, and the key's
-    # code digest and toolchain the node must match (`expect`). The local backends ignore it.
-    needs: dict[str, Any] = field(default_factory=dict)
+    side_cache: str | None = None  # tuning aids that outlive a run, outside every key (TensorRT's timing cache)
+    placement: Placement = Placement()
+    bundle: str | None = None  # the recipe's folder as a directory object on `store`, for another machine
+    expect: Expected | None = None  # checked before the kind runs, where the machine may differ
 
     @property
     def outdir(self) -> Path:
@@ -66,6 +87,8 @@ class Outcome:
     # Files the kind's code opened by path, `{label: digest}` (pipeline/keys/discovered.py), when RAN.
     discovered: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # every warning the stage raised, one line each, in order
+    node: str = ""  # the machine that ran it, when not this one
+    log: str | None = None  # the stage's log, brought back from that machine
 
 
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
@@ -82,16 +105,22 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             if task.recipe_dir not in sys.path:
                 sys.path.insert(0, task.recipe_dir)
             kind = getattr(importlib.import_module(task.kind_module), task.kind_class)
+            params = kind.Params.model_validate(task.params)
+            if task.expect is not None:
+                problem = unlike_the_key(kind, params, task.expect)
+                if problem is not None:
+                    return _failed(Status.FAILED, f"this machine cannot build it: {problem}", start, None)
             store = open_store(task.store)
             ctx = StageContext(
                 stage=task.stage,
-                params=kind.Params.model_validate(task.params),
+                params=params,
                 inputs=_fetch_inputs(task, store),
                 outdir=task.outdir,
                 recipe_dir=Path(task.recipe_dir),
                 model=ModelSpec.model_validate(task.model) if task.model is not None else None,
                 progress=progress,
                 outputs=dict(kind.outputs),
+                side_cache=Path(task.side_cache) if task.side_cache else None,
             )
             os.chdir(task.outdir)
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
@@ -270,14 +299,7 @@ def worker_main(conn: Any) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine handles Ctrl-C and stops us
 
-    last = [0.0]
-
-    def progress(done: float, total: float | None = None, desc: str = "") -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.1 or (total is not None and done >= total):  # at most ~10 updates a second
-            last[0] = now
-            conn.send(("progress", done, total, desc))
-
+    progress = throttled(lambda done, total, desc: conn.send(("progress", done, total, desc)), every=0.1)
     while True:
         try:
             task = conn.recv()
@@ -286,3 +308,47 @@ def worker_main(conn: Any) -> None:
         if task is None:
             return
         conn.send(("done", execute(task, progress)))
+
+
+def throttled(send: Callable[[float, float | None, str], None], every: float) -> Callable[..., None]:
+    """A stage's progress callback that passes on at most one report every `every` seconds (and always the
+    last step): a kind may report per batch, and a pipe or a cluster should not carry each one."""
+    last = [0.0]
+
+    def progress(done: float, total: float | None = None, desc: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or (total is not None and done >= total):
+            last[0] = now
+            send(done, total, desc)
+
+    return progress
+
+
+def unlike_the_key(kind: Any, params: Any, expect: Expected) -> str | None:
+    """Why this machine must not build under the key: other code for the kind, another toolchain, or a
+    requirement it does not meet (a result is never built on one GPU for another); None when it may."""
+    from pipeline.cache.hashing import DigestMemo
+    from pipeline.keys.compute import kind_code
+
+    here = kind_code(kind, DigestMemo(None))
+    if here != expect.code:
+        return f"its code for kind {kind.kind} differs from the driver's ({_first_difference(expect.code, here)})"
+    toolchain = kind().toolchain(params)
+    if toolchain != expect.toolchain:
+        diff = sorted(k for k in set(toolchain) | set(expect.toolchain) if toolchain.get(k) != expect.toolchain.get(k))
+        shown = ", ".join(f"{k} {expect.toolchain.get(k)} -> {toolchain.get(k)}" for k in diff[:3])
+        return f"its toolchain differs from the key's ({shown})"
+    return kind().unmet(params)
+
+
+def _first_difference(driver: dict[str, Any], here: dict[str, Any]) -> str:
+    """The first module or distribution whose digest or version differs between two code closures."""
+    for part in sorted(set(driver) | set(here)):
+        a, b = driver.get(part), here.get(part)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            name = next(n for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n))
+            return f"{part} {name}: {str(a.get(name, 'absent'))[:16]} -> {str(b.get(name, 'absent'))[:16]}"
+        return f"{part} differs"
+    return "no difference"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.cache import Cache
 from pipeline.cache.lockfile import read_lock
+from pipeline.cache.objects import BadObject
 from pipeline.cache.views import remove_view
 
 
@@ -64,7 +65,7 @@ def collect(cache: Cache, dry_run: bool = False, keep_variants: bool = False) ->
             if out.is_dir:
                 try:
                     live.update(e["digest"] for e in cache.objects.manifest(out.digest))
-                except (OSError, ValueError):
+                except BadObject:
                     pass
     for failure in cache.failures.all():  # a failed gate's reports, which `plan` and `summary` show
         live.update(o.digest for o in failure.reports.values())

@@ -4,9 +4,11 @@ A file output is one object named by its sha256. A directory output is its
 files' objects plus a manifest object (sorted relative path -> digest), named
 by the manifest's own digest, as DVC's `.dir` entries are.
 
-Callers go through `Objects` (has / fetch to a path / put from a path), which the
-remote store (pipeline/remote/store.py) implements too; only this module and the local cache's own
-maintenance (`gc`, `verify`) know where an object lies on disk.
+Two views of a store, both implemented by the remote store too (pipeline/remote/objects.py):
+- `Objects`, what a stage's task needs: has / fetch to a path / put from a path, by digest;
+- `ObjectDb`, what moving objects between two stores needs (pipeline/remote/transfer.py): one object at a
+  time, read checked against its digest, added by rename.
+Only this module and the local cache's own maintenance (`gc`, `verify`) know where an object lies on disk.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 import shutil
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
-from pipeline.cache.hashing import DigestMemo, canonical_json, sha256_file
+from pipeline.cache.hashing import DigestMemo, canonical_json, sha256_bytes, sha256_file
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -48,8 +51,41 @@ class Objects(Protocol):
         ...
 
 
+class BadObject(Exception):
+    """An object is missing, short, or not the bytes its digest names; the message is one line."""
+
+
+class ObjectDb(Protocol):
+    """A store as objects move between two of them: one object at a time, by digest."""
+
+    is_local: bool  # on this machine's disk: where a directory's manifest is read, after it moved
+
+    def holds(self, digest: str, size: int | None) -> bool:
+        """Present (at `size` bytes, when given); the local store also checks the bytes (by stamp)."""
+        ...
+
+    def size_of(self, digest: str) -> int:
+        """One object's size in this store; FileNotFoundError when it is not there."""
+        ...
+
+    def readable(self, digest: str, size: int | None) -> Any:
+        """A context manager giving a local file with the object's bytes, checked against its digest (and
+        `size`); raises BadObject. The file is the caller's to read or to `add` elsewhere until the block ends."""
+        ...
+
+    def add(self, src: Path, digest: str) -> None:
+        """Keep the local file `src`, already checked to be `digest`, as that object (`src` may be consumed)."""
+        ...
+
+    def manifest(self, digest: str) -> list[dict[str, str]]:
+        """A directory object's entries, checked (no path leaves its directory); raises BadObject."""
+        ...
+
+
 class ObjectStore:
     """The local store: objects/<2 hex>/<62 hex>, read-only files, written by rename."""
+
+    is_local = True
 
     def __init__(self, root: Path, memo: DigestMemo):
         self.root = root
@@ -112,9 +148,57 @@ class ObjectStore:
         os.close(fd)
         return Path(name)
 
+    # -- the ObjectDb protocol (pipeline/remote/transfer.py) ------------------------
+    def holds(self, digest: str, size: int | None) -> bool:
+        return self.verify_file(digest)
+
+    def size_of(self, digest: str) -> int:
+        return self.stored_size(digest)
+
+    @contextmanager
+    def readable(self, digest: str, size: int | None) -> Iterator[Path]:
+        """The object's own file, once its bytes check out (by stamp): never a corrupted object sent on."""
+        if not self.verify_file(digest):
+            raise BadObject(f"object {digest[:12]} is {self.problem(digest, False)} in the local cache")
+        yield self.path(digest)
+
+    def add(self, src: Path, digest: str) -> None:
+        """Move (or copy, across filesystems) `src` into the store under `digest` without hashing it again."""
+        tmp = self._tmpfile()
+        try:
+            try:
+                os.replace(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, READ_ONLY)
+            dest = self.path(digest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.memo.remember(dest, digest)
+
     # -- reading ---------------------------------------------------------
+    def read_checked(self, digest: str) -> bytes:
+        """A file object's bytes, hashed as read (not by stamp: what is shown must be what the name says)."""
+        try:
+            data = self.path(digest).read_bytes()
+        except OSError:
+            raise BadObject(f"object {digest[:12]} is missing in the local cache") from None
+        if sha256_bytes(data) != digest:
+            raise BadObject(f"object {digest[:12]} is corrupted in the local cache")
+        return data
+
     def manifest(self, digest: str) -> list[dict[str, str]]:
-        return json.loads(self.path(digest).read_bytes())
+        """A directory object's entries (checked: one pulled from elsewhere lands here too); raises BadObject."""
+        try:
+            return checked_manifest(self.path(digest).read_bytes(), digest)
+        except UnsafeManifest as exc:
+            raise BadObject(str(exc)) from None
+        except OSError:
+            raise BadObject(f"manifest {digest[:12]} is missing in the local cache") from None
 
     def verify_file(self, digest: str, rehash: bool = False) -> bool:
         p = self.path(digest)
@@ -133,7 +217,7 @@ class ObjectStore:
             return True
         try:
             entries = self.manifest(digest)
-        except (OSError, ValueError):
+        except BadObject:
             return False
         return all(self.verify_file(e["digest"], rehash) for e in entries)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.cache import Cache
 from pipeline.cache.flock import KeyLock
+from pipeline.cache.objects import BadObject
 from pipeline.cache.records import StageRecord
 
 
@@ -64,7 +65,7 @@ def _matches(cache: Cache, dest: Path, digest: str, is_dir: bool) -> bool:
         return files == [e["path"] for e in entries] and all(
             cache.memo.file_digest(dest / e["path"]) == e["digest"] for e in entries
         )
-    except OSError:
+    except (OSError, BadObject):
         return False
 
 

@@ -186,11 +186,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    from pipeline.cli import commands
+# Each command's module under pipeline/cli/ (imported when that command runs).
+_MODULES = {
+    "run": "run",
+    "plan": "inspect",
+    "status": "inspect",
+    "graph": "inspect",
+    "show": "inspect",
+    "summary": "inspect",
+    "stages": "inspect",
+    "pull": "remote",
+    "push": "remote",
+    "keygen": "remote",
+    "gc": "maintain",
+    "verify": "maintain",
+}
 
-    handler = getattr(commands, f"cmd_{args.command}")
-    return handler(args)
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"pipeline.cli.{_MODULES[args.command]}")
+    handler = getattr(module, f"cmd_{args.command}")
+    return int(handler(args))
 
 
 if __name__ == "__main__":

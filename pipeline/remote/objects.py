@@ -1,22 +1,27 @@
-"""A remote store as the object store of a task on another machine: the Objects protocol
-(pipeline/cache/objects.py) over pipeline/remote/store.py's `Remote`. A cluster node reads its inputs and stores its
-outputs here, by digest, every download checked against its digest; the driver, not the node, then
-writes the record.
+"""A remote store by digest: the `ObjectDb` that transfers read and write (pipeline/remote/transfer.py),
+and the `Objects` a task on another machine uses (pipeline/cache/objects.py), over pipeline/remote/store.py's
+`Remote`. Every byte read from the remote comes through `readable`, the one place a download is checked
+against its digest and size; every upload through `add`. The driver, not a node, writes records.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.cache.hashing import sha256_bytes, sha256_file
-from pipeline.cache.objects import READ_ONLY, manifest_bytes
-from pipeline.remote.store import BadObject, Remote
+from pipeline.cache.objects import READ_ONLY, BadObject, manifest_bytes
+from pipeline.remote.store import Remote
 
 
 class RemoteObjects:
+    is_local = False
+
     def __init__(self, remote: Remote):
         self.remote = remote
 
@@ -24,23 +29,72 @@ class RemoteObjects:
     def url(self) -> str:
         return self.remote.url
 
+    # -- ObjectDb ----------------------------------------------------------------------------------
+    def holds(self, digest: str, size: int | None) -> bool:
+        """There (at `size` bytes, when given: an upload killed halfway is sent again, never served)."""
+        try:
+            found = self.remote.stored_size(digest)
+        except FileNotFoundError:
+            return False
+        return size is None or found == size
+
+    def size_of(self, digest: str) -> int:
+        return self.remote.stored_size(digest)
+
+    @contextmanager
+    def readable(self, digest: str, size: int | None) -> Iterator[Path]:
+        """Download to a temporary file and check it; raises BadObject (or RemoteUnavailable)."""
+        fd, name = tempfile.mkstemp(prefix="pipeline-download-")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            try:
+                self.remote.call("download", self.remote.fs.get_file, self.remote.object_path(digest), str(tmp))
+            except FileNotFoundError:
+                raise BadObject(f"object {digest[:12]} is missing on the remote") from None
+            got = tmp.stat().st_size
+            if (size is not None and got != size) or sha256_file(tmp) != digest:
+                expected = f", expected {size}" if size is not None else ""
+                raise BadObject(f"object {digest[:12]} from the remote is corrupted ({got} bytes{expected})")
+            self.remote.transfer.downloaded += got
+            self.remote.transfer.objects_down += 1
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def add(self, src: Path, digest: str) -> None:
+        size = src.stat().st_size
+        self.remote.upload(src, self.remote.object_path(digest))
+        self.remote.transfer.uploaded += size
+        self.remote.transfer.objects_up += 1
+
+    def manifest(self, digest: str) -> list[dict[str, str]]:
+        return self.remote.manifest(digest)
+
+    # -- Objects (a task's store) -------------------------------------------------------------------
     def has(self, digest: str, is_dir: bool) -> bool:
         try:
-            if not self._exists(digest):
+            if not self.holds(digest, None):
                 return False
-            return not is_dir or all(self._exists(e["digest"]) for e in self.remote.manifest(digest))
+            return not is_dir or all(self.holds(e["digest"], None) for e in self.manifest(digest))
         except BadObject:
             return False
 
     def fetch(self, digest: str, is_dir: bool, dest: Path) -> None:
-        """Download into `dest` (read-only), every file checked against its digest; raises BadObject."""
-        if not is_dir:
-            self._download(digest, dest)
-            return
-        entries = self.remote.manifest(digest)
-        dest.mkdir(parents=True, exist_ok=True)
-        for e in entries:
-            self._download(e["digest"], dest / e["path"])
+        """The object at `dest` (read-only), every file checked against its digest; raises BadObject."""
+        files = [(digest, dest)] if not is_dir else [(e["digest"], dest / e["path"]) for e in self.manifest(digest)]
+        if is_dir:
+            dest.mkdir(parents=True, exist_ok=True)
+        for file_digest, path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self.readable(file_digest, None) as tmp:
+                part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+                try:
+                    os.replace(tmp, part)  # same filesystem: no second copy
+                except OSError:
+                    shutil.copyfile(tmp, part)
+                os.chmod(part, READ_ONLY)
+                os.replace(part, path)
 
     def put(self, src: Path, is_dir: bool) -> str:
         """Upload the file or directory at `src` (consumed) and return its digest (a manifest's, for a directory)."""
@@ -48,11 +102,11 @@ class RemoteObjects:
             return self._put_file(src)
         data = manifest_bytes(src, self._put_file)
         digest = sha256_bytes(data)
-        if not self.remote.present(digest, len(data)):
+        if not self.holds(digest, len(data)):
             tmp = src.with_name(f".{src.name}.manifest")
             tmp.write_bytes(data)
             try:
-                self.remote.upload(tmp, self.remote.object_path(digest))
+                self.add(tmp, digest)
             finally:
                 tmp.unlink(missing_ok=True)
         shutil.rmtree(src)
@@ -60,41 +114,15 @@ class RemoteObjects:
 
     def size(self, digest: str, is_dir: bool) -> int:
         if not is_dir:
-            return self.remote.stored_size(digest)
-        return sum(self.size(e["digest"], False) for e in self.remote.manifest(digest))
+            return self.size_of(digest)
+        return sum(self.size_of(e["digest"]) for e in self.manifest(digest))
 
     def flush(self) -> None:
         return None  # every put is on the remote when it returns
 
-    def _exists(self, digest: str) -> bool:
-        try:
-            self.remote.call("stat object", self.remote.fs.info, self.remote.object_path(digest))
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _download(self, digest: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            self.remote.call("download", self.remote.fs.get_file, self.remote.object_path(digest), str(tmp))
-            if sha256_file(tmp) != digest:
-                raise BadObject(f"object {digest[:12]} from the remote is corrupted")
-            os.chmod(tmp, READ_ONLY)
-            os.replace(tmp, dest)
-        except FileNotFoundError:
-            raise BadObject(f"object {digest[:12]} is missing on the remote") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.remote.transfer.downloaded += dest.stat().st_size
-        self.remote.transfer.objects_down += 1
-
     def _put_file(self, src: Path) -> str:
         digest = sha256_file(src)
-        size = src.stat().st_size
-        if not self.remote.present(digest, size):
-            self.remote.upload(src, self.remote.object_path(digest))
-            self.remote.transfer.uploaded += size
-            self.remote.transfer.objects_up += 1
+        if not self.holds(digest, src.stat().st_size):
+            self.add(src, digest)
         src.unlink()
         return digest

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache.hashing import sha256_bytes, sha256_file
-from pipeline.cache.objects import ObjectStore, UnsafeManifest, checked_manifest
+from pipeline.cache.hashing import sha256_bytes
+from pipeline.cache.objects import BadObject, UnsafeManifest, checked_manifest
 from pipeline.cache.records import StageRecord
 from pipeline.errors import UsageError, one_line
-from pipeline.faults import fault
 from pipeline.remote.index import RemoteIndex
 from pipeline.remote.trust import Signer, Verifier
 
@@ -45,10 +44,6 @@ RETRIES = 2  # tries per request: a remote that does not answer costs at most ab
 
 class RemoteUnavailable(Exception):
     """The remote could not be reached or answered with an error; the message is one line."""
-
-
-class BadObject(Exception):
-    """A remote object is missing, short, or not the bytes its digest names."""
 
 
 @dataclass(frozen=True)
@@ -245,65 +240,7 @@ class Remote:
         if self.index is not None:
             self.index.drop(key)
 
-    # -- downloads ----------------------------------------------------------------
-    def pull(self, found: RemoteRecord, store: ObjectStore) -> int:
-        """Bring every object of `found` into the local store, each checked; return the bytes downloaded.
-
-        Raises BadObject (nothing of that object kept) or RemoteUnavailable.
-        """
-        before = self.transfer.downloaded
-        for out in found.record.outputs.values():
-            self._fetch(out.digest, found.objects[out.digest], store)
-            if out.is_dir:
-                for entry in _checked_manifest(store, out.digest):
-                    if entry["digest"] not in found.objects:
-                        raise BadObject(f"manifest {out.digest[:12]} lists {entry['path']}, which the record omits")
-                    self._fetch(entry["digest"], found.objects[entry["digest"]], store)
-        return self.transfer.downloaded - before
-
-    def _fetch(self, digest: str, size: int, store: ObjectStore) -> None:
-        if store.verify_file(digest):
-            return
-        tmp = store._tmpfile()
-        try:
-            self.call("download", self.fs.get_file, self.object_path(digest), str(tmp))
-            got = tmp.stat().st_size
-            if got != size or sha256_file(tmp) != digest:
-                raise BadObject(f"object {digest[:12]} from the remote is corrupted ({got} bytes, expected {size})")
-            store.put_file(tmp)
-        except FileNotFoundError:
-            raise BadObject(f"object {digest[:12]} is missing on the remote") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.transfer.downloaded += size
-        self.transfer.objects_down += 1
-
-    # -- uploads ------------------------------------------------------------------
-    def push(self, record: StageRecord, store: ObjectStore, sign: bool) -> int:
-        """Upload `record`'s objects, then the record itself; return the bytes uploaded.
-
-        `sign` is the caller's word that this process built the record; only then does a signer sign it.
-        """
-        if self.read_only:
-            return 0
-        if self._serves(record.key, signed=sign and self.signer is not None, discovered=record.discovered):
-            return 0  # first writer wins: a servable record is never replaced (nor a signed one by an unsigned)
-        objects: dict[str, int] = {}
-        for out in record.outputs.values():
-            objects[out.digest] = store.stored_size(out.digest)
-            if out.is_dir:
-                for entry in store.manifest(out.digest):
-                    objects[entry["digest"]] = store.stored_size(entry["digest"])
-        before = self.transfer.uploaded
-        for digest, size in objects.items():
-            if not self.present(digest, size):
-                self.upload(store.path(digest), self.object_path(digest))
-                self.transfer.uploaded += size
-                self.transfer.objects_up += 1
-        fault("upload", record.stage)  # every object is up, the record is not: a crash here must leave no record
-        self.put_record(record, objects, sign)
-        return self.transfer.uploaded - before
-
+    # -- record documents ---------------------------------------------------------
     def put_record(self, record: StageRecord, objects: dict[str, int], sign: bool) -> None:
         """Write the record document (signed when `sign` and a key is configured); its objects must be up."""
         body = {"schema": SCHEMA, "record": record.to_json(), "objects": objects}
@@ -320,21 +257,11 @@ class Remote:
         if self.index is not None:
             self.index.put(record.key, doc)
 
-    def named_objects(self, record: StageRecord) -> dict[str, int]:
-        """Every object `record` names (manifests and their files) with its size on the remote."""
-        objects: dict[str, int] = {}
-        for out in record.outputs.values():
-            objects[out.digest] = self.stored_size(out.digest)
-            if out.is_dir:
-                for entry in self.manifest(out.digest):
-                    objects[entry["digest"]] = self.stored_size(entry["digest"])
-        return objects
-
     def stored_size(self, digest: str) -> int:
         """The size of an object on the remote; FileNotFoundError when it is not there."""
         return int(self.call("stat object", self.fs.info, self.object_path(digest))["size"])
 
-    def _serves(self, key: str, signed: bool, discovered: dict[str, str] | None = None) -> bool:
+    def serves(self, key: str, signed: bool, discovered: dict[str, str] | None = None) -> bool:
         """The remote already holds a usable record for `key` (a signed one, when we would sign; one built
         from the same files read by path, when `discovered` is given: else the newer build replaces it,
         except that an unsigned push never replaces a signed record)."""
@@ -412,14 +339,6 @@ class Remote:
 
     def delete_object(self, digest: str) -> None:
         self.call("delete", self.fs.rm_file, self.object_path(digest))
-
-
-def _checked_manifest(store: ObjectStore, digest: str) -> list[dict[str, str]]:
-    """A downloaded directory manifest, refused when a path would leave its directory."""
-    try:
-        return checked_manifest(store.path(digest).read_bytes(), digest)
-    except UnsafeManifest as exc:
-        raise BadObject(str(exc)) from None
 
 
 def _is_local(fs: Any) -> bool:

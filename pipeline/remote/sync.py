@@ -1,91 +1,52 @@
-"""Moving results between the local cache and a remote: pulls for `run`, `pull`, `show` and `summary`,
-and the write-through uploads of a run.
-
-A pulled record is kept locally with provenance that says so (the remote, and
-whether a trusted key signed it), so a trusted job can tell it from what it
-built itself.
+"""Results between the local cache and a remote, record by record: `pull` a record's objects down, `push` a
+record up (objects first, the record last), and `Uploads`, a run's write-through. Bytes move through
+pipeline/remote/transfer.py; `Remote` keeps the record documents, trust and the give-up policy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from typing import Any, Iterable
+from typing import Any
 
-from pipeline.cache import Cache
+from pipeline.cache.objects import ObjectStore
 from pipeline.cache.records import StageRecord
-from pipeline.remote.store import Remote, RemoteRecord
+from pipeline.faults import fault
+from pipeline.remote.objects import RemoteObjects
+from pipeline.remote.store import Remote, RemoteRecord, RemoteUnavailable
+from pipeline.remote.transfer import named_objects, transfer
 
 
-def fetch(remote: Remote, cache: Cache, recipe: str, stage: str, found: RemoteRecord) -> tuple[StageRecord, int]:
-    """Download `found`'s objects (each checked) and keep its record as `recipe`'s latest `stage` (whatever
-    name it was built under); return it and the bytes downloaded.
-
-    Raises BadObject or RemoteUnavailable, with nothing recorded.
-    """
-    downloaded = remote.pull(found, cache.objects)
-    provenance = {
-        **found.record.provenance,
-        "origin": "pulled",
-        "remote": remote.url,
-        "verified": found.verified,
-        "signer": found.signer,
-    }
-    record = dataclasses.replace(found.record, provenance=provenance)
-    cache.records.put(record)
-    cache.records.set_latest(recipe, stage, record.key)
-    cache.memo.flush()
-    return record, downloaded
+def pull(remote: Remote, found: RemoteRecord, local: ObjectStore) -> int:
+    """Bring every object `found` names into the local store, each checked against its digest and the size
+    the record lists; return the bytes downloaded. Raises BadObject (nothing of that object kept) or
+    RemoteUnavailable."""
+    return transfer(found.record.outputs.values(), RemoteObjects(remote), local, sizes=found.objects)
 
 
-class LeftOnRemote:
-    """The stages a run took from the remote without their objects (not wanted here), until a stage that
-    runs here reads them; and those whose objects the remote then could not deliver."""
+def push(remote: Remote, record: StageRecord, local: ObjectStore, sign: bool) -> int:
+    """Upload `record`'s objects, then the record itself; return the bytes uploaded.
 
-    def __init__(self, remote: Remote | None, cache: Cache, recipe: str):
-        self.remote, self.cache, self.recipe = remote, cache, recipe
-        self.held: dict[str, RemoteRecord] = {}
-        self.undeliverable: set[str] = set()
-
-    def __contains__(self, stage: str) -> bool:
-        return stage in self.held
-
-    def hold(self, stage: str, found: RemoteRecord) -> None:
-        self.held[stage] = found
-
-    def release(self, stage: str) -> None:
-        self.held.pop(stage, None)
-
-    def deliver(self, stages: Iterable[str]) -> tuple[dict[str, StageRecord], str | None]:
-        """Download the held ones among `stages` (each checked): the records that came down, and the first
-        stage whose objects could not (a corrupted one is rejected on the remote for this run)."""
-        from pipeline.remote.store import BadObject, RemoteUnavailable
-
-        got: dict[str, StageRecord] = {}
-        for stage in sorted(set(stages) & set(self.held)):
-            if stage in self.undeliverable:
-                return got, stage
-            found = self.held[stage]
-            assert self.remote is not None, "only a remote's records are held"
-            try:
-                got[stage], _ = fetch(self.remote, self.cache, self.recipe, stage, found)
-            except (BadObject, RemoteUnavailable) as exc:
-                if isinstance(exc, BadObject):
-                    self.remote.reject(found.record.key, str(exc))
-                self.undeliverable.add(stage)
-                return got, stage
-            del self.held[stage]
-        return got, None
+    `sign` is the caller's word that this process built the record; only then does a signer sign it. First
+    writer wins: a record the remote serves already is not replaced (but see `Remote.serves`)."""
+    if remote.read_only:
+        return 0
+    if remote.serves(record.key, signed=sign and remote.signer is not None, discovered=record.discovered):
+        return 0
+    objects = named_objects(record.outputs.values(), local)
+    sent = transfer(record.outputs.values(), local, RemoteObjects(remote), sizes=objects)
+    fault("upload", record.stage)  # every object is up, the record is not: a crash here must leave no record
+    remote.put_record(record, objects, sign)
+    return sent
 
 
 class Uploads:
     """Write-through: each record this run built goes to the remote (objects, then the record, signed when a
     key is configured) on a background thread while later stages run; `wait` before the process exits."""
 
-    def __init__(self, remote: Remote, cache: Cache):
+    def __init__(self, remote: Remote, local: ObjectStore):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.remote, self.cache = remote, cache
+        self.remote, self.local = remote, local
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload")
         self.futures: list[Any] = []
 
@@ -95,10 +56,8 @@ class Uploads:
         self.futures.append(self.pool.submit(self._push, record))
 
     def _push(self, record: StageRecord) -> None:
-        from pipeline.remote.store import RemoteUnavailable
-
         try:
-            self.remote.push(record, self.cache.objects, sign=True)
+            push(self.remote, record, self.local, sign=True)
         except RemoteUnavailable:
             pass  # warned once by the remote; the local result stands
         except Exception as exc:  # noqa: BLE001 - an upload never fails the run: the local result stands

@@ -9,13 +9,13 @@ time, and the Markdown reports it wrote before failing (a failed gate's report.m
 object is hashed again as it is read; one that is missing or does not match its digest is a warning and
 its stage counts as not built.
 
-"Up to date" here is the planner's: the result for the recipe as it is now is in the cache. The lock file
-is `pipeline status`'s question (a `--set` variant never writes it), not the content's.
+"Up to date" is pipeline/run/freshness.py's rule, the one `pipeline status` uses: the result for the recipe
+as it is now is in the cache. The lock file is `status`'s extra question (a `--set` variant never writes
+it), not the content's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from pipeline.cache.objects import BadObject
 from pipeline.errors import UsageError
+from pipeline.run.freshness import state
 from pipeline.status import Status
 
 if TYPE_CHECKING:
@@ -35,14 +37,12 @@ if TYPE_CHECKING:
     from pipeline.recipe.load import Recipe
     from pipeline.run.plan import Decision
 
-NOT_BUILT = "not built"  # no Status member: the plan says `run`, the summary says why there is nothing to show
-
 
 @dataclass(frozen=True)
 class Row:
     stage: str
     kind: str
-    status: str  # up to date, not built, stale or unavailable
+    status: str  # up to date, not built, stale, unavailable, failed or gate failed
     why: str = ""
 
 
@@ -79,15 +79,13 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
         if selected and d.stage not in selected:
             continue
         kind = recipe.stages[d.stage].kind
-        why = "; ".join(d.reasons)
-        if d.status == Status.UNAVAILABLE:
-            rows.append(Row(d.stage, kind.kind, Status.UNAVAILABLE, why))
-            continue
+        current = state(recipe, cache, d)
+        why = "; ".join(current.reasons)
         if d.status == Status.PULLED:  # the remote serves it; its reports, if any, were fetched by the caller
             rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "on the remote"))
             continue
-        if d.failure is not None:  # it failed under this very key: say so, with the reports it wrote
-            rows.append(Row(d.stage, kind.kind, str(d.failure.status), "; ".join((*d.reasons, *_said(d.failure)))))
+        if current.status in (Status.FAILED, Status.GATE_FAILED) and d.failure is not None:
+            rows.append(Row(d.stage, kind.kind, str(d.failure.status), why))  # with the reports it wrote
             reports = [(o.path, _read(cache, o)) for o in d.failure.reports.values() if o.path.endswith(".md")]
             for path, data in reports:
                 if data is not None:
@@ -97,9 +95,7 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
             continue
         record = d.record if d.status == Status.CACHED else cache.records.get(d.key) if d.key else None
         if record is None:  # never built, or built from other inputs, params or code
-            built = d.previous or cache.records.latest(recipe.name, d.stage)
-            built = built or cache.records.latest(recipe.base_name, d.stage)
-            rows.append(Row(d.stage, kind.kind, Status.STALE if built else NOT_BUILT, why))
+            rows.append(Row(d.stage, kind.kind, current.status, why))
             continue
         if d.status == Status.CACHED:  # its `.md` file outputs, in declared order (a record's come back sorted)
             outs = [(n, record.outputs[n]) for n in kind.outputs if n in record.outputs]
@@ -114,7 +110,7 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
                 f"stage {d.stage}: output {n} ({path}) {what}; counted as not built" for n, path, what in damage
             ]
             why = why or "; ".join(f"output {path} {what}" for _, path, what in damage)
-            rows.append(Row(d.stage, kind.kind, NOT_BUILT, why))
+            rows.append(Row(d.stage, kind.kind, Status.NOT_BUILT, why))
             continue
         rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "; ".join(_said(record))))
         texts = [(record.outputs[n].path, data.decode("utf-8", errors="replace")) for n, data in found.items() if data]
@@ -130,12 +126,11 @@ def _said(record: StageRecord | FailureRecord) -> list[str]:
 
 
 def _read(cache: Cache, out: OutputRecord) -> bytes | None:
-    """A file object's bytes, hashed as read: None when missing or not matching its digest."""
+    """A file object's bytes, checked as read by the store: None when missing or not matching its digest."""
     try:
-        data = cache.objects.path(out.digest).read_bytes()
-    except OSError:
+        return cache.objects.read_checked(out.digest)
+    except BadObject:
         return None
-    return data if hashlib.sha256(data).hexdigest() == out.digest else None
 
 
 def _damage(cache: Cache, digest: str) -> str:

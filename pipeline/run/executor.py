@@ -1,4 +1,4 @@
-"""Executes a plan: topological order, a backend that runs the tasks (pipeline/backends/), atomic publish, events out.
+"""Executes a plan: topological order, a site that runs the tasks (pipeline/run/sites.py), atomic publish, events out.
 
 The loop is graphlib's prepare / get_ready / done. For each ready stage the
 key is computed just before it would run (its parents' output digests are
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.backends import Backend, backend_for
+from pipeline.backends import Backend
 from pipeline.backends.worker import Outcome
 from pipeline.cache import Cache, lockfile
 from pipeline.cache.failures import FailureRecord
@@ -32,8 +32,6 @@ from pipeline.errors import Interrupted, UsageError
 from pipeline.faults import fault
 from pipeline.recipe.graph import StageGraph
 from pipeline.recipe.load import Recipe
-from pipeline.remote.sync import LeftOnRemote, Uploads, fetch
-from pipeline.run.cluster import ClusterRun
 from pipeline.run.events import (
     Reporter,
     RunFinished,
@@ -51,11 +49,12 @@ from pipeline.run.events import (
 )
 from pipeline.run.options import RunOptions, RunResult
 from pipeline.run.plan import Decision, Planner
-from pipeline.run.publish import Publisher, PublishError
+from pipeline.run.sites import ClusterSite, LocalSite, PublishError, Site, write_log
 from pipeline.run.tasks import task_for
 from pipeline.status import Status, run_exit_code
 
 if TYPE_CHECKING:
+    from pipeline.remote.results import RemoteResults
     from pipeline.remote.store import Remote
 
 
@@ -84,32 +83,28 @@ class Executor:
         self.remote = remote
         if options.executor == "ray" and remote is None:
             raise UsageError("--executor ray needs a remote store (--remote URL or PIPELINE_REMOTE)")
+        # What a remote serves is downloaded for the stages asked for (else the final ones) and for the
+        # engines; other intermediates stay there until a stage that runs here reads them.
+        used = {p for parents in graph.parents.values() for p in parents}
+        asked = set(options.targets) or {n for n in graph.order if n not in used}
+        self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
+        self.results: RemoteResults | None = None  # results known by record whose objects are on the remote
+        if remote is not None:
+            from pipeline.remote.results import RemoteResults
+
+            self.results = RemoteResults(remote, cache, recipe.name)
+        self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
+        self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
+        self.run_dir = cache.runs / self.run_id
+        self.site = self._site()
         self.planner = Planner(
             recipe,
             cache,
             force=options.force,
             force_all=options.force_all,
             remote=remote,
-            placement=self._placement if options.executor == "ray" else None,
+            placement=self.site.placement if self.site.places_targets else None,
         )
-        # What a remote serves is downloaded for the stages asked for (else the final ones) and for the
-        # engines; other intermediates stay there until a stage that runs here reads them.
-        used = {p for parents in graph.parents.values() for p in parents}
-        asked = set(options.targets) or {n for n in graph.order if n not in used}
-        self.wanted = asked | {n for n in graph.order if recipe.stages[n].kind.deliverable}
-        self._uploads = Uploads(remote, cache) if remote is not None and not remote.read_only else None
-        self.left = LeftOnRemote(remote, cache, recipe.name)  # pulled stages whose objects stayed on the remote
-        self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
-        self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
-        self.run_dir = cache.runs / self.run_id
-        self.cluster: ClusterRun | None = None
-        if options.executor == "ray":
-            assert remote is not None
-            self.cluster = ClusterRun(remote, recipe, cache.root, self.run_id, options.ray_address)
-        self.publisher = Publisher(cache, recipe.name, self.run_id, self.cluster, self._uploads, self.left, self.wanted)
-        # Side caches (tuning aids such as TensorRT's timing cache) live beside the store, outside
-        # every key; stages find them here instead of reaching into the cache.
-        os.environ["PIPELINE_SIDE_CACHE"] = str(cache.side)
         self._backend: Backend | None = None
         self._running: dict[str, _Running] = {}
         self._waiting: set[str] = set()
@@ -163,8 +158,6 @@ class Executor:
         finally:
             self._shutdown()
             self.cache.memo.flush()
-            if self._uploads is not None:
-                self._uploads.wait()  # the CLI never exits with an upload in flight
         self._write_lock()
         code = run_exit_code(self.status.values(), self.options.skip_unavailable)
         counts: dict[Status, int] = {}
@@ -176,15 +169,23 @@ class Executor:
         )
         return RunResult(self.run_id, code, dict(self.status))
 
+    def _site(self) -> Site:
+        """Where this run's stages run: this machine, or a Ray cluster (`--executor ray`)."""
+        if self.options.executor != "ray":
+            uploads = None
+            if self.remote is not None and not self.remote.read_only:
+                from pipeline.remote.sync import Uploads
+
+                uploads = Uploads(self.remote, self.cache.objects)
+            return LocalSite(self.cache, self.recipe.name, self.run_id, self.options.in_process, uploads)
+        assert self.remote is not None and self.results is not None
+        return ClusterSite(
+            self.remote, self.recipe, self.cache, self.run_id, self.options.ray_address, self.results, self.wanted
+        )
+
     def _can_start(self, name: str) -> bool:
-        if self.on_cluster:  # a timing stage gets a node to itself there (ray_backend.task_options)
-            return len(self._running) < max(1, self.options.jobs)
-        if any(self.recipe.stages[n].kind.exclusive for n in self._running):
-            return False
-        kind = self.recipe.stages[name].kind
-        if kind.exclusive and self._running:
-            return False
-        return len(self._running) < max(1, self.options.jobs)
+        running = [self.recipe.stages[n].kind for n in self._running]
+        return self.site.admits(self.recipe.stages[name].kind, running, self.options.jobs)
 
     def _start_or_settle(self, name: str) -> str:
         """Settle a stage that needs no worker (cached, skipped, unavailable), else start it.
@@ -214,22 +215,30 @@ class Executor:
             decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
         if any(p in self._running for p in self.graph.parents[name]):
             return "blocked"  # a parent the remote could not deliver is being rebuilt
-        # Nodes fetch from the remote itself; a read-only run's nodes only from its scratch prefix, through here.
-        unfetched = self._unfetched_parent(name) if not self.cluster or self.cluster.scratch else None
+        unfetched = self._unfetched_parent(name) if self.site.parents_here() else None
         if unfetched is not None:
             return self._rebuild(unfetched)
-        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
-        if not lock.acquire(blocking=False):
-            self._wait_for(name, f"another run (pid {lock.holder()}) is building it")
-            return "blocked"
-        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not node.kind.exclusive or self.on_cluster)
-        if not cpu.acquire(blocking=False):
-            lock.release()
-            self._wait_for(name, "another run holds the CPU" + (" (timing)" if not node.kind.exclusive else ""))
+        locks = self._lock(name, decision)
+        if isinstance(locks, str):
+            self._wait_for(name, locks)
             return "blocked"
         fault("locked", name)
-        self._launch(name, decision, lock, cpu)
+        self._launch(name, decision, *locks)
         return "started"
+
+    def _lock(self, name: str, decision: Decision) -> tuple[KeyLock, KeyLock] | str:
+        """The stage's key lock and the CPU lock (shared or not, as the site says), or why another process
+        holds one of them (nothing is held then)."""
+        kind = self.recipe.stages[name].kind
+        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
+        if not lock.acquire(blocking=False):
+            return f"another run (pid {lock.holder()}) is building it"
+        shared = self.site.cpu_lock_shared(kind)
+        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=shared)
+        if not cpu.acquire(blocking=False):
+            lock.release()
+            return "another run holds the CPU" + (" (timing)" if shared else "")
+        return lock, cpu
 
     def _wait_for(self, name: str, why: str) -> None:
         """Report a stage blocked by another process, once; the loop retries it without stalling others."""
@@ -264,23 +273,17 @@ class Executor:
 
     # -- the remote ----------------------------------------------------------------
     def _settle_pulled(self, name: str, decision: Decision) -> bool:
-        """Take a stage from the remote: its record now, its objects only if it is a target (else when a
+        """Take a stage from the remote: its record now, its objects only if it is wanted here (else when a
         stage that runs here needs them). False when a download failed its check (the stage is a miss)."""
-        from pipeline.remote.store import BadObject, RemoteUnavailable
+        from pipeline.remote.results import Undeliverable
 
-        assert self.remote is not None and decision.remote is not None and decision.key is not None
-        record = decision.record
-        assert record is not None
-        fetched = 0
-        if name in self.wanted:
-            try:
-                record, fetched = fetch(self.remote, self.cache, self.recipe.name, name, decision.remote)
-            except (BadObject, RemoteUnavailable) as exc:
-                if isinstance(exc, BadObject):  # unreachable: every later lookup is a miss already
-                    self.remote.reject(decision.key, str(exc))
-                return False
-        else:
-            self.left.hold(name, decision.remote)
+        assert self.results is not None and decision.remote is not None
+        before = self.results.remote.transfer.downloaded
+        try:
+            record = self.results.settle(name, decision.remote, here=name in self.wanted)
+        except Undeliverable:
+            return False
+        fetched = self.results.remote.transfer.downloaded - before
         self.known[name] = record
         views = view_if_local(self.cache, self.recipe.name, name, record)
         kind = self.recipe.stages[name].kind.kind
@@ -301,7 +304,9 @@ class Executor:
     def _unfetched_parent(self, name: str) -> str | None:
         """Download the outputs of pulled parents that `name` (about to run) reads; a parent whose objects
         the remote cannot deliver is returned, to be rebuilt here."""
-        got, undelivered = self.left.deliver(self.graph.parents[name])
+        if self.results is None:
+            return None
+        got, undelivered = self.results.deliver(self.graph.parents[name])
         for parent, record in got.items():
             self.known[parent] = record
             update_view(self.cache, self.recipe.name, parent, record)
@@ -311,29 +316,26 @@ class Executor:
         """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
         if any(p in self._running for p in self.graph.parents[parent]):
             return "blocked"  # one of its own parents is being rebuilt
+        assert self.results is not None, "only a remote's results are rebuilt"
         decision = self.planner.decide(parent, self.known)
         if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
-            self.left.release(parent)
+            self.results.release(parent)
             self.known[parent] = decision.record
             return "blocked"
         if decision.status != Status.RUN:  # cannot be built here: its children are skipped
-            self.left.release(parent)
+            self.results.release(parent)
             self.status[parent] = decision.status
             return "blocked"
         grandparent = self._unfetched_parent(parent)  # it reads its parents' outputs here, as any stage does
         if grandparent is not None:
             return self._rebuild(grandparent)
-        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
-        if not lock.acquire(blocking=False):
+        locks = self._lock(parent, decision)
+        if isinstance(locks, str):
             return "blocked"  # another run builds it; retried on the next turn of the loop
-        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=not self.recipe.stages[parent].kind.exclusive)
-        if not cpu.acquire(blocking=False):
-            lock.release()
-            return "blocked"
-        self.left.release(parent)
+        self.results.release(parent)
         del self.known[parent]
         self._rebuilding.add(parent)
-        self._launch(parent, decision, lock, cpu)
+        self._launch(parent, decision, *locks)
         return "blocked"
 
     # -- running ----------------------------------------------------------------
@@ -346,27 +348,13 @@ class Executor:
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
-        if self.cluster is not None:
-            task = self.cluster.task(task, decision, self.known, self.cache.objects)
-        self.backend.submit(task)
-
-    # -- where stages run ---------------------------------------------------------
-    @property
-    def on_cluster(self) -> bool:
-        return self.cluster is not None
-
-    def _placement(self, target: str) -> str | None:
-        assert self.cluster is not None
-        return self.cluster.placement(target)
+        self.backend.submit(self.site.prepare(task, decision, self.known))
 
     @property
     def backend(self) -> Backend:
         """Made when a first stage must run: a fully cached run starts no worker and contacts no cluster."""
         if self._backend is None:
-            if self.cluster is not None:
-                self._backend = self.cluster.backend(self._progress)
-            else:
-                self._backend = backend_for(self.options.in_process, self._progress)
+            self._backend = self.site.backend(self._progress)
         return self._backend
 
     def _progress(self, stage: str, done: float, total: float | None, desc: str) -> None:
@@ -384,25 +372,19 @@ class Executor:
     def _complete(self, name: str, outcome: Outcome) -> None:
         r = self._running[name]
         kind = self.recipe.stages[name].kind
-        node = getattr(self._backend, "nodes", {}).get(name, "")
-        log = getattr(self._backend, "logs", {}).pop(name, None)
-        if log is not None:  # a cluster node's log, brought back with the outcome
-            r.log.write_text(log)
+        node = outcome.node
+        write_log(r.log, outcome)
         try:
             if outcome.status == Status.RAN:
                 try:
-                    record = self.publisher.publish(name, kind, r.decision, outcome)
+                    record = self.site.publish(name, kind, r.decision, outcome)
                 except PublishError as exc:
                     outcome = Outcome(Status.FAILED, {}, str(exc), outcome.seconds)
                 else:
                     self.known[name] = record
                     self.status[name] = Status.RAN
                     self.cache.failures.remove(record.key)
-                    views = (  # a cluster's outputs may stay on the remote; a local worker's are here
-                        view_if_local(self.cache, self.recipe.name, name, record)
-                        if self.on_cluster
-                        else update_view(self.cache, self.recipe.name, name, record)
-                    )
+                    views = self.site.views(self.cache, self.recipe.name, name, record)
                     prev = r.decision.previous
                     same = prev is not None and {k: o.digest for k, o in prev.outputs.items()} == {
                         k: o.digest for k, o in record.outputs.items()
@@ -477,8 +459,7 @@ class Executor:
     def _shutdown(self) -> None:
         if self._backend is not None:
             self._backend.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        self.site.close()
 
     def _write_lock(self) -> None:
         """Merge what this run knows into `<recipe>.lock`, under a file lock (concurrent runs of one

@@ -201,11 +201,9 @@ def test_plan_rejects_what_the_installed_tensorrt_lacks(tmp_path: Path) -> None:
 
 
 def test_side_cache_root_from_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PIPELINE_SIDE_CACHE", str(tmp_path / "side"))
-    assert side_cache_root() == tmp_path / "side"
-    monkeypatch.delenv("PIPELINE_SIDE_CACHE")
+    assert side_cache_root(tmp_path / "side") == tmp_path / "side"  # the engine's (ctx.side_cache)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert side_cache_root() == tmp_path / "xdg" / "pipeline" / "side"
+    assert side_cache_root(None) == tmp_path / "xdg" / "pipeline" / "side"
 
 
 # -- engine.json from the build's data -------------------------------------------------------------
@@ -523,9 +521,8 @@ needs_gpu = pytest.mark.skipif(
 
 
 @pytest.fixture
-def side_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PIPELINE_SIDE_CACHE", str(tmp_path / "side"))
-    return tmp_path / "side"
+def side_cache(tmp_path: Path) -> Path:
+    return tmp_path / "side"  # run_stage's side cache for outputs under tmp_path
 
 
 @gpu

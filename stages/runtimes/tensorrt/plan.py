@@ -33,7 +33,6 @@ HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS"}  # trtexec s
 TILING_LEVELS = {"none": "NONE", "fast": "FAST", "moderate": "MODERATE", "full": "FULL"}
 PROFILING_VERBOSITY = {"layer_names_only": "LAYER_NAMES_ONLY", "detailed": "DETAILED", "none": "NONE"}
 TIMING_CACHE_DIR = "tensorrt-timing"
-SIDE_CACHE_ENV = "PIPELINE_SIDE_CACHE"
 
 Shape = tuple[int, ...]
 
@@ -180,7 +179,9 @@ def build_plan(
         )
     cache = None
     if params.timing_cache:
-        cache = str(Path(cache_dir or side_cache_root()) / TIMING_CACHE_DIR / timing_cache_name(probe))
+        cache = str(
+            side_cache_root(Path(cache_dir) if cache_dir else None) / TIMING_CACHE_DIR / timing_cache_name(probe)
+        )
     return BuildPlan(
         onnx_path=str(onnx_path),
         tensorrt=probe.tensorrt,
@@ -257,11 +258,11 @@ def timing_cache_name(probe: "GpuProbe") -> str:
     )
 
 
-def side_cache_root() -> Path:
-    """Side caches live beside the store: $PIPELINE_SIDE_CACHE (set by the engine), else ~/.cache/pipeline/side."""
-    env = os.environ.get(SIDE_CACHE_ENV)
-    if env:
-        return Path(env)
+def side_cache_root(given: Path | None) -> Path:
+    """Where side caches live: the one the engine gives the stage (`ctx.side_cache`: beside the store here,
+    a node's own folder on a cluster), else ~/.cache/pipeline/side (a kind called outside the engine)."""
+    if given is not None:
+        return Path(given)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pipeline" / "side"
 
