@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ from pipeline.schema import ModelSpec
 from pipeline.stage import Stage, StageContext
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Helper modules are imported by name: without __init__.py files pytest puts each test file's folder on sys.path,
+# so a helper shared across folders lives in one this conftest puts there for every test: tests/ or tests/stages/.
+for _shared in (REPO / "tests", REPO / "tests" / "stages"):
+    if str(_shared) not in sys.path:
+        sys.path.insert(0, str(_shared))
 
 
 def run_stage(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toyrecipe import (
+from harness import (
     HEAD,
     Toy,
     toy,  # noqa: F401 (the fixture)

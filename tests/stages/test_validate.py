@@ -15,7 +15,7 @@ import onnx
 import pytest
 from conftest import run_stage
 from onnx import numpy_helper
-from test_runners import classifier, ir_from_onnx, save_onnx
+from onnxgraphs import classifier, ir_from_onnx, save
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
@@ -28,7 +28,7 @@ QUICK = {"latency": False, "throughput_batches": []}  # numerics only
 
 @pytest.fixture
 def reference(tmp_path: Path) -> Path:
-    return save_onnx(classifier(), tmp_path / "ref" / "model.onnx")
+    return save(classifier(), tmp_path / "ref" / "model.onnx")
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def perturbed(reference: Path, path: Path, delta: float) -> Path:
             w = numpy_helper.to_array(init).copy()
             w[3, 17] += delta
             init.CopyFrom(numpy_helper.from_array(w, "gw"))
-    return save_onnx(model, path)
+    return save(model, path)
 
 
 def test_openvino_ir_passes_against_its_onnx(tmp_path: Path, reference: Path, labelled: DatasetInput) -> None:
@@ -195,7 +195,7 @@ def test_synthetic_data_is_warned_about_first(tmp_path: Path, reference: Path) -
 def test_an_insensitive_reference_is_warned_about_but_its_gate_is_kept(tmp_path: Path) -> None:
     bias = np.zeros(10, np.float32)
     bias[7] = 50.0  # class 7 wins whatever the input
-    flat = save_onnx(classifier(bias=bias), tmp_path / "flat.onnx")
+    flat = save(classifier(bias=bias), tmp_path / "flat.onnx")
     # no labels: only labels_output makes (batch, 10) a classification output (gated on top-1 agreement)
     validate(tmp_path / "out", flat, flat, synthetic(tmp_path, 32), labels_output="logits", **QUICK)
     r = report(tmp_path / "out")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from toyrecipe import (
+from harness import (
     Toy,
     toy,  # noqa: F401 (the fixture)
 )

@@ -1,5 +1,8 @@
 """The Objects protocol (has / fetch / put / size), held by the local store and by a remote one alike:
-a task that stores its outputs and fetches its inputs through it need not know which it has."""
+a task that stores its outputs and fetches its inputs through it need not know which it has.
+
+The protocol is pipeline/cache/objects.py's, so the test lives with the cache's tests; every test runs against
+both stores, the local ObjectStore and pipeline/remote/objects.py's RemoteObjects."""
 
 from __future__ import annotations
 

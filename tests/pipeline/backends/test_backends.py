@@ -14,7 +14,7 @@ from pipeline.cache import Cache
 from pipeline.cache.records import OutputRecord
 from pipeline.status import Status
 
-TOY = Path(__file__).parents[1] / "e2e" / "toy"
+TOY = Path(__file__).parents[2] / "e2e" / "toy"
 
 
 OUTPUTS = {

@@ -19,7 +19,7 @@ from pipeline.recipe.load import Recipe, load_recipe
 from pipeline.run.executor import Executor, RunOptions, RunResult
 from pipeline.run.plan import Decision, Planner
 
-TOY = Path(__file__).resolve().parents[1] / "e2e" / "toy"
+TOY = Path(__file__).resolve().parent / "e2e" / "toy"
 HEAD = "name: toy\nplugins: [toystages]\n"
 
 

@@ -17,88 +17,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnxgraphs import classifier, ir_from_onnx, ov_info, save
 
 from stages.runtimes import cpu, engine_info, measure, runners
 from stages.runtimes.base import Runner, RunnerUnavailable
 from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
 from stages.runtimes.onnxrt.runner import OrtRunner
 from stages.runtimes.openvino.runner import OpenVinoRunner
-
-
-def classifier(
-    seed: int = 0,
-    classes: int = 10,
-    bias: np.ndarray | None = None,
-    weight_scale: float = 1.0,
-) -> onnx.ModelProto:
-    """input[batch,3,8,8] -Conv(4)-> Relu -> Flatten -> Gemm -> logits[batch, classes]: every pixel counts,
-    so on random inputs the top-1 class varies from sample to sample."""
-    rng = np.random.default_rng(seed)
-    f32 = np.float32
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(f32), "cw"),
-        numpy_helper.from_array(rng.standard_normal(4).astype(f32) * 0.1, "cb"),
-        numpy_helper.from_array((rng.standard_normal((classes, 256)) * weight_scale / 16).astype(f32), "gw"),
-        numpy_helper.from_array((bias if bias is not None else rng.standard_normal(classes) * 0.1).astype(f32), "gb"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["input", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["conv"], ["act"]),
-        helper.make_node("Flatten", ["act"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "gw", "gb"], ["logits"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "classifier",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-        initializer=inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
-def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    return path
-
-
-def ir_from_onnx(
-    onnx_path: Path, outdir: Path, precision: str | None = "f32", static_shape: list[int] | None = None
-) -> Path:
-    """An OpenVINO IR directory as build.openvino lays it out (weights kept FP32), engine.json if `precision`."""
-    import openvino as ov
-
-    model = ov.convert_model(str(onnx_path))
-    if static_shape is not None:
-        model.reshape(static_shape)
-    outdir.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(outdir / "model.xml"), compress_to_fp16=False)
-    if precision is not None:
-        engine_info.write(
-            ov_info(precision, [i.get_any_name() for i in model.inputs], [o.get_any_name() for o in model.outputs]),
-            outdir,
-        )
-    return outdir
-
-
-def ov_info(
-    precision: str = "f32",
-    inputs: tuple[str, ...] = ("input",),
-    outputs: tuple[str, ...] = ("logits",),
-    device: str = "CPU",
-) -> EngineInfo:
-    """A minimal OpenVINO EngineInfo (I/O names, inference precision, device)."""
-    return EngineInfo(
-        backend="openvino",
-        precision={"f32": "fp32", "f16": "fp16"}.get(precision, precision),
-        inference_precision=precision,
-        device=Target(device=device),
-        toolchain={"openvino": "test"},
-        inputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 3, 8, 8]) for n in inputs],
-        outputs=[TensorInfo(name=n, dtype="float32", dims=["1..", 10]) for n in outputs],
-        reproduce=["python", "-c", "pass"],
-    )
 
 
 def trt_info(inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("logits",)) -> EngineInfo:
@@ -121,7 +46,7 @@ def trt_info(inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[Path, Path]:
-    onnx_path = save_onnx(classifier(), tmp_path / "ref" / "model.onnx")
+    onnx_path = save(classifier(), tmp_path / "ref" / "model.onnx")
     return onnx_path, ir_from_onnx(onnx_path, tmp_path / "ir")
 
 
@@ -262,7 +187,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
         initializer=[scale, zero],
     )
-    path = save_onnx(
+    path = save(
         helper.make_model(qdq, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "qdq.onnx"
     )
     runner = runners.runner_for(path)
@@ -275,7 +200,7 @@ def test_onnx_precision_labels(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])],
     )
-    path = save_onnx(
+    path = save(
         helper.make_model(half, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "half.onnx"
     )
     runner = runners.runner_for(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from toyrecipe import (
+from harness import (
     HEAD,
     Toy,
     toy,  # noqa: F401 (the fixture)

@@ -7,7 +7,7 @@ import pytest
 from pipeline.errors import RecipeError
 from pipeline.recipe.load import load_recipe
 
-TOY = Path(__file__).parents[1] / "e2e" / "toy"
+TOY = Path(__file__).parents[2] / "e2e" / "toy"
 
 
 def _recipe(tmp_path: Path, text: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toyrecipe import (
+from harness import (
     HEAD,
     Collecting,
     Toy,

@@ -113,7 +113,7 @@ def test_plugin_modules_beside_the_recipe_add_their_kinds(plugin_dir: Path) -> N
 
 
 def test_the_toy_plugin_loads_every_toy_kind(plugin_dir: Path) -> None:
-    toy = Path(__file__).resolve().parents[1] / "e2e" / "toy"
+    toy = Path(__file__).resolve().parents[2] / "e2e" / "toy"
     registry = Registry()
     registry.load_plugins(["toystages"], toy, toy / "toy.yaml", 2)
     assert {"toy.write", "toy.upper", "toy.join", "toy.fail", "toy.gpu", "toy.call", "toy.data", "toy.timed"} <= set(
