@@ -24,6 +24,10 @@ same data, and NNCF collects statistics with FP32 inference; the one source of
 byte differences we found is OpenVINO's process-wide node counter in
 auto-generated names, which `ovio.save_ir` renumbers. NNCF's telemetry is
 switched off (`NNCF_CI`) before nncf is first imported.
+
+`run` is its steps, each returning a small frozen result (the `Calibration`
+used, the `ModelType`, what quantize did, the `Accuracy` figures); quantize.json
+and the summary row both come from the one `NncfReport` they make.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,22 +140,11 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         return {"model.roles": dict(sorted(roles.items()))} if roles else {}
 
     def run(self, ctx: StageContext[QuantizeNncfParams]) -> dict[str, Any]:
-        from stages import data
-        from stages.common.calibration import CalibrationStats, calibration_warnings, no_samples
-        from stages.common.control_metric import NeedsLabels, control_metric
+        from stages.common.calibration import CalibrationStats, calibration_warnings
         from stages.runtimes.openvino import io as ovio
 
         p = ctx.params
-        calib = data.open_dataset(ctx.dataset("data"), ctx.model)
-        val = data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
-        if calib.count == 0:
-            raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
-        if p.max_drop is not None and val is None:
-            raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
-        synthetic = data.warn_if_synthetic(calib)
-        if synthetic:
-            ctx.warn(synthetic)
-
+        calib, val, synthetic = _open_data(ctx)
         nncf = _import_nncf()
         import openvino as ov
 
@@ -161,122 +155,258 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         samples = _fit_static_batch(model, p.batch_size, samples)
         stats = CalibrationStats()
         source = _Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
-        metric, val_feed = None, None
-        if val is not None:
-            val_count = _count(val)
-            if val_count == 0:
-                raise no_samples(val)
-            val_feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, val_count), inputs)
-            roles = dict(ctx.model.roles) if ctx.model is not None else {}
-            try:
-                metric = control_metric(core, model, val_feed, p.metric_output, roles, val.has_labels)
-            except NeedsLabels as exc:
-                if p.max_drop is not None:
-                    raise ValueError(f"max_drop is set but {val.label} has no labels: {exc}") from None
-                print(f"note: {val.label} has no labels: {exc}; the float/INT8 figures are not measured", flush=True)
-        model_type, why = _model_type(p.model_type, model)
-        dataset = nncf.Dataset(source, _inputs_of)
-        options: dict[str, Any] = dict(
-            preset=nncf.QuantizationPreset(p.preset),
-            target_device=nncf.TargetDevice(p.target_device),
-            subset_size=len(source),
-            fast_bias_correction=p.fast_bias_correction,
-            model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
-            ignored_scope=_ignored_scope(nncf, p.ignored_scope),
+        control = _control(core, model, val, inputs, ctx) if val is not None else None
+        model_type = _model_type(p.model_type, model)
+        quantized = _quantize(nncf, model, source, control, model_type, p)
+        calibration = Calibration(
+            info=calib.info(),
+            samples=source.samples_seen,
+            synthetic=calib.synthetic,
+            warnings=tuple(calibration_warnings(calib, stats, p.subset_size, synthetic)),
         )
-        advanced = _advanced(p.overflow_fix)
-        started = time.perf_counter()
-        if p.max_drop is not None and val_feed is not None and metric is not None:
-            quantized = nncf.quantize_with_accuracy_control(
-                model,
-                dataset,
-                nncf.Dataset(val_feed, _inputs_of),
-                metric,
-                max_drop=p.max_drop,
-                drop_type=nncf.DropType(p.drop_type),
-                advanced_quantization_parameters=advanced,
-                **options,
-            )
-        else:
-            quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **options)
-        seconds = time.perf_counter() - started
-        warnings = calibration_warnings(calib, stats, p.subset_size, synthetic)
-        for line in warnings:  # the synthetic one again is kept once
+        for line in calibration.warnings:  # the synthetic one again is kept once
             ctx.warn(line)
-        figures: dict[str, Any] = {}
-        accuracy: dict[str, Any] | None = None
-        if metric is not None and val_feed is not None:
-            figures = _figures(core, model, quantized, metric, val_feed)
-            accuracy = {
-                "data": val_feed.ds.name,
-                "samples": val_feed.limit,
-                "max_drop": p.max_drop,
-                "drop_type": p.drop_type,
-                "output": metric.output,
-                "role": metric.role,
-                "figure": metric.figure,
-                **figures,
-            }
+        accuracy = _accuracy(core, model, quantized.model, control, p) if control is not None else None
+        _check_quantized(quantized, p, control)
+        ovio.save_ir(quantized.model, ctx.output("model"), compress_to_fp16=False)
+        report = NncfReport(p.model_dump(mode="json"), calibration, model_type, quantized, accuracy)
+        ctx.output("report").write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
+        return report.summary()
 
-        int8_ops = ovio.count_ops(quantized)
-        if int8_ops == 0:
-            if p.max_drop is not None and metric is not None:
-                raise ValueError(
-                    f"accuracy control reverted every quantized layer to float: no INT8 model keeps "
-                    f"the {metric.figure} drop of {metric.output!r} within {p.max_drop} ({p.drop_type}); "
-                    "check the calibration data"
-                )
-            raise ValueError(
-                "NNCF inserted no FakeQuantize nodes: nothing in this model was quantized "
-                "(check ignored_scope and model_type)"
-            )
-        int8_weights = ovio.int8_constants(quantized)
-        ovio.save_ir(quantized, ctx.output("model"), compress_to_fp16=False)
-        used = source.samples_seen
-        report = {
-            "settings": p.model_dump(mode="json"),
-            "calibration": {**calib.info(), "samples": used},
-            "synthetic": calib.synthetic,
-            "warning": "; ".join(warnings) or None,
-            "warnings": warnings,
-            "model_type": {
-                "requested": p.model_type,
-                "used": model_type,
-                "why": why,
-                "smooth_quant": _smooth_quant(model_type),
-            },
-            "int8_ops": int8_ops,
-            "int8_weights": int8_weights,
-            "accuracy": accuracy,
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration quantize used: the dataset as it describes itself, the samples NNCF saw, and what makes
+    them doubtful (`stages.common.calibration`)."""
+
+    info: Mapping[str, Any]
+    samples: int
+    synthetic: bool
+    warnings: tuple[str, ...]
+
+    @property
+    def warning(self) -> str | None:
+        return "; ".join(self.warnings) or None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.info, "samples": self.samples}
+
+
+@dataclass(frozen=True)
+class ModelType:
+    """The NNCF model type asked for (auto, transformer, none), the one used, and why."""
+
+    requested: str
+    used: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.used} ({self.why})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "smooth_quant": _smooth_quant(self.used)}
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What quantize did: the INT8 model, in how many seconds, with how many INT8 ops and weight constants."""
+
+    model: "ov.Model"
+    seconds: float
+    int8_ops: int
+    int8_weights: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """The figure accuracy control keeps (and the float/INT8 figures report) and the val feed it runs on."""
+
+    metric: "ControlMetric"
+    feed: "_Feed"
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """The control figure of the float and the INT8 model on the val data (`figures`: float, int8, drop)."""
+
+    data: str
+    samples: int
+    max_drop: float | None
+    drop_type: str
+    output: str
+    role: str
+    figure: str
+    figures: Mapping[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        fields = asdict(self)
+        figures = fields.pop("figures")
+        return {**fields, **figures}
+
+    def summary(self) -> dict[str, Any]:
+        return {"metric": f"{self.figure} of {self.output} ({self.role})", **self.figures}
+
+
+@dataclass(frozen=True)
+class NncfReport:
+    """One quantization, whole: quantize.json is `to_json()`, the run's summary row `summary()`."""
+
+    settings: Mapping[str, Any]
+    calibration: Calibration
+    model_type: ModelType
+    quantized: Quantized
+    accuracy: Accuracy | None
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.calibration
+        return {
+            "settings": dict(self.settings),
+            "calibration": c.to_json(),
+            "synthetic": c.synthetic,
+            "warning": c.warning,
+            "warnings": list(c.warnings),
+            "model_type": self.model_type.to_json(),
+            "int8_ops": self.quantized.int8_ops,
+            "int8_weights": self.quantized.int8_weights,
+            "accuracy": self.accuracy.to_json() if self.accuracy is not None else None,
         }
-        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        summary: dict[str, Any] = {
-            "samples": used,
-            "seconds": round(seconds, 2),
-            "synthetic": calib.synthetic,
-            "model_type": f"{model_type} ({why})",
-            "int8_ops": int8_ops,
-            "int8_weights": int8_weights,
+
+    def summary(self) -> dict[str, Any]:
+        c, q = self.calibration, self.quantized
+        row: dict[str, Any] = {
+            "samples": c.samples,
+            "seconds": round(q.seconds, 2),
+            "synthetic": c.synthetic,
+            "model_type": str(self.model_type),
+            "int8_ops": q.int8_ops,
+            "int8_weights": q.int8_weights,
         }
-        if warnings:
-            summary["warnings"] = len(warnings)
-            summary["warning"] = "; ".join(warnings)
-        if metric is not None and figures:
-            summary["metric"] = f"{metric.figure} of {metric.output} ({metric.role})"
-            summary.update(figures)
-        return summary
+        if c.warnings:
+            row["warnings"] = len(c.warnings)
+            row["warning"] = c.warning
+        if self.accuracy is not None:
+            row.update(self.accuracy.summary())
+        return row
 
 
-def _model_type(choice: str, model: "ov.Model") -> tuple[str, str]:
-    """(transformer | none, why): `auto` looks for attention in the graph."""
+def _open_data(ctx: StageContext[QuantizeNncfParams]) -> "tuple[Dataset, Dataset | None, str | None]":
+    """The calibration and val datasets, checked before anything loads; the synthetic-data warning, said now."""
+    from stages import data
+    from stages.common.calibration import no_samples
+
+    calib = data.open_dataset(ctx.dataset("data"), ctx.model)
+    val = data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
+    if calib.count == 0:
+        raise no_samples(calib)  # a python source of unknown length is caught by `limited_batches`
+    if ctx.params.max_drop is not None and val is None:
+        raise ValueError("max_drop is set but no `val` input was given: accuracy control needs validation data")
+    synthetic = data.warn_if_synthetic(calib)
+    if synthetic:
+        ctx.warn(synthetic)
+    return calib, val, synthetic
+
+
+def _control(
+    core: "ov.Core", model: "ov.Model", val: "Dataset", inputs: list[str], ctx: StageContext[QuantizeNncfParams]
+) -> Control | None:
+    """The control figure on `val`; None (with a note) when it needs labels `val` lacks and max_drop is unset."""
+    from stages.common.calibration import no_samples
+    from stages.common.control_metric import NeedsLabels, control_metric
+
+    p = ctx.params
+    count = _count(val)
+    if count == 0:
+        raise no_samples(val)
+    feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, count), inputs)
+    roles = dict(ctx.model.roles) if ctx.model is not None else {}
+    try:
+        metric = control_metric(core, model, feed, p.metric_output, roles, val.has_labels)
+    except NeedsLabels as exc:
+        if p.max_drop is not None:
+            raise ValueError(f"max_drop is set but {val.label} has no labels: {exc}") from None
+        print(f"note: {val.label} has no labels: {exc}; the float/INT8 figures are not measured", flush=True)
+        return None
+    return Control(metric, feed)
+
+
+def _quantize(
+    nncf: Any, model: "ov.Model", source: "_Feed", control: Control | None, model_type: ModelType, p: QuantizeNncfParams
+) -> Quantized:
+    """nncf.quantize, or nncf.quantize_with_accuracy_control when max_drop is set (and `control` found)."""
+    from stages.runtimes.openvino import io as ovio
+
+    dataset = nncf.Dataset(source, _inputs_of)
+    options: dict[str, Any] = dict(
+        preset=nncf.QuantizationPreset(p.preset),
+        target_device=nncf.TargetDevice(p.target_device),
+        subset_size=len(source),
+        fast_bias_correction=p.fast_bias_correction,
+        model_type=nncf.ModelType.TRANSFORMER if model_type.used == "transformer" else None,
+        ignored_scope=_ignored_scope(nncf, p.ignored_scope),
+    )
+    advanced = _advanced(p.overflow_fix)
+    started = time.perf_counter()
+    if p.max_drop is not None and control is not None:
+        int8 = nncf.quantize_with_accuracy_control(
+            model,
+            dataset,
+            nncf.Dataset(control.feed, _inputs_of),
+            control.metric,
+            max_drop=p.max_drop,
+            drop_type=nncf.DropType(p.drop_type),
+            advanced_quantization_parameters=advanced,
+            **options,
+        )
+    else:
+        int8 = nncf.quantize(model, dataset, advanced_parameters=advanced, **options)
+    seconds = time.perf_counter() - started
+    return Quantized(int8, seconds, ovio.count_ops(int8), ovio.int8_constants(int8))
+
+
+def _accuracy(
+    core: "ov.Core", model: "ov.Model", int8: "ov.Model", control: Control, p: QuantizeNncfParams
+) -> Accuracy:
+    """The control figure of the float and the INT8 model, with the settings it was kept under."""
+    m = control.metric
+    return Accuracy(
+        data=control.feed.ds.name,
+        samples=control.feed.limit,
+        max_drop=p.max_drop,
+        drop_type=p.drop_type,
+        output=m.output,
+        role=m.role,
+        figure=m.figure,
+        figures=_figures(core, model, int8, m, control.feed),
+    )
+
+
+def _check_quantized(quantized: Quantized, p: QuantizeNncfParams, control: Control | None) -> None:
+    """ValueError when NNCF left nothing in INT8: accuracy control reverted every layer, or nothing matched."""
+    if quantized.int8_ops:
+        return
+    if p.max_drop is not None and control is not None:
+        m = control.metric
+        raise ValueError(
+            f"accuracy control reverted every quantized layer to float: no INT8 model keeps "
+            f"the {m.figure} drop of {m.output!r} within {p.max_drop} ({p.drop_type}); "
+            "check the calibration data"
+        )
+    raise ValueError(
+        "NNCF inserted no FakeQuantize nodes: nothing in this model was quantized (check ignored_scope and model_type)"
+    )
+
+
+def _model_type(choice: str, model: "ov.Model") -> ModelType:
+    """transformer or none, and why: `auto` looks for attention in the graph."""
     from stages.runtimes.openvino.io import attention_ops
 
     if choice != "auto":
-        return choice, "set in the recipe"
+        return ModelType(choice, choice, "set in the recipe")
     found = attention_ops(model)
     if found:
-        return "transformer", f"auto: attention found at {len(found)} Softmax node{'s' if len(found) > 1 else ''}"
-    return "none", "auto: no attention found"
+        plural = "s" if len(found) > 1 else ""
+        return ModelType(choice, "transformer", f"auto: attention found at {len(found)} Softmax node{plural}")
+    return ModelType(choice, "none", "auto: no attention found")
 
 
 def _advanced(overflow_fix: str) -> Any:
