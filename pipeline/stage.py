@@ -71,6 +71,27 @@ class RecipeValueError(ValueError):
         self.field = field
 
 
+class HardwareTarget(Protocol):
+    """A hardware target a stage's params declare (a GPU type and the toolchain on it). The engine derives
+    everything from it: the key holds its identity instead of this machine's (so a machine without that
+    hardware computes the key and can be served the result), a cluster places the stage on a node labelled
+    with its accelerator type, a machine not of it cannot run the stage, and a stage that reads its results
+    and leaves its own target unset takes it (`Stage.with_target`)."""
+
+    @property
+    def accelerator(self) -> str:
+        """The accelerator type a scheduler matches (Ray's name: "H100")."""
+        ...
+
+    def identity(self) -> dict[str, str]:
+        """The key's hardware part: the same on every machine."""
+        ...
+
+    def mismatch(self) -> str | None:
+        """Why this machine is not of the target (it probes what it has), in one line; None when it is."""
+        ...
+
+
 class KeyContext(Protocol):
     """What `Stage.fingerprint` may use to add digests to the key (memoised by the engine)."""
 
@@ -197,16 +218,23 @@ class Stage(Generic[P]):
         hint = f": pip install '.[{self.extra}]'" if self.extra else ""
         return f"needs {', '.join(missing)}{hint}"
 
-    def hardware_target(self, params: P) -> str | None:
-        """The accelerator type (Ray's name: "H100") the params declare, when the key holds that target
-        instead of this machine's identity: such a stage is served from a cache (local or remote) even where
-        it cannot run, and a cluster places it on a node of that type."""
+    def toolchain(self, params: P | None = None) -> dict[str, str]:
+        """Software versions the outputs depend on; enters the key (and a cluster node must have the same)."""
+        return {p: _version(p) for p in self.packages}
+
+    def hardware(self, params: P) -> dict[str, str]:
+        """This machine's identity as far as the outputs depend on it (a GPU, the CPU's ISA); the key's
+        hardware part when the params declare no target (with one, the target's identity stands instead)."""
+        return {}
+
+    def target(self, params: P) -> HardwareTarget | None:
+        """The hardware target the params declare, or None (this machine). See `HardwareTarget`."""
         return None
 
-    def toolchain(self, params: P | None = None) -> dict[str, str]:
-        """Versions (and hardware identity) the outputs depend on; enters the key. `params` are the stage's
-        own (a kind that declares its hardware target in them keys by the target, not by this machine)."""
-        return {p: _version(p) for p in self.packages}
+    def with_target(self, params: P, target: HardwareTarget) -> P | None:
+        """These params with `target`, inherited from a stage this one reads that is built for it (a check of
+        a TensorRT engine runs on that GPU); None when the kind takes no target from its inputs."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

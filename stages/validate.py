@@ -25,13 +25,14 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import GateFailed, did_you_mean
 from pipeline.schema import field_error
-from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import HardwareTarget, InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes.tensorrt.targets import Target
 from stages.validation.gates import GATES, GateValueError, check_gate_values
 
@@ -162,42 +163,36 @@ class Validate(Stage[ValidateParams]):
     exclusive = True
     deliverable = True  # the reports that vouch for an engine travel with it
 
-    def unmet(self, params: ValidateParams | None = None) -> str | None:
-        """With a target, only a node of that target validates (its figures are that GPU's)."""
-        reason = super().unmet(params)
-        if reason is None and params is not None and params.target is not None:
-            from stages.runtimes.tensorrt.probe import probe_gpu
+    def target(self, params: ValidateParams) -> Target | None:
+        """With a target, only a node of it validates (its figures are that GPU's), and the key holds it:
+        a CPU-only runner computes the key of a validation done on the GPU."""
+        return params.target
 
-            return params.target.mismatch(probe_gpu(), doing="validate on")
-        return reason
-
-    def hardware_target(self, params: ValidateParams) -> str | None:
-        return params.target.gpu if params.target is not None else None
+    def with_target(self, params: ValidateParams, target: HardwareTarget) -> ValidateParams | None:
+        """A check of an engine built for a target runs on that target (a TensorRT build's)."""
+        return params.model_copy(update={"target": target}) if isinstance(target, Target) else None
 
     def toolchain(self, params: ValidateParams | None = None) -> dict[str, str]:
-        """Library versions plus the CPU model, its kernel-selecting ISA flags and core count, and the GPU
-        if any: they change both numerics (bf16/VNNI paths) and timings. With a target, the target instead
-        of this machine: a CPU-only runner computes the key of a validation done on the GPU."""
-        from stages.runtimes.cpu import cpu_identity
-
+        """The runtimes' versions: they change numerics."""
         tc = {}
         for dist in ("onnx", "onnxruntime", "openvino", "numpy"):
             try:
                 tc[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 tc[dist] = "missing"
-        if params is not None and params.target is not None:
-            return {**tc, **params.target.identity()}
-        tc.update(cpu_identity())
-        # A TensorRT candidate runs on the GPU: its timings (and kernels) depend on which one.
-        from stages.runtimes.tensorrt.probe import probe_gpu
-
-        gpu = probe_gpu()
-        tc["gpu"] = f"{gpu.gpu} ({gpu.sm})" if gpu.has_gpu else "none"
         return tc
 
+    def hardware(self, params: ValidateParams) -> dict[str, str]:
+        """The CPU model, its kernel-selecting ISA flags and core count, and the GPU if any: they change both
+        numerics (bf16/VNNI paths) and timings."""
+        from stages.runtimes.cpu import cpu_identity
+        from stages.runtimes.tensorrt.probe import probe_gpu
+
+        gpu = probe_gpu()  # a TensorRT candidate runs on the GPU: its timings (and kernels) depend on which one
+        return {**cpu_identity(), "gpu": f"{gpu.gpu} ({gpu.sm})" if gpu.has_gpu else "none"}
+
     def run(self, ctx: StageContext[ValidateParams]) -> dict[str, Any]:
-        from stages.data import open_dataset, warn_if_synthetic
+        from stages.data import open_dataset
         from stages.runtimes import runners as R
         from stages.runtimes.onnxrt.runner import OrtRunner
         from stages.validation import numerics as N
@@ -212,50 +207,36 @@ class Validate(Stage[ValidateParams]):
             raise ValueError(
                 "validate needs model.tensors (and dims) in the recipe: they shape the data and the points to check"
             )
-        warnings: list[str] = []
         ds = open_dataset(ctx.dataset("data"), model)
-        if warn_if_synthetic(ds) is not None:
-            warnings.append(
-                f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
-                "not the data the engine will serve, and accuracy means nothing"
-            )
         reference = OrtRunner(ctx.path("reference"), threads=p.threads)
         info = R.engine_info_for(ctx.path("candidate"))
         candidate = R.runner_for(ctx.path("candidate"), precision=p.candidate_precision, threads=p.threads, info=info)
-        ref_names = list(reference.output_names)
-        for name in p.per_output:
-            if name not in ref_names:
-                raise ValueError(
-                    f"per_output: {name!r} is not an output of the reference"
-                    f"{did_you_mean(name, ref_names)} (has: {', '.join(ref_names)})"
-                )
-        names = N.match_outputs(ref_names, list(candidate.output_names), warnings)
+        _check_per_output(p.per_output, list(reference.output_names))
+        match = N.match_outputs(list(reference.output_names), list(candidate.output_names))
         mask = N.mask_name(p.mask_input, list(model.tensors))
 
         groups = SG.load_groups(ds, model, p.max_samples)
         bdim = SG.batch_dim(model)
         sizes = SG.batch_sizes(model, bdim, p.batch_size, p.shapes)
-        col = N.run(groups, sizes, bdim, model, reference, candidate, names, mask, ctx.progress)
-        outputs, labels_output = _outputs(p, model, col, groups, warnings)
-        points = N.check_points(p.shapes, col.ran, groups, model, reference, candidate, names)
-        uninformative = {o: e.pop("_uninformative") for o, e in outputs.items()}
-        results = evaluate(
+        col = N.run(groups, sizes, bdim, model, reference, candidate, match.names, mask, ctx.progress)
+        outputs = _outputs(p, model, col, groups)
+        points = N.check_points(p.shapes, col.ran, groups, model, reference, candidate, match.names)
+        verdicts = evaluate(
             p.gates,
             p.per_output,
             candidate.precision,
-            outputs,
+            outputs.entries,
             points,
-            warnings,
-            uninformative,
+            outputs.uninformative,
             declared=model.roles,
             labels_output=p.labels_output,
         )
         largest = max(groups, key=len)
-        timing = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, warnings, ctx)
+        timings = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, ctx)
+        warnings = [*_data_warnings(ds), *match.warnings, *outputs.warnings, *verdicts.warnings, *timings.warnings]
 
-        passed = [g for g in results if g.passed]
+        results, passed = list(verdicts.results), verdicts.passed
         size_mb = round(T.artifact_bytes(ctx.path("candidate")) / 1e6, 2)
-        n = sum(len(g) for g in groups)
         report = {
             "stage": ctx.stage,
             "passed": len(passed) == len(results),
@@ -271,16 +252,16 @@ class Validate(Stage[ValidateParams]):
             "reference": {"artifact": ctx.path("reference").name, **reference.describe()},
             "data": {
                 **ds.info(),
-                "samples_used": n,
-                "labels_output": labels_output,
+                "samples_used": sum(len(g) for g in groups),
+                "labels_output": outputs.labels_output,
                 "mask_input": mask,
                 "groups": {g.key: len(g) for g in groups},
             },
             "numerics_batches": col.batches,
-            "outputs": outputs,
+            "outputs": outputs.entries,
             "points": points,
             "gates": [g.as_dict() for g in results],
-            "timing": timing,
+            "timing": timings.timing,
             "environment": T.environment(p.threads, candidate, reference),
             "warnings": warnings,
         }
@@ -292,17 +273,49 @@ class Validate(Stage[ValidateParams]):
         for g in results:
             (log.info if g.passed else log.error)("%s", g)
 
-        summary = VR.summary_row(candidate.precision, outputs, labels_output, timing, passed, results)
+        summary = VR.summary_row(
+            candidate.precision, outputs.entries, outputs.labels_output, timings.timing, passed, results
+        )
         summary["size_mb"] = size_mb
-        failed = [g.failure() for g in results if not g.passed]
-        if failed:
-            raise GateFailed(failed)
+        if verdicts.failures:
+            raise GateFailed(verdicts.failures)
         return summary
 
 
-def _outputs(
-    p: ValidateParams, model: Any, col: Any, groups: list[Any], warnings: list[str]
-) -> tuple[dict[str, dict[str, Any]], str | None]:
+def _data_warnings(ds: Any) -> list[str]:
+    """What the data itself makes doubtful: random inputs."""
+    from stages.data import warn_if_synthetic
+
+    if warn_if_synthetic(ds) is None:
+        return []
+    return [
+        f"data.{ds.name} is synthetic random data: agreement figures describe random inputs, "
+        "not the data the engine will serve, and accuracy means nothing"
+    ]
+
+
+def _check_per_output(per_output: dict[str, dict[str, Any]], ref_names: list[str]) -> None:
+    """ValueError, one line, for a `per_output` entry naming no output of the reference."""
+    for name in per_output:
+        if name not in ref_names:
+            raise ValueError(
+                f"per_output: {name!r} is not an output of the reference"
+                f"{did_you_mean(name, ref_names)} (has: {', '.join(ref_names)})"
+            )
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Each output's report entry (role, figures, sensitivity, or why it has none), the output labels score, the
+    gates the reference's insensitivity makes uninformative on each output, and what was warned on the way."""
+
+    entries: dict[str, dict[str, Any]]
+    labels_output: str | None
+    uninformative: dict[str, frozenset[str]]
+    warnings: tuple[str, ...]
+
+
+def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any]) -> Outputs:
     """Each output's role and figures (or why it has none), and the output labels score."""
     from stages.common import metrics as M
     from stages.common.roles import check_declared, infer_role, labels_output
@@ -313,7 +326,9 @@ def _outputs(
     first = {o: tuple(next(iter(parts.values())).reference[0].shape) for o, parts in col.parts.items() if parts}
     labelled = all(g.labels is not None for g in groups)
     scored = labels_output(p.labels_output, names, first, labelled, model.roles)
-    outputs: dict[str, dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    uninformative: dict[str, frozenset[str]] = {}
+    warnings: list[str] = []
     for o in names:
         role = infer_role(o, model.roles, tuple(first.get(o, ())), o == scored)
         if o in col.shape_notes or not col.parts[o]:
@@ -327,11 +342,7 @@ def _outputs(
         reason = M.insensitive_reason(sens, p.min_centered_spread) if sens else None
         if reason:
             warnings.append(f"{o}: {reason}")
-        entry.update(
-            role=role,
-            sensitivity=sens.as_dict() if sens else None,
-            insensitive=reason,
-            _uninformative=M.uninformative_gates(sens, p.min_centered_spread) if sens else set(),
-        )
-        outputs[o] = entry
-    return outputs, scored
+        entry.update(role=role, sensitivity=sens.as_dict() if sens else None, insensitive=reason)
+        entries[o] = entry
+        uninformative[o] = frozenset(M.uninformative_gates(sens, p.min_centered_spread) if sens else ())
+    return Outputs(entries, scored, uninformative, tuple(warnings))

@@ -328,17 +328,25 @@ def unlike_the_key(kind: Any, params: Any, expect: Expected) -> str | None:
     """Why this machine must not build under the key: other code for the kind, another toolchain, or a
     requirement it does not meet (a result is never built on one GPU for another); None when it may."""
     from pipeline.cache.hashing import DigestMemo
-    from pipeline.keys.compute import kind_code
+    from pipeline.keys.compute import kind_code, toolchain_of
 
     here = kind_code(kind, DigestMemo(None))
     if here != expect.code:
         return f"its code for kind {kind.kind} differs from the driver's ({_first_difference(expect.code, here)})"
-    toolchain = kind().toolchain(params)
+    toolchain = toolchain_of(kind(), params)
     if toolchain != expect.toolchain:
         diff = sorted(k for k in set(toolchain) | set(expect.toolchain) if toolchain.get(k) != expect.toolchain.get(k))
         shown = ", ".join(f"{k} {expect.toolchain.get(k)} -> {toolchain.get(k)}" for k in diff[:3])
         return f"its toolchain differs from the key's ({shown})"
-    return kind().unmet(params)
+    return unmet_here(kind(), params)
+
+
+def unmet_here(stage: Any, params: Any) -> str | None:
+    """Why this machine cannot run the stage: what the kind needs (`Stage.unmet`), then, for a declared
+    hardware target, whether this machine is of it."""
+    unmet = stage.unmet(params)
+    target = stage.target(params)
+    return unmet if unmet is not None or target is None else target.mismatch()
 
 
 def _first_difference(driver: dict[str, Any], here: dict[str, Any]) -> str:

@@ -47,6 +47,14 @@ def kind_code(kind: type[Stage] | type[DataKind], memo: DigestMemo) -> dict[str,
     return known[kind]
 
 
+def toolchain_of(stage: Stage[Any], params: Any) -> dict[str, str]:
+    """The key's toolchain: the kind's software versions, then its hardware part: the declared target's
+    identity (the same on every machine), else this machine's (`Stage.hardware`)."""
+    target = stage.target(params)
+    hardware = target.identity() if target is not None else stage.hardware(params)
+    return {**stage.toolchain(params), **hardware}
+
+
 def dataset_digest(parts: dict[str, Any]) -> str:
     """A dataset's digest, the input digest of every stage that reads it."""
     return sha256_bytes(canonical_json(parts).encode())
@@ -87,7 +95,7 @@ def compute_key(
         "code": kind_code(kind, keys.memo),
         "params": node.params.model_dump(mode="json"),
         "inputs": dict(sorted(inputs.items())),
-        "toolchain": stage.toolchain(node.params),
+        "toolchain": toolchain_of(stage, node.params),
     }
     if kind.uses_model() and recipe.model is not None:
         model = recipe.model.model_dump(mode="json")

@@ -126,26 +126,28 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
 
 
 def _inherit_targets(path: Path, stages: dict[str, StageNode]) -> None:
-    """A stage whose params have a `target` it leaves unset, and that reads results built for one (a check
-    of a TensorRT engine), takes that target: it is keyed by it and runs on a node of it, like the build."""
+    """A stage that declares no hardware target and reads results built for one (a check of a TensorRT
+    engine) takes that target when its kind inherits one (`Stage.with_target`): it is keyed by it and runs
+    on a node of it, like the build."""
     changed = True
     while changed:  # a chain of such stages takes the target down the chain
         changed = False
         for name, node in stages.items():
-            if "target" not in type(node.params).model_fields or getattr(node.params, "target") is not None:
+            kind = node.kind()
+            if kind.target(node.params) is not None:
                 continue
             found = {}
             for ref in node.inputs.values():
                 producer = stages[ref.target] if ref.kind == "stage" else None
-                label = producer.kind().hardware_target(producer.params) if producer else None
-                if producer is not None and label and getattr(producer.params, "target", None) is not None:
-                    found[label] = getattr(producer.params, "target")
+                target = producer.kind().target(producer.params) if producer is not None else None
+                if target is not None:
+                    found[target.accelerator] = target
             if len(found) > 1:
                 raise RecipeError(
                     path, node.line, f"stages.{name}", f"reads results for {', '.join(sorted(found))}: set its target"
                 )
-            if found:
-                params = node.params.model_copy(update={"target": next(iter(found.values()))})
+            params = kind.with_target(node.params, next(iter(found.values()))) if found else None
+            if params is not None:
                 stages[name] = dataclasses.replace(node, params=params)
                 changed = True
 

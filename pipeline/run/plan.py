@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from pipeline.backends.worker import unmet_here
 from pipeline.cache import Cache
 from pipeline.cache.failures import FailureRecord
 from pipeline.cache.records import StageRecord
@@ -121,11 +122,13 @@ class Planner:
         return self._data[name]
 
     def unmet(self, name: str) -> str | None:
+        """Why the stage cannot run where this run runs it: for a declared target on a cluster, whether a node
+        of it exists; else this machine's check (the kind's needs, then whether it is of the target)."""
         params = self.recipe.stages[name].params
-        target = self._stages[name].hardware_target(params)
-        if target and self.placement is not None:
-            return self.placement(target)
-        return self._stages[name].unmet(params)
+        target = self._stages[name].target(params)
+        if target is not None and self.placement is not None:
+            return self.placement(target.accelerator)
+        return unmet_here(self._stages[name], params)
 
     def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         """Decide one stage, given the records of its already-built parents; a stage that will run says
@@ -140,7 +143,7 @@ class Planner:
 
     def _decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
         node = self.recipe.stages[name]
-        targeted = self._stages[name].hardware_target(node.params) is not None
+        targeted = self._stages[name].target(node.params) is not None
         if not targeted:  # its key would name this machine: no cache has it where it cannot run
             unmet = self.unmet(name)
             if unmet:

@@ -226,6 +226,7 @@ class ClusterSite:
             self._bundle = self.objects.put(folder, is_dir=True)
             shutil.rmtree(folder.parent, ignore_errors=True)
         node = self.recipe.stages[task.stage]
+        target = node.kind().target(node.params)
         return dataclasses.replace(
             task,
             store=self.store.url,
@@ -234,7 +235,7 @@ class ClusterSite:
             placement=Placement(
                 cpus=1,
                 exclusive=node.kind.exclusive,
-                accelerator=node.kind().hardware_target(node.params),
+                accelerator=target.accelerator if target is not None else None,
                 threads=os.environ.get("OMP_NUM_THREADS"),
             ),
         )

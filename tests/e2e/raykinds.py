@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
@@ -42,20 +43,28 @@ class ProbeParams(Params):
     read: str | None = Field(None, description="a file beside the recipe to read by path (a discovered input)")
 
 
+@dataclass(frozen=True)
+class NodeGpu:
+    """A hardware target for the test cluster: the GPU a node's label names."""
+
+    accelerator: str
+
+    def identity(self) -> dict[str, str]:
+        return {"target": self.accelerator}
+
+    def mismatch(self) -> str | None:
+        here = node()[1]
+        return None if here == self.accelerator else f"needs a {self.accelerator} (this node: {here or 'none'})"
+
+
 class Probe(Stage[ProbeParams]):
     """Writes where it ran."""
 
     kind = "ray.probe"
     outputs = {"where": OutputSpec("where.json")}
 
-    def hardware_target(self, params: ProbeParams) -> str | None:
-        return params.target
-
-    def unmet(self, params: ProbeParams | None = None) -> str | None:
-        if params is None or params.target is None:
-            return None
-        here = node()[1]
-        return None if here == params.target else f"needs a {params.target} (this node: {here or 'none'})"
+    def target(self, params: ProbeParams) -> NodeGpu | None:
+        return NodeGpu(params.target) if params.target is not None else None
 
     def run(self, ctx) -> dict:  # noqa: ANN001
         p = ctx.params

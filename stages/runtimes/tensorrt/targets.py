@@ -101,7 +101,7 @@ class Target(BaseModel):
         return COMPUTE_CAPABILITY[self.gpu]
 
     @property
-    def label(self) -> str:
+    def accelerator(self) -> str:
         """The node label a scheduler matches (a sized A100 label also matches a node labelled so)."""
         return self.gpu
 
@@ -117,8 +117,13 @@ class Target(BaseModel):
     def describe(self) -> str:
         return f"{self.gpu} (sm {self.compute_capability}), TensorRT {self.tensorrt}, CUDA {self.cuda}"
 
-    def mismatch(self, probe: GpuProbe, doing: str = "build for") -> str | None:
-        """Why the probed node must not build for this target (one line naming both), or None if it may."""
+    def mismatch(self, probe: GpuProbe | None = None, doing: str = "run stages for") -> str | None:
+        """Why the probed node (this machine's when `probe` is None) is not of this target, in one line naming
+        both, or None when it is (the engine's `HardwareTarget.mismatch`)."""
+        if probe is None:
+            from stages.runtimes.tensorrt.probe import probe_gpu
+
+            probe = probe_gpu()
         problems = []
         node = accelerator_type(probe.gpu)
         if node is None:

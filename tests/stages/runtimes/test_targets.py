@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
+from pipeline.backends.worker import unmet_here
 from pipeline.cache.hashing import DigestMemo
-from pipeline.keys.compute import KeyContextImpl, compute_key
+from pipeline.keys.compute import KeyContextImpl, compute_key, toolchain_of
 from stages.build_tensorrt import BuildTensorrt, BuildTensorrtParams
 from stages.runtimes.tensorrt.probe import GpuProbe
 from stages.runtimes.tensorrt.targets import COMPUTE_CAPABILITY, Target, accelerator_type
@@ -69,7 +70,7 @@ def test_a_matching_node_may_build_and_others_are_told_why_not() -> None:
     assert target.mismatch(dataclasses.replace(H100_NODE, tensorrt="11.4.1.2")) is None  # same release
     a100 = dataclasses.replace(H100_NODE, gpu="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
     assert target.mismatch(a100) == (
-        "this node cannot build for H100 (sm 9.0), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA A100-SXM4-80GB (A100)"
+        "this node cannot run stages for H100 (sm 9.0), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA A100-SXM4-80GB (A100)"
     )
     old = dataclasses.replace(H100_NODE, tensorrt="10.13.0.35", tensorrt_cuda="13", cuda="12.4")
     why = target.mismatch(old)
@@ -101,20 +102,20 @@ def test_a_declared_target_keys_the_same_on_a_cpu_runner_and_on_the_gpu_node(
         "tensorrt": "11.4",
         "cuda": "12.9",
     }
-    assert BuildTensorrt().hardware_target(p) == "H100" and BuildTensorrt().unmet(p) is not None
+    assert BuildTensorrt().target(p).accelerator == "H100" and unmet_here(BuildTensorrt(), p) is not None
     monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: H100_NODE)
     monkeypatch.setattr("stages.runtimes.tensorrt.probe.cuda_python_available", lambda: True)
     on_gpu, _ = _key(tmp_path, p)
     assert on_cpu == on_gpu
-    assert BuildTensorrt().unmet(p) is None
+    assert unmet_here(BuildTensorrt(), p) is None
     other = BuildTensorrtParams.model_validate({"target": {**H100, "gpu": "L4"}})
     assert _key(tmp_path, other)[0] != on_gpu
-    assert BuildTensorrt().unmet(other) == (
-        "this node cannot build for L4 (sm 8.9), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA H100 80GB HBM3 (H100)"
+    assert unmet_here(BuildTensorrt(), other) == (
+        "this node cannot run stages for L4 (sm 8.9), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA H100 80GB HBM3 (H100)"
     )
     # Without a target the key is the probed host's, as before.
     plain = BuildTensorrtParams.model_validate({})
-    assert BuildTensorrt().hardware_target(plain) is None
+    assert BuildTensorrt().target(plain) is None
     assert _key(tmp_path, plain)[1]["toolchain"]["gpu"] == "NVIDIA H100 80GB HBM3"
 
 
@@ -179,16 +180,16 @@ def test_a_check_of_a_targeted_engine_takes_its_target_and_keys_by_it(
     stages = load_recipe(tmp_path / "t.yaml").stages
     check = stages["check_h100"].params
     assert check.target == stages["build_h100"].params.target  # type: ignore[attr-defined]
-    assert Validate().hardware_target(check) == "H100"
-    assert Validate().hardware_target(stages["check_own"].params) == "L4"  # its own target stays
-    assert Validate().hardware_target(stages["check_onnx"].params) is None  # an ONNX check is this machine's
-    toolchain = Validate().toolchain(check)
+    assert Validate().target(check).accelerator == "H100"  # type: ignore[union-attr]
+    assert Validate().target(stages["check_own"].params).accelerator == "L4"  # type: ignore[union-attr]
+    assert Validate().target(stages["check_onnx"].params) is None  # an ONNX check is this machine's
+    toolchain = toolchain_of(Validate(), check)
     assert toolchain["target_gpu"] == "H100" and "cpu" not in toolchain and "gpu" not in toolchain
-    assert "cpu" in Validate().toolchain(stages["check_onnx"].params)
+    assert "cpu" in toolchain_of(Validate(), stages["check_onnx"].params)
     monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: NO_GPU)
-    assert "this node cannot validate on H100" in (Validate().unmet(check) or "")
+    assert "this node cannot run stages for H100" in (unmet_here(Validate(), check) or "")
     monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: H100_NODE)
-    assert Validate().unmet(check) is None
+    assert unmet_here(Validate(), check) is None
     # A check that reads engines for two targets must say which it is for.
     (tmp_path / "t.yaml").write_text(
         RECIPE.replace("candidate: m.onnx, reference: m.onnx", "candidate: build_l4, reference: build_h100")
