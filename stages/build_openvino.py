@@ -41,7 +41,7 @@ from pydantic import Field
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
-from stages.runtimes.engine_info import EngineInfo, Precision, Target, TensorInfo
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, Precision, TensorInfo
 from stages.runtimes.openvino.io import IR_XML, ir_xml
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def engine_info(
         inputs=inputs,
         outputs=tuple(_tensor(port) for port in model.outputs),
         toolchain={"openvino": version},
-        device=Target(device=p.device),
+        device=EngineDevice(device=p.device),
         reproduce=_reproduce(source_file, reshape, p.weights == "fp16"),
         details={
             "performance_hint": p.performance_hint,

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
-from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, TensorInfo
 from stages.runtimes.tensorrt.targets import Target as HardwareTarget
 
 ENGINE_FILE = "model.engine"
@@ -250,7 +250,7 @@ def engine_info(
         inputs=tuple(_tensor(t) for t in io if t["mode"] == "input"),
         outputs=tuple(_tensor(t) for t in io if t["mode"] != "input"),
         toolchain=toolchain,
-        device=Target(
+        device=EngineDevice(
             device=probe.gpu or "unknown",
             compute_capability=probe.compute_capability,
             accelerator=target.gpu if target is not None else None,

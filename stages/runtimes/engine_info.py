@@ -5,7 +5,7 @@ the engine; runners (`runtimes.runners.runner_for`, `runtimes.openvino.runner`, 
 validate's report and report.compare read it back through `read`, instead of
 guessing from file suffixes and dict keys; packaging stages (Triton, OpenVINO
 Model Server) will read it next. The typed fields are what every backend has
-(backend, precision, I/O, toolchain, target, the command that rebuilds it);
+(backend, precision, I/O, toolchain, device, the command that rebuilds it);
 what only one backend records (TensorRT's layers and settings, OpenVINO's
 performance hint and op counts) stays in `details`, so nothing is lost.
 
@@ -94,10 +94,11 @@ class TensorInfo(_Frozen):
         return self.dims is None or any(isinstance(d, str) for d in self.dims)
 
 
-class Target(_Frozen):
-    """Where the engine is meant to run: an OpenVINO device ("CPU", "GPU.1"), or the GPU a TensorRT engine was
-    built for, by name and compute capability ("8.9"). The CPU model is not recorded for OpenVINO: the IR's bytes
-    do not depend on it."""
+class EngineDevice(_Frozen):
+    """The device an engine was built for, as engine.json's `device` records it: an OpenVINO device ("CPU",
+    "GPU.1"), or a TensorRT engine's GPU by name and compute capability ("8.9"). The CPU model is not recorded for
+    OpenVINO: the IR's bytes do not depend on it. (A recipe's declared hardware target is
+    `runtimes.tensorrt.targets.Target`; only its accelerator name is kept here.)"""
 
     device: str = Field(min_length=1)
     compute_capability: str | None = None
@@ -109,7 +110,7 @@ class Target(_Frozen):
 
 
 class EngineInfo(_Frozen):
-    """A built engine: backend, precision, I/O, toolchain, target and how to rebuild it.
+    """A built engine: backend, precision, I/O, toolchain, device and how to rebuild it.
 
     `precision` is the lowest precision the engine computes in:
     - OpenVINO: "int8" when the IR holds FakeQuantize nodes (NNCF), "fp8" for
@@ -131,7 +132,7 @@ class EngineInfo(_Frozen):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     toolchain: dict[str, str]
-    device: Target
+    device: EngineDevice
     reproduce: tuple[str, ...]
     details: dict[str, Any] = Field(default_factory=dict)
 

@@ -12,7 +12,7 @@ from conftest import run_stage
 
 from pipeline.errors import GateFailed
 from stages.compare_reports import CompareReports
-from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, TensorInfo
 
 
 def report(path: Path, stage: str, fps: dict[int, float], p50: float, size: float, cos: float) -> Path:
@@ -106,7 +106,7 @@ OV_INT8 = EngineInfo(
     backend="openvino",
     precision="int8",
     inference_precision="bf16",
-    device=Target(device="CPU"),
+    device=EngineDevice(device="CPU"),
     toolchain={"openvino": "2026.4.1"},
     reproduce=("python", "-c", "pass"),
     inputs=(TensorInfo(name="x", dtype="float32", dims=("1..8", 4)),),
@@ -117,7 +117,7 @@ TRT_FP16 = OV_INT8.model_copy(
         "backend": "tensorrt",
         "precision": "fp16",
         "inference_precision": None,
-        "device": Target(device="NVIDIA L4", compute_capability="8.9"),
+        "device": EngineDevice(device="NVIDIA L4", compute_capability="8.9"),
         "toolchain": {"tensorrt": "10.13.0.35", "cuda": "12.8"},
     }
 )

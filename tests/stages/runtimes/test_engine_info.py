@@ -14,12 +14,12 @@ from conftest import REPO
 from pydantic import ValidationError
 
 from stages.runtimes import engine_info as E
-from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, TensorInfo
 
 INFO = EngineInfo(
     backend="tensorrt",
     precision="int8",
-    device=Target(device="NVIDIA L4", compute_capability="8.9"),
+    device=EngineDevice(device="NVIDIA L4", compute_capability="8.9"),
     toolchain={"tensorrt": "10.13.0.35", "cuda": "12.8"},
     reproduce=("trtexec", "--onnx=model.onnx", "--int8 x"),
     inputs=(
@@ -55,6 +55,26 @@ def test_round_trip_through_a_directory_or_a_file(tmp_path: Path) -> None:
     assert INFO.inputs[0].dynamic and not INFO.inputs[1].dynamic and str(INFO.device) == "NVIDIA L4 (sm 8.9)"
     assert "details" not in INFO.as_json(details=False) and INFO.as_json()["details"]["layers"]
     assert E.parse(INFO.as_json(details=False), "x") == INFO.model_copy(update={"details": {}})
+
+
+def test_an_engine_json_as_written_before_still_loads(tmp_path: Path) -> None:
+    """engine.json's field names are its format: `device` keeps its keys whatever the class is called."""
+    written = {
+        "backend": "tensorrt",
+        "details": {},
+        "device": {"accelerator": "L4", "compute_capability": "8.9", "device": "NVIDIA L4"},
+        "inference_precision": None,
+        "inputs": [{"dims": [1, 3], "dtype": "float32", "max": None, "min": None, "name": "x", "opt": None}],
+        "outputs": [{"dims": [1, 10], "dtype": "float16", "max": None, "min": None, "name": "y", "opt": None}],
+        "precision": "fp16",
+        "reproduce": ["trtexec", "--onnx=model.onnx"],
+        "schema": 1,
+        "toolchain": {"tensorrt": "10.13.0.35"},
+    }
+    (tmp_path / "engine.json").write_text(json.dumps(written))
+    info = E.read(tmp_path)
+    assert (info.device.device, info.device.compute_capability, info.device.accelerator) == ("NVIDIA L4", "8.9", "L4")
+    assert info.as_json() == written  # and it is written back key for key
 
 
 def test_the_model_is_frozen_and_strict() -> None:

@@ -21,7 +21,7 @@ from onnxgraphs import classifier, ir_from_onnx, ov_info, save
 
 from stages.runtimes import cpu, engine_info, measure, runners
 from stages.runtimes.base import Runner, RunnerUnavailable
-from stages.runtimes.engine_info import EngineInfo, Target, TensorInfo
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, TensorInfo
 from stages.runtimes.onnxrt.runner import OrtRunner
 from stages.runtimes.openvino.runner import OpenVinoRunner
 
@@ -31,7 +31,7 @@ def trt_info(inputs: tuple[str, ...] = ("input",), outputs: tuple[str, ...] = ("
     return EngineInfo(
         backend="tensorrt",
         precision="int8",
-        device=Target(device="NVIDIA L4", compute_capability="8.9"),
+        device=EngineDevice(device="NVIDIA L4", compute_capability="8.9"),
         toolchain={"tensorrt": "10.13.0.35"},
         reproduce=["trtexec", "--onnx=model.onnx"],
         inputs=[
