@@ -25,21 +25,41 @@ from stages.validation import gates as G
 from stages.validation.gate_result import GateResult, check_gate, passes
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """Every gate's verdict, in the order evaluated, and what the evaluation warns about (a default gate not
+    evaluated, a gate one sample decides or the reference's insensitivity makes uninformative, a gate that
+    fits some outputs' roles and not others)."""
+
+    results: tuple[GateResult, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def passed(self) -> list[GateResult]:
+        return [g for g in self.results if g.passed]
+
+    @property
+    def failures(self) -> list[str]:
+        """Each failed gate as the one line GateFailed lists."""
+        return [g.failure() for g in self.results if not g.passed]
+
+
 def evaluate(
     gates: dict[str, Any] | None,
     per_output: dict[str, dict[str, Any]],
     precision: str,
     outputs: dict[str, dict[str, Any]],
     points: dict[str, Any],
-    warnings: list[str],
-    uninformative: dict[str, set[str]],
+    uninformative: Mapping[str, frozenset[str]],
     declared: Mapping[str, str] | None = None,
     labels_output: str | None = None,
-) -> list[GateResult]:
+) -> Verdicts:
     """Every gate's verdict; `outputs[o]` holds role, figures, counts, worst; `entry['gates']` is filled in.
-    `declared` (model.roles) and `labels_output` (as the recipe sets it) only shape the advice given when
-    a gate fits no output's role."""
+    `uninformative[o]`: the gates the reference's insensitivity makes uninformative on output o. `declared`
+    (model.roles) and `labels_output` (as the recipe sets it) only shape the advice given when a gate fits no
+    output's role."""
     hint = RoleHint(dict(declared or {}), labels_output)
+    warnings: list[str] = []
     user_set = gates is not None
     results: list[GateResult] = []
     not_applicable: dict[str, list[str]] = {}
@@ -86,7 +106,7 @@ def evaluate(
             flip = one_sample_decides(metric, result, entry.get("counts", {}))
             if flip:
                 warnings.append(f"gate {metric} on {o}: one sample decides it (n={flip})")
-            if metric in uninformative.get(o, set()):
+            if metric in uninformative.get(o, frozenset()):
                 warnings.append(f"gate {metric} on {o} is uninformative: {entry['insensitive']}")
         for point, info in points.items():
             for key in ("shape", "finite"):
@@ -112,7 +132,7 @@ def evaluate(
                     "no output could be evaluated: " + _why_skipped(metric, outputs, outs, hint),
                 )
             )
-    return results
+    return Verdicts(tuple(results), tuple(warnings))
 
 
 def _note(metric: str, entry: dict[str, Any], merged: dict[str, Any]) -> str:

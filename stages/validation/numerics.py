@@ -219,14 +219,21 @@ def check_points(
     return result
 
 
-def match_outputs(ref_names: list[str], cand_names: list[str], warnings: list[str]) -> dict[str, str]:
-    """candidate output name -> reference output name."""
-    if not cand_names or set(ref_names) <= set(cand_names):
-        return {n: n for n in cand_names}
-    if len(cand_names) == len(ref_names):
-        warnings.append(f"candidate outputs {cand_names} matched to reference outputs {ref_names} by position")
-        return dict(zip(cand_names, ref_names))
-    return {n: n for n in cand_names}
+@dataclass(frozen=True)
+class OutputMatch:
+    """Candidate output name -> reference output name, and the warning when the names differ and the outputs
+    were matched by position."""
+
+    names: dict[str, str]
+    warnings: tuple[str, ...] = ()
+
+
+def match_outputs(ref_names: list[str], cand_names: list[str]) -> OutputMatch:
+    """The candidate's outputs by the reference's names: the same names, else the same count by position."""
+    if not cand_names or set(ref_names) <= set(cand_names) or len(cand_names) != len(ref_names):
+        return OutputMatch({n: n for n in cand_names})
+    why = f"candidate outputs {cand_names} matched to reference outputs {ref_names} by position"
+    return OutputMatch(dict(zip(cand_names, ref_names)), (why,))
 
 
 def renamed(outputs: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:

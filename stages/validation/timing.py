@@ -11,6 +11,7 @@ report, never a failure.
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from pipeline.errors import one_line
 from stages.validation.samples import tile
 
 
+@dataclass(frozen=True)
+class Timings:
+    """Each engine's timings ("candidate", "reference": one entry per mode and batch, with the input shapes
+    fed), and the warnings: a batch outside the model's range, a timing that failed or was disturbed."""
+
+    timing: dict[str, list[dict[str, Any]]]
+    warnings: tuple[str, ...]
+
+
 def time_engines(
     p: Any,
     candidate: Any,
@@ -27,11 +37,12 @@ def time_engines(
     inputs: dict[str, np.ndarray],
     bdim: str | int | None,
     model: Any,
-    warnings: list[str],
     ctx: Any,
-) -> dict[str, list[dict[str, Any]]]:
+) -> Timings:
     """Latency (p.latency) and throughput (p.throughput_batches) of the candidate, and of the reference if asked."""
     from stages.runtimes.measure import OTHER_CPU_LIMIT
+
+    warnings: list[str] = []
 
     def allowed(b: int) -> bool:
         if isinstance(bdim, int):
@@ -68,7 +79,7 @@ def time_engines(
                 f"{t.cpu_other_fraction:.2f} of a core meanwhile (best of {t.attempts} attempts)"
             )
     ctx.progress(len(jobs), len(jobs), "timing")
-    return timing
+    return Timings(timing, tuple(warnings))
 
 
 def input_shapes(batch: dict[str, np.ndarray]) -> dict[str, list[int]]:

@@ -61,13 +61,10 @@ def entry(role: str, figures: dict, counts: dict | None = None) -> dict:
 def test_one_sample_flip_is_warned_about() -> None:
     counts = {"accuracy": {"successes": 6, "n": 7}, "reference_accuracy": {"successes": 6, "n": 7}}
     outputs = {"logits": entry("classification", {"accuracy": 6 / 7, "accuracy_drop": 0.0}, counts)}
-    warnings: list[str] = []
-    results = evaluate({"accuracy_min": 0.8}, {}, "int8", outputs, {}, warnings, {})
-    assert {r.metric: r.passed for r in results}["accuracy_min"]
-    assert warnings == ["gate accuracy_min on logits: one sample decides it (n=7)"]  # 5/7 = 0.71 < 0.8
-    warnings.clear()
-    evaluate({"accuracy_min": 0.5}, {}, "int8", outputs, {}, warnings, {})
-    assert warnings == []  # 5/7 still passes 0.5
+    verdicts = evaluate({"accuracy_min": 0.8}, {}, "int8", outputs, {}, {})
+    assert {r.metric: r.passed for r in verdicts.results}["accuracy_min"]
+    assert verdicts.warnings == ("gate accuracy_min on logits: one sample decides it (n=7)",)  # 5/7 = 0.71 < 0.8
+    assert evaluate({"accuracy_min": 0.5}, {}, "int8", outputs, {}, {}).warnings == ()  # 5/7 still passes 0.5
     drop = check_gate("accuracy_drop_max", "logits", 0.0, 0.1)
     assert one_sample_decides("accuracy_drop_max", drop, counts) == 7  # one more miss: drop 1/7 > 0.1
     assert one_sample_decides("accuracy_drop_max", check_gate("accuracy_drop_max", "l", 0.0, 0.2), counts) is None
@@ -80,8 +77,8 @@ def test_defaults_follow_each_outputs_role() -> None:
         "logits": entry("classification", {"top1_agreement": 1.0, "accuracy_drop": None, "cosine": 0.5}),
         "emb": entry("embedding", {"cosine": 0.97, "rel_error": 0.1, "top1_agreement": None}),
     }
-    results = evaluate(None, {}, "int8", outputs, {}, [], {})
-    by = {(r.output, r.metric): r for r in results}
+    verdicts = evaluate(None, {}, "int8", outputs, {}, {})
+    by = {(r.output, r.metric): r for r in verdicts.results}
     assert by[("logits", "top1_agreement_min")].passed and ("logits", "cosine_min") not in by
     assert by[("emb", "cosine_min")].passed and by[("emb", "rel_error_max")].passed
     assert ("emb", "top1_agreement_min") not in by and ("logits", "accuracy_drop_max") not in by  # no labels
@@ -92,13 +89,12 @@ def test_a_default_gate_that_fits_but_cannot_be_computed_is_not_evaluated_and_sa
         "map": entry("dense", {"centered_cosine": None, "iou": 1.0}),
         "logits": entry("classification", {"top1_agreement": 1.0, "centered_cosine": 1.0, "accuracy_drop": None}),
     }
-    warnings: list[str] = []
-    results = evaluate(None, {}, "int8", outputs, {}, warnings, {})
-    assert ("map", "centered_cosine_min") not in {(r.output, r.metric) for r in results}
+    verdicts = evaluate(None, {}, "int8", outputs, {}, {})
+    assert ("map", "centered_cosine_min") not in {(r.output, r.metric) for r in verdicts.results}
     assert "centered_cosine_min" not in outputs["map"]["gates"] and "iou_min" in outputs["map"]["gates"]
     assert outputs["map"]["not_evaluated"] == {"centered_cosine_min": "the figure could not be computed"}
     said = "default gate centered_cosine_min on map was not evaluated: the figure could not be computed"
-    assert warnings == [said]
+    assert verdicts.warnings == (said,)
     # the accuracy-drop gate is on only with labels: off without a word, and not listed as applied
     assert outputs["logits"]["not_evaluated"] == {} and "accuracy_drop_max" not in outputs["logits"]["gates"]
 
@@ -111,9 +107,8 @@ def test_a_gate_that_fits_no_role_advises_only_the_settings_that_would_help() ->
             "logits": entry("classification", {"top1_agreement": 1.0}),
             "boxes": entry("regression", {"top1_agreement": None, "iou": None}),
         }
-        warnings: list[str] = []
-        evaluate(gates, {}, "int8", outputs, {}, warnings, {}, declared=declared, labels_output=labels_output)
-        return [w for w in warnings if "does not apply" in w]
+        verdicts = evaluate(gates, {}, "int8", outputs, {}, {}, declared=declared, labels_output=labels_output)
+        return [w for w in verdicts.warnings if "does not apply" in w]
 
     top1 = {"top1_agreement_min": 0.9}
     neither = "gate top1_agreement_min does not apply to boxes: it applies to classification outputs, not regression"
@@ -123,7 +118,7 @@ def test_a_gate_that_fits_no_role_advises_only_the_settings_that_would_help() ->
     assert skipped(top1, declared={"boxes": "regression"}) == [neither]  # boxes' role is declared, not guessed
     # labels_output can only make an output classification: it is no advice for a dense gate
     outputs = {"boxes": entry("regression", {"iou": None})}
-    results = evaluate({"iou_min": 0.5}, {}, "int8", outputs, {}, [], {})
+    results = evaluate({"iou_min": 0.5}, {}, "int8", outputs, {}, {}).results
     assert [r.note for r in results if r.metric == "iou_min"] == [
         "no output could be evaluated: it applies to dense outputs, not regression (set model.roles)"
     ]
