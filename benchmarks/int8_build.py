@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     sets = [arg for kv in args.set for arg in ("--set", kv)]
     python = str(ROOT / ".venv" / "bin" / "python")
-    # `python -m pipeline.cli.main` with the checkout first on PYTHONPATH runs that checkout's code (kinds
+    # `python -m <its CLI module>` with the checkout first on PYTHONPATH runs that checkout's code (kinds
     # are found by module name), so both trees start the same way.
     trees = [("this checkout", ROOT)] + ([(f"base {args.base}", base_checkout(args.base))] if args.base else [])
     variants = [Variant("python -c pass", [python, "-c", "pass"])]
@@ -72,8 +72,9 @@ def main() -> None:
         for label, tree in trees:
             env = {"PIPELINE_CACHE": tempfile.mkdtemp(prefix="int8-bench-"), "PYTHONPATH": str(tree)}
             recipe = str(tree / "recipes" / "resnet50_int8.yaml")
-            cold_build([python, "-m", "pipeline.cli.main"], recipe, env, label, sets)
-            rerun = [python, "-m", "pipeline.cli.main", "run", recipe, "--skip-unavailable", *sets]
+            cli = "pipeline.cli.main" if (tree / "pipeline" / "cli" / "main.py").is_file() else "pipeline.cli"
+            cold_build([python, "-m", cli], recipe, env, label, sets)
+            rerun = [python, "-m", cli, "run", recipe, "--skip-unavailable", *sets]
             variants.append(Variant(f"cached run ({label})", rerun, env))
         measure(variants, repeat=args.repeat)
         print(table(variants, baseline=variants[0]))

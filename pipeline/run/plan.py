@@ -1,4 +1,5 @@
-"""Planning: for each stage, cached or not, and why. Pure: runs nothing, writes nothing.
+"""Planning: for each stage, cached or not, and why. Runs nothing and builds nothing; what it writes is memo
+(digests by stamp, the remote index of what a remote was seen to hold), never a result.
 
 Below a stage that must run, keys are not known until it has run (early
 cutoff), so such stages `wait`; the executor asks `decide` again once their
