@@ -235,51 +235,43 @@ class Validate(Stage[ValidateParams]):
         timings = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, ctx)
         warnings = [*_data_warnings(ds), *match.warnings, *outputs.warnings, *verdicts.warnings, *timings.warnings]
 
-        results, passed = list(verdicts.results), verdicts.passed
         size_mb = round(T.artifact_bytes(ctx.path("candidate")) / 1e6, 2)
-        report = {
-            "stage": ctx.stage,
-            "passed": len(passed) == len(results),
-            "gates_passed": len(passed),
-            "gates_total": len(results),
-            "candidate": {
+        report = VR.ValidationReport(
+            stage=ctx.stage,
+            candidate={
                 "artifact": ctx.path("candidate").name,
                 "size_mb": size_mb,
                 **candidate.describe(),
                 "backend": candidate.name,
                 "engine_info": info.as_json(details=False) if info else None,
             },
-            "reference": {"artifact": ctx.path("reference").name, **reference.describe()},
-            "data": {
+            reference={"artifact": ctx.path("reference").name, **reference.describe()},
+            data={
                 **ds.info(),
                 "samples_used": sum(len(g) for g in groups),
                 "labels_output": outputs.labels_output,
                 "mask_input": mask,
                 "groups": {g.key: len(g) for g in groups},
             },
-            "numerics_batches": col.batches,
-            "outputs": outputs.entries,
-            "points": points,
-            "gates": [g.as_dict() for g in results],
-            "timing": timings.timing,
-            "environment": T.environment(p.threads, candidate, reference),
-            "warnings": warnings,
-        }
-        report = VR.jsonable(report)
-        ctx.output("report").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        ctx.output("markdown").write_text(VR.markdown(report, results))
+            precision=candidate.precision,
+            numerics_batches=col.batches,
+            outputs=outputs.entries,
+            labels_output=outputs.labels_output,
+            points=points,
+            verdicts=verdicts,
+            timing=timings.timing,
+            environment=T.environment(p.threads, candidate, reference),
+            warnings=tuple(warnings),
+        )
+        ctx.output("report").write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
+        ctx.output("markdown").write_text(report.markdown())
         for w in warnings:  # before a failed gate raises: a warning is often why it failed
             ctx.warn(w)
-        for g in results:
+        for g in verdicts.results:
             (log.info if g.passed else log.error)("%s", g)
-
-        summary = VR.summary_row(
-            candidate.precision, outputs.entries, outputs.labels_output, timings.timing, passed, results
-        )
-        summary["size_mb"] = size_mb
         if verdicts.failures:
             raise GateFailed(verdicts.failures)
-        return summary
+        return report.summary()
 
 
 def _data_warnings(ds: Any) -> list[str]:

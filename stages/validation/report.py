@@ -1,4 +1,4 @@
-"""validate's report: the summary row, report.json's JSON-safe form, and report.md for people.
+"""validate's report: one `ValidationReport` makes the summary row, report.json's JSON-safe form, and report.md.
 
 report.md puts warnings first, then every gate (PASS/FAIL, observed, threshold, and the
 tightest threshold that would have passed), then each output's role and figures with the
@@ -9,11 +9,13 @@ the reference's sensitivity, the shapes exercised, timings (with the input shape
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
 from stages.validation import gate_result as GR
+from stages.validation.gate_eval import Verdicts
 from stages.validation.gates import TABLE
 
 # The figure each role's summary cell shows (the one its default gates lean on), and its short name.
@@ -24,6 +26,65 @@ HEADLINE = {
     "dense": ("iou", "iou"),
 }
 ROLE_SHORT = {"classification": "cls", "regression": "reg", "embedding": "emb", "dense": "dense"}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """One validation, whole: report.json is `to_json()`, report.md `markdown()`, the summary row `summary()`.
+
+    `candidate`, `reference` and `data` are their report blocks (how each engine ran, the dataset and how it
+    was used); the rest are the steps' results as they came."""
+
+    stage: str
+    candidate: Mapping[str, Any]
+    reference: Mapping[str, Any]
+    data: Mapping[str, Any]
+    precision: str  # the candidate's, as its runner names it
+    numerics_batches: Any
+    outputs: Mapping[str, dict[str, Any]]
+    labels_output: str | None
+    points: Mapping[str, Any]
+    verdicts: Verdicts
+    timing: Mapping[str, list[dict[str, Any]]]
+    environment: Mapping[str, Any]
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """report.json's content, JSON-safe (`jsonable`)."""
+        results, passed = self.verdicts.results, self.verdicts.passed
+        return jsonable(
+            {
+                "stage": self.stage,
+                "passed": len(passed) == len(results),
+                "gates_passed": len(passed),
+                "gates_total": len(results),
+                "candidate": dict(self.candidate),
+                "reference": dict(self.reference),
+                "data": dict(self.data),
+                "numerics_batches": self.numerics_batches,
+                "outputs": dict(self.outputs),
+                "points": dict(self.points),
+                "gates": [g.as_dict() for g in results],
+                "timing": dict(self.timing),
+                "environment": dict(self.environment),
+                "warnings": list(self.warnings),
+            }
+        )
+
+    def markdown(self) -> str:
+        return markdown(self.to_json(), list(self.verdicts.results))
+
+    def summary(self) -> dict[str, Any]:
+        row = summary_row(
+            self.precision,
+            dict(self.outputs),
+            self.labels_output,
+            dict(self.timing),
+            self.verdicts.passed,
+            list(self.verdicts.results),
+        )
+        row["size_mb"] = self.candidate["size_mb"]
+        return row
 
 
 def summary_row(
