@@ -9,6 +9,7 @@ machine), the way make and Bazel retry a failed action. Only what happened is ke
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,12 @@ class FailureRecord:
     log: str  # the log that holds the traceback, while the run's folder is kept
     reports: dict[str, OutputRecord] = field(default_factory=dict)  # declared outputs it wrote, stored
     warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def now(cls, key: str, stage: str, kind: str, status: Status, error: str) -> FailureRecord:
+        """A failure that happened just now (the caller adds the run, the log, the reports, the warnings)."""
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return cls(key, stage, kind, status, error, created, run_id="", log="")
 
     def describe(self) -> str:
         """`gate failed 2026-12-07 10:04 UTC: cosine_min ...` (the reason rows of plan and status)."""

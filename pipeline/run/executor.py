@@ -49,7 +49,7 @@ from pipeline.run.events import (
 )
 from pipeline.run.options import RunOptions, RunResult
 from pipeline.run.plan import Decision, Planner
-from pipeline.run.sites import ClusterSite, LocalSite, PublishError, Site, write_log
+from pipeline.run.sites import PublishError, site_for, write_log
 from pipeline.run.tasks import task_for
 from pipeline.status import Status, run_exit_code
 
@@ -96,7 +96,7 @@ class Executor:
         self._rebuilding: set[str] = set()  # pulled stages rebuilt here because the remote's copy failed its check
         self.run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + str(os.getpid())
         self.run_dir = cache.runs / self.run_id
-        self.site = self._site()
+        self.site = site_for(options, recipe, cache, self.run_id, remote, self.results, self.wanted)
         self.planner = Planner(
             recipe,
             cache,
@@ -168,20 +168,6 @@ class Executor:
             RunFinished(self.run_id, time.perf_counter() - start, code, counts, str(self.run_dir), transfer)
         )
         return RunResult(self.run_id, code, dict(self.status))
-
-    def _site(self) -> Site:
-        """Where this run's stages run: this machine, or a Ray cluster (`--executor ray`)."""
-        if self.options.executor != "ray":
-            uploads = None
-            if self.remote is not None and not self.remote.read_only:
-                from pipeline.remote.sync import Uploads
-
-                uploads = Uploads(self.remote, self.cache.objects)
-            return LocalSite(self.cache, self.recipe.name, self.run_id, self.options.in_process, uploads)
-        assert self.remote is not None and self.results is not None
-        return ClusterSite(
-            self.remote, self.recipe, self.cache, self.run_id, self.options.ray_address, self.results, self.wanted
-        )
 
     def _can_start(self, name: str) -> bool:
         running = [self.recipe.stages[n].kind for n in self._running]
@@ -406,7 +392,11 @@ class Executor:
                 self.status[name] = outcome.status
                 kept = self.run_dir / f"{name}.workdir"
                 shutil.move(str(r.workspace), kept)
-                self._remember_failure(name, r, outcome)
+                if r.decision.key is not None:  # how it failed, with the reports it wrote that are here
+                    reports = {n: o for n, o in outcome.outputs.items() if self.cache.objects.has(o.digest, o.is_dir)}
+                    failed = FailureRecord.now(r.decision.key, name, kind.kind, outcome.status, outcome.error)
+                    failed = dataclasses.replace(failed, run_id=self.run_id, log=str(r.log), reports=reports)
+                    self.cache.failures.put(dataclasses.replace(failed, warnings=outcome.warnings))
                 self.reporter.handle(
                     StageErrored(
                         name,
@@ -425,26 +415,6 @@ class Executor:
             r.cpu.release()
             shutil.rmtree(r.workspace, ignore_errors=True)
             del self._running[name]
-
-    def _remember_failure(self, name: str, r: _Running, outcome: Outcome) -> None:
-        """Keep how the stage failed (pipeline/cache/failures.py), with the reports it wrote that are here."""
-        if r.decision.key is None:
-            return
-        reports = {n: o for n, o in outcome.outputs.items() if self.cache.objects.has(o.digest, o.is_dir)}
-        self.cache.failures.put(
-            FailureRecord(
-                key=r.decision.key,
-                stage=name,
-                kind=self.recipe.stages[name].kind.kind,
-                status=outcome.status,
-                error=outcome.error,
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                run_id=self.run_id,
-                log=str(r.log),
-                reports=reports,
-                warnings=outcome.warnings,
-            )
-        )
 
     # -- endings ----------------------------------------------------------------
     def _abort(self) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pipeline.remote.results import RemoteResults
     from pipeline.remote.store import Remote
     from pipeline.remote.sync import Uploads
+    from pipeline.run.options import RunOptions
 
 SCRATCH = "scratch"
 
@@ -265,6 +266,28 @@ class ClusterSite:
         """Delete this run's scratch prefix (best effort: `gc --remote` removes what is left)."""
         if self.scratch and self._bundle is not None:
             self.store.delete_all()
+
+
+def site_for(
+    options: RunOptions,
+    recipe: Recipe,
+    cache: Cache,
+    run_id: str,
+    remote: Remote | None,
+    results: RemoteResults | None,
+    wanted: set[str],
+) -> Site:
+    """Where a run's stages run: this machine (uploading what it builds when a remote is writable), or a Ray
+    cluster (`--executor ray`, which needs the remote as the nodes' store)."""
+    if options.executor != "ray":
+        uploads = None
+        if remote is not None and not remote.read_only:
+            from pipeline.remote.sync import Uploads
+
+            uploads = Uploads(remote, cache.objects)
+        return LocalSite(cache, recipe.name, run_id, options.in_process, uploads)
+    assert remote is not None and results is not None
+    return ClusterSite(remote, recipe, cache, run_id, options.ray_address, results, wanted)
 
 
 def write_log(path: Path, outcome: Outcome) -> None:
