@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,14 @@ from pipeline.status import Status, run_exit_code
 if TYPE_CHECKING:
     from pipeline.remote.results import RemoteResults
     from pipeline.remote.store import Remote
+
+
+class Turn(Enum):
+    """What one turn of the loop did with a ready stage."""
+
+    SETTLED = "settled"  # cached, pulled, skipped or unavailable: no worker needed
+    STARTED = "started"  # submitted to the backend
+    BLOCKED = "blocked"  # another process holds its key or the CPU, or a parent is rebuilt: next turn
 
 
 @dataclass
@@ -133,13 +142,13 @@ class Executor:
                     if stopping:
                         self.status[name] = Status.NOT_RUN
                         self.reporter.handle(StageNotRun(name, self.recipe.stages[name].kind.kind))
-                        outcome = "settled"
+                        outcome = Turn.SETTLED
                     else:
                         outcome = self._start_or_settle(name)
-                    if outcome != "blocked":
+                    if outcome != Turn.BLOCKED:
                         pending.remove(name)
                         self._waiting.discard(name)
-                    if outcome == "settled":
+                    if outcome == Turn.SETTLED:
                         sorter.done(name)
                 if not self._running:
                     if pending:  # everything left waits on another process's lock
@@ -173,11 +182,11 @@ class Executor:
         running = [self.recipe.stages[n].kind for n in self._running]
         return self.site.admits(self.recipe.stages[name].kind, running, self.options.jobs)
 
-    def _start_or_settle(self, name: str) -> str:
+    def _start_or_settle(self, name: str) -> Turn:
         """Settle a stage that needs no worker (cached, skipped, unavailable), else start it.
 
-        Returns "settled", "started", or "blocked" (another process holds its key or the CPU;
-        retried on the next turn of the loop, after which a result built meanwhile is a hit).
+        BLOCKED: another process holds its key or the CPU, retried on the next turn of the loop (after which
+        a result built meanwhile is a hit).
         """
         node = self.recipe.stages[name]
         kind = node.kind.kind
@@ -186,31 +195,31 @@ class Executor:
             why = ", ".join(f"{p} {self.status.get(p, Status.NOT_RUN)}" for p in bad)
             self.status[name] = Status.SKIPPED
             self.reporter.handle(StageSkipped(name, kind, why))
-            return "settled"
+            return Turn.SETTLED
         decision = self.planner.decide(name, self.known)
         if decision.status == Status.UNAVAILABLE:
             self.status[name] = Status.UNAVAILABLE
             self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
-            return "settled"
+            return Turn.SETTLED
         if decision.status == Status.CACHED and decision.record is not None:
             self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
-            return "settled"
+            return Turn.SETTLED
         if decision.status == Status.PULLED:
             if self._settle_pulled(name, decision):
-                return "settled"
+                return Turn.SETTLED
             decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
         if any(p in self._running for p in self.graph.parents[name]):
-            return "blocked"  # a parent the remote could not deliver is being rebuilt
+            return Turn.BLOCKED  # a parent the remote could not deliver is being rebuilt
         unfetched = self._unfetched_parent(name) if self.site.parents_here() else None
         if unfetched is not None:
             return self._rebuild(unfetched)
         locks = self._lock(name, decision)
         if isinstance(locks, str):
             self._wait_for(name, locks)
-            return "blocked"
+            return Turn.BLOCKED
         fault("locked", name)
         self._launch(name, decision, *locks)
-        return "started"
+        return Turn.STARTED
 
     def _lock(self, name: str, decision: Decision) -> tuple[KeyLock, KeyLock] | str:
         """The stage's key lock and the CPU lock (shared or not, as the site says), or why another process
@@ -298,31 +307,31 @@ class Executor:
             update_view(self.cache, self.recipe.name, parent, record)
         return undelivered
 
-    def _rebuild(self, parent: str) -> str:
+    def _rebuild(self, parent: str) -> Turn:
         """Build here a pulled parent whose remote objects could not be delivered; its child waits for it."""
         if any(p in self._running for p in self.graph.parents[parent]):
-            return "blocked"  # one of its own parents is being rebuilt
+            return Turn.BLOCKED  # one of its own parents is being rebuilt
         assert self.results is not None, "only a remote's results are rebuilt"
         decision = self.planner.decide(parent, self.known)
         if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
             self.results.release(parent)
             self.known[parent] = decision.record
-            return "blocked"
+            return Turn.BLOCKED
         if decision.status != Status.RUN:  # cannot be built here: its children are skipped
             self.results.release(parent)
             self.status[parent] = decision.status
-            return "blocked"
+            return Turn.BLOCKED
         grandparent = self._unfetched_parent(parent)  # it reads its parents' outputs here, as any stage does
         if grandparent is not None:
             return self._rebuild(grandparent)
         locks = self._lock(parent, decision)
         if isinstance(locks, str):
-            return "blocked"  # another run builds it; retried on the next turn of the loop
+            return Turn.BLOCKED  # another run builds it; retried on the next turn of the loop
         self.results.release(parent)
         del self.known[parent]
         self._rebuilding.add(parent)
         self._launch(parent, decision, *locks)
-        return "blocked"
+        return Turn.BLOCKED
 
     # -- running ----------------------------------------------------------------
     def _launch(self, name: str, decision: Decision, lock: KeyLock, cpu: KeyLock) -> None:
