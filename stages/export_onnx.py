@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from pipeline.errors import one_line
 from pipeline.schema import ModelSpec
 from pipeline.stage import (
     InputSpec,
@@ -74,7 +75,7 @@ class ExportOnnx(Stage[ExportOnnxParams]):
             code = keys.code_digest(model.factory, model.source)
         except (OSError, ImportError, NameNotDefined) as exc:
             field = "source" if model.source and not (keys.recipe_dir / model.source).exists() else "factory"
-            raise RecipeValueError(("model", field), f"{type(exc).__name__}: {exc}") from None
+            raise RecipeValueError(("model", field), one_line(exc)) from None
         try:
             checkpoint = keys.file_digest(keys.recipe_dir / model.checkpoint) if model.checkpoint else None
         except OSError as exc:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
@@ -267,8 +268,7 @@ def _preprocess(source: Path, dest: Path) -> tuple[Path, str]:
         return dest, "shape inference + optimization"
     except Exception as exc:  # noqa: BLE001 - symbolic shape inference rejects some valid models
         print(
-            f"note: quant_pre_process failed ({type(exc).__name__}: {str(exc)[:200]}); retrying without symbolic "
-            "shape inference",
+            f"note: quant_pre_process failed ({one_line(exc, 200)}); retrying without symbolic shape inference",
             flush=True,
         )
         quant_pre_process(str(source), str(dest), skip_symbolic_shape=True)

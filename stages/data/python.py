@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 from pydantic import Field
 
 from pipeline.datakind import DataKind, DataSpec
-from pipeline.errors import NameNotDefined
+from pipeline.errors import NameNotDefined, one_line
 from pipeline.stage import KeyContext, RecipeValueError
 from stages.data.base import Dataset, int_labels
 
@@ -51,7 +51,7 @@ class Python(DataKind):
         try:
             return {"python": keys.code_digest(spec.python)}
         except (OSError, ImportError, ValueError, NameNotDefined) as exc:
-            raise RecipeValueError(("python",), f"{type(exc).__name__}: {exc}") from None
+            raise RecipeValueError(("python",), one_line(exc)) from None
 
     def open(self, name: str, spec: PythonData, base_dir: Path, model: ModelSpec | None) -> PythonDataset:
         return PythonDataset(name, spec, base_dir, model)
@@ -89,7 +89,7 @@ class PythonDataset(Dataset):
         try:
             source: Iterable[Any] = self.function(**self.spec.kwargs)
         except Exception as exc:
-            raise ValueError(f"{self.label}: {self.spec.python} raised {type(exc).__name__}: {exc}") from exc
+            raise ValueError(f"{self.label}: {self.spec.python} raised {one_line(exc)}") from exc
         for index, item in enumerate(source):
             where = f"{self.label}: item {index} from {self.spec.python}"
             if isinstance(item, dict):

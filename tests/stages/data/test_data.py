@@ -341,6 +341,12 @@ def test_python_errors(gen: Path) -> None:
         list(ds({"kind": "python", "python": "datagen_t.py:broken"}, model=TWO, base=gen).batches(1))
     with pytest.raises(ValueError, match=r"gives inputs \['a', 'b'\], the model takes \['x'\]"):
         list(ds({"kind": "python", "python": "datagen_t.py:batches"}, model=IMG, base=gen).batches(4))
+    # what the function raised, as one line (pipeline.errors.one_line), however many lines it had
+    (gen / "raising_t.py").write_text("def fails():\n    raise RuntimeError('cannot open the shard\\n  (3 of 8)')\n")
+    with pytest.raises(
+        ValueError, match=r"^data.calib: raising_t.py:fails raised RuntimeError: cannot open the shard \(3 of 8\)$"
+    ):
+        list(ds({"kind": "python", "python": "raising_t.py:fails"}, model=TWO, base=gen).batches(1))
 
 
 # --- variable shapes: batches of one shape, dims checked per sample ---------------------------------------
