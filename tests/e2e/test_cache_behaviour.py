@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 
 def test_second_run_is_all_cached_and_runs_nothing(project: Project) -> None:

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 RECIPE = (
     "name: toy\nplugins: [toystages]\n"

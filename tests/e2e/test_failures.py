@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 HEAD = "name: toy\nplugins: [toystages]\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 COPY = (
     "name: toy_copy\nplugins: [toystages]\n"

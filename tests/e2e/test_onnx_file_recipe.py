@@ -5,17 +5,11 @@ OpenVINO, quantized and validated on images of three sizes through the CLI, then
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import onnx
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "stages"))
-from dyngraphs import MIXED_SOURCE, fcn  # noqa: E402 - the shared tiny graphs live with the stage tests
+from dyngraphs import MIXED_SOURCE, fcn  # tests/stages/, on sys.path for every test (tests/conftest.py)
+from harness import Project
 
 RECIPE = """\
 name: fcn_from_onnx
@@ -41,37 +35,24 @@ stages:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("onnxfile")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    made = Project.at(tmp_path_factory.mktemp("onnxfile"))
     model = fcn()
     for info in (model.graph.input[0], model.graph.output[0]):
         for dim, name in zip(info.type.tensor_type.shape.dim[2:], ("height", "width")):
             dim.dim_param = name
-    onnx.save(model, root / "fcn.onnx")
-    (root / "images_t.py").write_text(MIXED_SOURCE)
-    (root / "recipe.yaml").write_text(RECIPE)
-    return root
+    onnx.save(model, made.root / "fcn.onnx")
+    (made.root / "images_t.py").write_text(MIXED_SOURCE)
+    (made.root / "recipe.yaml").write_text(RECIPE)
+    return made
 
 
-def run(root: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    env = {**os.environ, "PIPELINE_CACHE": str(root / "cache"), "COLUMNS": "200"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.main", "run", "recipe.yaml", "--json"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
-
-
-def test_a_recipe_starting_from_an_onnx_file_builds_validates_and_caches(project: Path) -> None:
-    proc, record = run(project)
+def test_a_recipe_starting_from_an_onnx_file_builds_validates_and_caches(project: Project) -> None:
+    proc, record = project.run_json("recipe.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {s["stage"]: s for s in record["stages"]}
     assert all(rows[s]["status"] == "ran" for s in ("simplify", "openvino", "quant", "check"))
-    views = project / "cache" / "fcn_from_onnx"
+    views = project.cache / "fcn_from_onnx"
     simplified = onnx.load(str(views / "simplify" / "model.onnx"))
     assert [d.dim_param or d.dim_value for d in simplified.graph.input[0].type.tensor_type.shape.dim] == [
         "batch",
@@ -93,5 +74,5 @@ def test_a_recipe_starting_from_an_onnx_file_builds_validates_and_caches(project
     report = json.loads((views / "check" / "report.json").read_text())
     assert report["passed"] is True
 
-    again, record = run(project)
+    again, record = project.run_json("recipe.yaml", timeout=900)
     assert again.returncode == 0 and {s["status"] for s in record["stages"]} == {"cached"}

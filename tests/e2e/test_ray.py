@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import RECIPES, Project, rows
 from raycluster import RayCluster, ray_cluster  # noqa: F401 (the fixture)
-from reciperun import copy_recipe, rows
 from s3server import Bucket, S3Server, bucket, s3_server  # noqa: F401 (fixtures)
 
 HERE = Path(__file__).parent
@@ -216,7 +216,7 @@ def test_a_recipes_keys_and_outputs_on_the_cluster_match_the_local_executor(
     datasets beside it, which travel by digest; resnet50_int8: the full-size model, TensorRT unavailable):
     the cluster's keys and output digests equal the local executor's, stage by stage, except what times
     things (validate, report.compare)."""
-    root = copy_recipe(tmp_path, *files)
+    root = Project.copy(tmp_path, *files, source=RECIPES).root
     path = root / files[0]
     doc = yaml.safe_load(path.read_text())
     for stage in doc["stages"].values():

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from harness import RECIPES, Project, rows
 from raycluster import RayCluster, ray_cluster  # noqa: F401 (the fixture)
-from reciperun import copy_recipe, rows
 from s3server import Bucket, S3Server, bucket, s3_server  # noqa: F401 (fixtures)
 from test_ray import cli, env
 
@@ -55,7 +55,7 @@ def gpu_node(ray_cluster: RayCluster):  # noqa: F811 - the fixture
 
 def run_for(target: str, cluster: RayCluster, bucket: Bucket, tmp_path: Path, *stages: str):
     """resnet50_int8's TensorRT FP16 branch through the cluster, built for `target`: (process, rows)."""
-    path = copy_recipe(tmp_path, "resnet50_int8.yaml") / "resnet50_int8.yaml"
+    path = Project.copy(tmp_path, "resnet50_int8.yaml", source=RECIPES).root / "resnet50_int8.yaml"
     proc = subprocess.run(
         [*cli(path, cluster, bucket, *stages), "--set", f"stages.tensorrt_fp16.with.target={target}"],
         cwd=path.parent, env=env(path, bucket), capture_output=True, text=True, timeout=1800,

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from harness import Project
 from s3server import Bucket, S3Server, bucket, free_port, s3_server  # noqa: F401 (fixtures)
-from toyproject import Project, project  # noqa: F401 (the fixture)
 
 
 def run(project: Project, bucket: Bucket, cache: str, *args: str, env: dict[str, str] | None = None):

@@ -5,35 +5,22 @@ calibrated properly and fails it when calibrated on one blank canvas."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
-from reciperun import copy_recipe, quick_timing, report, rows, run_recipe
+from harness import Ran, quick_timing, report, rows
 
+# The e2e conftest's `recipe_project`, `run_recipe` and `good` read these three.
 RECIPE = "digits_segment_int8.yaml"
+FILES = ("digits_segment_plugin.py", "digits_plugin.py")
 QUICK = quick_timing("check_fp32", "check_int8")
 BLANK = ["--set", "data.calib.python=digits_segment_plugin:constant", "--set", "data.calib.kwargs={count: 1}"]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("segment")
-    return copy_recipe(root, RECIPE, "digits_segment_plugin.py", "digits_plugin.py")
-
-
-def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    return run_recipe(root, RECIPE, *QUICK, *args)
-
-
-@pytest.fixture(scope="module")
-def good(project: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    return run(project)
-
-
-def test_trains_to_a_real_iou_and_exports_dynamic_height_and_width(good: tuple) -> None:
+def test_trains_to_a_real_iou_and_exports_dynamic_height_and_width(good: Ran) -> None:
     proc, record = good
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = rows(record)
@@ -45,7 +32,7 @@ def test_trains_to_a_real_iou_and_exports_dynamic_height_and_width(good: tuple) 
     assert shape == ["batch", 1, "height", "width"]
 
 
-def test_one_validate_stage_covers_every_canvas_size(good: tuple) -> None:
+def test_one_validate_stage_covers_every_canvas_size(good: Ran) -> None:
     proc, record = good
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = report(rows(record)["check_int8"])
@@ -56,7 +43,7 @@ def test_one_validate_stage_covers_every_canvas_size(good: tuple) -> None:
     assert set(iou) == set(groups) and min(iou.values()) == rep["outputs"]["mask"]["figures"]["iou"]
 
 
-def test_int8_passes_its_dense_gates(good: tuple) -> None:
+def test_int8_passes_its_dense_gates(good: Ran) -> None:
     proc, record = good
     assert proc.returncode == 0, proc.stderr[-3000:]
     int8 = report(rows(record)["check_int8"])
@@ -68,8 +55,8 @@ def test_int8_passes_its_dense_gates(good: tuple) -> None:
     assert not any(metric.startswith(("top1", "top5")) for _, metric in gates)  # no top-1 on a map
 
 
-def test_blank_calibration_fails_the_iou_gate(project: Path, good: tuple) -> None:
-    proc, record = run(project, *BLANK)
+def test_blank_calibration_fails_the_iou_gate(run_recipe: Callable[..., Ran], good: Ran) -> None:
+    proc, record = run_recipe(*BLANK)
     assert proc.returncode == 3, proc.stderr[-3000:]
     r = rows(record)
     assert r["check_fp32"]["status"] == "cached" and r["train"]["status"] == "cached"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 from pipeline.report.markdown import demote_headings
 

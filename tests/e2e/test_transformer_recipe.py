@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
-from conftest import cpu_has_vnni
-from reciperun import copy_recipe, quick_timing, report, rows, run_recipe
+from harness import Ran, cpu_has_vnni, quick_timing, report, rows
 
+# The e2e conftest's `recipe_project`, `run_recipe` and `good` read these three.
 RECIPE = "digits_transformer_int8.yaml"
+FILES = ("digits_transformer_plugin.py", "digits_plugin.py")
 QUICK = quick_timing("check_fp32", "check_int8")
 BLANK = ["--set", "data.calib.python=digits_transformer_plugin:constant", "--set", "data.calib.kwargs={count: 1}"]
 
@@ -23,22 +24,7 @@ VNNI = cpu_has_vnni()  # without it the INT8 engine saturates here and check_int
 OK = 0 if VNNI else 3
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("transformer")
-    return copy_recipe(root, RECIPE, "digits_transformer_plugin.py", "digits_plugin.py")
-
-
-def run(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    return run_recipe(root, RECIPE, *QUICK, *args)
-
-
-@pytest.fixture(scope="module")
-def good(project: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    return run(project)
-
-
-def test_trains_to_a_real_accuracy_and_exports_a_dynamic_sequence_dim(good: tuple) -> None:
+def test_trains_to_a_real_accuracy_and_exports_a_dynamic_sequence_dim(good: Ran) -> None:
     proc, record = good
     assert proc.returncode == OK, proc.stderr[-3000:]
     r = rows(record)
@@ -50,7 +36,7 @@ def test_trains_to_a_real_accuracy_and_exports_a_dynamic_sequence_dim(good: tupl
     assert dims == {"tokens": ["batch", "seq", 8], "attention_mask": ["batch", "seq"]}
 
 
-def test_one_validate_stage_covers_every_sequence_length(good: tuple) -> None:
+def test_one_validate_stage_covers_every_sequence_length(good: Ran) -> None:
     proc, record = good
     assert proc.returncode == OK, proc.stderr[-3000:]
     rep = report(rows(record)["check_fp32"])
@@ -61,7 +47,7 @@ def test_one_validate_stage_covers_every_sequence_length(good: tuple) -> None:
         assert set(rep["outputs"][output]["groups"]) == set(groups)
 
 
-def test_int8_passes_its_classification_and_embedding_gates(good: tuple) -> None:
+def test_int8_passes_its_classification_and_embedding_gates(good: Ran) -> None:
     proc, record = good
     r = rows(record)
     if not VNNI:  # the engine is not fit to ship on this CPU, and the gate says so
@@ -84,8 +70,10 @@ def test_int8_passes_its_classification_and_embedding_gates(good: tuple) -> None
     assert worst["observed"] == figures["cosine"] <= figures["cosine_mean"]
 
 
-def test_blank_calibration_fails_the_classification_and_embedding_gates(project: Path, good: tuple) -> None:
-    proc, record = run(project, *BLANK)
+def test_blank_calibration_fails_the_classification_and_embedding_gates(
+    run_recipe: Callable[..., Ran], good: Ran
+) -> None:
+    proc, record = run_recipe(*BLANK)
     assert proc.returncode == 3, proc.stderr[-3000:]
     r = rows(record)
     assert r["check_fp32"]["status"] == "cached" and r["train"]["status"] == "cached"
@@ -95,14 +83,14 @@ def test_blank_calibration_fails_the_classification_and_embedding_gates(project:
     assert {("logits", "accuracy_drop_max"), ("embedding", "cosine_min")} <= failed
 
 
-def test_quantizing_without_transformer_mode_fails_the_same_gates(project: Path, good: tuple) -> None:
+def test_quantizing_without_transformer_mode_fails_the_same_gates(run_recipe: Callable[..., Ran], good: Ran) -> None:
     """The issue's sentence encoder at cosine 0.065: NNCF's default mode quantizes attention as it would a CNN."""
-    proc, record = run(project, "--set", "stages.quantize.with.model_type=none")
+    proc, record = run_recipe("--set", "stages.quantize.with.model_type=none")
     assert proc.returncode == 3, proc.stderr[-3000:]
     r = rows(record)
     failed = {(g["output"], g["metric"]) for g in report_of_failure(r["check_int8"]) if not g["passed"]}
     assert {("logits", "accuracy_drop_max"), ("embedding", "cosine_min")} <= failed
-    proc, record = run(project)  # and auto, which finds the attention, passes them (cached: the first run)
+    proc, record = run_recipe()  # and auto, which finds the attention, passes them (cached: the first run)
     assert proc.returncode == OK and "transformer" in rows(record)["quantize"]["summary"]["model_type"]
 
 

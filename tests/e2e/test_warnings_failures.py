@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from toyproject import Project, project  # noqa: F401 (the fixture)
+from harness import Project
 
 RECIPE = (
     "name: toy\nplugins: [toystages, toydata]\n"

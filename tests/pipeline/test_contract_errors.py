@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import TOY
 
 from pipeline.cache import Cache
 from pipeline.errors import KindBug, RecipeError
 from pipeline.recipe.load import load_recipe
 from pipeline.run.plan import Planner
-
-TOY = Path(__file__).parents[1] / "e2e" / "toy"
 
 BUGGY_KIND = """
 from pipeline.stage import OutputSpec, Stage

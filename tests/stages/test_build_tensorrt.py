@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import REPO, run_stage
+from harness import REPO, run_stage
 from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, synthetic, tiny_resnet
 
 from pipeline.schema import ModelSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_stage
+from harness import run_stage
 
 from pipeline.errors import GateFailed
 from stages.compare_reports import CompareReports

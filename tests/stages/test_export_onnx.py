@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from conftest import REPO, run_stage
+from harness import REPO, run_stage
 
 from stages.export_onnx import ExportOnnx
 from stages.runtimes.onnx.io import run_onnx, session_from_onnx

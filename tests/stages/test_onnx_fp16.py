@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import run_stage
+from harness import run_stage
 from onnx import TensorProto, numpy_helper
 from test_quantize_qdq import RESNET50, TINY_SPEC, resnet50_onnx, tiny_resnet
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import run_stage
+from harness import run_stage
 from onnxgraphs import CONV_SPEC, conv_bn, save
 
 from stages.onnx_simplify import OnnxSimplify

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_vnni, run_stage
+from harness import needs_vnni, run_stage
 from onnx import TensorProto, helper, numpy_helper
 from onnxgraphs import CONV_SPEC, conv_bn, save
 

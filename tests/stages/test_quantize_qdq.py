@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import REPO, run_stage
+from harness import REPO, run_stage
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.stage import DatasetInput

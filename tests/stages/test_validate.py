@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from conftest import run_stage
+from harness import run_stage
 from onnx import numpy_helper
 from onnxgraphs import classifier, ir_from_onnx, save
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_stage
+from harness import run_stage
 from onnx import TensorProto, helper
 from shapegraphs import _c, _model, save, score_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_stage
+from harness import run_stage
 from shapegraphs import (
     DENSE_SPEC,
     REGRESSION_SPEC,

@@ -7,15 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import TOY
 
 from pipeline.backends import Backend, InProcess, ProcessPool
 from pipeline.backends.worker import Outcome, Task
 from pipeline.cache import Cache
 from pipeline.cache.records import OutputRecord
 from pipeline.status import Status
-
-TOY = Path(__file__).parents[2] / "e2e" / "toy"
-
 
 OUTPUTS = {
     "Write": {"model": ("out.txt", False)},

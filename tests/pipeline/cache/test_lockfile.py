@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from harness import (
-    Toy,
-    toy,  # noqa: F401 (the fixture)
-)
+from harness import Project
 
 from pipeline.cache import lockfile
 from pipeline.cache.records import OutputRecord, StageRecord
@@ -72,8 +69,8 @@ def test_a_missing_or_damaged_lock_reads_as_empty(tmp_path: Path) -> None:
     assert lockfile.lock_path(Path("recipes/x.yaml")) == Path("recipes/x.lock")
 
 
-def test_runs_of_different_targets_merge_into_one_lock(toy: Toy) -> None:
-    recipe = toy.recipe()
+def test_runs_of_different_targets_merge_into_one_lock(toy: Project) -> None:
+    recipe = toy.load()
     toy.run(recipe, targets=("upper",))
     assert list(lockfile.read_lock(toy.root / "toy.lock")) == ["write", "upper"]
     toy.run(recipe, targets=("other",))
@@ -86,15 +83,15 @@ def test_runs_of_different_targets_merge_into_one_lock(toy: Toy) -> None:
     assert (toy.root / "toy.lock").read_text() == full
 
 
-def test_a_stage_removed_from_the_recipe_leaves_the_lock(toy: Toy) -> None:
-    toy.run(toy.recipe())
-    smaller = toy.recipe((toy.root / "toy.yaml").read_text().split("  other:")[0])
+def test_a_stage_removed_from_the_recipe_leaves_the_lock(toy: Project) -> None:
+    toy.run(toy.load())
+    smaller = toy.load((toy.root / "toy.yaml").read_text().split("  other:")[0])
     toy.run(smaller)
     assert list(lockfile.read_lock(toy.root / "toy.lock")) == ["write", "upper"]
 
 
-def test_a_variant_run_leaves_the_lock_alone(toy: Toy) -> None:
-    toy.run(toy.recipe())
+def test_a_variant_run_leaves_the_lock_alone(toy: Project) -> None:
+    toy.run(toy.load())
     before = (toy.root / "toy.lock").read_text()
-    toy.run(toy.recipe(overrides=("stages.write.with.repeat=2",)))
+    toy.run(toy.load(overrides=("stages.write.with.repeat=2",)))
     assert (toy.root / "toy.lock").read_text() == before

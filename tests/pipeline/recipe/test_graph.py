@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import TOY
 
 from pipeline.errors import PipelineError
 from pipeline.recipe.graph import CycleError, build_graph, order_of, select, stage_graph
 from pipeline.recipe.load import load_recipe
 
-TOY = Path(__file__).parents[2] / "e2e" / "toy"
 DIAMOND = (
     "plugins: [toystages]\nstages:\n"
     "  other: {uses: toy.write, with: {text: x}}\n"

@@ -3,11 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import TOY
 
 from pipeline.errors import RecipeError
 from pipeline.recipe.load import load_recipe
-
-TOY = Path(__file__).parents[2] / "e2e" / "toy"
 
 
 def _recipe(tmp_path: Path, text: str) -> Path:

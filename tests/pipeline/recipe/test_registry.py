@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import TOY
 
 from pipeline.errors import PipelineError, RecipeError
 from pipeline.recipe.registry import GROUP, Registry, UnknownStageKind
@@ -113,7 +114,7 @@ def test_plugin_modules_beside_the_recipe_add_their_kinds(plugin_dir: Path) -> N
 
 
 def test_the_toy_plugin_loads_every_toy_kind(plugin_dir: Path) -> None:
-    toy = Path(__file__).resolve().parents[2] / "e2e" / "toy"
+    toy = TOY
     registry = Registry()
     registry.load_plugins(["toystages"], toy, toy / "toy.yaml", 2)
     assert {"toy.write", "toy.upper", "toy.join", "toy.fail", "toy.gpu", "toy.call", "toy.data", "toy.timed"} <= set(

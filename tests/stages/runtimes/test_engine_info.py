@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from harness import REPO
 from pydantic import ValidationError
 
 from stages.runtimes import engine_info as E
