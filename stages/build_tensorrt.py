@@ -11,7 +11,7 @@ holds both (toolchain: TensorRT version, GPU name, compute capability, CUDA
 version): an engine built on an A100 is never served to an L4. The stage holds
 the machine alone while it builds (`exclusive`), since TensorRT times kernels
 to choose them. Its timing cache is a side cache outside every key
-(`$PIPELINE_SIDE_CACHE/tensorrt-timing/<trt>-<gpu>-sm<cc>-cuda<v>.cache`),
+(`ctx.side_cache/tensorrt-timing/<trt>-<gpu>-sm<cc>-cuda<v>.cache`),
 shared across builds under a file lock: it makes rebuilds fast, not different.
 
 Decisions live in `runtimes.tensorrt.plan` (pure data, testable without a GPU); `runtimes.tensorrt.build`
@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
 from stages.runtimes.engine_info import EngineDevice, EngineInfo, TensorInfo
-from stages.runtimes.tensorrt.targets import Target as HardwareTarget
+from stages.runtimes.tensorrt.targets import Target as GpuTarget
 
 ENGINE_FILE = "model.engine"
 
@@ -55,7 +55,7 @@ class ProfileOverride(BaseModel):
 
 
 class BuildTensorrtParams(Params):
-    target: HardwareTarget | None = Field(
+    target: GpuTarget | None = Field(
         None,
         description='the GPU, TensorRT and CUDA the engine is for, e.g. {gpu: H100, tensorrt: "11.4", '
         'cuda: "12.9"}: the key holds it (a machine without a GPU computes it and can be served the engine), '
@@ -154,21 +154,20 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
     deliverable = True
 
     def unmet(self, params: BuildTensorrtParams | None = None) -> str | None:
+        """A GPU, TensorRT and cuda-python here (whether this GPU is the declared target, the engine asks
+        the target)."""
         from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
 
-        probe = probe_gpu()
-        reason = unmet_reason(probe, cuda_python_available())
-        if reason is None and params is not None and params.target is not None:
-            return params.target.mismatch(probe)
-        return reason
+        return unmet_reason(probe_gpu(), cuda_python_available())
 
-    def hardware_target(self, params: BuildTensorrtParams) -> str | None:
-        return params.target.gpu if params.target is not None else None
+    def target(self, params: BuildTensorrtParams) -> GpuTarget | None:
+        return params.target
 
     def toolchain(self, params: BuildTensorrtParams | None = None) -> dict[str, str]:
-        """The declared target when there is one (the same key on every machine), else this host's GPU."""
-        if params is not None and params.target is not None:
-            return params.target.identity()
+        return {}  # TensorRT lives with the GPU: its version is the hardware part (`hardware`, or the target's)
+
+    def hardware(self, params: BuildTensorrtParams) -> dict[str, str]:
+        """This host's GPU, TensorRT and CUDA (keyed when the params declare no target)."""
         from stages.runtimes.tensorrt.probe import probe_gpu
 
         return probe_gpu().identity()
@@ -181,11 +180,11 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         p = ctx.params
         probe = probe_gpu()
         if p.target is not None:  # never an engine for one GPU built on another
-            mismatch = p.target.mismatch(probe)
+            mismatch = p.target.mismatch(probe, doing="build for")
             if mismatch is not None:
                 raise RuntimeError(mismatch)
         source = ctx.path("model")
-        plan = trt_plan.build_plan(p, ctx.model, probe, source, trt_plan.side_cache_root())
+        plan = trt_plan.build_plan(p, ctx.model, probe, source, trt_plan.side_cache_root(ctx.side_cache))
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
         result = trt_build.engine_from_plan(plan)
         outdir = ctx.output("model")
@@ -218,7 +217,7 @@ def engine_info(
     layers: Any,
     onnx_name: str,
     check: dict[str, Any] | None = None,
-    target: HardwareTarget | None = None,
+    target: GpuTarget | None = None,
 ) -> EngineInfo:
     """The EngineInfo of an engine built by `plan` on the probed host, from the build's I/O list (`trt_build.
     io_tensors`: name, mode, TensorRT dtype, shape with -1 for dynamic dims, [min, opt, max] profile of a dynamic

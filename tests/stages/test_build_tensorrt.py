@@ -313,7 +313,7 @@ def test_toolchain_and_key_hold_tensorrt_and_gpu(monkeypatch: pytest.MonkeyPatch
     assert "gpu NVIDIA A100-SXM4-80GB -> NVIDIA L4" in why and "compute_capability 8.0 -> 8.9" in why
     assert "tensorrt 10.13.0.35 -> 11.4.0.10" in explain(results["a100"].components, results["trt11"].components)
     monkeypatch.setattr("stages.runtimes.tensorrt.probe.probe_gpu", lambda: NO_GPU)
-    assert BuildTensorrt().toolchain()["gpu"] == "none"
+    assert BuildTensorrt().hardware(params())["gpu"] == "none" and BuildTensorrt().toolchain() == {}
 
 
 def test_unmet_messages_name_what_was_probed() -> None:

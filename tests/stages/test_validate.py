@@ -263,8 +263,11 @@ def test_params_are_checked(tmp_path: Path, reference: Path) -> None:
 
 
 def test_toolchain_names_the_cpu_and_its_isa() -> None:
-    tc = Validate().toolchain()
-    assert {"cpu", "cpu_flags", "cpus", "onnxruntime", "openvino"} <= set(tc)
+    from pipeline.keys.compute import toolchain_of
+
+    tc = toolchain_of(Validate(), Validate.Params.model_validate({}))
+    assert {"cpu", "cpu_flags", "cpus", "gpu", "onnxruntime", "openvino"} <= set(tc)
+    assert {"onnxruntime", "openvino"} <= set(Validate().toolchain()) and "cpu" not in Validate().toolchain()
     assert tc["cpu"] and Validate().unmet() is None
 
 

@@ -69,8 +69,8 @@ def test_a_matching_node_may_build_and_others_are_told_why_not() -> None:
     assert target.mismatch(H100_NODE) is None
     assert target.mismatch(dataclasses.replace(H100_NODE, tensorrt="11.4.1.2")) is None  # same release
     a100 = dataclasses.replace(H100_NODE, gpu="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
-    assert target.mismatch(a100) == (
-        "this node cannot run stages for H100 (sm 9.0), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA A100-SXM4-80GB (A100)"
+    assert target.mismatch(a100, doing="build for") == (
+        "this node cannot build for H100 (sm 9.0), TensorRT 11.4, CUDA 12.9: its GPU is NVIDIA A100-SXM4-80GB (A100)"
     )
     old = dataclasses.replace(H100_NODE, tensorrt="10.13.0.35", tensorrt_cuda="13", cuda="12.4")
     why = target.mismatch(old)
