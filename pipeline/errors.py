@@ -94,8 +94,8 @@ def one_line(error: BaseException | str, limit: int = 400) -> str:
     first: torch's `Error(s) in loading state_dict ...:`), OpenVINO's source locations left out (its message
     comes last), an exception's type in front, cut at `limit` characters; the log holds all of it."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if lines and lines[0].startswith("Exception from "):
-        lines = [line for line in lines if not line.startswith(("Exception from ", "Check '"))] or lines[:1]
+    if lines and lines[0].startswith(("Exception from ", "Check '")):  # OpenVINO: where, then what
+        lines = [line for line in lines if not line.startswith(("Exception from ", "Check '"))] or lines[-1:]
     joined = " ".join(lines)
     if isinstance(error, BaseException):
         joined = f"{type(error).__name__}: {joined}"

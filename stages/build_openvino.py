@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
 from stages.runtimes.engine_info import EngineDevice, EngineInfo, Precision, TensorInfo
@@ -277,7 +278,7 @@ def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
         model.reshape(shapes)
     except RuntimeError as exc:
         wanted = ", ".join(f"{n} {s}" for n, s in shapes.items())
-        raise ValueError(f"cannot reshape the model to {wanted}: {str(exc).strip().splitlines()[-1]}") from None
+        raise ValueError(f"cannot reshape the model to {wanted}: {one_line(str(exc), 300)}") from None
 
 
 def _run_points(
@@ -312,7 +313,7 @@ def _run_points(
             raise ValueError(
                 f"the engine failed to run at the {point} shape "
                 f"{', '.join(f'{n} {list(s)}' for n, s in shapes.items())}: "
-                f"{str(exc).strip().splitlines()[-1]}"
+                f"{one_line(str(exc), 300)}"
             ) from None
         results[point] = {o.get_any_name(): list(v.shape) for o, v in zip(compiled.outputs, out.values())}
     return results

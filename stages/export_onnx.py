@@ -85,7 +85,7 @@ class ExportOnnx(Stage[ExportOnnxParams]):
         return {"factory_code": code, "checkpoint": checkpoint}
 
     def run(self, ctx: StageContext[ExportOnnxParams]) -> dict[str, Any]:
-        from stages.common import models
+        from stages.runtimes import pytorch as models
         from stages.runtimes.onnx import io as onnxio
 
         p = ctx.params
@@ -137,7 +137,7 @@ def _is_dynamic(model: "ModelSpec", dim: int | str) -> bool:
 def _example_args(model: "ModelSpec") -> tuple["torch.Tensor", ...]:
     import torch
 
-    from stages.common.models import torch_dtype
+    from stages.runtimes.pytorch import torch_dtype
 
     gen = torch.Generator().manual_seed(0)
     args = []
@@ -224,7 +224,7 @@ def _restore_dim_names(proto: "onnx.ModelProto", model: "ModelSpec") -> None:
 
 def _check(module: "torch.nn.Module", model: "ModelSpec", path: Path, p: ExportOnnxParams) -> float:
     """ONNX Runtime vs torch at the opt shape; ValueError naming the output that disagrees."""
-    from stages.common import models
+    from stages.runtimes import pytorch as models
     from stages.runtimes.onnx import io as onnxio
 
     feeds = models.numpy_inputs(model, onnxio.input_shapes(model, "opt"), p.check_seed)

@@ -9,14 +9,14 @@ calibrate a dynamic-shape model), and saved as an IR with FP32 float weights
 whether the rest goes FP16 is build.openvino's decision.
 
 Calibration that quantizes fine but ships a broken engine warns (synthetic,
-too few samples, nearly constant inputs: `stages.common.calibration`), in the
+too few samples, nearly constant inputs: `stages.quantization.calibration`), in the
 summary, quantize.json and the log. `model_type: auto` looks for attention
 (MatMul -> Softmax -> MatMul) and uses NNCF's transformer mode when it finds
 it; with `nncf.ModelType.TRANSFORMER` NNCF's own pipeline
 (`post_training/pipeline.py`) runs SmoothQuant on MatMuls first (alpha 0.95 by
 default in `AdvancedSmoothQuantParameters`, OpenVINO backend included), so no
 extra switch is needed. `max_drop` keeps the figure that suits the metric
-output's role (`stages.common.control_metric`): top-1 for a classifier, worst-sample
+output's role (`stages.quantization.control_metric`): top-1 for a classifier, worst-sample
 cosine for an embedding or regression, mean IoU for a dense map.
 
 Reproducibility: NNCF's post-training algorithms are deterministic given the
@@ -25,9 +25,8 @@ byte differences we found is OpenVINO's process-wide node counter in
 auto-generated names, which `ovio.save_ir` renumbers. NNCF's telemetry is
 switched off (`NNCF_CI`) before nncf is first imported.
 
-`run` is its steps, each returning a small frozen result (the `Calibration`
-used, the `ModelType`, what quantize did, the `Accuracy` figures); quantize.json
-and the summary row both come from the one `NncfReport` they make.
+`run` is its steps, each returning a small frozen result (`Calibration`, `ModelType`, `Quantized`, `Accuracy`);
+quantize.json and the summary row both come from the one `NncfReport` they make.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,13 +44,12 @@ from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, Sta
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO runs bf16 by default on CPUs that have it
 
 if TYPE_CHECKING:
-    import numpy as np
     import openvino as ov
 
     from pipeline.schema import ModelSpec
-    from stages.common.calibration import CalibrationStats, Item
-    from stages.common.control_metric import ControlMetric
     from stages.data import Dataset
+    from stages.quantization.calibration import Feed
+    from stages.quantization.control_metric import ControlMetric
 
 
 class IgnoredScope(BaseModel):
@@ -140,7 +138,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         return {"model.roles": dict(sorted(roles.items()))} if roles else {}
 
     def run(self, ctx: StageContext[QuantizeNncfParams]) -> dict[str, Any]:
-        from stages.common.calibration import CalibrationStats, calibration_warnings
+        from stages.quantization.calibration import CalibrationStats, Feed, calibration_warnings, fit_static_batch
         from stages.runtimes.openvino import io as ovio
 
         p = ctx.params
@@ -152,9 +150,9 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         model = ovio.model_from_artifact(core, ctx.path("model"))
         inputs, _ = ovio.io_names(model)
         samples = min(p.subset_size, calib.count) if calib.count is not None else p.subset_size
-        samples = _fit_static_batch(model, p.batch_size, samples)
+        samples = fit_static_batch(model, p.batch_size, samples)
         stats = CalibrationStats()
-        source = _Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
+        source = Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
         control = _control(core, model, val, inputs, ctx) if val is not None else None
         model_type = _model_type(p.model_type, model)
         quantized = _quantize(nncf, model, source, control, model_type, p)
@@ -177,7 +175,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
 @dataclass(frozen=True)
 class Calibration:
     """The calibration quantize used: the dataset as it describes itself, the samples NNCF saw, and what makes
-    them doubtful (`stages.common.calibration`)."""
+    them doubtful (`stages.quantization.calibration`)."""
 
     info: Mapping[str, Any]
     samples: int
@@ -222,7 +220,7 @@ class Control:
     """The figure accuracy control keeps (and the float/INT8 figures report) and the val feed it runs on."""
 
     metric: "ControlMetric"
-    feed: "_Feed"
+    feed: "Feed"
 
 
 @dataclass(frozen=True)
@@ -292,7 +290,7 @@ class NncfReport:
 def _open_data(ctx: StageContext[QuantizeNncfParams]) -> "tuple[Dataset, Dataset | None, str | None]":
     """The calibration and val datasets, checked before anything loads; the synthetic-data warning, said now."""
     from stages import data
-    from stages.common.calibration import no_samples
+    from stages.quantization.calibration import no_samples
 
     calib = data.open_dataset(ctx.dataset("data"), ctx.model)
     val = data.open_dataset(val_input, ctx.model) if (val_input := ctx.optional_dataset("val")) else None
@@ -310,14 +308,14 @@ def _control(
     core: "ov.Core", model: "ov.Model", val: "Dataset", inputs: list[str], ctx: StageContext[QuantizeNncfParams]
 ) -> Control | None:
     """The control figure on `val`; None (with a note) when it needs labels `val` lacks and max_drop is unset."""
-    from stages.common.calibration import no_samples
-    from stages.common.control_metric import NeedsLabels, control_metric
+    from stages.quantization.calibration import Feed, fit_static_batch, no_samples, sample_count
+    from stages.quantization.control_metric import NeedsLabels, control_metric
 
     p = ctx.params
-    count = _count(val)
+    count = sample_count(val)
     if count == 0:
         raise no_samples(val)
-    feed = _Feed(val, p.batch_size, _fit_static_batch(model, p.batch_size, count), inputs)
+    feed = Feed(val, p.batch_size, fit_static_batch(model, p.batch_size, count), inputs)
     roles = dict(ctx.model.roles) if ctx.model is not None else {}
     try:
         metric = control_metric(core, model, feed, p.metric_output, roles, val.has_labels)
@@ -330,12 +328,13 @@ def _control(
 
 
 def _quantize(
-    nncf: Any, model: "ov.Model", source: "_Feed", control: Control | None, model_type: ModelType, p: QuantizeNncfParams
+    nncf: Any, model: "ov.Model", source: "Feed", control: Control | None, model_type: ModelType, p: QuantizeNncfParams
 ) -> Quantized:
     """nncf.quantize, or nncf.quantize_with_accuracy_control when max_drop is set (and `control` found)."""
+    from stages.quantization.calibration import inputs_of
     from stages.runtimes.openvino import io as ovio
 
-    dataset = nncf.Dataset(source, _inputs_of)
+    dataset = nncf.Dataset(source, inputs_of)
     options: dict[str, Any] = dict(
         preset=nncf.QuantizationPreset(p.preset),
         target_device=nncf.TargetDevice(p.target_device),
@@ -350,7 +349,7 @@ def _quantize(
         int8 = nncf.quantize_with_accuracy_control(
             model,
             dataset,
-            nncf.Dataset(control.feed, _inputs_of),
+            nncf.Dataset(control.feed, inputs_of),
             control.metric,
             max_drop=p.max_drop,
             drop_type=nncf.DropType(p.drop_type),
@@ -433,15 +432,6 @@ def _import_nncf() -> Any:
     return nncf
 
 
-def _fit_static_batch(model: "ov.Model", batch_size: int, samples: int) -> int:
-    """Samples to use so every batch fits the model: all of them unless its batch dim is static."""
-    from stages.data import whole_batches
-
-    shapes = [i.get_partial_shape() for i in model.inputs]
-    fixed = {s[0].get_length() for s in shapes if s.rank.is_static and s.rank.get_length() > 0 and s[0].is_static}
-    return whole_batches(fixed, batch_size, samples, "quantize the model with a dynamic batch")
-
-
 def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:
     if not (scope.names or scope.types or scope.patterns):
         return None
@@ -450,65 +440,8 @@ def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:
     )
 
 
-def _inputs_of(item: "Item") -> dict[str, np.ndarray]:
-    return item[0]
-
-
-class _Feed:
-    """A re-iterable view of a dataset for NNCF: its first `limit` samples in batches, input names checked.
-
-    Items are (inputs, labels, index of the first sample). `__len__` (in batches)
-    and `batch_size` are what nncf.Dataset looks for: the length bounds its loops
-    (it must count the short batches where the sample shape changes, so with
-    batches of several samples it takes one counting pass), a batch size above 1
-    turns on batch-wise statistics. The first pass also feeds `stats`.
-    """
-
-    def __init__(
-        self,
-        ds: "Dataset",
-        batch_size: int,
-        limit: int,
-        model_inputs: list[str],
-        progress: Callable[..., None] | None = None,
-        stats: "CalibrationStats | None" = None,
-    ) -> None:
-        self.ds, self.batch_size, self.limit, self.model_inputs = ds, batch_size, limit, model_inputs
-        self.progress, self.stats = progress, stats
-        self.samples_seen = 0
-        self._passes = 0
-        self._length: int | None = None
-
-    def __len__(self) -> int:
-        if self._length is None:
-            from stages.common.calibration import batch_count
-
-            self._length = batch_count(self.ds, self.batch_size, self.limit, self.model_inputs)
-        return self._length
-
-    def __iter__(self) -> Iterator["Item"]:
-        from stages.common.calibration import limited_batches
-
-        self._passes += 1
-        for inputs, labels, first in limited_batches(self.ds, self.batch_size, self.limit, self.model_inputs):
-            seen = first + len(next(iter(inputs.values())))
-            self.samples_seen = max(self.samples_seen, seen)
-            if self.stats is not None and self._passes == 1:
-                self.stats.add(inputs)
-            if self.progress is not None:
-                self.progress(seen, self.limit, f"calibration pass {self._passes}")
-            yield inputs, labels, first
-
-
-def _count(ds: "Dataset") -> int:
-    """Samples in `ds`; a python source of unknown length is counted by one pass."""
-    if ds.count is not None:
-        return ds.count
-    return sum(len(next(iter(inputs.values()))) for inputs, _ in ds.batches(64))
-
-
 def _figures(
-    core: "ov.Core", original: "ov.Model", quantized: "ov.Model", metric: "ControlMetric", feed: _Feed
+    core: "ov.Core", original: "ov.Model", quantized: "ov.Model", metric: "ControlMetric", feed: "Feed"
 ) -> dict[str, float]:
     """The metric's figure for the float and the INT8 model on the val data, both run with FP32 inference."""
     before = metric(core.compile_model(original, "CPU", FP32), feed)

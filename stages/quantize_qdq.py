@@ -24,7 +24,7 @@ passes for TensorRT):
 optimizations) runs first unless `preprocess: false`; it takes ~4.5 s on
 ResNet50 and gives the quantizer the shapes it needs. Calibration data that
 quantizes fine but ships a broken engine (synthetic, too few samples, nearly
-constant: `stages.common.calibration`) warns in the summary, quantize.json and the
+constant: `stages.quantization.calibration`) warns in the summary, quantize.json and the
 log. The result is checked
 in ONNX Runtime against the input model on a seeded input (figures in the
 summary and quantize.json; `check_min_cosine`/`check_max_abs` gate loosely).
@@ -48,8 +48,8 @@ from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 
 if TYPE_CHECKING:
-    from stages.common.calibration import CalibrationStats
     from stages.data import Dataset
+    from stages.quantization.calibration import CalibrationStats
 
 DEFAULT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool"]
 
@@ -116,7 +116,7 @@ class QuantizeQdq(Stage[QuantizeQdqParams]):
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from stages import data
-        from stages.common.calibration import CalibrationStats, calibration_warnings, no_samples
+        from stages.quantization.calibration import CalibrationStats, calibration_warnings, no_samples
         from stages.runtimes.onnx import check as onnx_check
         from stages.runtimes.onnx import io as onnxio
         from stages.runtimes.onnx import qdq as qdq_graph
@@ -228,7 +228,7 @@ class _Reader:
     def __init__(
         self, ds: "Dataset", batch_size: int, limit: int, names: list[str], progress: Any, stats: "CalibrationStats"
     ) -> None:
-        from stages.common.calibration import batch_count
+        from stages.quantization.calibration import batch_count
 
         self.ds, self.batch_size, self.limit, self.names, self.progress = ds, batch_size, limit, names, progress
         self.stats = stats
@@ -250,7 +250,7 @@ class _Reader:
         return next(self._it, None)
 
     def _batches(self) -> Any:
-        from stages.common.calibration import limited_batches
+        from stages.quantization.calibration import limited_batches
 
         for inputs, _, first in limited_batches(self.ds, self.batch_size, self.limit, self.names):
             self.seen = first + len(next(iter(inputs.values())))

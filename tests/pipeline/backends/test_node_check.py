@@ -94,3 +94,17 @@ def test_progress_is_passed_on_at_most_once_per_interval_and_always_at_the_end(m
         progress(step, 5, "batch")
     progress(5, 5, "batch")
     assert [s[0] for s in sent] == [1, 3, 5]
+
+
+def test_an_openvino_error_is_one_line_that_keeps_what_went_wrong() -> None:
+    from pipeline.errors import one_line
+
+    located = "Exception from src/core/src/model.cpp:42:\nCheck 'rank == 4' failed at src/x.cpp:7:\nwrong rank 3"
+    assert one_line(located) == "wrong rank 3"
+    assert (
+        one_line("Check 'ok' failed at shape_infer.cpp:12:\nbatch 3 does not divide 8") == "batch 3 does not divide 8"
+    )
+    assert (
+        one_line(RuntimeError("Error(s) in loading:\n  missing key w"))
+        == "RuntimeError: Error(s) in loading: missing key w"
+    )

@@ -25,7 +25,7 @@ the stage's summary, its quantize.json and the log (`WARNING: <stage>: ...`):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -156,3 +156,66 @@ def calibration_warnings(ds: "Dataset", stats: CalibrationStats, subset_size: in
         how = "identical in every sample" if ratio == 0.0 else f"nearly constant (spread {ratio:.1e} of its RMS)"
         warnings.append(f"input {name!r} of {ds.label} is {how}: INT8 scales calibrated on it will not fit real inputs")
     return warnings
+
+
+def inputs_of(item: Item) -> dict[str, np.ndarray]:
+    """What NNCF feeds the model from an item."""
+    return item[0]
+
+
+class Feed:
+    """A re-iterable view of a dataset for NNCF: its first `limit` samples in batches, input names checked.
+
+    Items are (inputs, labels, index of the first sample). `__len__` (in batches)
+    and `batch_size` are what nncf.Dataset looks for: the length bounds its loops
+    (it must count the short batches where the sample shape changes, so with
+    batches of several samples it takes one counting pass), a batch size above 1
+    turns on batch-wise statistics. The first pass also feeds `stats`.
+    """
+
+    def __init__(
+        self,
+        ds: "Dataset",
+        batch_size: int,
+        limit: int,
+        model_inputs: list[str],
+        progress: Callable[..., None] | None = None,
+        stats: "CalibrationStats | None" = None,
+    ) -> None:
+        self.ds, self.batch_size, self.limit, self.model_inputs = ds, batch_size, limit, model_inputs
+        self.progress, self.stats = progress, stats
+        self.samples_seen = 0
+        self._passes = 0
+        self._length: int | None = None
+
+    def __len__(self) -> int:
+        if self._length is None:
+            self._length = batch_count(self.ds, self.batch_size, self.limit, self.model_inputs)
+        return self._length
+
+    def __iter__(self) -> Iterator["Item"]:
+        self._passes += 1
+        for inputs, labels, first in limited_batches(self.ds, self.batch_size, self.limit, self.model_inputs):
+            seen = first + len(next(iter(inputs.values())))
+            self.samples_seen = max(self.samples_seen, seen)
+            if self.stats is not None and self._passes == 1:
+                self.stats.add(inputs)
+            if self.progress is not None:
+                self.progress(seen, self.limit, f"calibration pass {self._passes}")
+            yield inputs, labels, first
+
+
+def sample_count(ds: "Dataset") -> int:
+    """Samples in `ds`; a python source of unknown length is counted by one pass."""
+    if ds.count is not None:
+        return ds.count
+    return sum(len(next(iter(inputs.values()))) for inputs, _ in ds.batches(64))
+
+
+def fit_static_batch(model: Any, batch_size: int, samples: int) -> int:
+    """Samples to use so every batch fits the OpenVINO `model`: all of them unless its batch dim is static."""
+    from stages.data import whole_batches
+
+    shapes = [i.get_partial_shape() for i in model.inputs]
+    fixed = {s[0].get_length() for s in shapes if s.rank.is_static and s.rank.get_length() > 0 and s[0].is_static}
+    return whole_batches(fixed, batch_size, samples, "quantize the model with a dynamic batch")

@@ -1,4 +1,4 @@
-"""stages.common.calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
+"""stages.quantization.calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.stage import DatasetInput
-from stages.common.calibration import CalibrationStats, calibration_warnings
+from stages.quantization.calibration import CalibrationStats, calibration_warnings
 from stages.data import SYNTHETIC_WARNING, open_dataset
 
 SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}

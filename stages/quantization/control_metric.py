@@ -15,7 +15,7 @@ with the float model itself, on the val data:
   sample, never a mask, so labels do not enter this figure).
 
 The float model's outputs are computed once, with FP32 inference, and looked
-up by the first sample index each item carries (`stages.common.calibration.Item`).
+up by the first sample index each item carries (`stages.quantization.calibration.Item`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     import openvino as ov
 
-    from stages.common.calibration import Item  # what quantize.nncf's feeds yield
+    from stages.quantization.calibration import Item  # what quantize.nncf's feeds yield
 
 DENSE_THRESHOLD = 0.5
 FIGURES = {"classification": "top1", "embedding": "cosine_min", "regression": "cosine_min", "dense": "iou_mean"}

@@ -1,11 +1,11 @@
-"""stages.common.control_metric: the figure accuracy control keeps, per role, on a stand-in compiled model."""
+"""stages.quantization.control_metric: the figure accuracy control keeps, per role, on a stand-in compiled model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.common.control_metric import ControlMetric, metric_choice
+from stages.quantization.control_metric import ControlMetric, metric_choice
 from stages.common.roles import AmbiguousLabelsOutput
 
 
