@@ -36,24 +36,23 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import CLK, CONTENTION_LIMIT, Sample, Variant, _busy_seconds, measure, table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))  # the tests' moto server
+from _timing import CONTENTION_LIMIT, Sample, Variant, _busy_seconds, measure, table  # noqa: E402
+from s3server import S3Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 PY = str(VENV / "bin" / "python")
 PIPELINE = str(VENV / "bin" / "pipeline")
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 # A stage that cannot run here is "unavailable", its descendants "skipped" (they cannot start): neither executes.
 NOT_HERE = {"unavailable", "skipped"}
 SERVED = {"pulled", *NOT_HERE}  # what a fresh runner may report against a warm remote
@@ -67,81 +66,6 @@ BARE_GET = (
     "for d in open(sys.argv[2]).read().split():\n"
     "    fs.get_file(f'{root}/objects/{d[:2]}/{d[2:]}', f'{sys.argv[3]}/{d}')\n"
 )
-
-
-class S3Server:
-    """moto's S3 server as a subprocess, its request log kept (as tests/e2e/s3server.py)."""
-
-    def __init__(self, work: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.log = work / "moto.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise RuntimeError(f"moto server did not start: {self.log.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.1)
-        import boto3
-
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": self.endpoint}
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK  # utime, stime
-
-    def request_count(self) -> int:
-        """Requests the server has logged so far (werkzeug's access log: `"GET /bucket/key HTTP/1.1" 200 -`)."""
-        time.sleep(0.3)  # the server logs a request after answering it
-        text = re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
-        return sum(1 for line in text.splitlines() if line.count('"') >= 2 and "HTTP/" in line)
-
-    def new_bucket(self, tag: str) -> str:
-        name = f"{tag}-{uuid.uuid4().hex[:12]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-    def object_sizes(self, bucket: str, prefix: str = "cache/objects/") -> dict[str, int]:
-        """digest -> size of every object under the remote's objects/."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return {o["Key"][len(prefix) :].replace("/", ""): o["Size"] for p in pages for o in p.get("Contents", [])}
-
-    def drop_bucket(self, bucket: str) -> None:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for p in pages:
-            for o in p.get("Contents", []):
-                self.client.delete_object(Bucket=bucket, Key=o["Key"])
-        self.client.delete_bucket(Bucket=bucket)
 
 
 def timed(server: S3Server, cmd: list[str], env: dict[str, str], stdout: Path | None = None) -> tuple[Sample, float]:
@@ -333,7 +257,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="remote-bench-"))
     server = None
     try:
-        server = S3Server(work)
+        server = S3Server(work, python=PY)
         shown = recipe.relative_to(ROOT) if recipe.is_relative_to(ROOT) else recipe
         print(f"recipe {shown}, S3: moto at {server.endpoint}")
 

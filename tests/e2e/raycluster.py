@@ -1,4 +1,4 @@
-"""A real Ray cluster on 127.0.0.1 (`ray.cluster_utils.Cluster`), one per test session.
+"""A real Ray cluster on 127.0.0.1 (`ray.cluster_utils.Cluster`); the e2e conftest starts one per test session.
 
 The head takes no tasks (num_cpus=0, as a KubeRay head is usually set up); two worker nodes carry
 the `ray.io/accelerator-type` labels H100 and L4. They have no GPUs: the labels are what placement
@@ -10,11 +10,11 @@ before the cluster starts: workers reach the remote store as the CLI does.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import pytest
-from s3server import CREDENTIALS, S3Server
+from s3server import S3Server
 
 LABEL = "ray.io/accelerator-type"
 NODE_ARGS = {"object_store_memory": 80 * 1024 * 1024, "include_dashboard": False}
@@ -39,12 +39,12 @@ class RayCluster:
         return next(n for n in self.cluster.list_all_nodes() if n.node_id.startswith(node_id_prefix))
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(s3_server: S3Server) -> Iterator[RayCluster]:
-    pytest.importorskip("ray", reason="ray is the ray extra")
+@contextmanager
+def local_cluster(s3: S3Server) -> Iterator[RayCluster]:
+    """The cluster, its nodes started with `s3`'s endpoint and credentials in their environment; shut down after."""
     from ray.cluster_utils import Cluster
 
-    env = {**CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": s3_server.endpoint, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**s3.env, "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **NODE_ARGS})

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import RECIPES, Project, rows
-from raycluster import RayCluster, ray_cluster  # noqa: F401 (the fixture)
-from s3server import Bucket, S3Server, bucket, s3_server  # noqa: F401 (fixtures)
+from raycluster import RayCluster
+from s3server import Bucket, S3Server
 
 HERE = Path(__file__).parent
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from harness import RECIPES, Project, rows
-from raycluster import RayCluster, ray_cluster  # noqa: F401 (the fixture)
-from s3server import Bucket, S3Server, bucket, s3_server  # noqa: F401 (fixtures)
+from raycluster import RayCluster
+from s3server import Bucket, S3Server
 from test_ray import cli, env
 
 from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
@@ -46,7 +46,7 @@ def here_target() -> str:
 
 
 @pytest.fixture
-def gpu_node(ray_cluster: RayCluster):  # noqa: F811 - the fixture
+def gpu_node(ray_cluster: RayCluster):
     node = ray_cluster.add(str(LABEL), cpus=2, gpus=1)
     ray_cluster.cluster.wait_for_nodes()
     yield node
@@ -65,9 +65,9 @@ def run_for(target: str, cluster: RayCluster, bucket: Bucket, tmp_path: Path, *s
 
 @pytest.mark.slow
 def test_a_tensorrt_engine_is_built_and_validated_on_the_gpu_it_is_for(
-    ray_cluster: RayCluster,  # noqa: F811 - the fixture
+    ray_cluster: RayCluster,
     gpu_node,
-    bucket: Bucket,  # noqa: F811 - the fixture
+    bucket: Bucket,
     tmp_path: Path,
 ) -> None:
     proc, r = run_for(here_target(), ray_cluster, bucket, tmp_path, *BRANCH)
@@ -80,9 +80,9 @@ def test_a_tensorrt_engine_is_built_and_validated_on_the_gpu_it_is_for(
 
 
 def test_a_target_no_node_has_is_unavailable_naming_the_clusters_gpus(
-    ray_cluster: RayCluster,  # noqa: F811 - the fixture
+    ray_cluster: RayCluster,
     gpu_node,
-    bucket: Bucket,  # noqa: F811 - the fixture
+    bucket: Bucket,
     tmp_path: Path,
 ) -> None:
     other = next(gpu for gpu in sorted(COMPUTE_CAPABILITY) if gpu not in (LABEL, "H100", "L4") and "-" not in gpu)
