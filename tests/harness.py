@@ -46,8 +46,10 @@ def run_stage(
     inputs: dict[str, Any] | None = None,
     model: ModelSpec | dict | None = None,
     recipe_dir: Path | None = None,
+    side_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one stage kind in-process, as the worker would, and check its declared outputs exist."""
+    """Run one stage kind in-process, as the worker would, and check its declared outputs exist. The side
+    cache is `side/` beside `outdir` unless given (stages run one after another share it, as in a run)."""
     outdir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, dict):
         model = ModelSpec.model_validate(model)
@@ -59,6 +61,7 @@ def run_stage(
         recipe_dir=recipe_dir or outdir,
         model=model,
         outputs=dict(kind.outputs),
+        side_cache=side_cache or outdir.parent / "side",
     )
     summary = kind().run(ctx) or {}
     for name, spec in kind.outputs.items():

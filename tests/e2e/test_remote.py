@@ -468,6 +468,7 @@ def test_a_deliverable_kind_comes_down_even_as_an_intermediate(project: Project,
 
 TARGETED = '''
 import os
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -478,21 +479,28 @@ class EngineParams(Params):
     target: str = Field("H100", description="the GPU the result is for")
 
 
+@dataclass(frozen=True)
+class ToyGpu:
+    """A hardware target: the GPU TOY_GPU names."""
+
+    accelerator: str
+
+    def identity(self):
+        return {"target": self.accelerator}
+
+    def mismatch(self):
+        here = os.environ.get("TOY_GPU")
+        return None if here == self.accelerator else f"needs a {self.accelerator} (here: {here})"
+
+
 class Engine(Stage[EngineParams]):
     """Builds only on a node that has its target (here: TOY_GPU names the node's GPU)."""
 
     kind = "toy.engine"
     outputs = {"model": OutputSpec("engine.bin")}
 
-    def unmet(self, params=None):
-        here = os.environ.get("TOY_GPU")
-        return None if params is not None and here == params.target else f"needs a {params.target} (here: {here})"
-
-    def hardware_target(self, params):
-        return params.target
-
-    def toolchain(self, params=None):
-        return {"target": params.target if params else "?"}
+    def target(self, params):
+        return ToyGpu(params.target)
 
     def run(self, ctx):
         (ctx.outdir / "engine.bin").write_text("engine for " + ctx.params.target)

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from harness import REPO, run_stage
 
-from stages.common import models
+from stages.runtimes import pytorch as models
 from stages.export_onnx import ExportOnnx
 from stages.onnx_simplify import OnnxSimplify
 from stages.onnx_surgery import OnnxSurgery

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from harness import TOY
 
-from pipeline.backends import Backend, InProcess, ProcessPool
+from pipeline.backends import Backend
+from pipeline.backends.local import InProcess, ProcessPool
 from pipeline.backends.worker import Outcome, Task
 from pipeline.cache import Cache
 from pipeline.cache.records import OutputRecord

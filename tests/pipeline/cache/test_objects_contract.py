@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cache.hashing import DigestMemo
-from pipeline.cache.objects import Objects, ObjectStore
+from pipeline.cache.objects import BadObject, Objects, ObjectStore
 from pipeline.remote.objects import RemoteObjects
-from pipeline.remote.store import BadObject, Remote
+from pipeline.remote.store import Remote
 
 
 @pytest.fixture(params=["local", "remote"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.report.console import ConsoleReporter, RunRecordReporter
+from pipeline.report.console import ConsoleReporter
+from pipeline.report.record import RunRecordReporter
 from pipeline.report.summary import headline
 from pipeline.run.events import (
     Event,

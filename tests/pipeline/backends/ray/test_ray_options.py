@@ -1,10 +1,12 @@
-"""What a stage needs, as Ray task options: plain data, decided without a cluster (pipeline.backends.ray.driver)."""
+"""What a task needs, as Ray task options: plain data, decided without a cluster (pipeline.backends.ray.cluster)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.backends.ray.driver import LABEL, placement_problem, relay_options, task_options
+from pipeline.backends.ray.cluster import LABEL, placement_problem, task_options
+from pipeline.backends.ray.driver import relay_options
+from pipeline.backends.worker import Placement
 
 
 def node(label: str | None = None, cpus: int = 4, gpus: int = 0, alive: bool = True) -> dict:
@@ -13,20 +15,20 @@ def node(label: str | None = None, cpus: int = 4, gpus: int = 0, alive: bool = T
 
 
 def test_a_plain_stage_takes_one_cpu_and_ray_never_retries_it() -> None:
-    assert task_options({"cpus": 1}, [node(), node("H100", gpus=8)]) == {"num_cpus": 1, "max_retries": 0}
+    assert task_options(Placement(), [node(), node("H100", gpus=8)]) == {"num_cpus": 1, "max_retries": 0}
 
 
 def test_a_target_is_a_label_selector_and_one_gpu_where_the_labelled_nodes_have_gpus() -> None:
-    gpu = task_options({"cpus": 1, "accelerator": "H100"}, [node("H100", gpus=8), node("L4")])
+    gpu = task_options(Placement(accelerator="H100"), [node("H100", gpus=8), node("L4")])
     assert gpu == {"num_cpus": 1, "max_retries": 0, "label_selector": {LABEL: "H100"}, "num_gpus": 1}
-    labelled_cpu_only = task_options({"cpus": 1, "accelerator": "L4"}, [node("H100", gpus=8), node("L4")])
+    labelled_cpu_only = task_options(Placement(accelerator="L4"), [node("H100", gpus=8), node("L4")])
     assert "num_gpus" not in labelled_cpu_only and labelled_cpu_only["label_selector"] == {LABEL: "L4"}
 
 
 def test_a_timing_stage_asks_for_every_cpu_of_the_largest_matching_live_node() -> None:
     nodes = [node(cpus=8), node(cpus=16), node(cpus=64, alive=False), node("H100", cpus=32, gpus=8)]
-    assert task_options({"cpus": 1, "exclusive": True}, nodes)["num_cpus"] == 32
-    targeted = task_options({"cpus": 1, "exclusive": True, "accelerator": "H100"}, nodes + [node("H100", cpus=24)])
+    assert task_options(Placement(exclusive=True), nodes)["num_cpus"] == 32
+    targeted = task_options(Placement(exclusive=True, accelerator="H100"), nodes + [node("H100", cpus=24)])
     assert targeted["num_cpus"] == 32 and targeted["num_gpus"] == 1
 
 
