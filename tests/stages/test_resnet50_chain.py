@@ -12,10 +12,10 @@ import onnx
 import pytest
 from harness import REPO, run_stage
 
-from stages.runtimes import pytorch as models
 from stages.export_onnx import ExportOnnx
 from stages.onnx_simplify import OnnxSimplify
 from stages.onnx_surgery import OnnxSurgery
+from stages.runtimes import pytorch as models
 from stages.runtimes.onnx.io import compare_outputs, run_onnx, session_from_onnx
 
 RESNET50 = {

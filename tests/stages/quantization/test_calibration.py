@@ -1,4 +1,5 @@
-"""stages.quantization.calibration: the small-set rule at its edges, nearly constant and identical inputs, shape groups."""
+"""stages.quantization.calibration: the small-set rule at its edges, nearly constant and identical inputs,
+shape groups."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.stage import DatasetInput
-from stages.quantization.calibration import CalibrationStats, calibration_warnings
 from stages.data import SYNTHETIC_WARNING, open_dataset
+from stages.quantization.calibration import CalibrationStats, calibration_warnings
 
 SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 2, "max": 8}}}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.quantization.control_metric import ControlMetric, metric_choice
 from stages.common.roles import AmbiguousLabelsOutput
+from stages.quantization.control_metric import ControlMetric, metric_choice
 
 
 def items(n_batches: int = 3, size: int = 2) -> list:
