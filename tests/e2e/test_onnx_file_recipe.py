@@ -8,7 +8,7 @@ import json
 
 import onnx
 import pytest
-from dyngraphs import MIXED_SOURCE, fcn  # tests/stages/, on sys.path for every test (tests/conftest.py)
+from graphs import MIXED_SOURCE, fcn  # tests/stages/, on sys.path for every test (tests/conftest.py)
 from harness import Project
 
 RECIPE = """\

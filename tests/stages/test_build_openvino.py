@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graphs import CONV_SPEC, conv_bn, save
 from harness import run_stage
-from onnxgraphs import CONV_SPEC, conv_bn, save
 from pydantic import ValidationError
 
 from stages.build_openvino import BuildOpenvino

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from graphs import CONV_SPEC, conv_bn, save
 from harness import run_stage
-from onnxgraphs import CONV_SPEC, conv_bn, save
 
 from stages.onnx_simplify import OnnxSimplify
 from stages.runtimes.onnx.io import run_onnx, session_from_onnx

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graphs import CONV_SPEC, conv_bn, save
 from harness import needs_vnni, run_stage
 from onnx import TensorProto, helper, numpy_helper
-from onnxgraphs import CONV_SPEC, conv_bn, save
 
 from pipeline.stage import DatasetInput
 from stages.data import SYNTHETIC_WARNING
@@ -274,7 +274,7 @@ def test_params_have_defaults_and_descriptions() -> None:
 
 @pytest.fixture(scope="module")
 def attn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dyngraphs import MIXED_SOURCE, attention
+    from graphs import MIXED_SOURCE, attention
 
     root = tmp_path_factory.mktemp("attn")
     (root / "mixed_t.py").write_text(MIXED_SOURCE)
@@ -286,7 +286,7 @@ def attn(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_attention_graph_calibrates_on_mixed_lengths_in_transformer_mode(
     tmp_path: Path, attn: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from dyngraphs import ATTENTION_SPEC
+    from graphs import ATTENTION_SPEC
 
     calib = data("calib", {"kind": "python", "python": "mixed_t.py:sequences"}, attn)
     summary = quantize(tmp_path / "q", attn / "model.onnx", calib, ATTENTION_SPEC, subset_size=16, batch_size=4)
@@ -312,7 +312,7 @@ def test_attention_graph_calibrates_on_mixed_lengths_in_transformer_mode(
 
 
 def test_fcn_calibrates_on_images_of_several_sizes(tmp_path: Path) -> None:
-    from dyngraphs import FCN_SPEC, MIXED_SOURCE, fcn
+    from graphs import FCN_SPEC, MIXED_SOURCE, fcn
 
     (tmp_path / "mixed_t.py").write_text(MIXED_SOURCE)
     model = save(fcn(), tmp_path / "fcn.onnx")
@@ -341,7 +341,7 @@ def test_small_and_constant_calibration_sets_warn(tmp_path: Path, digits: Path, 
 
 def test_max_drop_on_an_embedding_keeps_the_worst_sample_cosine(tmp_path: Path, attn: Path) -> None:
     """No labels: the embedding's figure is the worst sample's cosine to the float model (which scores 1.0)."""
-    from dyngraphs import ATTENTION_SPEC
+    from graphs import ATTENTION_SPEC
 
     spec = {**ATTENTION_SPEC, "roles": {"emb": "embedding"}}
     calib = data("calib", {"kind": "python", "python": "mixed_t.py:sequences"}, attn)

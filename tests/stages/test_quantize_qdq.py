@@ -239,7 +239,7 @@ def test_resnet50_qdq_placement_and_figures(tmp_path: Path, capsys: pytest.Captu
 
 @pytest.mark.parametrize("method", ["MinMax", "Entropy"])
 def test_dynamic_models_calibrate_on_mixed_shapes(tmp_path: Path, method: str) -> None:
-    from dyngraphs import ATTENTION_SPEC, FCN_SPEC, MIXED_SOURCE, attention, fcn
+    from graphs import ATTENTION_SPEC, FCN_SPEC, MIXED_SOURCE, attention, fcn
 
     (tmp_path / "mixed_t.py").write_text(MIXED_SOURCE)
     for name, graph, spec, source, count in (

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from graphs import classifier, ir_from_onnx, save
 from harness import run_stage
 from onnx import numpy_helper
-from onnxgraphs import classifier, ir_from_onnx, save
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput

@@ -2,7 +2,7 @@
 
 Outputs with few elements per sample (a (batch, 1) score) are compared over the whole output; the output
 declared classification is the labels output; a default gate whose figure cannot be computed is reported as
-not evaluated, never dropped. Models are tiny ONNX graphs built in code (shapegraphs.py); data are python
+not evaluated, never dropped. Models are tiny ONNX graphs built in code (graphs.py); data are python
 datasets written next to each test.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from graphs import const, model_of, save, score_model
 from harness import run_stage
 from onnx import TensorProto, helper
-from shapegraphs import _c, _model, save, score_model
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput
@@ -61,7 +61,7 @@ def two_heads(permute: bool = False) -> Any:
     rng = np.random.default_rng(0)
     w1, w2 = rng.standard_normal((4, 6)), rng.standard_normal((6, 3))
     w2 = w2[:, [1, 2, 0]] if permute else w2
-    return _model(
+    return model_of(
         [helper.make_node("MatMul", ["x", "w1"], ["emb"]), helper.make_node("MatMul", ["emb", "w2"], ["logits"])],
         "two",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
@@ -69,7 +69,7 @@ def two_heads(permute: bool = False) -> Any:
             helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 6]),
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3]),
         ],
-        [_c("w1", w1), _c("w2", w2)],
+        [const("w1", w1), const("w2", w2)],
     )
 
 

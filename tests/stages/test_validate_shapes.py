@@ -1,7 +1,7 @@
 """validate on data of several shapes in one stage, padded positions, roles, and per-sample (worst) gates.
 
 The data come from python datasets written next to each test (sequences of 5, 9 and 12 tokens; images of
-8x8 and 12x12; vectors with one outlier); the models are tiny ONNX graphs built in code (shapegraphs.py).
+8x8 and 12x12; vectors with one outlier); the models are tiny ONNX graphs built in code (graphs.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import run_stage
-from shapegraphs import (
+from graphs import (
     DENSE_SPEC,
     REGRESSION_SPEC,
     SEQUENCE_SPEC,
@@ -22,6 +21,7 @@ from shapegraphs import (
     sequence_model,
     token_model,
 )
+from harness import run_stage
 
 from pipeline.errors import GateFailed
 from pipeline.stage import DatasetInput

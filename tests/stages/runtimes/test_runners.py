@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from graphs import classifier, ir_from_onnx, ov_info, save
 from onnx import TensorProto, helper, numpy_helper
-from onnxgraphs import classifier, ir_from_onnx, ov_info, save
 
 from stages.runtimes import cpu, engine_info, measure, runners
 from stages.runtimes.base import Runner, RunnerUnavailable
