@@ -32,23 +32,26 @@ def _pkg(root: Path) -> Path:
     return pkg
 
 
-def _check(root: Path, ref: str) -> None:
+def _check(root: Path, ref: str) -> Path | None:
+    """Check `ref` as the planner does (raising what it would raise); the source file it was checked against."""
     module, _, name = ref.partition(":")
     _, source = find_module(module, [str(root)])
     check_name(source, name, module, defined_names)
+    return source
 
 
 def test_existing_names_pass_whatever_binds_them(tmp_path: Path) -> None:
-    _pkg(tmp_path)
-    for ref in (
-        "zoo.models:resnet50",
-        "zoo.models:resnet18",
-        "zoo.models:wide_resnet",
-        "zoo.models:vit",
-        "zoo.models.vit:vit_b",
-        "zoo.models.resnet:resnet50.__call__",
+    models = _pkg(tmp_path) / "models"
+    for ref, source in (
+        ("zoo.models:resnet50", models / "__init__.py"),  # a star import
+        ("zoo.models:resnet18", models / "__init__.py"),  # through it: bound in both branches of an if
+        ("zoo.models:wide_resnet", models / "__init__.py"),  # through it: bound in a try and its except
+        ("zoo.models:vit", models / "__init__.py"),  # an import ... as
+        ("zoo.models.vit:vit_b", models / "vit.py"),  # a class
+        ("zoo.models.resnet:resnet50.__call__", models / "resnet.py"),  # the first name is what is checked
     ):
-        _check(tmp_path, ref)
+        # it passes, read from the module's own source (a check with no source to read passes anything)
+        assert _check(tmp_path, ref) == source, ref
 
 
 def test_missing_module_submodule_and_name_are_named(tmp_path: Path) -> None:
@@ -70,8 +73,11 @@ def test_what_the_source_cannot_tell_is_taken_on_trust(tmp_path: Path) -> None:
     (pkg / "lazy.py").write_text("def __getattr__(name):\n    return name\n")
     (pkg / "broad.py").write_text("from numpy import *\n")
     (pkg / "broken.py").write_text("def (:\n")
-    for ref in ("zoo.lazy:anything", "zoo.broad:array", "zoo.broken:f"):
-        _check(tmp_path, ref)
+    for ref, file in (("zoo.lazy:anything", "lazy.py"), ("zoo.broad:array", "broad.py"), ("zoo.broken:f", "broken.py")):
+        source = _check(tmp_path, ref)
+        binds = json.loads(defined_names(source))["names"]
+        # it passes, read from the module's own file, which does not bind the name: taken on trust, not found
+        assert source == pkg / file and ref.partition(":")[2] not in binds, ref
 
 
 def test_a_module_only_an_import_hook_knows_is_found(tmp_path: Path, monkeypatch) -> None:
