@@ -17,7 +17,7 @@ import pytest
 import yaml
 from harness import RECIPES, Project, rows
 from raycluster import RayCluster
-from s3server import Bucket, S3Server
+from s3server import Bucket
 
 HERE = Path(__file__).parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from harness import RECIPES, Project, rows
 from raycluster import RayCluster
-from s3server import Bucket, S3Server
+from s3server import Bucket
 from test_ray import cli, env
 
 from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from harness import Project
-from s3server import Bucket, S3Server, free_port
+from s3server import Bucket, free_port
 
 
 def run(project: Project, bucket: Bucket, cache: str, *args: str, env: dict[str, str] | None = None):

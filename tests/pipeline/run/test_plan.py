@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from harness import HEAD, Project
 
 from pipeline.recipe.load import Recipe

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from graphs import classifier, ir_from_onnx, ov_info, save
 from onnx import TensorProto, helper, numpy_helper
