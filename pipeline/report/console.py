@@ -8,21 +8,7 @@ from typing import Any, TextIO
 
 from pipeline.report.record import NOT_RUN
 from pipeline.report.summary import WIDE, Row, compact_lines, footer, relative, wide_table
-from pipeline.run.events import (
-    Event,
-    RunFinished,
-    RunStarted,
-    StageCached,
-    StageErrored,
-    StageFinished,
-    StageNotRun,
-    StageProgress,
-    StagePulled,
-    StageSkipped,
-    StageStarted,
-    StageUnavailable,
-    StageWaiting,
-)
+from pipeline.run import events as ev
 from pipeline.status import Status
 
 NOT_RUN_BRIEF = "stopped by a failure; see --keep-going"
@@ -66,13 +52,13 @@ class ConsoleReporter:
             self._progress.start()
         return self._progress
 
-    def handle(self, event: Event) -> None:
-        if self.quiet and not isinstance(event, (RunStarted, RunFinished, StageErrored)):
+    def handle(self, event: ev.Event) -> None:
+        if self.quiet and not isinstance(event, (ev.RunStarted, ev.RunFinished, ev.StageErrored)):
             self._remember_row(event)
             return
         self._show(event)
 
-    def _remember_row(self, event: Event) -> None:
+    def _remember_row(self, event: ev.Event) -> None:
         """In quiet mode: no live lines, but the summary table still gets every row."""
         live = self.console.quiet
         self.console.quiet = True
@@ -81,14 +67,14 @@ class ConsoleReporter:
         finally:
             self.console.quiet = live
 
-    def _show(self, event: Event) -> None:
+    def _show(self, event: ev.Event) -> None:
         from rich.markup import escape as esc  # reasons and errors are data: `.[tensorrt]` is not markup
 
         c = self.console
-        if isinstance(event, RunStarted):
+        if isinstance(event, ev.RunStarted):
             self._order = list(event.stages)
             self._rows = []
-        elif isinstance(event, StageCached):
+        elif isinstance(event, ev.StageCached):
             where = " (outputs left on the remote)" if event.on_remote else ""
             c.print(f"[green]cached[/]  {event.stage} ({event.kind}){where}")
             when = event.built.replace("T", " ")
@@ -104,7 +90,7 @@ class ConsoleReporter:
                     warnings=event.warnings,
                 )
             )
-        elif isinstance(event, StagePulled):
+        elif isinstance(event, ev.StagePulled):
             got = f", {_mb(event.downloaded)} downloaded" if event.downloaded else ""
             where = "" if event.local else " (outputs left on the remote)"
             c.print(f"[green]pulled[/]  {event.stage} ({event.kind}){got}{where}")
@@ -118,13 +104,13 @@ class ConsoleReporter:
                     warnings=event.warnings,
                 )
             )
-        elif isinstance(event, StageStarted):
+        elif isinstance(event, ev.StageStarted):
             c.print(f"[cyan]running[/] {event.stage} ({event.kind}): {esc('; '.join(event.reasons))}")
             if not self.quiet:
                 self._tasks[event.stage] = self._bar().add_task(event.kind, total=None, stage=event.stage)
-        elif isinstance(event, StageWaiting):
+        elif isinstance(event, ev.StageWaiting):
             c.print(f"[yellow]waiting[/] {event.stage}: {esc(event.why)}")
-        elif isinstance(event, StageProgress):
+        elif isinstance(event, ev.StageProgress):
             task = self._tasks.get(event.stage)
             if task is not None:
                 self._bar().update(
@@ -133,7 +119,7 @@ class ConsoleReporter:
                     total=event.total,
                     description=event.desc or self._bar().tasks[task].description,
                 )
-        elif isinstance(event, StageFinished):
+        elif isinstance(event, ev.StageFinished):
             self._end_task(event.stage)
             if event.built_elsewhere:
                 c.print(f"[green]cached[/]  {event.stage} ({event.kind}): built by another run")
@@ -162,7 +148,7 @@ class ConsoleReporter:
                     warnings=event.warnings,
                 )
             )
-        elif isinstance(event, StageErrored):
+        elif isinstance(event, ev.StageErrored):
             self._end_task(event.stage)
             if event.gate:  # the reports that say why are what the user wants next
                 c.print(
@@ -184,14 +170,14 @@ class ConsoleReporter:
                     warnings=event.warnings,
                 )
             )
-        elif isinstance(event, StageUnavailable):
+        elif isinstance(event, ev.StageUnavailable):
             c.print(f"[yellow]skipped[/] {event.stage}: {esc(event.reason)}")
             self._add_row(Row(event.stage, Status.UNAVAILABLE, event.reason))
-        elif isinstance(event, StageSkipped):
+        elif isinstance(event, ev.StageSkipped):
             self._add_row(Row(event.stage, Status.SKIPPED, f"upstream: {event.because}"))
-        elif isinstance(event, StageNotRun):
+        elif isinstance(event, ev.StageNotRun):
             self._add_row(Row(event.stage, Status.NOT_RUN, NOT_RUN, brief=NOT_RUN_BRIEF))
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.RunFinished):
             if self._progress is not None:
                 self._progress.stop()
             self._summary(event)
@@ -201,7 +187,7 @@ class ConsoleReporter:
         if task is not None and self._progress is not None:
             self._progress.remove_task(task)
 
-    def _summary(self, event: RunFinished) -> None:
+    def _summary(self, event: ev.RunFinished) -> None:
         """The full table on a wide terminal; one line per stage anywhere else (a CI log, 80 columns)."""
         from rich.text import Text
 

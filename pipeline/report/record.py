@@ -8,19 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache.records import write_json_atomic
-from pipeline.run.events import (
-    Event,
-    RunFinished,
-    RunStarted,
-    StageCached,
-    StageErrored,
-    StageFinished,
-    StageNotRun,
-    StagePulled,
-    StageSkipped,
-    StageStarted,
-    StageUnavailable,
-)
+from pipeline.run import events as ev
 from pipeline.status import Status
 
 NOT_RUN = "the run stopped after a failure (--keep-going runs independent stages)"
@@ -34,14 +22,14 @@ class RunRecordReporter:
         self.rows: dict[str, dict[str, Any]] = {}
         self.run: dict[str, Any] = {}
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: ev.Event) -> None:
         self._handle(event)
         said = getattr(event, "warnings", ())
         if said:
             self.rows[event.stage]["warnings"] = list(said)  # type: ignore[union-attr]
 
-    def _handle(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+    def _handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
             self.run = {
                 "run_id": event.run_id,
                 "recipe": event.recipe,
@@ -49,7 +37,7 @@ class RunRecordReporter:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             self.rows = {s: {"stage": s, "status": Status.PENDING} for s in event.stages}
-        elif isinstance(event, StageCached):
+        elif isinstance(event, ev.StageCached):
             self.rows[event.stage].update(
                 status=Status.CACHED,
                 kind=event.kind,
@@ -59,7 +47,7 @@ class RunRecordReporter:
                 built=event.built,
                 **({"local": False} if event.on_remote else {}),
             )
-        elif isinstance(event, StagePulled):
+        elif isinstance(event, ev.StagePulled):
             self.rows[event.stage].update(
                 status=Status.PULLED,
                 kind=event.kind,
@@ -70,11 +58,11 @@ class RunRecordReporter:
                 downloaded=event.downloaded,
                 local=event.local,
             )
-        elif isinstance(event, StageStarted):
+        elif isinstance(event, ev.StageStarted):
             self.rows[event.stage].update(
                 status=Status.RUNNING, kind=event.kind, reasons=list(event.reasons), log=event.log
             )
-        elif isinstance(event, StageFinished):
+        elif isinstance(event, ev.StageFinished):
             self.rows[event.stage].update(
                 status=Status.CACHED if event.built_elsewhere else Status.RAN,
                 kind=event.kind,
@@ -86,7 +74,7 @@ class RunRecordReporter:
             )
             if event.node:
                 self.rows[event.stage]["node"] = event.node
-        elif isinstance(event, StageErrored):
+        elif isinstance(event, ev.StageErrored):
             self.rows[event.stage].update(
                 status=Status.GATE_FAILED if event.gate else Status.FAILED,
                 kind=event.kind,
@@ -97,13 +85,13 @@ class RunRecordReporter:
             )
             if event.node:
                 self.rows[event.stage]["node"] = event.node
-        elif isinstance(event, StageUnavailable):
+        elif isinstance(event, ev.StageUnavailable):
             self.rows[event.stage].update(status=Status.UNAVAILABLE, kind=event.kind, reason=event.reason)
-        elif isinstance(event, StageSkipped):
+        elif isinstance(event, ev.StageSkipped):
             self.rows[event.stage].update(status=Status.SKIPPED, kind=event.kind, reason=f"upstream: {event.because}")
-        elif isinstance(event, StageNotRun):
+        elif isinstance(event, ev.StageNotRun):
             self.rows[event.stage].update(status=Status.NOT_RUN, kind=event.kind, reason=NOT_RUN)
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.RunFinished):
             self.run.update(seconds=round(event.seconds, 3), exit_code=event.exit_code)
             if event.remote:
                 self.run["remote"] = event.remote
