@@ -28,10 +28,11 @@ from _timing import Variant, measure, table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str, sets: list[str]) -> None:
+def cold_build(cmd: list[str], recipe: str, env: dict[str, str], label: str, sets: list[str], cwd: Path) -> None:
     proc = subprocess.run(
         [*cmd, "run", recipe, "--skip-unavailable", "--json", "-q", *sets],
         env={**os.environ, **env},
+        cwd=cwd,
         capture_output=True,
         text=True,
     )
@@ -64,8 +65,8 @@ def main() -> None:
     args = ap.parse_args()
     sets = [arg for kv in args.set for arg in ("--set", kv)]
     python = str(ROOT / ".venv" / "bin" / "python")
-    # `python -m <its CLI module>` with the checkout first on PYTHONPATH runs that checkout's code (kinds
-    # are found by module name), so both trees start the same way.
+    # `python -m <its CLI module>` started in the checkout (`-m` puts the working directory first on the path,
+    # before PYTHONPATH and the editable install) runs that checkout's code, so both trees start the same way.
     trees = [("this checkout", ROOT)] + ([(f"base {args.base}", base_checkout(args.base))] if args.base else [])
     variants = [Variant("python -c pass", [python, "-c", "pass"])]
     try:
@@ -73,9 +74,9 @@ def main() -> None:
             env = {"PIPELINE_CACHE": tempfile.mkdtemp(prefix="int8-bench-"), "PYTHONPATH": str(tree)}
             recipe = str(tree / "recipes" / "resnet50_int8.yaml")
             cli = "pipeline.cli.main" if (tree / "pipeline" / "cli" / "main.py").is_file() else "pipeline.cli"
-            cold_build([python, "-m", cli], recipe, env, label, sets)
+            cold_build([python, "-m", cli], recipe, env, label, sets, tree)
             rerun = [python, "-m", cli, "run", recipe, "--skip-unavailable", *sets]
-            variants.append(Variant(f"cached run ({label})", rerun, env))
+            variants.append(Variant(f"cached run ({label})", rerun, env, cwd=str(tree)))
         measure(variants, repeat=args.repeat)
         print(table(variants, baseline=variants[0]))
         print(f"\nfully cached rerun: {variants[1].median:.3f} s (target <= 0.5 s)")

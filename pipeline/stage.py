@@ -238,6 +238,11 @@ class Stage(Generic[P]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "uses_model" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}: `uses_model` is gone; name the `model:` fields the kind "
+                "reads in `model_fields` (it reads the section when it names any)"
+            )
         declared = [get_args(b)[0] for b in cls.__dict__.get("__orig_bases__", ()) if get_origin(b) is Stage]
         if not declared or not isinstance(declared[0], type):
             return

@@ -68,9 +68,14 @@ class ObjectDb(Protocol):
         """One object's size in this store; FileNotFoundError when it is not there."""
         ...
 
-    def readable(self, digest: str, size: int | None) -> Any:
+    def readable(self, digest: str, size: int | None, near: Path | None = None) -> Any:
         """A context manager giving a local file with the object's bytes, checked against its digest (and
-        `size`); raises BadObject. The file is the caller's to read or to `add` elsewhere until the block ends."""
+        `size`); raises BadObject. The file is the caller's to read or to `add` elsewhere until the block ends;
+        one downloaded for it is staged in `near` (a folder on the filesystem where it will be kept)."""
+        ...
+
+    def staging(self) -> Path | None:
+        """Where an object on its way in is best staged (the same filesystem: added by rename), or None."""
         ...
 
     def add(self, src: Path, digest: str) -> None:
@@ -78,7 +83,7 @@ class ObjectDb(Protocol):
         ...
 
     def manifest(self, digest: str) -> list[dict[str, str]]:
-        """A directory object's entries, checked (no path leaves its directory); raises BadObject."""
+        """A directory object's entries; raises BadObject (a transfer checks their paths, `safe_entries`)."""
         ...
 
 
@@ -142,9 +147,7 @@ class ObjectStore:
         return digest
 
     def _tmpfile(self) -> Path:
-        tmpdir = self.root / "tmp"
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmpdir, prefix=f"{os.getpid()}-obj-")
+        fd, name = tempfile.mkstemp(dir=self.staging(), prefix=f"{os.getpid()}-obj-")
         os.close(fd)
         return Path(name)
 
@@ -155,8 +158,13 @@ class ObjectStore:
     def size_of(self, digest: str) -> int:
         return self.stored_size(digest)
 
+    def staging(self) -> Path:
+        tmpdir = self.root / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        return tmpdir
+
     @contextmanager
-    def readable(self, digest: str, size: int | None) -> Iterator[Path]:
+    def readable(self, digest: str, size: int | None, near: Path | None = None) -> Iterator[Path]:
         """The object's own file, once its bytes check out (by stamp): never a corrupted object sent on."""
         if not self.verify_file(digest):
             raise BadObject(f"object {digest[:12]} is {self.problem(digest, False)} in the local cache")
@@ -192,13 +200,15 @@ class ObjectStore:
         return data
 
     def manifest(self, digest: str) -> list[dict[str, str]]:
-        """A directory object's entries (checked: one pulled from elsewhere lands here too); raises BadObject."""
+        """A directory object's entries as stored here (what came from elsewhere was checked on its way in,
+        pipeline/remote/transfer.py); raises BadObject."""
         try:
-            return checked_manifest(self.path(digest).read_bytes(), digest)
-        except UnsafeManifest as exc:
-            raise BadObject(str(exc)) from None
+            entries = json.loads(self.path(digest).read_bytes())
+            return [{"path": str(e["path"]), "digest": str(e["digest"])} for e in entries]
         except OSError:
             raise BadObject(f"manifest {digest[:12]} is missing in the local cache") from None
+        except (ValueError, KeyError, TypeError):
+            raise BadObject(f"manifest {digest[:12]} is unreadable in the local cache") from None
 
     def verify_file(self, digest: str, rehash: bool = False) -> bool:
         p = self.path(digest)
@@ -271,12 +281,20 @@ class UnsafeManifest(ValueError):
 
 
 def checked_manifest(data: bytes, digest: str) -> list[dict[str, str]]:
-    """Parse a manifest that came from another machine, refusing a path that would leave its directory
-    (`..`, absolute, a backslash) or an entry that is not a path and a digest."""
+    """Parse a manifest that came from another machine and check it (`safe_entries`)."""
     try:
         entries = json.loads(data)
+    except ValueError as exc:
+        raise UnsafeManifest(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
+    return safe_entries(entries, digest)
+
+
+def safe_entries(entries: Any, digest: str) -> list[dict[str, str]]:
+    """Manifest entries, refusing a path that would leave its directory (`..`, absolute, a backslash) or an
+    entry that is not a path and a digest; raises UnsafeManifest."""
+    try:
         pairs = [(e["path"], e["digest"]) for e in entries]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise UnsafeManifest(f"manifest {digest[:12]} is unreadable ({type(exc).__name__})") from None
     for path, d in pairs:
         p = PurePosixPath(path) if isinstance(path, str) else None

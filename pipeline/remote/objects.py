@@ -41,10 +41,16 @@ class RemoteObjects:
     def size_of(self, digest: str) -> int:
         return self.remote.stored_size(digest)
 
+    def staging(self) -> Path | None:
+        return None  # an upload needs no staging
+
     @contextmanager
-    def readable(self, digest: str, size: int | None) -> Iterator[Path]:
-        """Download to a temporary file and check it; raises BadObject (or RemoteUnavailable)."""
-        fd, name = tempfile.mkstemp(prefix="pipeline-download-")
+    def readable(self, digest: str, size: int | None, near: Path | None = None) -> Iterator[Path]:
+        """Download to a temporary file in `near` (where it will be kept: no second copy, and a killed run's
+        leftover is the cache's to clean) and check it; raises BadObject (or RemoteUnavailable)."""
+        if near is not None:
+            near.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=near, prefix=f"{os.getpid()}-download-")
         os.close(fd)
         tmp = Path(name)
         try:
@@ -87,7 +93,7 @@ class RemoteObjects:
             dest.mkdir(parents=True, exist_ok=True)
         for file_digest, path in files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with self.readable(file_digest, None) as tmp:
+            with self.readable(file_digest, None, near=path.parent) as tmp:
                 part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
                 try:
                     os.replace(tmp, part)  # same filesystem: no second copy

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from pipeline.cache.objects import BadObject, ObjectDb
+from pipeline.cache.objects import BadObject, ObjectDb, UnsafeManifest, safe_entries
 from pipeline.cache.records import OutputRecord
 
 
@@ -26,7 +26,7 @@ def transfer(
     for out in outputs:
         copied += _copy(out.digest, src, dst, sizes)
         if out.is_dir:
-            for entry in (dst if dst.is_local else src).manifest(out.digest):
+            for entry in _entries(out.digest, src, dst):
                 if sizes is not None and entry["digest"] not in sizes:
                     raise BadObject(f"manifest {out.digest[:12]} lists {entry['path']}, which the record omits")
                 copied += _copy(entry["digest"], src, dst, sizes)
@@ -46,13 +46,34 @@ def named_objects(outputs: Iterable[OutputRecord], db: ObjectDb) -> dict[str, in
 
 
 def _copy(digest: str, src: ObjectDb, dst: ObjectDb, sizes: Mapping[str, int] | None) -> int:
-    try:
-        size = sizes[digest] if sizes is not None else src.size_of(digest)  # a short upload is sent again
-    except (KeyError, FileNotFoundError):
-        raise BadObject(f"object {digest[:12]} is not in the source store") from None
+    if sizes is not None:
+        if digest not in sizes:
+            raise BadObject(f"object {digest[:12]} is not in the record's object list")
+        size: int | None = sizes[digest]
+    else:
+        try:
+            size = src.size_of(digest)  # what the destination must hold: a short upload is sent again
+        except FileNotFoundError:
+            size = None  # only the destination may have it (a cluster's input that stayed on the remote)
     if dst.holds(digest, size):
         return 0
-    with src.readable(digest, size) as path:
+    if size is None and sizes is None:
+        raise BadObject(f"object {digest[:12]} is in neither store")
+    with src.readable(digest, size, near=dst.staging()) as path:
         moved = path.stat().st_size
         dst.add(path, digest)
     return moved
+
+
+def _entries(digest: str, src: ObjectDb, dst: ObjectDb) -> list[dict[str, str]]:
+    """A moved directory's entries, read where it is cheap (the local side, else the other), and checked:
+    no path may leave its directory, whichever store it came from."""
+    first, second = (dst, src) if dst.is_local else (src, dst)
+    try:
+        entries = first.manifest(digest)
+    except BadObject:
+        entries = second.manifest(digest)
+    try:
+        return safe_entries(entries, digest)
+    except UnsafeManifest as exc:
+        raise BadObject(str(exc)) from None

@@ -81,6 +81,9 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
         kind = recipe.stages[d.stage].kind
         current = state(recipe, cache, d)
         why = "; ".join(current.reasons)
+        if current.status == Status.UNAVAILABLE:  # cannot run here: nothing to show, nothing missing either
+            rows.append(Row(d.stage, kind.kind, Status.UNAVAILABLE, why))
+            continue
         if d.status == Status.PULLED:  # the remote serves it; its reports, if any, were fetched by the caller
             rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "on the remote"))
             continue

@@ -90,3 +90,13 @@ def test_a_function_the_recipe_names_but_its_module_lacks_is_still_the_recipes(t
         r"attribute 'mkae' \(did you mean 'make'\?\)",
     ):
         Planner(recipe, Cache(tmp_path / "cache")).prepare(["a"])
+
+
+def test_a_kind_that_still_sets_uses_model_is_told_what_replaced_it() -> None:
+    from pipeline.stage import Stage
+
+    with pytest.raises(TypeError, match=r"`uses_model` is gone; name the `model:` fields the kind reads"):
+
+        class Old(Stage):  # noqa: F841 - defining it is the test
+            kind = "old.kind"
+            uses_model = True

@@ -147,3 +147,14 @@ def test_putting_the_same_bytes_again_repairs_a_damaged_object(store: ObjectStor
     assert store.put_file(_file(tmp_path / "again", "good bytes")) == digest
     assert obj.read_bytes() == b"good bytes" and store.verify(digest, is_dir=False)
     assert stat.S_IMODE(obj.stat().st_mode) & 0o222 == 0
+
+
+def test_a_directory_output_may_name_a_file_with_a_backslash_here(store: ObjectStore, tmp_path: Path) -> None:
+    """Only a manifest from elsewhere has its paths checked (pipeline/remote/transfer.py); a local output
+    with a legal Linux file name stores and verifies."""
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "a\\b").write_text("x")
+    digest = store.put(src, is_dir=True)
+    assert store.has(digest, True) and store.size(digest, True) == 1
+    assert [e["path"] for e in store.manifest(digest)] == ["a\\b"]

@@ -111,3 +111,32 @@ def test_a_corrupted_local_object_is_never_sent(stores, tmp_path: Path) -> None:
     with pytest.raises(BadObject, match="corrupted in the local cache"):
         transfer(outputs[:1], here.objects, remote)
     assert not remote.holds(outputs[0].digest, None)
+
+
+def test_what_only_the_destination_holds_needs_nothing_of_the_source(stores, tmp_path: Path) -> None:
+    """A cluster task's input that stayed on the remote (pulled by record only): nothing to send, no error;
+    an object in neither store is refused by name."""
+    here, remote, there = stores
+    outputs = _stored(here, tmp_path)
+    transfer(outputs, here.objects, remote)
+    assert transfer(outputs, there.objects, remote) == 0  # `there` holds none of them
+    missing = OutputRecord("0" * 64, False, 1, "gone.bin")
+    with pytest.raises(BadObject, match="object 000000000000 is in neither store"):
+        transfer([missing], there.objects, remote)
+
+
+def test_a_download_is_staged_in_the_destination_cache_and_nothing_is_left_there(stores, tmp_path: Path) -> None:
+    here, remote, there = stores
+    outputs = _stored(here, tmp_path)
+    transfer(outputs, here.objects, remote)
+    seen: list[Path] = []
+    real_add = there.objects.add
+
+    def add(src: Path, digest: str) -> None:
+        seen.append(src.parent)
+        real_add(src, digest)
+
+    there.objects.add = add  # type: ignore[method-assign]
+    transfer(outputs, remote, there.objects, sizes=named_objects(outputs, remote))
+    assert seen and set(seen) == {there.root / "tmp"}, "downloaded beside the store: added by rename"
+    assert not list((there.root / "tmp").iterdir())

@@ -199,3 +199,20 @@ def test_a_read_only_cluster_run_keeps_its_intermediates_in_a_scratch_prefix_it_
 def test_a_task_carries_typed_fields_and_no_environment(tmp_path: Path) -> None:
     task = Task("s", "m", "K", {}, {}, {}, str(tmp_path), str(tmp_path), str(tmp_path), None, "log")
     assert task.placement == Placement() and task.expect is None and task.bundle is None and task.side_cache is None
+
+
+def test_on_a_cluster_an_input_that_stayed_on_the_remote_is_not_sent_again(recipe: Recipe, tmp_path: Path) -> None:
+    """A parent taken from the remote by record only (its objects never came down): the node reads it there."""
+    site, cache, remote = _cluster(recipe, tmp_path)
+    write = recipe.stages["write"].kind
+    ran = _ran(cache, tmp_path)
+    from pipeline.remote.transfer import transfer
+
+    transfer(ran.outputs.values(), cache.objects, site.objects)
+    cache.objects.remove(ran.outputs["out"].digest)
+    parent = site.publish("write", write, _decided(recipe, cache, "write"), ran)  # held: not wanted here
+    decision = _decided(recipe, cache, "timed", {"write": parent})
+    task = task_for(recipe, "timed", {"write": parent}, cache.root, tmp_path / "ws", tmp_path / "log")
+    before = remote.transfer.downloaded
+    assert site.prepare(task, decision, {"write": parent}).inputs["model"] == parent.outputs["out"]
+    assert remote.transfer.downloaded == before and not cache.objects.has(ran.outputs["out"].digest, False)
