@@ -73,6 +73,9 @@ def main() -> None:
     python = str(ROOT / ".venv" / "bin" / "python")
     # `python -m <its CLI module>` started in the checkout (`-m` puts the working directory first on the path,
     # before PYTHONPATH and the editable install) runs that checkout's code, so both trees start the same way.
+    # Byte-compiled as `make install` leaves it (PYTHONDONTWRITEBYTECODE may be set: a module added since would
+    # be compiled from source on every start, and measured as the change's cost).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")], check=True)
     trees = [("this checkout", ROOT)] + ([(f"base {args.base}", base_checkout(args.base))] if args.base else [])
     variants = [Variant("python -c pass", [python, "-c", "pass"])]
     try:
