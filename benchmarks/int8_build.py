@@ -60,7 +60,24 @@ def base_checkout(rev: str) -> Path:
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(where / "pipeline"), str(where / "stages")], check=True
     )
+    own_entry_points(where)
     return where
+
+
+def own_entry_points(tree: Path) -> None:
+    """The tree's own entry points (its stage and dataset kinds), as metadata first on its path: the installed
+    checkout's would name modules the base may not have (importlib.metadata takes the first `pipeline`)."""
+    import tomllib
+
+    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
+    info = tree / f"pipeline-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: pipeline\nVersion: {project['version']}\n")
+    groups = [
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items())
+        for group, entries in project.get("entry-points", {}).items()
+    ]
+    (info / "entry_points.txt").write_text("\n".join(groups))
 
 
 def main() -> None:
