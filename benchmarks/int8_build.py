@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def main() -> None:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[1][1])], capture_output=True
             )
+            shutil.rmtree(trees[1][1].parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
