@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -31,12 +30,7 @@ class RemoteObjects:
 
     # -- ObjectDb ----------------------------------------------------------------------------------
     def holds(self, digest: str, size: int | None) -> bool:
-        """There (at `size` bytes, when given: an upload killed halfway is sent again, never served)."""
-        try:
-            found = self.remote.stored_size(digest)
-        except FileNotFoundError:
-            return False
-        return size is None or found == size
+        return self.remote.present(digest, size)
 
     def size_of(self, digest: str) -> int:
         return self.remote.stored_size(digest)
@@ -93,14 +87,9 @@ class RemoteObjects:
             dest.mkdir(parents=True, exist_ok=True)
         for file_digest, path in files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with self.readable(file_digest, None, near=path.parent) as tmp:
-                part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-                try:
-                    os.replace(tmp, part)  # same filesystem: no second copy
-                except OSError:
-                    shutil.copyfile(tmp, part)
-                os.chmod(part, READ_ONLY)
-                os.replace(part, path)
+            with self.readable(file_digest, None, near=path.parent) as tmp:  # staged beside `path`
+                os.chmod(tmp, READ_ONLY)
+                os.replace(tmp, path)
 
     def put(self, src: Path, is_dir: bool) -> str:
         """Upload the file or directory at `src` (consumed) and return its digest (a manifest's, for a directory)."""

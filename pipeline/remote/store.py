@@ -209,12 +209,13 @@ class Remote:
         signer = str(signature.get("key_id", "")) if isinstance(signature, dict) else ""
         return RemoteRecord(record, objects, self.verifier is not None, signer, remembered)
 
-    def present(self, digest: str, size: int) -> bool:
+    def present(self, digest: str, size: int | None) -> bool:
+        """The object is there (at `size` bytes, when given: an upload killed halfway is not)."""
         try:
-            info = self.call("stat object", self.fs.info, self.object_path(digest))
+            found = self.stored_size(digest)
         except FileNotFoundError:
             return False
-        return int(info.get("size", -1)) == size
+        return size is None or found == size
 
     def _ignore(self, key: str, why: str, trust: bool = False) -> None:
         """A record this run will not use: warned about once per run, in one line for all of them."""

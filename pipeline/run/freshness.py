@@ -40,7 +40,7 @@ def state(recipe: Recipe, cache: Cache, d: Decision, lock: dict[str, Any] | None
         said = tuple(f"warning: {w}" for w in d.failure.warnings)
         return StageState(d.stage, d.failure.status, (*d.reasons, *said), d)
     if d.status in (Status.CACHED, Status.PULLED):
-        locked = (lock or {}).get(d.stage, {}).get("key") if lock is not None else d.key
+        locked = lock.get(d.stage, {}).get("key") if lock is not None else d.key
         if locked != d.key:
             why = "not in the lock file" if locked is None else "lock file holds another key"
             return StageState(d.stage, Status.STALE, (f"{why} (run `pipeline run` and commit the lock)",), d)
