@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -200,6 +199,7 @@ class Validate(Stage[ValidateParams]):
         from stages.validation import samples as SG
         from stages.validation import timing as T
         from stages.validation.gate_eval import evaluate
+        from stages.validation.outputs import judge_outputs
 
         p = ctx.params
         model = ctx.model
@@ -219,7 +219,7 @@ class Validate(Stage[ValidateParams]):
         bdim = SG.batch_dim(model)
         sizes = SG.batch_sizes(model, bdim, p.batch_size, p.shapes)
         col = N.run(groups, sizes, bdim, model, reference, candidate, match.names, mask, ctx.progress)
-        outputs = _outputs(p, model, col, groups)
+        outputs = judge_outputs(col, groups, model, p.labels_output, p.dense_threshold, p.min_centered_spread)
         points = N.check_points(p.shapes, col.ran, groups, model, reference, candidate, match.names)
         verdicts = evaluate(
             p.gates,
@@ -294,47 +294,3 @@ def _check_per_output(per_output: dict[str, dict[str, Any]], ref_names: list[str
                 f"per_output: {name!r} is not an output of the reference"
                 f"{did_you_mean(name, ref_names)} (has: {', '.join(ref_names)})"
             )
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Each output's report entry (role, figures, sensitivity, or why it has none), the output labels score, the
-    gates the reference's insensitivity makes uninformative on each output, and what was warned on the way."""
-
-    entries: dict[str, dict[str, Any]]
-    labels_output: str | None
-    uninformative: dict[str, frozenset[str]]
-    warnings: tuple[str, ...]
-
-
-def _outputs(p: ValidateParams, model: Any, col: Any, groups: list[Any]) -> Outputs:
-    """Each output's role and figures (or why it has none), and the output labels score."""
-    from stages.common import metrics as M
-    from stages.common.roles import check_declared, infer_role, labels_output
-    from stages.validation.figures import failed_entry, output_entry
-
-    names = list(col.parts)
-    check_declared(model.roles, names)
-    first = {o: tuple(next(iter(parts.values())).reference[0].shape) for o, parts in col.parts.items() if parts}
-    labelled = all(g.labels is not None for g in groups)
-    scored = labels_output(p.labels_output, names, first, labelled, model.roles)
-    entries: dict[str, dict[str, Any]] = {}
-    uninformative: dict[str, frozenset[str]] = {}
-    warnings: list[str] = []
-    for o in names:
-        role = infer_role(o, model.roles, tuple(first.get(o, ())), o == scored)
-        if o in col.shape_notes or not col.parts[o]:
-            entry = failed_entry(col.finite[o], col.shape_notes.get(o, "no batch ran"))
-        else:
-            entry = output_entry(list(col.parts[o].values()), role, labelled and o == scored, p.dense_threshold)
-            entry["figures"]["finite"] = col.finite[o]
-            if not entry["figures"]["reference_finite"]:
-                warnings.append(f"{o}: the reference itself produced non-finite values")
-        sens = entry.pop("sensitivity")
-        reason = M.insensitive_reason(sens, p.min_centered_spread) if sens else None
-        if reason:
-            warnings.append(f"{o}: {reason}")
-        entry.update(role=role, sensitivity=sens.as_dict() if sens else None, insensitive=reason)
-        entries[o] = entry
-        uninformative[o] = frozenset(M.uninformative_gates(sens, p.min_centered_spread) if sens else ())
-    return Outputs(entries, scored, uninformative, tuple(warnings))
