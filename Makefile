@@ -50,7 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/discovered_inputs.py --recipe recipes/digits_int8.yaml
 
 clean-cache:
-	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/state.db
+	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/trials artifacts/state.db
 
 readme: $(STAMP)
 	$(PY) -c "import pathlib, tests.test_readme as t; p = pathlib.Path('README.md'); p.write_text(t.readme_with_reference(p.read_text()))"

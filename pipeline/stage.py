@@ -12,7 +12,7 @@ import functools
 import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
+from typing import Any, Callable, ClassVar, Generic, Literal, Mapping, Protocol, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -104,6 +104,63 @@ class KeyContext(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One sub-result a stage computed on the way to its outputs (a search's trial), cached under its own key:
+    H(the stage's key without its `trial_neutral` params, the trial's identity)."""
+
+    label: str
+    key: str
+    path: Path  # the directory `produce` wrote; read-only when it came from the cache
+    summary: dict[str, Any]
+    cached: bool
+    seconds: float  # what producing it took (for a cached trial: what it took then)
+
+    def row(self) -> dict[str, Any]:
+        """How the run record and `--json` list it."""
+        return {"label": self.label, "key": self.key[:12], "cached": self.cached, "seconds": round(self.seconds, 3)}
+
+
+Produce = Callable[[Path], "Mapping[str, Any] | None"]
+
+
+class Trials(Protocol):
+    """Where a stage keeps its trials (`ctx.trials`): a killed run's finished trials are not recomputed, and a
+    trial reached again by another path or another budget is served from the cache."""
+
+    done: list[Trial]  # every trial asked for in this run, in order
+
+    def run(self, label: str, identity: Mapping[str, Any], produce: Produce) -> Trial:
+        """The trial `identity` names (JSON-able: everything the trial computes from besides the stage's own
+        key), from the cache, or made by `produce(directory)`, which writes its files there and returns the
+        trial's summary (JSON-able)."""
+        ...
+
+
+class UncachedTrials:
+    """Trials computed every time, in a temporary directory: a stage run outside the engine (a unit test)."""
+
+    def __init__(self, root: Path | None = None):
+        import tempfile
+
+        self.root = Path(root or tempfile.mkdtemp(prefix="trials-"))
+        self.done: list[Trial] = []
+
+    def run(self, label: str, identity: Mapping[str, Any], produce: Produce) -> Trial:
+        import hashlib
+        import json
+        import time
+
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        path = self.root / f"{len(self.done):03d}-{key[:12]}"
+        path.mkdir(parents=True)
+        started = time.perf_counter()
+        summary = dict(produce(path) or {})
+        trial = Trial(label, key, path, summary, False, time.perf_counter() - started)
+        self.done.append(trial)
+        return trial
+
+
 ProgressFn = Callable[[float, "float | None", str], None]
 
 
@@ -131,6 +188,8 @@ class StageContext(Generic[P]):
     # Where tuning aids that outlive a run may be kept (TensorRT's timing cache): outside every key, so
     # nothing there may change a result, only how long it takes. None: the kind keeps none.
     side_cache: Path | None = None
+    # Sub-results cached under their own keys (a search's trials): see `Trials`.
+    trials: Trials = field(default_factory=UncachedTrials, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = {k: v if isinstance(v, DatasetInput) else Path(v) for k, v in self.inputs.items()}
@@ -206,6 +265,9 @@ class Stage(Generic[P]):
     # Its outputs are what a recipe ships (engines, and the reports that vouch for them): a run the remote
     # cache serves downloads them even when no stage below needs them (other intermediates stay remote).
     deliverable: ClassVar[bool] = False
+    # Params that decide which trials run or which one wins, never what a trial computes (a search's budget
+    # and gates): left out of every trial's key (`Trials`), so raising the budget reuses the trials done.
+    trial_neutral: ClassVar[tuple[str, ...]] = ()
     # The code that enters the key is derived: the kind's module and its import closure
     # (pipeline/keys/closure.py). Bump `version` when a change outside that closure alters results.
 
@@ -252,6 +314,9 @@ class Stage(Generic[P]):
                 f"but the class is declared Stage[{declared[0].__name__}]"
             )
         cls.Params = declared[0]
+        unknown = [f for f in cls.trial_neutral if f not in cls.Params.model_fields]
+        if unknown:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: trial_neutral names no param {', '.join(unknown)}")
 
     @classmethod
     def uses_model(cls) -> bool:

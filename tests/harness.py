@@ -148,7 +148,11 @@ class Project:
 
     def runs(self) -> list[str]:
         """Stage names whose run() was called, in order, since the project was made."""
-        return self.runlog.read_text().split() if self.runlog.exists() else []
+        return [line for line in self.runs_raw() if " " not in line]
+
+    def runs_raw(self) -> list[str]:
+        """Every line of the run log: stage names, and what a kind logs beside them (`search:trial 2`)."""
+        return self.runlog.read_text().splitlines() if self.runlog.exists() else []
 
     # -- through the CLI, in a subprocess
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from pipeline.cache.hashing import jsonable
 from pipeline.cache.records import OutputRecord
 from pipeline.errors import GateFailed, one_line
 from pipeline.faults import fault
 from pipeline.keys import discovered
-from pipeline.stage import DatasetInput, StageContext
+from pipeline.stage import DatasetInput, StageContext, Trials, UncachedTrials
 from pipeline.status import Status
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ class Expected:
 
 
 @dataclass(frozen=True)
+class TrialSpec:
+    """Where a stage's trials are kept (`pipeline.cache.trials`): their base key, and the local cache root
+    that holds them (None: this machine's own directory, on a cluster node)."""
+
+    base: str
+    root: str | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     """A stage run as plain, picklable data: all a worker needs, here or on another machine."""
 
@@ -71,6 +81,7 @@ class Task:
     placement: Placement = Placement()
     bundle: str | None = None  # the recipe's folder as a directory object on `store`, for another machine
     expect: Expected | None = None  # checked before the kind runs, where the machine may differ
+    trials: TrialSpec | None = None  # None: trials are computed every time (a stage outside a recipe's run)
 
     @property
     def outdir(self) -> Path:
@@ -89,6 +100,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()  # every warning the stage raised, one line each, in order
     node: str = ""  # the machine that ran it, when not this one
     log: str | None = None  # the stage's log, brought back from that machine
+    trials: tuple[dict[str, Any], ...] = ()  # each trial the stage asked for (`Trial.row`), in order
 
 
 def execute(task: Task, progress: Callable[[float, float | None, str], None], capture: bool = True) -> Outcome:
@@ -121,6 +133,7 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
                 progress=progress,
                 outputs=dict(kind.outputs),
                 side_cache=Path(task.side_cache) if task.side_cache else None,
+                trials=_trials_for(task),
             )
             os.chdir(task.outdir)
             print(f"[pipeline] stage {task.stage} ({kind.kind}) started", flush=True)
@@ -131,11 +144,12 @@ def execute(task: Task, progress: Callable[[float, float | None, str], None], ca
             outputs = _store_outputs(task, store)
             return Outcome(
                 Status.RAN,
-                _jsonable(summary),
+                jsonable(summary),
                 seconds=time.perf_counter() - start,
                 outputs=outputs,
                 discovered=found,
                 warnings=tuple(ctx.warnings),
+                trials=_trial_rows(ctx),
             )
         except GateFailed as exc:
             _print_traceback(Path(task.log), capture)
@@ -173,7 +187,28 @@ def _store_reports(task: Task, store: Objects) -> dict[str, OutputRecord]:
 def _failed(status: Status, error: str, start: float, ctx: StageContext[Any] | None) -> Outcome:
     """A failure, with the warnings said before it (often its cause: calibrated on 4 samples)."""
     said = tuple(ctx.warnings) if ctx is not None else ()
-    return Outcome(status, {}, error, time.perf_counter() - start, warnings=said)
+    return Outcome(status, {}, error, time.perf_counter() - start, warnings=said, trials=_trial_rows(ctx))
+
+
+def _trial_rows(ctx: StageContext[Any] | None) -> tuple[dict[str, Any], ...]:
+    return tuple(t.row() for t in ctx.trials.done) if ctx is not None else ()
+
+
+def _trials_for(task: Task) -> Trials:
+    """The stage's `ctx.trials`: kept in the local cache (a cluster node's own, when the task's store is
+    remote), or computed every time when the task names no trial base."""
+    scratch = Path(task.workspace) / "trials"
+    if task.trials is None:
+        return UncachedTrials(scratch)
+    import tempfile
+
+    from pipeline.cache.objects import ObjectStore
+    from pipeline.cache.trials import TrialCache
+
+    root = Path(task.trials.root) if task.trials.root else Path(tempfile.gettempdir()) / "pipeline-trials"
+    store = open_store(str(root))
+    assert isinstance(store, ObjectStore)  # a local root opens the local store
+    return TrialCache(store, root, task.trials.base, task.stage, scratch)
 
 
 def _declared_paths(task: Task) -> tuple[Path, ...]:
@@ -285,12 +320,6 @@ def _captured(log: Path, capture: bool) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def worker_main(conn: Any) -> None:

@@ -13,6 +13,7 @@ from pipeline.errors import UsageError
 
 DEFAULT_ROOT = "artifacts"
 RESERVED = {"objects", "records", "refs", "runs", "tmp", "locks", "side", "graphs", "remote-index", "failures"}
+RESERVED |= {"trials"}  # a search's trials (pipeline/cache/trials.py)
 
 
 def cache_root(explicit: str | None = None) -> Path:

@@ -30,6 +30,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data (numpy scalars by value, anything else by its str): what a stage returns
+    as a summary may hold either."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
 class DigestMemo:
     """File digests keyed by path and validated by (inode, mtime_ns, size)."""
 

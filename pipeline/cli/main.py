@@ -134,6 +134,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     gc = commands["gc"] = sub.add_parser("gc", help="remove objects no lock file or latest record references")
     gc.add_argument("--dry-run", "-n", action="store_true")
     gc.add_argument("--keep-variants", action="store_true", help="keep what --set runs built (dropped by default)")
+    gc.add_argument("--trials", action="store_true", help="also drop searches' trials (kept by default: resumable)")
     gc.add_argument("--cache-dir")
     remote_options(gc, "collect the remote cache instead: records no known lock file names (bare: $PIPELINE_REMOTE)")
     gc.add_argument(

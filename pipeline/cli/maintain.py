@@ -15,7 +15,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     cache = Cache(cache_root(args.cache_dir))
     if args.remote is not None:
         return _gcremote_for(args, cache)
-    result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants)
+    result = collect(cache, dry_run=args.dry_run, keep_variants=args.keep_variants, drop_trials=args.trials)
     cache.memo.flush()
     print(result.describe(args.dry_run))
     return EXIT_OK

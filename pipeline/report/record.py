@@ -27,6 +27,9 @@ class RunRecordReporter:
         said = getattr(event, "warnings", ())
         if said:
             self.rows[event.stage]["warnings"] = list(said)  # type: ignore[union-attr]
+        trials = getattr(event, "trials", ())
+        if trials:
+            self.rows[event.stage]["trials"] = trial_counts(trials)  # type: ignore[union-attr]
 
     def _handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -99,3 +102,9 @@ class RunRecordReporter:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.run, "stages": [{**row, "status": str(row["status"])} for row in self.rows.values()]}
+
+
+def trial_counts(trials: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """A stage's trials as the run record lists them: how many were computed, how many the cache served."""
+    cached = sum(1 for t in trials if t.get("cached"))
+    return {"computed": len(trials) - cached, "cached": cached, "list": list(trials)}

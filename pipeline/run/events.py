@@ -74,6 +74,7 @@ class StageFinished:
     built_elsewhere: bool = False
     node: str = ""  # the cluster node that ran it (--executor ray)
     warnings: tuple[str, ...] = ()  # what it warned about (StageContext.warn)
+    trials: tuple[dict[str, Any], ...] = ()  # its trials (`Trial.row`), computed or from the cache
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class StageErrored:
     kept: str = ""  # the stage's outputs as far as it got (a failed gate's reports), kept for inspection
     node: str = ""  # the cluster node that ran it (--executor ray)
     warnings: tuple[str, ...] = ()  # what it warned about before it failed (often the cause)
+    trials: tuple[dict[str, Any], ...] = ()  # the trials it finished before it failed (kept in the cache)
 
 
 @dataclass(frozen=True)

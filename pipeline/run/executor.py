@@ -339,7 +339,7 @@ class Executor:
         ws = new_workspace(self.cache.tmp, name)
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log)
+        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log, decision.components)
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
@@ -395,6 +395,7 @@ class Executor:
                             same,
                             node=node,
                             warnings=outcome.warnings,
+                            trials=outcome.trials,
                         )
                     )
             if outcome.status != Status.RAN:
@@ -417,6 +418,7 @@ class Executor:
                         kept=str(kept / "out"),
                         node=node,
                         warnings=outcome.warnings,
+                        trials=outcome.trials,
                     )
                 )
         finally:

@@ -232,6 +232,7 @@ class ClusterSite:
             task,
             store=self.store.url,
             bundle=self._bundle,
+            trials=dataclasses.replace(task.trials, root=None) if task.trials else None,  # kept on the node
             expect=Expected(code=decision.components["code"], toolchain=decision.components["toolchain"]),
             placement=Placement(
                 cpus=1,

@@ -6,14 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends.worker import Task
+from pipeline.backends.worker import Task, TrialSpec
 from pipeline.cache.records import StageRecord
+from pipeline.cache.trials import trial_base
 from pipeline.recipe.load import Recipe
 from pipeline.stage import DatasetInput
 
 
-def task_for(recipe: Recipe, name: str, known: dict[str, StageRecord], store: Path, workspace: Path, log: Path) -> Task:
-    """The task for stage `name`, whose parents' records are in `known`."""
+def task_for(
+    recipe: Recipe,
+    name: str,
+    known: dict[str, StageRecord],
+    store: Path,
+    workspace: Path,
+    log: Path,
+    components: dict[str, Any] | None = None,
+) -> Task:
+    """The task for stage `name`, whose parents' records are in `known`; with its key's `components`, its
+    trials are kept in the cache at `store` (`pipeline.cache.trials`)."""
     node = recipe.stages[name]
     inputs: dict[str, Any] = {}
     for input_name, ref in node.inputs.items():
@@ -41,4 +51,5 @@ def task_for(recipe: Recipe, name: str, known: dict[str, StageRecord], store: Pa
         recipe_dir=str(recipe.dir.resolve()),
         model=recipe.model.model_dump(mode="json") if recipe.model else None,
         log=str(log),
+        trials=TrialSpec(trial_base(components, node.kind.trial_neutral), str(store)) if components else None,
     )

@@ -236,3 +236,41 @@ class Check(Stage[CheckParams]):
         if ctx.params.fail:
             raise GateFailed(["out: cosine 0.5 < 0.99"])
         return {"factor": ctx.params.factor}
+
+
+class SearchParams(Params):
+    points: list[int] = Field([1, 2, 3], description="the trials, in order: each squares its point (trial-neutral)")
+    scale: int = Field(1, description="multiplies every trial's result (in each trial's key)")
+    budget: int = Field(10, ge=1, description="at most this many trials (trial-neutral)")
+
+
+class Search(Stage[SearchParams]):
+    """A search over `points`, one cached trial each (each logs `<stage>:trial <point>` to $TOY_RUNLOG when
+    it is computed); writes the largest square."""
+
+    kind = "toy.search"
+    inputs = {"model": InputSpec(optional=True)}
+    outputs = {"model": OutputSpec("best.txt")}
+    trial_neutral = ("points", "budget")  # which trials run; each trial's identity holds its point
+
+    def run(self, ctx: StageContext[SearchParams]) -> dict:
+        _log_run(ctx)
+        best = None
+        for point in ctx.params.points[: ctx.params.budget]:
+            trial = ctx.trials.run(f"point {point}", {"point": point}, lambda d, p=point: _square(ctx, d, p))
+            value = int((trial.path / "value.txt").read_text())
+            assert value == trial.summary["value"]
+            best = value if best is None else max(best, value)
+        (ctx.outdir / "best.txt").write_text(str(best))
+        return {"best": best, "trials": len(ctx.trials.done)}
+
+
+def _square(ctx: StageContext[SearchParams], out: "os.PathLike[str] | str", point: int) -> dict:
+    path = os.environ.get("TOY_RUNLOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{ctx.stage}:trial {point}\n")
+    value = point * point * ctx.params.scale
+    with open(os.path.join(out, "value.txt"), "w") as f:
+        f.write(str(value))
+    return {"value": value}
