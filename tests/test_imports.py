@@ -27,6 +27,8 @@ HEAVY = [
     "s3fs",
     "botocore",
     "cryptography",
+    # validate's plots: drawn when it runs, never when it is listed, planned or served from the cache
+    "matplotlib",
 ]
 
 
