@@ -24,15 +24,18 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Timing:
-    """One measurement: latencies per request, throughput in samples/s, and how noisy the machine was."""
+    """One measurement: latencies per request (p5 and p95 bound the spread a plot draws), throughput in
+    samples/s, and how noisy the machine was."""
 
     mode: str
     batch: int
     requests: int  # inference requests in flight
     iterations: int  # inferences measured (each of `batch` samples)
     seconds: float  # wall time of the measured loop
+    p5_ms: float
     p50_ms: float
     p90_ms: float
+    p95_ms: float
     p99_ms: float
     throughput: float  # samples per second
     cpu_other_fraction: float  # CPU other processes used meanwhile, in cores (0.25 = a quarter of one core)
@@ -129,8 +132,10 @@ def measure(
             requests=requests,
             iterations=iterations,
             seconds=seconds,
+            p5_ms=percentile(lat, 5),
             p50_ms=percentile(lat, 50),
             p90_ms=percentile(lat, 90),
+            p95_ms=percentile(lat, 95),
             p99_ms=percentile(lat, 99),
             throughput=batch * iterations / max(seconds, 1e-9),
             cpu_other_fraction=other,

@@ -213,7 +213,7 @@ def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, m
     runner = runners.runner_for(tiny[0] if engine == "onnxruntime" else tiny[1])
     t = runner.benchmark(feeds(4), mode, min_seconds=0.2, warmup=2)
     assert t.mode == mode and t.batch == 4 and t.iterations >= 1 and t.seconds >= 0.2
-    assert 0 < t.p50_ms <= t.p90_ms <= t.p99_ms
+    assert 0 < t.p5_ms <= t.p50_ms <= t.p90_ms <= t.p95_ms <= t.p99_ms
     assert t.throughput == pytest.approx(4 * t.iterations / t.seconds)
     assert t.cpu_other_fraction >= 0 and 1 <= t.attempts <= measure.MAX_ATTEMPTS
     if engine == "openvino" and mode == "throughput":
@@ -227,8 +227,10 @@ def test_benchmark_returns_a_sane_timing(tiny: tuple[Path, Path], engine: str, m
         "requests",
         "iterations",
         "seconds",
+        "p5_ms",
         "p50_ms",
         "p90_ms",
+        "p95_ms",
         "p99_ms",
         "throughput",
         "cpu_other_fraction",
