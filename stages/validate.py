@@ -7,8 +7,10 @@ figures per sample, over all samples and per group (`validation.figures`, built 
 `common.metrics`); gates come from one table (`validation.gates`) and are evaluated per output
 (`validation.gate_eval`); then timing (`validation.timing`) and the report (`validation.report`).
 
-report.json and report.md are written before a failed gate raises GateFailed,
-so the engine keeps them with the failed run.
+report.json, report.md and the plots (`validation.plots`: each gated per-sample
+figure's distribution against its gate, latency against batch size; drawn by
+`common.plots`, the numbers drawn in report.json's `plots`) are written before a
+failed gate raises GateFailed, so the engine keeps them with the failed run.
 
 The candidate is described by the runner that ran it (`candidate.runner`,
 `precision`, versions and settings) and, when it has a typed engine.json
@@ -143,7 +145,7 @@ class ValidateParams(Params):
 
 class Validate(Stage[ValidateParams]):
     kind = "validate"
-    version = "2"
+    version = "3"
     summary = "Compare a candidate engine with the FP32 reference on a dataset, time it, and gate on the figures"
     inputs = {
         "candidate": InputSpec(
@@ -155,8 +157,14 @@ class Validate(Stage[ValidateParams]):
     outputs = {
         "report": OutputSpec("report.json", description="every figure, gate and timing, machine-readable"),
         "markdown": OutputSpec("report.md", description="the same, for people: warnings first"),
+        "plots": OutputSpec(
+            "plots",
+            is_dir=True,
+            description="SVG plots report.md embeds: errors.svg (each gated per-sample figure's distribution, "
+            "its gate drawn), latency.svg (latency against batch size, when timed)",
+        ),
     }
-    packages = ("onnx", "onnxruntime")
+    packages = ("onnx", "onnxruntime", "matplotlib")
     extra = "onnx"
     model_fields = ("tensors", "dims", "roles")
     exclusive = True
@@ -172,9 +180,9 @@ class Validate(Stage[ValidateParams]):
         return params.model_copy(update={"target": target}) if isinstance(target, Target) else None
 
     def toolchain(self, params: ValidateParams | None = None) -> dict[str, str]:
-        """The runtimes' versions: they change numerics."""
+        """The runtimes' versions (they change numerics) and matplotlib's (it changes the plots' bytes)."""
         tc = {}
-        for dist in ("onnx", "onnxruntime", "openvino", "numpy"):
+        for dist in ("onnx", "onnxruntime", "openvino", "numpy", "matplotlib"):
             try:
                 tc[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
@@ -195,6 +203,7 @@ class Validate(Stage[ValidateParams]):
         from stages.runtimes import runners as R
         from stages.runtimes.onnxrt.runner import OrtRunner
         from stages.validation import numerics as N
+        from stages.validation import plots as VP
         from stages.validation import report as VR
         from stages.validation import samples as SG
         from stages.validation import timing as T
@@ -260,11 +269,14 @@ class Validate(Stage[ValidateParams]):
             points=points,
             verdicts=verdicts,
             timing=timings.timing,
+            plots=VP.plots_section(outputs.entries, verdicts.results, timings.timing, self.outputs["plots"].path),
             environment=T.environment(p.threads, candidate, reference),
             warnings=tuple(warnings),
         )
-        ctx.output("report").write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
+        written = report.to_json()
+        ctx.output("report").write_text(json.dumps(written, indent=1, sort_keys=True) + "\n")
         ctx.output("markdown").write_text(report.markdown())
+        VP.draw(written["plots"], ctx.outdir, ctx.stage)  # from the JSON-safe numbers: report.json's
         for w in warnings:  # before a failed gate raises: a warning is often why it failed
             ctx.warn(w)
         for g in verdicts.results:

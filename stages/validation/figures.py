@@ -8,7 +8,9 @@ dense output gets the IoU of its maps thresholded at `dense_threshold` (applied 
 the outputs as they are: probabilities, logits or heat maps alike). A per-sample
 figure is reported as its worst sample (what a gate reads), its mean and its 5th
 percentile from the worst end (`cosine`, `cosine_mean`, `cosine_p5`;
-`rel_error_p95` for an error).
+`rel_error_p95` for an error). The per-sample values themselves travel in the
+entry's `per_sample` (in sample order, with each sample's `index`): validate
+plots them and moves them to its report's `plots` section.
 
 Two exceptions, both named in the entry and the report:
 - a sample alone in its shape group (photos at native sizes) has no group mean
@@ -123,6 +125,7 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
         for name in DATASET_LEVEL:
             s[name] = None  # no per-sample worst: the figure is one number for the whole output
     return {
+        "per_sample": _per_sample(s),
         "figures": figures,
         "intervals": _intervals(s),
         "counts": _counts(s),
@@ -132,6 +135,19 @@ def output_entry(parts: list[Part], role: str, labelled: bool, dense_threshold: 
         "dataset_level": list(DATASET_LEVEL) if low_dim else [],
         "self_centered": self_centered,
     }
+
+
+def _per_sample(s: dict[str, np.ndarray | None]) -> dict[str, list[Any]]:
+    """Each per-sample figure's values in sample order (`index`: the samples' indices in the dataset)."""
+    index = s["index"]
+    assert index is not None  # every part adds one index per sample
+    order = np.argsort(index, kind="stable")
+    out: dict[str, list[Any]] = {"index": [int(i) for i in index[order]]}
+    for name in PER_SAMPLE:
+        v = s[name]
+        if v is not None and v.size:
+            out[name] = [float(x) for x in v[order]]
+    return out
 
 
 def _dataset_level(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -229,6 +245,7 @@ def _sensitivity(parts: list[Part], role: str) -> M.Sensitivity | None:
 def failed_entry(finite: bool, note: str) -> dict[str, Any]:
     """An output whose shape check failed: no figures beyond the checks."""
     return {
+        "per_sample": {},
         "figures": {"shape": False, "finite": finite, "note": note},
         "intervals": {},
         "counts": {},

@@ -2,8 +2,11 @@
 
 report.md puts warnings first, then every gate (PASS/FAIL, observed, threshold, and the
 tightest threshold that would have passed), then each output's role and figures with the
-same would-pass column and 95% intervals, the worst samples, the figures per shape group,
-the reference's sensitivity, the shapes exercised, timings (with the input shapes timed) and the environment.
+same would-pass column and 95% intervals and the per-sample plot, the worst samples, the figures per
+shape group, the reference's sensitivity, the shapes exercised, timings (with the input shapes timed,
+and the latency plot) and the environment. The plots are linked relative to report.md (the plots
+folder sits beside it, in the stage's output folder and in its view alike); report.json's `plots`
+section holds the numbers drawn, and each output's per-sample values move there from its entry.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ValidationReport:
     points: Mapping[str, Any]
     verdicts: Verdicts
     timing: Mapping[str, list[dict[str, Any]]]
+    plots: Mapping[str, Any]  # validation.plots.plots_section
     environment: Mapping[str, Any]
     warnings: tuple[str, ...]
 
@@ -62,10 +66,11 @@ class ValidationReport:
                 "reference": dict(self.reference),
                 "data": dict(self.data),
                 "numerics_batches": self.numerics_batches,
-                "outputs": dict(self.outputs),
+                "outputs": {o: {k: v for k, v in e.items() if k != "per_sample"} for o, e in self.outputs.items()},
                 "points": dict(self.points),
                 "gates": [g.as_dict() for g in results],
                 "timing": dict(self.timing),
+                "plots": dict(self.plots),
                 "environment": dict(self.environment),
                 "warnings": list(self.warnings),
             }
@@ -257,6 +262,10 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
                 f"\n`{name}`: {o['self_centered']} sample(s) alone in their shape group: their centered "
                 "cosine centers each map on its own reference mean (no group mean to use)."
             )
+    plots = report.get("plots") or {}
+    if plots.get("errors"):
+        what = "gated per-sample figures" if plots["errors"]["gated"] else "per-sample figures (none gated)"
+        lines += ["", f"![{what}: share of samples at or below each value, gates dashed]({plots['errors']['file']})"]
     lines += _worst_samples(outs) + _groups(outs)
     lines += [
         "",
@@ -291,6 +300,8 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
                 f"{t['p50_ms']:.3f} | {t['p90_ms']:.3f} | {t['p99_ms']:.3f} | {t['throughput']:.1f} | "
                 f"{t['cpu_other_fraction']:.2f} | {t['attempts']} |"
             )
+    if plots.get("latency"):
+        lines += ["", f"![latency per batch against batch size: p50, p5-p95 band]({plots['latency']['file']})"]
     env = report["environment"]
     lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()]
     for who in ("candidate", "reference"):
