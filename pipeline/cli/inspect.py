@@ -129,7 +129,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         from pipeline.ops.pull import with_reports
 
         decisions = with_reports(project, remote, decisions)
-    summary = summarize(project.recipe, project.cache, decisions, args.stages)
+    base = args.output.parent if args.output is not None else None  # links resolve from where it is read
+    summary = summarize(project.recipe, project.cache, decisions, args.stages, base)
     project.cache.memo.flush()
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)

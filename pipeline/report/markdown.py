@@ -9,6 +9,12 @@ time, and the Markdown reports it wrote before failing (a failed gate's report.m
 object is hashed again as it is read; one that is missing or does not match its digest is a warning and
 its stage counts as not built.
 
+Plots are linked, not copied (pipeline/report/links.py): an up-to-date stage's Markdown links to its own
+files point at the stage's view, relative to where the document is read (`base`: --output's folder, else
+the working directory), and every `.svg` among its outputs that its Markdown does not embed follows under
+`## STAGE (KIND): plots`. The view is brought up to date first, as `pipeline show` does, so a link shows
+the bytes summarized. A failed stage's reports have no view: their links stay as written.
+
 "Up to date" is pipeline/run/freshness.py's rule, the one `pipeline status` uses: the result for the recipe
 as it is now is in the cache. The lock file is `status`'s extra question (a `--set` variant never writes
 it), not the content's.
@@ -26,7 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from pipeline.cache.objects import BadObject
+from pipeline.cache.views import view_if_local
 from pipeline.errors import UsageError
+from pipeline.report.links import stage_files
 from pipeline.run.freshness import state
 from pipeline.status import Status
 
@@ -70,9 +78,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stages: Iterable[str] = ()) -> Summary:
+def summarize(
+    recipe: Recipe,
+    cache: Cache,
+    decisions: Iterable[Decision],
+    stages: Iterable[str] = (),
+    base: Path | None = None,
+) -> Summary:
     """One row per decided stage (only `stages` if any are named), one section per `.md` output of each
-    cached stage, in the plan's (topological) order."""
+    cached stage, and one for the plots it does not embed, in the plan's (topological) order; links to a
+    stage's files are relative to `base` (default: the working directory)."""
+    base = (base or Path.cwd()).resolve()
     selected = set(stages)
     rows, sections, warnings = [], [], []
     for d in decisions:
@@ -117,9 +133,21 @@ def summarize(recipe: Recipe, cache: Cache, decisions: Iterable[Decision], stage
             continue
         rows.append(Row(d.stage, kind.kind, Status.UP_TO_DATE, "; ".join(_said(record))))
         texts = [(record.outputs[n].path, data.decode("utf-8", errors="replace")) for n, data in found.items() if data]
+        own = stage_files(cache, cache.view_dir(recipe.name, d.stage), record, base)
+        linked: set[str] = set()
         for path, text in texts:
+            text, used = own.rebase(text, path)
+            linked |= used
             suffix = f": {path}" if len(texts) > 1 else ""
             sections.append((f"## {d.stage} ({kind.kind}){suffix}", demote_headings(text)))
+        gallery = own.gallery(linked)
+        if gallery:
+            sections.append((f"## {d.stage} ({kind.kind}): plots", gallery))
+        if linked or gallery:
+            try:
+                view_if_local(cache, recipe.name, d.stage, record)
+            except OSError as exc:
+                warnings.append(f"stage {d.stage}: its view could not be updated ({exc}); links may show older files")
     return Summary(recipe.name, tuple(rows), tuple(sections), tuple(warnings))
 
 

@@ -159,7 +159,7 @@ stages:
 """
 
 
-def test_the_view_embeds_its_plots_and_a_cached_run_imports_no_matplotlib(tmp_path: Path) -> None:
+def test_the_view_and_the_summary_embed_the_plots_and_a_cached_run_imports_no_matplotlib(tmp_path: Path) -> None:
     project = Project.at(tmp_path)
     save(classifier(), project.root / "model.onnx")
     rng = np.random.default_rng(1)
@@ -177,3 +177,11 @@ def test_the_view_embeds_its_plots_and_a_cached_run_imports_no_matplotlib(tmp_pa
     env = project.env()
     out = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr  # cached: validate never ran
+    # `pipeline summary --output FILE`: report.md's plots linked from FILE's folder to the view
+    doc = tmp_path / "ci" / "summary.md"
+    doc.parent.mkdir()
+    proc = project.cli("summary", "plotted.yaml", "--output", str(doc))
+    assert proc.returncode == 0, proc.stderr
+    links = embedded(doc)
+    assert [Path(link).name for link in links] == ["errors.svg", "latency.svg"]
+    assert all((doc.parent / link).read_bytes() == (view / "plots" / Path(link).name).read_bytes() for link in links)
