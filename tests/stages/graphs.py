@@ -435,3 +435,34 @@ def score_model(bias: float = 0.0, sign: float = 1.0, garbage: bool = False) -> 
 
 
 REGRESSION_SPEC = {"tensors": {"x": {"shape": ["batch", 4]}}, "dims": {"batch": {"min": 1, "opt": 4, "max": 8}}}
+
+
+def gelu_mlp(gain: float = 100.0, width: int = 16, hidden: int = 64) -> onnx.ModelProto:
+    """x (batch, width) -> fc1 -> GELU -> fc2 -> embedding, where two GELU channels carry activations `gain` times
+    the others' (the outliers real encoders have after GELU) and fc2 reads them at 1/`gain`: the float function is
+    ordinary, but per-tensor INT8 on fc2's input crushes every other channel; fc2 kept in float mends it."""
+    rng = np.random.default_rng(5)
+    w1 = rng.standard_normal((width, hidden)) / 4
+    w1[:, :2] *= gain
+    w2 = rng.standard_normal((hidden, width)) / 8
+    w2[:2] /= gain
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+        helper.make_node("Gelu", ["h"], ["g"], name="gelu"),
+        helper.make_node("MatMul", ["g", "w2"], ["embedding"], name="fc2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gelu_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", width])],
+        initializer=[const("w1", w1), const("w2", w2)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], producer_name="tests", ir_version=9)
+
+
+GELU_SPEC = {
+    "tensors": {"x": {"shape": ["batch", 16]}},
+    "dims": {"batch": {"min": 1, "opt": 8, "max": 32}},
+    "roles": {"embedding": "embedding"},
+}

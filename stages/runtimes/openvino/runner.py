@@ -49,13 +49,15 @@ class OpenVinoRunner:
         threads: int | None = None,
         device: str | None = None,
         info: EngineInfo | None = None,
+        model: "openvino.Model | None" = None,
     ) -> None:
-        """`info`: the IR's EngineInfo when the caller has read it (else read here from engine.json, if any)."""
+        """`info`: the IR's EngineInfo when the caller has read it (else read here from engine.json, if any).
+        `model`: a model already in memory (a search's variant of an IR), run instead of reading `path`."""
         import openvino as ov
 
         self.path = Path(path)
-        xml = ir_xml(self.path)
-        if info is None and engine_info.sidecar(xml) is not None:
+        xml = ir_xml(self.path) if model is None else self.path
+        if info is None and model is None and engine_info.sidecar(xml) is not None:
             info = engine_info.read(xml)
         if info is not None and info.backend != "openvino":
             raise ValueError(f"{self.path}: its engine.json describes a {info.backend} engine, not an OpenVINO IR")
@@ -67,7 +69,7 @@ class OpenVinoRunner:
         self.device = device or (info.device.device if info else None) or "CPU"
         self.threads = threads
         self.core = ov.Core()
-        self.model = self.core.read_model(str(xml))
+        self.model = model if model is not None else self.core.read_model(str(xml))
         self.int8 = any(op.get_type_name() == "FakeQuantize" for op in self.model.get_ops())
         self._compiled: dict[str, Any] = {}
         self._request: Any = None

@@ -1,0 +1,145 @@
+"""quantize.search's path through the space, given a way to judge a setting and to rank quantizer groups.
+
+No runtime here: `walk` calls `evaluate(setting, why)` for each trial (the kind
+caches each one) and `rank(setting)` once, so the path is testable with made-up
+figures. The path:
+
+1. `quantize.nncf`'s default setting, always first: the report shows what the search bought.
+2. One knob at a time (preset, model type, SmoothQuant alpha, bias correction, overflow fix), each from the best
+   setting so far: a knob that makes things better is kept.
+3. While a gate fails: the quantizer groups, ranked by the worst margin each one's revert reaches
+   (measured on the gates' own worst-sample figures), are kept in float one by one; a move that does not
+   make things better is stepped back.
+4. Once a setting passes: each operation kept in float is tried back in INT8 (the last added first);
+   one that still passes without it goes back (fewer float ops, a faster engine).
+
+Every trial counts against `max_trials` and `max_minutes`, cached ones included, so a search resumed after
+a kill takes the same path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from stages.quantization.choice import Scored, better
+from stages.quantization.settings import DEFAULT, Setting, Space
+
+
+@dataclass(frozen=True)
+class Step:
+    """One trial on the path: its setting, why it was tried, and whether the search moved there."""
+
+    setting: Setting
+    scored: Scored
+    why: str
+    kept: bool
+
+
+@dataclass
+class Budget:
+    """At most `max_trials` trials and `max_minutes` of wall time (None: no limit)."""
+
+    max_trials: int
+    max_minutes: float | None
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.started or time.monotonic()
+
+    def spent(self, trials: int) -> str | None:
+        """Why no further trial may start, or None."""
+        if trials >= self.max_trials:
+            return f"max_trials {self.max_trials} reached"
+        if self.max_minutes is not None and time.monotonic() - self.started > 60 * self.max_minutes:
+            return f"max_minutes {self.max_minutes:g} reached"
+        return None
+
+
+Evaluate = Callable[[Setting, str], Scored]
+Rank = Callable[[Setting], "list[tuple[str, float]]"]
+
+
+@dataclass
+class Walk:
+    """The path so far, and why it ended."""
+
+    steps: list[Step]
+    stopped: str = "the space is exhausted"
+
+
+def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transformer: bool) -> Walk:
+    """Trials in the order described above; every trial is a `Step`."""
+    path = Walk([])
+
+    def trial(setting: Setting, why: str) -> Scored | None:
+        spent = budget.spent(len(path.steps))
+        if spent is not None:
+            path.stopped = spent
+            return None
+        scored = evaluate(setting, why)
+        path.steps.append(Step(setting, scored, why, kept=False))
+        return scored
+
+    def keep() -> None:
+        path.steps[-1] = replace(path.steps[-1], kept=True)
+
+    here, at = DEFAULT, trial(DEFAULT, "quantize.nncf's default setting")
+    if at is None:
+        return path
+    keep()
+    for alternative in space.alternatives(DEFAULT, transformer):
+        knob = _knob(alternative)
+        moved = replace(here, **{knob: getattr(alternative, knob)})
+        if moved == here:
+            continue
+        scored = trial(moved, f"one knob: {_knob_text(moved, knob)}")
+        if scored is None:
+            return path
+        if better(scored, at):
+            here, at = moved, scored
+            keep()
+    added: list[str] = []  # kept in float, in the order the search added them
+    if not at.passed and space.float_ops and space.max_float_ops > 0:
+        ranked = rank(here)
+        helps = [name for name, m in ranked if m > at.worst_margin] or [name for name, _ in ranked[:3]]
+        for i, name in enumerate(helps, 1):
+            if len(here.float_ops.names) >= space.max_float_ops:
+                path.stopped = f"max_float_ops {space.max_float_ops} reached"
+                break
+            moved = replace(here, float_ops=here.float_ops.with_name(name))
+            scored = trial(moved, f"keep {name} in float (sensitivity rank {i})")
+            if scored is None:
+                return path
+            if better(scored, at):
+                here, at = moved, scored
+                added.append(name)
+                keep()
+                if at.passed:
+                    break
+    if at.passed:
+        for name in reversed(added):
+            moved = replace(here, float_ops=here.float_ops.without_name(name))
+            scored = trial(moved, f"try {name} back in INT8")
+            if scored is None:
+                return path
+            if scored.passed:
+                here, at = moved, scored
+                keep()
+    return path
+
+
+_KNOBS = ("preset", "model_type", "smooth_quant_alpha", "bias_correction", "overflow_fix")
+
+
+def _knob(alternative: Setting) -> str:
+    """The one knob in which `alternative` differs from the default setting."""
+    return next(k for k in _KNOBS if getattr(alternative, k) != getattr(DEFAULT, k))
+
+
+def _knob_text(setting: Setting, knob: str) -> str:
+    value = getattr(setting, knob)
+    if knob == "smooth_quant_alpha":
+        return "SmoothQuant off" if value < 0 else f"SmoothQuant alpha {value:g}"
+    return f"{knob.replace('_', ' ')} {value}"
