@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 engines: $(STAMP)
 	$(VENV)/bin/pipeline run recipes/resnet50_int8.yaml --skip-unavailable
 	$(VENV)/bin/pipeline run recipes/digits_int8.yaml
-	$(VENV)/bin/pipeline run recipes/digits_transformer_int8.yaml
+	$(VENV)/bin/pipeline run recipes/digits_transformer_search.yaml
 	$(VENV)/bin/pipeline run recipes/digits_segment_int8.yaml
 
 test: $(STAMP) lint

@@ -252,6 +252,11 @@ class SearchRun:
             if not scored.passed:
                 self.ctx.warn("the choice's float operations written as patterns fail a gate; shipping exact names")
                 final = chosen
+        if base.faster_than(final.scored.latency):
+            self.ctx.warn(
+                f"the chosen INT8 engine is slower than the float engine here ({final.scored.latency.ms:.3f} ms "
+                f"against {base.ms:.3f} ms): INT8 buys nothing on this CPU for this model"
+            )
         holdout["chosen"] = self.holdout(final.setting)
         failures = [
             f"the choice (trial {final.scored.index}) fails on the held-out samples: {v.text}"
