@@ -170,7 +170,8 @@ def _ecdf(ax: Axes, p: Panel) -> None:
         lo, hi = min(span), max(span)
         pad = (hi - lo) * 0.05 or max(abs(hi), 1.0) * 1e-6
         ax.set_xlim(lo - pad, hi + pad)
-    ax.legend(loc="upper left" if p.direction == "min" else "lower right")
+    if ax.get_legend_handles_labels()[0]:  # all values NaN and ungated: nothing to name
+        ax.legend(loc="upper left" if p.direction == "min" else "lower right")
 
 
 def latency_svg(path: Path, series: Sequence[Series], title: str = "") -> None:
