@@ -334,9 +334,11 @@ def test_a_runner_imports_no_other_runner_and_the_runtime_not_the_builder() -> N
     assert (
         "stages.runtimes.tensorrt.layers" in graph["stages.runtimes.tensorrt.runner"] & graph["stages.build_tensorrt"]
     )  # what they share
-    # runner_for is the one place that picks a runner: no stage kind names one but validate's reference
+    # runner_for is the one place that picks a runner: no stage kind names one but validate's reference, a
+    # builder's self-check and quantize.search, which judges OpenVINO engines only (its key holds no other runtime)
     pickers = {m for m, edges in graph.items() if edges & RUNNERS} - {"stages.runtimes.runners"}
-    assert pickers <= {"stages.validate", "stages.build_tensorrt"}, pickers
+    assert pickers <= {"stages.validate", "stages.build_tensorrt", "stages.quantization.search_run"}, pickers
+    assert graph["stages.quantization.search_run"] & RUNNERS == {"stages.runtimes.openvino.runner"}
 
 
 def test_kind_keys_hold_only_the_runtimes_they_run() -> None:
@@ -351,6 +353,8 @@ def test_kind_keys_hold_only_the_runtimes_they_run() -> None:
     assert "tensorrt" in trt and "openvino" not in trt
     assert "openvino" in ov and "tensorrt" not in ov
     assert {"tensorrt", "openvino", "onnxruntime"} <= validate  # runner_for may run any of them
+    search = distributions("stages.quantize_search")
+    assert {"openvino", "nncf"} <= search and not {"tensorrt", "onnxruntime"} & search
 
 
 def test_one_onnxruntime_session_factory(tiny: tuple[Path, Path]) -> None:
