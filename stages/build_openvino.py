@@ -287,7 +287,7 @@ def _run_points(
     """Run one inference at each shape point the engine must accept; returns {point: {output: shape}}."""
     import numpy as np
 
-    from stages.runtimes.onnx.io import random_array
+    from stages.runtimes.dtypes import random_array
 
     points = ("opt",) if mode == "static" else ("min", "opt", "max")
     if spec is None or not spec.tensors:

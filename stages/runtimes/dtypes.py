@@ -81,3 +81,13 @@ def name_of_openvino(name: str) -> str | None:
     """engine.json's name of an OpenVINO element type name ("f32" -> "float32", "bf16" -> "bfloat16"); None for a
     type the table lacks."""
     return _NAME_OF_OPENVINO.get(name)
+
+
+def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Normal floats, small non-negative ints (valid as indices), or coin-flip bools."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 8, size=shape).astype(dtype)

@@ -59,7 +59,7 @@ def torch_dtype(name: str) -> "torch.dtype":
 
 def numpy_inputs(model: "ModelSpec", shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
     """Seeded random inputs in the recipe's dtypes (bfloat16 travels as float32)."""
-    from stages.runtimes.onnx.io import random_array
+    from stages.runtimes.dtypes import random_array
 
     rng = np.random.default_rng(seed)
     out = {}

@@ -177,7 +177,7 @@ def check_points(
     """Run every declared point; one whose exact input shapes the numerics pass ran (`ran`, from
     `shapes_key`) is only recorded."""
     from stages.common import metrics as M
-    from stages.runtimes.onnx.io import random_array
+    from stages.runtimes.dtypes import random_array
 
     result: dict[str, Any] = {}
     for point in points:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from stages.runtimes.dtypes import dtype_of_ort
+from stages.runtimes.dtypes import dtype_of_ort, random_array
 
 if TYPE_CHECKING:
     import onnx
@@ -133,16 +133,6 @@ def random_inputs(
             raise ValueError(f"no shape for model input {inp.name!r} (known: {', '.join(shapes) or 'none'})")
         feeds[inp.name] = random_array(rng, shapes[inp.name], dtype_of_ort(inp.type))
     return feeds
-
-
-def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """Normal floats, small non-negative ints (valid as indices), or coin-flip bools."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    return rng.integers(0, 8, size=shape).astype(dtype)
 
 
 def run_onnx(session: "onnxruntime.InferenceSession", feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
