@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/remote_cache.py
 	$(PY) benchmarks/ray_backend.py
 	$(PY) benchmarks/discovered_inputs.py --recipe recipes/digits_int8.yaml
+	$(PY) benchmarks/quantize_search.py
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/trials artifacts/state.db

@@ -78,7 +78,9 @@ def accuracy_control(recipe: Path, cache: Path, report: dict) -> dict[str, Any]:
     from stages.validation.gates import GATES
 
     run_, params = _search_run(recipe, cache)
-    binding = min(report["default"]["search"], key=lambda g: g["margin"] if g["margin"] is not None else -1e9)
+    gates = report["default"]["search"]
+    numeric = [g for g in gates if not isinstance(g["observed"], bool) and g["margin"] is not None]
+    binding = min(numeric, key=lambda g: g["margin"])  # the gate the default setting misses most
     output, gate = binding["output"], binding["gate"]
     figure, threshold = GATES[gate].figure, float(binding["threshold"])
     items = [{k: v[i : i + 1] for k, v in g.inputs.items()} for g in run_.judge.splits.search for i in range(len(g))]
