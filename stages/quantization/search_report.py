@@ -164,11 +164,16 @@ class SearchReport:
             lines += ["**No trial passes every gate: there is no best.**", ""]
             lines += [f"- {line}" for line in r.failures] + [""]
         else:
-            held = "passes" if c["holdout_passed"] else "**fails**"
+            n = d["samples"]["holdout"]
+            held = (
+                f"{'passes' if c['holdout_passed'] else '**fails**'} every gate on the {n} held-out samples"
+                if n
+                else "no samples held out (holdout_every 0): confirmed on nothing"
+            )
             lines += [
                 f"**Chosen: trial {c['index']}** ({c['describe']}): {c['latency']['ms']:.3f} {obj['unit']}, "
                 f"{c['speedup_vs_float']:.2f}x the float engine, {c['speedup_vs_default']:.2f}x the default INT8; "
-                f"{held} every gate on the {d['samples']['holdout']} held-out samples.",
+                f"{held}.",
                 "",
             ]
             if c["ignored_scope"]:

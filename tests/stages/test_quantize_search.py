@@ -73,13 +73,22 @@ def test_search_passes_the_gate_the_default_fails(folder: Path, tmp_path: Path) 
 
 def test_no_passing_trial_fails_with_the_nearest_and_keeps_the_report(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    params = {"gates": {}, "per_output": {"embedding": {"cosine_min": 0.99999}}, **FAST, "max_trials": 2}
+    params = {
+        "gates": {},
+        "per_output": {"embedding": {"cosine_min": 0.99999}},
+        **FAST,
+        "max_trials": 2,
+        "objective": "throughput",
+        "throughput_batch": 4,
+    }
     with pytest.raises(GateFailed, match=r"no trial of 2 passes every gate; nearest:; trial \d"):
         run_stage(QuantizeSearch, out, {**params, "space": SPACE}, _inputs(folder), GELU_SPEC)
     report = json.loads((out / "report.json").read_text())
     assert report["chosen"] is None and report["nearest"][0].startswith("no trial of 2")
     assert report["budget"]["stopped"] == "max_trials 2 reached"
     assert not (out / "model").exists()  # there is no best to ship
+    assert report["objective"] == {**report["objective"], "kind": "throughput", "batch": 4, "unit": "ms per sample"}
+    assert all(t["latency"]["ms"] > 0 for t in report["trials"])
 
 
 def test_bad_gates_are_recipe_errors() -> None:
