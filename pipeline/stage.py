@@ -138,24 +138,27 @@ class Trials(Protocol):
 
 
 class UncachedTrials:
-    """Trials computed every time, in a temporary directory: a stage run outside the engine (a unit test)."""
+    """Trials computed every time, in a temporary directory made when the first one is: a stage run outside
+    the engine (a unit test)."""
 
     def __init__(self, root: Path | None = None):
-        import tempfile
-
-        self.root = Path(root or tempfile.mkdtemp(prefix="trials-"))
+        self.root = root
         self.done: list[Trial] = []
 
     def run(self, label: str, identity: Mapping[str, Any], produce: Produce) -> Trial:
         import hashlib
         import json
+        import tempfile
         import time
 
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="trials-"))
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         path = self.root / f"{len(self.done):03d}-{key[:12]}"
         path.mkdir(parents=True)
         started = time.perf_counter()
-        summary = dict(produce(path) or {})
+        made = dict(produce(path) or {})  # JSON-safe, as the cache keeps it
+        summary = json.loads(json.dumps(made, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
         trial = Trial(label, key, path, summary, False, time.perf_counter() - started)
         self.done.append(trial)
         return trial

@@ -60,6 +60,7 @@ class TrialSpec:
 
     base: str
     root: str | None = None
+    fresh: bool = False  # a forced stage: every trial computed again
 
 
 @dataclass(frozen=True)
@@ -200,15 +201,46 @@ def _trials_for(task: Task) -> Trials:
     scratch = Path(task.workspace) / "trials"
     if task.trials is None:
         return UncachedTrials(scratch)
-    import tempfile
-
     from pipeline.cache.objects import ObjectStore
     from pipeline.cache.trials import TrialCache
 
-    root = Path(task.trials.root) if task.trials.root else Path(tempfile.gettempdir()) / "pipeline-trials"
+    root = Path(task.trials.root) if task.trials.root else node_trials_dir()
     store = open_store(str(root))
     assert isinstance(store, ObjectStore)  # a local root opens the local store
-    return TrialCache(store, root, task.trials.base, task.stage, scratch)
+    reads = _TrialReads(task, store)
+    return TrialCache(store, root, task.trials.base, task.stage, scratch, reads, task.trials.fresh)
+
+
+def node_trials_dir() -> Path:
+    """Where a cluster node keeps trials: a folder of this user's alone (0700), since trial records are
+    trusted as this user's own results."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"pipeline-trials-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    info = root.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{root} is not this user's alone (owner {info.st_uid}, mode {info.st_mode:o})")
+    return root
+
+
+class _TrialReads:
+    """A trial's discovered inputs: what its code opened by path while it was made, checked before it is
+    served again (pipeline/keys/discovered.py)."""
+
+    def __init__(self, task: Task, store: Any):
+        self.task, self.memo = task, getattr(store, "memo", None)
+
+    def watch(self, produce: Any, directory: Path) -> tuple[Any, dict[str, str]]:
+        with discovered.recording() as reads:
+            made = produce(directory)
+        leave_out = (*_declared_paths(self.task), directory)
+        return made, discovered.entries(reads, Path(self.task.recipe_dir), leave_out)
+
+    def changes(self, reads: Any) -> list[str]:
+        from pipeline.cache.hashing import DigestMemo
+
+        return discovered.changes(dict(reads), Path(self.task.recipe_dir), self.memo or DigestMemo(None))
 
 
 def _declared_paths(task: Task) -> tuple[Path, ...]:

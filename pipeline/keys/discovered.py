@@ -60,15 +60,15 @@ class _Recorder:
         self.listed: set[str] = set()
 
 
-_active: _Recorder | None = None
+_active: tuple[_Recorder, ...] = ()  # a stage's recording, and a trial's inside it
 _lock = threading.Lock()
 _installed = False
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     """The audit hook: cheap for every other event, and never raises into the code it watches."""
-    recorder = _active
-    if recorder is None or (event != "open" and event != "os.listdir" and event != "os.scandir"):
+    recorders = _active
+    if not recorders or (event != "open" and event != "os.listdir" and event != "os.scandir"):
         return
     try:
         if sys._getframe(1).f_code.co_filename.startswith("<frozen"):
@@ -77,14 +77,15 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         if isinstance(path, int):
             return  # an open file descriptor: its path was seen when it was opened
         text = os.path.abspath(os.fsdecode(path) if path is not None else ".")
-        if event == "open":
-            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-            if flags & _WRITE_FLAGS:
-                recorder.written.add(text)
-            elif text not in recorder.read:
-                recorder.read[text] = _openers(sys._getframe(1))
-        else:
-            recorder.listed.add(text)
+        for recorder in recorders:
+            if event == "open":
+                flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+                if flags & _WRITE_FLAGS:
+                    recorder.written.add(text)
+                elif text not in recorder.read:
+                    recorder.read[text] = _openers(sys._getframe(1))
+            else:
+                recorder.listed.add(text)
     except Exception:  # noqa: BLE001, S110 - a recorder must never change what the stage does
         pass
 
@@ -105,18 +106,19 @@ _DEPTH = 12
 @contextmanager
 def recording() -> Iterator[_Recorder]:
     """Record what the code run inside opens. The hook is installed once per process (audit hooks cannot
-    be removed) and records only while a recording is active."""
+    be removed) and records only while a recording is active; recordings nest (a trial's inside its stage's),
+    each seeing every open made while it is active."""
     global _active, _installed
     with _lock:
         if not _installed:
             sys.addaudithook(_hook)
             _installed = True
     recorder = _Recorder()
-    _active = recorder
+    _active = (*_active, recorder)
     try:
         yield recorder
     finally:
-        _active = None
+        _active = tuple(r for r in _active if r is not recorder)
 
 
 def entries(recorder: _Recorder, recipe_dir: Path, leave_out: tuple[Path, ...]) -> dict[str, str]:

@@ -339,7 +339,8 @@ class Executor:
         ws = new_workspace(self.cache.tmp, name)
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log, decision.components)
+        forced = decision.reasons == ("forced",)
+        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log, decision.components, forced)
         running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))

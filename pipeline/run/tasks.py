@@ -21,9 +21,10 @@ def task_for(
     workspace: Path,
     log: Path,
     components: dict[str, Any] | None = None,
+    forced: bool = False,
 ) -> Task:
     """The task for stage `name`, whose parents' records are in `known`; with its key's `components`, its
-    trials are kept in the cache at `store` (`pipeline.cache.trials`)."""
+    trials are kept in the cache at `store` (`pipeline.cache.trials`), all computed again when `forced`."""
     node = recipe.stages[name]
     inputs: dict[str, Any] = {}
     for input_name, ref in node.inputs.items():
@@ -51,5 +52,5 @@ def task_for(
         recipe_dir=str(recipe.dir.resolve()),
         model=recipe.model.model_dump(mode="json") if recipe.model else None,
         log=str(log),
-        trials=TrialSpec(trial_base(components, node.kind.trial_neutral), str(store)) if components else None,
+        trials=TrialSpec(trial_base(components, node.kind.trial_neutral), str(store), forced) if components else None,
     )

@@ -242,6 +242,7 @@ class SearchParams(Params):
     points: list[int] = Field([1, 2, 3], description="the trials, in order: each squares its point (trial-neutral)")
     scale: int = Field(1, description="multiplies every trial's result (in each trial's key)")
     budget: int = Field(10, ge=1, description="at most this many trials (trial-neutral)")
+    table: str | None = Field(None, description="a file each trial reads by path: its number is added")
 
 
 class Search(Stage[SearchParams]):
@@ -271,6 +272,9 @@ def _square(ctx: StageContext[SearchParams], out: "os.PathLike[str] | str", poin
         with open(path, "a") as f:
             f.write(f"{ctx.stage}:trial {point}\n")
     value = point * point * ctx.params.scale
+    if ctx.params.table:
+        with open(os.path.join(ctx.recipe_dir, ctx.params.table)) as f:
+            value += int(f.read())
     with open(os.path.join(out, "value.txt"), "w") as f:
         f.write(str(value))
     return {"value": value}

@@ -83,6 +83,23 @@ def test_a_damaged_trial_is_computed_again_never_served(project: Project) -> Non
     assert _trials_computed(project) == ["1", "2", "3", "2"]
 
 
+def test_a_trial_whose_file_changed_or_a_forced_stage_computes_again(project: Project) -> None:
+    (project.root / "table.txt").write_text("100")
+    with_table = RECIPE.replace("budget: 10}", "budget: 10, table: table.txt}")
+    assert _run(project, with_table)["summary"]["best"] == 109
+    record = json.loads(next((project.cache / "trials").glob("*/*.json")).read_text())
+    assert record["reads"] == {"file:table.txt": record["reads"]["file:table.txt"]} and record["base"]
+    assert record["identity"] in ({"point": 1}, {"point": 2}, {"point": 3})
+    (project.root / "table.txt").write_text("200")  # a file the trials read by path, in no key
+    row = _run(project, with_table)
+    assert row["status"] == "ran" and row["summary"]["best"] == 209
+    assert (row["trials"]["computed"], row["trials"]["cached"]) == (3, 0)
+    proc, record2 = project.run_json("toy.yaml", "--force", "search")
+    forced = _row(record2)
+    assert proc.returncode == 0 and (forced["trials"]["computed"], forced["trials"]["cached"]) == (3, 0)
+    assert _trials_computed(project) == ["1", "2", "3"] * 3
+
+
 def test_gc_keeps_trials_unless_asked(project: Project) -> None:
     _run(project, RECIPE)
     assert project.cli("gc").returncode == 0
