@@ -32,7 +32,6 @@ quantize.json and the summary row both come from the one `NncfReport` they make.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Mapping
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from stages.data import Dataset
     from stages.quantization.calibration import Feed
     from stages.quantization.control_metric import ControlMetric
+    from stages.quantization.nncf_setup import ModelType
 
 
 class IgnoredScope(BaseModel):
@@ -139,11 +139,12 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
 
     def run(self, ctx: StageContext[QuantizeNncfParams]) -> dict[str, Any]:
         from stages.quantization.calibration import CalibrationStats, Feed, calibration_warnings, fit_static_batch
+        from stages.quantization.nncf_setup import import_nncf, resolve_model_type
         from stages.runtimes.openvino import io as ovio
 
         p = ctx.params
         calib, val, synthetic = _open_data(ctx)
-        nncf = _import_nncf()
+        nncf = import_nncf()
         import openvino as ov
 
         core = ov.Core()
@@ -154,7 +155,7 @@ class QuantizeNncf(Stage[QuantizeNncfParams]):
         stats = CalibrationStats()
         source = Feed(calib, p.batch_size, samples, inputs, ctx.progress, stats)
         control = _control(core, model, val, inputs, ctx) if val is not None else None
-        model_type = _model_type(p.model_type, model)
+        model_type = resolve_model_type(p.model_type, model)
         quantized = _quantize(nncf, model, source, control, model_type, p)
         calibration = Calibration(
             info=calib.info(),
@@ -188,21 +189,6 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.info, "samples": self.samples}
-
-
-@dataclass(frozen=True)
-class ModelType:
-    """The NNCF model type asked for (auto, transformer, none), the one used, and why."""
-
-    requested: str
-    used: str
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.used} ({self.why})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "smooth_quant": _smooth_quant(self.used)}
 
 
 @dataclass(frozen=True)
@@ -395,41 +381,10 @@ def _check_quantized(quantized: Quantized, p: QuantizeNncfParams, control: Contr
     )
 
 
-def _model_type(choice: str, model: "ov.Model") -> ModelType:
-    """transformer or none, and why: `auto` looks for attention in the graph."""
-    from stages.runtimes.openvino.io import attention_ops
-
-    if choice != "auto":
-        return ModelType(choice, choice, "set in the recipe")
-    found = attention_ops(model)
-    if found:
-        plural = "s" if len(found) > 1 else ""
-        return ModelType(choice, "transformer", f"auto: attention found at {len(found)} Softmax node{plural}")
-    return ModelType(choice, "none", "auto: no attention found")
-
-
 def _advanced(overflow_fix: str) -> Any:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     return AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
-
-
-def _smooth_quant(model_type: str) -> dict[str, float] | None:
-    """The SmoothQuant alphas NNCF applies in transformer mode (its defaults; negative = off), for the report."""
-    if model_type != "transformer":
-        return None
-    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
-
-    alphas = AdvancedSmoothQuantParameters()
-    return {"matmul": alphas.matmul, "convolution": alphas.convolution}
-
-
-def _import_nncf() -> Any:
-    """nncf with its telemetry off: NNCF_CI must be set before nncf.telemetry is first imported."""
-    os.environ.setdefault("NNCF_CI", "1")
-    import nncf
-
-    return nncf
 
 
 def _ignored_scope(nncf: Any, scope: IgnoredScope) -> Any:

@@ -27,13 +27,12 @@ import shutil
 import time
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import GateFailed
-from pipeline.schema import field_error
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.quantization.settings import Space
-from stages.validation.gates import GateValueError, check_gate_values
+from stages.validation.gates import checked_gate_params
 
 
 class QuantizeSearchParams(Params):
@@ -73,22 +72,14 @@ class QuantizeSearchParams(Params):
     @model_validator(mode="before")
     @classmethod
     def _gates(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        where: tuple[Any, ...] = ("gates",)
-        try:
-            if data.get("gates") is not None:
-                data["gates"] = check_gate_values(data["gates"], allow_none=False)
-            if isinstance(data.get("per_output"), dict):
-                checked = {}
-                for name, gates in data["per_output"].items():
-                    where = ("per_output", name)
-                    checked[name] = check_gate_values(gates, allow_none=True)
-                data["per_output"] = checked
-        except GateValueError as exc:
-            raise field_error(cls, (*where, exc.gate), exc.value, str(exc)) from None
-        return data
+        return checked_gate_params(cls, data)
+
+    @field_validator("holdout_every")
+    @classmethod
+    def _holdout(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("1 would hold out every sample and leave none to search on (0: hold none out)")
+        return v
 
 
 class QuantizeSearch(Stage[QuantizeSearchParams]):

@@ -32,10 +32,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import GateFailed, did_you_mean
-from pipeline.schema import field_error
 from pipeline.stage import HardwareTarget, InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes.tensorrt.targets import Target
-from stages.validation.gates import GATES, GateValueError, check_gate_values
+from stages.validation.gates import GATES, checked_gate_params
 
 log = logging.getLogger("stages.validate")
 
@@ -110,23 +109,7 @@ class ValidateParams(Params):
     @classmethod
     def _gates(cls, data: Any) -> Any:
         """Gate names and thresholds checked where they are written (`gates.cosine_mn`, its own line)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        where: tuple[Any, ...] = ("gates",)
-        try:
-            if data.get("gates") is not None:
-                data["gates"] = check_gate_values(data["gates"], allow_none=False)
-            per_output = data.get("per_output")
-            if isinstance(per_output, dict):
-                checked = {}
-                for name, gates in per_output.items():
-                    where = ("per_output", name)
-                    checked[name] = check_gate_values(gates, allow_none=True)
-                data["per_output"] = checked
-        except GateValueError as exc:
-            raise field_error(cls, (*where, exc.gate), exc.value, str(exc)) from None
-        return data
+        return checked_gate_params(cls, data)
 
     @field_validator("mask_input")
     @classmethod

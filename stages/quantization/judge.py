@@ -36,18 +36,18 @@ class Splits:
 
 
 def split(groups: list[SG.Group], holdout_every: int) -> Splits:
-    """Every `holdout_every`-th sample of each shape group held out (0: none held out)."""
+    """Every `holdout_every`-th sample of the dataset held out (0: none), by its position in `val`, so shape
+    groups smaller than `holdout_every` give theirs too."""
     search: list[SG.Group] = []
     holdout: list[SG.Group] = []
     for g in groups:
-        position = np.arange(len(g))
-        held = (position % holdout_every == holdout_every - 1) if holdout_every else np.zeros(len(g), bool)
+        held = (g.index % holdout_every == holdout_every - 1) if holdout_every else np.zeros(len(g), bool)
         for part, sel in ((search, ~held), (holdout, held)):
             if sel.any():
                 labels = None if g.labels is None else g.labels[sel]
                 part.append(SG.Group(g.key, {k: v[sel] for k, v in g.inputs.items()}, labels, g.index[sel]))
     if not search:
-        raise ValueError("val has too few samples to hold some out: lower holdout or add samples")
+        raise ValueError("val has no samples left to search on once some are held out: add samples")
     return Splits(search, holdout)
 
 

@@ -5,7 +5,7 @@ whose operations stayed in float is written as that type; a name whose numbers
 are made wild where that helps (`blocks.3/mlp/fc2` -> `blocks\\.\\d+/mlp/fc2`) is
 written as that pattern when every operation it matches stayed in float; the rest keep
 their exact name (escaped and anchored). The patterns match exactly the chosen
-operations in this model: `describe` is checked against them.
+operations in this model (`matches` checks it).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def generalize(chosen: Iterable[str], ops: Mapping[str, str]) -> FloatOps:
         patterns.append(pattern)
         left -= matched
     result = FloatOps(types=tuple(types), patterns=tuple(sorted(patterns)))
-    assert matches(result, ops) == chosen, "patterns must match exactly the chosen operations"
+    if matches(result, ops) != chosen:
+        raise ValueError(f"the float-op patterns {result.to_json()} do not match exactly {sorted(chosen)}")
     return result
 
 

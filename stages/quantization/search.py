@@ -14,7 +14,8 @@ figures. The path:
    one that still passes without it goes back (fewer float ops, a faster engine).
 
 Every trial counts against `max_trials` and `max_minutes`, cached ones included, so a search resumed after
-a kill takes the same path.
+a kill takes the same path under `max_trials` (under `max_minutes` it may get further: cached trials are quick).
+The default trial always runs; a setting the path comes back to is not tried twice.
 """
 
 from __future__ import annotations
@@ -72,22 +73,26 @@ class Walk:
 def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transformer: bool) -> Walk:
     """Trials in the order described above; every trial is a `Step`."""
     path = Walk([])
+    seen: dict[Setting, Scored] = {}
 
     def trial(setting: Setting, why: str) -> Scored | None:
-        spent = budget.spent(len(path.steps))
+        if setting in seen:  # a setting the path came back to: known already, no new step
+            return seen[setting]
+        spent = budget.spent(len(path.steps)) if path.steps else None  # the default always runs
         if spent is not None:
             path.stopped = spent
             return None
-        scored = evaluate(setting, why)
+        scored = seen[setting] = evaluate(setting, why)
         path.steps.append(Step(setting, scored, why, kept=False))
         return scored
 
-    def keep() -> None:
-        path.steps[-1] = replace(path.steps[-1], kept=True)
+    def keep(setting: Setting = DEFAULT) -> None:
+        """Mark the step that tried `setting` as where the search moved."""
+        i = next(i for i in range(len(path.steps) - 1, -1, -1) if path.steps[i].setting == setting)
+        path.steps[i] = replace(path.steps[i], kept=True)
 
     here, at = DEFAULT, trial(DEFAULT, "quantize.nncf's default setting")
-    if at is None:
-        return path
+    assert at is not None
     keep()
     for alternative in space.alternatives(DEFAULT, transformer):
         knob = _knob(alternative)
@@ -99,9 +104,13 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
             return path
         if better(scored, at):
             here, at = moved, scored
-            keep()
+            keep(moved)
     added: list[str] = []  # kept in float, in the order the search added them
     if not at.passed and space.float_ops and space.max_float_ops > 0:
+        spent = budget.spent(len(path.steps))
+        if spent is not None:  # the ranking costs a pass per quantizer group: not when no trial may follow
+            path.stopped = spent
+            return path
         ranked = rank(here)
         helps = [name for name, m in ranked if m > at.worst_margin] or [name for name, _ in ranked[:3]]
         for i, name in enumerate(helps, 1):
@@ -115,7 +124,7 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
             if better(scored, at):
                 here, at = moved, scored
                 added.append(name)
-                keep()
+                keep(moved)
                 if at.passed:
                     break
     if at.passed:
@@ -126,7 +135,7 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
                 return path
             if scored.passed:
                 here, at = moved, scored
-                keep()
+                keep(moved)
     return path
 
 

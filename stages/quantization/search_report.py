@@ -91,7 +91,7 @@ class SearchReport:
                 "speedup_vs_default": round(default.latency.ms / s.latency.ms, 3),
                 "search": [v.to_json() for v in s.verdicts],
                 "holdout": [v.to_json() for v in r.holdout.get("chosen", ())],
-                "holdout_passed": all(v.passed for v in r.holdout.get("chosen", ())),
+                "holdout_passed": all(v.passed for v in r.holdout["chosen"]) if r.holdout.get("chosen") else None,
             }
         data["pareto"] = self._pareto(data)
         return data
@@ -168,7 +168,7 @@ class SearchReport:
             held = (
                 f"{'passes' if c['holdout_passed'] else '**fails**'} every gate on the {n} held-out samples"
                 if n
-                else "no samples held out (holdout_every 0): confirmed on nothing"
+                else "no sample of val was held out: confirmed on nothing"
             )
             lines += [
                 f"**Chosen: trial {c['index']}** ({c['describe']}): {c['latency']['ms']:.3f} {obj['unit']}, "
@@ -194,12 +194,13 @@ class SearchReport:
             "|---|---|---|---|---|",
         ]
         chosen = c or {"search": [], "holdout": []}
-        for i, v in enumerate(d["default"]["search"]):
+        for v in d["default"]["search"]:
+            at = (v["gate"], v["output"])
             cells = [
-                _cell(d["default"]["search"], i),
-                _cell(d["default"]["holdout"], i),
-                _cell(chosen["search"], i),
-                _cell(chosen["holdout"], i),
+                _cell(d["default"]["search"], at),
+                _cell(d["default"]["holdout"], at),
+                _cell(chosen["search"], at),
+                _cell(chosen["holdout"], at),
             ]
             gate = f"{v['gate']} on {v['output']} (threshold {_g(v['threshold'])})"
             lines.append(f"| {gate} | " + " | ".join(cells) + " |")
@@ -234,10 +235,11 @@ def _g(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _cell(verdicts: list[dict[str, Any]], i: int) -> str:
-    if i >= len(verdicts):
+def _cell(verdicts: list[dict[str, Any]], at: tuple[str, str]) -> str:
+    """The verdict of gate `at` = (gate, output) among `verdicts`, as a table cell."""
+    v = next((v for v in verdicts if (v["gate"], v["output"]) == at), None)
+    if v is None:
         return "—"
-    v = verdicts[i]
     obs = v["observed"]
     shown = _g(round(obs, 4)) if isinstance(obs, float) else str(obs)
     return f"{shown} {'pass' if v['passed'] else '**FAIL**'}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stages.quantization.choice import Latency, Scored, Verdict, choose, no_pass_lines
 from stages.quantization.search import Budget, Step, walk
-from stages.quantization.settings import DEFAULT, Setting
+from stages.quantization.settings import DEFAULT, FloatOps, Setting
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from stages.quantize_search import QuantizeSearchParams
 
 IR = "model"  # a trial's IR directory, inside the trial
+RANKING = "ranking.json"  # a ranking's figures per reverted group, inside its trial
 
 
 @dataclass
@@ -69,7 +70,7 @@ class SearchRun:
         from stages import data
         from stages.quantization.calibration import Feed, fit_static_batch, no_samples
         from stages.quantization.judge import Gates, Judge, RememberingRunner, split
-        from stages.quantize_nncf import _import_nncf, _model_type
+        from stages.quantization.nncf_setup import import_nncf, resolve_model_type
         from stages.runtimes.openvino import io as ovio
         from stages.runtimes.openvino.runner import OpenVinoRunner
         from stages.validation import numerics as N
@@ -85,7 +86,7 @@ class SearchRun:
         for ds in (calib, val):
             if data.warn_if_synthetic(ds):
                 ctx.warn(f"{ds.label}: {data.warn_if_synthetic(ds)}")
-        nncf = _import_nncf()
+        nncf = import_nncf()
         import openvino as ov
 
         core = ov.Core()
@@ -98,11 +99,12 @@ class SearchRun:
         splits = split(groups, p.holdout_every)
         mask = N.mask_name(p.mask_input, list(model.tensors))
         gates = Gates(p.gates, dict(p.per_output), p.labels_output)
+        _check_labels(gates, val)
         judge = Judge(model, RememberingRunner(reference), splits, gates, mask, p.dense_threshold)
         largest = max(groups, key=len)
         batch = p.throughput_batch if p.objective == "throughput" else 1
         timing_feeds = SG.tile({k: v[:1] for k, v in largest.inputs.items()}, batch)
-        kind = _model_type("auto", float_model)
+        kind = resolve_model_type("auto", float_model)
         return cls(ctx, core, nncf, judge, feed, timing_feeds, kind.used == "transformer", kind.why)
 
     # -- the cached results ---------------------------------------------------------------------------------
@@ -117,7 +119,10 @@ class SearchRun:
         self.trials[setting] = trial
         if setting == DEFAULT:  # always first: every quantizable operation, named as the float model names it
             self.ops = dict(trial.summary["quantized_ops"])
-        self.ctx.progress(index + 1, self.ctx.params.max_trials, f"trial {index}: {setting.describe()}")
+            if not trial.summary["int8_ops"]:
+                raise ValueError("NNCF quantized nothing in this model with its default setting: nothing to search")
+        total = max(self.ctx.params.max_trials, index + 1)
+        self.ctx.progress(index + 1, total, f"trial {index}: {setting.describe()}")
         return self._scored(index, setting, trial)
 
     def _scored(self, index: int, setting: Setting, trial: Trial) -> Scored:
@@ -145,7 +150,7 @@ class SearchRun:
         ovio.save_ir(quantized, out / IR, compress_to_fp16=False)
         fresh = ovio.model_from_artifact(self.core, self.ctx.path("model"))
         ops = {g.name: g.type for g in groups(quantized, fresh)}
-        kept = matches(setting.float_ops, self.ops or ops)
+        kept = matches(setting.float_ops, self._quantizable(setting) or ops)
         runner = OpenVinoRunner(out / IR, precision=p.inference_precision, threads=p.threads)
         judged = self.judge.entries(runner, "search", _quiet)
         timed = latency(runner, self.timing_feeds, p.objective, p.repeats, p.min_seconds)
@@ -160,24 +165,41 @@ class SearchRun:
             "quantize_seconds": round(seconds, 3),
         }
 
+    def _quantizable(self, setting: Setting) -> dict[str, str]:
+        """The operations `setting` quantizes before any is kept in float (name -> type): its own trial without
+        float ops when there is one (another model type quantizes other ops), else the default's."""
+        base = self.trials.get(replace(setting, float_ops=FloatOps()))
+        return dict(base.summary["quantized_ops"]) if base is not None else dict(self.ops)
+
     def _transformer(self, setting: Setting) -> bool:
         return self.transformer if setting.model_type == "auto" else setting.model_type == "transformer"
 
     def ranking(self, setting: Setting) -> list[tuple[str, float]]:
-        """Each quantizer group of `setting`'s trial reverted alone, by the worst gate margin it reaches."""
+        """Each quantizer group of `setting`'s trial reverted alone, by the worst gate margin it reaches. The
+        cached result keeps each revert's figures, not its margins: the gates are read now (they are not in
+        the trial's key)."""
+        import json
+
         trial = self.trials[setting]
         ranked = self.ctx.trials.run(
             f"sensitivity ranking of {setting.describe()}",
             {"ranking_of": setting.to_json(), "split": "search"},
             lambda out: self._make_ranking(trial, out),
         )
-        return [(r["name"], float(r["margin"])) for r in ranked.summary["ranking"]]
+        rows = []
+        for group in json.loads((ranked.path / RANKING).read_text()):
+            margins = [v.margin for v in self.judge.verdicts(group["judged"])]
+            rows.append((group["name"], max(min(margins, default=float("inf")), -1e9)))
+        return sorted(rows, key=lambda r: (-r[1], r[0]))
 
     def _make_ranking(self, trial: Trial, out: Path) -> dict[str, Any]:
+        import json
+
         from stages.quantization.groups import groups, reverted
         from stages.runtimes.openvino import io as ovio
         from stages.runtimes.openvino.runner import OpenVinoRunner
 
+        p = self.ctx.params
         quantized = self.core.read_model(str(ovio.ir_xml(trial.path / IR)))
         float_model = ovio.model_from_artifact(self.core, self.ctx.path("model"))
         found = groups(quantized, float_model)
@@ -185,13 +207,13 @@ class SearchRun:
         for i, group in enumerate(found):
             self.ctx.progress(i, len(found), f"ranking {group.name}")
             model = reverted(quantized, float_model, group)
-            p = self.ctx.params
             runner = OpenVinoRunner(trial.path / IR, p.inference_precision, p.threads, model=model)
-            verdicts = self.judge.verdicts(self.judge.entries(runner, "search", _quiet))
-            worst = min((v.margin for v in verdicts), default=float("inf"))
-            rows.append({"name": group.name, "type": group.type, "margin": worst if worst > -1e9 else -1e9})
-        rows.sort(key=lambda r: (-r["margin"], r["name"]))
-        return {"ranking": rows}
+            judged = self.judge.entries(runner, "search", _quiet)
+            for entry in judged["outputs"].values():
+                entry.pop("per_sample", None)  # the worst samples' figures are what gates read
+            rows.append({"name": group.name, "type": group.type, "judged": judged})
+        (out / RANKING).write_text(json.dumps(rows, sort_keys=True))
+        return {"groups": len(rows)}
 
     def float_latency(self) -> Latency:
         """The float model's engine at the same precision and objective: what INT8 is measured against."""
@@ -244,7 +266,7 @@ class SearchRun:
         final = chosen
         names = self.trials[chosen.setting].summary["float_op_names"]
         if names:  # the float operations as types and patterns, quantized once more: what ships
-            scope = generalize(names, self.ops)
+            scope = generalize(names, self._quantizable(chosen.setting))
             setting = replace(chosen.setting, float_ops=scope)
             scored = self.trial(setting, "the choice with its float operations as patterns")
             final = Step(setting, scored, "the choice with its float operations as patterns", kept=scored.passed)
@@ -258,6 +280,8 @@ class SearchRun:
                 f"against {base.ms:.3f} ms): INT8 buys nothing on this CPU for this model"
             )
         holdout["chosen"] = self.holdout(final.setting)
+        if not self.judge.splits.holdout:
+            self.ctx.warn("no sample of val was held out: the choice is confirmed on nothing it was not chosen by")
         failures = [
             f"the choice (trial {final.scored.index}) fails on the held-out samples: {v.text}"
             for v in holdout["chosen"]
@@ -269,3 +293,11 @@ class SearchRun:
 
 def _quiet(done: int, total: int, desc: str) -> None:
     return None
+
+
+def _check_labels(gates: Any, val: Any) -> None:
+    """An accuracy gate on data without labels is a recipe error now, not a failed search an hour later."""
+    named = set(gates.gates or {}) | {g for per in gates.per_output.values() for g, v in per.items() if v is not None}
+    wanted = sorted(g for g in named if g.startswith("accuracy"))
+    if wanted and not val.has_labels:
+        raise ValueError(f"gates {', '.join(wanted)} need labels, and {val.label} has none")

@@ -237,6 +237,30 @@ def check_gate_values(gates: Any, allow_none: bool) -> Any:
     return out
 
 
+def checked_gate_params(model: type, data: Any) -> Any:
+    """A params model's `gates` and `per_output` as a recipe writes them, checked where they are written: an
+    unknown gate or a bad threshold is a recipe error on its own key (`gates.cosine_mn`)."""
+    from pipeline.schema import field_error
+
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    where: tuple[Any, ...] = ("gates",)
+    try:
+        if data.get("gates") is not None:
+            data["gates"] = check_gate_values(data["gates"], allow_none=False)
+        per_output = data.get("per_output")
+        if isinstance(per_output, dict):
+            checked = {}
+            for name, gates in per_output.items():
+                where = ("per_output", name)
+                checked[name] = check_gate_values(gates, allow_none=True)
+            data["per_output"] = checked
+    except GateValueError as exc:
+        raise field_error(model, (*where, exc.gate), exc.value, str(exc)) from None
+    return data
+
+
 def gate_reference() -> str:
     """The README's gate section: every gate, what it reads, where it applies, and its defaults."""
     lines = [

@@ -96,6 +96,14 @@ def test_bad_gates_are_recipe_errors() -> None:
         QuantizeSearch.Params.model_validate({"gates": {"cosine_mn": 0.9}})
     with pytest.raises(ValueError, match="space"):
         QuantizeSearch.Params.model_validate({"space": {"presets": ["mixed"]}})
+    with pytest.raises(ValueError, match="leave none to search on"):
+        QuantizeSearch.Params.model_validate({"holdout_every": 1})
+
+
+def test_an_accuracy_gate_on_data_without_labels_fails_before_any_trial(folder: Path, tmp_path: Path) -> None:
+    params = {"gates": {"accuracy_drop_max": 0.01}, **FAST, "space": SPACE}
+    with pytest.raises(ValueError, match="gates accuracy_drop_max need labels, and data.val has none"):
+        run_stage(QuantizeSearch, tmp_path / "out", params, _inputs(folder), GELU_SPEC)
 
 
 RECIPE = {
