@@ -1,0 +1,139 @@
+"""examples/search/: two models whose INT8 from quantize.nncf's defaults fails a worst-sample gate that a
+hand-picked NNCF setting passes, the cases quantize.search is for. Each recipe runs once as written (the
+float engine passes its gates; the default INT8 fails the worst-sample gate clearly: exit 3, the gate
+named), then with that setting (`--set`), which passes it while most ops stay INT8.
+
+gelu_outliers: a transformer with a few huge channels after GELU; keeping the two fc2 MatMuls in float
+passes. On a CPU without VNNI the engine's u8 x s8 multiply-add also saturates (README, Performance), so
+there the attention MatMuls stay in float too and `overflow_fix: enable`. fcn_sizes: a fully convolutional
+network at 16, 24 and 32 pixels with a few wide channels after its stem; keeping the two convs that read the
+stem in float passes, at every size."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from harness import REPO, Project, Ran, cpu_has_vnni, quick_timing, rows
+
+EXAMPLES = REPO / "examples" / "search"
+QUICK = quick_timing("check_fp32", "check_int8")
+CLEARLY = 0.03  # the default misses its threshold by at least this much
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Example:
+    recipe: str
+    files: tuple[str, ...]
+    output: str  # the output whose worst-sample gate the default fails
+    gate: str
+    threshold: float
+    error: str  # how check_int8's one-line error names the failure
+    passing: tuple[str, ...]  # --set arguments of a setting that passes it
+
+    @property
+    def name(self) -> str:
+        return Path(self.recipe).stem
+
+
+FC2 = ["Gemm_27/WithoutBiases", "Gemm_47/WithoutBiases"]  # the MatMuls after GELU, as the export names them
+ATTENTION = ["node_matmul", "node_matmul_1", "node_matmul_2", "node_matmul_3"]  # activation x activation
+GELU = Example(
+    recipe="gelu_outliers.yaml",
+    files=("gelu_outliers_plugin.py",),
+    output="embedding",
+    gate="cosine_min",
+    threshold=0.99,
+    error="embedding: cosine",
+    passing=(
+        ("--set", f"stages.quantize.with.ignored_scope={{names: [{', '.join(FC2)}]}}")
+        if cpu_has_vnni()
+        else (
+            "--set",
+            f"stages.quantize.with.ignored_scope={{names: [{', '.join(FC2 + ATTENTION)}]}}",
+            "--set",
+            "stages.quantize.with.overflow_fix=enable",
+        )
+    ),
+)
+FCN = Example(
+    recipe="fcn_sizes.yaml",
+    files=("fcn_sizes_plugin.py",),
+    output="boxes",
+    gate="iou_min",
+    threshold=0.9,
+    error="boxes: IoU",
+    passing=(
+        "--set",
+        "stages.quantize.with.ignored_scope={names: [node_conv2d_2/WithoutBiases, node_conv2d_8/WithoutBiases]}",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Built:
+    example: Example
+    project: Project
+    default: Ran
+
+    def run(self, *args: str) -> Ran:
+        return self.project.run_json(self.example.recipe, *QUICK, *args, timeout=900)
+
+
+@pytest.fixture(scope="module", params=[GELU, FCN], ids=lambda e: e.name)
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The example copied to its own project (and cache) and run once as written."""
+    example: Example = request.param
+    project = Project.copy(tmp_path_factory.mktemp(example.name), example.recipe, *example.files, source=EXAMPLES)
+    proc, record = project.run_json(example.recipe, *QUICK, timeout=900)
+    return Built(example, project, (proc, record))
+
+
+def why(proc: object, record: dict) -> str:
+    """What a failed assertion shows: each stage's status (and error), then the end of stderr."""
+    stages = [f"{s['stage']}: {s['status']} {s.get('error') or ''}" for s in record.get("stages", [])]
+    return "\n".join(stages) + "\n" + getattr(proc, "stderr", "")[-3000:]
+
+
+def gates_of(row: dict) -> dict[tuple[str, str], dict]:
+    """A validate stage's gates by (output, metric): its published report, or the one a failed gate kept."""
+    folder = Path(row["kept"]) if row.get("kept") else Path(row["outputs"]["report"]).parent
+    return {(g["output"], g["metric"]): g for g in json.loads((folder / "report.json").read_text())["gates"]}
+
+
+def test_the_default_int8_fails_the_worst_sample_gate_clearly(built: Built) -> None:
+    e, (proc, record) = built.example, built.default
+    assert proc.returncode == 3, why(proc, record)
+    r = rows(record)
+    assert r["check_fp32"]["status"] == "ran"  # the float engine is fine: the INT8 is what fails
+    assert r["check_int8"]["status"] == "gate failed" and e.error in r["check_int8"]["error"]
+    gates = gates_of(r["check_int8"])
+    assert [key for key, g in gates.items() if not g["passed"]] == [(e.output, e.gate)]
+    assert gates[(e.output, e.gate)]["observed"] < e.threshold - CLEARLY
+    assert r["quantize"]["summary"]["int8_ops"] > 0
+
+
+def test_the_outliers_are_in_the_weights(built: Built) -> None:
+    summary = rows(built.default[1])["train"]["summary"]
+    if built.example is GELU:
+        assert summary["held_out_accuracy"] >= 0.9
+        assert summary["outlier_ratio"] >= 500  # the GELU channels that dwarf the rest
+    else:
+        assert len(summary["wide_channels"]) == 2
+        assert min(v for k, v in summary.items() if k.startswith("held_out_iou_")) >= 0.8
+
+
+def test_a_hand_setting_passes_the_gate_with_most_ops_in_int8(built: Built) -> None:
+    e = built.example
+    proc, record = built.run(*e.passing)
+    assert proc.returncode == 0, why(proc, record)
+    r = rows(record)
+    assert r["train"]["status"] == "cached" and r["check_fp32"]["status"] == "cached", why(proc, record)
+    gate = gates_of(r["check_int8"])[(e.output, e.gate)]
+    assert gate["passed"] and gate["observed"] >= e.threshold
+    default_ops = rows(built.default[1])["quantize"]["summary"]["int8_ops"]
+    assert r["quantize"]["summary"]["int8_ops"] > default_ops / 2
