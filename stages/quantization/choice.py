@@ -7,8 +7,10 @@ that no passing trial beats are tied, and a tie goes to fewer operations in
 float, then to the lower median. When no trial passes there is no best: the
 nearest trials are listed with their margin on each gate.
 
-A gate's margin is in units of what the gate allows, so gates on different
-scales compare: 0 at the threshold, negative when it fails, -1 at twice the
+A failing trial is compared with another by its tail margin: each per-sample
+gate's margin on the mean of its few worst samples (`Space.tail`), the others'
+margins as they are. A gate's margin is in units of what the gate allows, so
+gates on different scales compare: 0 at the threshold, negative when it fails, -1 at twice the
 allowed error (a cosine of 0.98 against a 0.99 gate: allowed error 0.01, seen
 0.02). Boolean gates (finite, shape) are +inf when they hold and -inf when not.
 """
@@ -75,6 +77,7 @@ class Scored:
     latency: Latency
     float_ops: int
     quantized: bool = True  # False: NNCF left nothing in INT8, which no gate may pass for an INT8 model
+    tail: float | None = None  # the margin of the mean of the worst samples (None: the worst margin)
 
     @property
     def passed(self) -> bool:
@@ -85,6 +88,14 @@ class Scored:
         if not self.quantized:
             return -math.inf
         return min((v.margin for v in self.verdicts), default=math.inf)
+
+    @property
+    def tail_margin(self) -> float:
+        """How a failing trial is compared: the gates' margins on the mean of their worst few samples, a
+        steadier guide than the single worst sample (whose margin one stubborn sample can pin)."""
+        if not self.quantized:
+            return -math.inf
+        return self.worst_margin if self.tail is None else self.tail
 
     def failures(self) -> list[Verdict]:
         nothing = Verdict("finite", "model", None, True, False, "nothing is left in INT8")
@@ -107,14 +118,14 @@ def margin(gate: str, observed: float | bool | None, threshold: float | bool, pa
 
 def better(a: Scored, b: Scored) -> bool:
     """Whether `a` is a better place to search from than `b`: passing beats failing; between two passing
-    trials the faster beyond noise (else fewer float ops); between two failing, the larger worst margin."""
+    trials the faster beyond noise (else fewer float ops); between two failing, the larger tail margin."""
     if a.passed != b.passed:
         return a.passed
     if a.passed:
         if a.latency.faster_than(b.latency) or b.latency.faster_than(a.latency):
             return a.latency.faster_than(b.latency)
         return (a.float_ops, a.latency.ms) < (b.float_ops, b.latency.ms)
-    return a.worst_margin > b.worst_margin
+    return a.tail_margin > b.tail_margin
 
 
 def choose(trials: Sequence[Scored]) -> Scored | None:

@@ -136,3 +136,24 @@ def latency(runner: Any, feeds: Mapping[str, np.ndarray], mode: str, repeats: in
         t = runner.benchmark(feeds, mode, min_seconds, 3)
         values.append(t.p50_ms if mode == "latency" else 1000.0 / max(t.throughput, 1e-9))
     return Latency(statistics.median(values), min(values), max(values))
+
+
+def tail_margin(judged: Mapping[str, Any], verdicts: tuple[Verdict, ...], worst: int) -> float:
+    """The smallest margin over `verdicts`, each per-sample gate's taken on the mean of its `worst` worst
+    samples (in `judged`'s per-sample values) instead of the single worst."""
+    from stages.quantization.choice import margin
+    from stages.validation.gates import GATES, PER_SAMPLE
+
+    margins = []
+    for v in verdicts:
+        gate = GATES[v.gate]
+        values = judged["outputs"].get(v.output, {}).get("per_sample", {}).get(gate.figure)
+        if v.gate in PER_SAMPLE and values:
+            bad = -np.inf if gate.direction == "min" else np.inf
+            a = np.array([x if isinstance(x, (int, float)) else np.nan for x in values], np.float64)
+            a = np.sort(np.where(np.isfinite(a), a, bad))
+            tail = a[:worst] if gate.direction == "min" else a[::-1][:worst]
+            margins.append(margin(v.gate, float(tail.mean()), v.threshold, v.passed))
+        else:
+            margins.append(v.margin)
+    return min(margins, default=float("inf"))

@@ -7,9 +7,10 @@ figures. The path:
 1. `quantize.nncf`'s default setting, always first: the report shows what the search bought.
 2. One knob at a time (preset, model type, SmoothQuant alpha, bias correction, overflow fix), each from the best
    setting so far: a knob that makes things better is kept.
-3. While a gate fails: the quantizer groups, ranked by the worst margin each one's revert reaches
-   (measured on the gates' own worst-sample figures), are kept in float one by one; a move that does not
-   make things better is stepped back.
+3. While a gate fails: the quantizer groups, ranked by the margin each one's revert reaches on the worst
+   samples the gates read (the mean of the `space.tail` worst), are kept in float one by one; a move that
+   does not make things better is stepped back; once the ranked candidates are spent, the groups are ranked
+   again from where the search stands (as NNCF's accuracy control re-ranks), until none helps.
 4. Once a setting passes: each operation kept in float is tried back in INT8 (the last added first);
    one that still passes without it goes back (fewer float ops, a faster engine).
 
@@ -106,13 +107,14 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
             here, at = moved, scored
             keep(moved)
     added: list[str] = []  # kept in float, in the order the search added them
-    if not at.passed and space.float_ops and space.max_float_ops > 0:
+    while not at.passed and space.float_ops and len(here.float_ops.names) < space.max_float_ops:
         spent = budget.spent(len(path.steps))
         if spent is not None:  # the ranking costs a pass per quantizer group: not when no trial may follow
             path.stopped = spent
             return path
-        ranked = rank(here)
-        helps = [name for name, m in ranked if m > at.worst_margin] or [name for name, _ in ranked[:3]]
+        ranked = [(name, m) for name, m in rank(here) if name not in here.float_ops.names]
+        helps = [name for name, m in ranked if m > at.tail_margin] or [name for name, _ in ranked[:3]]
+        moved_on = False
         for i, name in enumerate(helps, 1):
             if len(here.float_ops.names) >= space.max_float_ops:
                 path.stopped = f"max_float_ops {space.max_float_ops} reached"
@@ -122,11 +124,13 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
             if scored is None:
                 return path
             if better(scored, at):
-                here, at = moved, scored
+                here, at, moved_on = moved, scored, True
                 added.append(name)
                 keep(moved)
                 if at.passed:
                     break
+        if not moved_on:  # no candidate helped: ranking again from here would name the same ones
+            break
     if at.passed:
         for name in reversed(added):
             moved = replace(here, float_ops=here.float_ops.without_name(name))

@@ -126,10 +126,14 @@ class SearchRun:
         return self._scored(index, setting, trial)
 
     def _scored(self, index: int, setting: Setting, trial: Trial) -> Scored:
-        verdicts = self.judge.verdicts(trial.summary["judged"])
+        from stages.quantization.judge import tail_margin
+
+        judged = trial.summary["judged"]
+        verdicts = self.judge.verdicts(judged)
         latency = Latency(**{k: float(v) for k, v in trial.summary["latency"].items()})
         quantized = int(trial.summary["int8_ops"]) > 0
-        return Scored(index, setting.describe(), verdicts, latency, int(trial.summary["float_ops"]), quantized)
+        tail = tail_margin(judged, verdicts, self.ctx.params.space.tail)
+        return Scored(index, setting.describe(), verdicts, latency, int(trial.summary["float_ops"]), quantized, tail)
 
     def _make_trial(self, setting: Setting, out: Path) -> dict[str, Any]:
         from stages.quantization.calibration import inputs_of
@@ -175,7 +179,7 @@ class SearchRun:
         return self.transformer if setting.model_type == "auto" else setting.model_type == "transformer"
 
     def ranking(self, setting: Setting) -> list[tuple[str, float]]:
-        """Each quantizer group of `setting`'s trial reverted alone, by the worst gate margin it reaches. The
+        """Each quantizer group of `setting`'s trial reverted alone, by the tail margin it reaches. The
         cached result keeps each revert's figures, not its margins: the gates are read now (they are not in
         the trial's key)."""
         import json
@@ -186,10 +190,13 @@ class SearchRun:
             {"ranking_of": setting.to_json(), "split": "search"},
             lambda out: self._make_ranking(trial, out),
         )
+        from stages.quantization.judge import tail_margin
+
         rows = []
         for group in json.loads((ranked.path / RANKING).read_text()):
-            margins = [v.margin for v in self.judge.verdicts(group["judged"])]
-            rows.append((group["name"], max(min(margins, default=float("inf")), -1e9)))
+            verdicts = self.judge.verdicts(group["judged"])
+            score = tail_margin(group["judged"], verdicts, self.ctx.params.space.tail)
+            rows.append((group["name"], max(score, -1e9)))
         return sorted(rows, key=lambda r: (-r[1], r[0]))
 
     def _make_ranking(self, trial: Trial, out: Path) -> dict[str, Any]:
@@ -209,8 +216,6 @@ class SearchRun:
             model = reverted(quantized, float_model, group)
             runner = OpenVinoRunner(trial.path / IR, p.inference_precision, p.threads, model=model)
             judged = self.judge.entries(runner, "search", _quiet)
-            for entry in judged["outputs"].values():
-                entry.pop("per_sample", None)  # the worst samples' figures are what gates read
             rows.append({"name": group.name, "type": group.type, "judged": judged})
         (out / RANKING).write_text(json.dumps(rows, sort_keys=True))
         return {"groups": len(rows)}

@@ -105,6 +105,12 @@ class Space(Strict):
     )
     float_ops: bool = Field(True, description="search which operations stay in float (greedy, by sensitivity)")
     max_float_ops: int = Field(12, ge=0, description="at most this many operations kept in float")
+    tail: int = Field(
+        16,
+        ge=1,
+        description="a failing setting is judged, and quantizer groups ranked, by the mean of this many worst "
+        "samples of each per-sample gate (a steadier guide than the one worst sample)",
+    )
 
     def alternatives(self, base: Setting, transformer: bool) -> list[Setting]:
         """The settings one knob away from `base` (SmoothQuant alphas only in transformer mode)."""

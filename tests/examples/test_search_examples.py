@@ -7,11 +7,14 @@ gelu_outliers: a transformer with a few huge channels after GELU; keeping the tw
 passes. On a CPU without VNNI the engine's u8 x s8 multiply-add also saturates (README, Performance), so
 there the attention MatMuls stay in float too and `overflow_fix: enable`. fcn_sizes: a fully convolutional
 network at 16, 24 and 32 pixels with a few wide channels after its stem; keeping the two convs that read the
-stem in float passes, at every size."""
+stem in float passes, at every size. Each `<name>_search.yaml` then quantizes the same model with
+quantize.search instead, in the same project and cache: it finds a setting that passes where the default fails,
+and the engine built from it passes the test gate on data no stage chose by."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,3 +140,24 @@ def test_a_hand_setting_passes_the_gate_with_most_ops_in_int8(built: Built) -> N
     assert gate["passed"] and gate["observed"] >= e.threshold
     default_ops = rows(built.default[1])["quantize"]["summary"]["int8_ops"]
     assert r["quantize"]["summary"]["int8_ops"] > default_ops / 2
+
+
+SEARCH_QUICK = ["--set", "stages.search.with.repeats=2", "--set", "stages.search.with.min_seconds=0.1"]
+
+
+def test_quantize_search_passes_the_gate_the_default_fails(built: Built) -> None:
+    e = built.example
+    recipe = e.recipe.replace(".yaml", "_search.yaml")
+    shutil.copy(EXAMPLES / recipe, built.project.root / recipe)
+    proc, record = built.project.run_json(recipe, *SEARCH_QUICK, *quick_timing("check_int8"), timeout=1200)
+    assert proc.returncode == 0, why(proc, record)
+    r = rows(record)
+    assert r["train"]["status"] == "cached"  # the same model as the default recipe's, from the same cache
+    report = json.loads(Path(r["search"]["outputs"]["report"]).read_text())
+    default = {(g["output"], g["gate"]): g for g in report["default"]["search"]}[(e.output, e.gate)]
+    assert not default["passed"] and report["trials"][0]["describe"] == "quantize.nncf default"
+    chosen = report["chosen"]
+    assert chosen is not None and chosen["holdout_passed"] and all(g["passed"] for g in chosen["search"])
+    assert r["search"]["trials"]["computed"] + r["search"]["trials"]["cached"] >= 2
+    gate = gates_of(r["check_int8"])[(e.output, e.gate)]
+    assert gate["passed"], why(proc, record)
