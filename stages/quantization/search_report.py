@@ -66,6 +66,7 @@ class SearchReport:
             "model_type": {"transformer": run.transformer, "why": run.model_type_why},
             "float": {"latency": r.float_latency.to_json()},
             "trials": trials,
+            "rankings": run.rankings,
             "trials_computed": sum(1 for t in trials if not t["cached"]),
             "trials_cached": sum(1 for t in trials if t["cached"]),
             "default": {

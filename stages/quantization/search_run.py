@@ -64,6 +64,7 @@ class SearchRun:
     ops: dict[str, str] = field(default_factory=dict)  # quantizable op name -> type (from the default trial)
     trials: dict[Setting, Trial] = field(default_factory=dict)
     count: int = 0  # trials asked for so far: the next one's index on the path
+    rankings: list[dict[str, Any]] = field(default_factory=list)  # each sensitivity ranking, as the path read it
 
     @classmethod
     def open(cls, ctx: StageContext[QuantizeSearchParams]) -> SearchRun:
@@ -197,7 +198,9 @@ class SearchRun:
             verdicts = self.judge.verdicts(group["judged"])
             score = tail_margin(group["judged"], verdicts, self.ctx.params.space.tail)
             rows.append((group["name"], max(score, -1e9)))
-        return sorted(rows, key=lambda r: (-r[1], r[0]))
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        self.rankings.append({"of": setting.describe(), "tail_margins": {n: round(m, 4) for n, m in rows}})
+        return rows
 
     def _make_ranking(self, trial: Trial, out: Path) -> dict[str, Any]:
         import json

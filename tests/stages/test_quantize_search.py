@@ -69,6 +69,8 @@ def test_search_passes_the_gate_the_default_fails(folder: Path, tmp_path: Path) 
     md = (out / "report.md").read_text()
     assert "![pareto](plots/pareto.svg)" in md and "| cosine_min on embedding (threshold 0.9) |" in md
     assert report["pareto"]["threshold"] == 0.9 and len(report["pareto"]["points"]) == len(trials)
+    ranking = report["rankings"][0]  # the groups the float-op moves were drawn from, by tail margin
+    assert ranking["of"] and set(ranking["tail_margins"]) >= set(chosen["float_op_names"])
 
 
 def test_no_passing_trial_fails_with_the_nearest_and_keeps_the_report(folder: Path, tmp_path: Path) -> None:
