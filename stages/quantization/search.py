@@ -11,8 +11,9 @@ figures. The path:
    samples the gates read (the mean of the `space.tail` worst), are kept in float one by one; a move that
    does not make things better is stepped back; once the ranked candidates are spent, the groups are ranked
    again from where the search stands (as NNCF's accuracy control re-ranks), until none helps.
-4. Once a setting passes: each operation kept in float is tried back in INT8 (the last added first);
-   one that still passes without it goes back (fewer float ops, a faster engine).
+4. Once a setting passes: each operation kept in float is tried back in INT8 (the last added first), then
+   each knob moved on the way back to its default (preset mixed is slower than performance); what still
+   passes is kept (fewer float ops and changes, often a faster engine).
 
 Every trial counts against `max_trials` and `max_minutes`, cached ones included, so a search resumed after
 a kill takes the same path under `max_trials` (under `max_minutes` it may get further: cached trials are quick).
@@ -140,6 +141,16 @@ def walk(evaluate: Evaluate, rank: Rank, space: Space, budget: Budget, transform
             if scored.passed:
                 here, at = moved, scored
                 keep(moved)
+        for knob in _KNOBS:  # a knob moved only to get here may be slower (preset mixed): try its default
+            if getattr(here, knob) == getattr(DEFAULT, knob):
+                continue
+            moved = replace(here, **{knob: getattr(DEFAULT, knob)})
+            scored = trial(moved, f"back to the default {_knob_text(moved, knob)}")
+            if scored is None:
+                return path
+            if scored.passed:
+                here, at = moved, scored
+                keep(moved)
     return path
 
 
@@ -154,5 +165,7 @@ def _knob(alternative: Setting) -> str:
 def _knob_text(setting: Setting, knob: str) -> str:
     value = getattr(setting, knob)
     if knob == "smooth_quant_alpha":
+        if value is None:
+            return "SmoothQuant alpha (NNCF's)"
         return "SmoothQuant off" if value < 0 else f"SmoothQuant alpha {value:g}"
     return f"{knob.replace('_', ' ')} {value}"

@@ -86,6 +86,8 @@ def test_the_path_starts_at_the_default_and_keeps_in_float_only_what_helps() -> 
     # c back in INT8 is the setting with a alone, tried already: not again; a is not needed once c is float
     assert tried_back == [("a", True)]
     assert len({s.setting for s in path.steps}) == len(path.steps)  # no setting tried twice
+    back = [s for s in path.steps if s.why.startswith("back to the default")]
+    assert [s.why for s in back] == ["back to the default SmoothQuant alpha (NNCF's)"] and back[0].kept
     best = choose([s.scored for s in path.steps])
     assert best is not None and path.steps[best.index].setting.float_ops.names == ("c",)
 
