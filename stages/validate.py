@@ -24,7 +24,6 @@ input takes it (`engine: tensorrt_int8.info`).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import GateFailed, did_you_mean
-from pipeline.stage import HardwareTarget, InputSpec, OutputSpec, Params, Stage, StageContext
+from pipeline.stage import HardwareTarget, InputSpec, OutputSpec, Params, Stage, StageContext, installed_version
 from stages.runtimes.tensorrt.targets import Target
 from stages.validation.gates import GATES, checked_gate_params
 
@@ -164,13 +163,7 @@ class Validate(Stage[ValidateParams]):
 
     def toolchain(self, params: ValidateParams | None = None) -> dict[str, str]:
         """The runtimes' versions (they change numerics) and matplotlib's (it changes the plots' bytes)."""
-        tc = {}
-        for dist in ("onnx", "onnxruntime", "openvino", "numpy", "matplotlib"):
-            try:
-                tc[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                tc[dist] = "missing"
-        return tc
+        return {dist: installed_version(dist) for dist in ("onnx", "onnxruntime", "openvino", "numpy", "matplotlib")}
 
     def hardware(self, params: ValidateParams) -> dict[str, str]:
         """The CPU model, its kernel-selecting ISA flags and core count, and the GPU if any: they change both
