@@ -18,6 +18,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pipeline.errors import did_you_mean
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# A stage's name once matrices are expanded: `build`, or a variant of it, `build@fp16-T4` (pipeline/recipe/matrix.py).
+STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?$")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 # What an output means, which decides the figures and default gates validation applies to it.
 ROLES = ("classification", "regression", "embedding", "dense")
@@ -130,8 +132,10 @@ class ModelSpec(Strict):
 class StageSpec(Strict):
     uses: str = Field(description="stage kind")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="parameters")
-    inputs: dict[str, str] = Field(
-        default_factory=dict, description="input name -> stage[.output], data.NAME or a path"
+    inputs: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="input name -> stage[.output], data.NAME or a path; a list (`[build@*, other]`) for an input "
+        "that takes many",
     )
     from_: str | None = Field(None, alias="from", description="shorthand for inputs: {model: X}")
     description: str = ""
@@ -144,7 +148,7 @@ class StageSpec(Strict):
             raise ValueError("give either from: or inputs.model, not both")
         return self
 
-    def references(self) -> dict[str, str]:
+    def references(self) -> dict[str, str | list[str]]:
         refs = dict(self.inputs)
         if self.from_ is not None:
             refs["model"] = self.from_
@@ -160,11 +164,19 @@ class RecipeSpec(Strict):
     data: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
 
-    @field_validator("stages", "data")
+    @field_validator("data")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
             if not NAME_RE.match(name):
+                raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not STAGE_NAME_RE.match(name):
                 raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
         return v
 

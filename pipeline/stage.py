@@ -31,6 +31,9 @@ class InputSpec:
     kind: Literal["artifact", "data"] = "artifact"
     optional: bool = False
     description: str = ""
+    # Takes a list of artifacts (`[build@*, openvino]`: a fan-in of a matrix stage's variants and others),
+    # read with `StageContext.members`; under --skip-unavailable the members that cannot be built are left out.
+    many: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,16 @@ class StageContext(Generic[P]):
             raise TypeError(f"stage {self.stage}: input {name!r} is an artifact ({value.name}), not a dataset")
         return value
 
+    def members(self, name: str) -> dict[str, Path]:
+        """The artifacts connected to the many-input `name` (`InputSpec.many`), by what the recipe calls each
+        (a stage, `build@fp16-T4`, or a path as written), in recipe order; empty when none is connected."""
+        prefix = member_input(name, "")[:-1]
+        found = {k[len(prefix) : -1]: v for k, v in self.inputs.items() if k.startswith(prefix) and k.endswith("]")}
+        for label, value in found.items():
+            if not isinstance(value, Path):
+                raise TypeError(f"stage {self.stage}: input {name}[{label}] is a dataset, not an artifact")
+        return {k: v for k, v in found.items() if isinstance(v, Path)}
+
     def optional_path(self, name: str) -> Path | None:
         """`path(name)`, or None when the recipe leaves that optional input out."""
         return self.path(name) if name in self.inputs else None
@@ -333,6 +346,11 @@ class Stage(Generic[P]):
     def run(self, ctx: StageContext[P]) -> dict[str, Any] | None:
         """Read `ctx.inputs`, write every declared output under `ctx.outdir`; return summary figures."""
         raise NotImplementedError
+
+
+def member_input(name: str, label: str) -> str:
+    """How one member of the many-input `name` is named among a stage's inputs and in its key: `models[build@fp16]`."""
+    return f"{name}[{label}]"
 
 
 def default_output(kind: type[Stage]) -> str:

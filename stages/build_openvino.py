@@ -42,8 +42,8 @@ from pydantic import Field
 from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
-from stages.runtimes.engine_info import EngineDevice, EngineInfo, Precision, TensorInfo
-from stages.runtimes.openvino.io import IR_XML, ir_xml
+from stages.runtimes.engine_info import EngineDevice, EngineInfo, Precision
+from stages.runtimes.openvino.io import IR_XML, ir_xml, tensor_info
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -182,7 +182,7 @@ def engine_info(
 ) -> EngineInfo:
     """The EngineInfo of the saved IR `model`, built from `source` with params `p` (machine-independent)."""
     precision: Precision = "int8" if fake_quantize else "fp8" if fake_convert else _PRECISION[p.inference_precision]
-    inputs = tuple(_tensor(port) for port in model.inputs)
+    inputs = tuple(tensor_info(port) for port in model.inputs)
     source_file = f"{source.name}/{ir_xml(source).name}" if source.is_dir() else source.name
     reshape = {t.name: _shape_text(t.dims) for t in inputs} if spec is not None and spec.tensors else None
     run_with = [
@@ -203,7 +203,7 @@ def engine_info(
         precision=precision,
         inference_precision=p.inference_precision,
         inputs=inputs,
-        outputs=tuple(_tensor(port) for port in model.outputs),
+        outputs=tuple(tensor_info(port) for port in model.outputs),
         toolchain={"openvino": version},
         device=EngineDevice(device=p.device),
         reproduce=_reproduce(source_file, reshape, p.weights == "fp16"),
@@ -227,20 +227,6 @@ def _reproduce(source: str, reshape: dict[str, str] | None, compress_to_fp16: bo
         steps.append(f"model.reshape({reshape!r})")
     steps.append(f"ov.save_model(model, {IR_XML!r}, compress_to_fp16={compress_to_fp16})")
     return ("python", "-c", "; ".join(steps))
-
-
-def _tensor(port: Any) -> TensorInfo:
-    """A port as a TensorInfo: dims as OpenVINO prints them ("1..8" for a range), dtype by the one table's name
-    (`runtimes.dtypes`; numpy's name, by OpenVINO's own mapping, for a type the table lacks)."""
-    import numpy as np
-
-    from stages.runtimes.dtypes import name_of_openvino
-
-    etype = port.get_element_type()
-    dtype = name_of_openvino(etype.get_type_name()) or np.dtype(etype.to_dtype()).name
-    shape = port.get_partial_shape()
-    dims = None if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else str(d) for d in shape)
-    return TensorInfo(name=port.get_any_name(), dtype=dtype, dims=dims)
 
 
 def _shape_text(dims: Any) -> str:

@@ -130,7 +130,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
         decisions = with_reports(project, remote, decisions)
     base = args.output.parent if args.output is not None else None  # links resolve from where it is read
-    summary = summarize(project.recipe, project.cache, decisions, args.stages, base)
+    summary = summarize(project.recipe, project.cache, decisions, project.recipe.stage_names(args.stages), base)
     project.cache.memo.flush()
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -23,7 +23,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe, graph, cache = project.recipe, project.graph, project.cache
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    forced = [s for s in args.force if s != "*"]
+    forced = recipe.stage_names([s for s in args.force if s != "*"])
     for s in forced:
         if s not in recipe.stages:
             raise UsageError(f"--force {s}: no such stage")
@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "`--force STAGE` takes one stage: write targets before it or use --force=STAGE"
             )
     options = RunOptions(
-        targets=tuple(args.stages),
+        targets=tuple(recipe.stage_names(args.stages)),
         force=tuple(forced),
         force_all="*" in args.force,
         keep_going=args.keep_going,

@@ -25,7 +25,8 @@ class Project:
 
     def plan(self, remote: Remote | None = None, skip_unavailable: bool = False) -> list[Decision]:
         """Every selected stage's decision, in order (the graph's cache and the digest memo kept for next time)."""
-        decisions = Planner(self.recipe, self.cache, remote=remote).plan(list(self.graph.order))
+        planner = Planner(self.recipe, self.cache, remote=remote, skip_unavailable=skip_unavailable)
+        decisions = planner.plan(list(self.graph.order))
         self.graph.remember()
         self.cache.memo.flush()
         if skip_unavailable:

@@ -56,10 +56,11 @@ def parents_of(recipe: Recipe, name: str) -> tuple[str, ...]:
 def stage_graph(recipe: Recipe, targets: Iterable[str] = (), memo_dir: Path | None = None) -> StageGraph:
     """The stages that build `targets` (all if none), ordered; remembered in `memo_dir` by structure
     (see `StageGraph.remember`)."""
-    targets = sorted(set(targets))
+    targets = sorted(set(recipe.stage_names(list(targets))))  # a matrix stage names all its variants
     for t in targets:
         if t not in recipe.stages:
-            raise UsageError(f"no stage {t!r} in the recipe{did_you_mean(t, list(recipe.stages))}")
+            known = list(recipe.stages) + list(recipe.matrices)
+            raise UsageError(f"no stage {t!r} in the recipe{did_you_mean(t, known)}")
     memo = memo_dir / f"graph-{_structure_digest(recipe, targets)}.json" if memo_dir else None
     remembered = _read_order(memo)
     if remembered is not None and _is_valid_order(recipe, remembered, targets):

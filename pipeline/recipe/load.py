@@ -17,10 +17,11 @@ from pydantic import BaseModel, ValidationError
 from pipeline.cache.hashing import canonical_json, sha256_bytes
 from pipeline.datakind import DataKind, DataSpec
 from pipeline.errors import PipelineError, RecipeError, did_you_mean
+from pipeline.recipe import matrix
 from pipeline.recipe.registry import Registry
 from pipeline.recipe.yamlio import LineMap, line_for, load_yaml
 from pipeline.schema import NAME_RE, ModelSpec, RecipeSpec
-from pipeline.stage import Stage, default_output
+from pipeline.stage import Stage, default_output, member_input
 
 _PATHISH = re.compile(r"[/\\]|\.[A-Za-z0-9]+$")
 
@@ -67,6 +68,7 @@ class Recipe:
     datasets: dict[str, DataNode]
     lines: LineMap
     overrides: tuple[str, ...] = ()  # --set items applied on top of the file
+    matrices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # matrix stage -> variants
 
     @property
     def base_name(self) -> str:
@@ -85,6 +87,10 @@ class Recipe:
     def line(self, *loc: Any) -> int | None:
         return line_for(self.lines, tuple(loc))
 
+    def stage_names(self, names: Sequence[str]) -> list[str]:
+        """Stage names as a command line gives them: a matrix stage's name stands for all its variants."""
+        return list(dict.fromkeys(v for n in names for v in self.matrices.get(n, (n,))))
+
 
 def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
     """Load, validate and resolve a recipe; raise RecipeError on the first problem."""
@@ -92,8 +98,11 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
     raw, lines = load_yaml(path)
     if not isinstance(raw, dict):
         raise RecipeError(path, 1, None, "expected a mapping with a `stages:` key")
+    # `--set stages.build@fp16.with.x=1` sets one variant: applied once the matrices are expanded.
+    on_variants = [item for item in overrides if _names_variant(item)]
     for item in overrides:
-        _apply_override(raw, item, path)
+        if item not in on_variants:
+            _apply_override(raw, item, path)
     overridden = [tuple(item.partition("=")[0].split(".")) for item in overrides]
     for section in ("stages", "data"):
         for name in raw.get(section) or {} if isinstance(raw.get(section), dict) else {}:
@@ -104,6 +113,11 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
                     f"{section}.{name}",
                     "names must match [A-Za-z0-9_-]+ (they become paths)",
                 )
+    matrices: dict[str, list[matrix.Variant]] = {}
+    if "stages" in raw:
+        raw["stages"], matrices = matrix.expand(raw["stages"], lines, path)
+    for item in on_variants:
+        _apply_override(raw, item, path)
     try:
         spec = RecipeSpec.model_validate(raw)
     except ValidationError as exc:
@@ -122,7 +136,14 @@ def load_recipe(path: Path | str, overrides: Sequence[str] = (), registry: Regis
         datasets=datasets,
         lines=lines,
         overrides=tuple(overrides),
+        matrices={name: tuple(v.name for v in variants) for name, variants in matrices.items()},
     )
+
+
+def _names_variant(item: str) -> bool:
+    """Whether a --set item addresses one variant of a matrix stage (`stages.build@fp16.with.x=1`)."""
+    parts = item.partition("=")[0].split(".")
+    return len(parts) > 1 and parts[0] == "stages" and matrix.SEP in parts[1]
 
 
 def _inherit_targets(path: Path, stages: dict[str, StageNode]) -> None:
@@ -142,14 +163,17 @@ def _inherit_targets(path: Path, stages: dict[str, StageNode]) -> None:
                 target = producer.kind().target(producer.params) if producer is not None else None
                 if target is not None:
                     found[target.accelerator] = target
+            if not found:
+                continue
+            params = kind.with_target(node.params, next(iter(found.values())))
+            if params is None:  # the kind takes no target from its inputs (a package of engines for many GPUs)
+                continue
             if len(found) > 1:
                 raise RecipeError(
                     path, node.line, f"stages.{name}", f"reads results for {', '.join(sorted(found))}: set its target"
                 )
-            params = kind.with_target(node.params, next(iter(found.values()))) if found else None
-            if params is not None:
-                stages[name] = dataclasses.replace(node, params=params)
-                changed = True
+            stages[name] = dataclasses.replace(node, params=params)
+            changed = True
 
 
 def _variant_name(name: str, overrides: Sequence[str]) -> str:
@@ -233,10 +257,30 @@ def _stage_node(
             raise RecipeError(
                 path, line_for(lines, at), f"stages.{name}.inputs", f"kind {kind.kind} needs input {input_name!r}"
             )
-    inputs = {}
+    inputs: dict[str, Ref] = {}
     for input_name, ref in refs.items():
         loc = at + (("from",) if stage.from_ is not None and input_name == "model" else ("inputs", input_name))
-        inputs[input_name] = _resolve(path, lines, spec, registry, loc, ref, kind.inputs[input_name].kind)
+        declared = kind.inputs[input_name]
+        if not declared.many:
+            if isinstance(ref, list):
+                raise RecipeError(
+                    path,
+                    line_for(lines, loc),
+                    ".".join(map(str, loc)),
+                    f"input {input_name!r} of {kind.kind} takes one artifact, not a list"
+                    + (" (a fan-in, STAGE@*, is for inputs that take many)" if len(ref) > 1 else ""),
+                )
+            inputs[input_name] = _resolve(path, lines, spec, registry, loc, ref, declared.kind)
+            continue
+        members = ref if isinstance(ref, list) else [ref]
+        if not members:
+            raise RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)), "empty list: nothing to read")
+        for i, member in enumerate(members):
+            where = loc + (i,) if isinstance(ref, list) else loc
+            key = member_input(input_name, member)
+            if key in inputs:
+                raise RecipeError(path, line_for(lines, where), ".".join(map(str, where)), f"{member!r} listed twice")
+            inputs[key] = _resolve(path, lines, spec, registry, where, member, declared.kind)
     return StageNode(name=name, kind=kind, params=params, inputs=inputs, line=line_for(lines, at))
 
 

@@ -16,9 +16,7 @@ import graphlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.backends import Backend
@@ -51,7 +49,7 @@ from pipeline.run.events import (
 from pipeline.run.options import RunOptions, RunResult
 from pipeline.run.plan import Decision, Planner
 from pipeline.run.sites import PublishError, site_for, write_log
-from pipeline.run.tasks import task_for
+from pipeline.run.tasks import RunningTask, task_for
 from pipeline.status import Status, run_exit_code
 
 if TYPE_CHECKING:
@@ -65,17 +63,6 @@ class Turn(Enum):
     SETTLED = "settled"  # cached, pulled, skipped or unavailable: no worker needed
     STARTED = "started"  # submitted to the backend
     BLOCKED = "blocked"  # another process holds its key or the CPU, or a parent is rebuilt: next turn
-
-
-@dataclass
-class _Running:
-    stage: str
-    decision: Decision
-    workspace: Path
-    lock: KeyLock
-    cpu: KeyLock  # shared; exclusive for stages that time things (across runs on this cache)
-    log: Path
-    started: float
 
 
 class Executor:
@@ -113,12 +100,14 @@ class Executor:
             force_all=options.force_all,
             remote=remote,
             placement=self.site.placement if self.site.places_targets else None,
+            skip_unavailable=options.skip_unavailable,
         )
         self._backend: Backend | None = None
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningTask] = {}
         self._waiting: set[str] = set()
         self.known: dict[str, StageRecord] = {}
         self.status: dict[str, Status] = {}
+        self._cannot_run_here: set[str] = set()  # unavailable, or skipped for that alone (a fan-in may go without)
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> RunResult:
@@ -190,19 +179,23 @@ class Executor:
         """
         node = self.recipe.stages[name]
         kind = node.kind.kind
-        bad = [p for p in self.graph.parents[name] if not (p in self.status and self.status[p].built)]
-        if bad:
-            why = ", ".join(f"{p} {self.status.get(p, Status.NOT_RUN)}" for p in bad)
+        bad = {p for p in self.graph.parents[name] if not (p in self.status and self.status[p].built)}
+        left_out = self.planner.without(name, bad) if bad and bad <= self._cannot_run_here else ()
+        if left_out is None or bad and not left_out:
+            why = ", ".join(f"{p} {self.status.get(p, Status.NOT_RUN)}" for p in sorted(bad))
             self.status[name] = Status.SKIPPED
+            if bad <= self._cannot_run_here:
+                self._cannot_run_here.add(name)
             self.reporter.handle(StageSkipped(name, kind, why))
             return Turn.SETTLED
-        decision = self.planner.decide(name, self.known)
+        decision = self.planner.decide(name, self.known, left_out)
         if decision.status == Status.UNAVAILABLE:
+            self._cannot_run_here.add(name)
             self.status[name] = Status.UNAVAILABLE
             self.reporter.handle(StageUnavailable(name, kind, decision.reasons[0]))
             return Turn.SETTLED
         if decision.status == Status.CACHED and decision.record is not None:
-            self._settle_cached(name, decision.record, built_elsewhere=name in self._waiting)
+            self._settle_cached(name, decision.record, name in self._waiting, decision.notes)
             return Turn.SETTLED
         if decision.status == Status.PULLED:
             if self._settle_pulled(name, decision):
@@ -241,7 +234,10 @@ class Executor:
             self._waiting.add(name)
             self.reporter.handle(StageWaiting(name, why))
 
-    def _settle_cached(self, name: str, record: StageRecord, built_elsewhere: bool = False) -> None:
+    def _settle_cached(
+        self, name: str, record: StageRecord, built_elsewhere: bool = False, notes: tuple[str, ...] = ()
+    ) -> None:
+        warnings = (*record.warnings, *notes)
         self.known[name] = record
         self.cache.records.set_latest(self.recipe.name, name, record.key)
         views = update_view(self.cache, self.recipe.name, name, record)
@@ -258,13 +254,11 @@ class Executor:
                     record.summary,
                     False,
                     built_elsewhere=True,
-                    warnings=record.warnings,
+                    warnings=warnings,
                 )
             )
         else:
-            self.reporter.handle(
-                StageCached(name, kind, views, record.summary, record.created, warnings=record.warnings)
-            )
+            self.reporter.handle(StageCached(name, kind, views, record.summary, record.created, warnings=warnings))
 
     # -- the remote ----------------------------------------------------------------
     def _settle_pulled(self, name: str, decision: Decision) -> bool:
@@ -340,8 +334,10 @@ class Executor:
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         forced = decision.reasons == ("forced",)
-        task = task_for(self.recipe, name, self.known, self.cache.root, ws, log, decision.components, forced)
-        running = _Running(name, decision, ws, lock, cpu, log, time.perf_counter())
+        task = task_for(
+            self.recipe, name, self.known, self.cache.root, ws, log, decision.components, forced, decision.left_out
+        )
+        running = RunningTask(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running
         self.reporter.handle(StageStarted(name, node.kind.kind, decision.reasons, str(log)))
         self.backend.submit(self.site.prepare(task, decision, self.known))
@@ -395,7 +391,7 @@ class Executor:
                             outcome.summary,
                             same,
                             node=node,
-                            warnings=outcome.warnings,
+                            warnings=(*outcome.warnings, *r.decision.notes),
                             trials=outcome.trials,
                         )
                     )

@@ -21,7 +21,7 @@ from pipeline.cache.records import StageRecord
 from pipeline.errors import KindBug, NameNotDefined, RecipeError
 from pipeline.keys.compute import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.keys.discovered import changes
-from pipeline.recipe.load import Recipe
+from pipeline.recipe.load import Recipe, Ref
 from pipeline.stage import RecipeValueError
 from pipeline.status import Status
 
@@ -44,6 +44,14 @@ class Decision:
     previous: StageRecord | None = field(default=None, repr=False)
     remote: RemoteRecord | None = field(default=None, repr=False)  # PULLED: what the remote holds
     failure: FailureRecord | None = field(default=None, repr=False)  # RUN: how this key failed last time
+    left_out: tuple[str, ...] = ()  # --skip-unavailable: fan-in members built without (they cannot run here)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the run says under the stage's row, cached or not."""
+        if not self.left_out:
+            return ()
+        return (f"built without {', '.join(self.left_out)}: cannot run here (--skip-unavailable)",)
 
 
 class Planner:
@@ -55,10 +63,13 @@ class Planner:
         force_all: bool = False,
         remote: Remote | None = None,
         placement: Callable[[str], str | None] | None = None,
+        skip_unavailable: bool = False,
     ):
         """`placement`, for a cluster: given a declared hardware target ("H100"), why no node can run it
-        (None when one can); it replaces this machine's own check for such stages."""
+        (None when one can); it replaces this machine's own check for such stages. `skip_unavailable`: a fan-in
+        is decided without its members that cannot run here (`without`)."""
         self.recipe, self.cache, self.remote = recipe, cache, remote
+        self.skip_unavailable = skip_unavailable
         self.placement = placement
         self.force, self.force_all = set(force), force_all
         cache.memo.new_plan()
@@ -131,10 +142,33 @@ class Planner:
             return self.placement(target.accelerator)
         return unmet_here(self._stages[name], params)
 
-    def decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
-        """Decide one stage, given the records of its already-built parents; a stage that will run says
-        how its key failed before, if it did (pipeline/cache/failures.py: failures are never served)."""
-        decision = self._decide(name, known)
+    def without(self, name: str, gone: set[str]) -> tuple[str, ...] | None:
+        """Under --skip-unavailable, the parents in `gone` (they cannot run here) that `name` is built without:
+        each must reach it only as a member of a many-input that keeps another member. None when it cannot
+        be (then it cannot run either)."""
+        if not self.skip_unavailable:
+            return None
+        node = self.recipe.stages[name]
+        kept: dict[str, int] = {}
+        for key, ref in node.inputs.items():
+            base = key.partition("[")[0]
+            member = key != base and node.kind.inputs[base].many
+            if ref.kind == "stage" and ref.target in gone:
+                if not member:
+                    return None
+                kept.setdefault(base, 0)
+            elif member:
+                kept[base] = kept.get(base, 0) + 1
+        return tuple(sorted(gone)) if all(kept.values()) else None
+
+    def decide(self, name: str, known: dict[str, StageRecord], left_out: tuple[str, ...] = ()) -> Decision:
+        """Decide one stage, given the records of its already-built parents (and the fan-in members it is built
+        without: `without`); a stage that will run says how its key failed before, if it did
+        (pipeline/cache/failures.py: failures are never served)."""
+        decision = self._decide(name, known, left_out)
+        if left_out:
+            why = decision.reasons + ((f"without {', '.join(left_out)} (cannot run here)",) if decision.reasons else ())
+            decision = dataclasses.replace(decision, left_out=left_out, reasons=why)
         if decision.status == RUN and decision.key is not None:
             failure = self.cache.failures.get(decision.key)
             if failure is not None:
@@ -142,8 +176,9 @@ class Planner:
                 return dataclasses.replace(decision, reasons=(failure.describe(), *since), failure=failure)
         return decision
 
-    def _decide(self, name: str, known: dict[str, StageRecord]) -> Decision:
+    def _decide(self, name: str, known: dict[str, StageRecord], left_out: tuple[str, ...] = ()) -> Decision:
         node = self.recipe.stages[name]
+        refs = inputs_without(node.inputs, left_out)
         targeted = self._stages[name].target(node.params) is not None
         if not targeted:  # its key would name this machine: no cache has it where it cannot run
             unmet = self.unmet(name)
@@ -152,7 +187,7 @@ class Planner:
         inputs: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
         waiting = []
-        for input_name, ref in node.inputs.items():
+        for input_name, ref in refs.items():
             if ref.kind == "stage":
                 parent = known.get(ref.target)
                 if parent is None:
@@ -167,7 +202,7 @@ class Planner:
         if name not in self._fingerprints:
             self.prepare([name])
         if waiting:
-            return self._waiting(name, inputs, datasets, sorted(set(waiting)))
+            return self._waiting(name, inputs, datasets, sorted(set(waiting)), left_out)
         result = compute_key(
             node, self.recipe, inputs, self._fingerprints[name], self._stages[name], self.keys, datasets
         )
@@ -209,11 +244,13 @@ class Planner:
         if previous is None:
             reasons: tuple[str, ...] = (NEVER_BUILT,)
         else:
-            labels = {k: self._label(v) for k, v in node.inputs.items()}
+            labels = {k: self._label(v) for k, v in refs.items()}
             reasons = tuple(explain(previous.components, result.components, labels))
         return Decision(name, RUN, reasons, result.key, result.components, None, previous)
 
-    def _waiting(self, name: str, inputs: dict[str, str], datasets: dict[str, Any], parents: list[str]) -> Decision:
+    def _waiting(
+        self, name: str, inputs: dict[str, str], datasets: dict[str, Any], parents: list[str], left_out: tuple[str, ...]
+    ) -> Decision:
         """A stage whose parents must run first: its key waits on their outputs (early cutoff), unless what
         it holds of its own (params, code, data, files, toolchain) changed since its last build, which
         makes the rerun certain whatever the parents produce."""
@@ -224,12 +261,13 @@ class Planner:
         reasons: list[str] = []
         if previous is not None:
             before = previous.components.get("inputs", {})
-            unknown = {k for k, ref in node.inputs.items() if ref.kind == "stage"}
+            refs = inputs_without(node.inputs, left_out)
+            unknown = {k for k, ref in refs.items() if ref.kind == "stage"}
             assumed = {**inputs, **{k: before.get(k, "(new input)") for k in unknown}}
             result = compute_key(
                 node, self.recipe, assumed, self._fingerprints[name], self._stages[name], self.keys, datasets
             )
-            labels = {k: self._label(v) for k, v in node.inputs.items()}
+            labels = {k: self._label(v) for k, v in refs.items()}
             reasons = [r for r in explain(previous.components, result.components, labels) if r != "key changed"]
         if reasons:
             return Decision(name, RUN, (*reasons, f"after {', '.join(parents)}"), previous=previous)
@@ -253,15 +291,23 @@ class Planner:
         out = []
         for name in order:
             parents = {r.target for r in self.recipe.stages[name].inputs.values() if r.kind == "stage"}
-            if parents & blocked:
+            left_out = self.without(name, parents & blocked) if parents & blocked else ()
+            if left_out is None:
                 d = Decision(
                     name, UNAVAILABLE, (f"needs {', '.join(sorted(parents & blocked))}, which cannot run here",)
                 )
             else:
-                d = self.decide(name, known)
+                d = self.decide(name, known, left_out)
             if d.status in (CACHED, PULLED) and d.record is not None:
                 known[name] = d.record
             if d.status == UNAVAILABLE:
                 blocked.add(name)
             out.append(d)
         return out
+
+
+def inputs_without(inputs: dict[str, Ref], left_out: tuple[str, ...]) -> dict[str, Ref]:
+    """A stage's inputs less those read from the stages `left_out` (fan-in members that cannot run here)."""
+    if not left_out:
+        return inputs
+    return {k: ref for k, ref in inputs.items() if not (ref.kind == "stage" and ref.target in left_out)}

@@ -3,14 +3,33 @@ resolved (a parent's output record, a dataset's spec and code, a path), so a wor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.backends.worker import Task, TrialSpec
 from pipeline.cache.records import StageRecord
 from pipeline.cache.trials import trial_base
 from pipeline.recipe.load import Recipe
+from pipeline.run.plan import inputs_without
 from pipeline.stage import DatasetInput
+
+if TYPE_CHECKING:
+    from pipeline.cache.flock import KeyLock
+    from pipeline.run.plan import Decision
+
+
+@dataclass
+class RunningTask:
+    """A stage whose task a backend runs: what the executor holds until it ends."""
+
+    stage: str
+    decision: Decision
+    workspace: Path
+    lock: KeyLock
+    cpu: KeyLock  # shared; exclusive for stages that time things (across runs on this cache)
+    log: Path
+    started: float
 
 
 def task_for(
@@ -22,12 +41,14 @@ def task_for(
     log: Path,
     components: dict[str, Any] | None = None,
     forced: bool = False,
+    left_out: tuple[str, ...] = (),
 ) -> Task:
     """The task for stage `name`, whose parents' records are in `known`; with its key's `components`, its
-    trials are kept in the cache at `store` (`pipeline.cache.trials`), all computed again when `forced`."""
+    trials are kept in the cache at `store` (`pipeline.cache.trials`), all computed again when `forced`; the
+    fan-in members read from `left_out` are left out (`Planner.without`)."""
     node = recipe.stages[name]
     inputs: dict[str, Any] = {}
-    for input_name, ref in node.inputs.items():
+    for input_name, ref in inputs_without(node.inputs, left_out).items():
         if ref.kind == "stage":
             inputs[input_name] = known[ref.target].outputs[ref.output]
         elif ref.kind == "data":

@@ -278,3 +278,18 @@ def _square(ctx: StageContext[SearchParams], out: "os.PathLike[str] | str", poin
     with open(os.path.join(out, "value.txt"), "w") as f:
         f.write(str(value))
     return {"value": value}
+
+
+class Gather(Stage):
+    """Lists every artifact of its `parts` fan-in (a matrix stage's variants) with their text, in recipe order."""
+
+    kind = "toy.gather"
+    inputs = {"parts": InputSpec(many=True), "extra": InputSpec(optional=True)}
+    outputs = {"model": OutputSpec("gathered.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        parts = ctx.members("parts")
+        lines = [f"{label}: {path.read_text().strip()}" for label, path in parts.items()]
+        (ctx.outdir / "gathered.txt").write_text("\n".join(lines) + "\n")
+        return {"parts": len(parts)}

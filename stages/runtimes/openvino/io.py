@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     import openvino as ov
+
+    from stages.runtimes.engine_info import TensorInfo
 
 IR_XML, IR_BIN = "model.xml", "model.bin"
 # Node types that carry low-precision quantization in an IR.
@@ -190,3 +192,18 @@ def _reaches_matmul(op: "ov.Node", depth: int, upstream: bool) -> bool:
                     nxt.append(other)
         frontier = nxt
     return False
+
+
+def tensor_info(port: Any) -> "TensorInfo":
+    """A port as engine.json's TensorInfo: dims as OpenVINO prints them ("1..8" for a range), dtype by the one
+    table's name (`runtimes.dtypes`; numpy's name, by OpenVINO's own mapping, for a type the table lacks)."""
+    import numpy as np
+
+    from stages.runtimes.dtypes import name_of_openvino
+    from stages.runtimes.engine_info import TensorInfo
+
+    etype = port.get_element_type()
+    dtype = name_of_openvino(etype.get_type_name()) or np.dtype(etype.to_dtype()).name
+    shape = port.get_partial_shape()
+    dims = None if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else str(d) for d in shape)
+    return TensorInfo(name=port.get_any_name(), dtype=dtype, dims=dims)
