@@ -126,7 +126,7 @@ class EngineInfo(_Frozen):
     """
 
     schema_version: int = Field(default=SCHEMA, validation_alias="schema", serialization_alias="schema")
-    backend: Literal["openvino", "tensorrt"]
+    backend: Literal["openvino", "tensorrt", "onnxruntime"]
     precision: Precision
     inference_precision: Literal["f32", "bf16", "f16"] | None = None
     inputs: tuple[TensorInfo, ...]

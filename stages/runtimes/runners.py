@@ -1,10 +1,10 @@
 """`runner_for`: the one place that picks a runner for an artifact, and the only module importing them all.
 
 An artifact with a typed ``engine.json`` (`runtimes.engine_info`: build.openvino's
-directory, a build.tensorrt view holding ``model.engine`` and its sidecar, or
-the engine file beside one) runs where the sidecar's `backend` says, and the
-artifact must hold that backend's file: a TensorRT sidecar beside no
-``.engine`` is an error, not a guess. Only artifacts without one fall back on
+directory, build.onnxruntime's (``model.onnx``), a build.tensorrt view holding
+``model.engine`` and its sidecar, or the engine file beside one) runs where the
+sidecar's `backend` says, and the artifact must hold that backend's file: a
+TensorRT sidecar beside no ``.engine`` is an error, not a guess. Only artifacts without one fall back on
 file types: an ``.onnx`` file runs in ONNX Runtime (`runtimes.onnxrt.runner`, always: an
 ONNX file is never a built engine), an IR found by `openvino.io.ir_xml` (the ``.xml``,
 a directory's ``model.xml`` or its only ``.xml``; an NNCF IR has no sidecar) in
@@ -71,6 +71,14 @@ def runner_for(
 
 def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: int | None, device: str | None) -> Runner:
     """The runner of `info.backend`, once the artifact is checked to hold that backend's file."""
+    if info.backend == "onnxruntime":
+        models = sorted(path.glob("*.onnx")) if path.is_dir() else [path] if path.suffix == ".onnx" else []
+        if len(models) != 1:
+            raise ValueError(
+                f"{path}: engine.json says onnxruntime, but there is "
+                + ("no .onnx file" if not models else f"more than one .onnx file ({len(models)})")
+            )
+        return OrtRunner(models[0], threads=threads, precision=precision, info=info)
     if info.backend == "openvino":
         if not _holds_ir(path):
             raise ValueError(f"{path}: engine.json says openvino, but there is no model.xml")

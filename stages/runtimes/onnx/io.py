@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 PROTOBUF_LIMIT = 2**31 - 1
 # Intra-op threads of a session opened without an explicit count (a stage's self-check).
 SELF_CHECK_THREADS = min(2, os.cpu_count() or 1)
+# ONNX Runtime's graph optimization levels, by the name recipes and engine.json use.
+GRAPH_OPTIMIZATION = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def load_onnx(path: Path | str) -> "onnx.ModelProto":
@@ -100,21 +107,31 @@ def _strip_node(node: "onnx.NodeProto") -> None:
             del attr.t.metadata_props[:]
 
 
-def session_from_onnx(path: Path | str, threads: int | None = None) -> "onnxruntime.InferenceSession":
-    """The one way this project opens an ONNX Runtime session: CPU provider, one inter-op thread, quiet.
+def session_from_onnx(
+    path: Path | str,
+    threads: int | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    graph_optimization: str = "all",
+) -> "onnxruntime.InferenceSession":
+    """The one way this project opens an ONNX Runtime session: the CPU provider unless told, one inter-op thread, quiet.
 
     `threads` (intra-op) wins when given: the ONNX Runtime runner passes its own
     (`validate`'s `threads`, else every CPU it may use). The default,
     `SELF_CHECK_THREADS` = at most 2, suits the stages' self-checks, which run
-    beside other stages on a small shared machine.
+    beside other stages on a small shared machine. `providers` and
+    `graph_optimization` (a `GRAPH_OPTIMIZATION` key; "all" is ONNX Runtime's
+    default) are what a build.onnxruntime engine records for its server.
     """
     import onnxruntime as ort
 
+    if graph_optimization not in GRAPH_OPTIMIZATION:
+        raise ValueError(f"graph_optimization {graph_optimization!r}: expected one of {', '.join(GRAPH_OPTIMIZATION)}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or SELF_CHECK_THREADS
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
 
 
 def input_shapes(model: "ModelSpec", point: str = "opt") -> dict[str, tuple[int, ...]]:

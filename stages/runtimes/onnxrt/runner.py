@@ -1,8 +1,13 @@
-"""The ONNX Runtime runner: the FP32 reference, and QDQ or FP16 ONNX candidates, on the CPU.
+"""The ONNX Runtime runner: the FP32 reference, QDQ or FP16 ONNX candidates, and build.onnxruntime's engines.
 
 Its session comes from the project's one session factory (`runtimes.onnx.io.session_from_onnx`)
-and its input dtypes from the one dtype table (`runtimes.dtypes`). onnx and
-onnxruntime are imported when a runner is made, not when this module is.
+and its input dtypes from the one dtype table (`runtimes.dtypes`). A bare .onnx file
+runs on the CPU provider at ONNX Runtime's default graph optimization; an engine
+(its EngineInfo given: `runtimes.runners` reads the directory's engine.json) runs
+with the providers and graph optimization level the build recorded and checked,
+and a provider missing here makes the runner unavailable rather than fall back
+to the CPU. onnx and onnxruntime are imported when a runner is made, not when
+this module is.
 """
 
 from __future__ import annotations
@@ -12,22 +17,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stages.runtimes.base import Mode, cast_feeds
+from stages.runtimes.base import Mode, RunnerUnavailable, cast_feeds
 from stages.runtimes.cpu import available_cpus
 from stages.runtimes.dtypes import dtype_of_ort
+from stages.runtimes.engine_info import EngineInfo
 from stages.runtimes.measure import Timing, batch_of, measure, timed_loop
 from stages.runtimes.onnx.io import session_from_onnx
+from stages.runtimes.onnxrt.graph import precision_of
+from stages.runtimes.onnxrt.providers import unavailable
 
-_QUANT_OPS = {
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "MatMulInteger",
-    "ConvInteger",
-    "DynamicQuantizeLinear",
-    "MatMulNBits",
-}
+CPU_ONLY = ("CPUExecutionProvider",)
 
 
 class OrtRunner:
@@ -41,14 +40,33 @@ class OrtRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path | str, threads: int | None = None, precision: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        threads: int | None = None,
+        precision: str | None = None,
+        info: EngineInfo | None = None,
+    ) -> None:
+        """`info`: the EngineInfo of a build.onnxruntime engine whose .onnx `path` is (its providers, graph
+        optimization and precision); None for a bare .onnx file."""
         self.path = Path(path)
+        if info is not None and info.backend != "onnxruntime":
+            raise ValueError(f"{self.path}: its engine.json describes a {info.backend} engine, not an ONNX Runtime one")
+        self.info = info
+        details = info.details if info else {}
+        self.providers = tuple(details.get("providers") or CPU_ONLY)
+        self.graph_optimization = str(details.get("graph_optimization") or "all")
+        if self.providers != CPU_ONLY:
+            missing = unavailable(self.providers)
+            if missing:
+                raise RunnerUnavailable(f"ONNX Runtime runner: {self.path.parent.name}/engine.json: {missing}")
         self.threads = threads or available_cpus()
-        self.session = session_from_onnx(self.path, threads=self.threads)
+        self.session = session_from_onnx(self.path, self.threads, self.providers, self.graph_optimization)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._dtypes = {i.name: dtype_of_ort(i.type) for i in self.session.get_inputs()}
-        self.precision = precision or f"{onnx_precision(self.path)} (onnxruntime)"
+        built = info.precision if info else onnx_precision(self.path)
+        self.precision = precision or f"{built} (onnxruntime)"
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, self._cast(feeds))
@@ -74,7 +92,8 @@ class OrtRunner:
             "precision": self.precision,
             "onnxruntime": ort.__version__,
             "intra_op_threads": self.threads,
-            "provider": "CPUExecutionProvider",
+            "provider": self.session.get_providers()[0],
+            "graph_optimization": self.graph_optimization,
         }
 
     def _cast(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -82,17 +101,8 @@ class OrtRunner:
 
 
 def onnx_precision(path: Path | str) -> str:
-    """'int8' for QDQ or integer-op graphs, 'fp16'/'bf16' for half-precision graphs, else 'fp32'."""
+    """'int8' for QDQ or integer-op graphs, 'fp16'/'bf16' for half-precision graphs, else 'fp32'
+    (`onnxrt.graph.precision_of`, which build.onnxruntime records in engine.json)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    if any(n.op_type in _QUANT_OPS for n in graph.node):
-        return "int8"
-    types = {t.data_type for t in graph.initializer}
-    types |= {v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
-    if onnx.TensorProto.FLOAT16 in types:
-        return "fp16"
-    if onnx.TensorProto.BFLOAT16 in types:
-        return "bf16"
-    return "fp32"
+    return precision_of(onnx.load(str(path), load_external_data=False))

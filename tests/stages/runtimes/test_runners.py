@@ -167,8 +167,8 @@ def test_runner_for_goes_by_engine_json(tmp_path: Path, tiny: tuple[Path, Path])
     for make in (runners.runner_for, OpenVinoRunner):
         with pytest.raises(
             ValueError,
-            match=r"^\S+/ir/engine.json: backend: Input should be 'openvino' or "
-            r"'tensorrt' \(and \d+ more errors\)$",
+            match=r"^\S+/ir/engine.json: backend: Input should be 'openvino', "
+            r"'tensorrt' or 'onnxruntime' \(and \d+ more errors\)$",
         ):
             make(ir)
 
