@@ -30,6 +30,7 @@ engines: $(STAMP)
 	$(VENV)/bin/pipeline run recipes/digits_int8.yaml
 	$(VENV)/bin/pipeline run recipes/digits_transformer_search.yaml
 	$(VENV)/bin/pipeline run recipes/digits_segment_int8.yaml
+	$(VENV)/bin/pipeline run recipes/digits_serve.yaml
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
@@ -49,6 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ray_backend.py
 	$(PY) benchmarks/discovered_inputs.py --recipe recipes/digits_int8.yaml
 	$(PY) benchmarks/quantize_search.py
+	$(PY) benchmarks/serve_packaging.py
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/trials artifacts/state.db

@@ -29,6 +29,10 @@ HEAVY = [
     "cryptography",
     # validate's plots: drawn when it runs, never when it is listed, planned or served from the cache
     "matplotlib",
+    # the serving configs' checks: loaded by the packaging stages when they run
+    "tritonclient",
+    "google.protobuf",
+    "jsonschema",
 ]
 
 

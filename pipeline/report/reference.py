@@ -28,7 +28,10 @@ def describe_kind(kind: Any) -> str:
     if kind.inputs:
         lines.append(
             "Inputs: "
-            + ", ".join(f"`{n}` ({s.kind}{', optional' if s.optional else ''})" for n, s in kind.inputs.items())
+            + ", ".join(
+                f"`{n}` ({s.kind}{', optional' if s.optional else ''}{', many' if s.many else ''})"
+                for n, s in kind.inputs.items()
+            )
         )
     lines.append("Outputs: " + ", ".join(f"`{n}` (`{s.path}`)" for n, s in kind.outputs.items()))
     if kind.extra:

@@ -86,7 +86,8 @@ def compact_lines(rows: list[Row], title: str, footer: list[str], width: int) ->
     why and three figures do not share a line without both being cut. Returns
     (line, start, end, style) so the caller can colour the status word.
     """
-    w_stage = min(max([len("stage")] + [len(r.stage) for r in rows]), max(12, width // 5))  # 16 at 80 columns
+    # 24 at 80 columns: a matrix variant (`engine@onnxruntime-int8`) is read whole; the why column gives way
+    w_stage = min(max([len("stage")] + [len(r.stage) for r in rows]), max(12, width * 3 // 10))
     w_status = max([len("status")] + [len(str(r.status)) for r in rows])
     secs = [_seconds(r.seconds) for r in rows]
     w_secs = max([len("s")] + [len(s) for s in secs])

@@ -159,7 +159,9 @@ class Planner:
                 kept.setdefault(base, 0)
             elif member:
                 kept[base] = kept.get(base, 0) + 1
-        return tuple(sorted(gone)) if all(kept.values()) else None
+        if not all(kept.values()):
+            return None
+        return tuple(dict.fromkeys(r.target for r in node.inputs.values() if r.kind == "stage" and r.target in gone))
 
     def decide(self, name: str, known: dict[str, StageRecord], left_out: tuple[str, ...] = ()) -> Decision:
         """Decide one stage, given the records of its already-built parents (and the fan-in members it is built

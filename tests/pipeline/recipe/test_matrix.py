@@ -64,9 +64,9 @@ def test_variants_are_named_and_interpolated_as_dvc_does(tmp_path: Path) -> None
     assert str(r.stages["check@fp16-L4"].inputs["model"]) == "build@fp16-L4.model"
     # a fan-in: every variant of check, then one build variant, each an input of its own
     parts = {k: str(v) for k, v in r.stages["gather"].inputs.items()}
-    assert list(parts) == [member_input("parts", f"check@{s}") for s in ("fp16-T4", "fp16-L4", "int8-T4", "int8-L4")] + [
-        member_input("parts", "build@int8-L4")
-    ]
+    assert list(parts) == [
+        member_input("parts", f"check@{s}") for s in ("fp16-T4", "fp16-L4", "int8-T4", "int8-L4")
+    ] + [member_input("parts", "build@int8-L4")]
 
 
 def test_scalars_name_by_value_mappings_by_their_name_and_whole_values_keep_their_type(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_ci_log_summary_is_one_line_per_stage_and_fits_80_columns() -> None:
     assert lines[1].split() == ["stage", "status", "s", "why"]
     rows = {line.split()[0]: i for i, line in enumerate(lines) if line and not line[0].isspace()}
     # the stage's own line, and one indented line of headline figures when it has figures
-    assert lines[rows["export_a_rather…"] + 1].split()[0] == "check_max_abs=2.38e-07,"
+    assert lines[rows["export_a_rather_long_st…"] + 1].split()[0] == "check_max_abs=2.38e-07,"
     ov = lines[rows["check_ov"]]
     assert ov.split()[:3] == ["check_ov", "ran", "12.3"] and ov.endswith("…")  # a long why is cut, not wrapped
     assert lines[rows["check_ov"] + 1].strip() == "gates=8/8 passed, iou(mask)=1, top1(logits)=0.9922"
@@ -132,7 +132,7 @@ def test_ci_log_summary_is_one_line_per_stage_and_fits_80_columns() -> None:
     assert failed.split()[1:4] == ["gate", "failed", "3.2"] and "cos(emb) 0.981 < 0.990" in failed
     assert lines[rows["check_int8"] + 1].split()[0] == "tensorrt"  # a failed row has no figures line
     assert lines[rows["tensorrt"]].split()[1] == "unavailable" and "NVIDIA GPU" in lines[rows["tensorrt"]]
-    assert "upstream: tensorrt unavailable" in lines[rows["after"]] and "--keep-going" in lines[rows["later"]]
+    assert "upstream: tensorrt unavailable" in lines[rows["after"]] and "stopped by a failure" in lines[rows["later"]]
     # every stage is there, each in at most two lines; the footer names where the full figures are
     assert len(lines) == 2 + 7 + 3 + 2  # title and header, a line per stage, 3 figure lines, the footer
     assert lines[-2] == f"full figures and reasons: artifacts/runs/{RUN_ID}/run.json"
