@@ -7,6 +7,17 @@ PY := $(VENV)/bin/python
 # torch/torchvision are pinned to the builds this project is tested with (they install from local files here).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
+PYTRITON ?= nvidia-pytriton==0.7.0
+define UNPACK_TRITON
+import glob, os, sys, zipfile
+venv = sys.argv[1]
+wheel = zipfile.ZipFile(sorted(glob.glob(f"{venv}/wheels/nvidia_pytriton-*.whl"))[-1])
+for info in wheel.infolist():
+    if info.filename.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/")):
+        path = wheel.extract(info, f"{venv}/tritonserver")
+        os.chmod(path, ((info.external_attr >> 16) & 0o755) or 0o644)
+endef
+export UNPACK_TRITON
 
 .PHONY: install engines test lint bench clean-cache readme
 
@@ -23,6 +34,10 @@ $(STAMP): pyproject.toml
 	rm -rf pipeline.egg-info
 	# PYTHONDONTWRITEBYTECODE may be set: compile once so every start reads .pyc.
 	$(PY) -m compileall -q pipeline stages
+	# A real Triton server for the packaging tests (its core checks every config of a repository before it
+	# looks for a backend): the tritonserver nvidia-pytriton bundles, unpacked, not installed (it pins numpy<2).
+	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/wheels $(PYTRITON) \
+		&& $(PY) -c "$$UNPACK_TRITON" $(VENV) || echo "no Triton server: the tests that load a repository skip"
 	touch $(STAMP)
 
 engines: $(STAMP)

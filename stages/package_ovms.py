@@ -33,7 +33,7 @@ from stages.packaging.members import Member, member_from, model_io
 from stages.packaging.ovms import config as cfg
 from stages.packaging.ovms.repository import CHECKS, CONFIG, check_layout, check_repository, request_shapes
 from stages.packaging.ovms.schema import SCHEMA_PATH, SOURCE
-from stages.packaging.smoke import SMOKE_GATE, cosine_floor, data_sample
+from stages.packaging.smoke import SMOKE_GATE, SMOKE_INPUTS, cosine_floor, data_sample
 from stages.runtimes.engine_info import TensorInfo
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ class PackageOvms(Stage[PackageOvmsParams]):
     summary = "Package engines as an OpenVINO Model Server repository (config.json + model folders), checked"
     inputs = {
         "models": InputSpec(many=True, description="engines or model files to serve (OpenVINO IR, ONNX)"),
-        "reference": InputSpec(optional=True, description="the float .onnx model the smoke test compares with"),
-        "data": InputSpec(kind="data", optional=True, description="real samples the smoke requests are cut from"),
+        **SMOKE_INPUTS,
     }
     outputs = {
         "repository": OutputSpec("repository", is_dir=True, description="config.json and <name>/<version>/ folders"),

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from pipeline.schema import Strict
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
-from stages.packaging.smoke import SMOKE_GATE, data_sample
+from stages.packaging.smoke import SMOKE_GATE, SMOKE_INPUTS, data_sample
 
 if TYPE_CHECKING:
     from stages.packaging.smoke import SmokeResult
@@ -85,8 +85,7 @@ class PackageTriton(Stage[PackageTritonParams]):
     summary = "Package built engines as one Triton model repository (configs checked against Triton's rules)"
     inputs = {
         "models": InputSpec(many=True, description="built engines (or .onnx files / IR directories) to serve"),
-        "reference": InputSpec(optional=True, description="the float ONNX each model's smoke request is compared with"),
-        "data": InputSpec(kind="data", optional=True, description="real samples the smoke requests are cut from"),
+        **SMOKE_INPUTS,
     }
     outputs = {
         "repository": OutputSpec("repository", is_dir=True, description="the Triton model repository"),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 from pipeline.errors import one_line
-from pipeline.stage import DatasetInput
+from pipeline.stage import DatasetInput, InputSpec
 from stages.packaging.members import Member
 from stages.runtimes.engine_info import TensorInfo
 
@@ -320,6 +320,11 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 # request (digits INT8 on random normal inputs: 0.87-0.91; on its own data: 0.9997) it only tells the model from
 # another one. Accuracy is validate's gate, on the whole dataset; this checks that the served file is the engine.
 FLOAT_COSINE_MIN, QUANTIZED_COSINE_MIN, QUANTIZED_RANDOM_COSINE_MIN = 0.99, 0.95, 0.5
+# The inputs both packagers take for their smoke requests, beside the `models` they package.
+SMOKE_INPUTS = {
+    "reference": InputSpec(optional=True, description="the float .onnx each smoke request is compared with"),
+    "data": InputSpec(kind="data", optional=True, description="real samples the smoke requests are cut from"),
+}
 SMOKE_GATE = (
     "least cosine of each output against the reference in the smoke request; None: "
     f"{FLOAT_COSINE_MIN} for a float engine; for an int8/fp8 one {QUANTIZED_COSINE_MIN} on the `data` input's "

@@ -12,15 +12,13 @@ import pytest
 from graphs import CONV_SPEC, FCN_SPEC, conv_bn, fcn, model_of, save
 from harness import run_stage
 from onnx import TensorProto, helper
+from trt_records import trt_engine
 
 from stages.build_openvino import BuildOpenvino
 from stages.package_triton import PackageTriton
 from stages.packaging.members import member_from
 from stages.packaging.triton import check_repository
 from stages.packaging.triton.plan import default_name
-from stages.runtimes import engine_info
-from stages.runtimes.engine_info import EngineInfo
-from stages.runtimes.tensorrt.targets import COMPUTE_CAPABILITY
 
 pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("openvino")
@@ -188,39 +186,7 @@ def test_an_ir_with_range_dims_fails_before_it_is_written(tmp_path: Path) -> Non
     assert not (tmp_path / "p" / "repository").exists()
 
 
-# -- TensorRT: fabricated engine.json records (no GPU here), a dummy plan file each --------------------------------
-def trt_engine(root: Path, gpu: str, precision: str = "fp16", plan: bytes | None = None, **settings: str) -> Path:
-    """A build.tensorrt output directory for `gpu`: model.engine (never run) and its engine.json."""
-    out = root / f"{gpu}-{precision}"
-    out.mkdir(parents=True)
-    (out / "model.engine").write_bytes(plan if plan is not None else f"plan {gpu} {precision}".encode())
-    info = {
-        "backend": "tensorrt",
-        "precision": precision,
-        "toolchain": {"tensorrt": "10.13.0"},
-        "device": {
-            "device": f"NVIDIA {gpu}",
-            "compute_capability": COMPUTE_CAPABILITY.get(gpu, "7.5"),
-            "accelerator": gpu,
-        },
-        "inputs": [
-            {
-                "name": "input",
-                "dtype": "float32",
-                "dims": ["1..8", 3, 8, 8],
-                "min": [1, 3, 8, 8],
-                "opt": [4, 3, 8, 8],
-                "max": [8, 3, 8, 8],
-            }
-        ],
-        "outputs": [{"name": "out", "dtype": "float32", "dims": ["?", 4, 8, 8]}],
-        "reproduce": ["trtexec", "--onnx=model.onnx"],
-        "details": {"settings": settings},
-    }
-    engine_info.write(EngineInfo.model_validate(info), out)
-    return out
-
-
+# -- TensorRT: fabricated engine.json records (no GPU here), a dummy plan file each (trt_records.py) -------------
 def test_tensorrt_plans_for_four_gpus_are_one_model_keyed_by_compute_capability(tmp_path: Path) -> None:
     engines = {f"trt@fp16-{gpu}": trt_engine(tmp_path / "e", gpu) for gpu in ("T4", "L4", "A100", "H100")}
     summary = package(tmp_path / "p", engines)
