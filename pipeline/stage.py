@@ -339,6 +339,13 @@ class Stage(Generic[P]):
         """Whether the kind reads the recipe's `model:` section (it names fields of it)."""
         return bool(cls.model_fields)
 
+    def members_problem(self, params: P, members: Mapping[str, list[str]]) -> tuple[tuple[str, ...], str] | None:
+        """What is wrong with params that name the members of a many-input (`names: {engine@fp32: ...}`), given the
+        labels the recipe connects to each: where in `with:` and one line, or None. Asked when the recipe loads, so
+        a typo is a recipe error with its line rather than a failure once every engine is built; at run time an
+        entry naming no member that `ctx.members` gives is one `--skip-unavailable` left out."""
+        return None
+
     def fingerprint(self, params: P, model: ModelSpec | None, keys: KeyContext) -> dict[str, Any]:
         """Extra key material a kind derives from its params (code it loads, files it reads)."""
         return {}
@@ -351,6 +358,12 @@ class Stage(Generic[P]):
 def member_input(name: str, label: str) -> str:
     """How one member of the many-input `name` is named among a stage's inputs and in its key: `models[build@fp16]`."""
     return f"{name}[{label}]"
+
+
+def member_of(input_key: str) -> str | None:
+    """The many-input a stage's input key belongs to (`models[build@fp16]` -> `models`), or None."""
+    name, bracket, rest = input_key.partition("[")
+    return name if bracket and rest.endswith("]") else None
 
 
 def default_output(kind: type[Stage]) -> str:

@@ -98,6 +98,17 @@ class BuildOnnxruntime(Stage[BuildOnnxruntimeParams]):
     deliverable = True
     model_fields = ("tensors", "dims")
 
+    def unmet(self, params: BuildOnnxruntimeParams | None = None) -> str | None:
+        """Also an execution provider this onnxruntime lacks (CUDA on a CPU machine): the stage cannot run here, as
+        `--skip-unavailable` understands, rather than fail. Probed only for providers other than the CPU's (it
+        imports onnxruntime, which a plan of the default never does)."""
+        missing = super().unmet(params)
+        if missing or params is None or not params.check or list(params.providers) == ["CPUExecutionProvider"]:
+            return missing
+        from stages.runtimes.onnxrt.providers import unavailable
+
+        return unavailable(params.providers)
+
     def run(self, ctx: StageContext[BuildOnnxruntimeParams]) -> dict[str, Any]:
         import onnx
         import onnxruntime as ort

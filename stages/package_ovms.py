@@ -24,11 +24,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
 from pipeline.stage import InputSpec, KeyContext, OutputSpec, Params, Stage, StageContext, installed_version
+from stages.packaging.labels import present, unknown_label
 from stages.packaging.members import Member, member_from, model_io
 from stages.packaging.ovms import config as cfg
 from stages.packaging.ovms.repository import CHECKS, CONFIG, check_layout, check_repository, request_shapes
@@ -109,6 +110,11 @@ class PackageOvms(Stage[PackageOvmsParams]):
     packages = ("openvino", "jsonschema")
     extra = "serve"
     deliverable = True
+
+    def members_problem(
+        self, params: PackageOvmsParams, members: Mapping[str, list[str]]
+    ) -> tuple[tuple[str, ...], str] | None:
+        return unknown_label(params, ("names", "shape", "batch_size"), members)
 
     def toolchain(self, params: PackageOvmsParams | None = None) -> dict[str, str]:
         """Also onnx (reading a bare .onnx's inputs) and onnxruntime (the smoke test's reference), when installed:
@@ -215,10 +221,6 @@ def _members(found: dict[str, Path], p: PackageOvmsParams) -> dict[str, Member]:
     members under one name."""
     if not found:
         raise ValueError("models: nothing to package (connect engines or model files to `models`)")
-    for field in ("names", "shape", "batch_size"):
-        unknown = sorted(set(getattr(p, field)) - set(found))
-        if unknown:
-            raise ValueError(f"{field}: {', '.join(unknown)} is not a member (members: {', '.join(found)})")
     both = sorted(set(p.shape) & set(p.batch_size))
     if both:
         raise ValueError(f"shape and batch_size both set for {', '.join(both)}: OVMS ignores batch_size then")
@@ -227,7 +229,7 @@ def _members(found: dict[str, Path], p: PackageOvmsParams) -> dict[str, Member]:
         member = member_from(label, path)
         if member.backend == "tensorrt":
             raise ValueError(f"package.ovms serves OpenVINO IR and ONNX; {label} is a TensorRT engine")
-        name = p.names.get(label) or cfg.default_name(label)
+        name = present(p.names, found).get(label) or cfg.default_name(label)
         problem = cfg.name_problem(name)
         if problem:
             raise ValueError(f"{label}: served name {problem}; set names.{label}")

@@ -23,12 +23,13 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import Field
 
 from pipeline.schema import Strict
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
+from stages.packaging.labels import present, unknown_label
 from stages.packaging.smoke import SMOKE_GATE, SMOKE_INPUTS, data_sample
 
 if TYPE_CHECKING:
@@ -96,6 +97,11 @@ class PackageTriton(Stage[PackageTritonParams]):
     extra = "serve"
     deliverable = True
 
+    def members_problem(
+        self, params: PackageTritonParams, members: Mapping[str, list[str]]
+    ) -> tuple[tuple[str, ...], str] | None:
+        return unknown_label(params, ("names",), members)
+
     def run(self, ctx: StageContext[PackageTritonParams]) -> dict[str, Any]:
         from stages.packaging.members import member_from
         from stages.packaging.triton.plan import plan_models
@@ -108,7 +114,8 @@ class PackageTriton(Stage[PackageTritonParams]):
         members = [member_from(label, path) for label, path in given.items()]
         batching = p.dynamic_batching
         dynamic = batching.model_dump() if isinstance(batching, DynamicBatching) else ({} if batching else None)
-        plans, problems = plan_models(members, p.names, p.max_batch_size, p.instance_count, dynamic, p.version)
+        names = present(p.names, given)
+        plans, problems = plan_models(members, names, p.max_batch_size, p.instance_count, dynamic, p.version)
         served = {k: m for plan in plans for k, m in plan.served_members().items()}
         if not problems:
             problems = check_models([plan.folder() for plan in plans], served)
@@ -126,6 +133,8 @@ class PackageTriton(Stage[PackageTritonParams]):
         for plan in plans:
             for note in plan.notes:
                 print(f"{plan.name}: {note}", flush=True)
+            for warning in plan.warnings:
+                ctx.warn(f"{plan.name}: {warning}")
         return {
             "models": len(plans),
             "files": sum(len(f) for f in files.values()),
@@ -177,7 +186,7 @@ def _smoke(
     plan: ModelPlan, repo: Path, reference: Path | None, cosine_min: float | None, sample: dict[str, Any] | None
 ) -> SmokeResult:
     """One request through the written files of a model; a TensorRT group is skipped (each plan needs its GPU)."""
-    from stages.packaging.smoke import SmokeResult, cosine_floor, smoke_request
+    from stages.packaging.smoke import DEFAULT_PRECISION, SmokeResult, cosine_floor, smoke_request
     from stages.packaging.triton.plan import request_shapes
 
     if len(plan.members) > 1:
@@ -197,6 +206,7 @@ def _smoke(
             reference,
             cosine_floor(member, cosine_min, sample is not None),
             sample=sample,
+            inference_precision=plan.inference_precision or DEFAULT_PRECISION,  # as the backend will run it here
         )
     except ValueError as exc:
         raise ValueError(f"package.triton: smoke request: {exc}") from None
@@ -227,6 +237,7 @@ def _report(
                 "files": files[plan.name],
                 "config": plan.config,
                 "notes": list(plan.notes),
+                "warnings": list(plan.warnings),
                 "checks": {"run": list(CHECKS), "problems": []},
                 "smoke": smoke[plan.name].row(),
             }
@@ -276,7 +287,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
         result = f"ran ({s['runtime']})" if s["ran"] else f"skipped: {s['skipped']}"
         lines.append(f"| {m['name']} | {result} | {request} | {outputs or '-'} |")
-    notes = [f"- {m['name']}: {n}" for m in report["models"] for n in m["notes"]]
+    notes = [f"- {m['name']}: {n}" for m in report["models"] for n in (*m["notes"], *m["warnings"])]
     if notes:
         lines += ["", "## Decisions", "", *notes]
     serve = report["serve"]

@@ -99,6 +99,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     project = open_from(args, stages=[args.stage])
     recipe, cache = project.recipe, project.cache
+    if args.stage in recipe.matrices:
+        raise UsageError(f"{args.stage} is a matrix stage: show one of {', '.join(recipe.matrices[args.stage])}")
     record = cache.records.latest(recipe.name, args.stage)
     remote = remote_for(args)
     if remote is not None:  # the stage's current result, from the remote when it is not here

@@ -17,7 +17,7 @@ from pipeline.cache.hashing import DigestMemo, canonical_json, sha256_bytes
 from pipeline.datakind import DataKind
 from pipeline.keys.closure import code_closure, kind_closure
 from pipeline.recipe.load import DataNode, Recipe, StageNode
-from pipeline.stage import Stage
+from pipeline.stage import Stage, member_of
 
 
 class KeyContextImpl:
@@ -97,6 +97,9 @@ def compute_key(
         "inputs": dict(sorted(inputs.items())),
         "toolchain": toolchain_of(stage, node.params),
     }
+    members = [k for k in node.inputs if k in inputs and member_of(k)]
+    if members:  # a kind reads a fan-in's members in recipe order (`ctx.members`): their order is part of the input
+        comp["members"] = members
     if kind.uses_model() and recipe.model is not None:
         model = recipe.model.model_dump(mode="json")
         model = {k: model[k] for k in kind.model_fields}
@@ -126,6 +129,8 @@ def explain(old: dict[str, Any], new: dict[str, Any], input_labels: dict[str, st
             why = _dataset_reasons(label, old_data.get(name), new_data.get(name))
             what = "added" if name not in old_in else "removed" if name not in new_in else "changed"
             reasons += why or [f"input {label} {what}"]
+    if old.get("members") != new.get("members") and set(old.get("members") or ()) == set(new.get("members") or ()):
+        reasons.append("fan-in order: " + ", ".join(new.get("members") or ()))
     for name, (a, b) in _diff(old.get("toolchain", {}), new.get("toolchain", {})):
         reasons.append(f"{name} {'(none)' if a is _MISSING else a} -> {'(none)' if b is _MISSING else b}")
     for name, (a, b) in _diff(old.get("model", {}), new.get("model", {})):

@@ -21,7 +21,7 @@ from pipeline.recipe import matrix
 from pipeline.recipe.registry import Registry
 from pipeline.recipe.yamlio import LineMap, line_for, load_yaml
 from pipeline.schema import NAME_RE, ModelSpec, RecipeSpec
-from pipeline.stage import Stage, default_output, member_input
+from pipeline.stage import Stage, default_output, member_input, member_of
 
 _PATHISH = re.compile(r"[/\\]|\.[A-Za-z0-9]+$")
 
@@ -281,6 +281,15 @@ def _stage_node(
             if key in inputs:
                 raise RecipeError(path, line_for(lines, where), ".".join(map(str, where)), f"{member!r} listed twice")
             inputs[key] = _resolve(path, lines, spec, registry, where, member, declared.kind)
+    labels: dict[str, list[str]] = {}
+    for key in inputs:
+        base = member_of(key)
+        if base is not None:
+            labels.setdefault(base, []).append(key[len(base) + 1 : -1])
+    problem = kind().members_problem(params, labels) if labels else None
+    if problem is not None:
+        loc = at + ("with", *problem[0])
+        raise RecipeError(path, line_for(lines, loc), ".".join(map(str, loc)), problem[1])
     return StageNode(name=name, kind=kind, params=params, inputs=inputs, line=line_for(lines, at))
 
 
@@ -380,8 +389,11 @@ def _recipe_error(
     if more:
         msg += f" (+{more} more error{'s' if more > 1 else ''})"
     field = ".".join(str(p) for p in loc) or None
+    written = tuple(map(str, loc))
+    if len(written) > 1 and written[0] == "stages":  # a --set on a matrix stage reaches each of its variants
+        written = (written[0], matrix.base_of(written[1]), *written[2:])
     for key in overridden:
-        if tuple(map(str, loc[: len(key)])) == key:
+        if tuple(map(str, loc[: len(key)])) == key or written[: len(key)] == key:
             return RecipeError(path, None, f"--set {'.'.join(key)}", f"{field}: {msg}" if len(loc) > len(key) else msg)
     return RecipeError(path, line_for(lines, loc), field, msg)
 

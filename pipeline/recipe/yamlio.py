@@ -57,6 +57,10 @@ def parse_yaml(text: str, path: Path | str) -> tuple[Any, LineMap]:
                     raise RecipeError(
                         path, key_node.start_mark.line + 1, _dotted(at), "mapping keys must be plain scalars"
                     )
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise RecipeError(
+                        path, key_node.start_mark.line + 1, _dotted(at), "YAML merge keys (<<) are not supported"
+                    )
                 key = constructor.construct_object(key_node)
                 if key == "<<":
                     raise RecipeError(

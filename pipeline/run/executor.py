@@ -49,7 +49,7 @@ from pipeline.run.events import (
 from pipeline.run.options import RunOptions, RunResult
 from pipeline.run.plan import Decision, Planner
 from pipeline.run.sites import PublishError, site_for, write_log
-from pipeline.run.tasks import RunningTask, task_for
+from pipeline.run.tasks import RunningTask, take_locks, task_for
 from pipeline.status import Status, run_exit_code
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class Executor:
         self.known: dict[str, StageRecord] = {}
         self.status: dict[str, Status] = {}
         self._cannot_run_here: set[str] = set()  # unavailable, or skipped for that alone (a fan-in may go without)
+        self._left_out: dict[str, tuple[str, ...]] = {}  # fan-ins decided without members (`Planner.without`)
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> RunResult:
@@ -188,6 +189,8 @@ class Executor:
                 self._cannot_run_here.add(name)
             self.reporter.handle(StageSkipped(name, kind, why))
             return Turn.SETTLED
+        if left_out:
+            self._left_out[name] = left_out
         decision = self.planner.decide(name, self.known, left_out)
         if decision.status == Status.UNAVAILABLE:
             self._cannot_run_here.add(name)
@@ -200,7 +203,7 @@ class Executor:
         if decision.status == Status.PULLED:
             if self._settle_pulled(name, decision):
                 return Turn.SETTLED
-            decision = self.planner.decide(name, self.known)  # the remote's copy failed its check: a miss
+            decision = self.planner.decide(name, self.known, left_out)  # the remote's copy failed its check
         if any(p in self._running for p in self.graph.parents[name]):
             return Turn.BLOCKED  # a parent the remote could not deliver is being rebuilt
         unfetched = self._unfetched_parent(name) if self.site.parents_here() else None
@@ -217,16 +220,8 @@ class Executor:
     def _lock(self, name: str, decision: Decision) -> tuple[KeyLock, KeyLock] | str:
         """The stage's key lock and the CPU lock (shared or not, as the site says), or why another process
         holds one of them (nothing is held then)."""
-        kind = self.recipe.stages[name].kind
-        lock = KeyLock(self.cache.locks / f"{decision.key}.lock")
-        if not lock.acquire(blocking=False):
-            return f"another run (pid {lock.holder()}) is building it"
-        shared = self.site.cpu_lock_shared(kind)
-        cpu = KeyLock(self.cache.locks / "cpu.lock", shared=shared)
-        if not cpu.acquire(blocking=False):
-            lock.release()
-            return "another run holds the CPU" + (" (timing)" if shared else "")
-        return lock, cpu
+        assert decision.key is not None, "a stage that runs has a key"
+        return take_locks(self.cache.locks, decision.key, self.site.cpu_lock_shared(self.recipe.stages[name].kind))
 
     def _wait_for(self, name: str, why: str) -> None:
         """Report a stage blocked by another process, once; the loop retries it without stalling others."""
@@ -276,17 +271,16 @@ class Executor:
         self.known[name] = record
         views = view_if_local(self.cache, self.recipe.name, name, record)
         kind = self.recipe.stages[name].kind.kind
+        warnings = (*record.warnings, *decision.notes)
         if name not in self.wanted and decision.remote.remembered:  # seen there before: nothing new to say
             self.status[name] = Status.CACHED
             self.reporter.handle(
-                StageCached(name, kind, views, record.summary, record.created, on_remote=True, warnings=record.warnings)
+                StageCached(name, kind, views, record.summary, record.created, on_remote=True, warnings=warnings)
             )
             return True
         self.status[name] = Status.PULLED
         self.reporter.handle(
-            StagePulled(
-                name, kind, views, record.summary, record.created, fetched, bool(views), warnings=record.warnings
-            )
+            StagePulled(name, kind, views, record.summary, record.created, fetched, bool(views), warnings=warnings)
         )
         return True
 
@@ -306,7 +300,7 @@ class Executor:
         if any(p in self._running for p in self.graph.parents[parent]):
             return Turn.BLOCKED  # one of its own parents is being rebuilt
         assert self.results is not None, "only a remote's results are rebuilt"
-        decision = self.planner.decide(parent, self.known)
+        decision = self.planner.decide(parent, self.known, self._left_out.get(parent, ()))
         if decision.status == Status.CACHED and decision.record is not None:  # another run built it meanwhile
             self.results.release(parent)
             self.known[parent] = decision.record
@@ -333,9 +327,16 @@ class Executor:
         ws = new_workspace(self.cache.tmp, name)
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        forced = decision.reasons == ("forced",)
         task = task_for(
-            self.recipe, name, self.known, self.cache.root, ws, log, decision.components, forced, decision.left_out
+            self.recipe,
+            name,
+            self.known,
+            self.cache.root,
+            ws,
+            log,
+            decision.components,
+            decision.forced,
+            decision.left_out,
         )
         running = RunningTask(name, decision, ws, lock, cpu, log, time.perf_counter())
         self._running[name] = running

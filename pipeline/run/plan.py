@@ -22,7 +22,7 @@ from pipeline.errors import KindBug, NameNotDefined, RecipeError
 from pipeline.keys.compute import KeyContextImpl, compute_key, dataset_digest, dataset_parts, explain
 from pipeline.keys.discovered import changes
 from pipeline.recipe.load import Recipe, Ref
-from pipeline.stage import RecipeValueError
+from pipeline.stage import RecipeValueError, member_of
 from pipeline.status import Status
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class Decision:
     remote: RemoteRecord | None = field(default=None, repr=False)  # PULLED: what the remote holds
     failure: FailureRecord | None = field(default=None, repr=False)  # RUN: how this key failed last time
     left_out: tuple[str, ...] = ()  # --skip-unavailable: fan-in members built without (they cannot run here)
+    forced: bool = False  # RUN because --force named it: its trials are computed again too
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -151,13 +152,12 @@ class Planner:
         node = self.recipe.stages[name]
         kept: dict[str, int] = {}
         for key, ref in node.inputs.items():
-            base = key.partition("[")[0]
-            member = key != base and node.kind.inputs[base].many
+            base = member_of(key)
             if ref.kind == "stage" and ref.target in gone:
-                if not member:
+                if base is None:
                     return None
                 kept.setdefault(base, 0)
-            elif member:
+            elif base is not None:
                 kept[base] = kept.get(base, 0) + 1
         if not all(kept.values()):
             return None
@@ -169,7 +169,7 @@ class Planner:
         (pipeline/cache/failures.py: failures are never served)."""
         decision = self._decide(name, known, left_out)
         if left_out:
-            why = decision.reasons + ((f"without {', '.join(left_out)} (cannot run here)",) if decision.reasons else ())
+            why = (*decision.reasons, f"without {', '.join(left_out)} (cannot run here)")
             decision = dataclasses.replace(decision, left_out=left_out, reasons=why)
         if decision.status == RUN and decision.key is not None:
             failure = self.cache.failures.get(decision.key)
@@ -221,7 +221,7 @@ class Planner:
             if unmet:
                 return Decision(name, UNAVAILABLE, (unmet,), result.key, result.components, None, previous)
         if name in self.force or self.force_all:
-            return Decision(name, RUN, ("forced",), result.key, result.components, None, previous)
+            return Decision(name, RUN, ("forced",), result.key, result.components, None, previous, forced=True)
         bad: list[str] = []
         if record is not None and record.pulled_unverified and self.remote and self.remote.verifier:
             bad = ["the cached result was pulled without a trusted signature"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.backends.worker import Task, TrialSpec
+from pipeline.cache.flock import KeyLock
 from pipeline.cache.records import StageRecord
 from pipeline.cache.trials import trial_base
 from pipeline.recipe.load import Recipe
@@ -15,7 +16,6 @@ from pipeline.run.plan import inputs_without
 from pipeline.stage import DatasetInput
 
 if TYPE_CHECKING:
-    from pipeline.cache.flock import KeyLock
     from pipeline.run.plan import Decision
 
 
@@ -75,3 +75,17 @@ def task_for(
         log=str(log),
         trials=TrialSpec(trial_base(components, node.kind.trial_neutral), str(store), forced) if components else None,
     )
+
+
+def take_locks(locks: Path, key: str, shared_cpu: bool) -> tuple[KeyLock, KeyLock] | str:
+    """A key's lock and the CPU lock (shared, or exclusive for a stage that times things), both taken, or why
+    another process holds one of them (then neither is held): concurrent runs on one cache never build a key
+    twice, nor time on a busy CPU."""
+    lock = KeyLock(locks / f"{key}.lock")
+    if not lock.acquire(blocking=False):
+        return f"another run (pid {lock.holder()}) is building it"
+    cpu = KeyLock(locks / "cpu.lock", shared=shared_cpu)
+    if not cpu.acquire(blocking=False):
+        lock.release()
+        return "another run holds the CPU" + (" (timing)" if shared_cpu else "")
+    return lock, cpu

@@ -47,12 +47,12 @@ def member_from(label: str, path: Path) -> Member:
         return _from_engine(label, path, engine_info.read(path))
     if path.is_file() and path.suffix == ".onnx":
         inputs, outputs = _onnx_io(path)
-        return Member(label, path, "onnxruntime", (path,), inputs, outputs)
+        return Member(label, path, "onnxruntime", (path,), inputs, outputs, _onnx_precision(path))
     xml = _ir_xml(path)
     if xml is not None:
         files = _ir_files(label, xml)
         inputs, outputs = _ir_io(xml)
-        return Member(label, path, "openvino", files, inputs, outputs)
+        return Member(label, path, "openvino", files, inputs, outputs, _ir_precision(xml))
     raise ValueError(f"{label}: {path.name} is not an engine directory (engine.json), an .onnx file or an IR")
 
 
@@ -146,3 +146,22 @@ def _ir_io(xml: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
 
     model = ov.Core().read_model(str(xml))
     return tuple(tensor_info(p) for p in model.inputs), tuple(tensor_info(p) for p in model.outputs)
+
+
+def _onnx_precision(path: Path) -> str:
+    """A bare model's precision as build.onnxruntime would record it: int8 with Q/DQ or integer ops (quantize.qdq's
+    output), fp16, else fp32; the smoke request's default gate depends on it."""
+    from stages.runtimes.onnx.io import load_onnx
+    from stages.runtimes.onnxrt.graph import precision_of
+
+    return precision_of(load_onnx(path))
+
+
+def _ir_precision(xml: Path) -> str | None:
+    """int8 for an IR holding FakeQuantize or FakeConvert (quantize.nncf's output), else None (its precision is the
+    one it is compiled with)."""
+    import openvino as ov
+
+    from stages.runtimes.openvino.io import count_ops
+
+    return "int8" if count_ops(ov.Core().read_model(str(xml))) else None

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 Runtime = Literal["openvino", "onnxruntime", "tensorrt"]
+# `inference_precision` that asks for what OpenVINO picks by itself (what Triton's OpenVINO backend runs unpinned).
+DEFAULT_PRECISION = "default"
 Loaded = tuple[dict[str, str], Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]]  # input dtypes, run
 
 
@@ -100,7 +102,8 @@ def smoke_request(
         except TypeError:
             raise ValueError(f"{model}: input {name!r} is {dtype}, which numpy cannot draw a request in") from None
     if runtime == "openvino":
-        hint = inference_precision or (member.info.inference_precision if member.info else None) or "f32"
+        asked = inference_precision or (member.info.inference_precision if member.info else None) or "f32"
+        hint = None if asked == DEFAULT_PRECISION else asked
         preferred = {t.name for t in member.outputs}
         input_types, run, label = _openvino(model, files, hint, preferred)
     elif runtime == "onnxruntime":
@@ -175,9 +178,11 @@ def _fits(size: int, dim: int | str) -> bool:
     return (not low or size >= int(low)) and (not high or size <= int(high))
 
 
-def _openvino(model: str, files: Sequence[Path], hint: str, preferred: set[str]) -> tuple[dict[str, str], Any, str]:
-    """Compiled on CPU with `hint`; the label names the precision it took ("openvino f32 (asked f16)" where the
-    CPU lacks the one asked for, as a server with that config would run it)."""
+def _openvino(
+    model: str, files: Sequence[Path], hint: str | None, preferred: set[str]
+) -> tuple[dict[str, str], Any, str]:
+    """Compiled on CPU with `hint` (None: OpenVINO's own default); the label names the precision it took
+    ("openvino f32 (asked f16)" where the CPU lacks the one asked for, as a server with that config would run it)."""
     import openvino as ov
 
     from stages.runtimes.dtypes import name_of_openvino
@@ -187,7 +192,8 @@ def _openvino(model: str, files: Sequence[Path], hint: str, preferred: set[str])
         raise ValueError(f"{model}: no .xml or .onnx among {', '.join(f.name for f in files) or 'no files'}")
     core = ov.Core()
     try:
-        compiled = core.compile_model(core.read_model(str(source)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        config = {"INFERENCE_PRECISION_HINT": hint} if hint else {}
+        compiled = core.compile_model(core.read_model(str(source)), "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError and its own types; one line either way
         raise ValueError(f"{model}: OpenVINO cannot load {source.name}: {one_line(exc, 300)}") from None
     types: dict[str, str] = {}
@@ -203,7 +209,8 @@ def _openvino(model: str, files: Sequence[Path], hint: str, preferred: set[str])
         return {_port_name(port, preferred): out[port] for port in compiled.outputs}
 
     took = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    return types, run, f"openvino {took}" + (f" (asked {hint})" if took != hint else "")
+    asked = f" (asked {hint})" if hint and took != hint else "" if hint else " (the CPU's default)"
+    return types, run, f"openvino {took}{asked}"
 
 
 def _port_name(port: Any, preferred: set[str]) -> str:

@@ -160,30 +160,31 @@ def _check_dims(
         return
     for k, (have, want) in enumerate(zip(model, full)):
         if mbs > 0 and k == 0:
-            continue  # the batch dim: checked above and by max_batch_size
+            continue  # the batch dim: checked above and by max_batch_size (OpenVINO: ov::set_batch makes it that)
         j = k - 1 if mbs > 0 else k
-        if backend == "openvino" and _bounded_range(have):
-            p.add(
-                f"{field}.dims[{j}]",
-                f"the IR's dim {have} of {tensor.name!r} is a range: Triton's OpenVINO backend matches a range only "
-                f"to sizes strictly inside it, never -1 (openvino_backend#84); build it static or unbounded{tag}",
-            )
-            return
-        if not _matches(backend, side, have, want):
-            p.add(f"{field}.dims[{j}]", f"{want}, but the engine's {tensor.name!r} is {shown}{tag}")
+        if not _matches(backend, side, have, want, mbs > 0):
+            if backend == "openvino" and _bounded_range(have) and want == -1:
+                p.add(
+                    f"{field}.dims[{j}]",
+                    f"-1, but the IR's dim of {tensor.name!r} is the range {have}: Triton's OpenVINO backend matches "
+                    f"a range only to a size strictly inside it (openvino_backend#84){tag}",
+                )
+            else:
+                p.add(f"{field}.dims[{j}]", f"{want}, but the engine's {tensor.name!r} is {shown}{tag}")
             return
 
 
-def _matches(backend: str, side: str, have: int | str, want: int) -> bool:
+def _matches(backend: str, side: str, have: int | str, want: int, batching: bool) -> bool:
     """One dim, by the backend's rule: onnxruntime compares a static model dim always and a dynamic one exactly
-    on outputs; tensorrt skips -1 on either side; openvino compares by `doesMatch`, inputs skipping -1."""
+    on outputs; tensorrt skips -1 on either side; openvino (openvino_utils.cc `CompareDimsSupported`) skips a -1
+    of an input when the model batches (compare_exact false) and compares every other dim by `doesMatch`."""
     dynamic = not isinstance(have, int)
     if backend == "onnxruntime":
         if dynamic:
             return side == "input" or want == -1
         return have == want
     if backend == "openvino":
-        if side == "input" and want == -1:
+        if side == "input" and batching and want == -1:
             return True
         return _does_match(have, want)
     if dynamic or want == -1:

@@ -76,6 +76,11 @@ def loaded_versions(folder: ModelFolder, config: Any, p: Problems) -> list[str]:
         chosen = [valid[v] for v in sorted(valid)]
     else:
         keep = policy.latest.num_versions if policy.HasField("latest") else 1
+        if keep < 1:  # model_lifecycle.cc VersionsToLoad: no version chosen, the load fails
+            Problems(folder.name, p.lines).add(
+                "version_policy.latest.num_versions",
+                f"{keep}: no version is served (Triton: at least one version must be available)",
+            )
         chosen = [valid[v] for v in sorted(valid, reverse=True)[: max(keep, 1)]]
     if not valid:
         Problems(folder.name, p.lines).add("", "no version folder (Triton: at least one version must be available)")

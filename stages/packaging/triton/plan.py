@@ -58,6 +58,8 @@ class ModelPlan:
     default_file: str
     config: str  # config.pbtxt's text
     notes: tuple[str, ...] = field(default=())  # the decisions a reader may question, one line each
+    warnings: tuple[str, ...] = field(default=())  # what may make the served model other than the one checked
+    inference_precision: str | None = None  # OpenVINO: what the config pins (bf16), or None: the CPU's default
 
     @property
     def backend(self) -> str:
@@ -169,6 +171,10 @@ def _plan(
     config["input"] = [_io(t, mbs) for t in first.inputs]
     config["output"] = [_io(t, mbs) for t in first.outputs]
     config["instance_group"] = [{"count": instance_count, "kind": kind}]
+    warnings: list[str] = []
+    pinned = None
+    if first.backend == "openvino":
+        config["parameters"], pinned = _openvino_parameters(first, warnings)
     config["default_model_filename"] = default
     if cc_files:
         config["cc_model_filenames"] = cc_files
@@ -178,7 +184,41 @@ def _plan(
         else:
             notes.append("dynamic_batching left out: the model does not batch (max_batch_size 0)")
     text = config_text(config, f"{name}: written by package.triton from {', '.join(m.label for m in group)}")
-    return ModelPlan(name, tuple(group), tuple(files), version, mbs, kind, instance_count, default, text, tuple(notes))
+    return ModelPlan(
+        name,
+        tuple(group),
+        tuple(files),
+        version,
+        mbs,
+        kind,
+        instance_count,
+        default,
+        text,
+        tuple(notes),
+        tuple(warnings),
+        pinned,
+    )
+
+
+def _openvino_parameters(member: Member, warnings: list[str]) -> tuple[dict[str, Any], str | None]:
+    """What Triton's OpenVINO backend takes of how the engine was built and checked (openvino.cc ParseParameter):
+    PERFORMANCE_HINT, and HINT_BF16, its only precision setting. An engine checked at f32 or f16 cannot be pinned
+    there: the backend runs OpenVINO's CPU default, bf16 on a CPU with AVX-512 BF16 or AMX."""
+    info = member.info
+    params: dict[str, Any] = {}
+    hint = info.details.get("performance_hint") if info is not None else None
+    if isinstance(hint, str) and hint.lower() in ("latency", "throughput", "cumulative_throughput"):
+        params["PERFORMANCE_HINT"] = {"string_value": hint.lower()}
+    precision = info.inference_precision if info is not None else None
+    if precision == "bf16":
+        params["HINT_BF16"] = {"string_value": "yes"}
+        return params, "bf16"
+    warnings.append(
+        f"{member.label} was checked at {precision or 'f32'}, which Triton's OpenVINO backend cannot pin: it runs "
+        "OpenVINO's CPU default, bf16 on a CPU with AVX-512 BF16 or AMX (package.ovms pins it; or build and "
+        "validate with inference_precision bf16)"
+    )
+    return params, None
 
 
 def _max_batch(member: Member, notes: list[str]) -> int:

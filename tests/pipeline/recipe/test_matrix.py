@@ -223,3 +223,37 @@ def test_a_fan_in_with_no_member_left_is_not_built(project: Project) -> None:
     proc, record = project.run_json("toy.yaml", "--skip-unavailable")
     rows = {r["stage"]: r["status"] for r in record["stages"]}
     assert proc.returncode == 0 and rows["gather"] == "skipped"
+
+
+def test_the_order_of_a_fan_in_is_part_of_its_key(toy: Project) -> None:
+    """A kind reads its members in recipe order (`ctx.members`): listing them the other way round is a new input,
+    not a cached result written in the old order."""
+    text = HEAD + "stages:\n  a: {uses: toy.write, with: {text: A}}\n  b: {uses: toy.write, with: {text: B}}\n"
+    toy.run(toy.load(text + "  g: {uses: toy.gather, inputs: {parts: [a, b]}}\n"))
+    swapped = toy.load(text + "  g: {uses: toy.gather, inputs: {parts: [b, a]}}\n")
+    decision = toy.plan(swapped)["g"]
+    assert decision.status == "run" and decision.reasons == ("fan-in order: parts[b], parts[a]",)
+    toy.run(swapped)
+    assert (toy.cache / "toy" / "g" / "gathered.txt").read_text() == "b: B\na: A\n"
+
+
+def test_plan_says_what_a_fan_in_goes_without_and_a_remote_copy_that_fails_is_rebuilt(
+    project: Project, tmp_path: Path
+) -> None:
+    project.write_recipe(SKIPPABLE)
+    proc = project.cli("plan", "toy.yaml", "--skip-unavailable")
+    assert proc.returncode == 0 and "without gpu@a, gpu@b (cannot run here)" in proc.stdout.replace("\n", " ")
+    remote = f"file://{tmp_path / 'remote'}"
+    proc, _ = project.run_json("toy.yaml", "--skip-unavailable", "--remote", remote)
+    assert proc.returncode == 0, proc.stderr
+    tampered = [p for p in (tmp_path / "remote").rglob("*") if p.is_file() and p.read_bytes() == b"cpu: cpu\n"]
+    assert tampered
+    for path in tampered:
+        path.chmod(0o644)
+        path.write_bytes(b"not what was built\n")
+    other = {"PIPELINE_CACHE": str(tmp_path / "other-cache")}
+    proc, record = project.run_json("toy.yaml", "--skip-unavailable", "--remote", remote, env=other)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["stage"]: r for r in record["stages"]}
+    assert rows["gather"]["status"] == "ran" and rows["gather"]["warnings"][0].startswith("built without gpu@a")
+    assert (tmp_path / "other-cache" / "toy" / "gather" / "gathered.txt").read_text() == "cpu: cpu\n"

@@ -257,7 +257,6 @@ def _trt_info() -> EngineInfo:
             {"batch_size": {ENGINE: 16}},
             rf"^{AT_RE}\.batch_size: 16 is outside model\.xml's batch dim 1\.\.8 \(input input\)$",
         ),
-        ({"names": {"engine@other": "x"}}, r"^names: engine@other is not a member \(members: engine@openvino-fp32\)$"),
         (
             {"shape": {ENGINE: "(1,3,8,8)"}, "batch_size": {ENGINE: 1}},
             r"^shape and batch_size both set for engine@openvino-fp32: OVMS ignores batch_size then$",
@@ -510,3 +509,22 @@ def test_the_written_repository_is_its_own_evidence(tmp_path: Path, engine: Path
     repo = tmp_path / "repository"
     (repo / "engine_openvino_fp32/1/model.bin").unlink()
     assert check_repository(repo) == [f"{AT}.base_path: engine_openvino_fp32/1: model.xml has no model.bin beside it"]
+
+
+def test_params_naming_a_member_the_recipe_does_not_connect_are_recipe_errors(tmp_path: Path) -> None:
+    """`names`, `shape` and `batch_size` are keyed by the labels of `models`: a typo fails when the recipe loads, with
+    its line, before any engine is built."""
+    from pipeline.errors import RecipeError
+    from pipeline.recipe.load import load_recipe
+
+    (tmp_path / "m.onnx").write_bytes(b"")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "stages:\n  ovms:\n    uses: package.ovms\n    inputs: {models: [m.onnx]}\n"
+        "    with:\n      shape: {m.onnx: '(1,3)'}\n      batch_size: {n.onnx: 1}\n"
+    )
+    with pytest.raises(RecipeError) as error:
+        load_recipe(recipe)
+    assert str(error.value).endswith(
+        "r.yaml:7: stages.ovms.with.batch_size.n.onnx: 'n.onnx' is not connected to models (members: m.onnx)"
+    )

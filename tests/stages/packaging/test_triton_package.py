@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from stages.package_triton import PackageTriton
 from stages.packaging.members import member_from
 from stages.packaging.triton import check_repository
 from stages.packaging.triton.plan import default_name
+from stages.runtimes import engine_info
 
 pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("openvino")
@@ -97,11 +99,13 @@ def test_an_openvino_engine_and_a_bare_onnx_become_two_checked_models(
         assert model["checks"]["problems"] == [] and len(model["checks"]["run"]) == 4
     assert [f["from"] for f in by_name["engine_openvino_fp32"]["files"]] == [OV, OV]
     ov_smoke, onnx_smoke = by_name["engine_openvino_fp32"]["smoke"], by_name["simplify"]["smoke"]
+    # Triton's OpenVINO backend pins only bf16: an f32 engine runs at the CPU's default (f32 on this AVX2 CPU)
     assert (ov_smoke["ran"], ov_smoke["runtime"], ov_smoke["request"]) == (
         True,
-        "openvino f32",
+        "openvino f32 (the CPU's default)",
         {"input": [1, 3, 8, 8]},
     )
+    assert "was checked at f32, which Triton's OpenVINO backend cannot pin" in report["models"][0]["warnings"][0]
     assert ov_smoke["outputs"]["out"]["cosine"] > 0.99999
     assert (onnx_smoke["runtime"], onnx_smoke["outputs"]["out"]["cosine"]) == ("onnxruntime", 1.0)
     assert "--gpus" not in report["serve"]["command"] and "/models" in report["serve"]["command"]
@@ -173,15 +177,16 @@ def test_a_static_batch_onnx_is_served_without_batching_unless_asked(tmp_path: P
 
 
 def test_an_ir_with_range_dims_fails_before_it_is_written(tmp_path: Path) -> None:
-    """build.openvino's dynamic IR of a fully convolutional model: h and w are ranges (4..16), which Triton's
-    OpenVINO backend cannot match (openvino_backend#84)."""
+    """build.openvino's dynamic IR of a fully convolutional model: h and w are ranges (4..16). The backend skips an
+    input's -1 when the model batches, but compares every output dim exactly, and -1 never lies strictly inside a
+    range (openvino_backend#84)."""
     source = save(fcn(), tmp_path / "fcn.onnx")
     run_stage(BuildOpenvino, tmp_path / "b", {"inference_precision": "f32"}, inputs={"model": source}, model=FCN_SPEC)
     with pytest.raises(ValueError) as error:
         package(tmp_path / "p", {"fcn@openvino": tmp_path / "b" / "model"})
     assert str(error.value).startswith(
-        "package.triton: fcn_openvino/config.pbtxt: input[0].dims[1]: the IR's dim 4..16 of 'x' is a range: "
-        "Triton's OpenVINO backend matches a range only to sizes strictly inside it, never -1 (openvino_backend#84)"
+        "package.triton: fcn_openvino/config.pbtxt: output[0].dims[1]: -1, but the IR's dim of 'mask' is the range "
+        "4..16: Triton's OpenVINO backend matches a range only to a size strictly inside it (openvino_backend#84)"
     )
     assert not (tmp_path / "p" / "repository").exists()
 
@@ -279,8 +284,14 @@ def test_a_max_batch_above_the_profile_and_a_preferred_batch_above_it_fail_in_on
 
 
 def test_names_must_name_members_and_models_must_not_share_a_folder(tmp_path: Path, ov_engine: Path) -> None:
-    with pytest.raises(ValueError, match=r"^package.triton: names: 'typo' is no member \(members: engine@openvino"):
-        package(tmp_path / "a", {OV: ov_engine}, names={"typo": "x"})
+    # a label the recipe does not connect is a recipe error (Stage.members_problem, asked when the recipe loads);
+    # at run time an entry for a member --skip-unavailable left out is passed over
+    params = PackageTriton.Params.model_validate({"names": {"typo": "x"}})
+    assert PackageTriton().members_problem(params, {"models": [OV]}) == (
+        ("names", "typo"),
+        "'typo' is not connected to models (members: engine@openvino-fp32)",
+    )
+    assert package(tmp_path / "a", {OV: ov_engine}, names={"trt@fp16-T4": "x"})["models"] == 1
     with pytest.raises(ValueError) as error:
         package(tmp_path / "b", {OV: ov_engine, "other": ov_engine}, names={OV: "same", "other": "same"})
     assert str(error.value) == (
@@ -305,3 +316,20 @@ def test_default_model_names(tmp_path: Path, labels: list[str], gpus: list[str |
         path = trt_engine(tmp_path / label.replace("/", "_"), gpu) if gpu else save(conv_bn(), tmp_path / "m.onnx")
         members.append(member_from(label, path))
     assert default_name(members) == expected
+
+
+def test_a_bf16_engine_is_pinned_to_bf16_and_its_performance_hint_carried(tmp_path: Path, ov_engine: Path) -> None:
+    """HINT_BF16 is the only precision Triton's OpenVINO backend sets (openvino.cc ParseParameter); an engine built
+    and validated at bf16 gets it, with its PERFORMANCE_HINT, and no warning."""
+    info = engine_info.read(ov_engine).model_copy(update={"inference_precision": "bf16"})
+    bf16 = tmp_path / "bf16"
+    shutil.copytree(ov_engine, bf16)
+    engine_info.write(info, bf16)
+    package(tmp_path / "p", {"engine@openvino-bf16": bf16})
+    config = parsed(tmp_path / "p" / "repository" / "engine_openvino_bf16" / "config.pbtxt")
+    assert {k: v.string_value for k, v in config.parameters.items()} == {
+        "HINT_BF16": "yes",
+        "PERFORMANCE_HINT": "latency",
+    }
+    model = json.loads((tmp_path / "p" / "package.json").read_text())["models"][0]
+    assert model["warnings"] == [] and model["smoke"]["runtime"].startswith("openvino ")

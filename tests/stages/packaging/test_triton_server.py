@@ -70,6 +70,7 @@ LOADS = {
     "openvino_data_type",
     "openvino_range_dims",
     "openvino_static_batch",
+    "openvino_unbatched_wildcard",
     "profile_not_an_index",
     "profile_not_tensorrt",
     "tensorrt_max_batch",  # "engine only supports max-batch M", from the TensorRT backend

@@ -1,0 +1,1 @@
+# a python-backend model: a fixture, never run
