@@ -134,7 +134,7 @@ class PackageTriton(Stage[PackageTritonParams]):
             for note in plan.notes:
                 print(f"{plan.name}: {note}", flush=True)
             for warning in plan.warnings:
-                ctx.warn(f"{plan.name}: {warning}")
+                ctx.warn(f"{plan.name} {warning}")
         return {
             "models": len(plans),
             "files": sum(len(f) for f in files.values()),

@@ -8,7 +8,7 @@ what it rejects (and what it silently skips) can be decided from the files. Each
 - `parse` (L0): a config.pbtxt read with `text_format.Parse` (unknown fields, bad enums, wrong types).
 - `core` (L1): Triton core's own rules, re-implemented from `model_config_utils.cc` (each function cites its
   source): identity, batching, I/O shapes, instance groups, caching, metrics; `sequence` and `ensemble` hold
-  the sequence batcher's and ensembles' rules.
+  the sequence batcher's and ensembles' rules; `rules` applies them all to one config.
 - `backends` (L2): a config against the engine it serves (ONNX graph, OpenVINO IR, TensorRT's engine.json),
   as the onnxruntime, openvino and tensorrt backends check it when they load.
 - `layout`: the repository's folders and files (version folders, default and per-GPU files, names).
@@ -18,9 +18,3 @@ what it rejects (and what it silently skips) can be decided from the files. Each
 Nothing here imports tritonclient, protobuf, onnx, openvino or numpy at module level: kind modules import
 these on the cached path (tests/test_imports.py).
 """
-
-from __future__ import annotations
-
-from stages.packaging.triton.repository import check_repository
-
-__all__ = ["check_repository"]

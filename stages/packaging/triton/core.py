@@ -102,25 +102,6 @@ def _first(table: dict[str, str], value: str) -> str:
     return next(k for k, v in table.items() if v == value)
 
 
-def check_config(config: Any, where: str, folder: str | None = None, files: Collection[str] = ()) -> list[str]:
-    """Every core rule `config` breaks, as one-line problems (empty: Triton core accepts it)."""
-    from stages.packaging.triton import ensemble, sequence
-
-    p = Problems(where, [])
-    ident, missing = identity(config, folder, files)
-    if missing:
-        p.add("", missing)
-    check_model_config(config, ident, p)
-    sequence.check_sequence_batching(config, ident, p)
-    if config.HasField("ensemble_scheduling"):
-        ensemble.check_ensemble_config(config, ident, p)
-    elif ident.platform == ENSEMBLE:
-        p.add("ensemble_scheduling", f"missing: platform is {ENSEMBLE!r} (Triton: ensemble scheduling must be set)")
-    check_instance_groups(config, ident, p)
-    check_io(config, ident, p)
-    return p.lines
-
-
 def check_model_config(config: Any, ident: Identity, p: Problems) -> None:
     """core `ValidateModelConfig` (model_config_utils.cc): identity, max_batch_size, the dynamic batcher, the
     response cache and model metrics (the sequence batcher and ensembles: `sequence`, `ensemble`)."""

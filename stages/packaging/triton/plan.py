@@ -214,9 +214,9 @@ def _openvino_parameters(member: Member, warnings: list[str]) -> tuple[dict[str,
         params["HINT_BF16"] = {"string_value": "yes"}
         return params, "bf16"
     warnings.append(
-        f"{member.label} was checked at {precision or 'f32'}, which Triton's OpenVINO backend cannot pin: it runs "
-        "OpenVINO's CPU default, bf16 on a CPU with AVX-512 BF16 or AMX (package.ovms pins it; or build and "
-        "validate with inference_precision bf16)"
+        f"runs at the CPU's default precision, not the {precision or 'f32'} {member.label} was checked at: Triton's "
+        "OpenVINO backend pins only bf16, and the default is bf16 on a CPU with AVX-512 BF16 or AMX (package.ovms "
+        "pins any precision; or build and validate with inference_precision bf16)"
     )
     return params, None
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from pipeline.errors import one_line
 from stages.packaging.members import Member, member_from
-from stages.packaging.triton import backends, core, ensemble, layout
+from stages.packaging.triton import backends, core, ensemble, layout, rules
 from stages.packaging.triton.layout import NOT_VERSIONS, ModelFolder
 from stages.packaging.triton.parse import Problems, parse_config
 
@@ -69,7 +69,7 @@ def check_models(
         first = min((v for v in folder.versions if v.isdigit()), key=int, default=None)
         files = folder.versions[first] if first is not None else frozenset()
         ident, _ = core.identity(config, folder.name, files)
-        lines += core.check_config(config, where, folder.name, files)
+        lines += rules.check_config(config, where, folder.name, files)
         p = Problems(where, lines)
         backends.check_backend(config, ident, p)
         served = layout.served_files(folder, config, ident, members, p)

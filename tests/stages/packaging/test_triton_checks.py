@@ -18,9 +18,10 @@ from graphs import model_of, save
 from onnx import TensorProto, helper
 
 from stages.packaging.members import member_from
-from stages.packaging.triton import check_repository
-from stages.packaging.triton.core import Identity, check_config, identity
+from stages.packaging.triton.core import Identity, identity
 from stages.packaging.triton.parse import parse_config
+from stages.packaging.triton.repository import check_repository
+from stages.packaging.triton.rules import check_config
 
 pytest.importorskip("tritonclient.grpc")
 

@@ -18,8 +18,8 @@ from trt_records import trt_engine
 from stages.build_openvino import BuildOpenvino
 from stages.package_triton import PackageTriton
 from stages.packaging.members import member_from
-from stages.packaging.triton import check_repository
 from stages.packaging.triton.plan import default_name
+from stages.packaging.triton.repository import check_repository
 from stages.runtimes import engine_info
 
 pytest.importorskip("tritonclient.grpc")
@@ -105,7 +105,10 @@ def test_an_openvino_engine_and_a_bare_onnx_become_two_checked_models(
         "openvino f32 (the CPU's default)",
         {"input": [1, 3, 8, 8]},
     )
-    assert "was checked at f32, which Triton's OpenVINO backend cannot pin" in report["models"][0]["warnings"][0]
+    assert report["models"][0]["warnings"][0].startswith(
+        "runs at the CPU's default precision, not the f32 engine@openvino-fp32 was checked at: Triton's OpenVINO "
+        "backend pins only bf16"
+    )
     assert ov_smoke["outputs"]["out"]["cosine"] > 0.99999
     assert (onnx_smoke["runtime"], onnx_smoke["outputs"]["out"]["cosine"]) == ("onnxruntime", 1.0)
     assert "--gpus" not in report["serve"]["command"] and "/models" in report["serve"]["command"]
