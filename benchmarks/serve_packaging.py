@@ -59,6 +59,8 @@ def main() -> None:
     for name, s in {**engines, **packaging}.items():
         print(f"  {name:<26} {s:6.2f} s")
     total_engines, total_packaging = sum(engines.values()), sum(packaging.values())
+    if not total_engines:
+        sys.exit(f"{cache} holds the recipe already: run without --cache for the build figures")
     print(
         f"packaging {total_packaging:.2f} s against engine builds {total_engines:.2f} s "
         f"(ratio {total_packaging / total_engines:.2f}; {total_packaging / everything:.1%} of the recipe's stage time)"
