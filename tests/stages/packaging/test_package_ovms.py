@@ -1,5 +1,5 @@
 """package.ovms called directly, and the checks it runs (OVMS's schema, the repository as OVMS resolves it): an
-OpenVINO engine from build.openvino and a bare .onnx packaged, checked and smoke-tested; every class of config the
+OpenVINO ov_engine from build.openvino and a bare .onnx packaged, checked and smoke-tested; every class of config the
 server refuses or quietly mishandles rejected with one line; OVMS's own example configs accepted."""
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from graphs import CONV_SPEC, conv_bn, model_of, save
+from graphs import conv_bn, model_of, save
 from harness import run_stage
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
-from stages.build_openvino import BuildOpenvino
 from stages.package_ovms import PackageOvms
 from stages.packaging.members import member_from
 from stages.packaging.ovms.config import default_name, parse_shape, shape_text
@@ -37,18 +36,6 @@ AT = "config.json: model_config_list[0].config"
 AT_RE = re.escape(AT)
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save(conv_bn(), tmp_path_factory.mktemp("onnx") / "model.onnx")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, onnx_file: Path) -> Path:
-    out = tmp_path_factory.mktemp("built")
-    run_stage(BuildOpenvino, out, {"inference_precision": "f32"}, inputs={"model": onnx_file}, model=CONV_SPEC)
-    return out / "model"
-
-
 def package(outdir: Path, models: dict[str, Path], reference: Path | None = None, **params: Any) -> dict:
     inputs: dict[str, Any] = {f"models[{label}]": path for label, path in models.items()}
     if reference is not None:
@@ -61,8 +48,8 @@ def sha256(path: Path) -> str:
 
 
 # -- the package ---------------------------------------------------------------------------------------------------
-def test_an_engine_and_a_bare_onnx_make_a_checked_repository(tmp_path: Path, engine: Path, onnx_file: Path) -> None:
-    summary = package(tmp_path, {ENGINE: engine, BARE: onnx_file}, reference=onnx_file)
+def test_an_engine_and_a_bare_onnx_make_a_checked_repository(tmp_path: Path, ov_engine: Path, onnx_file: Path) -> None:
+    summary = package(tmp_path, {ENGINE: ov_engine, BARE: onnx_file}, reference=onnx_file)
     repo = tmp_path / "repository"
     files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
     assert files == [
@@ -99,7 +86,7 @@ def test_an_engine_and_a_bare_onnx_make_a_checked_repository(tmp_path: Path, eng
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft7Validator(schema).validate(config)  # the project's copy of OVMS's schema, used directly
     assert check_repository(repo) == []
-    assert (repo / "engine_openvino_fp32/1/model.bin").read_bytes() == (engine / "model.bin").read_bytes()
+    assert (repo / "engine_openvino_fp32/1/model.bin").read_bytes() == (ov_engine / "model.bin").read_bytes()
 
     report = json.loads((tmp_path / "package.json").read_text())
     assert report["config"] == config and report["reference"] == "model.onnx"
@@ -134,10 +121,12 @@ def test_an_engine_and_a_bare_onnx_make_a_checked_repository(tmp_path: Path, eng
     )
 
 
-def test_params_shape_the_entries(tmp_path: Path, engine: Path, onnx_file: Path, capsys: pytest.CaptureFixture) -> None:
+def test_params_shape_the_entries(
+    tmp_path: Path, ov_engine: Path, onnx_file: Path, capsys: pytest.CaptureFixture
+) -> None:
     package(
         tmp_path,
-        {ENGINE: engine, BARE: onnx_file},
+        {ENGINE: ov_engine, BARE: onnx_file},
         names={ENGINE: "resnet.v2", BARE: "resnet-onnx"},
         version=3,
         nireq=2,
@@ -168,60 +157,60 @@ def test_params_shape_the_entries(tmp_path: Path, engine: Path, onnx_file: Path,
 
 
 def test_a_precision_or_device_other_than_the_build_checked_is_warned(
-    tmp_path: Path, engine: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, ov_engine: Path, capsys: pytest.CaptureFixture
 ) -> None:
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         plugin = {"PERFORMANCE_HINT": "THROUGHPUT"}
     else:
         plugin = {"INFERENCE_PRECISION_HINT": "bf16"}
-    package(tmp_path / "a", {ENGINE: engine}, plugin_config=plugin)
-    package(tmp_path / "b", {ENGINE: engine}, target_device="GPU")  # written for GPU, smoke-tested on CPU
+    package(tmp_path / "a", {ENGINE: ov_engine}, plugin_config=plugin)
+    package(tmp_path / "b", {ENGINE: ov_engine}, target_device="GPU")  # written for GPU, smoke-tested on CPU
     out = capsys.readouterr().out
     assert "WARNING: package_ovms: engine_openvino_fp32: served on GPU, but engine@openvino-fp32 was built and " in out
     if "INFERENCE_PRECISION_HINT" in plugin:
         assert "INFERENCE_PRECISION_HINT bf16 is not the f32 engine@openvino-fp32 was built and checked with" in out
 
 
-def test_without_a_reference_the_smoke_test_still_runs(tmp_path: Path, engine: Path) -> None:
-    summary = package(tmp_path, {ENGINE: engine})
+def test_without_a_reference_the_smoke_test_still_runs(tmp_path: Path, ov_engine: Path) -> None:
+    summary = package(tmp_path, {ENGINE: ov_engine})
     model = json.loads((tmp_path / "package.json").read_text())["models"][0]
     assert model["smoke"]["ran"] and model["smoke"]["outputs"]["out"]["cosine"] is None
     assert summary["smoke"] == {"engine_openvino_fp32": None}
 
 
 def test_a_model_that_disagrees_with_the_reference_fails_the_package(
-    tmp_path: Path, engine: Path, onnx_file: Path
+    tmp_path: Path, ov_engine: Path, onnx_file: Path
 ) -> None:
-    """The engine built from conv_bn against a reference whose conv weights are negated."""
+    """The ov_engine built from conv_bn against a reference whose conv weights are negated."""
     other = conv_bn()
     for init in other.graph.initializer:
         if init.name == "cw":
             init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), "cw"))
     reference = save(other, tmp_path / "ref" / "other.onnx")
     with pytest.raises(ValueError, match=r"^engine_openvino_fp32: output 'out' cosine -?0\.\d+ < 0\.99 against "):
-        package(tmp_path / "p", {ENGINE: engine}, reference=reference)
-    summary = package(tmp_path / "q", {ENGINE: engine}, reference=reference, smoke_cosine_min=-1.0)
+        package(tmp_path / "p", {ENGINE: ov_engine}, reference=reference)
+    summary = package(tmp_path / "q", {ENGINE: ov_engine}, reference=reference, smoke_cosine_min=-1.0)
     assert summary["smoke"]["engine_openvino_fp32"] < 0.99
 
 
-def test_the_smoke_gate_depends_on_the_precision(engine: Path) -> None:
-    """A quantized engine meets random requests outside its calibrated ranges: its default gate only tells the model
-    from another one (validate gates its accuracy on real data); a float engine must reproduce the reference."""
-    member = member_from(ENGINE, engine)
+def test_the_smoke_gate_depends_on_the_precision(ov_engine: Path) -> None:
+    """A quantized ov_engine meets random requests outside its calibrated ranges: its default gate only tells the model
+    from another one (validate gates its accuracy on real data); a float ov_engine must reproduce the reference."""
+    member = member_from(ENGINE, ov_engine)
     assert cosine_floor(member, None, False) == 0.99 and cosine_floor(member, 0.7, True) == 0.7
     int8 = dataclasses.replace(member, precision="int8")
     assert cosine_floor(int8, None, False) == 0.5 and cosine_floor(int8, 0.999, False) == 0.999
-    assert cosine_floor(int8, None, True) == 0.95  # on real samples a quantized engine must stay close
+    assert cosine_floor(int8, None, True) == 0.95  # on real samples a quantized ov_engine must stay close
     assert cosine_floor(dataclasses.replace(member, precision="fp16"), None, False) == 0.99
 
 
-def test_a_tensorrt_engine_is_refused_and_nothing_is_written(tmp_path: Path, engine: Path) -> None:
+def test_a_tensorrt_engine_is_refused_and_nothing_is_written(tmp_path: Path, ov_engine: Path) -> None:
     folder = tmp_path / "trt"
     folder.mkdir()
     (folder / "model.engine").write_bytes(b"a TensorRT plan: never run here")
     engine_info.write(_trt_info(), folder)
     with pytest.raises(ValueError) as caught:
-        package(tmp_path / "p", {ENGINE: engine, "engine@trt-fp16": folder})
+        package(tmp_path / "p", {ENGINE: ov_engine, "engine@trt-fp16": folder})
     assert str(caught.value) == "package.ovms serves OpenVINO IR and ONNX; engine@trt-fp16 is a TensorRT engine"
     assert not (tmp_path / "p" / "repository").exists()
 
@@ -263,15 +252,17 @@ def _trt_info() -> EngineInfo:
         ),
     ],
 )
-def test_every_check_runs_before_anything_is_written(tmp_path: Path, engine: Path, params: dict, message: str) -> None:
+def test_every_check_runs_before_anything_is_written(
+    tmp_path: Path, ov_engine: Path, params: dict, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
-        package(tmp_path, {ENGINE: engine}, **params)
+        package(tmp_path, {ENGINE: ov_engine}, **params)
     assert not (tmp_path / "repository").exists()
 
 
-def test_two_members_under_one_name_are_refused(tmp_path: Path, engine: Path, onnx_file: Path) -> None:
+def test_two_members_under_one_name_are_refused(tmp_path: Path, ov_engine: Path, onnx_file: Path) -> None:
     with pytest.raises(ValueError, match=r"^engine@openvino-fp32 and simplify would both be served as 'm'; set"):
-        package(tmp_path, {ENGINE: engine, BARE: onnx_file}, names={ENGINE: "m", BARE: "m"})
+        package(tmp_path, {ENGINE: ov_engine, BARE: onnx_file}, names={ENGINE: "m", BARE: "m"})
     with pytest.raises(ValueError, match=r"^models: nothing to package"):
         package(tmp_path, {})
 
@@ -503,9 +494,9 @@ def test_a_repository_without_a_readable_config(tmp_path: Path) -> None:
     assert check_repository(tmp_path) == ["config.json: not JSON (Expecting value at line 1, column 24)"]
 
 
-def test_the_written_repository_is_its_own_evidence(tmp_path: Path, engine: Path) -> None:
+def test_the_written_repository_is_its_own_evidence(tmp_path: Path, ov_engine: Path) -> None:
     """Edit the written repository the way hands do; the same check the stage ran says what broke."""
-    package(tmp_path, {ENGINE: engine})
+    package(tmp_path, {ENGINE: ov_engine})
     repo = tmp_path / "repository"
     (repo / "engine_openvino_fp32/1/model.bin").unlink()
     assert check_repository(repo) == [f"{AT}.base_path: engine_openvino_fp32/1: model.xml has no model.bin beside it"]
@@ -513,7 +504,7 @@ def test_the_written_repository_is_its_own_evidence(tmp_path: Path, engine: Path
 
 def test_params_naming_a_member_the_recipe_does_not_connect_are_recipe_errors(tmp_path: Path) -> None:
     """`names`, `shape` and `batch_size` are keyed by the labels of `models`: a typo fails when the recipe loads, with
-    its line, before any engine is built."""
+    its line, before any ov_engine is built."""
     from pipeline.errors import RecipeError
     from pipeline.recipe.load import load_recipe
 

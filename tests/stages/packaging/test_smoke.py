@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphs import CONV_SPEC, conv_bn, model_of, save
-from harness import run_stage
+from graphs import model_of, save
 from onnx import TensorProto, helper
 
-from stages.build_openvino import BuildOpenvino
 from stages.packaging.members import Member, member_from
 from stages.packaging.smoke import SmokeResult, cosine_similarity, smoke_request
 from stages.runtimes import engine_info
@@ -24,19 +22,6 @@ pytest.importorskip("onnxruntime")
 
 REQUEST = {"input": (2, 3, 8, 8)}
 DTYPES = {"input": "float32"}
-
-
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save(conv_bn(), tmp_path_factory.mktemp("onnx") / "model.onnx")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, onnx_file: Path) -> Path:
-    """An OpenVINO engine as build.openvino writes it (batch 1..8)."""
-    out = tmp_path_factory.mktemp("built")
-    run_stage(BuildOpenvino, out, {"inference_precision": "f32"}, inputs={"model": onnx_file}, model=CONV_SPEC)
-    return out / "model"
 
 
 def unary(op: str, path: Path, input_name: str = "input", output: str = "out") -> Path:
@@ -59,9 +44,9 @@ def smoke(member: Member, reference: Path | None, **kw) -> SmokeResult:
 
 
 def test_an_openvino_engine_runs_with_its_precision_and_agrees_with_the_reference(
-    engine: Path, onnx_file: Path
+    ov_engine: Path, onnx_file: Path
 ) -> None:
-    member = member_from("engine@openvino-fp32", engine)
+    member = member_from("engine@openvino-fp32", ov_engine)
     result = smoke(member, onnx_file)
     assert (result.model, result.ran, result.skipped, result.runtime) == ("served", True, None, "openvino f32")
     out = result.outputs["out"]
@@ -82,8 +67,8 @@ def test_a_bare_onnx_runs_in_onnxruntime_or_openvino(onnx_file: Path) -> None:
     assert by_ov.runtime == "openvino f32" and by_ov.outputs["out"]["cosine"] > 0.99999
 
 
-def test_without_a_reference_it_still_loads_runs_and_checks(engine: Path) -> None:
-    result = smoke(member_from("e", engine), None)
+def test_without_a_reference_it_still_loads_runs_and_checks(ov_engine: Path) -> None:
+    result = smoke(member_from("e", ov_engine), None)
     assert result.ran and result.outputs["out"] == {
         "shape": [2, 4, 8, 8],
         "dtype": "float32",
@@ -105,8 +90,8 @@ def test_a_file_whose_input_is_named_otherwise_is_caught(tmp_path: Path, onnx_fi
             smoke(member, onnx_file, files=[wrong], runtime=runtime)
 
 
-def test_a_declared_dtype_the_file_does_not_take_is_caught(onnx_file: Path, engine: Path) -> None:
-    for member in (member_from("o", onnx_file), member_from("e", engine)):
+def test_a_declared_dtype_the_file_does_not_take_is_caught(onnx_file: Path, ov_engine: Path) -> None:
+    for member in (member_from("o", onnx_file), member_from("e", ov_engine)):
         with pytest.raises(
             ValueError,
             match=r"^served: input 'input' is declared float16, but the model file takes "
@@ -127,9 +112,9 @@ def test_a_file_that_does_not_load_is_one_line(tmp_path: Path, onnx_file: Path) 
     assert "\n" not in str(caught.value)
 
 
-def test_a_request_outside_the_engine_is_one_line(engine: Path) -> None:
+def test_a_request_outside_the_engine_is_one_line(ov_engine: Path) -> None:
     with pytest.raises(ValueError, match=r"^served: the request input \[9, 3, 8, 8\] failed in openvino f32: "):
-        smoke(member_from("e", engine), None, shapes={"input": (9, 3, 8, 8)})
+        smoke(member_from("e", ov_engine), None, shapes={"input": (9, 3, 8, 8)})
 
 
 def test_an_output_that_is_not_finite_is_caught(tmp_path: Path) -> None:
@@ -189,7 +174,7 @@ def test_a_tensorrt_engine_is_skipped_with_the_reason_where_tensorrt_is_missing(
 
 
 def trt_info() -> EngineInfo:
-    """engine.json of a TensorRT engine (fabricated: nothing here runs it)."""
+    """engine.json of a TensorRT ov_engine (fabricated: nothing here runs it)."""
     dims = ("1..8", 3, 8, 8)
     return EngineInfo(
         backend="tensorrt",
@@ -210,19 +195,19 @@ def test_cosine_similarity() -> None:
     assert cosine_similarity(np.zeros(3), np.zeros(3)) == 1.0 and cosine_similarity(np.zeros(3), np.ones(3)) == 0.0
 
 
-def test_the_label_names_the_precision_openvino_took(engine: Path) -> None:
+def test_the_label_names_the_precision_openvino_took(ov_engine: Path) -> None:
     """A config asking for a precision this CPU lacks runs in another (as the server would): the label says so."""
     import openvino as ov
 
     if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU runs f16")
-    result = smoke(member_from("e", engine), None, inference_precision="f16")
+    result = smoke(member_from("e", ov_engine), None, inference_precision="f16")
     assert result.runtime is not None and result.runtime.endswith(" (asked f16)")
     assert result.runtime.split()[1] in ("f32", "bf16")
 
 
 def test_a_request_cut_from_real_samples_takes_the_first_ones_and_refuses_another_shape() -> None:
-    """With a `data` input the smoke request is the recipe's own samples (a quantized engine is judged on data like
+    """With a `data` input the smoke request is the recipe's own samples (a quantized ov_engine is judged on data like
     its calibration set), cut or repeated to the config's batch, in its dtype; a sample of another shape is an
     error naming the model and the input, not a silent reshape."""
     import numpy as np

@@ -32,19 +32,6 @@ from tritonclient.grpc import model_config_pb2  # noqa: E402
 OV = "engine@openvino-fp32"
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save(conv_bn(), tmp_path_factory.mktemp("onnx") / "model.onnx")
-
-
-@pytest.fixture(scope="module")
-def ov_engine(tmp_path_factory: pytest.TempPathFactory, onnx_file: Path) -> Path:
-    """build.openvino's output for conv_bn: batch 1..8, the rest static."""
-    out = tmp_path_factory.mktemp("built")
-    run_stage(BuildOpenvino, out, {"inference_precision": "f32"}, inputs={"model": onnx_file}, model=CONV_SPEC)
-    return out / "model"
-
-
 def parsed(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
