@@ -97,8 +97,9 @@ def compute_key(
         "inputs": dict(sorted(inputs.items())),
         "toolchain": toolchain_of(stage, node.params),
     }
-    members = [k for k in node.inputs if k in inputs and member_of(k)]
-    if members:  # a kind reads a fan-in's members in recipe order (`ctx.members`): their order is part of the input
+    # `inputs` comes in the recipe's order; a kind reads a fan-in's members in it (`ctx.members`): it is an input too
+    members = [k for k in inputs if member_of(k)]
+    if members:
         comp["members"] = members
     if kind.uses_model() and recipe.model is not None:
         model = recipe.model.model_dump(mode="json")

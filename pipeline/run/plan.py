@@ -265,7 +265,8 @@ class Planner:
             before = previous.components.get("inputs", {})
             refs = inputs_without(node.inputs, left_out)
             unknown = {k for k, ref in refs.items() if ref.kind == "stage"}
-            assumed = {**inputs, **{k: before.get(k, "(new input)") for k in unknown}}
+            # every stage input as it was (what the parents will give is not known yet), in the recipe's order
+            assumed = {k: before.get(k, "(new input)") if k in unknown else inputs[k] for k in refs}
             result = compute_key(
                 node, self.recipe, assumed, self._fingerprints[name], self._stages[name], self.keys, datasets
             )

@@ -9,13 +9,11 @@ one per line, in order). triton_fixtures/docs/ holds the example configs of Trit
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-from graphs import model_of, save
-from onnx import TensorProto, helper
+from triton_fixture import CLASSES, FIXTURES, materialize, meta
 
 from stages.packaging.members import member_from
 from stages.packaging.triton.core import Identity, identity
@@ -25,35 +23,15 @@ from stages.packaging.triton.rules import check_config
 
 pytest.importorskip("tritonclient.grpc")
 
-FIXTURES = Path(__file__).parent / "triton_fixtures"
-CLASSES = sorted(p.name for p in FIXTURES.iterdir() if (p / "fixture.json").is_file())
 DOCS = FIXTURES / "docs"
 WHOLE = sorted(p.name for p in DOCS.glob("*.pbtxt") if ".fragment." not in p.name)
 FRAGMENTS = sorted(p.name for p in DOCS.glob("*.fragment.pbtxt"))
 
 
-def relu(batch: int | str) -> object:
-    """x[batch, 4] -Relu-> y[batch, 4]."""
-    return model_of(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
-        [],
-    )
-
-
-MAKE = {"static_batch": lambda: relu(1), "dynamic_batch": lambda: relu("batch")}
-
-
 def checked(name: str, tmp_path: Path) -> list[str]:
     """check_repository on a copy of fixture `name`, its ONNX files built and its engines given."""
-    meta = json.loads((FIXTURES / name / "fixture.json").read_text())
-    repo = tmp_path / "repository"
-    shutil.copytree(FIXTURES / name / "repository", repo)
-    for rel, what in meta.get("make", {}).items():
-        save(MAKE[what](), repo / rel)
-    members = {key: member_from(key, FIXTURES / path) for key, path in meta.get("members", {}).items()}
+    repo = materialize(name, tmp_path / "repository")
+    members = {key: member_from(key, FIXTURES / path) for key, path in meta(name).get("members", {}).items()}
     return check_repository(repo, members)
 
 

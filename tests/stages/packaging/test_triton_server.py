@@ -10,7 +10,6 @@ Skipped, with the reason, where no server was unpacked."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,13 @@ from pathlib import Path
 import pytest
 from graphs import CONV_SPEC, conv_bn, save
 from harness import run_stage
+from triton_fixture import CLASSES, FIXTURES, materialize
 from trt_records import trt_engine
 
 from stages.build_openvino import BuildOpenvino
 from stages.package_triton import PackageTriton
 
 SERVER = Path(sys.prefix) / "tritonserver" / "pytriton" / "tritonserver"
-FIXTURES = Path(__file__).parent / "triton_fixtures"
-CLASSES = sorted(p.name for p in FIXTURES.iterdir() if (p / "fixture.json").is_file())
 DOCS = FIXTURES / "docs"
 
 pytestmark = pytest.mark.skipif(
@@ -113,9 +111,7 @@ def verdict(log: str) -> tuple[str, list[str]]:
 
 
 def copy(tmp_path: Path, name: str) -> Path:
-    repo = tmp_path / name
-    shutil.copytree(FIXTURES / name / "repository", repo)
-    return repo
+    return materialize(name, tmp_path / name)
 
 
 @pytest.mark.parametrize("name", CLASSES)
