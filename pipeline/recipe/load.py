@@ -281,11 +281,11 @@ def _stage_node(
             if key in inputs:
                 raise RecipeError(path, line_for(lines, where), ".".join(map(str, where)), f"{member!r} listed twice")
             inputs[key] = _resolve(path, lines, spec, registry, where, member, declared.kind)
-    labels: dict[str, list[str]] = {}
+    labels: dict[str, list[str]] = {n: [] for n, declared in kind.inputs.items() if declared.many}
     for key in inputs:
         base = member_of(key)
         if base is not None:
-            labels.setdefault(base, []).append(key[len(base) + 1 : -1])
+            labels[base].append(key[len(base) + 1 : -1])
     problem = kind().members_problem(params, labels) if labels else None
     if problem is not None:
         loc = at + ("with", *problem[0])
