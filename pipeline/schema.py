@@ -12,7 +12,7 @@ import re
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pipeline.errors import did_you_mean
@@ -164,19 +164,12 @@ class RecipeSpec(Strict):
     data: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
 
-    @field_validator("data")
+    @field_validator("stages", "data")
     @classmethod
-    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        pattern = STAGE_NAME_RE if info.field_name == "stages" else NAME_RE  # a stage may be a matrix's variant
         for name in v:
-            if not NAME_RE.match(name):
-                raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
-        return v
-
-    @field_validator("stages")
-    @classmethod
-    def _stage_names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            if not STAGE_NAME_RE.match(name):
+            if not pattern.match(name):
                 raise ValueError(f"name {name!r} must match [A-Za-z0-9_-]+ (names become paths)")
         return v
 

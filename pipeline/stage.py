@@ -228,8 +228,7 @@ class StageContext(Generic[P]):
     def members(self, name: str) -> dict[str, Path]:
         """The artifacts connected to the many-input `name` (`InputSpec.many`), by what the recipe calls each
         (a stage, `build@fp16-T4`, or a path as written), in recipe order; empty when none is connected."""
-        prefix = member_input(name, "")[:-1]
-        found = {k[len(prefix) : -1]: v for k, v in self.inputs.items() if k.startswith(prefix) and k.endswith("]")}
+        found = {k[len(name) + 1 : -1]: v for k, v in self.inputs.items() if member_of(k) == name}
         for label, value in found.items():
             if not isinstance(value, Path):
                 raise TypeError(f"stage {self.stage}: input {name}[{label}] is a dataset, not an artifact")
