@@ -78,6 +78,13 @@ class BuildTensorrtParams(Params):
     profile: dict[str, ProfileOverride] = Field(
         default_factory=dict, description="input -> {min, opt, max} shapes overriding those derived from dims"
     )
+    profiles: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="copies of the optimization profile: a dynamic-shape engine runs at most this many execution "
+        "contexts at once (one profile per context in concurrent use), so multi-stream throughput needs them",
+    )
     version_compatible: bool = Field(
         False,
         description="runs on later TensorRT versions (BuilderFlag."

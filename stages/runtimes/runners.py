@@ -47,18 +47,20 @@ def runner_for(
     threads: int | None = None,
     device: str | None = None,
     info: EngineInfo | None = None,
+    streams: int | None = None,
 ) -> Runner:
     """The runner for an artifact: by its EngineInfo (`info`, else its engine.json), else by file type (`.onnx` ->
-    ONNX Runtime, a dir with model.xml -> OpenVINO, an engine -> TensorRT). RunnerUnavailable naming what was
-    probed where the runtime cannot run here; ValueError for an artifact that is none of these, or that lacks the
-    file its engine.json names."""
+    ONNX Runtime, a dir with model.xml -> OpenVINO, an engine -> TensorRT). `streams`: a TensorRT engine's
+    contexts in flight when timed for throughput (None: chosen; the other runtimes choose their own).
+    RunnerUnavailable naming what was probed where the runtime cannot run here; ValueError for an artifact that is
+    none of these, or that lacks the file its engine.json names."""
     path = Path(path)
     if info is None:
         info = engine_info_for(path)
     if info is not None:
-        return _by_backend(path, info, precision, threads, device)
+        return _by_backend(path, info, precision, threads, device, streams)
     if path.suffix in ENGINE_SUFFIXES or (path.is_dir() and _engine_files(path) and not _holds_ir(path)):
-        return TensorRTRunner(path, precision=precision, threads=threads, device=device)
+        return TensorRTRunner(path, precision=precision, threads=threads, device=device, streams=streams)
     if path.is_file() and path.suffix == ".onnx":
         return OrtRunner(path, threads=threads, precision=precision)
     if _holds_ir(path):
@@ -69,7 +71,9 @@ def runner_for(
     )
 
 
-def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: int | None, device: str | None) -> Runner:
+def _by_backend(
+    path: Path, info: EngineInfo, precision: str | None, threads: int | None, device: str | None, streams: int | None
+) -> Runner:
     """The runner of `info.backend`, once the artifact is checked to hold that backend's file."""
     if info.backend == "onnxruntime":
         models = sorted(path.glob("*.onnx")) if path.is_dir() else [path] if path.suffix == ".onnx" else []
@@ -90,7 +94,7 @@ def _by_backend(path: Path, info: EngineInfo, precision: str | None, threads: in
             + ("no .engine/.plan file" if not found else f"more than one engine ({len(found)})")
             + (" (pass the engine file itself, or a directory holding it and engine.json)" if not found else "")
         )
-    return TensorRTRunner(found[0], precision=precision, threads=threads, device=device, info=info)
+    return TensorRTRunner(found[0], precision=precision, threads=threads, device=device, info=info, streams=streams)
 
 
 def _holds_ir(path: Path) -> bool:

@@ -498,7 +498,8 @@ def test_kind_modules_import_cheaply() -> None:
     code = (
         "import sys; import stages.build_tensorrt, stages.quantize_qdq, stages.onnx_fp16, "
         "stages.runtimes.tensorrt.plan, stages.runtimes.tensorrt.build, stages.runtimes.tensorrt.runner, "
-        "stages.runtimes.tensorrt.probe, stages.runtimes.tensorrt.layers, stages.runtimes.onnx.qdq, "
+        "stages.runtimes.tensorrt.probe, stages.runtimes.tensorrt.layers, stages.runtimes.tensorrt.streams, "
+        "stages.runtimes.tensorrt.lanes, stages.runtimes.tensorrt.cudart, stages.runtimes.onnx.qdq, "
         "stages.runtimes.onnx.check, stages.runtimes.runners, stages.runtimes.onnxrt.runner, "
         "stages.runtimes.openvino.runner, stages.runtimes.measure, stages.runtimes.dtypes, stages.runtimes.base; "
         "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'nncf', 'onnxconverter_common', "

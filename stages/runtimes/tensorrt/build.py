@@ -139,14 +139,14 @@ def engine_from_plan(plan: BuildPlan, log: Callable[[str], None] = print) -> Bui
 
 
 def _add_profile(builder: Any, network: Any, config: Any, plan: BuildPlan) -> None:
-    """One optimization profile over the dynamic inputs; every dynamic input must have ranges."""
+    """The optimization profile over the dynamic inputs, `plan.profile_copies` times (one per context in
+    concurrent use, each a profile object of its own); every dynamic input must have ranges."""
     ranges = plan.profile()
     names = [network.get_input(i).name for i in range(network.num_inputs)]
     unknown = sorted(set(ranges) - set(names))
     if unknown:
         raise ValueError(f"profile names inputs {unknown} that the ONNX does not have (it has {names})")
-    profile = builder.create_optimization_profile()
-    used = False
+    shapes = []  # (input, range) of every dynamic input
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         shape = tuple(tensor.shape)
@@ -163,18 +163,20 @@ def _add_profile(builder: Any, network: Any, config: Any, plan: BuildPlan) -> No
                 f"input {tensor.name!r}: the ONNX shape {list(shape)} does not admit the profile's "
                 f"opt shape {list(rng.opt)}"
             )
-        if all(d >= 0 for d in shape):
-            continue  # static input: nothing to set
-        try:  # the binding raises RuntimeError when min/opt/max are inconsistent
-            profile.set_shape(tensor.name, rng.min, rng.opt, rng.max)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"TensorRT rejected the profile of input {tensor.name!r} (min {list(rng.min)}, "
-                f"opt {list(rng.opt)}, max {list(rng.max)}): {exc}"
-            ) from None
-        used = True
-    if used and config.add_optimization_profile(profile) < 0:
-        raise ValueError(f"TensorRT rejected the optimization profile {plan.as_dict()['profiles']}")
+        if any(d < 0 for d in shape):  # a static input has nothing to set
+            shapes.append((tensor.name, rng))
+    for _ in range(plan.profile_copies if shapes else 0):
+        profile = builder.create_optimization_profile()
+        for name, rng in shapes:
+            try:  # the binding raises RuntimeError when min/opt/max are inconsistent
+                profile.set_shape(name, rng.min, rng.opt, rng.max)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"TensorRT rejected the profile of input {name!r} (min {list(rng.min)}, "
+                    f"opt {list(rng.opt)}, max {list(rng.max)}): {exc}"
+                ) from None
+        if config.add_optimization_profile(profile) < 0:
+            raise ValueError(f"TensorRT rejected the optimization profile {plan.as_dict()['profiles']}")
 
 
 def io_tensors(trt: Any, engine: Any) -> list[dict[str, Any]]:

@@ -70,6 +70,7 @@ class BuildPlan:
     avg_timing_iterations: int | None
     profiling_verbosity: str  # ProfilingVerbosity member
     profiles: tuple[tuple[str, ShapeRange], ...]  # one optimization profile: input -> ranges
+    profile_copies: int  # the profile added this many times: one per execution context in concurrent use
     dynamic_inputs: tuple[str, ...]  # inputs with named dims in the recipe (or overridden): trtexec shapes them
     timing_cache: str | None  # side-cache file, outside every key
 
@@ -88,7 +89,7 @@ class BuildPlan:
         if "STRONGLY_TYPED" in self.network_flags:
             args.append("--stronglyTyped")
         dynamic = [(n, r) for n, r in self.profiles if n in self.dynamic_inputs]
-        if dynamic:
+        for _ in range(self.profile_copies if dynamic else 0):  # each min/opt/max triple adds a profile
             for flag, point in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
                 args.append(
                     f"{flag}="
@@ -199,6 +200,7 @@ def build_plan(
         avg_timing_iterations=params.avg_timing_iterations,
         profiling_verbosity=PROFILING_VERBOSITY[params.profiling_verbosity],
         profiles=tuple(profiles_from_model(model, params.shapes, params.profile).items()),
+        profile_copies=params.profiles,
         dynamic_inputs=_dynamic_inputs(model, params.profile),
         timing_cache=cache,
     )

@@ -1,4 +1,4 @@
-"""A TensorRT engine as a `runtimes.base.Runner`: deserialize, one execution context, one CUDA stream.
+"""A TensorRT engine as a `runtimes.base.Runner`: deserialize, an execution context per CUDA stream.
 
 Device memory, copies, the stream and timing events come from cuda-python's
 runtime bindings (`cuda.bindings.runtime`; NVIDIA's TensorRT samples,
@@ -12,8 +12,10 @@ any batch inside the engine's profile works), grows device buffers when a
 shape needs more, binds addresses (`set_tensor_address`), enqueues
 `execute_async_v3` and copies outputs back. `benchmark` uploads inputs once
 and times only the engine on the GPU with CUDA events: latency is one
-synchronised inference at a time; throughput enqueues inferences back to back
-and divides by wall time.
+synchronised inference at a time; throughput keeps several execution contexts
+in flight, each on its own stream (trtexec's `--infStreams`; the count from
+`runtimes.tensorrt.streams`, the lanes in `runtimes.tensorrt.lanes`), enqueues
+inferences back to back on all of them and divides by wall time.
 
 Engines are executable artifacts: this runner only loads engines from the
 pipeline's own, digest-verified store, which is why it allows the host code a
@@ -27,7 +29,6 @@ this engine's is an error rather than a silently wrong description.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,42 +38,12 @@ from stages.runtimes.base import Mode, RunnerUnavailable, cast_feeds
 from stages.runtimes.dtypes import dtype_of_trt
 from stages.runtimes.engine_info import EngineInfo
 from stages.runtimes.measure import Timing, batch_of, measure
+from stages.runtimes.tensorrt.cudart import _cudart, _handle, _ok
+from stages.runtimes.tensorrt.lanes import Lane, close_lanes, lanes_loop, open_lanes
 from stages.runtimes.tensorrt.layers import precision_from_layers
+from stages.runtimes.tensorrt.streams import StreamInputs, StreamPlan, plan_streams
 
 THROUGHPUT_GROUP = 16  # inferences enqueued between synchronisations in throughput mode
-
-
-def _cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1 (the only layout in 13.x)
-    except ImportError:
-        from cuda import cudart  # cuda-python < 12.6.1 (deprecated in 12.6.1, removed in 13.0)
-    return cudart
-
-
-def _ok(result: Any) -> Any:
-    """Unpack a cuda-python `(error, value...)` result, raising on any error (cudaSuccess is 0)."""
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(getattr(err, "value", err) or 0) != 0:
-        raise RuntimeError(f"CUDA error: {getattr(err, 'name', err)}")
-    return rest[0] if len(rest) == 1 else (tuple(rest) or None)
-
-
-def _handle(obj: Any) -> int:
-    """The raw handle of a cuda-python object, e.g. the cudaStream_t that `execute_async_v3` takes as an int.
-
-    cuda-bindings 13.0 added `cuda.bindings.utils.get_cuda_native_handle` and deprecated `int(obj)`
-    (its release notes); bindings without the helper only have `int(obj)`. (`getPtr()` is the
-    address of the handle's storage, not the handle.)
-    """
-    try:
-        from cuda.bindings.utils import get_cuda_native_handle
-    except ImportError:
-        return int(obj)
-    try:
-        return int(get_cuda_native_handle(obj))
-    except TypeError:  # a type the helper does not know
-        return int(obj)
 
 
 def _np_dtype(dtype: Any, name: str) -> np.dtype:
@@ -109,7 +80,9 @@ class TensorRTRunner:
         threads: int | None = None,
         device: str | int | None = None,
         info: EngineInfo | None = None,
+        streams: int | None = None,
     ) -> None:
+        """`streams`: contexts in flight when timing throughput (None: chosen by `runtimes.tensorrt.streams`)."""
         from stages.runtimes.tensorrt.probe import cuda_python_available, probe_gpu, unmet_reason
 
         if info is not None and info.backend != "tensorrt":
@@ -143,6 +116,8 @@ class TensorRTRunner:
                 )
             )
         self.info = info
+        self.streams = streams
+        self.last_stream_plan: StreamPlan | None = None
         self.context = self.engine.create_execution_context()
         self._stream = _ok(self._cudart.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -190,40 +165,50 @@ class TensorRTRunner:
     def benchmark(
         self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
     ) -> Timing:
+        """Latency: one context, one inference at a time. Throughput: the contexts `stream_plan` chooses, each on
+        its own stream (`runtimes.tensorrt.lanes`), inferences enqueued back to back on all of them."""
         cudart = self._cudart
-        self._bind(feeds)
+        outputs = self._bind(feeds)
+        uploads = dict(self._pending)
         _ok(cudart.cudaStreamSynchronize(self._stream))
-        stream, enqueue = _handle(self._stream), self.context.execute_async_v3
+        plan = self.stream_plan(mode, sum(a.nbytes for a in (*uploads.values(), *outputs.values())))
+        first = Lane(self.context, self._stream, own=False)
+        lanes = open_lanes(
+            cudart, self.engine, first, plan, uploads, {n: self._dtypes[n] for n in self.output_names}, self.path.name
+        )
 
-        def run(handle: int) -> None:  # execute_async_v3 reports failure by returning False
-            if not enqueue(handle):
+        def enqueue(context: Any, stream: int) -> None:  # execute_async_v3 reports failure by returning False
+            if not context.execute_async_v3(stream):
                 raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
 
-        for _ in range(max(1, warmup)):
-            run(stream)
-        _ok(cudart.cudaStreamSynchronize(self._stream))
-        events = [_ok(cudart.cudaEventCreate()) for _ in range(THROUGHPUT_GROUP + 1)]
-
-        def loop(seconds: float) -> tuple[list[float], int, float]:
-            times: list[float] = []
-            start = time.perf_counter()
-            group = 1 if mode == "latency" else THROUGHPUT_GROUP
-            while True:
-                _ok(cudart.cudaEventRecord(events[0], self._stream))
-                for i in range(group):
-                    run(stream)
-                    _ok(cudart.cudaEventRecord(events[i + 1], self._stream))
-                _ok(cudart.cudaEventSynchronize(events[group]))
-                times += [_ok(cudart.cudaEventElapsedTime(events[i], events[i + 1])) for i in range(group)]
-                elapsed = time.perf_counter() - start
-                if elapsed >= seconds:
-                    return times, len(times), elapsed
-
+        events: list[Any] = []
         try:
-            return measure(loop, mode=mode, batch=batch_of(feeds), requests=1, min_seconds=min_seconds)
+            for lane in lanes:
+                for _ in range(max(1, warmup)):
+                    enqueue(lane.context, _handle(lane.stream))
+            for lane in lanes:
+                _ok(cudart.cudaStreamSynchronize(lane.stream))
+            loop, events = lanes_loop(cudart, lanes, enqueue, 1 if mode == "latency" else THROUGHPUT_GROUP)
+            return measure(loop, mode=mode, batch=batch_of(feeds), requests=len(lanes), min_seconds=min_seconds)
         finally:
             for e in events:
                 cudart.cudaEventDestroy(e)
+            close_lanes(cudart, lanes)
+
+    def stream_plan(self, mode: Mode, io_bytes: int) -> StreamPlan:
+        """How many contexts to keep in flight (`runtimes.tensorrt.streams`), from this engine and device."""
+        engine = self.engine
+        activation = getattr(engine, "device_memory_size_v2", None)
+        free, _total = _ok(self._cudart.cudaMemGetInfo())
+        inputs = StreamInputs(
+            dynamic=any(d < 0 for n in self.input_names for d in engine.get_tensor_shape(n)),
+            profiles=int(engine.num_optimization_profiles),
+            activation_bytes=int(activation if activation is not None else engine.device_memory_size),
+            io_bytes=io_bytes,
+            free_bytes=int(free),
+        )
+        self.last_stream_plan = plan_streams(mode, inputs, self.streams)
+        return self.last_stream_plan
 
     def describe(self) -> dict[str, Any]:
         profile = {}
@@ -239,6 +224,7 @@ class TensorRTRunner:
             "driver": self.probe.driver,
             "engine": self.path.name,
             "profile": profile,
+            "streams": self.last_stream_plan.as_dict() if self.last_stream_plan else None,
         }
 
     def close(self) -> None:
