@@ -46,6 +46,8 @@ engines: $(STAMP)
 	$(VENV)/bin/pipeline run recipes/digits_transformer_search.yaml
 	$(VENV)/bin/pipeline run recipes/digits_segment_int8.yaml
 	$(VENV)/bin/pipeline run recipes/digits_serve.yaml
+	$(VENV)/bin/pipeline run recipes/digits_keras.yaml
+	$(VENV)/bin/pipeline run recipes/digits_sparse.yaml
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
@@ -66,6 +68,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/discovered_inputs.py --recipe recipes/digits_int8.yaml
 	$(PY) benchmarks/quantize_search.py
 	$(PY) benchmarks/serve_packaging.py
+	$(PY) benchmarks/sparsity.py
 
 clean-cache:
 	rm -rf artifacts/objects artifacts/records artifacts/refs artifacts/runs artifacts/tmp artifacts/locks artifacts/remote-index artifacts/failures artifacts/trials artifacts/state.db

@@ -29,6 +29,19 @@ an IR (quantize.nncf's output) and converts ONNX through another path than
 `read_model`, while the call reproduces the IR from either input. How to run
 it as built (device, hint, inference precision, an opt shape) is the
 `benchmark_app` line in `details`.
+
+Sparse weights: `sparse_weights_decompression_rate` sets the CPU plugin's
+CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE (ov::intel_cpu::sparse_weights_decompression_rate):
+at compile time the plugin packs the weights of INT8 FullyConnected layers
+(MatMuls with constant weights) whose share of zeros is at least the rate and
+unpacks them inside the kernel, which saves memory bandwidth. OpenVINO
+implements this for AMX CPUs only; elsewhere, and for float or Conv layers,
+the setting is accepted and ignored, which the summary says (`sparse_weights`),
+counting the executed layers whose primitive names a sparse kernel. The rate
+goes into engine.json's `details`, so runners compile the IR with it and
+validate measures the engine as it ships (benchmark_app takes it through
+`-load_config` with `{"CPU": {"CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE": "<rate>"}}`).
+A 2:4-pruned weight (prune.sparsity) is half zeros: a rate <= 0.5 selects it.
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
@@ -51,6 +64,7 @@ if TYPE_CHECKING:
     from pipeline.schema import ModelSpec
 
 ENGINE_JSON = info_file.FILENAME
+SPARSE_RATE = "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"  # ov::intel_cpu::sparse_weights_decompression_rate
 # inference precision hint -> EngineInfo.precision
 _PRECISION: dict[str, Precision] = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
@@ -74,6 +88,20 @@ class BuildOpenvinoParams(Params):
     )
     check: bool = Field(True, description="compile the IR on the device and run it at min, opt and max shapes")
     check_seed: int = Field(0, description="seed of the check's random inputs")
+    sparse_weights_decompression_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE: INT8 FullyConnected weights with at least this share "
+        "of zeros are packed and decompressed in the kernel (AMX CPUs only; 2:4 pruning gives 0.5); recorded "
+        "in engine.json for runners; None: OpenVINO's default (off)",
+    )
+
+    @model_validator(mode="after")
+    def _sparse_on_cpu(self) -> "BuildOpenvinoParams":
+        if self.sparse_weights_decompression_rate is not None and self.device.split(".")[0] != "CPU":
+            raise ValueError(f"sparse_weights_decompression_rate is a CPU plugin property; device is {self.device}")
+        return self
 
 
 class BuildOpenvino(Stage[BuildOpenvinoParams]):
@@ -137,11 +165,7 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
         check: dict[str, Any] = {}
         if p.check:
             started = time.perf_counter()
-            compiled = core.compile_model(
-                saved,
-                p.device,
-                {"INFERENCE_PRECISION_HINT": p.inference_precision, "PERFORMANCE_HINT": p.performance_hint},
-            )
+            compiled = core.compile_model(saved, p.device, compile_config(p))
             effective = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             if effective != p.inference_precision:
                 raise ValueError(
@@ -152,6 +176,8 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
             summary["compile_s"] = round(time.perf_counter() - started, 3)
             check = _run_points(compiled, saved, ctx.model, p.shapes, p.check_seed)
             summary["checked"] = {point: shapes for point, shapes in check.items()}
+            if p.sparse_weights_decompression_rate is not None:
+                summary["sparse_weights"] = sparse_note(compiled, saved, p.sparse_weights_decompression_rate)
         info = engine_info(
             saved,
             p,
@@ -162,12 +188,44 @@ class BuildOpenvino(Stage[BuildOpenvinoParams]):
             fake_convert=ovio.count_ops(saved, ("FakeConvert",)),
             fp16_weight_constants=fp16_out,
         )
+        if p.sparse_weights_decompression_rate is not None and not p.check:
+            summary["sparse_weights"] = sparse_note(None, saved, p.sparse_weights_decompression_rate)
         summary["precision"] = info.precision
         # Where it was built goes in the run record, not the artifact: the IR bytes (and so early
         # cutoff on a shared cache) must not depend on the machine.
         summary["built_on"] = core.get_property(p.device, "FULL_DEVICE_NAME")
         info_file.write(info, outdir / ENGINE_JSON)
         return summary
+
+
+def compile_config(p: BuildOpenvinoParams) -> dict[str, Any]:
+    """The properties the check compiles with, and runners after it (from engine.json)."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": p.inference_precision, "PERFORMANCE_HINT": p.performance_hint}
+    if p.sparse_weights_decompression_rate is not None:
+        config[SPARSE_RATE] = p.sparse_weights_decompression_rate
+    return config
+
+
+def sparse_note(compiled: "ov.CompiledModel | None", model: "ov.Model", rate: float) -> str:
+    """One line for the summary: whether the CPU can use sparse-weight decompression for this IR, and whether the
+    compiled model runs any layer with a sparse kernel (a primitive whose name says so)."""
+    from stages.runtimes.cpu import cpu_identity
+
+    amx = "amx_int8" in cpu_identity()["cpu_flags"].split()
+    int8 = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    sparse = None
+    if compiled is not None:
+        infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+        sparse = sum("sparse" in rt["primitiveType"].astype(str).lower() for rt in infos if "primitiveType" in rt)
+    why = []
+    if not amx:
+        why.append("this CPU has no AMX (OpenVINO decompresses sparse weights with AMX int8 kernels only)")
+    if not int8:
+        why.append("the IR is not INT8 (it applies to INT8 FullyConnected layers)")
+    ran = "" if sparse is None else f"; {sparse} layers run a sparse kernel"
+    if why:
+        return f"rate {rate:g} recorded but ignored here: " + "; ".join(why) + ran
+    return f"rate {rate:g}: INT8 FullyConnected weights with >= {rate:.0%} zeros are packed{ran}"
 
 
 def engine_info(
@@ -181,6 +239,7 @@ def engine_info(
     fp16_weight_constants: int,
 ) -> EngineInfo:
     """The EngineInfo of the saved IR `model`, built from `source` with params `p` (machine-independent)."""
+    rate = p.sparse_weights_decompression_rate
     precision: Precision = "int8" if fake_quantize else "fp8" if fake_convert else _PRECISION[p.inference_precision]
     inputs = tuple(tensor_info(port) for port in model.inputs)
     source_file = f"{source.name}/{ir_xml(source).name}" if source.is_dir() else source.name
@@ -216,6 +275,7 @@ def engine_info(
             "fake_convert": fake_convert,
             "fp16_weight_constants": fp16_weight_constants,
             "benchmark_app": run_with,
+            **({"sparse_weights_decompression_rate": rate} if rate is not None else {}),
         },
     )
 

@@ -193,6 +193,8 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         source = ctx.path("model")
         plan = trt_plan.build_plan(p, ctx.model, probe, source, trt_plan.side_cache_root(ctx.side_cache))
         print(f"equivalent trtexec: {plan.trtexec_line}", flush=True)
+        for warning in plan.warnings:  # sparse_weights on an ONNX with no 2:4 weight
+            ctx.warn(warning)
         result = trt_build.engine_from_plan(plan)
         outdir = ctx.output("model")
         outdir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +214,8 @@ class BuildTensorrt(Stage[BuildTensorrtParams]):
         }
         if result.warnings:
             summary["tensorrt_warnings"] = len(result.warnings)
+        if plan.sparse_2_4 is not None:
+            summary["sparse_2_4_weights"] = "{} of {}".format(*plan.sparse_2_4)
         if check is not None:
             summary["check"] = check
         return summary

@@ -8,6 +8,10 @@ figures, the accuracy of the output labels score, latency, throughput at each
 batch both measured, file size) and warns, or fails when `min_speedup` is
 set, when the candidate's throughput is not ahead of the baseline's. The
 figures compared are those the gate table (`stages.validation.gates`) gates on.
+Where both reports hold validate's per-layer profile, the layers are compared
+too (`validation.layer_diff`: matched by name, the rest summed per type, time
+and precision side by side, largest time change first); a report without one
+(older, or profiled with `layers: false`) gives a note in its place.
 
 What each side is (backend, precision, device, toolchain) is read from the
 EngineInfo validate embeds (`candidate.engine_info`, the build's typed
@@ -30,6 +34,7 @@ from stages.runtimes import engine_info
 from stages.runtimes.engine_info import EngineInfo
 from stages.validation.gate_result import distinct
 from stages.validation.gates import TABLE
+from stages.validation.layer_diff import diff_markdown, layer_diff
 
 # Every figure a gate reads, in the table's order (each once).
 FIGURES = tuple(dict.fromkeys(g.figure for g in TABLE if g.direction != "bool"))
@@ -78,6 +83,7 @@ class CompareReports(Stage[CompareParams]):
             "throughput_ratio": speed,
             "size_ratio": _ratio(_size(cand), _size(base)),
             "flags": flags,
+            "layers": layer_diff(cand, base),
         }
         ctx.output("report").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         ctx.output("markdown").write_text(markdown(result))
@@ -241,6 +247,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"> **{flag}**" for flag in result["flags"]] + ([""] if result["flags"] else [])
     lines += [f"| | {c['stage']} | {b['stage']} | ratio |", "|---|---|---|---|"]
     lines += [f"| {name} | {x} | {y} | {z} |" for name, x, y, z in rows]
+    if "layers" in result:
+        lines += diff_markdown(result["layers"], c["stage"], b["stage"])
     return "\n".join(lines) + "\n"
 
 

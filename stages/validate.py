@@ -5,7 +5,9 @@ The steps, one module each: samples are read and kept apart by shape
 within the group (`validation.numerics`); each output gets a role (`common.roles`) and its
 figures per sample, over all samples and per group (`validation.figures`, built on
 `common.metrics`); gates come from one table (`validation.gates`) and are evaluated per output
-(`validation.gate_eval`); then timing (`validation.timing`) and the report (`validation.report`).
+(`validation.gate_eval`); then timing (`validation.timing`), the candidate's per-layer profile
+(`validation.layers`: after the timed runs, on an engine instance of its own, so it never slows
+them) and the report (`validation.report`).
 
 report.json, report.md and the plots (`validation.plots`: each gated per-sample
 figure's distribution against its gate, latency against batch size; drawn by
@@ -90,6 +92,13 @@ class ValidateParams(Params):
     latency: bool = Field(True, description="measure latency (p50/p90/p99) at batch 1")
     throughput_batches: list[int] = Field([1, 8], description="batch sizes at which to measure throughput")
     time_reference: bool = Field(False, description="also time the reference (ONNX Runtime FP32)")
+    layers: bool = Field(
+        True,
+        description="profile every layer of the candidate at the latency batch, on an engine instance of its "
+        "own after the timed runs (OpenVINO PERF_COUNT, ONNX Runtime profiling, TensorRT inspector + "
+        "IProfiler): report.json `layers`, report.md's top layers, time per precision, float layers after INT8",
+    )
+    profile_runs: int = Field(20, ge=1, description="inferences profiled per layer (each layer's median is kept)")
     min_seconds: float = Field(3.0, gt=0, description="each timing runs at least this long (after warm-up)")
     warmup: int = Field(3, ge=1, description="warm-up inferences (per request in flight) before each timing")
     threads: int | None = Field(None, ge=1, description="CPU threads per engine (None: all cores)")
@@ -127,7 +136,7 @@ class ValidateParams(Params):
 
 class Validate(Stage[ValidateParams]):
     kind = "validate"
-    version = "3"
+    version = "4"
     summary = "Compare a candidate engine with the FP32 reference on a dataset, time it, and gate on the figures"
     inputs = {
         "candidate": InputSpec(
@@ -178,6 +187,7 @@ class Validate(Stage[ValidateParams]):
         from stages.data import open_dataset
         from stages.runtimes import runners as R
         from stages.runtimes.onnxrt.runner import OrtRunner
+        from stages.validation import layers as VL
         from stages.validation import numerics as N
         from stages.validation import plots as VP
         from stages.validation import report as VR
@@ -185,6 +195,7 @@ class Validate(Stage[ValidateParams]):
         from stages.validation import timing as T
         from stages.validation.gate_eval import evaluate
         from stages.validation.outputs import judge_outputs
+        from stages.validation.samples import tile
 
         p = ctx.params
         model = ctx.model
@@ -218,7 +229,15 @@ class Validate(Stage[ValidateParams]):
         )
         largest = max(groups, key=len)
         timings = T.time_engines(p, candidate, reference, largest.inputs, bdim, model, ctx)
+        layers = VL.off("per-layer profiling off (layers: false)")
+        if p.layers:  # after the timings, on an engine instance of its own: never inside a timed loop
+            ctx.progress(0, 1, "profiling layers")
+            b = T.latency_batch(bdim, model)
+            layers = VL.profile_candidate(
+                candidate, tile(largest.inputs, b), b, p.profile_runs, p.warmup, timings.timing
+            )
         warnings = [*_data_warnings(ds), *match.warnings, *outputs.warnings, *verdicts.warnings, *timings.warnings]
+        warnings += layers.warnings
 
         size_mb = round(T.artifact_bytes(ctx.path("candidate")) / 1e6, 2)
         report = VR.ValidationReport(
@@ -245,6 +264,8 @@ class Validate(Stage[ValidateParams]):
             points=points,
             verdicts=verdicts,
             timing=timings.timing,
+            layers=layers.layers,
+            layer_summary=layers.summary,
             plots=VP.plots_section(outputs.entries, verdicts.results, timings.timing, self.outputs["plots"].path),
             environment=T.environment(p.threads, candidate, reference),
             warnings=tuple(warnings),

@@ -14,6 +14,10 @@ import pipeline
 
 HEAVY = [
     "torch",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "paddle",
     "torchvision",
     "onnx",
     "onnxruntime",

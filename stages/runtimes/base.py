@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, runtime_check
 import numpy as np
 
 if TYPE_CHECKING:
+    from stages.runtimes.layers import LayerProfile
     from stages.runtimes.measure import Timing
 
 Mode = Literal["latency", "throughput"]
@@ -31,6 +32,9 @@ class Runner(Protocol):
     `infer` takes feeds keyed by input name (cast to the engine's dtypes inside) and
     returns fresh arrays keyed by output name. `benchmark` warms up, then times at
     least `min_seconds` through `runtimes.measure.measure`, which handles the noisy-machine retries.
+    `profile` times every layer (`runtimes.layers.LayerProfile`: median over `runs` after
+    `warmup`) on an engine instance of its own with the runtime's profiler on (a compiled model,
+    session or execution context made for it), so the instances `benchmark` times never profile.
     """
 
     name: str  # "onnxruntime", "openvino", "tensorrt"
@@ -43,6 +47,8 @@ class Runner(Protocol):
     def benchmark(
         self, feeds: Mapping[str, np.ndarray], mode: Mode = "latency", min_seconds: float = 2.0, warmup: int = 5
     ) -> "Timing": ...
+
+    def profile(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3) -> "LayerProfile": ...
 
     def describe(self) -> dict[str, Any]:
         """Versions and the settings the engine actually runs with (for the report's environment)."""

@@ -4,15 +4,16 @@ report.md puts warnings first, then every gate (PASS/FAIL, observed, threshold, 
 tightest threshold that would have passed), then each output's role and figures with the
 same would-pass column and 95% intervals and the per-sample plot, the worst samples, the figures per
 shape group, the reference's sensitivity, the shapes exercised, timings (with the input shapes timed,
-and the latency plot) and the environment. The plots are linked relative to report.md (the plots
-folder sits beside it, in the stage's output folder and in its view alike); report.json's `plots`
-section holds the numbers drawn, and each output's per-sample values move there from its entry.
+and the latency plot), the per-layer analysis (`validation.layers`) and the environment. The plots
+are linked relative to report.md (the plots folder sits beside it, in the stage's output folder and
+in its view alike); report.json's `plots` section holds the numbers drawn, and each output's
+per-sample values move there from its entry.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from stages.validation import gate_result as GR
 from stages.validation.gate_eval import Verdicts
 from stages.validation.gates import TABLE
+from stages.validation.layers import layer_cells, layers_markdown
 
 # The figure each role's summary cell shows (the one its default gates lean on), and its short name.
 HEADLINE = {
@@ -52,6 +54,8 @@ class ValidationReport:
     plots: Mapping[str, Any]  # validation.plots.plots_section
     environment: Mapping[str, Any]
     warnings: tuple[str, ...]
+    layers: list[dict[str, Any]] = field(default_factory=list)  # validation.layers: every layer profiled
+    layer_summary: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """report.json's content, JSON-safe (`jsonable`)."""
@@ -70,6 +74,8 @@ class ValidationReport:
                 "points": dict(self.points),
                 "gates": [g.as_dict() for g in results],
                 "timing": dict(self.timing),
+                "layers": list(self.layers),
+                "layer_summary": dict(self.layer_summary),
                 "plots": dict(self.plots),
                 "environment": dict(self.environment),
                 "warnings": list(self.warnings),
@@ -89,6 +95,7 @@ class ValidationReport:
             list(self.verdicts.results),
         )
         row["size_mb"] = self.candidate["size_mb"]
+        row.update(layer_cells(self.layer_summary))
         return row
 
 
@@ -302,6 +309,7 @@ def markdown(report: dict[str, Any], results: list[GR.GateResult]) -> str:
             )
     if plots.get("latency"):
         lines += ["", f"![latency per batch against batch size: p50, p5-p95 band]({plots['latency']['file']})"]
+    lines += layers_markdown(report.get("layers", []), report.get("layer_summary"))
     env = report["environment"]
     lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()]
     for who in ("candidate", "reference"):

@@ -56,8 +56,7 @@ def time_engines(
     runners = [("candidate", candidate)] + ([("reference", reference)] if p.time_reference else [])
     for who, runner in runners:
         if p.latency:
-            b = 1 if allowed(1) else (bdim if isinstance(bdim, int) else model.dims[bdim].min)
-            jobs.append((who, runner, "latency", int(b)))
+            jobs.append((who, runner, "latency", latency_batch(bdim, model)))
         for b in p.throughput_batches:
             if allowed(b):
                 jobs.append((who, runner, "throughput", b))
@@ -80,6 +79,17 @@ def time_engines(
             )
     ctx.progress(len(jobs), len(jobs), "timing")
     return Timings(timing, tuple(warnings))
+
+
+def latency_batch(bdim: str | int | None, model: Any) -> int:
+    """The batch latency is timed (and layers profiled) at: 1, unless the model's batch range excludes it (then
+    its fixed batch, or the smallest it takes)."""
+    if isinstance(bdim, int):
+        return bdim
+    if isinstance(bdim, str):
+        r = model.dims[bdim]
+        return 1 if r.min <= 1 <= r.max else int(r.min)
+    return 1
 
 
 def input_shapes(batch: dict[str, np.ndarray]) -> dict[str, list[int]]:

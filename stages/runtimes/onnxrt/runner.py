@@ -21,6 +21,7 @@ from stages.runtimes.base import Mode, RunnerUnavailable, cast_feeds
 from stages.runtimes.cpu import available_cpus
 from stages.runtimes.dtypes import dtype_of_ort
 from stages.runtimes.engine_info import EngineInfo
+from stages.runtimes.layers import LayerProfile
 from stages.runtimes.measure import Timing, batch_of, measure, timed_loop
 from stages.runtimes.onnx.io import session_from_onnx
 from stages.runtimes.onnxrt.graph import precision_of
@@ -82,6 +83,15 @@ class OrtRunner:
             run(names, cast)
         return measure(
             timed_loop(lambda: run(names, cast)), mode=mode, batch=batch_of(feeds), requests=1, min_seconds=min_seconds
+        )
+
+    def profile(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3) -> LayerProfile:
+        """Per-layer times from a session of its own with profiling on (`runtimes.onnxrt.profiling`), opened with
+        this runner's threads, providers and graph optimization: the timed session never profiles."""
+        from stages.runtimes.onnxrt.profiling import profile_session
+
+        return profile_session(
+            self.path, self.threads, self.providers, self.graph_optimization, self._cast(feeds), runs, warmup
         )
 
     def describe(self) -> dict[str, Any]:

@@ -73,6 +73,10 @@ class BuildPlan:
     profile_copies: int  # the profile added this many times: one per execution context in concurrent use
     dynamic_inputs: tuple[str, ...]  # inputs with named dims in the recipe (or overridden): trtexec shapes them
     timing_cache: str | None  # side-cache file, outside every key
+    # With sparse_weights: (weights that are 2:4 along their input dim, MatMul/Gemm/Conv weights) in the ONNX, by
+    # `runtimes.onnx.sparsity` (None: flag off, or no file to read), and the one-line warnings of the plan.
+    sparse_2_4: tuple[int, int] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def version_compatible(self) -> bool:
@@ -162,8 +166,11 @@ def build_plan(
             flags.append("EXCLUDE_LEAN_RUNTIME")
     elif params.exclude_lean_runtime:
         raise ValueError("exclude_lean_runtime needs version_compatible: true")
+    sparse: tuple[int, int] | None = None
+    warnings: tuple[str, ...] = ()
     if params.sparse_weights:
         flags.append("SPARSE_WEIGHTS")
+        sparse, warnings = sparse_input(onnx_path)
     tiling = l2 = None
     if params.tiling_optimization_level != "none":
         if version < TILING_SINCE:
@@ -203,6 +210,29 @@ def build_plan(
         profile_copies=params.profiles,
         dynamic_inputs=_dynamic_inputs(model, params.profile),
         timing_cache=cache,
+        sparse_2_4=sparse,
+        warnings=warnings,
+    )
+
+
+def sparse_input(onnx_path: str | Path) -> tuple[tuple[int, int] | None, tuple[str, ...]]:
+    """What SPARSE_WEIGHTS can use in the ONNX: (2:4 weights, weights checked) and a warning when none is 2:4,
+    so a user sees the flag can do nothing; (None, ()) when there is no file to read (a plan made for show)."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        return None, ()
+    from stages.runtimes.onnx.sparsity import count_sparse
+
+    try:
+        sparse, weights = count_sparse(path)
+    except Exception as exc:  # noqa: BLE001 - a file TensorRT's parser will judge; here only the count is lost
+        text = " ".join(str(exc).split())[:200]
+        return None, (f"sparse_weights: cannot count the 2:4 weights of {path.name}: {type(exc).__name__}: {text}",)
+    if sparse:
+        return (sparse, weights), ()
+    return (0, weights), (
+        f"sparse_weights is on, but none of the {weights} MatMul/Gemm/Conv weights in {path.name} is 2:4 sparse "
+        "along its input dim, so TensorRT has nothing to run sparse (prune the model with prune.sparsity first)",
     )
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from stages.runtimes.base import Mode, RunnerUnavailable, cast_feeds
 from stages.runtimes.dtypes import dtype_of_trt
 from stages.runtimes.engine_info import EngineInfo
+from stages.runtimes.layers import LayerProfile
 from stages.runtimes.measure import Timing, batch_of, measure
 from stages.runtimes.tensorrt.cudart import _cudart, _handle, _ok
 from stages.runtimes.tensorrt.lanes import Lane, close_lanes, lanes_loop, open_lanes
@@ -209,6 +210,13 @@ class TensorRTRunner:
         )
         self.last_stream_plan = plan_streams(mode, inputs, self.streams)
         return self.last_stream_plan
+
+    def profile(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3) -> LayerProfile:
+        """Per-layer times from an IProfiler on an execution context of its own (`runtimes.tensorrt.profiling`),
+        with the inspector's layer types, tactics and precisions: the timed contexts never carry a profiler."""
+        from stages.runtimes.tensorrt.profiling import profile_engine
+
+        return profile_engine(self, feeds, runs, warmup)
 
     def describe(self) -> dict[str, Any]:
         profile = {}
