@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 CLK = os.sysconf("SC_CLK_TCK")
 CONTENTION_LIMIT = 0.08  # of one core
@@ -22,6 +23,25 @@ def _busy_seconds() -> float:
         parts = [int(x) for x in f.readline().split()[1:]]
     idle = parts[3] + parts[4]  # idle + iowait
     return (sum(parts[:8]) - idle) / CLK
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (user + system): subtracted from the machine's busy time to get others'."""
+    times = os.times()
+    return times.user + times.system
+
+
+def throughput(fn: Callable[[], Any], seconds: float, batch: int, warmup: int = 3) -> tuple[float, float]:
+    """Images/s of `fn` (one batch of `batch` per call) over at least `seconds`, and others' CPU in cores."""
+    for _ in range(warmup):
+        fn()
+    busy0, own0, t0, n = _busy_seconds(), cpu_seconds(), time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    wall = time.perf_counter() - t0
+    others = max(0.0, (_busy_seconds() - busy0) - (cpu_seconds() - own0)) / wall
+    return n * batch / wall, others
 
 
 @dataclass

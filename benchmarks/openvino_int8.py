@@ -31,27 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _timing import CONTENTION_LIMIT, _busy_seconds  # noqa: E402
+from _timing import CONTENTION_LIMIT, throughput  # noqa: E402
 
 BATCH, THREADS = 8, 2
-
-
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def throughput(fn, seconds: float) -> tuple[float, float]:
-    """Images/s of `fn` (one batch per call) over at least `seconds`, and others' CPU in cores."""
-    for _ in range(2):
-        fn()
-    busy0, own0, t0, n = _busy_seconds(), cpu_seconds(), time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        fn()
-        n += 1
-    wall = time.perf_counter() - t0
-    others = max(0.0, (_busy_seconds() - busy0) - (cpu_seconds() - own0)) / wall
-    return n * BATCH / wall, others
 
 
 def main() -> None:
@@ -110,7 +92,7 @@ def main() -> None:
     results: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.repeat):
         for attempt in range(4):
-            round_ = {k: throughput(fn, args.seconds) for k, fn in variants.items()}
+            round_ = {k: throughput(fn, args.seconds, BATCH) for k, fn in variants.items()}
             if max(o for _, o in round_.values()) <= CONTENTION_LIMIT or attempt == 3:
                 break
             print(f"  round {r + 1}: others took {max(o for _, o in round_.values()):.2f} cores; measuring again")

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _timing import CONTENTION_LIMIT, _busy_seconds  # noqa: E402
+from _timing import CONTENTION_LIMIT, throughput  # noqa: E402
 
 PIPELINE = str(ROOT / ".venv" / "bin" / "pipeline")
 BATCH, RATE = 32, 0.5
@@ -62,24 +60,6 @@ def build(cache: Path) -> dict[str, Path]:
         if proc.returncode != 0:
             sys.exit(f"{recipe} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     return {label: cache / recipe / stage / "model" / "model.xml" for (recipe, stage), label in ENGINES.items()}
-
-
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def throughput(fn: Callable[[], Any], seconds: float) -> tuple[float, float]:
-    """Images/s of `fn` (one batch per call) over at least `seconds`, and others' CPU in cores."""
-    for _ in range(3):
-        fn()
-    busy0, own0, t0, n = _busy_seconds(), cpu_seconds(), time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        fn()
-        n += 1
-    wall = time.perf_counter() - t0
-    others = max(0.0, (_busy_seconds() - busy0) - (cpu_seconds() - own0)) / wall
-    return n * BATCH / wall, others
 
 
 def compiled(core: Any, xml: Path, rate: float | None, threads: int) -> Any:
@@ -164,7 +144,7 @@ def main() -> None:
     for r in range(args.repeat):
         shuffle.shuffle(order)
         for attempt in range(4):
-            round_ = {k: throughput(variants[k], args.seconds) for k in order}
+            round_ = {k: throughput(variants[k], args.seconds, BATCH) for k in order}
             worst = max(o for _, o in round_.values())
             if worst <= CONTENTION_LIMIT or attempt == 3:
                 break

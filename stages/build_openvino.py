@@ -56,7 +56,7 @@ from pipeline.errors import one_line
 from pipeline.stage import InputSpec, OutputSpec, Params, Stage, StageContext
 from stages.runtimes import engine_info as info_file
 from stages.runtimes.engine_info import EngineDevice, EngineInfo, Precision
-from stages.runtimes.openvino.io import IR_XML, ir_xml, tensor_info
+from stages.runtimes.openvino.io import IR_XML, ir_xml, reshape_inputs, tensor_info
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -257,6 +257,8 @@ def engine_info(
     ]
     if spec is not None and spec.tensors and any(t.dynamic for t in inputs):
         run_with += ["-data_shape", ",".join(f"{n}[{','.join(map(str, spec.shape(n, 'opt')))}]" for n in spec.tensors)]
+    if rate is not None:  # the file `-load_config` reads is `benchmark_app_config` below
+        run_with += ["-load_config", "benchmark_app_config.json"]
     return EngineInfo(
         backend="openvino",
         precision=precision,
@@ -275,7 +277,14 @@ def engine_info(
             "fake_convert": fake_convert,
             "fp16_weight_constants": fp16_weight_constants,
             "benchmark_app": run_with,
-            **({"sparse_weights_decompression_rate": rate} if rate is not None else {}),
+            **(
+                {
+                    "sparse_weights_decompression_rate": rate,
+                    "benchmark_app_config": {p.device: {SPARSE_RATE: str(rate)}},
+                }
+                if rate is not None
+                else {}
+            ),
         },
     )
 
@@ -320,11 +329,7 @@ def _reshape(model: "ov.Model", spec: "ModelSpec | None", mode: str) -> None:
             else:
                 dims.append(ov.Dimension(spec.dims[d].min, spec.dims[d].max))
         shapes[name] = ov.PartialShape(dims)
-    try:
-        model.reshape(shapes)
-    except RuntimeError as exc:
-        wanted = ", ".join(f"{n} {s}" for n, s in shapes.items())
-        raise ValueError(f"cannot reshape the model to {wanted}: {one_line(str(exc), 300)}") from None
+    reshape_inputs(model, shapes)
 
 
 def _run_points(

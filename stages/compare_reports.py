@@ -87,7 +87,7 @@ class CompareReports(Stage[CompareParams]):
         }
         ctx.output("report").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         ctx.output("markdown").write_text(markdown(result))
-        for flag in flags:
+        for flag in [*flags, *result["layers"].get("warnings", [])]:
             ctx.warn(flag)
         summary: dict[str, Any] = {f"speedup_b{b}": round(r, 2) for b, r in speed.items()}
         labelled = result["candidate"]["labels_output"]

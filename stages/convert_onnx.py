@@ -15,6 +15,7 @@ share the environment; convert.openvino reads Paddle models through OpenVINO's o
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -93,6 +94,7 @@ class ConvertOnnx(Stage[ConvertOnnxParams]):
             else:
                 proto = _from_tflite(source.path, p.opset)
             converted_inputs = [b.name if signature is not None else b.port.name for b in bound]
+            canonical_generated_names(proto)
             _rename(proto, converted_inputs, [b.name for b in bound], "input")
             _rename(proto, [o.name for o in proto.graph.output], final, "output")
             _name_dims(proto, bound)
@@ -156,6 +158,53 @@ def _from_tflite(path: Path, opset: int) -> "onnx.ModelProto":
     except Exception as exc:  # as above
         raise ValueError(f"input model ({path.name}): tf2onnx cannot convert it: {one_line(exc, 300)}") from None
     return proto
+
+
+_GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")
+
+
+def canonical_generated_names(proto: "onnx.ModelProto") -> None:
+    """Number the names tf2onnx generates (`Transpose__26`, `convolution__6:0`, dims `unk__37`) in graph order.
+
+    tf2onnx draws those numbers from a process-wide counter (`tf2onnx.utils.INTERNAL_NAME`) that also moves on
+    its first use in a process: a worker that converts a second model, or the same one again, would name the
+    nodes otherwise, and the same model would give other bytes (no early cutoff, no shared cache hit). Each
+    distinct number maps to one new number everywhere it appears, so references stay intact.
+    """
+    numbers: dict[str, str] = {}
+
+    def names(graph: Any) -> Any:  # nodes first: their order is the graph's; tf2onnx orders initializers by name
+        yield from graph.input
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                for sub in (attr.g, *attr.graphs) if attr.HasField("g") or attr.graphs else ():
+                    yield from names(sub)
+        yield from graph.output
+        yield from graph.initializer
+        yield from graph.value_info
+
+    # tf2onnx's generated constants (`const_axes__9`) are shared between nodes that need the same value, under
+    # whichever name came first: their whole name is made here, in the order the nodes use them
+    constants = {t.name for t in proto.graph.initializer if _GENERATED.search(t.name)}
+
+    def renumber(name: str) -> str:
+        if name in constants:
+            return "const__" + numbers.setdefault(name, str(len(numbers) + 1))
+        return _GENERATED.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers) + 1)), name)
+
+    for item in names(proto.graph):
+        item.name = renumber(item.name)
+        if hasattr(item, "op_type"):  # a node: its inputs and outputs name values
+            item.input[:] = [renumber(n) for n in item.input]
+            item.output[:] = [renumber(n) for n in item.output]
+        elif hasattr(item, "type") and item.type.HasField("tensor_type"):  # a value: its unknown dims (`unk__37`)
+            for dim in item.type.tensor_type.shape.dim:
+                if dim.HasField("dim_param"):
+                    dim.dim_param = renumber(dim.dim_param)
+    initializers = sorted(proto.graph.initializer, key=lambda t: t.name)  # in the order of the new names
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(initializers)
 
 
 def _rename(proto: "onnx.ModelProto", old: list[str], new: list[str], what: str) -> None:

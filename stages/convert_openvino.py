@@ -29,6 +29,7 @@ from stages.common.params import SelfCheckParams
 from stages.frontends import formats
 from stages.frontends.formats import ModelSource
 from stages.frontends.ports import Bound, Port, align, bind_inputs, feeds_at, output_names
+from stages.runtimes.openvino.io import reshape_inputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,11 +132,7 @@ def _reshape(ov: Any, model: "ov.Model", bound: list[Bound]) -> None:
     for b in bound:
         dims = [ov.Dimension(d) if isinstance(d, int) else ov.Dimension(d[1], d[2]) for d in b.dims]
         shapes[b.port.name] = ov.PartialShape(dims)
-    try:
-        model.reshape(shapes)
-    except RuntimeError as exc:
-        wanted = ", ".join(f"{n} {s}" for n, s in shapes.items())
-        raise ValueError(f"cannot reshape the model to {wanted}: {one_line(str(exc), 300)}") from None
+    reshape_inputs(model, shapes)
 
 
 def _reference(

@@ -166,13 +166,17 @@ def _skip_reasons(model: Any, sites: list["WeightSite"], p: PruneSparsityParams)
     candidates = [s for s in sites if s.node not in reasons]
     foreign = sparsity.foreign_users(model, candidates)
     axes: dict[str, set[int]] = {}
+    dequantizers: dict[str, set[str | None]] = {}
     for s in candidates:
         axes.setdefault(s.weight or "", set()).add(s.axis)
+        dequantizers.setdefault(s.weight or "", set()).add(s.dequantize)
     for s in candidates:
         if s.weight in foreign:
             reasons[s.node] = f"its weight {s.weight} also feeds {foreign[s.weight]}"
         elif len(axes[s.weight or ""]) > 1:
             reasons[s.node] = f"its weight {s.weight} is shared with a layer reading it along another axis"
+        elif len(dequantizers[s.weight or ""]) > 1:  # each DQ's zero point and scale would rank it otherwise
+            reasons[s.node] = f"its weight {s.weight} reaches its layers through different DequantizeLinear nodes"
     # A shared weight is pruned for all its layers or for none: one skipped layer keeps it dense for the others.
     kept = {s.weight for s in sites if s.node in reasons and s.weight is not None}
     for s in sites:

@@ -102,6 +102,12 @@ class ValidateParams(Params):
     min_seconds: float = Field(3.0, gt=0, description="each timing runs at least this long (after warm-up)")
     warmup: int = Field(3, ge=1, description="warm-up inferences (per request in flight) before each timing")
     threads: int | None = Field(None, ge=1, description="CPU threads per engine (None: all cores)")
+    streams: int | None = Field(
+        None,
+        ge=1,
+        description="TensorRT: execution contexts in flight when timing throughput, each on its own CUDA stream "
+        "(trtexec's --infStreams; None: two, fewer when the engine's profiles or device memory cannot hold them)",
+    )
     target: Target | None = Field(
         None,
         description="the GPU target of a TensorRT candidate: the key holds it instead of the machine, and only a "
@@ -206,7 +212,9 @@ class Validate(Stage[ValidateParams]):
         ds = open_dataset(ctx.dataset("data"), model)
         reference = OrtRunner(ctx.path("reference"), threads=p.threads)
         info = R.engine_info_for(ctx.path("candidate"))
-        candidate = R.runner_for(ctx.path("candidate"), precision=p.candidate_precision, threads=p.threads, info=info)
+        candidate = R.runner_for(
+            ctx.path("candidate"), precision=p.candidate_precision, threads=p.threads, info=info, streams=p.streams
+        )
         _check_per_output(p.per_output, list(reference.output_names))
         match = N.match_outputs(list(reference.output_names), list(candidate.output_names))
         mask = N.mask_name(p.mask_input, list(model.tensors))

@@ -1,12 +1,14 @@
 """report.compare's per-layer differences: two validate reports' `layers`, side by side.
 
 Layers are matched by name (an FP32 and an INT8 IR of one model keep most
-node names); the rest of each side, which the other engine fused, split or
-named differently (another backend's layers never share names), is summed per
-layer type. Each row holds both sides' time and precision and the time delta
-(candidate - baseline); rows are sorted by the size of the delta, so the layers
-that gained or lost most come first. A report from before validate profiled
-layers (no `layers`) gives a note, not an error.
+node names, and an IR converted from ONNX keeps the ONNX node names); the rest
+of each side, which the other engine fused, split or named differently, is
+summed per layer type. Two profiles taken on different inputs (a fixed-batch
+engine against one profiled at batch 1) are compared with a warning. Each row
+holds both sides' time and precision and the time delta (candidate -
+baseline); rows are sorted by the size of the delta, so the layers that gained
+or lost most come first. A report from before validate profiled layers (no
+`layers`) gives a note, not an error.
 """
 
 from __future__ import annotations
@@ -88,7 +90,15 @@ def layer_diff(cand: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, An
         row["delta_ms"] = _delta(a, b)
         by_type.append(row)
     summaries = {n: r.get("layer_summary") or {} for n, r in (("candidate", cand), ("baseline", base))}
+    warnings = []
+    inputs = {n: s.get("input") for n, s in summaries.items()}
+    if inputs["candidate"] != inputs["baseline"]:  # e.g. a fixed-batch-8 engine against one profiled at batch 1
+        warnings.append(
+            f"the layers were profiled on different inputs (candidate {inputs['candidate']}, baseline "
+            f"{inputs['baseline']}): their times compare different work"
+        )
     return {
+        "warnings": warnings,
         "matched": sorted(matched, key=_order),
         "by_type": sorted(by_type, key=_order),
         "sum_ms": {"candidate": _time(cl), "baseline": _time(bl)},
@@ -108,6 +118,7 @@ def diff_markdown(diff: Mapping[str, Any], cand: str, base: str) -> list[str]:
     if "note" in diff:
         return lines + [f"_{diff['note']}_"]
     s, shares = diff["sum_ms"], diff["precision_share"]
+    lines += [f"**Warning:** {w}." for w in diff.get("warnings", [])] + ([""] if diff.get("warnings") else [])
     lines += [f"| | {cand} | {base} | delta |", "|---|---|---|---|"]
     lines.append(f"| layers profiled | {diff['layers']['candidate']} | {diff['layers']['baseline']} | |")
     lines.append(

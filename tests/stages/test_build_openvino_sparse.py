@@ -82,3 +82,25 @@ def test_rate_is_validated() -> None:
             BuildOpenvinoParams.model_validate({"inference_precision": "f32", "sparse_weights_decompression_rate": bad})
     p = BuildOpenvinoParams.model_validate({"inference_precision": "f32", "sparse_weights_decompression_rate": 0})
     assert p.sparse_weights_decompression_rate == 0.0
+
+
+def test_the_rate_reaches_benchmark_app_and_the_servers(pruned: Path, tmp_path: Path) -> None:
+    """What validate measured is what ships: OVMS's plugin_config carries the rate, benchmark_app's line loads it,
+    and a Triton repository (whose OpenVINO backend has no such parameter) says it runs without it."""
+    from stages.packaging.members import member_from
+    from stages.packaging.ovms.config import derived_plugin_config
+    from stages.packaging.triton.plan import _openvino_parameters
+
+    build(tmp_path / "s", pruned, sparse_weights_decompression_rate=0.5)
+    info = engine_info.read(tmp_path / "s" / "model")
+    assert info.details["benchmark_app"][-2:] == ["-load_config", "benchmark_app_config.json"]
+    assert info.details["benchmark_app_config"] == {"CPU": {RATE: "0.5"}}
+    member = member_from("engine", tmp_path / "s" / "model")
+    assert derived_plugin_config(member)[RATE] == "0.5"
+    warnings: list[str] = []
+    _openvino_parameters(member, warnings)
+    assert any("sparse-weight decompression rate" in w for w in warnings)
+    build(tmp_path / "p", pruned)
+    plain = member_from("engine", tmp_path / "p" / "model")
+    assert RATE not in derived_plugin_config(plain)
+    assert "-load_config" not in engine_info.read(tmp_path / "p" / "model").details["benchmark_app"]

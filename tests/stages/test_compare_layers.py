@@ -110,3 +110,20 @@ def test_a_report_without_layers_gives_a_note_not_a_crash(tmp_path: Path) -> Non
     run_stage(CompareReports, tmp_path / "o2", inputs={"candidate": off, "baseline": old})
     note = json.loads((tmp_path / "o2" / "compare.json").read_text())["layers"]["note"]
     assert note.startswith("candidate (off) has no per-layer profile: per-layer profiling off; baseline (old)")
+
+
+def test_profiles_of_different_inputs_are_compared_with_a_warning() -> None:
+    """A fixed-batch-8 engine profiled at batch 8 against one profiled at batch 1 does 8x the work per layer:
+    the table would rank that as a regression, so the diff says the inputs differ."""
+    from stages.validation.layer_diff import diff_markdown
+
+    cand = {"layers": [row("a", "Conv", "int8", 8.0)], "layer_summary": {"input": {"x": [8, 3, 8, 8]}}}
+    base = {"layers": [row("a", "Conv", "fp32", 1.0)], "layer_summary": {"input": {"x": [1, 3, 8, 8]}}}
+    diff = layer_diff(cand, base)
+    assert diff["warnings"] == [
+        "the layers were profiled on different inputs (candidate {'x': [8, 3, 8, 8]}, baseline {'x': [1, 3, 8, 8]}): "
+        "their times compare different work"
+    ]
+    assert any(line.startswith("**Warning:** the layers were profiled") for line in diff_markdown(diff, "c", "b"))
+    base["layer_summary"]["input"] = {"x": [8, 3, 8, 8]}
+    assert layer_diff(cand, base)["warnings"] == []

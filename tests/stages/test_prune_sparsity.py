@@ -251,3 +251,68 @@ def test_verifier_reads_a_float_weight_behind_a_qdq_pair() -> None:
     )
     (entry,) = sparsity.verify(model)
     assert entry["status"] == "sparse" and entry["via"] == ["QuantizeLinear", "DequantizeLinear"] and entry["axis"] == 1
+
+
+def _checked(nodes: list, inits: list, ins: list, outs: list) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", ins, outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_weight_a_subgraph_reads_from_the_outer_scope_stays_dense() -> None:
+    """An If branch that reads W captures it from the outer graph, not through a node input: pruning W for the
+    MatMul would change the branch's output too."""
+    from stages.prune_sparsity import PruneSparsityParams, _skip_reasons
+
+    vi = helper.make_tensor_value_info
+    w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    then = helper.make_graph(
+        [helper.make_node("Add", ["W", "W"], ["t"])], "then", [], [vi("t", TensorProto.FLOAT, [8, 4])]
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["W"], ["e"])], "else", [], [vi("e", TensorProto.FLOAT, [8, 4])]
+    )
+    model = _checked(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+            helper.make_node("If", ["c"], ["z"], name="if", then_branch=then, else_branch=other),
+        ],
+        [numpy_helper.from_array(w, "W")],
+        [vi("x", TensorProto.FLOAT, [2, 8]), vi("c", TensorProto.BOOL, [])],
+        [vi("y", TensorProto.FLOAT, [2, 4]), vi("z", TensorProto.FLOAT, [8, 4])],
+    )
+    reasons = _skip_reasons(model, sparsity.weight_sites(model), PruneSparsityParams())
+    assert reasons == {"mm": "its weight W also feeds the subgraph of If if"}
+
+
+def test_one_int8_weight_behind_two_dequantizers_stays_dense() -> None:
+    """Two DequantizeLinear nodes with different zero points rank the same int8 weight differently: no one 2:4
+    pattern holds for both, so both layers are skipped with the reason (not a failed stage)."""
+    from stages.prune_sparsity import PruneSparsityParams, _skip_reasons
+
+    vi = helper.make_tensor_value_info
+    rng = np.random.default_rng(1)
+    q = rng.integers(0, 255, (8, 8, 1, 1)).astype(np.uint8)
+    zero = rng.integers(100, 150, 8).astype(np.uint8)
+    inits = [
+        numpy_helper.from_array(q, "Wq"),
+        numpy_helper.from_array(np.full(8, 0.1, np.float32), "sc"),
+        numpy_helper.from_array(zero, "zp"),
+        numpy_helper.from_array((zero + 3).astype(np.uint8), "zp2"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "sc", "zp"], ["Wd"], axis=0, name="dq"),
+        helper.make_node("Conv", ["x", "Wd"], ["y"], name="c"),
+        helper.make_node("DequantizeLinear", ["Wq", "sc", "zp2"], ["Wd2"], axis=0, name="dq2"),
+        helper.make_node("Conv", ["x", "Wd2"], ["y2"], name="c2"),
+    ]
+    shape = [1, 8, 4, 4]
+    model = _checked(
+        nodes,
+        inits,
+        [vi("x", TensorProto.FLOAT, shape)],
+        [vi("y", TensorProto.FLOAT, shape), vi("y2", TensorProto.FLOAT, shape)],
+    )
+    reasons = _skip_reasons(model, sparsity.weight_sites(model), PruneSparsityParams())
+    assert set(reasons) == {"c", "c2"} and all("different DequantizeLinear" in r for r in reasons.values())

@@ -125,14 +125,21 @@ def derived_shape(inputs: Sequence[TensorInfo]) -> dict[str, str] | None:
     return shape or None
 
 
+SPARSE_RATE_DETAIL = "sparse_weights_decompression_rate"  # engine.json details key (build.openvino)
+
+
 def derived_plugin_config(member: Member) -> dict[str, str]:
     """What the server must set to run the numbers the build checked: engine.json's inference precision (f32 for
-    a model without one: OpenVINO's CPU plugin would pick bf16 on AVX-512 BF16/AMX CPUs) and its performance hint."""
+    a model without one: OpenVINO's CPU plugin would pick bf16 on AVX-512 BF16/AMX CPUs), its performance hint and
+    its sparse-weight decompression rate (build.openvino's; validate compiled with it)."""
     info = member.info
     plugin: dict[str, str] = {"INFERENCE_PRECISION_HINT": (info.inference_precision if info else None) or "f32"}
     hint = info.details.get("performance_hint") if info else None
     if isinstance(hint, str):
         plugin["PERFORMANCE_HINT"] = hint
+    rate = info.details.get(SPARSE_RATE_DETAIL) if info else None
+    if isinstance(rate, (int, float)):
+        plugin["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = str(rate)
     return plugin
 
 

@@ -206,6 +206,11 @@ def _openvino_parameters(member: Member, warnings: list[str]) -> tuple[dict[str,
     there: the backend runs OpenVINO's CPU default, bf16 on a CPU with AVX-512 BF16 or AMX."""
     info = member.info
     params: dict[str, Any] = {}
+    if info is not None and info.details.get("sparse_weights_decompression_rate") is not None:
+        warnings.append(
+            f"runs without the sparse-weight decompression rate {member.label} was built and checked with: Triton's "
+            "OpenVINO backend takes no CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE (package.ovms sets it)"
+        )
     hint = info.details.get("performance_hint") if info is not None else None
     if isinstance(hint, str) and hint.lower() in ("latency", "throughput", "cumulative_throughput"):
         params["PERFORMANCE_HINT"] = {"string_value": hint.lower()}

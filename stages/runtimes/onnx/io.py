@@ -112,6 +112,7 @@ def session_from_onnx(
     threads: int | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
     graph_optimization: str = "all",
+    profile_prefix: str | None = None,
 ) -> "onnxruntime.InferenceSession":
     """The one way this project opens an ONNX Runtime session: the CPU provider unless told, one inter-op thread, quiet.
 
@@ -120,7 +121,8 @@ def session_from_onnx(
     `SELF_CHECK_THREADS` = at most 2, suits the stages' self-checks, which run
     beside other stages on a small shared machine. `providers` and
     `graph_optimization` (a `GRAPH_OPTIMIZATION` key; "all" is ONNX Runtime's
-    default) are what a build.onnxruntime engine records for its server.
+    default) are what a build.onnxruntime engine records for its server. `profile_prefix`: profile every node
+    into a JSON trace starting with it (`session.end_profiling()` names the file).
     """
     import onnxruntime as ort
 
@@ -131,6 +133,9 @@ def session_from_onnx(
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
 
 

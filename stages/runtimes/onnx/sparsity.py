@@ -230,21 +230,34 @@ def _dq_node(model: "onnx.ModelProto", site: WeightSite) -> "onnx.NodeProto":
 
 def _zero_point(model: "onnx.ModelProto", site: WeightSite, values: np.ndarray) -> np.ndarray:
     """The DQ node's zero point broadcast to the weight's shape (0 when it has none)."""
+    return _dq_operand(model, site, values, 2, "zero point", np.int64)
+
+
+def _scale(model: "onnx.ModelProto", site: WeightSite, values: np.ndarray) -> np.ndarray:
+    """The DQ node's scale broadcast to the weight's shape."""
+    return _dq_operand(model, site, values, 1, "scale", np.float64)
+
+
+def _dq_operand(
+    model: "onnx.ModelProto", site: WeightSite, values: np.ndarray, index: int, what: str, dtype: type
+) -> np.ndarray:
+    """Input `index` of the weight's DequantizeLinear (a per-tensor or per-axis initializer) broadcast to the
+    weight's shape; a missing optional input (the zero point) is 0."""
     from onnx import numpy_helper
 
     node = _dq_node(model, site)
     if _attr(node, "block_size", 0):
         raise ValueError(f"node {site.node}: blocked DequantizeLinear (block_size) is not supported")
+    if len(node.input) <= index or not node.input[index]:
+        return np.zeros(values.shape, dtype=dtype)
     inits = {t.name: t for t in model.graph.initializer}
-    if len(node.input) < 3 or not node.input[2]:
-        return np.zeros(values.shape, dtype=np.int64)
-    if node.input[2] not in inits:
-        raise ValueError(f"node {site.node}: the zero point of {node.name or node.output[0]} is not an initializer")
-    zero = numpy_helper.to_array(inits[node.input[2]]).astype(np.int64)
-    if zero.ndim == 1 and values.ndim > 1:
+    if node.input[index] not in inits:
+        raise ValueError(f"node {site.node}: the {what} of {node.name or node.output[0]} is not an initializer")
+    operand: np.ndarray = numpy_helper.to_array(inits[node.input[index]]).astype(dtype)
+    if operand.ndim == 1 and values.ndim > 1:
         axis = _attr(node, "axis", 1) % values.ndim
-        zero = zero.reshape([-1 if i == axis else 1 for i in range(values.ndim)])
-    return np.broadcast_to(zero, values.shape)
+        operand = operand.reshape([-1 if i == axis else 1 for i in range(values.ndim)])
+    return np.broadcast_to(operand, values.shape)
 
 
 def verify(model: "onnx.ModelProto | Path | str", op_types: Iterable[str] = OP_TYPES) -> list[dict[str, Any]]:
@@ -318,11 +331,26 @@ def foreign_users(model: "onnx.ModelProto", sites: Iterable[WeightSite]) -> dict
         for weight, tensors in ours.items():
             if weight not in found and any(t in tensors for t in node.input):
                 found[weight] = f"{node.op_type} {name}"
+        for inner in _subgraph_reads(node):  # an If/Loop/Scan body reading the weight from the outer scope
+            for weight, tensors in ours.items():
+                if weight not in found and inner in tensors:
+                    found[weight] = f"the subgraph of {node.op_type} {name}"
     outputs = {o.name for o in model.graph.output}
     for weight, tensors in ours.items():
         if weight not in found and tensors & outputs:
             found[weight] = "a graph output"
     return found
+
+
+def _subgraph_reads(node: "onnx.NodeProto") -> set[str]:
+    """Every tensor name the node's subgraphs (If branches, Loop and Scan bodies, nested) read."""
+    reads: set[str] = set()
+    for attr in node.attribute:
+        for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            for inner in graph.node:
+                reads.update(inner.input)
+                reads |= _subgraph_reads(inner)
+    return reads
 
 
 def prune_sites(model: "onnx.ModelProto", sites: Iterable[WeightSite]) -> dict[str, float]:
@@ -357,18 +385,3 @@ def prune_sites(model: "onnx.ModelProto", sites: Iterable[WeightSite]) -> dict[s
         inits[weight].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(pruned, dtype=values.dtype), weight))
         zeros[weight] = round(float((effective_values(model, site) == 0).mean()), 6)
     return zeros
-
-
-def _scale(model: "onnx.ModelProto", site: WeightSite, values: np.ndarray) -> np.ndarray:
-    """The DQ node's scale broadcast to the weight's shape."""
-    from onnx import numpy_helper
-
-    node = _dq_node(model, site)
-    inits = {t.name: t for t in model.graph.initializer}
-    if node.input[1] not in inits:
-        raise ValueError(f"node {site.node}: the scale of {node.name or node.output[0]} is not an initializer")
-    scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-    if scale.ndim == 1 and values.ndim > 1:
-        axis = _attr(node, "axis", 1) % values.ndim
-        scale = scale.reshape([-1 if i == axis else 1 for i in range(values.ndim)])
-    return np.broadcast_to(scale, values.shape)

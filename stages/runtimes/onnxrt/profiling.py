@@ -86,20 +86,12 @@ def profile_session(
 ) -> LayerProfile:
     """Open a profiling session on `path` (same settings as the runner's), run `warmup` + `runs` inferences,
     read the trace from a temporary directory (removed after) and keep the last `runs`."""
-    import onnxruntime as ort
-
-    from stages.runtimes.onnx.io import GRAPH_OPTIMIZATION
+    from stages.runtimes.onnx.io import session_from_onnx
 
     runs = max(1, runs)
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        prefix = str(Path(tmp) / "ort")
+        session = session_from_onnx(path, threads, providers, graph_optimization, profile_prefix=prefix)
         for _ in range(max(0, warmup) + runs):
             session.run(None, dict(feeds))
         events = json.loads(Path(session.end_profiling()).read_text())

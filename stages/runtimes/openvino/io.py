@@ -99,12 +99,27 @@ def canonical_names(model: "ov.Model") -> int:
     return changed
 
 
+def reshape_inputs(model: "ov.Model", shapes: dict[str, Any]) -> None:
+    """`model.reshape(shapes)` (input name -> PartialShape), OpenVINO's refusal as one line naming the shapes."""
+    from pipeline.errors import one_line
+
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        wanted = ", ".join(f"{n} {s}" for n, s in shapes.items())
+        raise ValueError(f"cannot reshape the model to {wanted}: {one_line(str(exc), 300)}") from None
+
+
 def save_ir(model: "ov.Model", directory: Path, compress_to_fp16: bool) -> Path:
-    """Write `model` as directory/model.xml + model.bin, names canonical; returns the .xml path."""
+    """Write `model` as directory/model.xml + model.bin, names canonical and without the converter's record of
+    its arguments (`convert_model` keeps the input's absolute path there: the bytes would depend on the folder
+    and the machine, and a shipped IR would carry a scratch path); returns the .xml path."""
     import openvino as ov
 
     directory.mkdir(parents=True, exist_ok=True)
     canonical_names(model)
+    if model.has_rt_info(["conversion_parameters"]):
+        del model.get_rt_info()["conversion_parameters"]
     xml = directory / IR_XML
     ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
     return xml

@@ -82,15 +82,20 @@ class OpenVinoRunner:
         label = self.execution_precision
         self.precision = f"int8 ({label} exec)" if self.int8 else label
 
+    def _config(self, hint: str) -> dict[str, Any]:
+        """The compile config of every compiled model of this engine: hint, precision, threads, and the sparse-weight
+        decompression rate as build.openvino compiled it (validate measures the engine that ships)."""
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.requested_precision}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        rate = self.info.details.get("sparse_weights_decompression_rate") if self.info else None
+        if rate is not None:
+            config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = float(rate)
+        return config
+
     def _compile(self, hint: str) -> "openvino.CompiledModel":
         if hint not in self._compiled:
-            config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.requested_precision}
-            if self.threads:
-                config["INFERENCE_NUM_THREADS"] = int(self.threads)
-            rate = self.info.details.get("sparse_weights_decompression_rate") if self.info else None
-            if rate is not None:  # as build.openvino compiled it: validate measures the engine that ships
-                config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = float(rate)
-            self._compiled[hint] = self.core.compile_model(self.model, self.device, config)
+            self._compiled[hint] = self.core.compile_model(self.model, self.device, self._config(hint))
         return self._compiled[hint]
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,16 +141,7 @@ class OpenVinoRunner:
 
         from stages.runtimes.openvino.profiling import profile_request
 
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": self.requested_precision,
-            "PERF_COUNT": True,
-        }
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        rate = self.info.details.get("sparse_weights_decompression_rate") if self.info else None
-        if rate is not None:  # the engine as `_compile` compiles it (keep the two configs alike)
-            config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = float(rate)
+        config = {**self._config("LATENCY"), "PERF_COUNT": True}
         request = self.core.compile_model(self.model, self.device, config).create_infer_request()
         tensors = {n: ov.Tensor(a) for n, a in self._cast(feeds).items()}
         return profile_request(request, tensors, runs, warmup)

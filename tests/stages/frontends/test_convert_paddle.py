@@ -5,6 +5,7 @@ beside a .pdmodel reruns the conversion (the weights are a discovered input of t
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,7 +17,10 @@ import numpy as np
 import pytest
 from harness import Project, rows, run_stage
 
-paddle = pytest.importorskip("paddle", reason="paddlepaddle is the paddle extra")
+# Never imported here: paddle's native library crashes a process that loaded TensorFlow's first (other test
+# modules do); the models are saved in child processes and the stage runs Paddle in one of its own.
+if importlib.util.find_spec("paddle") is None:
+    pytest.skip("paddlepaddle is the paddle extra", allow_module_level=True)
 
 from stages.convert_openvino import ConvertOpenvino  # noqa: E402
 
@@ -60,16 +64,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _paddle_run(folder: Path, x: np.ndarray) -> np.ndarray:
-    from paddle import inference
+    """Paddle Inference's own output, in a child interpreter (see the note at the top)."""
+    from stages.frontends.formats import ModelSource
+    from stages.frontends.paddle import run_paddle
+    from stages.frontends.ports import Bound, Port
 
-    config = inference.Config(str(folder / "net.pdmodel"), str(folder / "net.pdiparams"))
-    config.disable_gpu()
-    predictor = inference.create_predictor(config)
-    handle = predictor.get_input_handle("x")
-    handle.reshape(list(x.shape))
-    handle.copy_from_cpu(x)
-    predictor.run()
-    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    source = ModelSource("paddle", folder / "net.pdmodel", folder / "net.pdiparams")
+    bound = [Bound(Port("x", "float32", (None, 1, 8, 8)), "x", (), x.shape)]
+    out = run_paddle(source, bound, {"x": x})
+    return next(iter(out.values()))
 
 
 def _openvino_run(ir: Path, x: np.ndarray) -> Any:
@@ -131,3 +134,11 @@ def test_new_weights_beside_a_pdmodel_rerun_the_conversion(models: dict[str, Pat
     r = rows(record)
     assert r["by_dir"]["status"] == "ran" and r["by_file"]["status"] == "ran", r
     assert any("net.pdiparams" in reason for reason in r["by_file"]["reasons"]), r["by_file"]["reasons"]
+
+
+def test_the_paddle_check_survives_a_process_that_loaded_tensorflow(models: dict[str, Path], tmp_path: Path) -> None:
+    """A pipeline worker is reused across stages: after a TensorFlow stage, loading paddle in it would crash
+    the process (SIGSEGV), so the stage runs Paddle in a child of its own."""
+    pytest.importorskip("tensorflow", reason="tensorflow is the tensorflow extra")
+    summary = run_stage(ConvertOpenvino, tmp_path, inputs={"model": str(models["legacy"])}, model=SPEC)
+    assert summary["check_max_abs"] < 1e-4 and "paddle" not in sys.modules

@@ -137,3 +137,22 @@ def test_a_keras_file_keras_cannot_load_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^input model \(broken.keras\): Keras cannot load it: ") as caught:
         run_stage(ConvertOpenvino, tmp_path / "out", inputs={"model": str(tmp_path / "broken.keras")}, model=IMAGE_SPEC)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("file", ["net.keras", "net.tflite"])
+@pytest.mark.parametrize("kind", [ConvertOnnx, ConvertOpenvino])
+def test_the_same_model_converts_to_the_same_bytes_in_one_process(
+    models: dict, kind: type, file: str, tmp_path: Path
+) -> None:
+    """A worker converts many models: no process-wide counter (tf2onnx's node names) and no scratch path
+    (OpenVINO's record of convert_model's arguments) may reach the bytes, or early cutoff never happens."""
+    import hashlib
+
+    spec = IMAGE_SPEC
+    out = "model.onnx" if kind is ConvertOnnx else "model/model.xml"
+    digests = []
+    for run in ("a", "b"):
+        run_stage(kind, tmp_path / run, inputs={"model": str(models["root"] / file)}, model=spec)
+        digests.append(hashlib.sha256((tmp_path / run / out).read_bytes()).hexdigest())
+        assert str(tmp_path) not in (tmp_path / run / out).read_bytes().decode("latin-1")
+    assert digests[0] == digests[1]
