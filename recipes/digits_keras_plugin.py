@@ -9,11 +9,15 @@ out), laid out N x 8 x 8 x 1, channels last, as Keras convolutions take them. Tr
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import Field
 
 from pipeline.stage import OutputSpec, Params, Stage, StageContext
+
+if TYPE_CHECKING:
+    import keras
 
 TRAIN_COUNT = 1200
 
@@ -96,5 +100,24 @@ class TrainDigitsKeras(Stage[TrainParams]):
         progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, _: ctx.progress(e + 1, p.epochs, "training"))
         net.fit(x, y, batch_size=p.batch_size, epochs=p.epochs, shuffle=True, verbose=0, callbacks=[progress])
         _, accuracy = net.evaluate(xt, yt, verbose=0)
-        net.save(ctx.output("model"))
+        save_reproducibly(net, ctx.output("model"))
         return {"held_out_accuracy": round(float(accuracy), 4), "train_images": len(x)}
+
+
+def save_reproducibly(net: "keras.Model", path: Path) -> None:
+    """`net.save(path)` without the save time: Keras writes it into metadata.json's `date_saved` and as the
+    weights' date in the zip, so the same weights would give other bytes and every stage below would rerun."""
+    import json
+    import zipfile
+
+    raw = path.with_name(".unpacked-" + path.name)
+    net.save(raw)
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            out.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+    raw.unlink()

@@ -73,7 +73,15 @@ def lanes_loop(
 ) -> tuple[LoopFn, list[Any]]:
     """The timed loop over every lane (`group` inferences enqueued per lane per round, each timed between two
     CUDA events) and the events it records with, for the caller to destroy."""
-    events = [[_ok(cudart.cudaEventCreate()) for _ in range(group + 1)] for _ in lanes]
+    made: list[Any] = []
+    try:
+        for _ in range(len(lanes) * (group + 1)):
+            made.append(_ok(cudart.cudaEventCreate()))
+    except BaseException:  # the ones made so far are freed here: the caller never sees them
+        for event in made:
+            cudart.cudaEventDestroy(event)
+        raise
+    events = [made[i * (group + 1) : (i + 1) * (group + 1)] for i in range(len(lanes))]
 
     def loop(seconds: float) -> tuple[list[float], int, float]:
         times: list[float] = []
@@ -92,7 +100,7 @@ def lanes_loop(
             if elapsed >= seconds:
                 return times, len(times), elapsed
 
-    return loop, [e for marks in events for e in marks]
+    return loop, made
 
 
 def close_lanes(cudart: Any, lanes: list[Lane]) -> None:
