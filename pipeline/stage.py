@@ -277,6 +277,9 @@ class Stage(Generic[P]):
     model_fields: ClassVar[tuple[str, ...]] = ()
     # Holds the machine alone while it runs (stages that time things).
     exclusive: ClassVar[bool] = False
+    # Runs in a worker process of its own, retired when it ends: for a kind whose native libraries break others
+    # loaded in the same process (after TensorFlow, importing torch's triton or paddle crashes the process).
+    own_process: ClassVar[bool] = False
     # Its outputs are what a recipe ships (engines, and the reports that vouch for them): a run the remote
     # cache serves downloads them even when no stage below needs them (other intermediates stay remote).
     deliverable: ClassVar[bool] = False

@@ -74,6 +74,7 @@ class TrainDigitsKeras(Stage[TrainParams]):
 
     kind = "digits.train_keras"
     outputs = {"model": OutputSpec("digits.keras", description="the trained Keras model (Keras 3 format)")}
+    own_process = True  # TensorFlow breaks torch's triton and paddle loaded after it in one process
     packages = ("keras", "scikit-learn")
     extra = "tensorflow"
 

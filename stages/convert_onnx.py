@@ -55,6 +55,7 @@ class ConvertOnnx(Stage[ConvertOnnxParams]):
         "model": InputSpec(description="a TensorFlow SavedModel directory, a Keras .keras/.h5 file or a .tflite file")
     }
     outputs = {"model": OutputSpec("model.onnx", description="the converted model, weights inline")}
+    own_process = True  # TensorFlow breaks torch's triton and paddle loaded after it in one process
     packages = ("tf2onnx", "onnx", "onnxruntime")
     extra = "tensorflow,onnx"
     model_fields = ("tensors", "dims", "outputs")

@@ -48,6 +48,7 @@ class ConvertOpenvino(Stage[ConvertOpenvinoParams]):
     summary = "Convert a TensorFlow/Keras/TFLite/PaddlePaddle model to an OpenVINO IR with OpenVINO's frontends"
     inputs = {"model": InputSpec(description=formats.EXPECTED)}
     outputs = {"model": OutputSpec("model", is_dir=True, description="model.xml and model.bin")}
+    own_process = True  # TensorFlow breaks torch's triton and paddle loaded after it in one process
     packages = ("openvino",)
     extra = "openvino"
     model_fields = ("tensors", "dims", "outputs")

@@ -37,3 +37,10 @@ def toy(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("PIPELINE_SIDE_CACHE", raising=False)  # the executor sets it: undone after the test
     monkeypatch.chdir(project.root)
     return project
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `loads_tensorflow` run last: once TensorFlow is in a process, importing torch's triton
+    (torch.export) or paddle crashes it, so every other test runs before any of them."""
+    late = [item for item in items if item.get_closest_marker("loads_tensorflow")]
+    items[:] = [item for item in items if not item.get_closest_marker("loads_tensorflow")] + late

@@ -70,6 +70,15 @@ def run_stage(
     return summary
 
 
+def cpu_default_ov_precision() -> str:
+    """What OpenVINO's CPU plugin runs a float model in when nobody pins it: bf16 on a CPU with AVX512_BF16 or
+    AMX, else f32 (a server that cannot pin the precision, like Triton's OpenVINO backend, runs that)."""
+    from stages.runtimes.cpu import cpu_identity
+
+    flags = cpu_identity()["cpu_flags"].split()
+    return "bf16" if "avx512_bf16" in flags or "amx_bf16" in flags else "f32"
+
+
 def cpu_has_vnni() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512_VNNI, AVX_VNNI or AMX). Without them
     OpenVINO's int8 kernels (AVX2's u8 x s8 multiply-add) saturate, and an INT8 engine that is accurate on

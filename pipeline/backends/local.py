@@ -64,22 +64,26 @@ class _Worker:
 
 
 class ProcessPool:
-    """Persistent spawned workers, one task at a time each, reused across stages (imports stay warm).
-    A worker that dies (a crash or OOM in native code) fails its stage, not the run."""
+    """Persistent spawned workers, one task at a time each, reused across stages (imports stay warm); a kind
+    that asks for `own_process` gets a new worker, stopped when it ends. A worker that dies (a crash or OOM in
+    native code) fails its stage, not the run."""
 
     def __init__(self, progress: ProgressSink):
         self._progress = progress
         self._mp: Any = None  # multiprocessing's spawn context, made when a first stage must run
         self._idle: list[_Worker] = []
         self._busy: dict[str, tuple[_Worker, float]] = {}  # stage -> (worker, when it was submitted)
+        self._retire: set[str] = set()  # stages whose worker is stopped when they end (`Task.own_process`)
 
     def submit(self, task: Task) -> None:
         if self._mp is None:
             import multiprocessing
 
             self._mp = multiprocessing.get_context("spawn")
-        worker = self._idle.pop() if self._idle else _Worker(self._mp)
+        worker = self._idle.pop() if self._idle and not task.own_process else _Worker(self._mp)
         self._busy[task.stage] = (worker, time.perf_counter())
+        if task.own_process:
+            self._retire.add(task.stage)
         worker.conn.send(task)
 
     def poll(self, timeout: float | None) -> list[tuple[str, Outcome]]:
@@ -109,7 +113,11 @@ class ProcessPool:
                 if msg[0] == "progress":
                     self._progress(stage, *msg[1:])
                 else:
-                    self._idle.append(worker)
+                    if stage in self._retire:
+                        self._retire.discard(stage)
+                        worker.stop()
+                    else:
+                        self._idle.append(worker)
                     return msg[1]
         except (EOFError, OSError):
             worker.proc.join(timeout=10)  # its end of the pipe closed: it is exiting (a core dump takes a while)
@@ -122,6 +130,7 @@ class ProcessPool:
 
     def cancel(self, stage: str) -> None:
         busy = self._busy.pop(stage, None)
+        self._retire.discard(stage)
         if busy is not None:
             busy[0].stop(kill=True)
 

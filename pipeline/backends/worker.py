@@ -83,6 +83,7 @@ class Task:
     bundle: str | None = None  # the recipe's folder as a directory object on `store`, for another machine
     expect: Expected | None = None  # checked before the kind runs, where the machine may differ
     trials: TrialSpec | None = None  # None: trials are computed every time (a stage outside a recipe's run)
+    own_process: bool = False  # the kind's `own_process`: a worker of its own, retired afterwards
 
     @property
     def outdir(self) -> Path:

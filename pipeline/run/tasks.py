@@ -74,6 +74,7 @@ def task_for(
         model=recipe.model.model_dump(mode="json") if recipe.model else None,
         log=str(log),
         trials=TrialSpec(trial_base(components, node.kind.trial_neutral), str(store), forced) if components else None,
+        own_process=node.kind.own_process,
     )
 
 

@@ -4,13 +4,14 @@ the two converters agreeing with each other; then a rerun served entirely from t
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Callable
 
 import pytest
 from harness import Ran, quick_timing, rows
 
-pytest.importorskip("tensorflow", reason="tensorflow is the tensorflow extra")
-pytest.importorskip("tf2onnx", reason="tf2onnx is the tensorflow extra")
+if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None:  # not imported here
+    pytest.skip("tensorflow and tf2onnx are the tensorflow extra", allow_module_level=True)
 
 # The e2e conftest's `recipe_project` and `run_recipe` read these three.
 RECIPE = "digits_keras.yaml"

@@ -23,7 +23,9 @@ from harness import REPO, Project, Ran, cpu_has_vnni, quick_timing, rows
 
 EXAMPLES = REPO / "examples" / "search"
 QUICK = quick_timing("check_fp32", "check_int8")
-CLEARLY = 0.03  # the default misses its threshold by at least this much
+# The default misses its threshold by at least this much: on an AVX2 CPU the GELU example's worst cosine is
+# 0.705, with AVX-512 VNNI 0.963 (8-bit products do not saturate there), both far from a 0.99 gate.
+CLEARLY = 0.02
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +152,14 @@ def test_quantize_search_passes_the_gate_the_default_fails(built: Built) -> None
     recipe = e.recipe.replace(".yaml", "_search.yaml")
     shutil.copy(EXAMPLES / recipe, built.project.root / recipe)
     proc, record = built.project.run_json(recipe, *SEARCH_QUICK, *quick_timing("check_int8"), timeout=1200)
+    if e is GELU and cpu_has_vnni():
+        # With VNNI the default misses by less (0.963) and the first passing setting, preset mixed, passes the
+        # tuning digits (0.9935) but not the held-out ones (0.987): the search refuses to ship it, as it must.
+        assert proc.returncode == 3, why(proc, record)
+        r = rows(record)
+        assert r["search"]["status"] == "gate failed" and r["openvino_int8"]["status"] == "not run"
+        assert "fails on the held-out samples: embedding: cosine" in r["search"]["error"]
+        return
     assert proc.returncode == 0, why(proc, record)
     r = rows(record)
     assert r["train"]["status"] == "cached"  # the same model as the default recipe's, from the same cache

@@ -293,3 +293,23 @@ class Gather(Stage):
         lines = [f"{label}: {path.read_text().strip()}" for label, path in parts.items()]
         (ctx.outdir / "gathered.txt").write_text("\n".join(lines) + "\n")
         return {"parts": len(parts)}
+
+
+class Pid(Stage):
+    """Reports the worker process it ran in (its pid), reading an optional input only to follow another stage."""
+
+    kind = "toy.pid"
+    inputs = {"after": InputSpec(optional=True)}
+    outputs = {"model": OutputSpec("pid.txt")}
+
+    def run(self, ctx: StageContext) -> dict:
+        _log_run(ctx)
+        (ctx.outdir / "pid.txt").write_text(f"{ctx.stage} {os.getpid()}")  # the stage: no two outputs alike
+        return {"pid": os.getpid()}
+
+
+class PidAlone(Pid):
+    """The same, in a worker of its own (`own_process`), as a kind whose libraries break others would ask."""
+
+    kind = "toy.pid_alone"
+    own_process = True

@@ -136,9 +136,10 @@ def test_new_weights_beside_a_pdmodel_rerun_the_conversion(models: dict[str, Pat
     assert any("net.pdiparams" in reason for reason in r["by_file"]["reasons"]), r["by_file"]["reasons"]
 
 
+@pytest.mark.loads_tensorflow
 def test_the_paddle_check_survives_a_process_that_loaded_tensorflow(models: dict[str, Path], tmp_path: Path) -> None:
     """A pipeline worker is reused across stages: after a TensorFlow stage, loading paddle in it would crash
     the process (SIGSEGV), so the stage runs Paddle in a child of its own."""
-    pytest.importorskip("tensorflow", reason="tensorflow is the tensorflow extra")
+    pytest.importorskip("tensorflow", reason="tensorflow is the tensorflow extra")  # loaded here on purpose
     summary = run_stage(ConvertOpenvino, tmp_path, inputs={"model": str(models["legacy"])}, model=SPEC)
     assert summary["check_max_abs"] < 1e-4 and "paddle" not in sys.modules

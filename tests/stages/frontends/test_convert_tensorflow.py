@@ -5,6 +5,7 @@ takes the recipe's input names, dim names and ranges."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 from harness import run_stage
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow", reason="tensorflow is the tensorflow extra")
-keras = pytest.importorskip("keras", reason="keras comes with tensorflow")
-pytest.importorskip("tf2onnx", reason="tf2onnx is the tensorflow extra")
+# TensorFlow is imported by the fixture, not at collection: after it, importing torch's triton (torch.export)
+# crashes the process, so these tests also run last (`loads_tensorflow`, tests/conftest.py).
+if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None:
+    pytest.skip("tensorflow and tf2onnx are the tensorflow extra", allow_module_level=True)
+pytestmark = pytest.mark.loads_tensorflow
 
 from stages.convert_onnx import ConvertOnnx  # noqa: E402
 from stages.convert_openvino import ConvertOpenvino  # noqa: E402
@@ -30,25 +33,31 @@ IMAGE_SPEC = {
 }
 
 
-class Dense(tf.Module):
+def dense_module(tf: Any) -> Any:
     """y = tanh(x W + b), and its row sums: a SavedModel with two outputs named by its signature."""
 
-    def __init__(self) -> None:
-        rng = np.random.default_rng(0)
-        self.w = tf.Variable(rng.standard_normal((6, 5)).astype(np.float32))
-        self.b = tf.Variable(rng.standard_normal(5).astype(np.float32))
+    class Dense(tf.Module):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.w = tf.Variable(rng.standard_normal((6, 5)).astype(np.float32))
+            self.b = tf.Variable(rng.standard_normal(5).astype(np.float32))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="x")])
-    def __call__(self, x: Any) -> dict[str, Any]:
-        scores = tf.tanh(tf.matmul(x, self.w) + self.b)
-        return {"scores": scores, "total": tf.reduce_sum(scores, axis=1)}
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="x")])
+        def __call__(self, x: Any) -> dict[str, Any]:
+            scores = tf.tanh(tf.matmul(x, self.w) + self.b)
+            return {"scores": scores, "total": tf.reduce_sum(scores, axis=1)}
+
+    return Dense()
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every model once per module (TensorFlow is slow to start): paths, and the Keras model in memory."""
+    import keras
+    import tensorflow as tf
+
     root = tmp_path_factory.mktemp("tfmodels")
-    module = Dense()
+    module = dense_module(tf)
     tf.saved_model.save(module, str(root / "dense"), signatures=module.__call__.get_concrete_function())
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1), name="image")
@@ -61,7 +70,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "net.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(root / "exported")).convert())
     fixed = tf.function(lambda x: tf.nn.relu(x) * 2.0).get_concrete_function(tf.TensorSpec([1, 6], tf.float32))
     (root / "fixed.tflite").write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fixed], None).convert())
-    return {"root": root, "dense": module, "net": net}
+    return {"root": root, "dense": module, "net": net, "tf": tf, "keras": keras}
 
 
 def _outputs(kind: type, root: Path, tmp: Path, spec: dict, x: np.ndarray, input_name: str) -> dict[str, np.ndarray]:
@@ -80,7 +89,7 @@ def _outputs(kind: type, root: Path, tmp: Path, spec: dict, x: np.ndarray, input
 @pytest.mark.parametrize("kind", [ConvertOnnx, ConvertOpenvino])
 def test_a_savedmodel_converts_and_matches_tensorflow(models: dict, kind: type, tmp_path: Path) -> None:
     x = np.random.default_rng(7).standard_normal((3, 6)).astype(np.float32)
-    expected = {k: v.numpy() for k, v in models["dense"](tf.constant(x)).items()}
+    expected = {k: v.numpy() for k, v in models["dense"](models["tf"].constant(x)).items()}
     got = _outputs(kind, models["root"] / "dense", tmp_path, DENSE_SPEC, x, "x")
     assert sorted(got) == ["scores", "total"]  # the signature's keys
     for name in expected:
@@ -91,7 +100,7 @@ def test_a_savedmodel_converts_and_matches_tensorflow(models: dict, kind: type, 
 @pytest.mark.parametrize("kind", [ConvertOnnx, ConvertOpenvino])
 def test_keras_and_tflite_files_convert_and_match_keras(models: dict, kind: type, file: str, tmp_path: Path) -> None:
     x = np.random.default_rng(8).random((5, 8, 8, 1), dtype=np.float32)
-    expected = keras.ops.convert_to_numpy(models["net"](x, training=False))
+    expected = models["keras"].ops.convert_to_numpy(models["net"](x, training=False))
     got = _outputs(kind, models["root"] / file, tmp_path, IMAGE_SPEC, x, "image")
     assert list(got) == ["logits"]  # model.outputs renames the one output
     np.testing.assert_allclose(got["logits"], expected, atol=1e-4)
