@@ -106,8 +106,9 @@ class TrainDigitsKeras(Stage[TrainParams]):
 
 
 def save_reproducibly(net: "keras.Model", path: Path) -> None:
-    """`net.save(path)` without the save time: Keras writes it into metadata.json's `date_saved` and as the
-    weights' date in the zip, so the same weights would give other bytes and every stage below would rerun."""
+    """`net.save(path)` without what changes from one process to the next: the save time (metadata.json's
+    `date_saved`, the zip's dates) and the memory addresses Keras writes as `shared_object_id` in config.json
+    (numbered here in order of appearance). Otherwise the same weights would give other bytes."""
     import json
     import zipfile
 
@@ -120,5 +121,20 @@ def save_reproducibly(net: "keras.Model", path: Path) -> None:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared(json.loads(data), {}), sort_keys=True).encode()
             out.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     raw.unlink()
+
+
+def _renumber_shared(node: Any, ids: dict[int, int]) -> Any:
+    """config.json with each distinct `shared_object_id` (an id() of the saving process) replaced by 1, 2, ...
+    in order of appearance: the links between shared objects stay, the addresses go."""
+    if isinstance(node, dict):
+        return {
+            k: ids.setdefault(v, len(ids) + 1) if k == "shared_object_id" else _renumber_shared(v, ids)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumber_shared(v, ids) for v in node]
+    return node

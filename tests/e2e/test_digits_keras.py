@@ -32,3 +32,8 @@ def test_both_converters_pass_the_digits_gates_and_rerun_cached(run_recipe: Call
     assert r["convert"]["summary"]["check_max_abs"] < 1e-4 and r["convert_ov"]["summary"]["check_max_abs"] < 1e-4
     again = run_recipe()
     assert again[0].returncode == 0 and {s["status"] for s in again[1]["stages"]} == {"cached"}
+    # Training again gives the same .keras bytes (no save date, no memory addresses): nothing below reruns.
+    proc, record = run_recipe("--force", "train")
+    r = rows(record)
+    assert proc.returncode == 0 and r["train"]["status"] == "ran" and r["train"]["same_output_as_before"]
+    assert all(s["status"] == "cached" for s in record["stages"] if s["stage"] != "train"), record["stages"]
