@@ -72,8 +72,8 @@ class ProcessPool:
         self._progress = progress
         self._mp: Any = None  # multiprocessing's spawn context, made when a first stage must run
         self._idle: list[_Worker] = []
-        self._busy: dict[str, tuple[_Worker, float]] = {}  # stage -> (worker, when it was submitted)
-        self._retire: set[str] = set()  # stages whose worker is stopped when they end (`Task.own_process`)
+        # stage -> (worker, when it was submitted, whether it is stopped when the stage ends: `Task.own_process`)
+        self._busy: dict[str, tuple[_Worker, float, bool]] = {}
 
     def submit(self, task: Task) -> None:
         if self._mp is None:
@@ -81,9 +81,7 @@ class ProcessPool:
 
             self._mp = multiprocessing.get_context("spawn")
         worker = self._idle.pop() if self._idle and not task.own_process else _Worker(self._mp)
-        self._busy[task.stage] = (worker, time.perf_counter())
-        if task.own_process:
-            self._retire.add(task.stage)
+        self._busy[task.stage] = (worker, time.perf_counter(), task.own_process)
         worker.conn.send(task)
 
     def poll(self, timeout: float | None) -> list[tuple[str, Outcome]]:
@@ -92,7 +90,7 @@ class ProcessPool:
         if not self._busy:
             return []
         by_handle: dict[Any, str] = {}
-        for stage, (worker, _) in self._busy.items():
+        for stage, (worker, _, _) in self._busy.items():
             by_handle[worker.conn] = by_handle[worker.proc.sentinel] = stage
         ended = []
         for ready in multiprocessing.connection.wait(list(by_handle), timeout):
@@ -106,15 +104,14 @@ class ProcessPool:
         return ended
 
     def _drain(self, stage: str) -> Outcome | None:
-        worker, started = self._busy[stage]
+        worker, started, retire = self._busy[stage]
         try:
             while worker.conn.poll():
                 msg = worker.conn.recv()
                 if msg[0] == "progress":
                     self._progress(stage, *msg[1:])
                 else:
-                    if stage in self._retire:
-                        self._retire.discard(stage)
+                    if retire:
                         worker.stop()
                     else:
                         self._idle.append(worker)
@@ -130,7 +127,6 @@ class ProcessPool:
 
     def cancel(self, stage: str) -> None:
         busy = self._busy.pop(stage, None)
-        self._retire.discard(stage)
         if busy is not None:
             busy[0].stop(kill=True)
 
