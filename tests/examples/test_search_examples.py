@@ -153,12 +153,18 @@ def test_quantize_search_passes_the_gate_the_default_fails(built: Built) -> None
     shutil.copy(EXAMPLES / recipe, built.project.root / recipe)
     proc, record = built.project.run_json(recipe, *SEARCH_QUICK, *quick_timing("check_int8"), timeout=1200)
     if e is GELU and cpu_has_vnni():
-        # With VNNI the default misses by less (0.963) and the first passing setting, preset mixed, passes the
-        # tuning digits (0.9935) but not the held-out ones (0.987): the search refuses to ship it, as it must.
+        # With VNNI the default misses by less (0.963) and the passing settings barely pass the tuning digits;
+        # which one is chosen depends on measured latency (the fastest passing). Preset mixed fails the held-out
+        # digits (0.987): the search refuses it; a choice that passes them fails check_int8 on the test digits.
+        # Either way nothing ships past a failed gate.
         assert proc.returncode == 3, why(proc, record)
         r = rows(record)
-        assert r["search"]["status"] == "gate failed" and r["openvino_int8"]["status"] == "not run"
-        assert "fails on the held-out samples: embedding: cosine" in r["search"]["error"]
+        if r["search"]["status"] == "gate failed":
+            assert r["openvino_int8"]["status"] == "not run", why(proc, record)
+            assert "fails on the held-out samples: embedding: cosine" in r["search"]["error"]
+        else:
+            assert r["search"]["status"] == "ran" and r["check_int8"]["status"] == "gate failed", why(proc, record)
+            assert e.error in r["check_int8"]["error"]
         return
     assert proc.returncode == 0, why(proc, record)
     r = rows(record)
